@@ -1,0 +1,1 @@
+"""Test server fixtures (filled by the area that needs them)."""
