@@ -107,11 +107,18 @@ class Reason(StrEnum):
     # --- CA ---
     CA_REJECTED = "CaRejected"
     """The CA refused the application (CA-2)."""
+    CA_POLICY = "CaPolicy"
+    """The private CA's policy does not allow a requested name (EL-4)."""
     # --- general ---
     NOT_FOUND = "NotFound"
     """No such object."""
     BAD_INPUT = "BadInput"
     """The input could not be used."""
+    # --- deployment (DEP) ---
+    NOT_DEPLOYABLE = "NotDeployable"
+    """The certificate is not issued (or has no certificate PEM): there is nothing to deploy yet."""
+    DEPLOYMENT_IN_PROGRESS = "DeploymentInProgress"
+    """Another run is deploying this certificate to this target right now."""
 
 
 @dataclass(frozen=True)

@@ -278,6 +278,8 @@ class LedgerEntry(BaseModel):
     idempotency_key: str
     created_at: datetime
     note: str = ""
+    amount: int = 0
+    """Money in units for CHARGE entries (informational; balances sum `delta` only)."""
 
 
 class Balances(BaseModel):

@@ -1,1 +1,188 @@
-"""Test server fixtures (filled by the area that needs them)."""
+"""PostgreSQL 15 for the test suite: one server per session, a fresh database per test.
+
+The cluster lives in a temp dir owned by the `postgres` user (initdb refuses to run as root),
+listens on 127.0.0.1 on a free port, runs with fsync off, and is stopped with
+``pg_ctl -m fast stop`` at teardown and at interpreter exit. Per-test databases are cloned
+from a migrated template (``CREATE DATABASE ... TEMPLATE``), which is much faster than
+migrating each one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.servers.base import free_port, missing
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+TEMPLATE_DB = "certpilot_template"
+
+
+def _pg_bin(name: str) -> str | None:
+    path = PG_BIN / name
+    if os.access(path, os.X_OK):
+        return str(path)
+    return shutil.which(name)
+
+
+def _run(argv: list[str], *, user: str | None) -> subprocess.CompletedProcess:
+    kwargs: dict = {}
+    if user is not None and os.geteuid() == 0:
+        kwargs["user"] = user
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, **kwargs)
+
+
+@dataclass
+class PostgresServer:
+    """A running PostgreSQL cluster we own."""
+
+    port: int
+    root: Path
+    pg_ctl: str
+    user: str | None
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def url(self, database: str) -> str:
+        """SQLAlchemy URL (psycopg 3) of one database on this server."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+                             autocommit=True) as conn:
+            conn.execute(sql)
+
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create database `name` (optionally cloned from `template`) and return its URL."""
+        clause = f" TEMPLATE {template}" if template else " TEMPLATE template0"
+        self._admin(f'CREATE DATABASE "{name}"{clause}')
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop database `name`, disconnecting whoever still holds it."""
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def stop(self) -> None:
+        """Fast shutdown (disconnects clients) and remove the cluster's files."""
+        if self._stopped:
+            return
+        self._stopped = True
+        _run([self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop"], user=self.user)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_postgres() -> PostgresServer:
+    """initdb + pg_ctl start in a fresh temp dir; raises FileNotFoundError/RuntimeError."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        raise FileNotFoundError("initdb/pg_ctl (PostgreSQL 15 server binaries)")
+    user = "postgres" if os.geteuid() == 0 else None
+    # Not under pytest's tmp dir: that is 0700 root, and the server runs as `postgres`.
+    root = Path(tempfile.mkdtemp(prefix="certpilot-pg-"))
+    sock = root / "sock"
+    sock.mkdir()
+    log = root / "postgres.log"
+    log.touch()
+    if user is not None:
+        shutil.chown(root, user)
+        shutil.chown(sock, user)
+        shutil.chown(log, user)
+    data = root / "data"
+    done = _run([initdb, "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"], user=user)
+    if done.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"initdb failed: {done.stderr[-2000:]}")
+    port = free_port()
+    opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off -c full_page_writes=off"
+    server = PostgresServer(port=port, root=root, pg_ctl=pg_ctl, user=user)
+    atexit.register(server.stop)
+    done = _run([pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "30", "-o", opts, "start"], user=user)
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:]
+        server.stop()
+        raise RuntimeError(f"pg_ctl start failed: {done.stderr[-1000:]}\n{tail}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL 15 server for the session (skipped without binaries; fails in CI)."""
+    try:
+        server = start_postgres()
+    except (FileNotFoundError, RuntimeError, OSError) as exc:
+        missing(f"PostgreSQL 15 ({exc})")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """URL of an empty database ``certpilot_test`` on the session's server."""
+    return postgres_server.create_database("certpilot_test")
+
+
+@pytest.fixture(scope="session")
+def _postgres_template(postgres_server: PostgresServer) -> str:
+    """A database migrated to every head once, cloned by each test's database."""
+    from certpilot.store import db
+
+    url = postgres_server.create_database(TEMPLATE_DB)
+    db.ensure_schema(url)
+    db.reset_engines()  # a template may have no open connections when cloned
+    return TEMPLATE_DB
+
+
+def _unique_name() -> str:
+    return "t_" + uuid.uuid4().hex[:16]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> Iterator[str]:
+    """A fresh database with the schema applied (`ensure_schema`), on SQLite and on PostgreSQL."""
+    from certpilot.store import db
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        db.ensure_schema(url)
+        yield url
+        db.reset_engines()
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    template = request.getfixturevalue("_postgres_template")
+    name = _unique_name()
+    url = server.create_database(name, template=template)
+    db.ensure_schema(url)
+    yield url
+    db.reset_engines()
+    server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_store_url(request, tmp_path) -> Iterator[str]:
+    """A fresh database with no schema at all (for migration tests), SQLite and PostgreSQL."""
+    from certpilot.store import db
+
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sub' / 'empty.db'}"
+        db.reset_engines()
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = _unique_name()
+    url = server.create_database(name)
+    yield url
+    db.reset_engines()
+    server.drop_database(name)

@@ -1,0 +1,207 @@
+"""Prefect Blocks: certpilot's configuration and secrets, each with a factory for its adapter.
+
+A block is fields plus a factory, nothing else (the prefect-aws `AwsCredentials` pattern):
+secrets are `SecretStr` (encrypted in Prefect's database, masked in the UI and API), and the
+factory builds the adapter with everything passed in, so adapters never load blocks or
+settings themselves. `register_all()` registers the types; `certpilot up` saves defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from prefect.blocks.core import Block
+from prefect_aws import AwsCredentials
+from prefect_email import EmailServerCredentials
+from pydantic import Field, SecretStr
+
+
+class KeyVaultBlock(Block):
+    """Where the key vault's master key comes from: a secret here, or an AWS KMS key."""
+
+    _block_type_name = "certpilot key vault"
+    _block_type_slug = "certpilot-key-vault"
+    _description = "Master key of certpilot's encrypted key vault (AES-GCM envelope)."
+
+    master_key: SecretStr | None = Field(
+        default=None, description="Base64 of 32 random bytes. Empty: CERTPILOT_MASTER_KEY or the 0600 key file.")
+    kms_key_id: str | None = Field(default=None, description="AWS KMS key id/ARN: wrap data keys with KMS instead.")
+    aws_credentials: AwsCredentials | None = Field(default=None, description="Credentials for KMS.")
+
+    def vault(self):
+        """Build the `KeyVault` this block describes."""
+        from certpilot.crypto import vault as v
+
+        if self.kms_key_id:
+            from certpilot.crypto.kms import KmsMasterKey
+
+            client = (self.aws_credentials or AwsCredentials()).get_client("kms")
+            return v.KeyVault(KmsMasterKey(client, self.kms_key_id))
+        if self.master_key is not None:
+            return v.KeyVault(v.LocalMasterKey.from_base64(self.master_key.get_secret_value()))
+        return v.default_vault()
+
+
+class AcmeAccountBlock(Block):
+    """An ACME CA account (RFC 8555): directory, contact, External Account Binding."""
+
+    _block_type_name = "certpilot ACME account"
+    _block_type_slug = "certpilot-acme-account"
+    _description = "ACME issuer: Let's Encrypt, ZeroSSL, Google Trust Services, step-ca, Pebble…"
+
+    directory_url: str = Field(description="The CA's ACME directory URL.")
+    contact_email: str | None = Field(default=None, description="Account contact (mailto:).")
+    eab_kid: str | None = Field(default=None, description="External Account Binding key id, if the CA needs one.")
+    eab_hmac_key: SecretStr | None = Field(default=None, description="EAB HMAC key (base64url).")
+    ca_bundle: str | None = Field(default=None, description="CA bundle path to trust the ACME server (test CAs).")
+    caa_identifiers: list[str] = Field(default_factory=list,
+                                       description="The CA's CAA issuer domain names (e.g. letsencrypt.org).")
+    publicly_trusted: bool = Field(default=True, description="Whether its certificates are publicly trusted (VA-5).")
+
+    def issuer(self, sessions: Callable, vault, *, dns_providers=(), http01=None, nameservers=None,
+               clock: Callable[[], datetime] | None = None):
+        """Build the ACME `Issuer` (account key sealed in `vault`)."""
+        from certpilot.adapters.issuers.acme import AcmeIssuer
+
+        return AcmeIssuer.from_block(self, sessions=sessions, vault=vault, dns_providers=dns_providers,
+                                     http01=http01, nameservers=nameservers, clock=clock)
+
+
+class PrivateCaBlock(Block):
+    """The embedded private CA: certpilot's default issuer (EL-4's reissue path)."""
+
+    _block_type_name = "certpilot private CA"
+    _block_type_slug = "certpilot-private-ca"
+    _description = "Embedded private CA; root and intermediate created on first use, keys in the vault."
+
+    ca_name: str = Field(default="default", description="Which private CA of the store.")
+    validity_days: int = Field(default=90, description="Lifetime of issued certificates.")
+    allowed_suffixes: list[str] = Field(default_factory=list, description="Names it may sign (empty: any).")
+
+    def issuer(self, sessions: Callable, vault, *, clock: Callable[[], datetime]):
+        """Build the `PrivateCa` issuer."""
+        from certpilot.adapters.issuers.private_ca import PrivateCa, PrivateCaPolicy
+
+        policy = PrivateCaPolicy(validity_days=self.validity_days, allowed_suffixes=tuple(self.allowed_suffixes))
+        return PrivateCa(sessions, vault, policy=policy, clock=clock, ca_name=self.ca_name)
+
+
+class Rfc2136Block(Block):
+    """A DNS primary accepting TSIG-signed dynamic updates (BIND, Knot, PowerDNS)."""
+
+    _block_type_name = "certpilot RFC 2136 DNS"
+    _block_type_slug = "certpilot-rfc2136"
+    _description = "Automatic DNS-01 validation through RFC 2136 updates signed with TSIG."
+
+    server: str = Field(description="Primary server IP address.")
+    port: int = Field(default=53)
+    zones: list[str] = Field(description="Zones this key may update.")
+    tsig_key_name: str
+    tsig_secret: SecretStr
+    tsig_algorithm: str = Field(default="hmac-sha256")
+
+    def provider(self):
+        """Build the `Rfc2136Provider`."""
+        from certpilot.adapters.dns.rfc2136 import Rfc2136Provider
+
+        return Rfc2136Provider(self.server, self.port, zones=self.zones, keyname=self.tsig_key_name,
+                               secret=self.tsig_secret.get_secret_value(), algorithm=self.tsig_algorithm)
+
+
+class Route53Block(Block):
+    """An AWS Route 53 hosted zone (credentials from prefect-aws's AwsCredentials)."""
+
+    _block_type_name = "certpilot Route53 DNS"
+    _block_type_slug = "certpilot-route53"
+    _description = "Automatic DNS-01 validation through Route 53 TXT records."
+
+    aws_credentials: AwsCredentials = Field(default_factory=AwsCredentials)
+    hosted_zone_id: str | None = None
+    zone_name: str | None = None
+
+    def provider(self):
+        """Build the `Route53Provider`."""
+        from certpilot.adapters.dns.route53 import Route53Provider
+
+        return Route53Provider(self.aws_credentials.get_client("route53"), hosted_zone_id=self.hosted_zone_id,
+                               zone_name=self.zone_name)
+
+
+class NginxHostBlock(Block):
+    """How to check and reload a web server that reads PEM files (nginx, Apache, HAProxy)."""
+
+    _block_type_name = "certpilot nginx host"
+    _block_type_slug = "certpilot-nginx-host"
+    _description = "Check and reload commands (argv, no shell) of a PEM-file web server."
+
+    check_argv: list[str] = Field(default_factory=lambda: ["nginx", "-t"])
+    reload_argv: list[str] = Field(default_factory=lambda: ["nginx", "-s", "reload"])
+    timeout_seconds: float = 30.0
+
+
+class AwsDeployBlock(Block):
+    """AWS deployment targets: ACM re-import and ALB/ELBv2 listeners."""
+
+    _block_type_name = "certpilot AWS deploy"
+    _block_type_slug = "certpilot-aws-deploy"
+    _description = "Credentials (and endpoint) for ACM and ELBv2 deployment targets."
+
+    aws_credentials: AwsCredentials = Field(default_factory=AwsCredentials)
+
+    def client(self, service: str):
+        """A boto3 client for `service` (acm, elbv2) from these credentials."""
+        return self.aws_credentials.get_client(service)
+
+
+class SmtpNotifierBlock(Block):
+    """Email notices over SMTP (server credentials from prefect-email's block)."""
+
+    _block_type_name = "certpilot email notices"
+    _block_type_slug = "certpilot-email-notices"
+    _description = "Expiry notices, failed deployments and human steps by email."
+
+    server: EmailServerCredentials
+    sender: str = "certpilot@localhost"
+    recipients: list[str] = Field(default_factory=list, description="Always copied; owners are added.")
+
+    def notifier(self, extra_recipients: list[str] | None = None):
+        """Build the `EmailNotifier`."""
+        from certpilot.adapters.notify.email import EmailNotifier
+
+        smtp_type = str(getattr(self.server.smtp_type, "name", self.server.smtp_type)).lower()
+        security = {"ssl": "tls", "starttls": "starttls"}.get(smtp_type, "none")
+        return EmailNotifier(self.server.smtp_server, int(self.server.smtp_port), sender=self.sender,
+                             recipients=list(dict.fromkeys([*self.recipients, *(extra_recipients or [])])),
+                             security=security, username=self.server.username or None,
+                             password=self.server.password if self.server.username else None)
+
+
+class CertpilotConfigBlock(Block):
+    """Which blocks certpilot uses: the issuers, DNS providers, notifications and probes."""
+
+    _block_type_name = "certpilot configuration"
+    _block_type_slug = "certpilot-config"
+    _description = "Names of the blocks the certpilot flows use, and the probe trust bundle."
+
+    default_issuer: str = Field(default="private-ca/default",
+                                description="Block '<kind>/<name>': private-ca/NAME or acme/NAME.")
+    emergency_issuer: str | None = Field(default=None, description="ACME block for EM-1 (acme/NAME).")
+    dns_providers: list[str] = Field(default_factory=list, description="rfc2136/NAME or route53/NAME blocks.")
+    notification_blocks: list[str] = Field(
+        default_factory=list, description="Prefect notification blocks (slug/name) and email-notices/NAME.")
+    probe_ca_bundle: str | None = Field(default=None, description="Trust bundle for verification probes.")
+    nameservers: list[str] = Field(default_factory=list,
+                                   description="Authoritative servers to check DV-7 visibility (host:port).")
+
+
+ALL_BLOCKS: tuple[type[Block], ...] = (
+    KeyVaultBlock, AcmeAccountBlock, PrivateCaBlock, Rfc2136Block, Route53Block, NginxHostBlock,
+    AwsDeployBlock, SmtpNotifierBlock, CertpilotConfigBlock,
+)
+
+
+def register_all() -> None:
+    """Register every certpilot block type (and the prefect-aws/email ones it uses)."""
+    for block in (AwsCredentials, EmailServerCredentials, *ALL_BLOCKS):
+        block.register_type_and_schema()

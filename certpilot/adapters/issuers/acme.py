@@ -1,0 +1,478 @@
+"""ACME (RFC 8555) issuer on the `acme` + `josepy` libraries (certbot's client), not a hand-written one.
+
+Steps, each re-entrant from the order URL alone:
+  submit   DV-4 and CAA (DV-7) checks first — a refusal places no order — then `newOrder`;
+           the caller records the order URL before anything else happens.
+  advance  re-fetch the order by URL; answer the authorizations still pending (valid ones are
+           skipped) through a DNS provider (dns-01) or the HTTP-01 responder; wait until every
+           record is visible at the authoritative servers (DV-7) before telling the CA to
+           validate; finalize; wait for the certificate. Challenge records are removed after
+           validation whatever the outcome.
+  fetch    download the full chain (leaf + intermediates).
+
+Polling never uses the library's fixed 1 s sleeps: a short first delay growing ×1.5 up to a cap,
+never shorter than the CA's Retry-After. Errors: badNonce is retried (bounded, beyond the
+library's single retry); rateLimited and server errors are `TransientError` (with
+`retry_after`); unauthorized, caa, dns, incorrectResponse, rejectedIdentifier and other CA
+refusals are `PermanentError` carrying the CA's detail.
+
+The account key is generated once per directory, sealed in the key vault (table
+`acme_accounts` keeps the account URL and the key id) and held only in memory here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import josepy as jose
+import requests
+from acme import challenges, messages
+from acme import errors as acme_errors
+from acme.client import ClientNetwork, ClientV2
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from certpilot.adapters.dns.base import DnsProvider, provider_for
+from certpilot.adapters.issuers.base import (
+    Application,
+    IssuedChain,
+    OrderStatus,
+    PollResult,
+    split_pem_chain,
+)
+from certpilot.core.errors import (
+    PermanentError,
+    Reason,
+    Refusal,
+    RefusedError,
+    TransientError,
+)
+from certpilot.core.models import KeyAlgorithm, ValidationMethod
+from certpilot.core.validation import check_validation_method
+from certpilot.crypto.keys import PrivateKey, generate_key, open_key, public_fingerprint, store_key
+from certpilot.store.repository import Repository
+from certpilot.store.tables_issuance import AcmeAccountRow
+
+log = logging.getLogger(__name__)
+
+SessionFactory = Callable[[], AbstractContextManager[Session]]
+T = TypeVar("T")
+
+ACCOUNT_PURPOSE = "acme-account"
+
+TRANSIENT_CODES = frozenset({"rateLimited", "serverInternal", "badNonce"})
+"""ACME problem types worth retrying later; every other problem is the CA's refusal."""
+
+_STATUS = {
+    messages.STATUS_PENDING: OrderStatus.PENDING,
+    messages.STATUS_READY: OrderStatus.READY,
+    messages.STATUS_PROCESSING: OrderStatus.PROCESSING,
+    messages.STATUS_VALID: OrderStatus.VALID,
+    messages.STATUS_INVALID: OrderStatus.INVALID,
+}
+
+
+class Http01Responder(Protocol):
+    """Serves ``/.well-known/acme-challenge/<token>`` (the webroot responder of adapters/http01)."""
+
+    def present(self, token: str, key_authorization: str) -> None:
+        """Publish the key authorization at the token's path."""
+        ...
+
+    def cleanup(self, token: str) -> None:
+        """Remove the token's file."""
+        ...
+
+
+@dataclass(frozen=True)
+class ExternalAccount:
+    """External Account Binding credentials a CA issued (kid + base64url HMAC key)."""
+
+    kid: str
+    hmac_key: str = field(repr=False)
+    hmac_alg: str = "HS256"
+
+
+class _Network(ClientNetwork):
+    """ClientNetwork that keeps the response's Retry-After on the ACME problem it raises."""
+
+    @classmethod
+    def _check_response(cls, response: requests.Response, content_type: str | None = None) -> requests.Response:
+        try:
+            return super()._check_response(response, content_type=content_type)
+        except messages.Error as error:
+            error.retry_after = _retry_after_seconds(response)
+            raise
+
+
+def _retry_after_seconds(response: requests.Response | None) -> float | None:
+    if response is None or "Retry-After" not in response.headers:
+        return None
+    when = ClientV2.retry_after(response, 0)
+    return max(0.0, (when - _dt.datetime.now()).total_seconds())
+
+
+def problem_text(error: messages.Error | None) -> str:
+    """The CA's own words for a problem: ``type: detail`` (plus subproblems), no library prose."""
+    if error is None:
+        return "no detail given by the CA"
+    code = error.code or str(error.typ).rsplit(":", 1)[-1]
+    text = f"{code}: {error.detail or error.title or error.description or ''}".rstrip(": ")
+    for sub in error.subproblems or ():
+        ident = f" ({sub.identifier.value})" if sub.identifier else ""
+        text += f"; {sub.code or sub.typ}{ident}: {sub.detail or ''}"
+    return text
+
+
+def _jwk_and_alg(key: PrivateKey) -> tuple[jose.JWK, Any]:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        alg = {"secp256r1": jose.ES256, "secp384r1": jose.ES384}[key.curve.name]
+        return jose.JWKEC(key=key), alg
+    return jose.JWKRSA(key=key), jose.RS256
+
+
+class AcmeIssuer:
+    """An ACME CA (Let's Encrypt, ZeroSSL, Pebble, ...) as an `Issuer`."""
+
+    def __init__(self, directory_url: str, *, sessions: SessionFactory, vault,
+                 ca_bundle: str | bool = True, contact_email: str | None = None,
+                 eab: ExternalAccount | None = None,
+                 dns_providers: Sequence[DnsProvider] = (), http01: Http01Responder | None = None,
+                 caa_check: Callable[[Sequence[str]], Refusal | None] | None = None,
+                 wait_visible: Callable[[str, str], object] | None = None,
+                 publicly_trusted: bool = True, validation_timeout: float = 120.0,
+                 first_delay: float = 0.05, max_delay: float = 2.0, nonce_retries: int = 8,
+                 account_key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
+                 sleep: Callable[[float], None] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        """Args:
+            directory_url: the CA's ACME directory.
+            sessions: factory of transactional sessions (the account row and its sealed key).
+            vault: the `KeyVault` sealing the account key.
+            ca_bundle: path of the CA bundle for the ACME server's TLS (or True for the system's).
+            contact_email: account contact (``mailto:``).
+            eab: External Account Binding credentials, for CAs that require them.
+            dns_providers: writers of DNS-01 records; the one holding the most specific zone is used.
+            http01: the HTTP-01 responder.
+            caa_check: `names -> Refusal | None` (DV-7, e.g. `checks.caa_refusal` bound to a resolver).
+            wait_visible: `(fqdn, value) -> ...` returning once every authoritative server serves
+                the TXT value, raising `RefusedError(RECORD_NOT_VISIBLE)` otherwise (DV-7).
+            publicly_trusted: whether browsers trust this CA (VA-5); Pebble: False.
+            validation_timeout: seconds `advance` may wait for validation and issuance.
+            first_delay, max_delay: polling delays (grow ×1.5 from the first up to the cap).
+            nonce_retries: extra attempts after a badNonce beyond the library's own retry.
+            account_key_algorithm: algorithm of a new account key.
+            sleep, monotonic: injected for tests.
+        """
+        self.directory_url = directory_url
+        self._sessions = sessions
+        self._vault = vault
+        self.ca_bundle = ca_bundle
+        self.contact_email = contact_email
+        self.eab = eab
+        self.dns_providers = tuple(dns_providers)
+        self.http01 = http01
+        self.caa_check = caa_check
+        self.wait_visible = wait_visible
+        self._publicly_trusted = publicly_trusted
+        self.validation_timeout = validation_timeout
+        self.first_delay, self.max_delay = first_delay, max_delay
+        self.nonce_retries = nonce_retries
+        self.account_key_algorithm = account_key_algorithm
+        self._sleep, self._monotonic = sleep, monotonic
+        self._local = threading.local()
+        self._account_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ Issuer properties
+    @property
+    def name(self) -> str:
+        """``acme:<directory URL>``."""
+        return f"acme:{self.directory_url}"
+
+    @property
+    def publicly_trusted(self) -> bool:
+        """As configured (VA-5 caps validity for publicly trusted CAs)."""
+        return self._publicly_trusted
+
+    # ------------------------------------------------------------------ errors and retries
+    def _do(self, what: str, call: Callable[[], T]) -> T:
+        """Run one protocol call: retry badNonce (bounded), map every failure to our error family."""
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except messages.Error as error:
+                if error.code == "badNonce" and attempt < self.nonce_retries:
+                    attempt += 1
+                    continue
+                detail = problem_text(error)
+                if error.code in TRANSIENT_CODES:
+                    raise TransientError(f"{what}: the CA answered {detail}; retry later",
+                                         retry_after=getattr(error, "retry_after", None)) from None
+                raise PermanentError(f"{what}: the CA refused: {detail}", Reason.CA_REJECTED) from None
+            except acme_errors.TimeoutError:
+                raise TransientError(f"{what}: the CA did not answer in time; retry later") from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TransientError(f"{what}: cannot reach the CA at {self.directory_url} "
+                                     f"({type(exc).__name__}); retry later") from None
+            except acme_errors.ClientError as exc:
+                raise TransientError(f"{what}: unexpected answer from the CA ({type(exc).__name__}); "
+                                     "retry later") from None
+
+    # ------------------------------------------------------------------ account and client
+    def _client(self) -> ClientV2:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._connect()
+        return client
+
+    def _network(self, key: PrivateKey) -> _Network:
+        jwk, alg = _jwk_and_alg(key)
+        return _Network(jwk, alg=alg, verify_ssl=self.ca_bundle, user_agent="certpilot")
+
+    def _load_account(self) -> tuple[AcmeAccountRow, PrivateKey] | None:
+        with self._sessions() as s:
+            row = s.scalars(select(AcmeAccountRow).where(AcmeAccountRow.directory_url == self.directory_url)).first()
+            if row is None:
+                return None
+            repo = Repository(s)
+            _alg, fp = repo.key_info(row.key_id)
+            key = open_key(row.key_id, fp, vault=self._vault, repo=repo, purpose=ACCOUNT_PURPOSE)
+            s.expunge(row)
+            return row, key
+
+    def _connect(self) -> ClientV2:
+        """A client bound to this directory's account, registering the account on first use."""
+        with self._account_lock:
+            loaded = self._load_account()
+            if loaded is not None:
+                row, key = loaded
+                net = self._network(key)
+                directory = self._do("reading the ACME directory", lambda: ClientV2.get_directory(self.directory_url, net))
+                net.account = messages.RegistrationResource(body=messages.Registration(), uri=row.account_url)
+                return ClientV2(directory, net)
+            key = generate_key(self.account_key_algorithm)
+            net = self._network(key)
+            directory = self._do("reading the ACME directory", lambda: ClientV2.get_directory(self.directory_url, net))
+            client = ClientV2(directory, net)
+            eab = None
+            if self.eab is not None:
+                eab = messages.ExternalAccountBinding.from_data(
+                    account_public_key=net.key.public_key(), kid=self.eab.kid, hmac_key=self.eab.hmac_key,
+                    directory=directory, hmac_alg=self.eab.hmac_alg)
+            elif client.external_account_required():
+                raise PermanentError(f"the CA at {self.directory_url} requires External Account Binding; "
+                                     "configure the kid and HMAC key the CA gave you.", Reason.BAD_INPUT)
+            reg = messages.NewRegistration.from_data(email=self.contact_email, terms_of_service_agreed=True,
+                                                     external_account_binding=eab)
+            regr = self._do("registering the ACME account", lambda: client.new_account(reg))
+            try:
+                with self._sessions() as s:
+                    key_id, _fp = store_key(key, vault=self._vault, repo=Repository(s), purpose=ACCOUNT_PURPOSE)
+                    s.add(AcmeAccountRow(id=str(uuid.uuid4()), directory_url=self.directory_url,
+                                         account_url=regr.uri, key_id=key_id, contact=self.contact_email))
+            except IntegrityError:
+                # Another process registered first: use its account (ours stays unused at the CA).
+                loaded = self._load_account()
+                assert loaded is not None
+                row, key = loaded
+                net = self._network(key)
+                net.account = messages.RegistrationResource(body=messages.Registration(), uri=row.account_url)
+                return ClientV2(directory, net)
+            log.info("registered ACME account %s at %s", regr.uri, self.directory_url)
+            return client
+
+    def account_url(self) -> str:
+        """The account URL at this CA (registers the account on first use)."""
+        return self._client().net.account.uri
+
+    # ------------------------------------------------------------------ Issuer
+    def submit(self, application: Application) -> str:
+        """Check DV-4 and CAA (DV-7), then place a new order; returns the order URL.
+
+        Raises:
+            RefusedError: WILDCARD_FILE_VALIDATION or CAA_FORBIDS — no order was placed.
+            TransientError / PermanentError: the CA's answer.
+        """
+        names = list(application.names)
+        refusal = check_validation_method(names, application.method)
+        if refusal is None and self.caa_check is not None:
+            refusal = self.caa_check(names)
+        if refusal is not None:
+            raise RefusedError(refusal)
+        client = self._client()
+        orderr = self._do("placing the ACME order", lambda: client.new_order(application.csr_pem))
+        log.info("ACME order %s placed for %s", orderr.uri, ", ".join(names))
+        return orderr.uri
+
+    def _order(self, ref: str) -> tuple[messages.Order, requests.Response]:
+        client = self._client()
+        response = self._do(f"reading order {ref}", lambda: client._post_as_get(ref))
+        return messages.Order.from_json(response.json()), response
+
+    def _authz(self, url: str) -> tuple[messages.AuthorizationResource, requests.Response]:
+        client = self._client()
+        response = self._do(f"reading authorization {url}", lambda: client._post_as_get(url))
+        return messages.AuthorizationResource(body=messages.Authorization.from_json(response.json()),
+                                              uri=url), response
+
+    def poll(self, ref: str) -> PollResult:
+        """The order's state (no side effect); an invalid order carries the CA's detail."""
+        body, response = self._order(ref)
+        status = _STATUS.get(body.status, OrderStatus.PENDING)
+        detail = ""
+        if status is OrderStatus.INVALID:
+            detail = self._failure_detail(body)
+        return PollResult(status, detail, retry_after=_retry_after_seconds(response))
+
+    def _failure_detail(self, body: messages.Order) -> str:
+        if body.error is not None:
+            return problem_text(body.error)
+        problems = []
+        for url in body.authorizations or ():
+            authzr, _ = self._authz(url)
+            for challb in authzr.body.challenges:
+                if challb.error is not None:
+                    problems.append(f"{authzr.body.identifier.value}: {problem_text(challb.error)}")
+        return "; ".join(problems) or "the CA marked the order invalid without detail"
+
+    def _wait(self, what: str, fetch: Callable[[], tuple[T, requests.Response]],
+              done: Callable[[T], bool], deadline: float) -> T:
+        """Poll `fetch` until `done`: first delay short, ×1.5 up to the cap, never under Retry-After."""
+        delay = self.first_delay
+        while True:
+            value, response = fetch()
+            if done(value):
+                return value
+            now = self._monotonic()
+            if now >= deadline:
+                raise TransientError(f"{what} is still not done after {self.validation_timeout:.0f}s; "
+                                     "the next run resumes the same order")
+            pause = max(delay, _retry_after_seconds(response) or 0.0)
+            self._sleep(min(pause, deadline - now))
+            delay = min(delay * 1.5, self.max_delay)
+
+    def advance(self, ref: str, application: Application) -> PollResult:
+        """Drive the order as far as it goes: validation, finalization, issuance.
+
+        Returns:
+            VALID when the certificate can be fetched, INVALID with the CA's detail (CA-2).
+        Raises:
+            RefusedError: a record is not visible at the authoritative servers (DV-7), or no
+                configured DNS provider holds a name's zone.
+            TransientError: rate limits, timeouts (rerun: it resumes this order).
+        """
+        deadline = self._monotonic() + self.validation_timeout
+        body, _ = self._order(ref)
+        if body.status == messages.STATUS_PENDING:
+            self._validate(body, application, deadline)
+            body, _ = self._order(ref)
+        if body.status == messages.STATUS_READY:
+            self._finalize(ref, body, application)
+        body = self._wait(f"order {ref}", lambda: self._order(ref),
+                          lambda b: b.status in (messages.STATUS_VALID, messages.STATUS_INVALID), deadline)
+        if body.status == messages.STATUS_INVALID:
+            return PollResult(OrderStatus.INVALID, self._failure_detail(body))
+        return PollResult(OrderStatus.VALID)
+
+    def _finalize(self, ref: str, body: messages.Order, application: Application) -> None:
+        client = self._client()
+        orderr = messages.OrderResource(body=body, uri=ref, csr_pem=application.csr_pem, authorizations=[])
+        try:
+            self._do(f"finalizing order {ref}", lambda: client.begin_finalization(orderr))
+        except PermanentError as exc:
+            # Another run finalized it meanwhile: the order is processing or valid already.
+            if "orderNotReady" not in exc.message:
+                raise
+
+    def _challenge(self, authzr: messages.AuthorizationResource, method: ValidationMethod) -> messages.ChallengeBody:
+        wanted = challenges.HTTP01 if method is ValidationMethod.HTTP_FILE else challenges.DNS01
+        for challb in authzr.body.challenges:
+            if isinstance(challb.chall, wanted):
+                return challb
+        raise PermanentError(f"the CA offers no {wanted.typ} challenge for {authzr.body.identifier.value}; "
+                             "choose another validation method.", Reason.CA_REJECTED)
+
+    def _validate(self, body: messages.Order, application: Application, deadline: float) -> None:
+        """Answer every pending authorization; records are removed afterwards whatever happens."""
+        client = self._client()
+        jwk = client.net.key
+        authzrs = [self._authz(url)[0] for url in body.authorizations]
+        pending = [a for a in authzrs if a.body.status == messages.STATUS_PENDING]
+        cleanups: list[Callable[[], None]] = []
+        try:
+            answers: list[tuple[messages.ChallengeBody, Any]] = []
+            visible: list[tuple[str, str]] = []
+            for authzr in pending:
+                challb = self._challenge(authzr, application.method)
+                domain = authzr.body.identifier.value
+                response, validation = challb.response_and_validation(jwk)
+                if isinstance(challb.chall, challenges.DNS01):
+                    fqdn = challb.chall.validation_domain_name(domain)
+                    provider = provider_for(fqdn, self.dns_providers)
+                    if provider is None:
+                        raise RefusedError(Refusal(
+                            Reason.DNS_NOT_WRITABLE,
+                            f"no configured DNS provider holds the zone of {fqdn}; configure one for it, "
+                            "or add the TXT record by hand (manual DNS validation).", "DV-2"))
+                    provider.present(fqdn, validation)
+                    cleanups.append(lambda p=provider, f=fqdn, v=validation: p.cleanup(f, v))
+                    visible.append((fqdn, validation))
+                else:
+                    if self.http01 is None:
+                        raise PermanentError("HTTP-01 validation needs a webroot responder; configure one "
+                                             "or validate by DNS.", Reason.BAD_INPUT)
+                    token = challb.chall.encode("token")
+                    self.http01.present(token, validation)
+                    cleanups.append(lambda t=token: self.http01.cleanup(t))
+                answers.append((challb, response))
+            # DV-7: the CA is told to validate only once every record is served by every
+            # authoritative server, so its first lookup succeeds.
+            if self.wait_visible is not None:
+                for fqdn, value in visible:
+                    self.wait_visible(fqdn, value)
+            for challb, response in answers:
+                if challb.status == messages.STATUS_PENDING:
+                    self._do(f"answering the challenge {challb.uri}",
+                             lambda c=challb, r=response: client.answer_challenge(c, r))
+            for authzr in pending:
+                self._wait(f"authorization of {authzr.body.identifier.value}", lambda u=authzr.uri: self._authz(u),
+                           lambda a: a.body.status != messages.STATUS_PENDING, deadline)
+        finally:
+            for cleanup in cleanups:
+                try:
+                    cleanup()
+                except Exception as exc:  # noqa: BLE001 - a leftover record must not hide the outcome
+                    log.warning("could not remove a challenge record (%s): %s", type(exc).__name__, exc)
+
+    def fetch_chain(self, ref: str) -> IssuedChain:
+        """Download the issued full chain (leaf first, then intermediates).
+
+        Raises:
+            PermanentError: the order is not valid (no certificate to fetch).
+        """
+        body, _ = self._order(ref)
+        if body.status != messages.STATUS_VALID or not body.certificate:
+            raise PermanentError(f"order {ref} is {body.status}: no certificate to fetch yet; "
+                                 "advance the application first.")
+        client = self._client()
+        response = self._do("downloading the certificate", lambda: client._post_as_get(body.certificate))
+        pems = split_pem_chain(response.text)
+        if not pems:
+            raise TransientError(f"the CA returned no certificate at {body.certificate}; retry")
+        return IssuedChain(leaf_pem=pems[0], chain_pems=tuple(pems[1:]))
+
+    def fingerprint_of_account(self) -> str:
+        """The account key's public fingerprint (for operators comparing accounts)."""
+        return public_fingerprint(self._client().net.key.key)

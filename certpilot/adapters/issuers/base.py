@@ -1,0 +1,135 @@
+"""The Issuer Protocol: what certpilot asks of a certificate authority.
+
+An issuer takes an application (names, CSR, contact, validation method) and gives back an
+order reference; the reference is recorded before anything else happens, so every later step
+(`advance`, `poll`, `fetch_chain`) can be resumed by a new process from the reference alone.
+Errors follow certpilot's family: `TransientError` (retry, maybe after `retry_after`) apart
+from `PermanentError` (the CA refused; its detail is in the message) and `RefusedError`
+(a rule of ours refused before the CA was asked, e.g. a CAA record forbids the CA).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from certpilot.core.models import Contact, Level, ValidationMethod
+
+
+class OrderStatus(StrEnum):
+    """A CA order's state, as RFC 8555 names them (the private CA maps onto the same)."""
+
+    PENDING = "pending"
+    """Waiting for validation or for the CA's review (OV/EV: days)."""
+    READY = "ready"
+    """Validated; waiting for the CSR (finalization)."""
+    PROCESSING = "processing"
+    """The CA is issuing."""
+    VALID = "valid"
+    """Issued: the chain can be fetched."""
+    INVALID = "invalid"
+    """Refused or failed: the detail says why (CA-2)."""
+
+
+@dataclass(frozen=True)
+class Application:
+    """What is sent to a CA. No key material: the CSR carries only the public key.
+
+    Attributes:
+        names: the order's names (normalized), first one the common name.
+        csr_pem: the checked CSR (CSR-4).
+        method: how domain ownership is proven (DV-1..DV-4).
+        level: DV, OV or EV (OV/EV need `contact`, DV-6).
+        contact: the person the CA verifies with (DV-5, DV-6).
+        certificate_id: certpilot's id of the certificate being applied for (for logs only).
+    """
+
+    names: tuple[str, ...]
+    csr_pem: bytes
+    method: ValidationMethod = ValidationMethod.DNS_AUTO
+    level: Level = Level.DV
+    contact: Contact | None = None
+    certificate_id: str = ""
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """An order's state and, when it failed or waits on a human, the CA's own words."""
+
+    status: OrderStatus
+    detail: str = ""
+    retry_after: float | None = None
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def done(self) -> bool:
+        """True once nothing more will happen to this order (valid or invalid)."""
+        return self.status in (OrderStatus.VALID, OrderStatus.INVALID)
+
+
+@dataclass(frozen=True)
+class IssuedChain:
+    """An issued certificate: the leaf and its intermediates (leaf's issuer first), PEM text."""
+
+    leaf_pem: str
+    chain_pems: tuple[str, ...]
+
+    @property
+    def fullchain_pem(self) -> str:
+        """Leaf then intermediates: the bundle a web server serves (DEP-6)."""
+        return "".join(p if p.endswith("\n") else p + "\n" for p in (self.leaf_pem, *self.chain_pems))
+
+
+@runtime_checkable
+class Issuer(Protocol):
+    """A certificate authority certpilot can apply to."""
+
+    @property
+    def name(self) -> str:
+        """A stable identifier of this CA (e.g. the ACME directory URL, or ``private-ca:default``)."""
+        ...
+
+    @property
+    def publicly_trusted(self) -> bool:
+        """Whether browsers trust this CA (VA-5 caps validity only for publicly trusted ones)."""
+        ...
+
+    def submit(self, application: Application) -> str:
+        """Open an order for `application` and return its reference, before any validation.
+
+        Raises:
+            RefusedError: a check of ours refuses first (e.g. CAA forbids the CA, DV-7).
+            TransientError / PermanentError: the CA's answer.
+        """
+        ...
+
+    def advance(self, ref: str, application: Application) -> PollResult:
+        """Do whatever the order needs next (answer challenges, finalize) and return its state.
+
+        Re-entrant: safe to call again after a crash; steps already done are skipped.
+        """
+        ...
+
+    def poll(self, ref: str) -> PollResult:
+        """Read the order's state without changing anything."""
+        ...
+
+    def fetch_chain(self, ref: str) -> IssuedChain:
+        """Download the issued chain of a valid order.
+
+        Raises:
+            PermanentError: the order is not valid.
+        """
+        ...
+
+
+def split_pem_chain(text: str) -> list[str]:
+    """Split concatenated PEM certificates into a list of PEM strings (each ending in a newline)."""
+    marker = "-----END CERTIFICATE-----"
+    out = []
+    for part in text.split(marker):
+        start = part.find("-----BEGIN CERTIFICATE-----")
+        if start >= 0:
+            out.append(part[start:] + marker + "\n")
+    return out

@@ -1,0 +1,327 @@
+"""The embedded private CA: certpilot's default issuer and EL-4's reissue path.
+
+It creates its root and intermediate on first use (keys sealed in the vault, certificates and
+key ids in table `private_ca`), signs CSRs under a policy (validity, allowed name suffixes, a
+simulated review delay for OV/EV flows), serves its chain, revokes and publishes a CRL. It is
+not publicly trusted.
+
+The signing itself is pure (`make_root`, `make_intermediate`, `sign_csr`, `build_crl`: data in,
+certificate out, `now` injected); `PrivateCa` is the adapter that keeps its state in the store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import uuid
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from certpilot.adapters.issuers.base import Application, IssuedChain, OrderStatus, PollResult
+from certpilot.core.errors import NotFoundError, PermanentError, Reason, Refusal, RefusedError
+from certpilot.core.models import KeyAlgorithm
+from certpilot.crypto.csr import canonical_name, check_csr, csr_names, load_csr
+from certpilot.crypto.keys import PrivateKey, generate_key, open_key, public_fingerprint, store_key
+from certpilot.store.repository import Repository
+from certpilot.store.tables_issuance import (
+    PrivateCaIssuedRow,
+    PrivateCaRevocationRow,
+    PrivateCaRow,
+)
+
+SessionFactory = Callable[[], AbstractContextManager[Session]]
+
+
+@dataclass(frozen=True)
+class PrivateCaPolicy:
+    """What the private CA signs.
+
+    Attributes:
+        validity_days: lifetime of issued leaves.
+        allowed_suffixes: names must equal or end under one of these (empty: any name).
+        review_delay: a simulated CA review: `poll` says pending until it has passed (DV-5).
+        review_rejects: names whose simulated review ends in a rejection (CA-2).
+        key_algorithm: algorithm of the CA's own keys.
+    """
+
+    validity_days: int = 90
+    allowed_suffixes: tuple[str, ...] = ()
+    review_delay: timedelta = timedelta(0)
+    review_rejects: tuple[str, ...] = ()
+    key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
+
+
+# --- pure signing -------------------------------------------------------------------------------
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "certpilot private CA"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _ca_cert(subject: x509.Name, issuer: x509.Name, public_key, signer: PrivateKey, *, now: datetime,
+             days: int, path_length: int | None, issuer_key=None) -> x509.Certificate:
+    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    aki_src = (issuer_key or signer).public_key()
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+               .public_key(public_key).serial_number(x509.random_serial_number())
+               .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                            key_encipherment=False, data_encipherment=False,
+                                            key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                            encipher_only=False, decipher_only=False), critical=True)
+               .add_extension(ski, critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(aki_src), critical=False))
+    return builder.sign(signer, hashes.SHA256())
+
+
+def make_root(key: PrivateKey, name: str, *, now: datetime, days: int = 3650) -> x509.Certificate:
+    """A self-signed root CA certificate for `key`."""
+    return _ca_cert(_name(f"{name} Root"), _name(f"{name} Root"), key.public_key(), key, now=now,
+                    days=days, path_length=1)
+
+
+def make_intermediate(root: x509.Certificate, root_key: PrivateKey, key: PrivateKey, name: str, *,
+                      now: datetime, days: int = 1825) -> x509.Certificate:
+    """An intermediate CA certificate for `key`, signed by the root."""
+    return _ca_cert(_name(f"{name} Intermediate"), root.subject, key.public_key(), root_key, now=now,
+                    days=days, path_length=0)
+
+
+def name_allowed(name: str, suffixes: Iterable[str]) -> bool:
+    """True when `name` equals or lies under one of `suffixes` (no suffixes: all names)."""
+    suffixes = [canonical_name(s).lstrip("*.") for s in suffixes]
+    if not suffixes:
+        return True
+    bare = canonical_name(name).removeprefix("*.")
+    return any(bare == s or bare.endswith("." + s) for s in suffixes)
+
+
+def policy_refusal(names: Iterable[str], policy: PrivateCaPolicy) -> Refusal | None:
+    """The refusal for the first name the policy does not allow, naming it (EL-4)."""
+    for n in names:
+        if not name_allowed(n, policy.allowed_suffixes):
+            return Refusal(Reason.CA_POLICY,
+                           f"the private CA's policy does not allow {n} (allowed: names under "
+                           f"{', '.join(policy.allowed_suffixes)}); remove it from the certificate or "
+                           "widen the policy's allowed suffixes.", "EL-4")
+    return None
+
+
+def sign_csr(csr: x509.CertificateSigningRequest, ca: x509.Certificate, ca_key: PrivateKey, *,
+             now: datetime, validity_days: int, serial: int | None = None) -> x509.Certificate:
+    """Sign a (checked) CSR as a TLS server leaf valid `validity_days` from `now`."""
+    names = csr_names(csr)
+    sans: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            sans.append(x509.DNSName(n))
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64])]))
+               .issuer_name(ca.subject).public_key(csr.public_key())
+               .serial_number(serial or x509.random_serial_number())
+               .not_valid_before(now).not_valid_after(now + timedelta(days=validity_days))
+               .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                              critical=False))
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def build_crl(ca: x509.Certificate, ca_key: PrivateKey, revoked: Iterable[tuple[int, datetime]], *,
+              now: datetime, number: int, next_update: timedelta = timedelta(days=7)) -> x509.CertificateRevocationList:
+    """A CRL signed by `ca` listing `(serial, revoked_at)` pairs."""
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+               .last_update(now).next_update(now + next_update)
+               .add_extension(x509.CRLNumber(number), critical=False))
+    for serial, when in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build())
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+# --- the adapter --------------------------------------------------------------------------------
+
+class PrivateCa:
+    """The embedded private CA as an `Issuer` (state in the store, keys in the vault)."""
+
+    def __init__(self, sessions: SessionFactory, vault, *, policy: PrivateCaPolicy | None = None,
+                 clock: Callable[[], datetime], ca_name: str = "default") -> None:
+        """Args:
+            sessions: a factory of transactional sessions (e.g. `store.db.session_scope`).
+            vault: the `KeyVault` that seals the CA's keys.
+            policy: what it signs; default `PrivateCaPolicy()`.
+            clock: returns now (timezone-aware UTC); injected so reviews can be simulated.
+            ca_name: which private CA (several may coexist in one store).
+        """
+        self._sessions = sessions
+        self._vault = vault
+        self.policy = policy or PrivateCaPolicy()
+        self._clock = clock
+        self.ca_name = ca_name
+
+    @property
+    def name(self) -> str:
+        """``private-ca:<ca_name>``."""
+        return f"private-ca:{self.ca_name}"
+
+    @property
+    def publicly_trusted(self) -> bool:
+        """Never: browsers do not know this root."""
+        return False
+
+    # -- CA material --
+    def _repo(self, session: Session) -> Repository:
+        return Repository(session)
+
+    def _ensure(self, session: Session):
+        row = session.scalars(select(PrivateCaRow).where(PrivateCaRow.name == self.ca_name)).first()
+        if row is not None:
+            return row
+        now = self._clock()
+        root_key = generate_key(self.policy.key_algorithm)
+        int_key = generate_key(self.policy.key_algorithm)
+        root = make_root(root_key, f"certpilot {self.ca_name}", now=now)
+        inter = make_intermediate(root, root_key, int_key, f"certpilot {self.ca_name}", now=now)
+        repo = self._repo(session)
+        try:
+            with session.begin_nested():
+                root_id, _ = store_key(root_key, vault=self._vault, repo=repo, purpose="ca")
+                int_id, _ = store_key(int_key, vault=self._vault, repo=repo, purpose="ca")
+                row = PrivateCaRow(id=str(uuid.uuid4()), name=self.ca_name, root_pem=_pem(root),
+                                   root_key_id=root_id, intermediate_pem=_pem(inter),
+                                   intermediate_key_id=int_id, crl_number=0, created_at=now)
+                session.add(row)
+                session.flush()
+        except IntegrityError:
+            # Another process created it first: use theirs.
+            row = session.scalars(select(PrivateCaRow).where(PrivateCaRow.name == self.ca_name)).one()
+        return row
+
+    def _intermediate_key(self, session: Session, row) -> PrivateKey:
+        inter = x509.load_pem_x509_certificate(row.intermediate_pem.encode())
+        return open_key(row.intermediate_key_id, public_fingerprint(inter.public_key()),
+                        vault=self._vault, repo=self._repo(session), purpose="ca")
+
+    def root_pem(self) -> str:
+        """The root certificate (PEM): the trust anchor clients must be given."""
+        with self._sessions() as s:
+            return self._ensure(s).root_pem
+
+    def chain_pems(self) -> tuple[str, str]:
+        """`(intermediate_pem, root_pem)`."""
+        with self._sessions() as s:
+            row = self._ensure(s)
+            return row.intermediate_pem, row.root_pem
+
+    # -- Issuer --
+    def submit(self, application: Application) -> str:
+        """Check the policy and the CSR, sign, and hold the result until the review delay passes.
+
+        Raises:
+            RefusedError(CA_POLICY): a name the policy does not allow (named in the message).
+            RefusedError(CSR_*): the CSR fails CSR-4's check.
+        """
+        refusal = policy_refusal(application.names, self.policy) or check_csr(
+            application.csr_pem, list(application.names), None)
+        if refusal is not None:
+            raise RefusedError(refusal)
+        csr = load_csr(application.csr_pem)
+        now = self._clock()
+        with self._sessions() as s:
+            row = self._ensure(s)
+            ca = x509.load_pem_x509_certificate(row.intermediate_pem.encode())
+            serial = x509.random_serial_number()
+            leaf = sign_csr(csr, ca, self._intermediate_key(s, row), now=now,
+                            validity_days=self.policy.validity_days, serial=serial)
+            ref = f"pca-{secrets.token_hex(12)}"
+            s.add(PrivateCaIssuedRow(ref=ref, ca_id=row.id, serial=format(serial, "x"),
+                                     names=[canonical_name(n) for n in application.names],
+                                     cert_pem=_pem(leaf), submitted_at=now,
+                                     ready_at=now + self.policy.review_delay))
+        return ref
+
+    def _issued(self, session: Session, ref: str):
+        row = session.get(PrivateCaIssuedRow, ref)
+        if row is None:
+            raise NotFoundError(f"no private-CA request {ref}; submit the application again.")
+        return row
+
+    def poll(self, ref: str) -> PollResult:
+        """Pending until the review delay has passed; then valid, or invalid for a rejected name."""
+        with self._sessions() as s:
+            row = self._issued(s, ref)
+            now = self._clock()
+            if now < row.ready_at:
+                return PollResult(OrderStatus.PENDING,
+                                  f"under review by the private CA until {row.ready_at.isoformat()}",
+                                  retry_after=(row.ready_at - now).total_seconds())
+            rejected = [n for n in row.names if name_allowed(n, self.policy.review_rejects)] \
+                if self.policy.review_rejects else []
+            if rejected:
+                return PollResult(OrderStatus.INVALID,
+                                  f"the private CA's review rejected {', '.join(rejected)}")
+            return PollResult(OrderStatus.VALID)
+
+    def advance(self, ref: str, application: Application) -> PollResult:
+        """Nothing to drive: the private CA validates nothing; same as `poll`."""
+        return self.poll(ref)
+
+    def fetch_chain(self, ref: str) -> IssuedChain:
+        """The signed leaf and the intermediate.
+
+        Raises:
+            PermanentError: the review has not passed or rejected the request.
+        """
+        state = self.poll(ref)
+        if state.status is not OrderStatus.VALID:
+            raise PermanentError(f"private-CA request {ref} is {state.status.value}: {state.detail}")
+        with self._sessions() as s:
+            row = self._issued(s, ref)
+            ca = self._ensure(s)
+            return IssuedChain(leaf_pem=row.cert_pem, chain_pems=(ca.intermediate_pem,))
+
+    # -- revocation --
+    def revoke(self, serial: str | int, reason: str = "unspecified") -> None:
+        """Revoke the certificate with `serial` (hex string or int); idempotent.
+
+        Raises:
+            NotFoundError: this CA never issued that serial.
+        """
+        hex_serial = format(serial, "x") if isinstance(serial, int) else serial.lower().lstrip("0") or "0"
+        with self._sessions() as s:
+            row = self._ensure(s)
+            issued = s.scalars(select(PrivateCaIssuedRow).where(PrivateCaIssuedRow.serial == hex_serial)).first()
+            if issued is None:
+                raise NotFoundError(f"the private CA issued no certificate with serial {hex_serial}; "
+                                    "check the serial (hex) of the certificate to revoke.")
+            if s.get(PrivateCaRevocationRow, hex_serial) is None:
+                s.add(PrivateCaRevocationRow(serial=hex_serial, ca_id=row.id, revoked_at=self._clock(),
+                                             reason=reason))
+
+    def crl_pem(self) -> bytes:
+        """A fresh CRL (PEM) signed by the intermediate, listing every revocation."""
+        with self._sessions() as s:
+            row = self._ensure(s)
+            revoked = s.scalars(select(PrivateCaRevocationRow).where(PrivateCaRevocationRow.ca_id == row.id)).all()
+            row.crl_number += 1
+            ca = x509.load_pem_x509_certificate(row.intermediate_pem.encode())
+            crl = build_crl(ca, self._intermediate_key(s, row), [(int(r.serial, 16), r.revoked_at) for r in revoked],
+                            now=self._clock(), number=row.crl_number)
+            return crl.public_bytes(serialization.Encoding.PEM)

@@ -1,0 +1,284 @@
+"""TLS prober: connect, read what an endpoint serves, and judge it against a trust bundle.
+
+One asyncio connection per endpoint, no process per probe. The handshake is made WITHOUT
+verification so that an expired, wrongly named or badly chained certificate is still read and
+can be diagnosed; the checks (expiry, name, chain, DEP-6) are done afterwards, here and in
+`certpilot.core.verification`.
+
+How the served chain is read (Python 3.11): the public `ssl` API gives only the leaf
+(`getpeercert(binary_form=True)`). CPython 3.10+ has the private `_ssl._SSLSocket.get_unverified_chain()`
+(made public as `SSLObject.get_unverified_chain()` in 3.13), reachable as
+`ssl_object._sslobj.get_unverified_chain()`; it returns the certificates exactly as served. We
+use it when present and fall back to the leaf alone otherwise (then a chain that needs a served
+intermediate reads as incomplete, which is the safe side). Chain completeness is decided by
+walking issuer links over the served certificates with signature checks (`cryptography`) up to
+a certificate of the trust bundle — the same judgement as OpenSSL's "unable to get local issuer
+certificate", without a second handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtensionOID
+
+from certpilot.core.verification import (
+    ChainStatus,
+    Endpoint,
+    Family,
+    ProbeOutcome,
+    ProbeResult,
+    classify,
+    name_matches,
+)
+
+_FAMILIES = {Family.AUTO: socket.AF_UNSPEC, Family.IPV4: socket.AF_INET, Family.IPV6: socket.AF_INET6}
+_DER = getattr(ssl, "_ssl").ENCODING_DER  # noqa: B009 - the private module holds the constant
+_SHA256 = hashes.SHA256()
+_UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
+
+
+def fingerprint_der(der: bytes) -> str:
+    """SHA-256 fingerprint of a DER certificate: lower-case hex, no colons."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def certificate_names(cert: x509.Certificate) -> tuple[str, ...]:
+    """The certificate's subjectAltName DNS names and IP addresses (CN only when there is no SAN)."""
+    try:
+        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    except x509.ExtensionNotFound:
+        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        return tuple(str(a.value) for a in cns)
+    names: list[str] = list(san.get_values_for_type(x509.DNSName))
+    names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    return tuple(names)
+
+
+class TrustBundle:
+    """The CA certificates a served chain must reach (DEP-6), indexed by subject.
+
+    Verification results of (child, issuer) pairs are cached: intermediates repeat across
+    thousands of endpoints, so each intermediate→root signature is checked once.
+    """
+
+    def __init__(self, certificates: Iterable[x509.Certificate]):
+        self._by_subject: dict[bytes, list[x509.Certificate]] = {}
+        self._fingerprints: set[str] = set()
+        for cert in certificates:
+            self._by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
+            self._fingerprints.add(cert.fingerprint(_SHA256).hex())
+        self._verified: dict[tuple[str, str], bool] = {}
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> TrustBundle:
+        """A bundle from concatenated PEM certificates."""
+        return cls(x509.load_pem_x509_certificates(pem))
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> TrustBundle:
+        """A bundle from a PEM CA file."""
+        return cls.from_pem(Path(path).read_bytes())
+
+    @classmethod
+    def from_context(cls, context: ssl.SSLContext) -> TrustBundle:
+        """The CA certificates loaded into an `ssl.SSLContext` (from a cafile or cadata)."""
+        ders = context.get_ca_certs(binary_form=True)
+        return cls(x509.load_der_x509_certificate(d) for d in ders)
+
+    @classmethod
+    def system(cls) -> TrustBundle:
+        """The system's default CA file (empty when there is none)."""
+        cafile = ssl.get_default_verify_paths().cafile
+        return cls.from_path(cafile) if cafile and Path(cafile).exists() else cls(())
+
+    def __len__(self) -> int:
+        return len(self._fingerprints)
+
+    def contains(self, fp: str) -> bool:
+        """True when the certificate with fingerprint `fp` is itself in the bundle."""
+        return fp in self._fingerprints
+
+    def anchors_for(self, cert: x509.Certificate) -> list[x509.Certificate]:
+        """Bundle certificates whose subject is `cert`'s issuer."""
+        return self._by_subject.get(cert.issuer.public_bytes(), [])
+
+    def signed_by(self, child: x509.Certificate, child_fp: str, parent: x509.Certificate) -> bool:
+        """True when `parent` signed `child` (cached by fingerprints)."""
+        key = (child_fp, parent.fingerprint(_SHA256).hex())
+        hit = self._verified.get(key)
+        if hit is None:
+            try:
+                child.verify_directly_issued_by(parent)
+                hit = True
+            except (InvalidSignature, ValueError, TypeError):
+                hit = False
+            if len(self._verified) > 4096:  # bounded: leaves are seen once each
+                self._verified.clear()
+            self._verified[key] = hit
+        return hit
+
+    def check_chain(self, leaf: x509.Certificate, leaf_fp: str, served: list[tuple[x509.Certificate, str]]
+                    ) -> ChainStatus:
+        """DEP-6: does `leaf` reach the bundle through the `served` certificates?
+
+        Args:
+            leaf: the served leaf.
+            leaf_fp: its fingerprint.
+            served: the other served certificates with their fingerprints, in served order.
+        Returns COMPLETE, INCOMPLETE (an issuer is neither served nor trusted) or UNTRUSTED.
+        """
+        pool: dict[bytes, list[tuple[x509.Certificate, str]]] = {}
+        for cert, fp in served:
+            pool.setdefault(cert.subject.public_bytes(), []).append((cert, fp))
+        current, current_fp = leaf, leaf_fp
+        for _ in range(len(served) + 1):
+            if self.contains(current_fp):
+                return ChainStatus.COMPLETE
+            if any(self.signed_by(current, current_fp, a) for a in self.anchors_for(current)):
+                return ChainStatus.COMPLETE
+            if current.issuer == current.subject:
+                return ChainStatus.UNTRUSTED
+            candidates = pool.get(current.issuer.public_bytes(), [])
+            parent = next(((c, fp) for c, fp in candidates
+                           if fp != current_fp and self.signed_by(current, current_fp, c)), None)
+            if parent is None:
+                return ChainStatus.UNTRUSTED if candidates else ChainStatus.INCOMPLETE
+            current, current_fp = parent
+        return ChainStatus.UNTRUSTED
+
+
+Trust = ssl.SSLContext | str | Path | TrustBundle | None
+
+
+def trust_bundle(trust: Trust) -> TrustBundle:
+    """Normalise the `trust` argument: a bundle, a CA file path, an SSLContext, or None (system)."""
+    if isinstance(trust, TrustBundle):
+        return trust
+    if isinstance(trust, ssl.SSLContext):
+        return TrustBundle.from_context(trust)
+    if trust is None:
+        return TrustBundle.system()
+    return TrustBundle.from_path(trust)
+
+
+def probe_context() -> ssl.SSLContext:
+    """A client context that completes the handshake whatever is served (checks come after)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Prober:
+    """Probes endpoints with one shared client context and one trust bundle.
+
+    Args:
+        trust: the bundle served chains must reach (see `trust_bundle`).
+        timeout: seconds for TCP connect + handshake, per connection.
+    """
+
+    def __init__(self, trust: Trust = None, *, timeout: float = 5.0):
+        self.trust = trust_bundle(trust)
+        self.timeout = timeout
+        self._ctx = probe_context()
+
+    async def probe(self, endpoint: Endpoint, *, timeout: float | None = None,
+                    now: datetime | None = None) -> ProbeResult:
+        """Connect to `endpoint`, read the served leaf and chain, and judge them.
+
+        Never raises for a network or TLS failure: the outcome says what happened
+        (refused, timeout, unreachable, handshake failure, expired, wrong name, incomplete
+        chain, untrusted). `now` defaults to the wall clock when the handshake finished.
+        """
+        limit = self.timeout if timeout is None else timeout
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(limit):
+                transport, _ = await asyncio.get_running_loop().create_connection(
+                    asyncio.Protocol, endpoint.host, endpoint.port, ssl=self._ctx,
+                    server_hostname=endpoint.server_name, family=_FAMILIES[endpoint.family],
+                    ssl_handshake_timeout=limit)
+        except TimeoutError:
+            return _failed(endpoint, ProbeOutcome.TIMEOUT, f"no TLS handshake within {limit:g}s", started)
+        except ConnectionRefusedError:
+            return _failed(endpoint, ProbeOutcome.REFUSED, "connection refused", started)
+        except socket.gaierror as exc:
+            return _failed(endpoint, ProbeOutcome.UNREACHABLE, f"name does not resolve: {exc.strerror}", started)
+        except ssl.SSLError as exc:
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"TLS: {exc.reason or exc}", started)
+        except OSError as exc:
+            if exc.errno in _UNREACHABLE_ERRNOS or "Multiple exceptions" in str(exc):
+                return _failed(endpoint, ProbeOutcome.UNREACHABLE, str(exc), started)
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started)
+        except Exception as exc:  # noqa: BLE001 - a probe records every failure, never raises
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started)
+        try:
+            ders = _served_ders(transport)
+        finally:
+            transport.abort()  # a probe needs no orderly TLS close; abort frees the socket at once
+        if not ders:
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, "the server sent no certificate", started)
+        return self.judge(endpoint, ders, now=now or datetime.now(UTC), elapsed=time.monotonic() - started)
+
+    def judge(self, endpoint: Endpoint, ders: list[bytes], *, now: datetime, elapsed: float = 0.0) -> ProbeResult:
+        """Build the ProbeResult of served certificates `ders` (leaf first) at `now`."""
+        leaf_fp = fingerprint_der(ders[0])
+        try:
+            leaf = x509.load_der_x509_certificate(ders[0])
+            served = [(x509.load_der_x509_certificate(d), fingerprint_der(d)) for d in ders[1:]]
+        except ValueError as exc:
+            return ProbeResult(endpoint, ProbeOutcome.HANDSHAKE_FAILED, fingerprint=leaf_fp,
+                               error=f"unparseable certificate: {exc}", elapsed=elapsed)
+        names = certificate_names(leaf)
+        name_ok = name_matches(endpoint.server_name, names)
+        chain = self.trust.check_chain(leaf, leaf_fp, served)
+        not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+        outcome = classify(now=now, not_before=not_before, not_after=not_after, name_ok=name_ok, chain=chain)
+        return ProbeResult(endpoint, outcome, fingerprint=leaf_fp, not_before=not_before, not_after=not_after,
+                           names=names, serial=format(leaf.serial_number, "x"),
+                           chain_fingerprints=tuple(fp for _, fp in served), chain=chain,
+                           name_matches=name_ok, elapsed=elapsed)
+
+
+def _served_ders(transport: asyncio.BaseTransport) -> list[bytes]:
+    """The served certificates, leaf first, as DER (whole chain where CPython exposes it)."""
+    sslobj = transport.get_extra_info("ssl_object")
+    if sslobj is None:
+        return []
+    inner = getattr(sslobj, "_sslobj", None)
+    getter = getattr(sslobj, "get_unverified_chain", None) or getattr(inner, "get_unverified_chain", None)
+    if getter is not None:
+        chain = getter() or []
+        ders = [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain]
+        if ders:
+            return ders
+    leaf = sslobj.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def _failed(endpoint: Endpoint, outcome: ProbeOutcome, error: str, started: float) -> ProbeResult:
+    return ProbeResult(endpoint, outcome, error=error, elapsed=time.monotonic() - started)
+
+
+async def probe(endpoint: Endpoint, *, timeout: float = 5.0, trust: Trust = None,
+                now: datetime | None = None) -> ProbeResult:
+    """Probe one endpoint (see `Prober.probe`); builds a one-off Prober for `trust`."""
+    return await Prober(trust, timeout=timeout).probe(endpoint, now=now)
+
+
+def probe_sync(endpoint: Endpoint, *, timeout: float = 5.0, trust: Trust = None,
+               now: datetime | None = None) -> ProbeResult:
+    """Blocking `probe` for callers outside an event loop (tasks, the CLI)."""
+    return asyncio.run(probe(endpoint, timeout=timeout, trust=trust, now=now))

@@ -1,0 +1,697 @@
+"""The `certpilot` command: the operator's door to the use cases in `certpilot.operations`.
+
+Every command prints a rich table for people or, with ``--json``, stable machine output (ISO 8601
+dates, no markup). Exit codes: 0 ok, 2 usage, 3 refused by a rule, 4 bad input (missing file,
+bad PEM, unknown id). Commands that decide by time take ``--at`` (an ISO 8601 instant with its
+timezone) so that any answer can be reproduced.
+
+Importing this module is cheap: the store, the crypto and Prefect load only inside commands.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from cyclopts import App, CycloptsError, Parameter
+
+from certpilot.core.errors import BadInputError, CertpilotError, Reason, Refusal
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+EXIT_BAD_INPUT = 4
+
+JsonFlag = Annotated[bool, Parameter(name="--json", negative="", help="Machine output (JSON).")]
+AtOption = Annotated[
+    str | None,
+    Parameter(name="--at", help="Decide as of this ISO 8601 instant with a timezone, e.g. 2025-09-10T00:00:00Z."),
+]
+
+app = App(
+    name="certpilot",
+    help="Self-hosted TLS certificate renewal orchestrator: inventory, orders, renewals.",
+    help_on_error=False,
+)
+quota_app = App(name="quota", help="Remaining certificate quota and managed-service credits (PAY-3).")
+db_app = App(name="db", help="Database schema.")
+app.command(quota_app)
+app.command(db_app)
+
+
+class UsageError(Exception):
+    """A command line that cannot be acted on as written (exit code 2)."""
+
+
+class _Refused(Exception):
+    """A command already printed its refusal (e.g. a dry run): exit 3 without printing again."""
+
+
+# ---------------------------------------------------------------- context and output
+
+
+class _Ctx:
+    """Per-invocation state: settings, output mode and consoles (made fresh for each `main`)."""
+
+    def __init__(self) -> None:
+        self.json = False
+        self._settings = None
+
+    @property
+    def settings(self):
+        if self._settings is None:
+            from certpilot.settings import Settings
+
+            self._settings = Settings()
+        return self._settings
+
+    def console(self, stderr: bool = False):
+        from rich.console import Console
+
+        return Console(stderr=stderr, width=None if sys.stdout.isatty() else 120, highlight=False)
+
+
+_ctx = _Ctx()
+
+
+def _emit(data: Any, render: Callable[[Any], None], as_json: bool) -> None:
+    """Print `data` as JSON, or call `render(console)` for people."""
+    if as_json:
+        sys.stdout.write(_json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    else:
+        render(_ctx.console())
+
+
+def _now(at: str | None) -> datetime:
+    """`--at` parsed (aware UTC), or the wall clock; a naive or malformed value is a usage error."""
+    from certpilot.operations.common import parse_instant
+    from certpilot.store.base import utcnow
+
+    if at is None:
+        return utcnow()
+    try:
+        return parse_instant(at)
+    except ValueError as exc:
+        raise UsageError(f"--at: {exc}") from exc
+
+
+def _url() -> str:
+    return _ctx.settings.db_url
+
+
+def _session(readonly: bool = False):
+    from certpilot.store.db import session_scope
+
+    return session_scope(_url(), readonly=readonly)
+
+
+def _rules():
+    from certpilot.config import load_policy, load_schedule
+
+    return load_policy(), load_schedule()
+
+
+def _read(path: Path | None, what: str) -> bytes | None:
+    """Read an input file; a missing or unreadable file is bad input (exit 4), naming the path."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise BadInputError(f"{what} file {path} does not exist; check the path") from exc
+    except OSError as exc:
+        raise BadInputError(f"{what} file {path} cannot be read ({exc.strerror}); check its permissions") from exc
+
+
+def _e(text: str) -> str:
+    """Escape text from data (names, messages) so rich prints it as is, brackets included."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _fmt_date(dt: datetime | None) -> str:
+    return dt.strftime("%Y-%m-%d") if dt else "-"
+
+
+def _status_style(status) -> str:
+    return {"expired": "bold red", "expiring_soon": "yellow", "valid": "green"}.get(str(status), "cyan")
+
+
+# ---------------------------------------------------------------- serialisers (stable keys)
+
+
+def view_dict(v) -> dict[str, Any]:
+    """A `CertificateView` as machine output."""
+    from certpilot.operations.common import iso
+
+    return {
+        "id": v.id,
+        "common_name": v.common_name,
+        "names": list(v.names),
+        "type": v.cert_type.value,
+        "origin": v.origin.value,
+        "level": v.level.value,
+        "brand": v.brand,
+        "key_algorithm": v.key_algorithm.value,
+        "state": v.state.value,
+        "status": v.status.value,
+        "not_before": iso(v.not_before),
+        "not_after": iso(v.not_after),
+        "days_left": v.days_left,
+        "parent_id": v.parent_id,
+        "order_id": v.order_id,
+        "plan_index": v.plan_index,
+        "serial": v.serial,
+        "fingerprint_sha256": v.fingerprint_sha256,
+        "owner": v.owner,
+    }
+
+
+def planned_dict(p) -> dict[str, Any]:
+    """A `PlannedCertificate` as machine output (with its length in days)."""
+    from certpilot.operations.common import iso
+
+    return {"index": p.index, "state": p.state.value, "not_before": iso(p.not_before),
+            "not_after": iso(p.not_after), "days": p.days, "reissue": p.reissue}
+
+
+def payment_dict(line) -> dict[str, Any]:
+    """A `PaymentLine` as machine output."""
+    return {"kind": line.kind.value, "spec": line.spec_key, "needed": line.needed,
+            "from_balance": line.from_balance, "shortfall": line.shortfall,
+            "unit_price": line.unit_price, "amount": line.shortfall * line.unit_price,
+            "description": line.description}
+
+
+def ledger_dict(e) -> dict[str, Any]:
+    """A `LedgerEntry` as machine output."""
+    from certpilot.operations.common import iso
+
+    return {"id": e.id, "kind": e.kind.value, "spec": e.spec_key, "delta": e.delta,
+            "amount": getattr(e, "amount", 0), "order_id": e.order_id,
+            "idempotency_key": e.idempotency_key, "created_at": iso(e.created_at), "note": e.note}
+
+
+def order_dict(o) -> dict[str, Any]:
+    """An `Order` as machine output."""
+    from certpilot.operations.common import iso
+
+    return {"id": o.id, "kind": o.kind.value, "certificate_id": o.certificate_id, "spec": o.spec.key,
+            "years": o.years, "csr_mode": o.csr_mode.value, "state": o.state.value,
+            "managed_services": o.managed_services, "managed_fee": o.managed_fee,
+            "planned": [planned_dict(p) for p in o.planned], "payment": [payment_dict(x) for x in o.payment],
+            "created_at": iso(o.created_at)}
+
+
+def balances_dict(b) -> dict[str, Any]:
+    """`Balances` as machine output (PAY-3)."""
+    return {"quota": dict(sorted(b.quota.items())), "managed": b.managed}
+
+
+def preview_dict(p) -> dict[str, Any]:
+    """A `RenewalPreview` as machine output."""
+    from certpilot.operations.common import iso, refusal_dict
+
+    plan = None
+    if p.plan is not None:
+        plan = {
+            "certificates": [planned_dict(c) for c in p.plan.certificates],
+            "managed_services": p.plan.managed_services,
+            "managed_fee": p.plan.managed_fee,
+            "coverage": {"not_before": iso(p.plan.coverage.not_before), "not_after": iso(p.plan.coverage.not_after),
+                         "days": p.plan.coverage.days},
+            "reissues": p.plan.reissues,
+        }
+    return {
+        "certificate_id": p.certificate.id,
+        "common_name": p.certificate.common_name,
+        "kind": p.kind.value,
+        "years": p.years,
+        "at": iso(p.now),
+        "eligible": p.eligible,
+        "refusal": refusal_dict(p.refusal),
+        "plan": plan,
+        "payment": [payment_dict(x) for x in p.payment],
+        "quota_used": sum(x.from_balance for x in p.payment if x.kind.value == "quota"),
+        "credits_used": sum(x.from_balance for x in p.payment if x.kind.value == "managed"),
+        "shortfall": p.shortfall,
+        "managed_fee": p.managed_fee,
+        "needs_approval": p.shortfall > 0,
+        "warnings": list(p.warnings),
+    }
+
+
+def _error_dict(exc: BaseException, code: int) -> dict[str, Any]:
+    refusal: Refusal | None = getattr(exc, "refusal", None)
+    reason = getattr(exc, "reason", None)
+    return {"error": {
+        "exit_code": code,
+        "reason": reason.value if isinstance(reason, Reason) else ("Usage" if code == EXIT_USAGE else None),
+        "rule": refusal.rule if refusal else None,
+        "message": getattr(exc, "message", None) or str(exc),
+    }}
+
+
+# ---------------------------------------------------------------- rich renderers
+
+
+def _inventory_table(views, title: str = "Inventory"):
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("id", "common name", "type", "origin", "level", "brand", "status", "not after", "days left"):
+        t.add_column(col, justify="right" if col == "days left" else "left")
+    for v in views:
+        t.add_row(v.id, _e(v.common_name) + (f" (+{len(v.names) - 1})" if len(v.names) > 1 else ""),
+                  v.cert_type.value, v.origin.value, v.level.value, _e(v.brand),
+                  f"[{_status_style(v.status)}]{v.status.value}[/]", _fmt_date(v.not_after),
+                  "-" if v.days_left is None else str(v.days_left))
+    return t
+
+
+def _render_refusal(console, refusal: Refusal) -> None:
+    rule = f" ({refusal.rule})" if refusal.rule else ""
+    console.print(f"[bold red]refused[/] {_e('[' + refusal.reason.value + ']')}{rule}: {_e(refusal.message)}")
+
+
+def _render_preview(console, p, *, title: str = "Renewal preview") -> None:
+    from rich.table import Table
+
+    console.print(f"[bold]{title}[/]: {_e(p.certificate.common_name)} ({p.certificate.id}), "
+                  f"{p.years} year(s), as of {p.now:%Y-%m-%d %H:%M}Z")
+    if not p.eligible:
+        _render_refusal(console, p.refusal)
+        return
+    console.print("[green]eligible[/]")
+    t = Table(title="Planned certificates")
+    for col in ("#", "state", "not before", "not after", "days"):
+        t.add_column(col)
+    for c in p.plan.certificates:
+        t.add_row(str(c.index), c.state.value + (" (reissue)" if c.reissue else ""),
+                  _fmt_date(c.not_before), _fmt_date(c.not_after), str(c.days))
+    console.print(t)
+    pay = Table(title="Payment (PAY-1: balance first, shortfall charged)")
+    for col in ("item", "spec", "needed", "from balance", "shortfall", "amount"):
+        pay.add_column(col)
+    for x in p.payment:
+        pay.add_row(x.kind.value, x.spec_key or "-", str(x.needed), str(x.from_balance), str(x.shortfall),
+                    str(x.shortfall * x.unit_price))
+    console.print(pay)
+    console.print(f"managed services: {p.plan.managed_services}; managed-service fee (PAY-2): "
+                  f"{'yes' if p.managed_fee else 'no'}; shortfall to charge: {p.shortfall}")
+    for w in p.warnings:
+        console.print(f"[yellow]warning[/]: {_e(w)}")
+
+
+# ---------------------------------------------------------------- commands
+
+
+@app.command(name="import")
+def import_(
+    *,
+    cert: Annotated[Path, Parameter(help="Certificate PEM file (the leaf first).")],
+    key: Annotated[Path | None, Parameter(help="Private key PEM file (sealed in the vault).")] = None,
+    chain: Annotated[Path | None, Parameter(help="Intermediate chain PEM file.")] = None,
+    origin: Literal["official", "uploaded", "private-ca"] = "uploaded",
+    level: Literal["DV", "OV", "EV"] = "DV",
+    brand: Annotated[str, Parameter(help="Brand (UP-2), e.g. DigiCert; matched by quota (PAY-1).")] = "certpilot",
+    owner: Annotated[str | None, Parameter(help="Owner e-mail: hears of expiry (NT-1).")] = None,
+    at: AtOption = None,
+    as_json: JsonFlag = False,
+) -> int:
+    """Import a certificate (and its key and chain) into the inventory (UP-3)."""
+    from certpilot.core.models import Level, Origin
+    from certpilot.crypto.vault import default_vault
+    from certpilot.operations.importing import import_certificate
+
+    now = _now(at)
+    cert_pem = _read(cert, "certificate")
+    key_pem = _read(key, "key")
+    chain_pem = _read(chain, "chain")
+    with _session() as s:
+        result = import_certificate(
+            s, cert_pem=cert_pem, key_pem=key_pem, chain_pem=chain_pem, origin=Origin(origin), level=Level(level),
+            brand=brand, owner=owner, now=now, actor="cli", vault=default_vault(_ctx.settings),
+        )
+    c = result.certificate
+    warnings = [getattr(w, "message", str(w)) for w in result.warnings]
+    from certpilot.operations.common import iso
+
+    data = {"id": c.id, "common_name": c.common_name, "names": list(c.names), "type": c.cert_type.value,
+            "origin": c.origin.value, "level": c.level.value, "brand": c.brand, "state": c.state.value,
+            "not_before": iso(c.not_before), "not_after": iso(c.not_after),
+            "fingerprint_sha256": c.fingerprint_sha256, "key_held": c.key_held, "warnings": warnings}
+
+    def render(con):
+        con.print(f"imported [bold]{c.id}[/]: {_e(', '.join(c.names))} ({c.cert_type.value}, {c.origin.value}, "
+                  f"{c.level.value}), expires {_fmt_date(c.not_after)}")
+        for w in warnings:
+            con.print(f"[yellow]warning[/]: {_e(w)}")
+
+    _emit(data, render, as_json)
+    return EXIT_OK
+
+
+@app.command(name="list")
+def list_(
+    *,
+    status: Annotated[str | None, Parameter(help="Only this status, e.g. expiring_soon, expired, valid.")] = None,
+    expiring_within: Annotated[int | None, Parameter(help="Only certificates expiring within DAYS.")] = None,
+    at: AtOption = None,
+    as_json: JsonFlag = False,
+) -> int:
+    """List the inventory with statuses derived at `--at` (LC-4), soonest expiry first."""
+    from certpilot.core.models import Status
+    from certpilot.operations.inventory import list_certificates
+
+    now = _now(at)
+    wanted = None
+    if status is not None:
+        try:
+            wanted = Status(status.strip().lower().replace("-", "_"))
+        except ValueError as exc:
+            raise UsageError(f"--status {status!r} is not a status; use one of: "
+                             + ", ".join(s.value for s in Status)) from exc
+    if expiring_within is not None and expiring_within < 0:
+        raise UsageError("--expiring-within takes a number of days, 0 or more")
+    policy, _ = _rules()
+    with _session(readonly=True) as s:
+        views = list_certificates(s, now=now, policy=policy, status=wanted, expiring_within_days=expiring_within)
+    _emit({"at": _iso(now), "certificates": [view_dict(v) for v in views]},
+          lambda con: con.print(_inventory_table(views, f"Inventory as of {now:%Y-%m-%d %H:%M}Z")), as_json)
+    return EXIT_OK
+
+
+def _iso(dt: datetime) -> str | None:
+    from certpilot.operations.common import iso
+
+    return iso(dt)
+
+
+@app.command
+def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> int:
+    """Show one certificate: derived status, lineage (parent and children, LC-2), order, audit trail."""
+    from certpilot.operations.inventory import show_certificate
+
+    now = _now(at)
+    policy, _ = _rules()
+    with _session(readonly=True) as s:
+        d = show_certificate(s, cert_id, now=now, policy=policy)
+    data = {
+        "at": _iso(now),
+        "certificate": view_dict(d.view),
+        "parent": view_dict(d.parent) if d.parent else None,
+        "children": [view_dict(c) for c in d.children],
+        "order": order_dict(d.order) if d.order else None,
+        "renewal_orders": [order_dict(o) for o in d.renewal_orders],
+        "audit": [{"at": _iso(a.at), "actor": a.actor, "from": a.from_state, "to": a.to_state, "why": a.why}
+                  for a in d.audit],
+    }
+
+    def render(con):
+        from rich.table import Table
+
+        v = d.view
+        con.print(f"[bold]{_e(v.common_name)}[/] ({v.id})")
+        for label, value in (("names", _e(", ".join(v.names))), ("type", v.cert_type.value),
+                             ("origin", v.origin.value), ("spec", f"{_e(v.brand)} / {v.level.value}"),
+                             ("key", v.key_algorithm.value), ("state", v.state.value),
+                             ("status", f"[{_status_style(v.status)}]{v.status.value}[/]"),
+                             ("valid", f"{_fmt_date(v.not_before)} .. {_fmt_date(v.not_after)}"
+                                       + ("" if v.days_left is None else f" ({v.days_left} days left)")),
+                             ("serial", v.serial or "-"), ("sha256", v.fingerprint_sha256 or "-"),
+                             ("owner", _e(v.owner or "-"))):
+            con.print(f"  {label:>8}: {value}")
+        if d.parent:
+            con.print(f"  {'parent':>8}: {d.parent.id} ({_e(d.parent.common_name)}, {d.parent.status.value})")
+        if d.children:
+            con.print(_inventory_table(d.children, "Children (renewals of this certificate, LC-2)"))
+        if d.order:
+            con.print(f"  {'order':>8}: {d.order.id} ({d.order.kind.value}, {d.order.years} year(s), "
+                      f"{d.order.state.value})")
+        for o in d.renewal_orders:
+            con.print(f"  renewal order {o.id}: {o.years} year(s), {o.state.value}")
+        if d.audit:
+            t = Table(title="Audit trail")
+            for col in ("at", "actor", "from", "to", "why"):
+                t.add_column(col)
+            for a in d.audit:
+                t.add_row(f"{a.at:%Y-%m-%d %H:%M:%S}", _e(a.actor), a.from_state or "-", a.to_state or "-", _e(a.why))
+            con.print(t)
+
+    _emit(data, render, as_json)
+    return EXIT_OK
+
+
+@quota_app.default
+def quota_show(*, as_json: JsonFlag = False) -> int:
+    """Show remaining quota per specification and managed-service credits (PAY-3)."""
+    from certpilot.operations.orders import balances
+
+    with _session(readonly=True) as s:
+        b = balances(s)
+
+    def render(con):
+        from rich.table import Table
+
+        t = Table(title="Remaining quota (PAY-3)")
+        t.add_column("specification")
+        t.add_column("remaining", justify="right")
+        for k, n in sorted(b.quota.items()):
+            t.add_row(_e(k), str(n))
+        con.print(t)
+        con.print(f"managed-service credits: {b.managed}")
+
+    _emit(balances_dict(b), render, as_json)
+    return EXIT_OK
+
+
+@quota_app.command(name="add")
+def quota_add(
+    *,
+    level: Literal["DV", "OV", "EV"] | None = None,
+    cert_type: Annotated[Literal["single", "wildcard", "multi"], Parameter(name="--type")] = "single",
+    brand: str = "certpilot",
+    count: int | None = None,
+    managed: Annotated[int | None, Parameter(help="Add this many managed-service credits.")] = None,
+    key: Annotated[str | None, Parameter(name="--idempotency-key", help="Retry-safe key.")] = None,
+    at: AtOption = None,
+    as_json: JsonFlag = False,
+) -> int:
+    """Add certificate quota of one specification (`--level --type --brand --count`) or `--managed N` credits."""
+    from certpilot.core.models import CertType, Level, Spec
+    from certpilot.operations import orders
+
+    now = _now(at)
+    if (managed is None) == (count is None):
+        raise UsageError("give either --count N (with --level) for certificate quota, or --managed N for credits")
+    if count is not None and level is None:
+        raise UsageError("--count needs --level DV|OV|EV (and optionally --type and --brand)")
+    with _session() as s:
+        if managed is not None:
+            entry = orders.add_managed(s, managed, now=now, idempotency_key=key)
+        else:
+            entry = orders.add_quota(s, Spec(brand=brand, level=Level(level), cert_type=CertType(cert_type)),
+                                     count, now=now, idempotency_key=key)
+        b = orders.balances(s)
+    _emit({"entry": ledger_dict(entry), "balances": balances_dict(b)},
+          lambda con: con.print(f"added {entry.delta} {entry.kind.value}"
+                                f"{' of ' + entry.spec_key if entry.spec_key else ''}; "
+                                f"now {b.quota.get(entry.spec_key, 0) if entry.spec_key else b.managed} remaining"),
+          as_json)
+    return EXIT_OK
+
+
+@app.command
+def renew(
+    cert_id: str,
+    /,
+    *,
+    years: Literal[1, 2, 3] = 1,
+    csr: Literal["system", "manual", "reuse"] = "system",
+    csr_file: Annotated[Path | None, Parameter(help="The CSR for --csr manual (CSR-2).")] = None,
+    dry_run: Annotated[bool, Parameter(negative="", help="Show the plan and the bill; change nothing.")] = False,
+    approve_payment: Annotated[bool, Parameter(negative="", help="Approve charging the shortfall (PAY-1).")] = False,
+    key: Annotated[str | None, Parameter(name="--idempotency-key", help="Retry-safe key.")] = None,
+    at: AtOption = None,
+    as_json: JsonFlag = False,
+) -> int:
+    """Renew a certificate (EL, VA, PL, PAY rules); `--dry-run` previews the plan and the bill."""
+    from certpilot.core.models import CsrMode
+    from certpilot.operations import orders
+
+    now = _now(at)
+    mode = CsrMode(csr)
+    if mode is CsrMode.MANUAL and csr_file is None:
+        raise UsageError("--csr manual needs --csr-file F (the CSR to submit)")
+    if mode is not CsrMode.MANUAL and csr_file is not None:
+        raise UsageError("--csr-file is only for --csr manual")
+    csr_pem = _read(csr_file, "CSR")
+    policy, schedule = _rules()
+    if dry_run:
+        with _session(readonly=True) as s:
+            p = orders.preview_renewal(s, cert_id, years=years, now=now, policy=policy, schedule=schedule,
+                                       csr_mode=mode, csr_pem=csr_pem)
+        _emit({**preview_dict(p), "dry_run": True}, lambda con: _render_preview(con, p), as_json)
+        if not p.eligible:
+            raise _Refused()
+        return EXIT_OK
+    with _session() as s:
+        r = orders.place_renewal(s, cert_id, years=years, now=now, policy=policy, schedule=schedule,
+                                 csr_mode=mode, csr_pem=csr_pem, approve_payment=approve_payment,
+                                 idempotency_key=key, actor="cli")
+    data = {**preview_dict(r.preview), "dry_run": False, "order": order_dict(r.order),
+            "certificates": [view_dict(v) for v in r.certificates], "ledger": [ledger_dict(e) for e in r.ledger]}
+
+    def render(con):
+        _render_preview(con, r.preview, title="Renewal ordered")
+        con.print(f"order [bold]{r.order.id}[/]: {r.order.state.value}")
+        con.print(_inventory_table(r.certificates, "New certificates (children of the original, LC-2)"))
+
+    _emit(data, render, as_json)
+    return EXIT_OK
+
+
+@app.command
+def pay(
+    order_id: str,
+    /,
+    *,
+    decline: Annotated[bool, Parameter(negative="", help="Decline the charge instead (nothing debited).")] = False,
+    at: AtOption = None,
+    as_json: JsonFlag = False,
+) -> int:
+    """Approve (or `--decline`) the shortfall charge of an order awaiting payment (PAY-1)."""
+    from certpilot.operations import orders
+
+    now = _now(at)
+    with _session() as s:
+        o = orders.pay_order(s, order_id, approve=not decline, now=now, actor="cli")
+    _emit({"order": order_dict(o)}, lambda con: con.print(f"order {o.id}: {o.state.value}"), as_json)
+    return EXIT_OK
+
+
+@app.command
+def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> int:
+    """Cancel a not-activated certificate; restores one quota and one managed credit (PL-7)."""
+    from certpilot.operations import orders
+
+    now = _now(at)
+    with _session() as s:
+        r = orders.cancel_certificate(s, cert_id, now=now, actor="cli")
+        b = orders.balances(s)
+    data = {"certificate_id": r.certificate.id, "state": r.certificate.state.value,
+            "restored": [ledger_dict(e) for e in r.ledger], "balances": balances_dict(b)}
+    _emit(data, lambda con: con.print(
+        f"cancelled {r.certificate.id}; restored " + ", ".join(
+            f"{e.delta:+d} {e.kind.value}{' ' + e.spec_key if e.spec_key else ''}" for e in r.ledger)), as_json)
+    return EXIT_OK
+
+
+@db_app.command
+def upgrade(*, as_json: JsonFlag = False) -> int:
+    """Bring the database schema to every migration head (idempotent)."""
+    from certpilot.store.db import ensure_schema
+
+    ensure_schema(_url())
+    from sqlalchemy.engine import make_url
+
+    shown = make_url(_url()).render_as_string(hide_password=True)
+    _emit({"database": shown, "schema": "up to date"}, lambda con: con.print(f"{shown}: schema up to date"),
+          as_json)
+    return EXIT_OK
+
+
+def _demo(at: str | None, as_json: bool) -> int:
+    from certpilot.demo import run_demo
+
+    now = _now(at)
+    report = run_demo(now=now, settings=_ctx.settings)
+    data = {
+        "at": _iso(now),
+        "home": str(_ctx.settings.home),
+        "imported": report.load.imported,
+        "already_present": report.load.skipped,
+        "certificates": [view_dict(v) for v in report.inventory],
+        "balances": balances_dict(report.balances),
+        "preview": preview_dict(report.preview) if report.preview else None,
+    }
+
+    def render(con):
+        con.print(f"certpilot home: {_e(str(_ctx.settings.home))}")
+        con.print(f"demo: {len(report.load.imported)} certificate(s) imported, "
+                  f"{len(report.load.skipped)} already present")
+        con.print(_inventory_table(report.inventory, f"Inventory as of {now:%Y-%m-%d %H:%M}Z"))
+        if report.preview:
+            _render_preview(con, report.preview)
+        con.print("Try: certpilot list --expiring-within 30, certpilot show ID, "
+                  "certpilot renew ID --years 2 --dry-run")
+
+    _emit(data, render, as_json)
+    return EXIT_OK
+
+
+@app.command
+def up(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
+    """Start certpilot (for now: load and show the demo inventory with a renewal preview)."""
+    return _demo(at, as_json)
+
+
+@app.command
+def demo(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
+    """Load the demo inventory (idempotent) and show it with a renewal preview."""
+    return _demo(at, as_json)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 2 usage, 3 refused, 4 bad input).
+
+    Args:
+        argv: the arguments after the program name; default ``sys.argv[1:]``.
+    """
+    global _ctx
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in tokens
+    _ctx = _Ctx()
+    _ctx.json = as_json
+    err = _ctx.console(stderr=True)
+    try:
+        result = app(tokens, exit_on_error=False, print_error=not as_json, help_on_error=False,
+                     result_action="return_value")
+    except CycloptsError as exc:
+        if as_json:
+            _emit(_error_dict(exc, EXIT_USAGE), lambda con: None, True)
+        return EXIT_USAGE
+    except UsageError as exc:
+        if as_json:
+            _emit(_error_dict(exc, EXIT_USAGE), lambda con: None, True)
+        else:
+            err.print(f"[bold red]usage[/]: {_e(str(exc))}")
+        return EXIT_USAGE
+    except _Refused:
+        return EXIT_REFUSED
+    except CertpilotError as exc:
+        code = EXIT_REFUSED if exc.exit_code == EXIT_REFUSED else EXIT_BAD_INPUT if exc.exit_code == 4 else 1
+        if as_json:
+            _emit(_error_dict(exc, code), lambda con: None, True)
+        else:
+            refusal = getattr(exc, "refusal", None)
+            if refusal is not None:
+                _render_refusal(err, refusal)
+            else:
+                err.print(f"[bold red]error[/]: {_e(str(exc))}")
+        return code
+    return int(result) if isinstance(result, int) and not isinstance(result, bool) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

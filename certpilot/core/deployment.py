@@ -1,0 +1,139 @@
+"""Pure decisions of deployment (DEP-1, DEP-2, DEP-7, CSR-2): which targets, may it deploy,
+may this run start, which states are final, how far along a task is.
+
+No I/O: `certpilot.operations.deployments` reads the rows and asks here; adapters act.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from enum import IntEnum, StrEnum
+
+from certpilot.core.errors import Reason, Refusal
+from certpilot.core.models import Certificate, Status
+
+
+class DeploymentState(StrEnum):
+    """A managed deployment task's state (DEP-2)."""
+
+    PENDING = "pending"
+    """Planned; nothing done on the target yet."""
+    RUNNING = "running"
+    """A run holds the task and is acting on the target."""
+    SUCCEEDED = "succeeded"
+    """Deployed and verified: the target serves the new certificate."""
+    FAILED = "failed"
+    """Failed, and the previous certificate could not be restored automatically."""
+    ROLLED_BACK = "rolled_back"
+    """Failed, and the previous certificate was restored (DEP-7)."""
+
+
+TERMINAL = frozenset({DeploymentState.SUCCEEDED, DeploymentState.FAILED, DeploymentState.ROLLED_BACK})
+
+
+class TargetKind(StrEnum):
+    """Where a certificate can be deployed."""
+
+    NGINX = "nginx"
+    """A server reading PEM files and reloading on a command (nginx, Apache, HAProxy)."""
+    FILES = "files"
+    """A directory bundle (cert, chain, fullchain, key) for manual deployment (DEP-4)."""
+    AWS_ACM = "aws-acm"
+    """An AWS ACM certificate re-imported in place (its ARN and bindings kept)."""
+    AWS_ELB = "aws-elb"
+    """An AWS ALB/ELBv2 HTTPS listener (default certificate or an SNI certificate)."""
+
+
+MANAGED_KINDS = frozenset({TargetKind.NGINX, TargetKind.AWS_ACM, TargetKind.AWS_ELB})
+"""Targets certpilot deploys to by itself: they need the private key (CSR-2)."""
+
+
+class Progress(IntEnum):
+    """A task's progress (0-100) after each step of a run."""
+
+    PLANNED = 0
+    STARTED = 5
+    STAGED = 20
+    VALIDATED = 40
+    COMMITTED = 60
+    RELOADED = 75
+    VERIFIED = 90
+    DONE = 100
+
+
+DEPLOYABLE_STATES = frozenset({Status.ISSUED, Status.UPLOADED})
+RUN_LEASE = timedelta(minutes=15)
+"""A RUNNING task older than this is taken to be abandoned by a crashed run and may run again."""
+
+
+def is_terminal(state: DeploymentState | str) -> bool:
+    """True when a task is finished (succeeded, failed or rolled back)."""
+    return DeploymentState(state) in TERMINAL
+
+
+def may_deploy(certificate: Certificate, kind: TargetKind | str, *, has_pem: bool = True) -> Refusal | None:
+    """May `certificate` be deployed to a target of `kind`?
+
+    Args:
+        certificate: the new certificate.
+        kind: the target's kind.
+        has_pem: whether the certificate's PEM is stored (nothing to deploy otherwise).
+    Returns:
+        None, or a refusal: not issued yet (NOT_DEPLOYABLE), or the key is not held and the
+        target is managed (KEY_NOT_HELD, CSR-2; a files bundle without the key stays possible, DEP-4).
+    """
+    kind = TargetKind(kind)
+    if certificate.state not in DEPLOYABLE_STATES or not has_pem:
+        return Refusal(Reason.NOT_DEPLOYABLE,
+                       f"certificate {certificate.common_name} (id {certificate.id}) is {certificate.state.value}"
+                       f"{'' if has_pem else ' and has no certificate PEM'}: there is nothing to deploy yet; "
+                       "deploy it once the CA has issued it.", rule="DEP-1")
+    if not certificate.key_held and kind in MANAGED_KINDS:
+        return Refusal(Reason.KEY_NOT_HELD,
+                       f"certificate {certificate.common_name} (id {certificate.id}) was requested with your own "
+                       f"CSR, so certpilot does not hold its private key and cannot deploy it to the {kind.value} "
+                       "target; install it there yourself (a files bundle without the key is available), or "
+                       "renew with a system-generated key.", rule="CSR-2")
+    return None
+
+
+def may_run(state: DeploymentState | str, *, started_at: datetime | None, now: datetime,
+            lease: timedelta = RUN_LEASE) -> Refusal | None:
+    """May a run take a task in `state` now? (The caller skips SUCCEEDED tasks: a rerun is a no-op.)
+
+    PENDING, FAILED and ROLLED_BACK may run (a retry after a fix); RUNNING only when its run
+    started more than `lease` ago (that run crashed). SUCCEEDED never runs again.
+    """
+    state = DeploymentState(state)
+    if state is DeploymentState.SUCCEEDED:
+        return Refusal(Reason.DEPLOYMENT_IN_PROGRESS,
+                       "this deployment already succeeded; nothing to do (a new certificate gets its own task).",
+                       rule="DEP-2")
+    if state is DeploymentState.RUNNING and started_at is not None and now - started_at < lease:
+        return Refusal(Reason.DEPLOYMENT_IN_PROGRESS,
+                       f"another run started this deployment at {started_at:%Y-%m-%dT%H:%M:%S}Z and holds it; "
+                       f"wait for it to finish (or until {started_at + lease:%Y-%m-%dT%H:%M:%S}Z if it crashed), "
+                       "then run it again.", rule="DEP-2")
+    return None
+
+
+def targets_to_plan(parent_target_ids: Iterable[str], planned_target_ids: Iterable[str]) -> list[str]:
+    """DEP-1/DEP-2: the targets of the old certificate that have no task for the new one yet.
+
+    Order of `parent_target_ids` is kept; duplicates are dropped.
+    """
+    planned = set(planned_target_ids)
+    out: list[str] = []
+    for tid in parent_target_ids:
+        if tid not in planned:
+            planned.add(tid)
+            out.append(tid)
+    return out
+
+
+def final_state(*, verified: bool, rolled_back: bool) -> DeploymentState:
+    """The state a finished run records: succeeded, rolled back (DEP-7) or failed."""
+    if verified:
+        return DeploymentState.SUCCEEDED
+    return DeploymentState.ROLLED_BACK if rolled_back else DeploymentState.FAILED

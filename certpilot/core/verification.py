@@ -1,0 +1,312 @@
+"""Pure decisions of verification: what a TLS probe saw (VER-1) and why the new certificate is
+not what an endpoint serves (VER-2, DEP-6).
+
+No I/O here: `certpilot.adapters.probe` gathers the facts (a handshake, the files on a target,
+the server's process start times) and these functions decide over them. Time is an argument.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class Family(StrEnum):
+    """Which address family a probe connects over."""
+
+    AUTO = "auto"
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a certificate is served: `host:port`, asked for `sni` (defaults to host)."""
+
+    host: str
+    port: int = 443
+    sni: str | None = None
+    family: Family = Family.AUTO
+
+    @property
+    def server_name(self) -> str:
+        """The name sent in SNI and matched against the certificate."""
+        return self.sni or self.host
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        suffix = f" (SNI {self.sni})" if self.sni and self.sni != self.host else ""
+        return f"{host}:{self.port}{suffix}"
+
+
+class ProbeOutcome(StrEnum):
+    """What one probe of one endpoint found; every failure is an outcome, never an exception."""
+
+    OK = "ok"
+    """Handshake done; the leaf is in date, matches the name and chains to the trust bundle."""
+    REFUSED = "refused"
+    """Nothing listens: the TCP connection was refused."""
+    TIMEOUT = "timeout"
+    """No TCP connection or no finished handshake within the timeout."""
+    UNREACHABLE = "unreachable"
+    """The host name does not resolve or the network is unreachable."""
+    HANDSHAKE_FAILED = "handshake_failed"
+    """The TCP connection opened but TLS failed (no certificate for the name, not TLS, alert)."""
+    EXPIRED = "expired"
+    """The served leaf is outside its validity window (expired or not yet valid)."""
+    WRONG_NAME = "wrong_name"
+    """The served leaf does not cover the name asked for."""
+    INCOMPLETE_CHAIN = "incomplete_chain"
+    """An intermediate is missing: the served chain stops below the trust bundle (DEP-6)."""
+    UNTRUSTED = "untrusted"
+    """The served chain ends at a root the trust bundle does not hold (or a signature is bad)."""
+
+
+CONNECTION_FAILURES = frozenset(
+    {ProbeOutcome.REFUSED, ProbeOutcome.TIMEOUT, ProbeOutcome.UNREACHABLE, ProbeOutcome.HANDSHAKE_FAILED}
+)
+
+
+class ChainStatus(StrEnum):
+    """How the served chain relates to the trust bundle."""
+
+    COMPLETE = "complete"
+    """Every link is served and the last one is issued by (or is) a trusted root."""
+    INCOMPLETE = "incomplete"
+    """The chain stops at a certificate whose issuer is neither served nor trusted."""
+    UNTRUSTED = "untrusted"
+    """The chain ends at a self-signed root that is not trusted, or a signature does not verify."""
+    UNKNOWN = "unknown"
+    """Not checked (no handshake)."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What an endpoint served: the leaf's identity, the chain, and the typed outcome.
+
+    `chain_fingerprints` lists the served certificates after the leaf, in served order.
+    Holds no key material (a server never sends one).
+    """
+
+    endpoint: Endpoint
+    outcome: ProbeOutcome
+    fingerprint: str | None = None
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    names: tuple[str, ...] = ()
+    serial: str | None = None
+    chain_fingerprints: tuple[str, ...] = ()
+    chain: ChainStatus = ChainStatus.UNKNOWN
+    name_matches: bool | None = None
+    error: str = ""
+    elapsed: float = 0.0
+
+    @property
+    def handshake_done(self) -> bool:
+        """True when a certificate was read (whatever its faults)."""
+        return self.fingerprint is not None
+
+    def describe(self) -> str:
+        """One line for an operator: endpoint, outcome and what was served."""
+        if not self.handshake_done:
+            return f"{self.endpoint}: {self.outcome.value} ({self.error})"
+        na = f"{self.not_after:%Y-%m-%d}" if self.not_after else "?"
+        return f"{self.endpoint}: {self.outcome.value}; serves {self.fingerprint[:16]}… valid until {na}"
+
+
+def name_matches(server_name: str, names: tuple[str, ...] | list[str]) -> bool:
+    """True when a certificate with SAN `names` covers `server_name` (RFC 6125 matching).
+
+    A wildcard covers exactly one left-most label (`*.example.com` covers `a.example.com`,
+    not `example.com` nor `b.a.example.com`); IP addresses match only exactly.
+    """
+    wanted = server_name.rstrip(".").lower()
+    try:
+        ip = ipaddress.ip_address(wanted)
+    except ValueError:
+        ip = None
+    for raw in names:
+        name = raw.rstrip(".").lower()
+        if ip is not None:
+            try:
+                if ipaddress.ip_address(name) == ip:
+                    return True
+            except ValueError:
+                continue
+            continue
+        if name == wanted:
+            return True
+        if name.startswith("*.") and "." in wanted:
+            head, rest = wanted.split(".", 1)
+            if head and rest == name[2:]:
+                return True
+    return False
+
+
+def classify(*, now: datetime, not_before: datetime, not_after: datetime, name_ok: bool,
+             chain: ChainStatus) -> ProbeOutcome:
+    """The outcome of a finished handshake, most urgent fault first.
+
+    Args:
+        now: the probe's time (timezone-aware UTC).
+        not_before, not_after: the served leaf's validity window.
+        name_ok: whether the leaf covers the name asked for.
+        chain: how the served chain relates to the trust bundle.
+
+    Expiry first (the site is down for everyone), then the name, then the chain (DEP-6).
+    """
+    if not (not_before <= now <= not_after):
+        return ProbeOutcome.EXPIRED
+    if not name_ok:
+        return ProbeOutcome.WRONG_NAME
+    if chain is ChainStatus.INCOMPLETE:
+        return ProbeOutcome.INCOMPLETE_CHAIN
+    if chain is ChainStatus.UNTRUSTED:
+        return ProbeOutcome.UNTRUSTED
+    return ProbeOutcome.OK
+
+
+def serves(result: ProbeResult, *, fingerprint: str | None, not_after: datetime | None) -> bool:
+    """VER-1: does the endpoint serve the new certificate?
+
+    By fingerprint when it is known (exact), else by expiry as the seed says ("its expiry equals
+    the new certificate's"). A failed connection serves nothing.
+    """
+    if not result.handshake_done:
+        return False
+    if fingerprint is not None:
+        return result.fingerprint == fingerprint.lower().replace(":", "")
+    return not_after is not None and result.not_after == not_after
+
+
+class DiagnosisCode(StrEnum):
+    """Why an endpoint does not (properly) serve the new certificate (VER-2)."""
+
+    SERVING_NEW = "serving_new"
+    """Nothing to diagnose: the new certificate is served with a complete chain."""
+    UNREACHABLE = "unreachable"
+    """The endpoint could not be probed at all (refused, timeout, handshake failure)."""
+    FILES_NOT_DEPLOYED = "files_not_deployed"
+    """The target's certificate files are not the new certificate (VER-2 check 1)."""
+    NOT_RELOADED = "not_reloaded"
+    """The new files are in place but the server did not reload since (VER-2 check 2, DEP-5)."""
+    FRONTED = "fronted"
+    """Something in front of the server (CDN, WAF, load balancer) serves another certificate (check 3)."""
+    INCOMPLETE_CHAIN = "incomplete_chain"
+    """The served chain lacks an intermediate (VER-2 check 4, DEP-6)."""
+    UNKNOWN = "unknown"
+    """The old certificate is served and no check explains why."""
+
+
+@dataclass(frozen=True)
+class DiagnosisFacts:
+    """Everything VER-2 decides over, gathered by `certpilot.adapters.probe.diagnose`.
+
+    Attributes:
+        probe: the latest probe of the endpoint.
+        new_fingerprint, old_fingerprint: the certificates being swapped (hex SHA-256).
+        target: what an operator calls the target (e.g. "nginx at 127.0.0.1:8443").
+        deployed_fingerprint: fingerprint of the certificate file on the target; None if unknown.
+        deployed_at: when the new files were written; None if unknown.
+        reloaded_at: when the server last (re)started its serving processes; None if unknown.
+        reload_hint: the command that reloads this target, used in the advice.
+        clock_slack: the resolution of the two times: a reload within it of the write counts as after.
+        intermediaries: fingerprint -> name of certificates known to be held by intermediaries.
+    """
+
+    probe: ProbeResult
+    new_fingerprint: str
+    old_fingerprint: str | None
+    target: str
+    deployed_fingerprint: str | None = None
+    deployed_at: datetime | None = None
+    reloaded_at: datetime | None = None
+    reload_hint: str = "reload the server"
+    clock_slack: timedelta = timedelta(0)
+    intermediaries: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One VER-2 finding: a code and a sentence an operator can act on."""
+
+    code: DiagnosisCode
+    message: str
+    rule: str = "VER-2"
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong."""
+        return self.code is DiagnosisCode.SERVING_NEW
+
+    def __str__(self) -> str:
+        return f"[{self.code.value}] {self.message}"
+
+
+def _short(fp: str | None) -> str:
+    return f"{fp[:16]}…" if fp else "unknown"
+
+
+def diagnose(f: DiagnosisFacts) -> Diagnosis:
+    """VER-2: explain why `f.probe` does not show the new certificate, checks in the rule's order.
+
+    Order: (1) the files on the target are the new ones, (2) the server reloaded after they
+    were written, (3) nothing in front serves another certificate, (4) the chain is complete.
+    A check whose fact is unknown (None) is passed over, never guessed.
+    """
+    p = f.probe
+    where = f"{f.target} ({p.endpoint})"
+    if not p.handshake_done:
+        return Diagnosis(DiagnosisCode.UNREACHABLE,
+                         f"{where} could not be probed: {p.outcome.value} ({p.error}); check that the "
+                         "server is running and reachable from certpilot, then verify again.")
+    new = f.new_fingerprint.lower()
+    served_new = p.fingerprint == new
+    if served_new:
+        if p.chain is ChainStatus.INCOMPLETE:
+            return _incomplete(where)
+        return Diagnosis(DiagnosisCode.SERVING_NEW, f"{where} serves the new certificate {_short(new)}.")
+    # (1) files
+    if f.deployed_fingerprint is not None and f.deployed_fingerprint.lower() != new:
+        which = ("the old certificate" if f.deployed_fingerprint.lower() == (f.old_fingerprint or "").lower()
+                 else f"another certificate ({_short(f.deployed_fingerprint)})")
+        return Diagnosis(DiagnosisCode.FILES_NOT_DEPLOYED,
+                         f"{where} still serves {_served(p, f)}: the certificate file on the target is "
+                         f"{which}, not the new one ({_short(new)}) — deploy the new certificate files "
+                         "again, then reload.")
+    # (2) reload
+    if f.deployed_at is not None and f.reloaded_at is not None and f.reloaded_at + f.clock_slack < f.deployed_at:
+        return Diagnosis(DiagnosisCode.NOT_RELOADED,
+                         f"{where} still serves {_served(p, f)} although the new files are in place "
+                         f"(written {f.deployed_at:%Y-%m-%dT%H:%M:%S}Z): the server was not reloaded "
+                         f"since (last start {f.reloaded_at:%Y-%m-%dT%H:%M:%S}Z) — {f.reload_hint}.")
+    # (3) fronted
+    old = (f.old_fingerprint or "").lower()
+    if p.fingerprint in f.intermediaries or (old and p.fingerprint != old):
+        holder = f.intermediaries.get(p.fingerprint or "")
+        by = f"by {holder}" if holder else "by something in front of the server (CDN, WAF, load balancer or proxy)"
+        return Diagnosis(DiagnosisCode.FRONTED,
+                         f"{where} answers with a certificate that is neither the old nor the new one "
+                         f"({_short(p.fingerprint)}, names {', '.join(p.names) or 'none'}): it is served "
+                         f"{by} — deploy the new certificate there too, or point the name at the server.")
+    # (4) chain
+    if p.chain is ChainStatus.INCOMPLETE:
+        return _incomplete(where)
+    return Diagnosis(DiagnosisCode.UNKNOWN,
+                     f"{where} still serves the old certificate {_short(old)}; the files are new and the "
+                     "server reloaded, so look for a second server or listener answering this name, "
+                     "then verify again.")
+
+
+def _served(p: ProbeResult, f: DiagnosisFacts) -> str:
+    if f.old_fingerprint and p.fingerprint == f.old_fingerprint.lower():
+        return "the old certificate"
+    return f"certificate {_short(p.fingerprint)}"
+
+
+def _incomplete(where: str) -> Diagnosis:
+    return Diagnosis(DiagnosisCode.INCOMPLETE_CHAIN,
+                     f"{where} serves an incomplete chain: an intermediate certificate is missing "
+                     "(DEP-6) — deploy the full chain (leaf followed by every intermediate) and reload.")

@@ -1,0 +1,159 @@
+"""Use cases that read the inventory: list certificates, show one with its lineage and history.
+
+Statuses are derived from dates at the time asked (LC-4, `core.status.derive_status`), never
+read stale from the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from certpilot.core.models import (
+    DEFAULT_POLICY,
+    Certificate,
+    CertType,
+    KeyAlgorithm,
+    Level,
+    Order,
+    Origin,
+    Policy,
+    Status,
+)
+from certpilot.operations.common import require_aware
+from certpilot.store.repository import AuditRecord, Repository, certificate_from_row
+from certpilot.store.tables import CertificateRow
+
+LIVE = frozenset({Status.VALID, Status.EXPIRING_SOON, Status.EXPIRED})
+"""Derived statuses of a certificate that exists (issued or uploaded)."""
+
+
+@dataclass(frozen=True)
+class CertificateView:
+    """One inventory line: the certificate's identity, its derived status and days left."""
+
+    id: str
+    common_name: str
+    names: list[str]
+    cert_type: CertType
+    origin: Origin
+    level: Level
+    brand: str
+    key_algorithm: KeyAlgorithm
+    state: Status
+    """The stored lifecycle state (LC-5)."""
+    status: Status
+    """The status at the time asked (LC-4): VALID/EXPIRING_SOON/EXPIRED for live certificates."""
+    not_before: datetime | None
+    not_after: datetime | None
+    days_left: int | None
+    parent_id: str | None
+    order_id: str | None
+    plan_index: int
+    serial: str | None
+    fingerprint_sha256: str | None
+    owner: str | None
+
+    @classmethod
+    def of(cls, cert: Certificate, now: datetime, policy: Policy) -> CertificateView:
+        """The view of `cert` at `now` under `policy`."""
+        from certpilot.core.status import days_left, derive_status
+
+        return cls(
+            id=cert.id, common_name=cert.common_name, names=list(cert.names), cert_type=cert.cert_type,
+            origin=cert.origin, level=cert.level, brand=cert.brand, key_algorithm=cert.key_algorithm,
+            state=cert.state, status=derive_status(cert, now, policy),
+            not_before=cert.not_before, not_after=cert.not_after,
+            days_left=days_left(cert, now) if cert.not_after is not None else None,
+            parent_id=cert.parent_id, order_id=cert.order_id, plan_index=cert.plan_index,
+            serial=cert.serial, fingerprint_sha256=cert.fingerprint_sha256,
+            owner=cert.owner.email if cert.owner else None,
+        )
+
+
+@dataclass(frozen=True)
+class CertificateDetail:
+    """Everything `certpilot show` prints about one certificate."""
+
+    certificate: Certificate
+    view: CertificateView
+    parent: CertificateView | None
+    """The certificate this one renews (LC-2), if any."""
+    children: list[CertificateView]
+    """The certificates that renew this one (LC-2), by plan index."""
+    order: Order | None
+    """The order that created this certificate, if any."""
+    renewal_orders: list[Order]
+    """Orders placed to renew this certificate, oldest first."""
+    audit: list[AuditRecord]
+    """This certificate's audit trail, oldest first."""
+
+
+def _sort_key(v: CertificateView) -> tuple:
+    # Soonest expiry first; certificates without dates (not yet planned) last, then stable by id.
+    return (v.not_after is None, v.not_after or datetime.max, v.id)
+
+
+def list_certificates(
+    session: Session,
+    *,
+    now: datetime,
+    policy: Policy | None = None,
+    status: Status | None = None,
+    expiring_within_days: int | None = None,
+) -> list[CertificateView]:
+    """The inventory at `now`, soonest expiry first.
+
+    Args:
+        session: an open store session.
+        now: the time statuses are derived at (aware UTC).
+        policy: the rules' numbers (expiry window, LC-4); default `DEFAULT_POLICY`.
+        status: keep only certificates whose derived status, or stored lifecycle state, is this.
+        expiring_within_days: keep only live (issued or uploaded) certificates that have not
+            expired and expire within this many days.
+
+    Raises:
+        BadInputError: `now` is naive.
+    """
+    now = require_aware(now)
+    policy = policy or DEFAULT_POLICY
+    # One query over the whole table; the scanner has its own narrow query (status_rows).
+    rows = session.scalars(select(CertificateRow))
+    views = [CertificateView.of(certificate_from_row(r), now, policy) for r in rows]
+    if status is not None:
+        views = [v for v in views if status in (v.status, v.state)]
+    if expiring_within_days is not None:
+        horizon = now + timedelta(days=expiring_within_days)
+        views = [v for v in views if v.status in LIVE and v.not_after is not None and now < v.not_after <= horizon]
+    return sorted(views, key=_sort_key)
+
+
+def show_certificate(session: Session, cert_id: str, *, now: datetime, policy: Policy | None = None) -> CertificateDetail:
+    """One certificate with its derived status, lineage (LC-2), order and audit trail.
+
+    Args:
+        session: an open store session.
+        cert_id: the certificate's id.
+        now: the time statuses are derived at (aware UTC).
+        policy: the rules' numbers; default `DEFAULT_POLICY`.
+
+    Raises:
+        NotFoundError: no certificate has this id.
+    """
+    now = require_aware(now)
+    policy = policy or DEFAULT_POLICY
+    repo = Repository(session)
+    cert = repo.certificate_model(cert_id)
+    parent = repo.certificate_model(cert.parent_id) if cert.parent_id else None
+    return CertificateDetail(
+        certificate=cert,
+        view=CertificateView.of(cert, now, policy),
+        parent=CertificateView.of(parent, now, policy) if parent else None,
+        children=[CertificateView.of(c, now, policy) for c in repo.children(cert_id)],
+        order=repo.get_order(cert.order_id) if cert.order_id else None,
+        renewal_orders=repo.orders_for_certificate(cert_id),
+        audit=repo.audit(cert_id),
+    )

@@ -1,0 +1,591 @@
+"""Use cases of stage 1 of a renewal (LC-3): preview, place, pay and cancel orders; quotas.
+
+Each function works inside the caller's store transaction (`store.db.session_scope`) and asks
+`certpilot.core` to decide: eligibility (EL), the plan and its validity windows (PL, VA), the
+bill (PAY). Writes go through `store.repository.Repository`, whose compare-and-set and
+idempotent-ledger primitives make a retried or concurrent payment write once (PAY-4).
+
+One exception to "the caller commits": an order whose shortfall is not approved is committed
+before `SHORTFALL_NOT_APPROVED` is raised, so that it stays on record, awaiting payment, with no
+ledger debit (`pay_order` or ``certpilot renew ID --approve-payment`` completes it later).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from certpilot.core.errors import BadInputError, Reason, Refusal, RefusedError
+from certpilot.core.models import (
+    Certificate,
+    CsrMode,
+    LedgerEntry,
+    LedgerKind,
+    Order,
+    OrderKind,
+    OrderState,
+    Origin,
+    PaymentLine,
+    Policy,
+    Spec,
+    Status,
+)
+from certpilot.operations.common import new_id, positive_count, require_aware
+from certpilot.operations.inventory import CertificateView
+from certpilot.store.repository import Repository, ledger_key, order_from_row
+from certpilot.store.tables import OrderRow
+
+OPEN_ORDER_STATES = frozenset({OrderState.AWAITING_PAYMENT, OrderState.PAID})
+"""An order in one of these states is the certificate's renewal: a second one is refused."""
+
+
+@dataclass(frozen=True)
+class RenewalPreview:
+    """What a renewal would do, decided without writing anything (``renew --dry-run``)."""
+
+    certificate: Certificate
+    kind: OrderKind
+    years: int
+    now: datetime
+    csr_mode: CsrMode
+    eligible: bool
+    refusal: Refusal | None
+    """The first rule that refused (EL-1..EL-5, PL years, CSR-2), with what to do instead."""
+    plan: object | None
+    """`core.plans.Plan`: the planned certificates with their windows, managed services."""
+    payment: list[PaymentLine] = field(default_factory=list)
+    """The bill (PAY-1): quota and credits from the balance first, then the shortfall."""
+    shortfall: int = 0
+    """Money to charge (units); needs approval when above zero."""
+    managed_fee: bool = False
+    """PAY-2: renewing with more than 30 days left adds a managed service."""
+    warnings: list[str] = field(default_factory=list)
+    open_order: Order | None = None
+    """An order of this certificate still awaiting payment, if any."""
+
+
+@dataclass(frozen=True)
+class OrderResult:
+    """A placed (or found again) order, its new certificates and its ledger entries."""
+
+    order: Order
+    certificates: list[CertificateView]
+    ledger: list[LedgerEntry]
+    preview: RenewalPreview | None = None
+    created: bool = True
+    """False when an idempotency key or an open order returned an existing order."""
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """A cancelled certificate and the quota/credit entries that restored its payment (PL-7)."""
+
+    certificate: Certificate
+    ledger: list[LedgerEntry]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _rules(policy: Policy | None, schedule):
+    """The policy and CA/B schedule to decide with (the configured ones unless given)."""
+    if policy is None or schedule is None:
+        from certpilot.config import load_policy, load_schedule
+
+        policy = policy or load_policy()
+        schedule = schedule or load_schedule()
+    return policy, schedule
+
+
+def _kind_for(cert: Certificate) -> OrderKind:
+    """Official certificates are renewed; an uploaded one is replaced by a fresh purchase (VA-3)."""
+    return OrderKind.RENEWAL if cert.origin is Origin.OFFICIAL else OrderKind.PURCHASE
+
+
+def _billable(planned) -> int:
+    """Certificates that consume quota: VA-5's reissues cover the same term at no extra quota."""
+    return sum(1 for p in planned if not p.reissue)
+
+
+def _managed_needed(plan) -> int:
+    """Managed-service credits the plan consumes: PL-2's services plus PAY-2's fee."""
+    return plan.managed_services + (1 if plan.managed_fee else 0)
+
+
+def _open_orders(repo: Repository, cert_id: str) -> list[Order]:
+    return [o for o in repo.orders_for_certificate(cert_id) if o.state in OPEN_ORDER_STATES]
+
+
+def _order_by_key(session: Session, key: str) -> Order | None:
+    row = session.scalars(select(OrderRow).where(OrderRow.idempotency_key == key)).first()
+    return order_from_row(row) if row else None
+
+
+def _views(repo: Repository, order_id: str, now: datetime, policy: Policy) -> list[CertificateView]:
+    return [CertificateView.of(c, now, policy) for c in repo.certificates_for_order(order_id)]
+
+
+def _price(repo: Repository, spec: Spec, certificates: int, managed: int, policy: Policy) -> list[PaymentLine]:
+    from certpilot.core.payment import price_order
+
+    return price_order(spec, certificates=certificates, managed=managed, balances=repo.balances(), policy=policy)
+
+
+def _entries(order: Order, lines: list[PaymentLine], now: datetime) -> list[LedgerEntry]:
+    """The ledger movements that pay `order` by `lines` (PAY-1, PAY-4).
+
+    Per item: first what the balance covers is consumed; then a shortfall is bought (a CHARGE
+    entry with its amount, and a purchase entry) and consumed at once, so no balance ever goes
+    below zero. Keys come from the order and the line, so a retry writes nothing new.
+    """
+    out: list[LedgerEntry] = []
+
+    def entry(kind: LedgerKind, index: int, delta: int, spec_key: str | None, note: str, amount: int = 0):
+        out.append(LedgerEntry(id=new_id("led"), kind=kind, spec_key=spec_key, delta=delta, amount=amount,
+                               order_id=order.id, idempotency_key=ledger_key(order.id, kind, index),
+                               created_at=now, note=note))
+
+    for charge_index, line in enumerate(lines):
+        what = "certificate quota" if line.kind is LedgerKind.QUOTA else "managed-service credit"
+        if line.from_balance:
+            entry(line.kind, 0, -line.from_balance, line.spec_key, f"{what} used from the balance (PAY-1)")
+        if line.shortfall:
+            amount = line.shortfall * line.unit_price
+            entry(LedgerKind.CHARGE, charge_index, amount, line.spec_key,
+                  f"charge for {line.shortfall} {what} not covered by the balance (PAY-1)", amount)
+            entry(line.kind, 1, line.shortfall, line.spec_key, f"{what} bought for the shortfall")
+            entry(line.kind, 2, -line.shortfall, line.spec_key, f"{what} bought, used (PAY-1)")
+    return out
+
+
+def _create_certificates(repo: Repository, order: Order, original: Certificate | None, *, names: list[str],
+                         common_name: str, key_algorithm, owner, now: datetime, actor: str,
+                         csr_mode: CsrMode) -> None:
+    """The order's new certificates with their planned windows: the first pending, the rest not
+    activated (PL-3), children of the original (LC-2)."""
+    from certpilot.core.models import Certificate as Cert
+
+    for planned in order.planned:
+        repo.add_certificate(
+            Cert(
+                id=new_id("crt"), common_name=common_name, names=list(names), cert_type=order.spec.cert_type,
+                origin=Origin.OFFICIAL, level=order.spec.level, brand=order.spec.brand,
+                key_algorithm=key_algorithm, not_before=planned.not_before, not_after=planned.not_after,
+                parent_id=original.id if original else None, order_id=order.id, plan_index=planned.index,
+                state=planned.state,
+                validation_method=original.validation_method if original else Cert.model_fields[
+                    "validation_method"].default,
+                owner=owner, key_held=csr_mode is not CsrMode.MANUAL,
+                publicly_trusted=original.publicly_trusted if original else True,
+            ),
+            actor=actor, now=now,
+            why=f"planned certificate {planned.index + 1} of {len(order.planned)} of order {order.id} (PL-3)",
+        )
+
+
+def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, policy: Policy,
+              approve: bool) -> tuple[Order, list[LedgerEntry]]:
+    """Price at today's balances and pay `order` exactly once; create its certificates.
+
+    Raises:
+        RefusedError: SHORTFALL_NOT_APPROVED when a charge is needed and `approve` is False.
+    """
+    from certpilot.core.payment import shortfall
+
+    lines = _price(repo, order.spec, _billable(order.planned), order.managed_services + (1 if order.managed_fee else 0),
+                   policy)
+    if shortfall(lines) > 0 and not approve:
+        raise RefusedError(_shortfall_refusal(order, shortfall(lines)))
+    outcome = repo.pay_order_atomically(order.id, _entries(order, lines, now), actor=actor, now=now,
+                                        why="paid from quota and credits first, shortfall charged (PAY-1)",
+                                        payment=lines)
+    paid = outcome.order
+    if not repo.certificates_for_order(order.id):
+        original = repo.certificate_model(order.certificate_id) if order.certificate_id else None
+        if original is not None:
+            _create_certificates(repo, paid, original, names=original.names, common_name=original.common_name,
+                                 key_algorithm=original.key_algorithm, owner=original.owner, now=now,
+                                 actor=actor, csr_mode=paid.csr_mode)
+            repo.record_audit("certificate", original.id, actor=actor, now=now,
+                              why=f"renewed by order {order.id} ({order.years} year(s)); this certificate "
+                                  "stays valid until its own expiry (LC-1)")
+    return paid, outcome.entries
+
+
+def _shortfall_refusal(order: Order, amount: int) -> Refusal:
+    return Refusal(
+        Reason.SHORTFALL_NOT_APPROVED,
+        f"order {order.id} needs a charge of {amount} for what the quota and credits do not cover; "
+        f"it waits, nothing was debited: approve it with `certpilot renew {order.certificate_id} "
+        f"--years {order.years} --approve-payment` (or `certpilot pay {order.id}`), or add quota first "
+        "(`certpilot quota add`)",
+        "PAY-1",
+    )
+
+
+# ---------------------------------------------------------------- renewals
+
+
+def preview_renewal(
+    session: Session,
+    cert_id: str,
+    *,
+    years: int,
+    now: datetime,
+    policy: Policy | None = None,
+    schedule=None,
+    csr_mode: CsrMode = CsrMode.SYSTEM,
+    csr_pem: bytes | None = None,
+) -> RenewalPreview:
+    """Decide a renewal without writing anything: eligibility, plan, bill (``renew --dry-run``).
+
+    Args:
+        session: an open store session (only read).
+        cert_id: the certificate to renew.
+        years: 1, 2 or 3 (PL-1, PL-2).
+        now: the time of the decision (aware UTC); the first certificate is planned from it.
+        policy, schedule: the rules' numbers and the CA/B schedule (VA-5); default configured.
+        csr_mode: how the key and CSR will be made (CSR-1..CSR-3).
+        csr_pem: the CSR for `CsrMode.MANUAL`; checked against the names and key algorithm (CSR-2).
+
+    Returns:
+        A `RenewalPreview`; `eligible` is False with `refusal` set when a rule refuses.
+
+    Raises:
+        NotFoundError: no such certificate.
+    """
+    from certpilot.core.eligibility import RenewalInput, check_renewal
+    from certpilot.core.payment import shortfall
+    from certpilot.core.plans import check_years, plan_order
+
+    now = require_aware(now)
+    policy, schedule = _rules(policy, schedule)
+    repo = Repository(session)
+    cert = repo.certificate_model(cert_id)
+    kind = _kind_for(cert)
+    warnings: list[str] = []
+    open_orders = _open_orders(repo, cert_id)
+    awaiting = next((o for o in open_orders if o.state is OrderState.AWAITING_PAYMENT), None)
+
+    def refused(refusal: Refusal) -> RenewalPreview:
+        return RenewalPreview(certificate=cert, kind=kind, years=years, now=now, csr_mode=csr_mode, eligible=False,
+                              refusal=refusal, plan=None, warnings=warnings, open_order=awaiting)
+
+    refusal = check_years(years) or check_renewal(RenewalInput(certificate=cert, now=now, policy=policy))
+    if refusal is None:
+        paid = next((o for o in open_orders if o.state is OrderState.PAID), None)
+        if paid is not None:
+            refusal = Refusal(Reason.ALREADY_RENEWED,
+                              f"{cert.common_name} already has renewal order {paid.id} ({paid.years} year(s)); "
+                              f"see its new certificates with `certpilot show {cert.id}`", "LC-2")
+    if refusal is None:
+        refusal = _check_csr(repo, cert, csr_mode, csr_pem, warnings)
+    if refusal is not None:
+        return refused(refusal)
+    if awaiting is not None:
+        warnings.append(f"order {awaiting.id} ({awaiting.years} year(s)) already awaits payment approval; "
+                        "renewing again completes that order")
+    plan = plan_order(kind, years=years, now=now, policy=policy, schedule=schedule,
+                      old_not_after=cert.not_after if kind is OrderKind.RENEWAL else None,
+                      publicly_trusted=cert.publicly_trusted)
+    lines = _price(repo, cert.spec, _billable(plan.certificates), _managed_needed(plan), policy)
+    return RenewalPreview(certificate=cert, kind=kind, years=years, now=now, csr_mode=csr_mode, eligible=True,
+                          refusal=None, plan=plan, payment=lines, shortfall=shortfall(lines),
+                          managed_fee=plan.managed_fee, warnings=warnings, open_order=awaiting)
+
+
+def _check_csr(repo: Repository, cert: Certificate, mode: CsrMode, csr_pem: bytes | None,
+               warnings: list[str]) -> Refusal | None:
+    """CSR-1..CSR-3 at order time: a manual CSR must match; reuse needs the original key held."""
+    if mode is CsrMode.MANUAL:
+        if not csr_pem:
+            return Refusal(Reason.CSR_INVALID, "a manual CSR renewal needs the CSR; pass --csr-file F", "CSR-2")
+        from certpilot.crypto.csr import check_csr
+
+        refusal = check_csr(csr_pem, cert.names, cert.key_algorithm)
+        if refusal is not None:
+            return refusal
+        warnings.append("the system does not hold the key of a manual CSR: it cannot deploy this certificate "
+                        "to managed targets (CSR-2)")
+    elif mode is CsrMode.REUSE:
+        if not cert.key_held or repo.get_certificate(cert.id).key_id is None:
+            return Refusal(Reason.KEY_NOT_HELD,
+                           f"the original key of {cert.common_name} is not held by certpilot, so it cannot be "
+                           "reused; renew with --csr system (a new key, recommended) or --csr manual", "CSR-3")
+        warnings.append("reusing the original key does not rotate it; some compliance regimes forbid this (CSR-3)")
+    return None
+
+
+def place_renewal(
+    session: Session,
+    cert_id: str,
+    *,
+    years: int,
+    now: datetime,
+    policy: Policy | None = None,
+    schedule=None,
+    csr_mode: CsrMode = CsrMode.SYSTEM,
+    csr_pem: bytes | None = None,
+    approve_payment: bool = False,
+    idempotency_key: str | None = None,
+    actor: str = "cli",
+) -> OrderResult:
+    """Order a renewal: record the order, pay it (PAY-1) and create its certificates (PL-3, LC-2).
+
+    Args:
+        session: an open store session; committed here only in the shortfall case (see module).
+        cert_id: the certificate to renew.
+        years: 1, 2 or 3.
+        now: the time of the order (aware UTC).
+        policy, schedule: default the configured ones.
+        csr_mode, csr_pem: CSR-1..CSR-3 (see `preview_renewal`).
+        approve_payment: approve charging a shortfall; without it such an order waits unpaid.
+        idempotency_key: a retried call with the same key returns the same order.
+        actor: who is acting, for the audit trail.
+
+    Raises:
+        RefusedError: a rule refused (EL, PL years, CSR, ALREADY_RENEWED) — nothing written; or
+            SHORTFALL_NOT_APPROVED — the order is recorded awaiting payment, nothing debited.
+        NotFoundError: no such certificate.
+    """
+    now = require_aware(now)
+    policy, schedule = _rules(policy, schedule)
+    repo = Repository(session)
+    # Serialise balance readers: two orders cannot both spend the last quota (PAY-4).
+    repo.lock_ledger()
+    if idempotency_key is not None:
+        existing = _order_by_key(session, idempotency_key)
+        if existing is not None:
+            return _resume(session, repo, existing, now=now, policy=policy, actor=actor, approve=approve_payment)
+    preview = preview_renewal(session, cert_id, years=years, now=now, policy=policy, schedule=schedule,
+                              csr_mode=csr_mode, csr_pem=csr_pem)
+    if not preview.eligible:
+        raise RefusedError(preview.refusal)
+    if preview.open_order is not None:
+        # The same renewal asked again (e.g. now with --approve-payment): complete the waiting order.
+        if preview.open_order.years != years:
+            raise RefusedError(Refusal(
+                Reason.ALREADY_RENEWED,
+                f"order {preview.open_order.id} for {preview.open_order.years} year(s) already awaits payment; "
+                f"approve it (`certpilot pay {preview.open_order.id}`) or decline it "
+                f"(`certpilot pay {preview.open_order.id} --decline`) before ordering {years} year(s)", "PAY-1"))
+        return _resume(session, repo, preview.open_order, now=now, policy=policy, actor=actor,
+                       approve=approve_payment, preview=preview)
+    cert = preview.certificate
+    plan = preview.plan
+    order = repo.add_order(
+        Order(id=new_id("ord"), kind=preview.kind, certificate_id=cert.id, spec=cert.spec, years=years,
+              csr_mode=csr_mode, managed_services=plan.managed_services, managed_fee=plan.managed_fee,
+              planned=list(plan.certificates), payment=preview.payment, state=OrderState.AWAITING_PAYMENT,
+              created_at=now),
+        idempotency_key=idempotency_key, actor=actor, now=now,
+        why=f"{preview.kind.value} of {cert.id} for {years} year(s)",
+    )
+    repo.record_audit("certificate", cert.id, actor=actor, now=now, why=f"renewal order {order.id} placed")
+    return _resume(session, repo, order, now=now, policy=policy, actor=actor, approve=approve_payment,
+                   preview=preview, created=True)
+
+
+def _resume(session: Session, repo: Repository, order: Order, *, now: datetime, policy: Policy, actor: str,
+            approve: bool, preview: RenewalPreview | None = None, created: bool = False) -> OrderResult:
+    """Bring an order as far as it can go: pay it if it waits, report it as it is otherwise."""
+    entries: list[LedgerEntry]
+    if order.state is OrderState.AWAITING_PAYMENT:
+        try:
+            order, entries = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve)
+        except RefusedError as exc:
+            if exc.refusal.reason is Reason.SHORTFALL_NOT_APPROVED:
+                # Keep the order on record (awaiting payment, no debit) before refusing.
+                session.commit()
+            raise
+    else:
+        entries = repo.ledger_for_order(order.id)
+    return OrderResult(order=order, certificates=_views(repo, order.id, now, policy), ledger=entries,
+                       preview=preview, created=created)
+
+
+def pay_order(session: Session, order_id: str, *, approve: bool, now: datetime, actor: str = "cli",
+              policy: Policy | None = None) -> Order:
+    """Approve or decline the payment of an order awaiting payment (PAY-1, PAY-4).
+
+    Approving prices the order at today's balances (quota and credits first), writes its ledger
+    entries exactly once and creates its certificates; declining marks it DECLINED, no debit.
+    Paying an order already paid returns it unchanged.
+
+    Raises:
+        NotFoundError: no such order.
+        IllegalTransitionError: the order was declined or cancelled.
+    """
+    now = require_aware(now)
+    policy = policy or _rules(None, None)[0]
+    repo = Repository(session)
+    repo.lock_ledger()
+    order = repo.get_order(order_id)
+    if not approve:
+        if order.state is OrderState.DECLINED:
+            return order
+        return repo.set_order_state(order_id, OrderState.DECLINED, expected=OrderState.AWAITING_PAYMENT,
+                                    actor=actor, now=now, why="payment of the shortfall declined; nothing debited")
+    if order.state is OrderState.PAID:
+        return order
+    paid, _ = _complete(repo, order, now=now, actor=actor, policy=policy, approve=True)
+    return paid
+
+
+def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: str = "cli") -> CancelResult:
+    """Cancel a not-activated certificate (PL-7): one quota of its spec and one credit come back.
+
+    Idempotent by key: the restoring entries are keyed by the certificate, so they are written
+    once. A second cancel is refused (the certificate is no longer not-activated).
+
+    Raises:
+        RefusedError: NOT_CANCELLABLE when the certificate is not in NOT_ACTIVATED.
+        NotFoundError: no such certificate.
+    """
+    from certpilot.core.plans import check_cancel
+
+    now = require_aware(now)
+    repo = Repository(session)
+    cert = repo.certificate_model(cert_id)
+    refusal = check_cancel(cert.state)
+    if refusal is not None:
+        raise RefusedError(refusal)
+    cancelled = repo.set_state(cert_id, Status.CANCELLED, actor=actor, now=now,
+                               why="cancelled by its owner; one quota and one managed credit restored (PL-7)")
+    entries = repo.append_ledger([
+        LedgerEntry(id=new_id("led"), kind=LedgerKind.QUOTA, spec_key=cert.spec.key, delta=1,
+                    order_id=cert.order_id, idempotency_key=f"cancel:{cert_id}:quota", created_at=now,
+                    note=f"quota restored by cancelling {cert_id} (PL-7)"),
+        LedgerEntry(id=new_id("led"), kind=LedgerKind.MANAGED, spec_key=None, delta=1,
+                    order_id=cert.order_id, idempotency_key=f"cancel:{cert_id}:managed", created_at=now,
+                    note=f"managed-service credit restored by cancelling {cert_id} (PL-7)"),
+    ])
+    return CancelResult(certificate=cancelled, ledger=entries)
+
+
+# ---------------------------------------------------------------- balances
+
+
+def balances(session: Session):
+    """PAY-3: remaining quota per specification and managed-service credits."""
+    return Repository(session).balances()
+
+
+def add_quota(session: Session, spec: Spec, count: int, *, now: datetime, idempotency_key: str | None = None,
+              note: str = "") -> LedgerEntry:
+    """Add `count` certificate quota of `spec` (a ledger entry; a repeated key adds nothing).
+
+    Raises:
+        BadInputError: `count` is not a positive whole number.
+    """
+    positive_count(count, "the quota count")
+    now = require_aware(now)
+    (entry,) = Repository(session).append_ledger([
+        LedgerEntry(id=new_id("led"), kind=LedgerKind.QUOTA, spec_key=spec.key, delta=count, order_id=None,
+                    idempotency_key=idempotency_key or f"quota:{new_id('add')}", created_at=now,
+                    note=note or f"{count} quota of {spec.key} added"),
+    ])
+    return entry
+
+
+def add_managed(session: Session, count: int, *, now: datetime, idempotency_key: str | None = None,
+                note: str = "") -> LedgerEntry:
+    """Add `count` managed-service credits (a ledger entry; a repeated key adds nothing).
+
+    Raises:
+        BadInputError: `count` is not a positive whole number.
+    """
+    positive_count(count, "the managed-service count")
+    now = require_aware(now)
+    (entry,) = Repository(session).append_ledger([
+        LedgerEntry(id=new_id("led"), kind=LedgerKind.MANAGED, spec_key=None, delta=count, order_id=None,
+                    idempotency_key=idempotency_key or f"managed:{new_id('add')}", created_at=now,
+                    note=note or f"{count} managed-service credit(s) added"),
+    ])
+    return entry
+
+
+# ---------------------------------------------------------------- purchases
+
+
+def place_purchase(
+    session: Session,
+    *,
+    names: list[str],
+    brand: str,
+    level,
+    years: int,
+    now: datetime,
+    owner=None,
+    policy: Policy | None = None,
+    schedule=None,
+    approve_payment: bool = False,
+    idempotency_key: str | None = None,
+    actor: str = "cli",
+) -> OrderResult:
+    """Order a new certificate (no renewal): 12 months from its own issue date per year (VA-3).
+
+    Args:
+        names: the certificate's names; the type is inferred and checked (UP-1).
+        brand, level: the specification to buy.
+        years: 1, 2 or 3 (PL-1, PL-2).
+        owner: a `Contact` (or None).
+        Others as in `place_renewal`.
+
+    Raises:
+        BadInputError: a malformed name.
+        RefusedError: names that do not fit a type (UP-1), bad years, or an unapproved shortfall
+            (the order is then recorded awaiting payment).
+    """
+    from certpilot.core.names import check_names, infer_type, normalize_name
+    from certpilot.core.plans import check_years, plan_order
+
+    now = require_aware(now)
+    policy, schedule = _rules(policy, schedule)
+    if not names:
+        raise BadInputError("a purchase needs at least one name; pass --name", Reason.NO_NAMES)
+    repo = Repository(session)
+    repo.lock_ledger()
+    if idempotency_key is not None:
+        existing = _order_by_key(session, idempotency_key)
+        if existing is not None:
+            return _resume_purchase(session, repo, existing, now=now, policy=policy, actor=actor,
+                                    approve=approve_payment, names=names, owner=owner)
+    clean = list(dict.fromkeys(normalize_name(n) for n in names))
+    cert_type = infer_type(clean)
+    refusal = check_years(years) or check_names(clean, cert_type, policy)
+    if refusal is not None:
+        raise RefusedError(refusal)
+    spec = Spec(brand=brand, level=level, cert_type=cert_type)
+    plan = plan_order(OrderKind.PURCHASE, years=years, now=now, policy=policy, schedule=schedule)
+    order = repo.add_order(
+        Order(id=new_id("ord"), kind=OrderKind.PURCHASE, certificate_id=None, spec=spec, years=years,
+              managed_services=plan.managed_services, managed_fee=plan.managed_fee,
+              planned=list(plan.certificates), payment=[], state=OrderState.AWAITING_PAYMENT, created_at=now),
+        idempotency_key=idempotency_key, actor=actor, now=now, why=f"purchase of {', '.join(clean)}",
+    )
+    return _resume_purchase(session, repo, order, now=now, policy=policy, actor=actor, approve=approve_payment,
+                            names=clean, owner=owner)
+
+
+def _resume_purchase(session, repo: Repository, order: Order, *, now, policy, actor, approve, names,
+                     owner) -> OrderResult:
+    entries = repo.ledger_for_order(order.id)
+    if order.state is OrderState.AWAITING_PAYMENT:
+        try:
+            order, entries = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve)
+        except RefusedError as exc:
+            if exc.refusal.reason is Reason.SHORTFALL_NOT_APPROVED:
+                session.commit()
+            raise
+    if order.state is OrderState.PAID and not repo.certificates_for_order(order.id):
+        from certpilot.core.models import KeyAlgorithm
+
+        _create_certificates(repo, order, None, names=names, common_name=names[0],
+                             key_algorithm=KeyAlgorithm.EC_P256, owner=owner, now=now, actor=actor,
+                             csr_mode=CsrMode.SYSTEM)
+    return OrderResult(order=order, certificates=_views(repo, order.id, now, policy), ledger=entries)
+

@@ -1,0 +1,55 @@
+"""Fixtures of the deployment tests: one SQLite store for the module session, a vault, and a
+helper that stores a test certificate (with its key sealed in the vault) as a row."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from certpilot.core.models import Certificate, CertType, Origin, Status
+from certpilot.crypto.keys import store_key
+from certpilot.crypto.vault import KeyVault, LocalMasterKey
+from certpilot.store.db import session_scope
+from certpilot.store.repository import Repository, new_id
+from tests.servers.certs import Leaf
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def deploy_db(tmp_path_factory) -> str:
+    """A SQLite URL migrated to every head (0003_deployments included)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('deploy-db') / 'certpilot.db'}"
+    with session_scope(url):
+        pass
+    return url
+
+
+@pytest.fixture(scope="session")
+def vault() -> KeyVault:
+    """A vault with a throw-away master key."""
+    return KeyVault(LocalMasterKey(os.urandom(32), source="test master key"))
+
+
+def add_cert(session, vault: KeyVault, leaf: Leaf, *, parent_id: str | None = None, key_held: bool = True,
+             key_pem: bytes | None = None, state: Status = Status.ISSUED) -> str:
+    """Store `leaf` as a certificate row (key sealed unless `key_held` is False); return its id.
+
+    `key_pem` stores another key than the leaf's (a broken pair, for DEP-7 tests).
+    """
+    repo = Repository(session)
+    key_id = None
+    if key_held:
+        key = load_pem_private_key(key_pem or leaf.key_pem, password=None)
+        key_id, _ = store_key(key, vault=vault, repo=repo)
+    cert = Certificate(id=new_id(), common_name=leaf.names[0], names=leaf.names,
+                       cert_type=CertType.MULTI if len(leaf.names) > 1 else CertType.SINGLE,
+                       origin=Origin.UPLOADED, not_before=leaf.not_before, not_after=leaf.not_after,
+                       fingerprint_sha256=leaf.fingerprint, serial=format(leaf.cert.serial_number, "x"),
+                       parent_id=parent_id, state=state, key_held=key_held, publicly_trusted=False)
+    repo.add_certificate(cert, leaf_pem=leaf.cert_pem.decode(), chain_pem=b"".join(leaf.chain_pems).decode(),
+                         key_id=key_id, now=NOW)
+    return cert.id

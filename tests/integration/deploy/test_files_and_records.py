@@ -1,0 +1,132 @@
+"""The files bundle (DEP-4, CSR-5, CSR-2) and the managed deployment records (DEP-2)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from certpilot.core.deployment import DeploymentState, TargetKind
+from certpilot.core.errors import BadInputError, Reason, RefusedError
+from certpilot.operations.deployments import (
+    VerifyResult,
+    add_target,
+    default_target_factory,
+    deploy,
+    list_tasks,
+    plan_deployments,
+    targets_of,
+    vault_key_opener,
+)
+from certpilot.store.db import session_scope
+from tests.integration.deploy.conftest import NOW, add_cert
+from tests.servers.certs import make_ca, make_leaf
+
+
+def no_endpoints(material, endpoints, target):
+    """A bundle has no endpoint to probe: verification is the human's (DEP-4)."""
+    assert endpoints == ()
+    return VerifyResult(True, "no endpoints recorded for this target: not probed")
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return make_ca("files intermediate", issuer=make_ca("files root"))
+
+
+def _deploy(url, vault, task_id):
+    with session_scope(url) as s:
+        return deploy(s, task_id, default_target_factory(), vault_key_opener(s, vault), no_endpoints)
+
+
+def test_dep4_csr5_files_bundle_with_0600_key_and_post_command(tmp_path, ca, deploy_db, vault):
+    """DEP-4: the bundle a human copies (cert, chain, fullchain, key) is written, the key 0600
+    (CSR-5), and the post-deploy command runs after it; the previous bundle is replaced."""
+    bundle = tmp_path / "bundle"
+    installed = tmp_path / "installed.pem"
+    old = make_leaf(ca, ["files.example.test"], not_before=NOW - timedelta(days=80), not_after=NOW + timedelta(days=5))
+    new = make_leaf(ca, ["files.example.test"], not_before=NOW, not_after=NOW + timedelta(days=395))
+    with session_scope(deploy_db) as s:
+        old_id = add_cert(s, vault, old)
+        add_target(s, old_id, TargetKind.FILES, now=NOW,
+                   config={"directory": str(bundle),
+                           "post_command": ["cp", str(bundle / "fullchain.pem"), str(installed)]})
+        new_id = add_cert(s, vault, new, parent_id=old_id)
+        task = plan_deployments(s, new_id, now=NOW)[0]
+    done = _deploy(deploy_db, vault, task.id)
+
+    assert done.state is DeploymentState.SUCCEEDED, done.details
+    assert sorted(p.name for p in bundle.iterdir()) == ["cert.pem", "chain.pem", "fullchain.pem", "key.pem"]
+    assert (bundle / "cert.pem").read_bytes() == new.cert_pem
+    assert (bundle / "chain.pem").read_bytes() == b"".join(new.chain_pems)
+    assert (bundle / "fullchain.pem").read_bytes() == new.fullchain_pem          # DEP-6
+    assert (bundle / "key.pem").read_bytes() == new.key_pem
+    assert (bundle / "key.pem").stat().st_mode & 0o777 == 0o600                  # CSR-5
+    assert installed.read_bytes() == new.fullchain_pem
+    assert not list(tmp_path.glob(".bundle.certpilot-*"))                        # no staging/backup left
+
+
+def test_csr2_key_not_held_refused_for_managed_target_but_bundle_without_key(tmp_path, ca, deploy_db, vault):
+    """CSR-2: a certificate from the user's own CSR (key not held) is refused for an nginx target
+    with KEY_NOT_HELD and a sentence; DEP-4: a files bundle without key.pem is still written."""
+    old = make_leaf(ca, ["manual.example.test"])
+    new = make_leaf(ca, ["manual.example.test"], not_after=NOW + timedelta(days=395))
+    with session_scope(deploy_db) as s:
+        old_id = add_cert(s, vault, old)
+        nginx = add_target(s, old_id, TargetKind.NGINX, now=NOW,
+                           config={"files": [{"cert": str(tmp_path / "c.pem"), "key": str(tmp_path / "k.pem")}]})
+        add_target(s, old_id, TargetKind.FILES, now=NOW, config={"directory": str(tmp_path / "b")})
+        new_id = add_cert(s, vault, new, parent_id=old_id, key_held=False)
+        tasks = {t.target_id: t for t in plan_deployments(s, new_id, now=NOW)}
+    with pytest.raises(RefusedError) as refused:
+        _deploy(deploy_db, vault, tasks[nginx.id].id)
+    assert refused.value.refusal.reason is Reason.KEY_NOT_HELD
+    assert "does not hold its private key" in refused.value.refusal.message
+    assert not (tmp_path / "c.pem").exists()
+    files_task = next(t for tid, t in tasks.items() if tid != nginx.id)
+    assert _deploy(deploy_db, vault, files_task.id).state is DeploymentState.SUCCEEDED
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["cert.pem", "chain.pem", "fullchain.pem"]
+
+
+def test_dep2_one_task_per_target_listed_by_certificate_and_idempotent(tmp_path, ca, deploy_db, vault):
+    """DEP-2: a task per target of the old certificate, listed by the new certificate's id with
+    progress and details; planning twice creates nothing twice; a certificate without a parent
+    has nothing to replace."""
+    old = make_leaf(ca, ["multi.example.test"])
+    new = make_leaf(ca, ["multi.example.test"], not_after=NOW + timedelta(days=395))
+    with session_scope(deploy_db) as s:
+        old_id = add_cert(s, vault, old)
+        t1 = add_target(s, old_id, TargetKind.FILES, config={"directory": str(tmp_path / "one")}, now=NOW)
+        t2 = add_target(s, old_id, TargetKind.FILES, config={"directory": str(tmp_path / "two")}, now=NOW)
+        new_id = add_cert(s, vault, new, parent_id=old_id)
+        first = plan_deployments(s, new_id, now=NOW)
+        second = plan_deployments(s, new_id, now=NOW)
+        assert plan_deployments(s, old_id, now=NOW) == []
+    assert first == second
+    assert sorted(t.target_id for t in first) == sorted([t1.id, t2.id])
+    assert {(t.state, t.progress, t.details, t.attempts) for t in first} == {(DeploymentState.PENDING, 0, "", 0)}
+    _deploy(deploy_db, vault, first[0].id)
+    with session_scope(deploy_db) as s:
+        listed = {t.id: t for t in list_tasks(s, new_id)}
+        assert listed[first[0].id].state is DeploymentState.SUCCEEDED
+        assert listed[first[0].id].progress == 100
+        assert listed[first[0].id].details.endswith("succeeded")
+        assert listed[first[1].id].state is DeploymentState.PENDING
+        # DEP-1: the deployed target now belongs to the new certificate; the other still to the old.
+        assert [t.id for t in targets_of(s, new_id)] == [first[0].target_id]
+        assert [t.id for t in targets_of(s, old_id)] == [first[1].target_id]
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"directory": "/x", "password": "hunter2"}, "config.password"),
+    ({"directory": "/x", "aws": {"secret_access_key": "s"}}, "config.aws.secret_access_key"),
+    ({"directory": "-----BEGIN PRIVATE KEY-----"}, "config.directory"),
+])
+def test_csr5_target_config_holds_no_secrets(config, field, ca, deploy_db, vault):
+    """CSR-5: target configuration is plain text, so secrets are refused with the field named."""
+    with session_scope(deploy_db) as s:
+        cid = add_cert(s, vault, make_leaf(ca, ["secret.example.test"]))
+        with pytest.raises(BadInputError) as bad:
+            add_target(s, cid, TargetKind.FILES, config=config, now=NOW)
+    assert field in bad.value.message
+    assert "hunter2" not in bad.value.message

@@ -1,0 +1,80 @@
+"""Route 53 (moto) specifics and the manual provider's instructions (DV-3)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from certpilot.adapters.dns.manual import ManualActionRequired, ManualDns, ManualRecord
+from certpilot.adapters.dns.route53 import Route53Provider
+from certpilot.core.errors import PermanentError, Reason, RefusedError
+
+pytestmark = pytest.mark.servers
+
+
+@pytest.fixture
+def r53(moto_server):
+    client = moto_server.client("route53")
+    zone = f"z{uuid.uuid4().hex[:8]}.example.test"
+    zone_id = client.create_hosted_zone(Name=zone, CallerReference=uuid.uuid4().hex)["HostedZone"]["Id"]
+    return client, zone, zone_id
+
+
+def test_route53_by_zone_id_and_by_lookup(r53):
+    client, zone, zone_id = r53
+    by_id = Route53Provider(client, hosted_zone_id=zone_id, first_delay=0.01)
+    by_lookup = Route53Provider(client, first_delay=0.01)
+    fqdn = f"_acme-challenge.www.{zone}"
+    assert by_id.zone_for(fqdn) == zone == by_lookup.zone_for(fqdn)
+    by_id.present(fqdn, "a")
+    by_lookup.present(fqdn, 'b "quoted" \\ value')
+    assert sorted(by_lookup.values(fqdn)) == ['a', 'b "quoted" \\ value']
+    by_lookup.cleanup(fqdn, "a")
+    assert by_id.values(fqdn) == ['b "quoted" \\ value']
+    by_id.cleanup(fqdn, 'b "quoted" \\ value')
+    assert by_id.values(fqdn) == []
+    names = [r["Name"] for r in client.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]]
+    assert f"{fqdn}." not in names
+
+
+def test_route53_name_outside_every_zone_is_permanent(r53):
+    client, _, _ = r53
+    with pytest.raises(PermanentError, match=r"^no Route 53 hosted zone of this account holds x\.nowhere\.invalid"):
+        Route53Provider(client).present("x.nowhere.invalid", "v")
+
+
+def test_route53_unknown_zone_id_is_permanent(r53):
+    client, _, _ = r53
+    with pytest.raises(PermanentError, match=r"^Route 53 refused reading the hosted zone \(NoSuchHostedZone"):
+        Route53Provider(client, hosted_zone_id="/hostedzone/ZNOTTHERE").present("x.example.test", "v")
+
+
+def test_dv3_manual_dns_gives_the_exact_record_and_never_writes(bind_server, unique_label):
+    """DV-3: no write access: present() asks a human for one exact record and writes nothing."""
+    fqdn = f"_acme-challenge.{unique_label}.example.test"
+    p = ManualDns(bind_server.nameservers, zones=["example.test"], ttl=300)
+    with pytest.raises(ManualActionRequired) as info:
+        p.present(fqdn, "tok-123")
+    assert info.value.records == (ManualRecord(fqdn, "TXT", "tok-123", 300, "add"),)
+    assert info.value.records[0].zone_line == f'{fqdn}. 300 IN TXT "tok-123"'
+    assert str(info.value) == f'Add this record at your DNS host: {fqdn}. 300 IN TXT "tok-123"'
+    assert bind_server.txt(fqdn) == set()
+    p.cleanup(fqdn, "tok-123")  # nothing served: nothing to ask
+
+
+def test_dv3_manual_wait_visible_deadline(bind_server, unique_label):
+    """DV-3/DV-7: waiting for the human's record ends with RECORD_NOT_VISIBLE at the deadline."""
+    p = ManualDns(bind_server.nameservers, zones=["example.test"])
+    with pytest.raises(RefusedError) as info:
+        p.wait_visible(f"_acme-challenge.{unique_label}.example.test", "v", timeout=0.2)
+    assert info.value.refusal.reason is Reason.RECORD_NOT_VISIBLE
+    bind_server.update("example.test", add=[(f"_acme-challenge.{unique_label}.example.test", "TXT", '"v"')])
+    assert p.wait_visible(f"_acme-challenge.{unique_label}.example.test", "v", timeout=2) < 0.5
+    with pytest.raises(ManualActionRequired, match=r"^Remove this record at your DNS host \(validation is over\)"):
+        p.cleanup(f"_acme-challenge.{unique_label}.example.test", "v")
+
+
+def test_manual_without_any_server_is_permanent():
+    with pytest.raises(PermanentError, match="no authoritative server is known"):
+        ManualDns([]).wait_visible("_acme-challenge.x.example.test", "v", timeout=0.1)

@@ -1,0 +1,186 @@
+"""Notifications delivered to real receivers: aiosmtpd (SMTP, STARTTLS + AUTH) and an HTTP server.
+
+DEP-3: a failed deployment notifies the owner with the certificate, the target and the
+diagnosis — and never with key material (CSR-5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from certpilot.adapters.notify import EventKind, NotificationEvent, deployment_failed_event, notify_deployment_failed
+from certpilot.adapters.notify.email import EmailNotifier
+from certpilot.adapters.notify.webhook import SIGNATURE_HEADER, WebhookNotifier
+from certpilot.core.errors import PermanentError, TransientError
+from certpilot.core.models import Certificate, CertType, Origin, Status
+from certpilot.core.verification import (
+    ChainStatus,
+    DiagnosisCode,
+    DiagnosisFacts,
+    Endpoint,
+    ProbeOutcome,
+    ProbeResult,
+    diagnose,
+)
+from tests.servers.base import free_port
+from tests.servers.certs import make_ca, make_leaf
+from tests.servers.smtp import PASSWORD, USER
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+OLD_FP, NEW_FP = "a" * 64, "b" * 64
+
+CERT = Certificate(id="c-42", common_name="shop.example.test", names=["shop.example.test", "www.example.test"],
+                   cert_type=CertType.MULTI, origin=Origin.OFFICIAL, state=Status.ISSUED, serial="1f2e",
+                   fingerprint_sha256=NEW_FP, not_after=datetime(2027, 3, 31, tzinfo=UTC))
+TARGET = "nginx at 127.0.0.1:8443"
+
+
+def not_reloaded():
+    probe = ProbeResult(Endpoint("127.0.0.1", 8443, "shop.example.test"), ProbeOutcome.OK, fingerprint=OLD_FP,
+                        chain=ChainStatus.COMPLETE)
+    return diagnose(DiagnosisFacts(probe=probe, new_fingerprint=NEW_FP, old_fingerprint=OLD_FP, target=TARGET,
+                                   deployed_fingerprint=NEW_FP, deployed_at=NOW,
+                                   reloaded_at=datetime(2026, 3, 1, 11, tzinfo=UTC),
+                                   reload_hint="run `nginx -s reload`"))
+
+
+def test_dep3_failed_deployment_email_names_certificate_target_and_diagnosis(smtp_server):
+    """DEP-3: the owner's email holds the certificate, the target and the VER-2 diagnosis."""
+    smtp_server.clear()
+    diagnosis = not_reloaded()
+    assert diagnosis.code is DiagnosisCode.NOT_RELOADED
+    notifier = EmailNotifier(smtp_server.host, smtp_server.port, sender="certpilot@example.test",
+                             recipients=["owner@example.test"])
+    event, failures = notify_deployment_failed([notifier], CERT, TARGET, diagnosis, now=NOW)
+    assert failures == {}
+    assert len(smtp_server.messages) == 1
+    got = smtp_server.messages[0]
+    assert got.rcpt_tos == ["owner@example.test"]
+    msg = got.message
+    assert msg["Subject"] == "[certpilot] deployment of shop.example.test to nginx at 127.0.0.1:8443 failed"
+    assert msg["X-Certpilot-Certificate"] == "c-42"
+    assert msg["X-Certpilot-Event"] == "deployment_failed"
+    text = got.text
+    for expected in ("shop.example.test", "id c-42", NEW_FP, "1f2e", "2027-03-31", TARGET,
+                     "Diagnosis: [not_reloaded]", "run `nginx -s reload`"):
+        assert expected in text, expected
+    assert b"PRIVATE KEY" not in got.raw
+    assert event.kind is EventKind.DEPLOYMENT_FAILED
+
+
+def test_dep3_email_over_starttls_with_auth(smtp_tls_server):
+    """DEP-3: delivery through STARTTLS + AUTH; the password is a SecretStr and never printed."""
+    smtp_tls_server.clear()
+    notifier = EmailNotifier(smtp_tls_server.host, smtp_tls_server.port, sender="certpilot@example.test",
+                             recipients=["ops@example.test"], security="starttls", username=USER,
+                             password=SecretStr(PASSWORD), ssl_context=smtp_tls_server.client_context())
+    assert PASSWORD not in repr(notifier)
+    notifier.send(deployment_failed_event(CERT, TARGET, not_reloaded(), now=NOW))
+    assert [m.rcpt_tos for m in smtp_tls_server.messages] == [["ops@example.test"]]
+
+
+@pytest.mark.parametrize("security, password, expected", [
+    ("starttls", "wrong-password", PermanentError),   # bad credentials: retrying will not help
+    ("none", PASSWORD, PermanentError),               # server requires STARTTLS first: config error
+])
+def test_dep3_email_refusals_are_permanent(smtp_tls_server, security, password, expected):
+    """DEP-3: configuration faults are PermanentError and never echo the password."""
+    notifier = EmailNotifier(smtp_tls_server.host, smtp_tls_server.port, sender="certpilot@example.test",
+                             recipients=["ops@example.test"], security=security, username=USER,
+                             password=SecretStr(password), ssl_context=smtp_tls_server.client_context())
+    with pytest.raises(expected) as info:
+        notifier.send(deployment_failed_event(CERT, TARGET, "x", now=NOW))
+    assert password not in str(info.value)
+
+
+def test_dep3_email_server_down_is_transient():
+    """DEP-3: an SMTP server that is not there is a TransientError (the task retries)."""
+    notifier = EmailNotifier("127.0.0.1", free_port(), sender="a@example.test", recipients=["b@example.test"],
+                             timeout=2)
+    with pytest.raises(TransientError, match="could not be reached"):
+        notifier.send(deployment_failed_event(CERT, TARGET, None, now=NOW))
+
+
+def test_dep3_event_refuses_key_material():
+    """CSR-5/DEP-3: an event carrying a PEM private key cannot even be built; the key is not echoed."""
+    key_pem = make_leaf(make_ca("k"), ["k.example.test"]).key_pem.decode()
+    with pytest.raises(ValidationError) as info:
+        deployment_failed_event(CERT, TARGET, f"config had {key_pem}", now=NOW)
+    assert "private key material" in str(info.value)
+    assert key_pem.splitlines()[1] not in str(info.value)
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    status = 204
+    received: list[tuple[dict, bytes]] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's hook name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((dict(self.headers), body))
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args):  # quiet
+        pass
+
+
+@pytest.fixture(scope="module")
+def webhook_receiver():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Receiver
+    server.shutdown()
+    server.server_close()
+
+
+def test_dep3_webhook_posts_signed_json(webhook_receiver):
+    """DEP-3: the webhook receives the event as JSON, HMAC-signed, with certificate, target, diagnosis."""
+    url, receiver = webhook_receiver
+    receiver.received.clear()
+    receiver.status = 204
+    notifier = WebhookNotifier(url, secret=SecretStr("hook-secret"))
+    notifier.send(deployment_failed_event(CERT, TARGET, not_reloaded(), now=NOW))
+    [(headers, body)] = receiver.received
+    data = json.loads(body)
+    assert (data["kind"], data["certificate_id"], data["common_name"], data["target"]) == (
+        "deployment_failed", "c-42", "shop.example.test", TARGET)
+    assert data["diagnosis"].startswith("[not_reloaded] ")
+    assert data["occurred_at"] == "2026-03-01T12:00:00Z"
+    expected = hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
+    assert headers[SIGNATURE_HEADER] == f"sha256={expected}"
+
+
+@pytest.mark.parametrize("status, expected", [(503, TransientError), (429, TransientError),
+                                              (404, PermanentError), (401, PermanentError)])
+def test_dep3_webhook_errors_say_whether_to_retry(webhook_receiver, status, expected):
+    """DEP-3: 5xx/429 are retried (TransientError), other refusals are permanent."""
+    url, receiver = webhook_receiver
+    receiver.status = status
+    with pytest.raises(expected, match=str(status)):
+        WebhookNotifier(url).send(deployment_failed_event(CERT, TARGET, None, now=NOW))
+
+
+def test_dep3_one_channel_down_does_not_stop_the_other(smtp_server):
+    """DEP-3: email still goes out when the webhook is unreachable; the failure is reported."""
+    smtp_server.clear()
+    email = EmailNotifier(smtp_server.host, smtp_server.port, sender="c@example.test", recipients=["o@example.test"])
+    hook = WebhookNotifier(f"http://127.0.0.1:{free_port()}/x", timeout=2)
+    _, failures = notify_deployment_failed([hook, email], CERT, TARGET, "down", now=NOW)
+    assert list(failures) == ["webhook"] and isinstance(failures["webhook"], TransientError)
+    assert len(smtp_server.messages) == 1
+
+
+def test_notification_event_is_plain_data():
+    """The event is frozen data a task may pass around (no key, no client objects)."""
+    event = NotificationEvent(kind=EventKind.EXPIRING, certificate_id="c", common_name="a.test",
+                              subject="s", body="b", occurred_at=NOW)
+    assert event.model_dump()["target"] is None
