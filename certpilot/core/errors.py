@@ -71,6 +71,8 @@ class Reason(StrEnum):
     """The names do not fit the certificate type."""
     NO_NAMES = "NoNames"
     """A certificate needs at least one name."""
+    UNKNOWN_BRAND = "UnknownBrand"
+    """The brand is not one the service offers (UP-2)."""
     # --- import (UP-3) ---
     BAD_PEM = "BadPem"
     """The input is not the PEM object expected."""

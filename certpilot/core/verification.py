@@ -123,10 +123,12 @@ def name_matches(server_name: str, names: tuple[str, ...] | list[str]) -> bool:
     not `example.com` nor `b.a.example.com`); IP addresses match only exactly.
     """
     wanted = server_name.rstrip(".").lower()
-    try:
-        ip = ipaddress.ip_address(wanted)
-    except ValueError:
-        ip = None
+    ip = None
+    if wanted and (wanted[-1].isdigit() or ":" in wanted):   # cheap pre-check: most names are DNS names
+        try:
+            ip = ipaddress.ip_address(wanted)
+        except ValueError:
+            ip = None
     for raw in names:
         name = raw.rstrip(".").lower()
         if ip is not None:

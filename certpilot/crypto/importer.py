@@ -136,8 +136,8 @@ def _san_names(cert: x509.Certificate) -> list[str]:
         san = None
     found: list[str] = []
     if san is not None:
-        found = list(san.get_values_for_type(x509.DNSName))
-        found += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+        # In the certificate's own order: the first name is the primary one when there is no CN.
+        found = [str(gn.value) for gn in san if isinstance(gn, x509.DNSName | x509.IPAddress)]
     if not found:
         cn = _common_name(cert) or "(none)"
         raise BadInputError(
@@ -158,10 +158,14 @@ def _check_names(raw: list[str], policy: Policy, publicly_trusted: bool) -> tupl
     cert_type = core_names.infer_type(normalized)
     checked = normalized
     if not publicly_trusted:
-        checked = [n for n in normalized if not _is_private_ip(n)] or normalized
+        # A private CA may name private IPs: check the shape (count, type, wildcards) with each
+        # private IP standing in as an ordinary host name.
+        checked = [f"private-ip-{i}.internal" if _is_private_ip(n) else n for i, n in enumerate(normalized)]
     refusal = core_names.check_names(checked, cert_type, policy)
     if refusal is not None:
-        raise BadInputError(f"the certificate's names are refused: {refusal.message}", refusal.reason)
+        hint = (" (a certificate from a private CA: import it with origin private-ca)"
+                if refusal.reason is Reason.PRIVATE_IP else "")
+        raise BadInputError(f"the certificate's names are refused: {refusal.message}{hint}.", refusal.reason)
     return normalized, cert_type
 
 

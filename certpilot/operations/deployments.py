@@ -12,11 +12,9 @@ it is never an argument or a result of anything here (CSR-5).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -37,7 +35,7 @@ from certpilot.core.deployment import (
 )
 from certpilot.core.errors import BadInputError, NotFoundError, Reason, RefusedError
 from certpilot.core.models import Certificate
-from certpilot.core.verification import DiagnosisFacts, Endpoint, diagnose, serves
+from certpilot.core.verification import Endpoint
 from certpilot.operations.common import new_id
 from certpilot.store.base import utcnow
 from certpilot.store.repository import Repository
@@ -88,8 +86,8 @@ class VerifyResult:
     message: str
 
 
-Verifier = Callable[[DeployMaterial, Sequence[Endpoint], str], VerifyResult]
-"""`verifier(material, endpoints, target_description) -> VerifyResult` (VER-1)."""
+Verifier = Callable[[DeployMaterial, Sequence[Endpoint], DeployTarget, str | None], VerifyResult]
+"""`verifier(material, endpoints, target, old_fingerprint) -> VerifyResult` (VER-1; VER-2 message on failure)."""
 
 TargetFactory = Callable[[TargetRecord, KeyOpenerById], DeployTarget]
 """Builds the adapter of a target; gets the key opener for targets that restore an old key (ACM)."""
@@ -331,7 +329,7 @@ def deploy(session: Session, task_id: str, target_factory: TargetFactory, key_op
         target.reload()
         run.step(Progress.RELOADED, "reloaded")
         step = "verify"
-        result = verifier(material, record.endpoints, desc)
+        result = verifier(material, record.endpoints, target, _old_fingerprint(session, record))
         if not result.ok:
             diagnosis = result.message
             error = f"verification failed: {result.message}"
@@ -363,6 +361,11 @@ def deploy(session: Session, task_id: str, target_factory: TargetFactory, key_op
     run.step(row.progress, state.value, state=state)
     _notify_failure(notifiers, cert, desc, diagnosis, error)
     return _task(row)
+
+
+def _old_fingerprint(session: Session, record: TargetRecord) -> str | None:
+    row = session.get(CertificateRow, record.certificate_id)
+    return row.fingerprint_sha256 if row is not None else None
 
 
 def _move_target(session: Session, target_row: DeploymentTargetRow, cert_id: str, now: datetime) -> None:
@@ -423,7 +426,7 @@ def default_target_factory(*, aws: Callable[[str, dict[str, Any]], Any] | None =
     """Builds adapters from a target's kind and config.
 
     Config per kind:
-        nginx: files [{cert, key}], check_argv, reload_argv, timeout, name.
+        nginx: files [{cert, key}], check_argv, reload_argv, timeout, name, pid_file.
         files: directory, post_command.
         aws-acm: certificate_arn, endpoint_url, region.
         aws-elb: listener_arn, mode (default|sni), old_certificate_arn, endpoint_url, region.
@@ -446,7 +449,7 @@ def default_target_factory(*, aws: Callable[[str, dict[str, Any]], Any] | None =
         if record.kind is TargetKind.NGINX:
             return PemFilesTarget(record.id, cfg["files"], check_argv=cfg.get("check_argv"),
                                   reload_argv=cfg.get("reload_argv"), timeout=float(cfg.get("timeout", 30)),
-                                  name=cfg.get("name", record.name or "nginx"))
+                                  name=cfg.get("name", record.name or "nginx"), pid_file=cfg.get("pid_file"))
         if record.kind is TargetKind.FILES:
             return FilesTarget(record.id, cfg["directory"], post_command=cfg.get("post_command"))
         if record.kind is TargetKind.AWS_ACM:
@@ -462,40 +465,52 @@ def default_target_factory(*, aws: Callable[[str, dict[str, Any]], Any] | None =
 
 @dataclass
 class ProbeVerifier:
-    """VER-1 by TLS probe: poll every endpoint until it serves the new leaf, or a deadline passes.
+    """VER-1 by TLS probe, with the VER-2 diagnosis when it fails.
 
-    On failure the message is the VER-2 diagnosis of the first endpoint still wrong.
-    Uses `certpilot.adapters.probe` (the product's prober).
+    Polls every endpoint with `certpilot.adapters.probe.verify_served` until each steadily
+    serves the new leaf (a graceful reload interleaves old and new answers for ~100 ms) or the
+    deadline passes; then diagnoses the first endpoint still wrong, with the target's facts when
+    it offers them (`deployed_fingerprint()`, `last_reload()`, `reload_hint`), before any rollback.
+
+    Args:
+        trust: the bundle served chains must reach (CA file, SSLContext, TrustBundle; None: system).
+        deadline: seconds to wait for every endpoint.
+        settle: seconds the new certificate must be served without interruption.
+        timeout: seconds per probe.
     """
 
     trust: Any = None
     deadline: float = 10.0
-    interval: float = 0.05
+    settle: float = 0.25
     timeout: float = 3.0
-    facts: dict[str, Any] = field(default_factory=dict)
 
-    def __call__(self, material: DeployMaterial, endpoints: Sequence[Endpoint], target: str) -> VerifyResult:
+    def __call__(self, material: DeployMaterial, endpoints: Sequence[Endpoint], target: DeployTarget,
+                 old_fingerprint: str | None) -> VerifyResult:
         """Probe `endpoints` for `material`'s fingerprint; see the class doc."""
         if not endpoints:
             return VerifyResult(True, "no endpoints recorded for this target: not probed")
-        from certpilot.adapters.probe.tls import Prober
+        from certpilot.adapters.probe.diagnose import (
+            InspectableTarget,
+            Inspection,
+            diagnose_endpoint,
+            file_mtime,
+            inspect_target,
+        )
+        from certpilot.adapters.probe.scale import verify_served
 
-        prober = Prober(self.trust, timeout=self.timeout)
-
-        async def probe_all():
-            return await asyncio.gather(*(prober.probe(e) for e in endpoints))
-
-        end = time.monotonic() + self.deadline
-        while True:
-            results = asyncio.run(probe_all())
-            wrong = [r for r in results if not serves(r, fingerprint=material.fingerprint, not_after=None)]
-            if not wrong:
-                names = ", ".join(str(e) for e in endpoints)
-                return VerifyResult(True, f"{len(endpoints)} endpoint(s) serve {material.fingerprint[:16]}…: {names}")
-            if time.monotonic() >= end:
-                first = wrong[0]
-                diag = diagnose(DiagnosisFacts(probe=first, new_fingerprint=material.fingerprint,
-                                               old_fingerprint=self.facts.get("old_fingerprint"), target=target))
-                return VerifyResult(False, f"{len(wrong)} of {len(endpoints)} endpoint(s) do not serve the new "
-                                           f"certificate after {self.deadline:g}s; {diag}")
-            time.sleep(self.interval)
+        report = verify_served(list(endpoints), material.fingerprint, material.not_after, deadline=self.deadline,
+                               settle=self.settle, trust=self.trust, timeout=self.timeout)
+        if report.all_served:
+            names = ", ".join(str(e) for e in endpoints)
+            return VerifyResult(True, f"{len(endpoints)} endpoint(s) serve {material.fingerprint[:16]}…: {names}")
+        first = report.failures[0].result
+        if isinstance(target, InspectableTarget):
+            cert_file = getattr(target, "deployed_file", None)
+            inspection = inspect_target(target, deployed_at=file_mtime(cert_file) if cert_file else None)
+        else:
+            inspection = Inspection()
+        diag = diagnose_endpoint(first.endpoint, new_fingerprint=material.fingerprint,
+                                 old_fingerprint=old_fingerprint, target=target.describe(),
+                                 inspection=inspection, trust=self.trust, probe=first)
+        return VerifyResult(False, f"{len(report.failures)} of {len(endpoints)} endpoint(s) do not serve the new "
+                                   f"certificate after {self.deadline:g}s; {diag}")

@@ -105,7 +105,11 @@ class NginxServer:
         return _children_of(self.proc.pid)
 
     def reload(self, *, wait: bool = True, timeout: float = 10.0) -> None:
-        """Send a graceful reload; with `wait`, return once a new worker runs the new config.
+        """Send a graceful reload; with `wait`, return once only new workers answer.
+
+        A new worker runs the new configuration; the old ones keep accepting for ~100 ms while
+        they shut down gracefully, so this also waits (up to `timeout`) for them to exit — an old
+        worker held by a client's open connection is left to finish.
 
         Raises RuntimeError when nginx refuses the reload command or no new worker appears
         (the master keeps its old configuration when the new one does not load).
@@ -117,6 +121,11 @@ class NginxServer:
         if wait:
             wait_until(lambda: bool(self.worker_pids() - before), timeout=timeout,
                        what="nginx reload (new worker)", log=self.error_log)
+            try:
+                wait_until(lambda: not (self.worker_pids() & before), timeout=timeout,
+                           what="nginx reload (old workers exit)")
+            except RuntimeError:
+                pass  # a lingering connection keeps an old worker: it no longer accepts new ones
 
     def master_start_time(self) -> datetime:
         """When the master process started (UTC); unchanged by reloads."""

@@ -17,7 +17,11 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from certpilot.adapters.deploy.base import (
     DeployError,
@@ -80,13 +84,15 @@ class PemFilesTarget:
         reload_argv: the graceful reload (default `nginx -s reload`).
         timeout: seconds for each command.
         name: what operators call the server (messages).
+        pid_file: the server's pid file, when known: lets the VER-2 diagnosis tell whether the
+            server reloaded after the files were written.
     """
 
     kind = "nginx"
 
     def __init__(self, target_id: str, files: Sequence[PemFiles | dict | tuple], *,
                  check_argv: Sequence[str] | None = None, reload_argv: Sequence[str] | None = None,
-                 timeout: float = 30.0, name: str = "nginx"):
+                 timeout: float = 30.0, name: str = "nginx", pid_file: str | Path | None = None):
         if not files:
             raise DeployError(f"target {target_id} lists no certificate files; configure at least one "
                               "cert/key pair", step="stage")
@@ -96,6 +102,7 @@ class PemFilesTarget:
         self.reload_argv = list(reload_argv) if reload_argv is not None else nginx_reload_argv()
         self.timeout = timeout
         self.name = name
+        self.pid_file = Path(pid_file) if pid_file else None
         self._staged = False
         self._swapped = False
         self._reloaded = False
@@ -170,6 +177,33 @@ class PemFilesTarget:
         for pair in self.files:
             for path in (pair.cert, pair.key):
                 _backup(path).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ VER-2 facts
+    @property
+    def deployed_file(self) -> Path:
+        """The first vhost's certificate file (what the diagnosis reads)."""
+        return self.files[0].cert
+
+    @property
+    def reload_hint(self) -> str:
+        """The advice of a "not reloaded" diagnosis."""
+        return f"run `{' '.join(self.reload_argv)}`"
+
+    def deployed_fingerprint(self) -> str | None:
+        """SHA-256 of the leaf in the first certificate file (None when unreadable); never reads keys."""
+        try:
+            certs = x509.load_pem_x509_certificates(self.deployed_file.read_bytes())
+        except (OSError, ValueError):
+            return None
+        return certs[0].fingerprint(hashes.SHA256()).hex() if certs else None
+
+    def last_reload(self) -> datetime | None:
+        """When the server last loaded its configuration (nginx: newest worker's start), if known."""
+        if self.pid_file is None:
+            return None
+        from certpilot.adapters.probe.diagnose import nginx_last_load
+
+        return nginx_last_load(self.pid_file)
 
     # ------------------------------------------------------------------ internals
     def _restore_files(self) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from email.policy import SMTP as SMTP_POLICY
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, make_msgid
 from typing import Literal
 

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from certpilot.adapters.probe.tls import Prober, Trust, fingerprint_der
+from certpilot.adapters.probe.tls import EndpointProber, Prober, Trust, fingerprint_der
 from certpilot.core.verification import Diagnosis, DiagnosisFacts, Endpoint, ProbeResult, diagnose
 
 # /proc start times and uptime have a 10 ms resolution each: a reload less than this before the
@@ -165,7 +165,7 @@ def facts(probe: ProbeResult, inspection: Inspection, *, new_fingerprint: str, o
 
 
 async def adiagnose_endpoint(endpoint: Endpoint, *, new_fingerprint: str, old_fingerprint: str | None,
-                             target: str, inspection: Inspection, trust: Trust | Prober = None,
+                             target: str, inspection: Inspection, trust: Trust | EndpointProber = None,
                              timeout: float = 5.0, probe: ProbeResult | None = None) -> Diagnosis:
     """VER-2 for one endpoint: probe it (unless `probe` is given) and explain what it serves.
 
@@ -178,14 +178,14 @@ async def adiagnose_endpoint(endpoint: Endpoint, *, new_fingerprint: str, old_fi
         the Diagnosis (SERVING_NEW when nothing is wrong). Never raises for network failures.
     """
     if probe is None:
-        prober = trust if isinstance(trust, Prober) else Prober(trust, timeout=timeout)
+        prober = trust if isinstance(trust, EndpointProber) else Prober(trust, timeout=timeout)
         probe = await prober.probe(endpoint)
     return diagnose(facts(probe, inspection, new_fingerprint=new_fingerprint, old_fingerprint=old_fingerprint,
                           target=target))
 
 
 def diagnose_endpoint(endpoint: Endpoint, *, new_fingerprint: str, old_fingerprint: str | None, target: str,
-                      inspection: Inspection, trust: Trust | Prober = None, timeout: float = 5.0,
+                      inspection: Inspection, trust: Trust | EndpointProber = None, timeout: float = 5.0,
                       probe: ProbeResult | None = None) -> Diagnosis:
     """Blocking `adiagnose_endpoint` (VER-2)."""
     return asyncio.run(adiagnose_endpoint(endpoint, new_fingerprint=new_fingerprint,

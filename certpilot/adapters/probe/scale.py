@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from certpilot.adapters.probe.tls import Prober, Trust
+from certpilot.adapters.probe.tls import EndpointProber, Prober, Trust
 from certpilot.core.verification import Endpoint, ProbeResult, serves
 
 
 async def aprobe_many(endpoints: Sequence[Endpoint], *, concurrency: int = 100, timeout: float = 5.0,
-                      trust: Trust | Prober = None, now: datetime | None = None) -> list[ProbeResult]:
+                      trust: Trust | EndpointProber = None, now: datetime | None = None) -> list[ProbeResult]:
     """Probe every endpoint with at most `concurrency` connections open; results in input order.
 
     Args:
@@ -27,7 +27,7 @@ async def aprobe_many(endpoints: Sequence[Endpoint], *, concurrency: int = 100, 
     Returns:
         one ProbeResult per endpoint; failures are outcomes, so the list is always complete.
     """
-    prober = trust if isinstance(trust, Prober) else Prober(trust, timeout=timeout)
+    prober = trust if isinstance(trust, EndpointProber) else Prober(trust, timeout=timeout)
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def one(ep: Endpoint) -> ProbeResult:
@@ -38,7 +38,7 @@ async def aprobe_many(endpoints: Sequence[Endpoint], *, concurrency: int = 100, 
 
 
 def probe_many(endpoints: Sequence[Endpoint], *, concurrency: int = 100, timeout: float = 5.0,
-               trust: Trust | Prober = None, now: datetime | None = None) -> list[ProbeResult]:
+               trust: Trust | EndpointProber = None, now: datetime | None = None) -> list[ProbeResult]:
     """Blocking `aprobe_many` for callers outside an event loop."""
     return asyncio.run(aprobe_many(endpoints, concurrency=concurrency, timeout=timeout, trust=trust, now=now))
 
@@ -73,7 +73,7 @@ class VerificationReport:
 async def averify_served(endpoints: Sequence[Endpoint], expected_fingerprint: str | None,
                          expected_not_after: datetime | None = None, *, deadline: float = 10.0,
                          first_delay: float = 0.02, max_delay: float = 0.5, settle: float = 0.25,
-                         confirm_interval: float = 0.025, trust: Trust | Prober = None,
+                         confirm_interval: float = 0.025, trust: Trust | EndpointProber = None,
                          timeout: float = 5.0, concurrency: int = 50) -> VerificationReport:
     """VER-1: poll each endpoint until it steadily serves the new certificate or `deadline` passes.
 
@@ -98,7 +98,7 @@ async def averify_served(endpoints: Sequence[Endpoint], expected_fingerprint: st
     """
     if expected_fingerprint is None and expected_not_after is None:
         raise ValueError("verify_served needs the new certificate's fingerprint or expiry")
-    prober = trust if isinstance(trust, Prober) else Prober(trust, timeout=timeout)
+    prober = trust if isinstance(trust, EndpointProber) else Prober(trust, timeout=timeout)
     end = time.monotonic() + deadline
     gate = asyncio.Semaphore(max(1, concurrency))
 
@@ -129,7 +129,7 @@ async def averify_served(endpoints: Sequence[Endpoint], expected_fingerprint: st
 def verify_served(endpoints: Sequence[Endpoint], expected_fingerprint: str | None,
                   expected_not_after: datetime | None = None, *, deadline: float = 10.0,
                   first_delay: float = 0.02, max_delay: float = 0.5, settle: float = 0.25,
-                  confirm_interval: float = 0.025, trust: Trust | Prober = None,
+                  confirm_interval: float = 0.025, trust: Trust | EndpointProber = None,
                   timeout: float = 5.0, concurrency: int = 50) -> VerificationReport:
     """Blocking `averify_served` (VER-1) for tasks and the CLI."""
     return asyncio.run(averify_served(endpoints, expected_fingerprint, expected_not_after, deadline=deadline,

@@ -25,12 +25,14 @@ import socket
 import ssl
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
 from certpilot.core.verification import (
@@ -45,7 +47,6 @@ from certpilot.core.verification import (
 
 _FAMILIES = {Family.AUTO: socket.AF_UNSPEC, Family.IPV4: socket.AF_INET, Family.IPV6: socket.AF_INET6}
 _DER = getattr(ssl, "_ssl").ENCODING_DER  # noqa: B009 - the private module holds the constant
-_SHA256 = hashes.SHA256()
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
 
 
@@ -66,19 +67,47 @@ def certificate_names(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(names)
 
 
+@dataclass(frozen=True, slots=True)
+class CaCert:
+    """A CA certificate parsed once: the names and fingerprint the chain walk compares."""
+
+    cert: x509.Certificate
+    fingerprint: str
+    subject: bytes
+    issuer: bytes
+
+    @classmethod
+    def parse(cls, der: bytes, fp: str | None = None) -> CaCert:
+        """Parse a DER certificate (raises ValueError when it does not parse)."""
+        cert = x509.load_der_x509_certificate(der)
+        return cls(cert, fp or fingerprint_der(der), cert.subject.public_bytes(), cert.issuer.public_bytes())
+
+    @classmethod
+    def of(cls, cert: x509.Certificate) -> CaCert:
+        """Wrap an already parsed certificate."""
+        return cls.parse(cert.public_bytes(Encoding.DER))
+
+
 class TrustBundle:
     """The CA certificates a served chain must reach (DEP-6), indexed by subject.
 
-    Verification results of (child, issuer) pairs are cached: intermediates repeat across
-    thousands of endpoints, so each intermediate→root signature is checked once.
+    Two bounded caches make probing thousands of endpoints cheap without changing any answer:
+    served intermediates are parsed once (they repeat across endpoints), and each signature check
+    is done once per (child, issuer) pair of fingerprints (a VER-1 poll or a periodic scan sees
+    the same leaves again).
     """
 
+    _MAX_PARSED = 1024
+    _MAX_VERIFIED = 16384
+
     def __init__(self, certificates: Iterable[x509.Certificate]):
-        self._by_subject: dict[bytes, list[x509.Certificate]] = {}
+        self._by_subject: dict[bytes, list[CaCert]] = {}
         self._fingerprints: set[str] = set()
         for cert in certificates:
-            self._by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
-            self._fingerprints.add(cert.fingerprint(_SHA256).hex())
+            ca = CaCert.of(cert)
+            self._by_subject.setdefault(ca.subject, []).append(ca)
+            self._fingerprints.add(ca.fingerprint)
+        self._parsed: dict[str, CaCert] = {}
         self._verified: dict[tuple[str, str], bool] = {}
 
     @classmethod
@@ -110,52 +139,60 @@ class TrustBundle:
         """True when the certificate with fingerprint `fp` is itself in the bundle."""
         return fp in self._fingerprints
 
-    def anchors_for(self, cert: x509.Certificate) -> list[x509.Certificate]:
-        """Bundle certificates whose subject is `cert`'s issuer."""
-        return self._by_subject.get(cert.issuer.public_bytes(), [])
+    def served_ca(self, der: bytes) -> CaCert:
+        """A served chain certificate, parsed once per fingerprint (raises ValueError if unparseable)."""
+        fp = fingerprint_der(der)
+        hit = self._parsed.get(fp)
+        if hit is None:
+            hit = CaCert.parse(der, fp)
+            if len(self._parsed) >= self._MAX_PARSED:
+                self._parsed.clear()
+            self._parsed[fp] = hit
+        return hit
 
-    def signed_by(self, child: x509.Certificate, child_fp: str, parent: x509.Certificate) -> bool:
+    def signed_by(self, child: x509.Certificate, child_fp: str, parent: CaCert) -> bool:
         """True when `parent` signed `child` (cached by fingerprints)."""
-        key = (child_fp, parent.fingerprint(_SHA256).hex())
+        key = (child_fp, parent.fingerprint)
         hit = self._verified.get(key)
         if hit is None:
             try:
-                child.verify_directly_issued_by(parent)
+                child.verify_directly_issued_by(parent.cert)
                 hit = True
             except (InvalidSignature, ValueError, TypeError):
                 hit = False
-            if len(self._verified) > 4096:  # bounded: leaves are seen once each
+            if len(self._verified) >= self._MAX_VERIFIED:
                 self._verified.clear()
             self._verified[key] = hit
         return hit
 
-    def check_chain(self, leaf: x509.Certificate, leaf_fp: str, served: list[tuple[x509.Certificate, str]]
-                    ) -> ChainStatus:
+    def check_chain(self, leaf: x509.Certificate, leaf_fp: str, served: list[CaCert]) -> ChainStatus:
         """DEP-6: does `leaf` reach the bundle through the `served` certificates?
 
         Args:
             leaf: the served leaf.
             leaf_fp: its fingerprint.
-            served: the other served certificates with their fingerprints, in served order.
-        Returns COMPLETE, INCOMPLETE (an issuer is neither served nor trusted) or UNTRUSTED.
+            served: the other served certificates, in served order.
+        Returns:
+            COMPLETE; INCOMPLETE when an issuer is neither served nor trusted (a missing
+            intermediate, OpenSSL's "unable to get local issuer certificate"); UNTRUSTED when the
+            chain ends at a self-signed root the bundle does not hold, or a signature is wrong.
         """
-        pool: dict[bytes, list[tuple[x509.Certificate, str]]] = {}
-        for cert, fp in served:
-            pool.setdefault(cert.subject.public_bytes(), []).append((cert, fp))
-        current, current_fp = leaf, leaf_fp
+        pool: dict[bytes, list[CaCert]] = {}
+        for ca in served:
+            pool.setdefault(ca.subject, []).append(ca)
+        cert, fp, issuer = leaf, leaf_fp, leaf.issuer.public_bytes()
         for _ in range(len(served) + 1):
-            if self.contains(current_fp):
+            if fp in self._fingerprints:
                 return ChainStatus.COMPLETE
-            if any(self.signed_by(current, current_fp, a) for a in self.anchors_for(current)):
+            if any(self.signed_by(cert, fp, a) for a in self._by_subject.get(issuer, ())):
                 return ChainStatus.COMPLETE
-            if current.issuer == current.subject:
-                return ChainStatus.UNTRUSTED
-            candidates = pool.get(current.issuer.public_bytes(), [])
-            parent = next(((c, fp) for c, fp in candidates
-                           if fp != current_fp and self.signed_by(current, current_fp, c)), None)
+            candidates = [c for c in pool.get(issuer, ()) if c.fingerprint != fp]
+            parent = next((c for c in candidates if self.signed_by(cert, fp, c)), None)
             if parent is None:
-                return ChainStatus.UNTRUSTED if candidates else ChainStatus.INCOMPLETE
-            current, current_fp = parent
+                if candidates or issuer == cert.subject.public_bytes():
+                    return ChainStatus.UNTRUSTED
+                return ChainStatus.INCOMPLETE
+            cert, fp, issuer = parent.cert, parent.fingerprint, parent.issuer
         return ChainStatus.UNTRUSTED
 
 
@@ -179,6 +216,16 @@ def probe_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+@runtime_checkable
+class EndpointProber(Protocol):
+    """Anything that probes one endpoint (the real `Prober`; scripted ones in orchestration tests)."""
+
+    async def probe(self, endpoint: Endpoint, *, timeout: float | None = None,
+                    now: datetime | None = None) -> ProbeResult:
+        """Probe `endpoint`; failures are outcomes, never exceptions."""
+        ...
 
 
 class Prober:
@@ -237,7 +284,7 @@ class Prober:
         leaf_fp = fingerprint_der(ders[0])
         try:
             leaf = x509.load_der_x509_certificate(ders[0])
-            served = [(x509.load_der_x509_certificate(d), fingerprint_der(d)) for d in ders[1:]]
+            served = [self.trust.served_ca(d) for d in ders[1:]]
         except ValueError as exc:
             return ProbeResult(endpoint, ProbeOutcome.HANDSHAKE_FAILED, fingerprint=leaf_fp,
                                error=f"unparseable certificate: {exc}", elapsed=elapsed)
@@ -248,7 +295,7 @@ class Prober:
         outcome = classify(now=now, not_before=not_before, not_after=not_after, name_ok=name_ok, chain=chain)
         return ProbeResult(endpoint, outcome, fingerprint=leaf_fp, not_before=not_before, not_after=not_after,
                            names=names, serial=format(leaf.serial_number, "x"),
-                           chain_fingerprints=tuple(fp for _, fp in served), chain=chain,
+                           chain_fingerprints=tuple(c.fingerprint for c in served), chain=chain,
                            name_matches=name_ok, elapsed=elapsed)
 
 

@@ -23,7 +23,7 @@ from tests.integration.deploy.conftest import NOW, add_cert
 from tests.servers.certs import make_ca, make_leaf
 
 
-def no_endpoints(material, endpoints, target):
+def no_endpoints(material, endpoints, target, old_fingerprint):
     """A bundle has no endpoint to probe: verification is the human's (DEP-4)."""
     assert endpoints == ()
     return VerifyResult(True, "no endpoints recorded for this target: not probed")

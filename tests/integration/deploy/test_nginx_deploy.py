@@ -161,7 +161,8 @@ def test_dep7_failed_verification_rolls_back_and_reloads(nginx_factory, nginx_ca
         add_target(s, old_id, TargetKind.NGINX,
                    config={"files": [{"cert": str(server.cert_path(n)), "key": str(server.key_path(n))}
                                      for n in NAMES[:2]],
-                           "check_argv": server.check_argv(), "reload_argv": server.reload_argv()},
+                           "check_argv": server.check_argv(), "reload_argv": server.reload_argv(),
+                           "pid_file": str(server.pid_file)},
                    endpoints=[("127.0.0.1", server.port, n) for n in NAMES], now=NOW)
         new = make_leaf(nginx_ca, NAMES, not_before=NOW, not_after=NOW + timedelta(days=395))
         new_id = add_cert(s, vault, new, parent_id=old_id)
@@ -174,6 +175,10 @@ def test_dep7_failed_verification_rolls_back_and_reloads(nginx_factory, nginx_ca
     assert done.progress == 75
     assert "1 of 3 endpoint(s) do not serve the new certificate" in done.details
     assert "c.example.test" in done.details
+    # VER-2, diagnosed before the rollback: files new, server reloaded, old certificate still
+    # answered for c → another server block/listener answers this name.
+    assert "[unknown]" in done.details and "second server or listener" in done.details
+    print(done.details)
     # Rolled back and reloaded: a and b serve the old certificate again (nginx serves the new
     # config ~100 ms after the reload command: poll).
     deadline = time.monotonic() + 5

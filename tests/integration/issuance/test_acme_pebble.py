@@ -326,3 +326,30 @@ def test_ca2_failed_validation_marks_rejected_with_ca_detail(pebble, bind_server
         assert Status(repo.get_certificate(cid).state) is Status.REJECTED
         last = repo.audit(cid)[-1]
         assert last.to_state == "rejected" and result.detail in last.why
+
+
+def test_external_account_binding(tmp_path_factory, bind_server, bind_dns, sessions, vault, unique_label):
+    """EAB: a CA that requires External Account Binding registers the account with the kid + HMAC."""
+    import base64
+    import os
+
+    from certpilot.adapters.issuers.acme import ExternalAccount
+    from certpilot.core.errors import PermanentError
+
+    hmac = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    try:
+        eab_pebble = start_pebble(tmp_path_factory.mktemp("pebble-eab"), bind_server.port, eab={"kid-1": hmac})
+    except (FileNotFoundError, RuntimeError) as exc:
+        from tests.servers.base import missing
+
+        missing(f"pebble ({exc})")
+    try:
+        without = bind_issuer(eab_pebble, bind_server, bind_dns, sessions, vault)
+        with pytest.raises(PermanentError, match="requires External Account Binding"):
+            without.account_url()
+        issuer = bind_issuer(eab_pebble, bind_server, bind_dns, sessions, vault,
+                             eab=ExternalAccount("kid-1", hmac))
+        assert hmac not in repr(issuer.eab)
+        issue(sessions, vault, issuer, [f"eab.{unique_label}.example.test"])
+    finally:
+        stop(eab_pebble.proc)

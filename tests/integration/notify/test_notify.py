@@ -16,7 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from certpilot.adapters.notify import EventKind, NotificationEvent, deployment_failed_event, notify_deployment_failed
+from certpilot.adapters.notify import (
+    EventKind,
+    NotificationEvent,
+    deployment_failed_event,
+    notify_deployment_failed,
+)
 from certpilot.adapters.notify.email import EmailNotifier
 from certpilot.adapters.notify.webhook import SIGNATURE_HEADER, WebhookNotifier
 from certpilot.core.errors import PermanentError, TransientError

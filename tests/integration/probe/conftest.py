@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.base import missing
 from tests.servers.certs import Leaf, TestCA, make_ca, make_leaf
 from tests.servers.nginx import NginxServer, VHost, start_nginx
-from tests.servers.base import missing
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 VALID = {"not_before": NOW - timedelta(days=10), "not_after": NOW + timedelta(days=80)}

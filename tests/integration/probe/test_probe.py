@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from certpilot.adapters.probe import Endpoint, Family, Prober, ProbeOutcome, probe_many, probe_sync
+from certpilot.adapters.probe import Endpoint, Family, ProbeOutcome, Prober, probe_many, probe_sync
 from certpilot.adapters.probe.tls import TrustBundle
 from certpilot.core.verification import ChainStatus
 from tests.integration.probe.conftest import OK_NAMES

@@ -1,0 +1,74 @@
+"""The lifecycle state machine (LC-5): which stored state may follow which.
+
+Pure. The table is the single source of truth: the repository's `set_state` moves a certificate
+only through `transition`. Derived statuses (VALID, EXPIRING_SOON, EXPIRED; LC-4) are computed
+from dates and are never the source or the target of a move. A move to the state a certificate
+is already in is not a move and is refused too: re-entrant callers check the state first.
+"""
+
+from __future__ import annotations
+
+from certpilot.core.errors import IllegalTransitionError, Reason, Refusal
+from certpilot.core.models import LIFECYCLE_STATES, Status
+
+S = Status
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    S.NOT_ACTIVATED: frozenset({S.PENDING_APPLICATION, S.CANCELLED}),
+    S.PENDING_APPLICATION: frozenset({S.UNDER_REVIEW}),
+    # Back to pending: the CA asked for more information; the owner fixes and resubmits (CA-2).
+    S.UNDER_REVIEW: frozenset({S.ISSUED, S.REJECTED, S.PENDING_APPLICATION}),
+    # A rejection may be fixed and resubmitted (CA-2).
+    S.REJECTED: frozenset({S.PENDING_APPLICATION}),
+    S.ISSUED: frozenset({S.REVOKED}),
+    S.UPLOADED: frozenset({S.REVOKED}),
+    S.CANCELLED: frozenset(),
+    S.REVOKED: frozenset(),
+}
+"""LC-5: allowed moves, from each lifecycle state to the states that may follow it."""
+
+DERIVED_STATUSES = frozenset({S.VALID, S.EXPIRING_SOON, S.EXPIRED})
+"""LC-4: statuses computed from dates, never stored, never moved to."""
+
+
+def _allowed(frm: Status) -> str:
+    nxt = sorted(t.value for t in TRANSITIONS.get(frm, frozenset()))
+    return f"allowed from {frm.value}: {', '.join(nxt)}" if nxt else f"{frm.value} is final: no move is allowed"
+
+
+def check_transition(frm: Status, to: Status) -> Refusal | None:
+    """LC-5: may a certificate move from lifecycle state `frm` to `to`?
+
+    Args:
+        frm: the stored lifecycle state.
+        to: the state asked for.
+
+    Returns:
+        None when the table allows the move, else a `Refusal` (ILLEGAL_TRANSITION, rule "LC-5")
+        naming both states and the moves allowed from `frm`.
+    """
+    if to in DERIVED_STATUSES:
+        return Refusal(Reason.ILLEGAL_TRANSITION,
+                       f"cannot move from {frm.value} to {to.value}: {to.value} is derived from the dates "
+                       "(LC-4), never set; store issued or uploaded and let the status follow", "LC-5")
+    if frm not in LIFECYCLE_STATES:
+        return Refusal(Reason.ILLEGAL_TRANSITION,
+                       f"cannot move from {frm.value} to {to.value}: {frm.value} is a derived status, not a "
+                       "stored state; move from the certificate's stored lifecycle state", "LC-5")
+    if to in TRANSITIONS[frm]:
+        return None
+    return Refusal(Reason.ILLEGAL_TRANSITION,
+                   f"cannot move from {frm.value} to {to.value}; {_allowed(frm)}", "LC-5")
+
+
+def transition(frm: Status, to: Status) -> Status:
+    """LC-5: the new state `to` when the move is allowed.
+
+    Raises:
+        IllegalTransitionError: the move is not in `TRANSITIONS` (message names both states and
+            the allowed moves).
+    """
+    refusal = check_transition(frm, to)
+    if refusal is not None:
+        raise IllegalTransitionError(refusal.message)
+    return to

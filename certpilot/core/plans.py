@@ -1,0 +1,261 @@
+"""Plans and managed services (PL-1..PL-7, PAY-2, with VA-1..VA-5 for the expected windows). Pure.
+
+A plan is what an order will produce: one one-year certificate per year (never one long
+certificate, VA-4), the managed services that start the later ones by themselves, and the
+expected validity window of each.
+
+How `plan_order` lays the certificates out (threshold T = `Policy.managed_start_days[kind]`,
+30 for renewals and emergencies, 15 for purchases):
+
+1. Certificate 1 (PENDING_APPLICATION, PL-3).
+   - Purchase / emergency: issued now, ``now .. now + 365 d`` (VA-3).
+   - Renewal of an official certificate expiring at A: if more than
+     `Policy.managed_fee_threshold_days` (30) are left, PAY-2 applies: the order carries a
+     managed-service fee (``managed_fee=True``) and certificate 1's request starts by itself once
+     T days remain, so it is expected at ``A - T`` and ends ``A + 365 d`` (VA-2). Within the last
+     30 days there is no fee: certificate 1 is issued now and ends ``A + 365 d`` (VA-1/VA-2; after
+     A, ``now + 365 d``).
+2. Certificate k+1 (NOT_ACTIVATED, PL-3) is started by a managed service when certificate k has
+   T days left (PL-4) and, as a renewal of certificate k, carries those days over (PL-6,
+   VA-1/VA-2): for T <= 30 it ends exactly 365 days after certificate k.
+3. VA-5: each certificate is cut to the CA/B maximum in force on its own expected issue date
+   (publicly trusted only). When a cut leaves part of its year uncovered, reissue certificates
+   (``reissue=True``, NOT_ACTIVATED) follow, each started by the same managed-start mechanism
+   when its predecessor has T days left and cut again, until the year's end is reached. Reissues
+   cost no quota and no managed-service credit.
+
+Managed services (`Plan.managed_services`): ``years - 1`` for PL-2 (1 → 0, 2 → 1, 3 → 2),
+**plus one** when ``managed_fee`` is True (PAY-2: the service that starts certificate 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from certpilot.core.errors import BadInputError, Reason, Refusal, RefusedError
+from certpilot.core.models import Contact, Level, LedgerKind, OrderKind, PlannedCertificate, Policy, Spec, Status, utc
+from certpilot.core.validity import (
+    CabfSchedule,
+    Window,
+    cap_validity,
+    coverage_term,
+    fresh_validity,
+    renewed_validity,
+)
+
+YEARS = (1, 2, 3)
+"""PL-1/PL-2: the plan lengths offered."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an order produces (see the module docstring for how it is laid out).
+
+    Attributes:
+        certificates: the planned certificates in issue order, index 0 first.
+        managed_services: managed-service credits the order needs (PL-2 plus PAY-2's fee).
+        managed_fee: True when PAY-2's managed-service fee applies (renewing with > 30 days left).
+        coverage: the coverage term (VA-5) the certificates cover together.
+        reissues: how many of `certificates` are VA-5 reissues (no quota, no credit).
+    """
+
+    certificates: list[PlannedCertificate] = field(default_factory=list)
+    managed_services: int = 0
+    managed_fee: bool = False
+    coverage: Window | None = None
+    reissues: int = 0
+
+    @property
+    def yearly(self) -> int:
+        """Certificates that consume a quota (all but the reissues)."""
+        return len(self.certificates) - self.reissues
+
+
+def check_years(years: int) -> Refusal | None:
+    """PL-1/PL-2: plans are 1, 2 or 3 years; refusal INVALID_YEARS otherwise."""
+    if years in YEARS:
+        return None
+    return Refusal(Reason.INVALID_YEARS, f"a plan of {years} year(s) is not offered; choose 1, 2 or 3 years "
+                                         "(longer coverage is several one-year certificates, VA-4)", "PL-2")
+
+
+def start_threshold(kind: OrderKind, policy: Policy) -> timedelta:
+    """PL-4: remaining validity at which the next certificate of an order of `kind` starts."""
+    return timedelta(days=policy.managed_start_days.get(kind, 30))
+
+
+def plan_order(kind: OrderKind, *, years: int, now: datetime, policy: Policy, schedule: CabfSchedule,
+               old_not_after: datetime | None = None, publicly_trusted: bool = True) -> Plan:
+    """PL-1..PL-3, PL-6, VA-1..VA-5, PAY-2: the certificates an order will produce and when.
+
+    Args:
+        kind: renewal (carry-over from `old_not_after`), purchase or emergency (VA-3). An uploaded
+            certificate's replacement is planned as a purchase (VA-3: no carry-over).
+        years: 1, 2 or 3.
+        now: when the order is placed.
+        policy: validity, carry-over, thresholds, fee threshold.
+        schedule: the CA/B maximum validity by issue date (VA-5).
+        old_not_after: the renewed certificate's expiry (renewals only).
+        publicly_trusted: False for private-CA certificates (no VA-5 cap, no reissues).
+
+    Returns:
+        A `Plan`; see the module docstring for the exact layout.
+
+    Raises:
+        RefusedError: `years` is not 1, 2 or 3 (INVALID_YEARS).
+        BadInputError: a renewal without `old_not_after`.
+        ValueError: the schedule allows no more days than the managed-start threshold (reissues
+            would never advance).
+    """
+    refusal = check_years(years)
+    if refusal is not None:
+        raise RefusedError(refusal)
+    now = utc(now)
+    threshold = start_threshold(kind, policy)
+    fee = False
+    if kind is OrderKind.RENEWAL:
+        if old_not_after is None:
+            raise BadInputError("a renewal plan needs the renewed certificate's expiry date", Reason.BAD_INPUT)
+        a = utc(old_not_after)
+        fee = a - now > timedelta(days=policy.managed_fee_threshold_days)
+        first = renewed_validity(a, a - threshold if fee else now, policy)
+    else:
+        a = None
+        first = fresh_validity(now, policy)
+
+    # The uncapped yearly certificates: k+1 starts T before k ends and carries over (PL-4, PL-6).
+    yearly = [first]
+    for _ in range(1, years):
+        prev = yearly[-1].not_after
+        yearly.append(renewed_validity(prev, prev - threshold, policy))
+
+    certs: list[PlannedCertificate] = []
+    for year in yearly:
+        window = cap_validity(year, schedule, publicly_trusted)
+        certs.append(_planned(len(certs), window, reissue=False))
+        while window.not_after < year.not_after:  # VA-5 cut it short: reissue until the year is covered
+            start = window.not_after - threshold
+            if timedelta(days=schedule.max_days(start)) <= threshold:
+                raise ValueError(f"the CA/B maximum of {schedule.max_days(start)} days on {start.date()} does "
+                                 f"not exceed the managed-start threshold of {threshold.days} days")
+            window = cap_validity(Window(start, year.not_after), schedule, publicly_trusted)
+            certs.append(_planned(len(certs), window, reissue=True))
+
+    return Plan(
+        certificates=certs,
+        managed_services=(years - 1) + (1 if fee else 0),
+        managed_fee=fee,
+        coverage=coverage_term(kind, first.not_before, a, years, policy),
+        reissues=sum(1 for c in certs if c.reissue),
+    )
+
+
+def _planned(index: int, window: Window, *, reissue: bool) -> PlannedCertificate:
+    # PL-3: the first is pending application, every later one waits its turn.
+    state = Status.PENDING_APPLICATION if index == 0 else Status.NOT_ACTIVATED
+    return PlannedCertificate(index=index, state=state, not_before=window.not_before,
+                              not_after=window.not_after, reissue=reissue)
+
+
+def managed_start_due(current_not_after: datetime, kind: OrderKind, now: datetime, policy: Policy) -> Refusal | None:
+    """PL-4: is the managed start of the next certificate due?
+
+    Due when the current certificate's remaining validity is at most the threshold of the order's
+    kind (``current_not_after - now <= T``; also when it has already expired).
+
+    Returns:
+        None when due, else a `Refusal` (MANAGED_NOT_DUE, rule "PL-4") saying when it will be due.
+    """
+    t = start_threshold(kind, policy)
+    due_at = utc(current_not_after) - t
+    if utc(now) >= due_at:
+        return None
+    return Refusal(Reason.MANAGED_NOT_DUE,
+                   f"the next certificate starts by itself on {due_at.isoformat()}, when the current one (expiring "
+                   f"{utc(current_not_after).isoformat()}) has {t.days} days left; nothing to do until then",
+                   "PL-4")
+
+
+def check_managed_credit(credits_left: int) -> Refusal | None:
+    """PL-4: a managed start consumes one managed-service credit of the order; refuse when none is left."""
+    if credits_left > 0:
+        return None
+    return Refusal(Reason.NO_MANAGED_CREDIT, "the order has no managed-service credit left for this certificate; "
+                                             "submit its application manually or add a managed service", "PL-4")
+
+
+@dataclass(frozen=True)
+class AutoStartInput:
+    """What PL-5 needs to decide whether a managed start can go ahead without a human.
+
+    Attributes:
+        level: validation level of the certificate.
+        names: its names (for the messages).
+        dns_writable: a configured DNS provider holds the zone of every name (DV-2).
+        delegated: a validation-free authorization (delegation) exists for every name.
+        application_valid: the application data passed its checks.
+        problems: what is wrong with the application data when it did not.
+        contact: the contact the CA verifies with (OV/EV need one, DV-6).
+    """
+
+    level: Level
+    names: list[str]
+    dns_writable: bool
+    delegated: bool
+    application_valid: bool
+    problems: list[str] = field(default_factory=list)
+    contact: Contact | None = None
+
+
+def may_start_itself(i: AutoStartInput) -> Refusal | None:
+    """PL-5: can this certificate's application start automatically?
+
+    Checks, in order: domain validation needs no human (the DNS is writable by the system or a
+    delegation exists; every level validates the domain, OV/EV included); the application data is
+    valid; OV and EV have a contact with name, email and phone (DV-6).
+
+    Returns:
+        None when it can; else a `Refusal` (DNS_NOT_WRITABLE, APPLICATION_INVALID or
+        CONTACT_REQUIRED, rule "PL-5") saying what to do; the certificate waits for a manual
+        submission.
+    """
+    names = ", ".join(i.names) or "(no names)"
+    if not (i.dns_writable or i.delegated):
+        return Refusal(Reason.DNS_NOT_WRITABLE,
+                       f"the application for {names} cannot start by itself: no configured DNS provider holds the "
+                       "zone and no delegation exists; configure a DNS provider for the zone or a delegation of "
+                       "_acme-challenge, or submit the application manually", "PL-5")
+    if not i.application_valid:
+        listed = "; ".join(i.problems) or "the application data did not pass its checks"
+        return Refusal(Reason.APPLICATION_INVALID,
+                       f"the application for {names} cannot start by itself: {listed}; fix the application "
+                       "data or submit it manually", "PL-5")
+    if i.level in (Level.OV, Level.EV):
+        c = i.contact
+        missing = [f for f in ("name", "email", "phone") if c is None or not getattr(c, f)]
+        if missing:
+            return Refusal(Reason.CONTACT_REQUIRED,
+                           f"the {i.level.value} application for {names} cannot start by itself: the contact has no "
+                           f"{', '.join(missing)}; the CA calls or mails the contact to verify (DV-6), so add them",
+                           "PL-5")
+    return None
+
+
+def check_cancel(state: Status) -> Refusal | None:
+    """PL-7: only a not-activated certificate can be cancelled; refusal NOT_CANCELLABLE otherwise."""
+    if state is Status.NOT_ACTIVATED:
+        return None
+    return Refusal(Reason.NOT_CANCELLABLE,
+                   f"a certificate in state {state.value} cannot be cancelled; only not-activated certificates "
+                   "(later certificates of a multi-year plan) can, which restores their quota and managed "
+                   "service", "PL-7")
+
+
+def cancel_refund(spec: Spec) -> list[tuple[LedgerKind, str | None, int]]:
+    """PL-7: the ledger movements a cancellation makes: one quota of `spec` and one managed credit back.
+
+    Returns:
+        ``[(QUOTA, spec.key, +1), (MANAGED, None, +1)]``.
+    """
+    return [(LedgerKind.QUOTA, spec.key, 1), (LedgerKind.MANAGED, None, 1)]

@@ -1,0 +1,220 @@
+"""The adapters a running certpilot uses, assembled once per process.
+
+Tasks and flows never build adapters themselves: they ask `current()` for the `Runtime`, which
+is either set explicitly (`use(runtime)`: `certpilot up`, tests, scripts) or built from the
+Prefect blocks named by the `certpilot-config` block (a worker of a `prefect deploy` setup).
+The runtime holds no key material: the vault opens keys inside the adapters that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from certpilot.core.errors import PermanentError
+from certpilot.core.models import Certificate, Origin, Policy
+from certpilot.core.validity import CabfSchedule
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    """Everything the pipeline acts through.
+
+    Attributes:
+        database_url: the store (None: settings' default).
+        vault: the `KeyVault`.
+        issuers: issuers by name (e.g. "private-ca", "acme").
+        default_issuer: the issuer name for certificates certpilot renews.
+        emergency_issuer: the (ACME) issuer for EM-1; default `default_issuer`.
+        dns_providers: DnsProviders that write zones (DV-2, PL-5).
+        http01: the HTTP-01 responder (file validation), if any.
+        nameservers: authoritative servers (host, port) to check visibility at (DV-7), if fixed.
+        notifiers: channels for notices (NT-1, NT-2, DEP-3).
+        target_factory: builds deploy adapters from target records.
+        verifier: proves what endpoints serve (VER-1/VER-2).
+        policy, schedule: rule parameters (LC-4, PL-4, NT-1, VA-5).
+        clock: wall clock (tests inject a fixed or moving one).
+        poll_seconds: how long `apply` polls a CA review before leaving it to the scanner (CA-1).
+    """
+
+    vault: Any
+    issuers: dict[str, Any]
+    default_issuer: str
+    target_factory: Callable
+    verifier: Callable
+    policy: Policy
+    schedule: CabfSchedule
+    database_url: str | None = None
+    emergency_issuer: str | None = None
+    dns_providers: Sequence[Any] = ()
+    http01: Any = None
+    nameservers: Sequence[tuple[str, int]] | None = None
+    notifiers: Sequence[Any] = ()
+    clock: Callable[[], datetime] = _now
+    poll_seconds: float = 120.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def session(self):
+        """A transactional session on the store (commit on success, rollback on error)."""
+        from certpilot.store.db import session_scope
+
+        return session_scope(self.database_url)
+
+    def issuer(self, name: str | None = None):
+        """The issuer called `name` (default: the default issuer).
+
+        Raises:
+            PermanentError: no such issuer is configured.
+        """
+        key = name or self.default_issuer
+        try:
+            return self.issuers[key]
+        except KeyError:
+            raise PermanentError(f"no issuer {key!r} is configured (have: {', '.join(self.issuers) or 'none'}); "
+                                 "add its block and name it in the certpilot-config block") from None
+
+    def issuer_for(self, cert: Certificate, *, emergency: bool = False):
+        """EL-4: private-CA certificates come from the private CA; EM-1 from the emergency issuer."""
+        if emergency:
+            return self.issuer(self.emergency_issuer or self.default_issuer)
+        if cert.origin is Origin.PRIVATE_CA and "private-ca" in self.issuers:
+            return self.issuers["private-ca"]
+        return self.issuer()
+
+    def dns_writable(self, names: Sequence[str]) -> bool:
+        """PL-5/DV-2: a configured provider holds the zone of every name."""
+        from certpilot.adapters.dns.base import challenge_name, provider_for
+
+        return bool(names) and all(provider_for(challenge_name(n), list(self.dns_providers)) for n in names)
+
+    def notify(self, event) -> dict[str, Exception]:
+        """Send `event` through every notifier; failures are returned, never raised."""
+        from certpilot.adapters.notify.base import notify_all
+
+        return notify_all(self.notifiers, event)
+
+    def key_opener(self, session):
+        """Opens a certificate's private key from the vault, inside adapters only (CSR-5)."""
+        from certpilot.operations.deployments import vault_key_opener
+
+        return vault_key_opener(session, self.vault)
+
+
+_lock = threading.Lock()
+_override: Runtime | None = None
+_cached: Runtime | None = None
+
+
+@contextlib.contextmanager
+def use(runtime: Runtime) -> Iterator[Runtime]:
+    """Make `runtime` the process's runtime for the duration of the block."""
+    global _override
+    with _lock:
+        previous, _override = _override, runtime
+    try:
+        yield runtime
+    finally:
+        with _lock:
+            _override = previous
+
+
+def install(runtime: Runtime) -> None:
+    """Make `runtime` the process's runtime until replaced (for long-lived serving processes)."""
+    global _override
+    with _lock:
+        _override = runtime
+
+
+def current() -> Runtime:
+    """The runtime in force: the installed one, else one built from the Prefect blocks."""
+    global _cached
+    with _lock:
+        if _override is not None:
+            return _override
+        if _cached is None:
+            _cached = from_blocks()
+        return _cached
+
+
+def local_runtime(*, database_url: str | None = None, **overrides: Any) -> Runtime:
+    """The embedded defaults: the private CA as issuer, files/nginx targets, TLS probe verifier."""
+    from certpilot.adapters.issuers.private_ca import PrivateCa
+    from certpilot.config import load_policy, load_schedule
+    from certpilot.crypto.vault import default_vault
+    from certpilot.operations.deployments import ProbeVerifier, default_target_factory
+    from certpilot.store.db import session_scope
+
+    vault = overrides.pop("vault", None) or default_vault()
+    clock = overrides.pop("clock", _now)
+    sessions = lambda: session_scope(database_url)  # noqa: E731 - a factory the CA calls
+    issuers = overrides.pop("issuers", None) or {"private-ca": PrivateCa(sessions, vault, clock=clock)}
+    return Runtime(
+        vault=vault, issuers=issuers, default_issuer=overrides.pop("default_issuer", next(iter(issuers))),
+        target_factory=overrides.pop("target_factory", None) or default_target_factory(),
+        verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None)),
+        policy=overrides.pop("policy", None) or load_policy(), schedule=overrides.pop("schedule", None) or load_schedule(),
+        database_url=database_url, clock=clock, **overrides)
+
+
+def from_blocks(config_name: str = "default") -> Runtime:
+    """Build the runtime from Prefect blocks (the `certpilot-config/NAME` block names the rest).
+
+    Raises:
+        PermanentError: the configuration block or a block it names does not exist.
+    """
+    from prefect.blocks.core import Block
+
+    from blocks import CertpilotConfigBlock, KeyVaultBlock
+
+    try:
+        config = CertpilotConfigBlock.load(config_name)
+    except ValueError:
+        return local_runtime()
+    try:
+        vault = KeyVaultBlock.load("default").vault()
+    except ValueError:
+        vault = None
+    rt = local_runtime(vault=vault)
+    sessions = rt.session
+    providers = [Block.load(name).provider() for name in config.dns_providers]
+    issuers = dict(rt.issuers)
+    for ref in {config.default_issuer, config.emergency_issuer} - {None}:
+        kind, _, name = ref.partition("/")
+        block = Block.load(f"certpilot-{kind}/{name}" if kind in {"acme-account", "private-ca"} else ref)
+        if kind == "private-ca":
+            issuers[ref] = block.issuer(sessions, rt.vault, clock=rt.clock)
+        else:
+            issuers[ref] = block.issuer(sessions, rt.vault, dns_providers=providers, clock=rt.clock)
+    notifiers = []
+    for ref in config.notification_blocks:
+        block = Block.load(ref)
+        notifiers.append(block.notifier() if hasattr(block, "notifier") else PrefectNotifier(block))
+    trust = config.probe_ca_bundle
+    from certpilot.operations.deployments import ProbeVerifier
+
+    return Runtime(vault=rt.vault, issuers=issuers, default_issuer=config.default_issuer,
+                   emergency_issuer=config.emergency_issuer, dns_providers=providers, notifiers=notifiers,
+                   target_factory=rt.target_factory, verifier=ProbeVerifier(trust=trust), policy=rt.policy,
+                   schedule=rt.schedule,
+                   nameservers=[(h, int(p)) for h, _, p in (ns.partition(":") for ns in config.nameservers)] or None)
+
+
+class PrefectNotifier:
+    """Any Prefect notification block (Slack, Teams, webhook, Apprise…) as a certpilot Notifier."""
+
+    name = "prefect"
+
+    def __init__(self, block):
+        self.block = block
+
+    def send(self, event) -> None:
+        """Send the event's subject and body through the block."""
+        self.block.notify(event.body, subject=event.subject)

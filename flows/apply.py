@@ -1,0 +1,56 @@
+"""Stage 2 (LC-3): key and CSR, domain validation, CA submission and the review wait."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow
+from prefect.flow_runs import pause_flow_run
+
+from flows.forms import CaContact, ManualDnsDone
+from flows.launch import launch
+from tasks import pipeline as t
+
+REVIEW_POLL_FIRST = 0.2
+
+
+@flow(name="apply", log_prints=True)
+def apply(certificate_id: str, csr_mode: str = "system", emergency: bool = False, deploy_after: bool = True,
+          poll_seconds: float | None = None, launch_mode: str = "auto") -> dict:
+    """Bring a pending certificate to ISSUED and hand it to `deploy`.
+
+    A review of minutes is polled here; a review of days (OV/EV, CA-1) ends the run with the
+    certificate UNDER_REVIEW and the scanner resumes it — no worker waits for five days.
+    """
+    from certpilot import runtime as rt
+
+    status = t.application_status(certificate_id)
+    if status["level"] in ("OV", "EV") and status["state"] == "pending_application":
+        contact = pause_flow_run(wait_for_input=CaContact.with_initial_data(
+            description=f"The CA will verify **{status['common_name']}** ({status['level']}, DV-5): who should it "
+                        "contact?", name="", email="", phone=""), timeout=7 * 24 * 3600, poll_interval=2)
+        t.set_contact(certificate_id, contact.name, contact.email, contact.phone)
+    if status["state"] == "pending_application" and status["application"] is None:
+        t.create_key_and_csr(certificate_id, csr_mode)
+    if status["state"] in ("pending_application", "under_review") and status["application"] != "collected":
+        sub = t.submit_application(certificate_id, emergency)
+        while sub["status"] == "manual":
+            t.notify_human_step(certificate_id, "manual DNS record", "\n".join(sub["instructions"]))
+            pause_flow_run(wait_for_input=ManualDnsDone.with_initial_data(
+                description="Add at your DNS host, then confirm (DV-3):\n\n" +
+                            "\n".join(f"    {r}" for r in sub["records"]), added=True),
+                timeout=7 * 24 * 3600, poll_interval=2)
+            t.wait_record_visible(sub["records"])
+            sub = t.submit_application(certificate_id, emergency)
+    state = t.follow_review(certificate_id)["status"]
+    budget = rt.current().poll_seconds if poll_seconds is None else poll_seconds
+    deadline, delay = time.monotonic() + budget, REVIEW_POLL_FIRST
+    while state == "under_review" and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 1.5, 15.0)
+        state = t.follow_review(certificate_id)["status"]
+    result = {"certificate_id": certificate_id, "state": state}
+    if state == "issued" and deploy_after:
+        result["deploy"] = launch("deploy", {"certificate_id": certificate_id}, key=f"deploy-{certificate_id}",
+                                  mode=launch_mode)
+    return result

@@ -1,0 +1,44 @@
+"""Retry policy and decorators shared by every certpilot task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from certpilot.core.errors import TransientError
+
+
+def only_transient(_task, _task_run, state) -> bool:
+    """Retry a task only when it failed with a `TransientError` (network, rate limit, lock)."""
+    try:
+        state.result()
+    except TransientError:
+        return True
+    except BaseException:  # noqa: BLE001 - anything else is permanent: do not retry
+        return False
+    return False
+
+
+def certpilot_task(fn: Callable[..., Any] | None = None, *, retries: int = 4, name: str | None = None,
+                   tags: tuple[str, ...] = ()) -> Any:
+    """A certpilot task: transient-only retries with backoff + jitter, no result persistence,
+    no caching (results are IDs and small summaries; anything near a key must not persist)."""
+
+    def wrap(f: Callable[..., Any]):
+        return task(
+            f,
+            name=name or f.__name__.replace("_", "-"),
+            retries=retries,
+            retry_delay_seconds=exponential_backoff(backoff_factor=2),
+            retry_jitter_factor=0.2,
+            retry_condition_fn=only_transient,
+            persist_result=False,
+            cache_policy=NO_CACHE,
+            tags=list(tags),
+        )
+
+    return wrap(fn) if fn is not None else wrap

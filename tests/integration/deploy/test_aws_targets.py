@@ -1,0 +1,169 @@
+"""AWS targets against moto_server: ACM re-import into the same ARN, ALB listener swap (DEP-1, DEP-7)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from certpilot.adapters.deploy.aws_acm import AcmTarget
+from certpilot.adapters.deploy.aws_elb import ElbListenerTarget
+from certpilot.adapters.deploy.base import DeployMaterial, RollbackImpossibleError
+from certpilot.core.deployment import DeploymentState, TargetKind
+from certpilot.operations.deployments import (
+    VerifyResult,
+    add_target,
+    default_target_factory,
+    deploy,
+    plan_deployments,
+    vault_key_opener,
+)
+from certpilot.store.db import session_scope
+from tests.integration.deploy.conftest import NOW, add_cert
+from tests.servers.certs import make_ca, make_leaf
+
+pytestmark = pytest.mark.servers
+# ACM refuses certificates expired by the wall clock: validity around the real now.
+T = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return make_ca("aws intermediate", issuer=make_ca("aws root"))
+
+
+def material(leaf, cid="c-1") -> DeployMaterial:
+    return DeployMaterial.from_pems(cid, leaf.fullchain_pem, key=lambda: leaf.key_pem)
+
+
+def acm_not_after(acm, arn):
+    return acm.describe_certificate(CertificateArn=arn)["Certificate"]["NotAfter"]
+
+
+def ok_verifier(material, endpoints, target, old_fingerprint):
+    return VerifyResult(True, "checked by the test")
+
+
+def failing_verifier(material, endpoints, target, old_fingerprint):
+    return VerifyResult(False, "the endpoint still serves the old certificate (test)")
+
+
+def test_dep1_acm_reimport_keeps_arn_and_updates_not_after(moto_server, ca, deploy_db, vault):
+    """DEP-1: the ACM target re-imports into the same ARN (bindings keep working); NotAfter is the new one."""
+    acm = moto_server.client("acm")
+    old = make_leaf(ca, ["acm.example.test"], not_before=T - timedelta(days=80), not_after=T + timedelta(days=10))
+    new = make_leaf(ca, ["acm.example.test"], not_before=T, not_after=T + timedelta(days=395))
+    arn = acm.import_certificate(Certificate=old.cert_pem, PrivateKey=old.key_pem,
+                                 CertificateChain=b"".join(old.chain_pems))["CertificateArn"]
+    with session_scope(deploy_db) as s:
+        old_id = add_cert(s, vault, old)
+        add_target(s, old_id, TargetKind.AWS_ACM, now=NOW,
+                   config={"certificate_arn": arn, "endpoint_url": moto_server.endpoint_url})
+        new_id = add_cert(s, vault, new, parent_id=old_id)
+        task = plan_deployments(s, new_id, now=NOW)[0]
+        done = deploy(s, task.id, default_target_factory(aws=lambda svc, cfg: moto_server.client(svc)),
+                      vault_key_opener(s, vault), ok_verifier)
+    assert done.state is DeploymentState.SUCCEEDED, done.details
+    assert acm_not_after(acm, arn) == new.not_after
+    assert acm.get_certificate(CertificateArn=arn)["Certificate"].encode().strip() == new.cert_pem.strip()
+    assert len([c for c in acm.list_certificates()["CertificateSummaryList"] if c["CertificateArn"] == arn]) == 1
+
+
+def test_dep7_acm_failed_verification_reimports_previous_with_vault_key(moto_server, ca, deploy_db, vault):
+    """DEP-7: verification fails → the previous certificate is re-imported into the ARN, its key
+    taken from our vault (ACM never returns it)."""
+    acm = moto_server.client("acm")
+    old = make_leaf(ca, ["acm2.example.test"], not_before=T, not_after=T + timedelta(days=10))
+    new = make_leaf(ca, ["acm2.example.test"], not_before=T, not_after=T + timedelta(days=395))
+    arn = acm.import_certificate(Certificate=old.cert_pem, PrivateKey=old.key_pem)["CertificateArn"]
+    with session_scope(deploy_db) as s:
+        old_id = add_cert(s, vault, old)
+        add_target(s, old_id, TargetKind.AWS_ACM, now=NOW, config={"certificate_arn": arn})
+        new_id = add_cert(s, vault, new, parent_id=old_id)
+        task = plan_deployments(s, new_id, now=NOW)[0]
+        done = deploy(s, task.id, default_target_factory(aws=lambda svc, cfg: moto_server.client(svc)),
+                      vault_key_opener(s, vault), failing_verifier)
+    assert done.state is DeploymentState.ROLLED_BACK, done.details
+    assert acm_not_after(acm, arn) == old.not_after
+
+
+def test_dep7_acm_rollback_without_previous_key_says_not_possible(moto_server, ca):
+    """DEP-7: without the previous key, rollback is refused with a sentence saying why and what to do."""
+    acm = moto_server.client("acm")
+    old = make_leaf(ca, ["acm3.example.test"], not_before=T, not_after=T + timedelta(days=10))
+    new = make_leaf(ca, ["acm3.example.test"], not_before=T, not_after=T + timedelta(days=300))
+    arn = acm.import_certificate(Certificate=old.cert_pem, PrivateKey=old.key_pem)["CertificateArn"]
+    target = AcmTarget("t", acm, arn, previous_key=None)
+    target.stage(material(new))
+    target.validate()
+    target.commit()
+    with pytest.raises(RollbackImpossibleError) as exc:
+        target.rollback()
+    assert "ACM never returns the private key" in str(exc.value)
+    assert "PRIVATE KEY" not in str(exc.value)
+
+
+@pytest.fixture
+def listener(moto_server, ca):
+    """An HTTPS ALB listener on moto serving an old certificate imported into ACM."""
+    ec2, elb, acm = moto_server.client("ec2"), moto_server.client("elbv2"), moto_server.client("acm")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{z}")
+               ["Subnet"]["SubnetId"] for i, z in ((1, "a"), (2, "b"))]
+    tag = uuid.uuid4().hex[:8]
+    lb = elb.create_load_balancer(Name=f"lb-{tag}", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    tg = elb.create_target_group(Name=f"tg-{tag}", Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]
+    old = make_leaf(ca, ["alb.example.test"], not_before=T, not_after=T + timedelta(days=10))
+    old_arn = acm.import_certificate(Certificate=old.cert_pem, PrivateKey=old.key_pem)["CertificateArn"]
+    arn = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTPS", Port=443,
+                              Certificates=[{"CertificateArn": old_arn}],
+                              DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}]
+                              )["Listeners"][0]["ListenerArn"]
+    return {"elb": elb, "acm": acm, "arn": arn, "old_arn": old_arn}
+
+
+def default_cert(elb, arn):
+    return elb.describe_listeners(ListenerArns=[arn])["Listeners"][0]["Certificates"][0]["CertificateArn"]
+
+
+def listed(elb, arn):
+    return {c["CertificateArn"] for c in elb.describe_listener_certificates(ListenerArn=arn)["Certificates"]
+            if not c.get("IsDefault")}
+
+
+def test_dep1_alb_default_certificate_swapped_and_rolled_back(listener, ca):
+    """DEP-1/DEP-7: the listener's default certificate becomes the new one; rollback restores the
+    old default and deletes the imported certificate."""
+    elb, acm, arn = listener["elb"], listener["acm"], listener["arn"]
+    new = make_leaf(ca, ["alb.example.test"], not_before=T, not_after=T + timedelta(days=395))
+    target = ElbListenerTarget("t", elb, acm, arn, mode="default")
+    target.stage(material(new))
+    target.validate()
+    target.commit()
+    new_arn = target.new_certificate_arn
+    assert default_cert(elb, arn) == new_arn
+    assert acm_not_after(acm, new_arn) == new.not_after
+    target.rollback()
+    assert default_cert(elb, arn) == listener["old_arn"]
+    assert new_arn not in {c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]}
+
+
+def test_dep1_alb_sni_certificate_added_old_removed_only_after_verification(listener, ca):
+    """DEP-1: in SNI mode the new certificate is added beside the old one; the old one is removed
+    only by finalize(), the step after verification."""
+    elb, acm, arn = listener["elb"], listener["acm"], listener["arn"]
+    sni_old = make_leaf(ca, ["sni.example.test"], not_before=T, not_after=T + timedelta(days=10))
+    sni_old_arn = acm.import_certificate(Certificate=sni_old.cert_pem, PrivateKey=sni_old.key_pem)["CertificateArn"]
+    elb.add_listener_certificates(ListenerArn=arn, Certificates=[{"CertificateArn": sni_old_arn}])
+    new = make_leaf(ca, ["sni.example.test"], not_before=T, not_after=T + timedelta(days=395))
+    target = ElbListenerTarget("t", elb, acm, arn, mode="sni", old_certificate_arn=sni_old_arn)
+    target.stage(material(new))
+    target.validate()
+    target.commit()
+    target.reload()
+    assert listed(elb, arn) >= {sni_old_arn, target.new_certificate_arn}   # both until verified
+    assert default_cert(elb, arn) == listener["old_arn"]
+    target.finalize()
+    assert sni_old_arn not in listed(elb, arn)
+    assert target.new_certificate_arn in listed(elb, arn)
