@@ -61,11 +61,21 @@ class AcmeAccountBlock(Block):
 
     def issuer(self, sessions: Callable, vault, *, dns_providers=(), http01=None, nameservers=None,
                clock: Callable[[], datetime] | None = None):
-        """Build the ACME `Issuer` (account key sealed in `vault`)."""
-        from certpilot.adapters.issuers.acme import AcmeIssuer
+        """Build the ACME `Issuer` (account key sealed in `vault`; CAA and visibility checked, DV-7)."""
+        from certpilot.adapters.dns.checks import caa_refusal, resolver_for, wait_until_visible
+        from certpilot.adapters.issuers.acme import AcmeIssuer, ExternalAccount
 
-        return AcmeIssuer.from_block(self, sessions=sessions, vault=vault, dns_providers=dns_providers,
-                                     http01=http01, nameservers=nameservers, clock=clock)
+        eab = None
+        if self.eab_kid and self.eab_hmac_key is not None:
+            eab = ExternalAccount(kid=self.eab_kid, hmac_key=self.eab_hmac_key.get_secret_value())
+        import dns.resolver
+
+        resolver = resolver_for(nameservers) if nameservers else dns.resolver.Resolver()
+        caa = (lambda names: caa_refusal(names, self.caa_identifiers, resolver)) if self.caa_identifiers else None
+        visible = (lambda fqdn, value: wait_until_visible(fqdn, value, nameservers, 60)) if nameservers else None
+        return AcmeIssuer(self.directory_url, sessions=sessions, vault=vault, ca_bundle=self.ca_bundle or True,
+                          contact_email=self.contact_email, eab=eab, dns_providers=dns_providers, http01=http01,
+                          caa_check=caa, wait_visible=visible, publicly_trusted=self.publicly_trusted)
 
 
 class PrivateCaBlock(Block):

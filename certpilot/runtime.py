@@ -85,8 +85,10 @@ class Runtime:
         """EL-4: private-CA certificates come from the private CA; EM-1 from the emergency issuer."""
         if emergency:
             return self.issuer(self.emergency_issuer or self.default_issuer)
-        if cert.origin is Origin.PRIVATE_CA and "private-ca" in self.issuers:
-            return self.issuers["private-ca"]
+        if cert.origin is Origin.PRIVATE_CA:
+            private = next((k for k in self.issuers if k.startswith("private-ca")), None)
+            if private is not None:
+                return self.issuers[private]
         return self.issuer()
 
     def dns_writable(self, names: Sequence[str]) -> bool:
@@ -165,46 +167,55 @@ def local_runtime(*, database_url: str | None = None, **overrides: Any) -> Runti
 
 
 def from_blocks(config_name: str = "default") -> Runtime:
-    """Build the runtime from Prefect blocks (the `certpilot-config/NAME` block names the rest).
+    """Build the runtime from Prefect blocks: `certpilot-config/NAME` names the others.
+
+    Issuer references are ``private-ca/<block name>`` or ``acme/<block name>``; DNS providers
+    ``rfc2136/<name>`` or ``route53/<name>``; notification references are Prefect notification
+    blocks (``<block type slug>/<name>``, e.g. ``slack-webhook/ops``) or ``email-notices/<name>``.
+    Without a configuration block, the embedded defaults (`local_runtime`).
 
     Raises:
-        PermanentError: the configuration block or a block it names does not exist.
+        ValueError: a block the configuration names does not exist.
     """
     from prefect.blocks.core import Block
 
-    from blocks import CertpilotConfigBlock, KeyVaultBlock
+    import blocks as b
 
     try:
-        config = CertpilotConfigBlock.load(config_name)
+        config = b.CertpilotConfigBlock.load(config_name)
     except ValueError:
         return local_runtime()
     try:
-        vault = KeyVaultBlock.load("default").vault()
+        vault = b.KeyVaultBlock.load(config_name).vault()
     except ValueError:
         vault = None
-    rt = local_runtime(vault=vault)
-    sessions = rt.session
-    providers = [Block.load(name).provider() for name in config.dns_providers]
-    issuers = dict(rt.issuers)
-    for ref in {config.default_issuer, config.emergency_issuer} - {None}:
+    base = local_runtime(vault=vault)
+    nameservers = [(h, int(p or 53)) for h, _, p in (ns.partition(":") for ns in config.nameservers)] or None
+    kinds = {"rfc2136": b.Rfc2136Block, "route53": b.Route53Block}
+    providers = [kinds[k].load(n).provider() for k, _, n in (r.partition("/") for r in config.dns_providers)]
+    issuers: dict[str, Any] = {}
+    for ref in dict.fromkeys(r for r in (config.default_issuer, config.emergency_issuer) if r):
         kind, _, name = ref.partition("/")
-        block = Block.load(f"certpilot-{kind}/{name}" if kind in {"acme-account", "private-ca"} else ref)
         if kind == "private-ca":
-            issuers[ref] = block.issuer(sessions, rt.vault, clock=rt.clock)
+            issuers[ref] = b.PrivateCaBlock.load(name or "default").issuer(base.session, base.vault, clock=base.clock)
+        elif kind == "acme":
+            issuers[ref] = b.AcmeAccountBlock.load(name).issuer(base.session, base.vault, dns_providers=providers,
+                                                                 nameservers=nameservers, clock=base.clock)
         else:
-            issuers[ref] = block.issuer(sessions, rt.vault, dns_providers=providers, clock=rt.clock)
-    notifiers = []
+            raise ValueError(f"issuer reference {ref!r}: use private-ca/NAME or acme/NAME")
+    notifiers: list[Any] = []
     for ref in config.notification_blocks:
-        block = Block.load(ref)
-        notifiers.append(block.notifier() if hasattr(block, "notifier") else PrefectNotifier(block))
-    trust = config.probe_ca_bundle
+        kind, _, name = ref.partition("/")
+        if kind == "email-notices":
+            notifiers.append(b.SmtpNotifierBlock.load(name).notifier())
+        else:
+            notifiers.append(PrefectNotifier(Block.load(ref)))
     from certpilot.operations.deployments import ProbeVerifier
 
-    return Runtime(vault=rt.vault, issuers=issuers, default_issuer=config.default_issuer,
+    return Runtime(vault=base.vault, issuers=issuers, default_issuer=config.default_issuer,
                    emergency_issuer=config.emergency_issuer, dns_providers=providers, notifiers=notifiers,
-                   target_factory=rt.target_factory, verifier=ProbeVerifier(trust=trust), policy=rt.policy,
-                   schedule=rt.schedule,
-                   nameservers=[(h, int(p)) for h, _, p in (ns.partition(":") for ns in config.nameservers)] or None)
+                   target_factory=base.target_factory, verifier=ProbeVerifier(trust=config.probe_ca_bundle),
+                   policy=base.policy, schedule=base.schedule, nameservers=nameservers)
 
 
 class PrefectNotifier:

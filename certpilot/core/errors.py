@@ -121,6 +121,11 @@ class Reason(StrEnum):
     """The certificate is not issued (or has no certificate PEM): there is nothing to deploy yet."""
     DEPLOYMENT_IN_PROGRESS = "DeploymentInProgress"
     """Another run is deploying this certificate to this target right now."""
+    # --- verification (VER) ---
+    NOT_SERVED = "NotServed"
+    """The endpoint does not serve the new certificate (VER-1); the diagnosis says why (VER-2)."""
+    CHAIN_INCOMPLETE = "ChainIncomplete"
+    """The endpoint serves the new certificate without every intermediate (DEP-6)."""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,11 @@ is already in is not a move and is refused too: re-entrant callers check the sta
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from enum import IntEnum
+
 from certpilot.core.errors import IllegalTransitionError, Reason, Refusal
-from certpilot.core.models import LIFECYCLE_STATES, Status
+from certpilot.core.models import LIFECYCLE_STATES, Certificate, OrderState, Status
 
 S = Status
 
@@ -72,3 +75,65 @@ def transition(frm: Status, to: Status) -> Status:
     if refusal is not None:
         raise IllegalTransitionError(refusal.message)
     return to
+
+
+class Stage(IntEnum):
+    """LC-3: the three stages of a renewal (0: none, the certificate is not in a renewal)."""
+
+    NONE = 0
+    ORDER = 1
+    """Stage 1: renewal information submitted, payment pending."""
+    APPLICATION = 2
+    """Stage 2: request to the CA, domain validation, CA review."""
+    DEPLOYMENT = 3
+    """Stage 3: issued; deploy in place of the old certificate and verify."""
+
+
+def renewal_stage(order_state: OrderState | None, state: Status) -> Stage:
+    """LC-3: the stage a new certificate of a renewal is in.
+
+    Args:
+        order_state: the state of the order that created it (None: not created by an order).
+        state: the certificate's lifecycle state.
+
+    Returns:
+        ORDER while the order awaits payment; APPLICATION while pending application, under review
+        or rejected (resubmission allowed); DEPLOYMENT once issued; NONE otherwise (not activated,
+        cancelled, revoked, uploaded, or a declined/cancelled order).
+    """
+    if order_state is None or order_state in (OrderState.DECLINED, OrderState.CANCELLED):
+        return Stage.NONE
+    if order_state is OrderState.AWAITING_PAYMENT:
+        return Stage.ORDER
+    if state in (Status.PENDING_APPLICATION, Status.UNDER_REVIEW, Status.REJECTED):
+        return Stage.APPLICATION
+    if state is Status.ISSUED:
+        return Stage.DEPLOYMENT
+    return Stage.NONE
+
+
+def lineage(root_id: str, certificates: Iterable[Certificate]) -> list[tuple[int, Certificate]]:
+    """LC-2: the certificates descending from `root_id`, each listed under its parent.
+
+    Depth-first; siblings in plan order (`plan_index`, then `not_before`, then id). The root itself
+    is not in the result. Each entry is ``(depth, certificate)`` with depth 1 for a direct child.
+    """
+    by_parent: dict[str, list[Certificate]] = {}
+    for c in certificates:
+        if c.parent_id is not None:
+            by_parent.setdefault(c.parent_id, []).append(c)
+    out: list[tuple[int, Certificate]] = []
+    seen: set[str] = {root_id}
+
+    def walk(parent: str, depth: int) -> None:
+        kids = sorted(by_parent.get(parent, []),
+                      key=lambda c: (c.plan_index, c.not_before.isoformat() if c.not_before else "", c.id))
+        for kid in kids:
+            if kid.id in seen:  # a cycle in bad data must not loop forever
+                continue
+            seen.add(kid.id)
+            out.append((depth, kid))
+            walk(kid.id, depth + 1)
+
+    walk(root_id, 1)
+    return out

@@ -34,7 +34,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from certpilot.core.errors import BadInputError, Reason, Refusal, RefusedError
-from certpilot.core.models import Contact, Level, LedgerKind, OrderKind, PlannedCertificate, Policy, Spec, Status, utc
+from certpilot.core.models import (
+    Contact,
+    LedgerKind,
+    Level,
+    OrderKind,
+    PlannedCertificate,
+    Policy,
+    Spec,
+    Status,
+    utc,
+)
 from certpilot.core.validity import (
     CabfSchedule,
     Window,
@@ -252,10 +262,14 @@ def check_cancel(state: Status) -> Refusal | None:
                    "service", "PL-7")
 
 
-def cancel_refund(spec: Spec) -> list[tuple[LedgerKind, str | None, int]]:
+def cancel_refund(spec: Spec, *, reissue: bool = False) -> list[tuple[LedgerKind, str | None, int]]:
     """PL-7: the ledger movements a cancellation makes: one quota of `spec` and one managed credit back.
 
+    A VA-5 reissue consumed neither, so cancelling one gives nothing back.
+
     Returns:
-        ``[(QUOTA, spec.key, +1), (MANAGED, None, +1)]``.
+        ``[(QUOTA, spec.key, +1), (MANAGED, None, +1)]``, or ``[]`` for a reissue.
     """
+    if reissue:
+        return []
     return [(LedgerKind.QUOTA, spec.key, 1), (LedgerKind.MANAGED, None, 1)]

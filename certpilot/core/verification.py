@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from certpilot.core.errors import Reason, Refusal
+
 
 class Family(StrEnum):
     """Which address family a probe connects over."""
@@ -245,6 +247,14 @@ class Diagnosis:
 
     def __str__(self) -> str:
         return f"[{self.code.value}] {self.message}"
+
+    def refusal(self) -> Refusal | None:
+        """The refusal a use case raises for this diagnosis (None when nothing is wrong)."""
+        if self.ok:
+            return None
+        if self.code is DiagnosisCode.INCOMPLETE_CHAIN:
+            return Refusal(Reason.CHAIN_INCOMPLETE, self.message, rule="DEP-6")
+        return Refusal(Reason.NOT_SERVED, self.message, rule=self.rule)
 
 
 def _short(fp: str | None) -> str:

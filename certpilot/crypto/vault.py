@@ -155,7 +155,7 @@ class LocalMasterKey:
             _create_key_file(path)
         st = path.stat()
         if st.st_mode & 0o077:
-            raise VaultError(f"the master key file {path} is readable by group or others (mode "
+            raise VaultError(f"the master key file {path} is accessible by group or others (mode "
                              f"{stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {path}` and try again.")
         return cls(_decode_master(path.read_bytes(), f"the master key file {path}"), str(path))
 

@@ -105,14 +105,12 @@ def _kind_for(cert: Certificate) -> OrderKind:
     return OrderKind.RENEWAL if cert.origin is Origin.OFFICIAL else OrderKind.PURCHASE
 
 
-def _billable(planned) -> int:
-    """Certificates that consume quota: VA-5's reissues cover the same term at no extra quota."""
+def _billable(planned, origin: Origin | None = None) -> int:
+    """Certificates that consume quota: VA-5's reissues cover the same term at no extra quota, and
+    a private-CA reissue (EL-4) comes from certpilot's own CA, which sells no quota."""
+    if origin is Origin.PRIVATE_CA:
+        return 0
     return sum(1 for p in planned if not p.reissue)
-
-
-def _managed_needed(plan) -> int:
-    """Managed-service credits the plan consumes: PL-2's services plus PAY-2's fee."""
-    return plan.managed_services + (1 if plan.managed_fee else 0)
 
 
 def _open_orders(repo: Repository, cert_id: str) -> list[Order]:
@@ -172,7 +170,8 @@ def _create_certificates(repo: Repository, order: Order, original: Certificate |
         repo.add_certificate(
             Cert(
                 id=new_id("crt"), common_name=common_name, names=list(names), cert_type=order.spec.cert_type,
-                origin=Origin.OFFICIAL, level=order.spec.level, brand=order.spec.brand,
+                origin=Origin.PRIVATE_CA if original and original.origin is Origin.PRIVATE_CA else Origin.OFFICIAL,
+                level=order.spec.level, brand=order.spec.brand,
                 key_algorithm=key_algorithm, not_before=planned.not_before, not_after=planned.not_after,
                 parent_id=original.id if original else None, order_id=order.id, plan_index=planned.index,
                 state=planned.state,
@@ -195,8 +194,10 @@ def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, poli
     """
     from certpilot.core.payment import shortfall
 
-    lines = _price(repo, order.spec, _billable(order.planned), order.managed_services + (1 if order.managed_fee else 0),
-                   policy)
+    original = repo.certificate_model(order.certificate_id) if order.certificate_id else None
+    # `managed_services` already counts PAY-2's fee (core.plans).
+    lines = _price(repo, order.spec, _billable(order.planned, original.origin if original else None),
+                   order.managed_services, policy)
     if shortfall(lines) > 0 and not approve:
         raise RefusedError(_shortfall_refusal(order, shortfall(lines)))
     outcome = repo.pay_order_atomically(order.id, _entries(order, lines, now), actor=actor, now=now,
@@ -204,7 +205,6 @@ def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, poli
                                         payment=lines)
     paid = outcome.order
     if not repo.certificates_for_order(order.id):
-        original = repo.certificate_model(order.certificate_id) if order.certificate_id else None
         if original is not None:
             _create_certificates(repo, paid, original, names=original.names, common_name=original.common_name,
                                  key_algorithm=original.key_algorithm, owner=original.owner, now=now,
@@ -291,7 +291,7 @@ def preview_renewal(
     plan = plan_order(kind, years=years, now=now, policy=policy, schedule=schedule,
                       old_not_after=cert.not_after if kind is OrderKind.RENEWAL else None,
                       publicly_trusted=cert.publicly_trusted)
-    lines = _price(repo, cert.spec, _billable(plan.certificates), _managed_needed(plan), policy)
+    lines = _price(repo, cert.spec, _billable(plan.certificates, cert.origin), plan.managed_services, policy)
     return RenewalPreview(certificate=cert, kind=kind, years=years, now=now, csr_mode=csr_mode, eligible=True,
                           refusal=None, plan=plan, payment=lines, shortfall=shortfall(lines),
                           managed_fee=plan.managed_fee, warnings=warnings, open_order=awaiting)

@@ -23,6 +23,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -148,6 +149,11 @@ def ensure_schema(url: str | None = None) -> None:
             if frozenset(MigrationContext.configure(conn).get_current_heads()) != script_heads():
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "heads")
+    except CommandError as exc:
+        raise PermanentError(
+            f"the database schema cannot be brought to this version's migrations ({exc}); "
+            "point CERTPILOT_DATABASE_URL at a database made by this or an older certpilot"
+        ) from exc
     except OperationalError as exc:
         raise TransientError(
             f"the database could not be reached or stayed locked while migrating "

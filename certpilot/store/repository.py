@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from certpilot.core.errors import IllegalTransitionError, NotFoundError, PermanentError
+from certpilot.core.lifecycle import transition
 from certpilot.core.models import (
     Balances,
     Certificate,
@@ -339,9 +340,6 @@ class Repository:
             IllegalTransitionError: LC-5 does not allow the move, or the state changed meanwhile;
                 nothing is changed.
         """
-        # Imported here: core.lifecycle is the single source of the transition table.
-        from certpilot.core.lifecycle import transition
-
         row = self.get_certificate(cert_id)
         frm = Status(row.state)
         new = transition(frm, Status(to))

@@ -62,14 +62,17 @@ def nginx_harness(request, ca) -> Harness:
     trust = TrustBundle.from_pem(ca.root_pem)
 
     def observe() -> str:
-        # nginx serves a reload's files ~100 ms after the command: take the last stable answer.
-        prober, seen, deadline = Prober(trust, timeout=3), None, time.monotonic() + 3
+        # After `nginx -s reload` the old worker answers for ~100 ms more: wait until one worker
+        # is left and it has given the same answer for 0.5 s.
+        prober, seen, since, deadline = Prober(trust, timeout=3), None, 0.0, time.monotonic() + 8
         while time.monotonic() < deadline:
             fp = asyncio.run(prober.probe(Endpoint("127.0.0.1", server.port, NAME))).fingerprint
-            if fp == seen:
+            now = time.monotonic()
+            if fp != seen or len(server.worker_pids()) != 1:
+                seen, since = fp, now
+            elif now - since >= 0.5:
                 return fp
-            seen = fp
-            time.sleep(0.15)
+            time.sleep(0.05)
         return seen
 
     target = PemFilesTarget("t-nginx", [(server.cert_path(NAME), server.key_path(NAME))],

@@ -141,7 +141,7 @@ def test_csr5_key_file_created_0600(tmp_path, key_pem):
     assert [p.name for p in home.iterdir()] == [KEY_FILE]  # no temporary file left behind
 
 
-@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o620])
 def test_csr5_group_or_world_readable_key_file_refused(tmp_path, mode):
     """CSR-5: a key file others can read is refused, telling the user to chmod 600."""
     LocalMasterKey.from_env_or_file(tmp_path, env={})
@@ -150,7 +150,7 @@ def test_csr5_group_or_world_readable_key_file_refused(tmp_path, mode):
     secret = path.read_bytes().strip().decode()
     with pytest.raises(VaultError) as exc:
         LocalMasterKey.from_env_or_file(tmp_path, env={})
-    assert str(exc.value) == (f"the master key file {path} is readable by group or others (mode {mode:04o}); "
+    assert str(exc.value) == (f"the master key file {path} is accessible by group or others (mode {mode:04o}); "
                               f"run `chmod 600 {path}` and try again.")
     assert secret not in str(exc.value)
 

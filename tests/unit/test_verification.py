@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from certpilot.adapters.probe.diagnose import PROC_CLOCK_SLACK, InspectableTarget, inspect_target
+from certpilot.adapters.probe.diagnose import facts as dfacts
 from certpilot.adapters.probe.scale import averify_served
 from certpilot.adapters.probe.tls import EndpointProber
+from certpilot.core.errors import Reason
 from certpilot.core.verification import (
     ChainStatus,
     Diagnosis,
@@ -189,3 +192,42 @@ def test_ver1_needs_fingerprint_or_expiry():
     """VER-1 cannot decide without knowing the new certificate."""
     with pytest.raises(ValueError, match="fingerprint or expiry"):
         asyncio.run(averify_served([EP], None, None))
+
+
+@pytest.mark.parametrize("code, reason, rule", [
+    (DiagnosisCode.NOT_RELOADED, Reason.NOT_SERVED, "VER-2"),
+    (DiagnosisCode.FRONTED, Reason.NOT_SERVED, "VER-2"),
+    (DiagnosisCode.INCOMPLETE_CHAIN, Reason.CHAIN_INCOMPLETE, "DEP-6"),
+    (DiagnosisCode.SERVING_NEW, None, None),
+])
+def test_ver2_diagnosis_as_refusal(code, reason, rule):
+    """VER-2: a failed verification becomes a refusal with a Reason and the diagnosis sentence."""
+    refusal = Diagnosis(code, "what failed; what to do").refusal()
+    if reason is None:
+        assert refusal is None
+    else:
+        assert (refusal.reason, refusal.message, refusal.rule) == (reason, "what failed; what to do", rule)
+
+
+class FakeTarget:
+    """A deploy target exposing the facts VER-2 asks for (the deploy part's targets do the same)."""
+
+    reload_hint = "run `systemctl reload nginx`"
+
+    def deployed_fingerprint(self):
+        return NEW
+
+    def last_reload(self):
+        return NOW - timedelta(minutes=5)
+
+
+def test_ver2_inspect_target_uses_the_targets_facts():
+    """VER-2: `deployed_fingerprint()`, `last_reload()` and `reload_hint` of a target feed the diagnosis."""
+    target = FakeTarget()
+    assert isinstance(target, InspectableTarget)
+    inspection = inspect_target(target, deployed_at=NOW)
+    assert (inspection.deployed_fingerprint, inspection.reloaded_at, inspection.clock_slack) == (
+        NEW, NOW - timedelta(minutes=5), PROC_CLOCK_SLACK)
+    d = diagnose(dfacts(probe(OLD), inspection, new_fingerprint=NEW, old_fingerprint=OLD, target="web1"))
+    assert d.code is DiagnosisCode.NOT_RELOADED
+    assert d.message.endswith("run `systemctl reload nginx`.")

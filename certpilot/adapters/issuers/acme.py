@@ -193,6 +193,7 @@ class AcmeIssuer:
         self._sleep, self._monotonic = sleep, monotonic
         self._local = threading.local()
         self._account_lock = threading.Lock()
+        self._account: tuple[PrivateKey, str, messages.Directory] | None = None
 
     # ------------------------------------------------------------------ Issuer properties
     @property
@@ -253,45 +254,54 @@ class AcmeIssuer:
             return row, key
 
     def _connect(self) -> ClientV2:
-        """A client bound to this directory's account, registering the account on first use."""
+        """A client for this thread, bound to the directory's account (registered on first use).
+
+        The account (key, URL) and the directory are loaded once per issuer and shared; each
+        thread gets its own network object (the library's nonce pool is not thread-safe).
+        """
         with self._account_lock:
-            loaded = self._load_account()
-            if loaded is not None:
-                row, key = loaded
-                net = self._network(key)
-                directory = self._do("reading the ACME directory", lambda: ClientV2.get_directory(self.directory_url, net))
-                net.account = messages.RegistrationResource(body=messages.Registration(), uri=row.account_url)
-                return ClientV2(directory, net)
-            key = generate_key(self.account_key_algorithm)
+            if self._account is None:
+                self._account = self._load_or_register()
+            key, account_url, directory = self._account
+        net = self._network(key)
+        net.account = messages.RegistrationResource(body=messages.Registration(), uri=account_url)
+        return ClientV2(directory, net)
+
+    def _load_or_register(self) -> tuple[PrivateKey, str, messages.Directory]:
+        loaded = self._load_account()
+        if loaded is not None:
+            row, key = loaded
             net = self._network(key)
             directory = self._do("reading the ACME directory", lambda: ClientV2.get_directory(self.directory_url, net))
-            client = ClientV2(directory, net)
-            eab = None
-            if self.eab is not None:
-                eab = messages.ExternalAccountBinding.from_data(
-                    account_public_key=net.key.public_key(), kid=self.eab.kid, hmac_key=self.eab.hmac_key,
-                    directory=directory, hmac_alg=self.eab.hmac_alg)
-            elif client.external_account_required():
-                raise PermanentError(f"the CA at {self.directory_url} requires External Account Binding; "
-                                     "configure the kid and HMAC key the CA gave you.", Reason.BAD_INPUT)
-            reg = messages.NewRegistration.from_data(email=self.contact_email, terms_of_service_agreed=True,
-                                                     external_account_binding=eab)
-            regr = self._do("registering the ACME account", lambda: client.new_account(reg))
-            try:
-                with self._sessions() as s:
-                    key_id, _fp = store_key(key, vault=self._vault, repo=Repository(s), purpose=ACCOUNT_PURPOSE)
-                    s.add(AcmeAccountRow(id=str(uuid.uuid4()), directory_url=self.directory_url,
-                                         account_url=regr.uri, key_id=key_id, contact=self.contact_email))
-            except IntegrityError:
-                # Another process registered first: use its account (ours stays unused at the CA).
-                loaded = self._load_account()
-                assert loaded is not None
-                row, key = loaded
-                net = self._network(key)
-                net.account = messages.RegistrationResource(body=messages.Registration(), uri=row.account_url)
-                return ClientV2(directory, net)
-            log.info("registered ACME account %s at %s", regr.uri, self.directory_url)
-            return client
+            return key, row.account_url, directory
+        key = generate_key(self.account_key_algorithm)
+        net = self._network(key)
+        directory = self._do("reading the ACME directory", lambda: ClientV2.get_directory(self.directory_url, net))
+        client = ClientV2(directory, net)
+        eab = None
+        if self.eab is not None:
+            eab = messages.ExternalAccountBinding.from_data(
+                account_public_key=net.key.public_key(), kid=self.eab.kid, hmac_key=self.eab.hmac_key,
+                directory=directory, hmac_alg=self.eab.hmac_alg)
+        elif client.external_account_required():
+            raise PermanentError(f"the CA at {self.directory_url} requires External Account Binding; "
+                                 "configure the kid and HMAC key the CA gave you.", Reason.BAD_INPUT)
+        reg = messages.NewRegistration.from_data(email=self.contact_email, terms_of_service_agreed=True,
+                                                 external_account_binding=eab)
+        regr = self._do("registering the ACME account", lambda: client.new_account(reg))
+        try:
+            with self._sessions() as s:
+                key_id, _fp = store_key(key, vault=self._vault, repo=Repository(s), purpose=ACCOUNT_PURPOSE)
+                s.add(AcmeAccountRow(id=str(uuid.uuid4()), directory_url=self.directory_url,
+                                     account_url=regr.uri, key_id=key_id, contact=self.contact_email))
+        except IntegrityError:
+            # Another process registered first: use its account (ours stays unused at the CA).
+            loaded = self._load_account()
+            assert loaded is not None
+            row, key = loaded
+            return key, row.account_url, directory
+        log.info("registered ACME account %s at %s", regr.uri, self.directory_url)
+        return key, regr.uri, directory
 
     def account_url(self) -> str:
         """The account URL at this CA (registers the account on first use)."""

@@ -147,11 +147,16 @@ def inspect_nginx(site: NginxSite) -> Inspection:
 
 def inspect_target(target: InspectableTarget, *, deployed_at: datetime | None = None) -> Inspection:
     """Facts from a deploy target exposing `deployed_fingerprint()` (and optionally
-    `last_reload() -> datetime | None`, `reload_hint: str`)."""
+    `last_reload() -> datetime | None`, `reload_hint: str`, `reload_clock_slack: timedelta`).
+
+    The reload time is assumed to come from /proc (as `nginx_last_load`), so its resolution,
+    `PROC_CLOCK_SLACK`, applies unless the target says otherwise.
+    """
     last_reload = getattr(target, "last_reload", None)
     return Inspection(deployed_fingerprint=target.deployed_fingerprint(), deployed_at=deployed_at,
                       reloaded_at=last_reload() if callable(last_reload) else None,
-                      reload_hint=getattr(target, "reload_hint", "reload the server"))
+                      reload_hint=getattr(target, "reload_hint", "reload the server"),
+                      clock_slack=getattr(target, "reload_clock_slack", PROC_CLOCK_SLACK))
 
 
 def facts(probe: ProbeResult, inspection: Inspection, *, new_fingerprint: str, old_fingerprint: str | None,

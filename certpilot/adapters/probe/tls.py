@@ -266,8 +266,12 @@ class Prober:
         except ssl.SSLError as exc:
             return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"TLS: {exc.reason or exc}", started)
         except OSError as exc:
-            if exc.errno in _UNREACHABLE_ERRNOS or "Multiple exceptions" in str(exc):
-                return _failed(endpoint, ProbeOutcome.UNREACHABLE, str(exc), started)
+            text = str(exc)
+            if text.startswith("Multiple exceptions") and text.count("[Errno 111]") == text.count("[Errno"):
+                # Every address of the name (e.g. ::1 and 127.0.0.1) refused the connection.
+                return _failed(endpoint, ProbeOutcome.REFUSED, "connection refused on every address", started)
+            if exc.errno in _UNREACHABLE_ERRNOS or text.startswith("Multiple exceptions"):
+                return _failed(endpoint, ProbeOutcome.UNREACHABLE, text, started)
             return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started)
         except Exception as exc:  # noqa: BLE001 - a probe records every failure, never raises
             return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started)

@@ -25,10 +25,11 @@ def ledger_of(store, order_id):
 @pytest.mark.parametrize("origin, not_after, now, reason", [
     ("official", "2025-09-30", "2025-06-01", Reason.NOT_EXPIRING_SOON),    # EL-1(a)
     ("official", "2025-09-30", "2025-10-02", Reason.EXPIRED_OFFICIAL),     # EL-2
-    ("private-ca", "2025-09-30", "2025-09-10", Reason.PRIVATE_CA_REISSUE),  # EL-4
+    ("private-ca", "2025-09-30", "2025-06-01", Reason.UPLOADED_NOT_DUE),   # EL-4: reissued once due
+    ("uploaded", "2025-09-30", "2025-06-01", Reason.UPLOADED_NOT_DUE),     # EL-3
 ])
-def test_el1_el2_el4_preview_refusals(store, origin, not_after, now, reason):
-    """EL-1, EL-2, EL-4, EL-5: the preview names the first failing rule with a sentence; no plan."""
+def test_el1_el2_el3_el4_preview_refusals(store, origin, not_after, now, reason):
+    """EL-1, EL-2, EL-3, EL-4, EL-5: the preview names the first failing rule with a sentence; no plan."""
     cid = store.import_cert(["svc.example.com"], "2024-10-01", not_after, origin=origin)
     with store.session() as s:
         p = orders.preview_renewal(s, cid, years=1, now=at(now))
@@ -45,6 +46,19 @@ def test_el3_va3_uploaded_replacement_carries_nothing_over(store):
     assert p.kind is OrderKind.PURCHASE
     first = p.plan.certificates[0]
     assert (first.not_before, first.not_after, first.days) == (at("2025-09-10"), at("2026-09-10"), 365)
+
+
+def test_el4_private_ca_reissue_needs_no_quota(store):
+    """EL-4: a due private-CA certificate is reissued from the private CA: fresh validity, no quota."""
+    cid = store.import_cert(["intra.example.com"], "2024-10-01", "2025-09-30", origin="private-ca")
+    with store.session() as s:
+        p = orders.preview_renewal(s, cid, years=1, now=at("2025-09-10"))
+        assert p.eligible, p.refusal
+        assert [(x.kind, x.needed, x.shortfall) for x in p.payment] == [(LedgerKind.QUOTA, 0, 0)]
+        r = orders.place_renewal(s, cid, years=1, now=at("2025-09-10"))
+    assert r.order.state is OrderState.PAID
+    (child,) = r.certificates
+    assert (child.origin.value, child.parent_id, child.not_after) == ("private-ca", cid, at("2026-09-10"))
 
 
 def test_pay4_concurrent_payments_write_one_set_of_entries(store):

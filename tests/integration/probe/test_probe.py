@@ -121,6 +121,7 @@ def test_probe_failures_are_outcomes_not_exceptions(silent_port, plaintext_port,
     """Refused, timeout, handshake failure and unresolvable names are recorded outcomes."""
     cases = [
         (Endpoint("127.0.0.1", free_port(), "x.test"), ProbeOutcome.REFUSED),
+        (Endpoint("localhost", free_port()), ProbeOutcome.REFUSED),          # every address refuses
         (Endpoint("127.0.0.1", silent_port, "x.test"), ProbeOutcome.TIMEOUT),
         (Endpoint("127.0.0.1", plaintext_port, "x.test"), ProbeOutcome.HANDSHAKE_FAILED),
         (Endpoint("does-not-exist.invalid", 443), ProbeOutcome.UNREACHABLE),
@@ -128,7 +129,7 @@ def test_probe_failures_are_outcomes_not_exceptions(silent_port, plaintext_port,
     ]
     results = probe_many([e for e, _ in cases], timeout=0.5, trust=probe_site.trust_file)
     assert [r.outcome for r in results] == [o for _, o in cases], [r.describe() for r in results]
-    assert all(r.error for r in results[:4])
+    assert all(r.error for r in results[:5])
 
 
 def test_ver2_probe_at_scale_200_endpoints_in_input_order(probe_site, silent_port):

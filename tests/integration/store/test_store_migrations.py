@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
@@ -74,3 +75,41 @@ def test_default_url_is_sqlite_under_certpilot_home(monkeypatch, tmp_path):
     finally:
         db.reset_engines()
         get_settings.cache_clear()
+
+
+def test_sqlite_readonly_session_does_not_block_a_writer(tmp_path):
+    """A readonly session takes no write lock: another connection writes while it is open."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    try:
+        with db.session_scope(url, readonly=True) as s:
+            assert s.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 0
+            other = sqlite3.connect(tmp_path / "r.db", timeout=0.5, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("INSERT INTO audit_log (at, actor, entity_type, entity_id, why) "
+                              "VALUES ('2025-09-10 00:00:00', 't', 'x', 'y', '')")
+                other.execute("COMMIT")
+            finally:
+                other.close()
+    finally:
+        db.reset_engines()
+
+
+def test_database_ahead_of_this_version_is_a_permanent_error(empty_store_url):
+    """A schema stamped with a revision this code does not know is refused with advice."""
+    from certpilot.core.errors import PermanentError
+
+    db.ensure_schema(empty_store_url)
+    engine = create_engine(empty_store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM alembic_version"))
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('9999')"))
+    finally:
+        engine.dispose()
+    db.reset_engines()
+    with pytest.raises(PermanentError) as err:
+        db.ensure_schema(empty_store_url)
+    assert "CERTPILOT_DATABASE_URL" in str(err.value)

@@ -1,0 +1,51 @@
+"""Deployment targets for the demo inventory: each demo site is a files bundle served by SNI.
+
+`certpilot up` serves these bundles with its demo TLS endpoint, so the demo renewals are
+deployed (DEP-1), reloaded (DEP-5) and verified by a real TLS probe (VER-1) like any site.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from certpilot.core.models import Status
+from certpilot.store.db import session_scope
+
+_SERVED = (Status.ISSUED, Status.UPLOADED)
+
+
+def install_demo_targets(root: Path, *, port: int, host: str = "127.0.0.1", database_url: str | None = None) -> int:
+    """Give every served demo certificate (single name, key held, not expired) a files target
+    under `root/<name>` probed at host:port with its name as SNI, and put its current bundle
+    there. Idempotent: a certificate that has a target already is left alone.
+
+    Returns:
+        How many demo sites are served.
+    """
+    from certpilot.adapters.deploy.files import FilesTarget
+    from certpilot.core.deployment import TargetKind
+    from certpilot.crypto.vault import default_vault
+    from certpilot.operations import deployments
+    from certpilot.store.repository import Repository
+
+    served = 0
+    with session_scope(database_url) as s:
+        repo = Repository(s)
+        opener = deployments.vault_key_opener(s, default_vault())
+        for row in repo.status_rows():
+            cert = repo.certificate_model(row[0])
+            if cert.state not in _SERVED or len(cert.names) != 1 or cert.names[0].startswith("*") or not cert.key_held:
+                continue
+            if repo.children(cert.id) or deployments.targets_of(s, cert.id):
+                served += bool(deployments.targets_of(s, cert.id))
+                continue
+            name = cert.names[0]
+            record = deployments.add_target(s, cert.id, TargetKind.FILES, config={"directory": str(root / name)},
+                                            endpoints=[(host, port, name)], name=f"demo site {name}")
+            target = FilesTarget(record.id, root / name)
+            target.stage(deployments.material_for(s, cert.id, opener))
+            target.validate()
+            target.commit()
+            target.finalize()
+            served += 1
+    return served
