@@ -72,7 +72,8 @@ class _Ctx:
     def console(self, stderr: bool = False):
         from rich.console import Console
 
-        return Console(stderr=stderr, width=None if sys.stdout.isatty() else 120, highlight=False)
+        # Not a terminal (a pipe, a log): wide enough that ids are never cut.
+        return Console(stderr=stderr, width=None if sys.stdout.isatty() else 200, highlight=False)
 
 
 _ctx = _Ctx()
@@ -266,7 +267,8 @@ def _inventory_table(views, title: str = "Inventory"):
 
     t = Table(title=title)
     for col in ("id", "common name", "type", "origin", "level", "brand", "status", "not after", "days left"):
-        t.add_column(col, justify="right" if col == "days left" else "left")
+        # Ids are what an operator copies into the next command: never cut them.
+        t.add_column(col, justify="right" if col == "days left" else "left", no_wrap=col in ("id", "status"))
     for v in views:
         t.add_row(v.id, _e(v.common_name) + (f" (+{len(v.names) - 1})" if len(v.names) > 1 else ""),
                   v.cert_type.value, v.origin.value, v.level.value, _e(v.brand),
@@ -546,11 +548,14 @@ def renew(
         r = orders.place_renewal(s, cert_id, years=years, now=now, policy=policy, schedule=schedule,
                                  csr_mode=mode, csr_pem=csr_pem, approve_payment=approve_payment,
                                  idempotency_key=key, actor="cli")
-    data = {**preview_dict(r.preview), "dry_run": False, "order": order_dict(r.order),
+    # An order found again by its idempotency key has no fresh preview: the order says it all.
+    base = preview_dict(r.preview) if r.preview else {"certificate_id": r.order.certificate_id}
+    data = {**base, "dry_run": False, "created": r.created, "order": order_dict(r.order),
             "certificates": [view_dict(v) for v in r.certificates], "ledger": [ledger_dict(e) for e in r.ledger]}
 
     def render(con):
-        _render_preview(con, r.preview, title="Renewal ordered")
+        if r.preview:
+            _render_preview(con, r.preview, title="Renewal ordered")
         con.print(f"order [bold]{r.order.id}[/]: {r.order.state.value}")
         con.print(_inventory_table(r.certificates, "New certificates (children of the original, LC-2)"))
 

@@ -239,9 +239,11 @@ def load_demo(session, *, now: datetime, home: Path, config_dir: Path, vault=Non
     if todo:
         ca_key, ca_cert = _load_or_make_ca(session, home, inv, now, vault)
         ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+        # X.509 times have whole seconds: round `now` up, so "20 days" shows as 20 days left at `now`.
+        anchor = now.replace(microsecond=0) + timedelta(seconds=1 if now.microsecond else 0)
         for c in todo:
-            key, cert = issue_leaf(ca_key, ca_cert, c.names, now - timedelta(days=c.not_before_days_ago),
-                                   now + timedelta(days=c.not_after_in_days), c.key_algorithm)
+            key, cert = issue_leaf(ca_key, ca_cert, c.names, anchor - timedelta(days=c.not_before_days_ago),
+                                   anchor + timedelta(days=c.not_after_in_days), c.key_algorithm)
             imported = import_certificate(
                 session, cert_pem=cert.public_bytes(serialization.Encoding.PEM), key_pem=_key_pem(key),
                 chain_pem=ca_pem, origin=c.origin, level=c.level, brand=c.brand, owner=c.owner,

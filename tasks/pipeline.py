@@ -54,7 +54,7 @@ def place_renewal(certificate_id: str, years: int, csr_mode: str = "system", at:
                     "shortfall": sum(line.shortfall * line.unit_price for line in order.payment) or None,
                     "message": exc.refusal.message, "managed_fee": order.managed_fee, "reissue": False}
         return {"order_id": result.order.id, "state": result.order.state.value,
-                "certificate_ids": [v.certificate.id for v in result.certificates], "shortfall": 0,
+                "certificate_ids": [v.id for v in result.certificates], "shortfall": 0,
                 "managed_fee": result.order.managed_fee, "reissue": False}
 
 
@@ -280,4 +280,4 @@ def place_purchase(names: list[str], brand: str, level: str, years: int, owner: 
                                     policy=run.policy, schedule=run.schedule, approve_payment=approve_payment,
                                     actor="flow:purchase")
     return {"order_id": res.order.id, "state": res.order.state.value,
-            "certificate_ids": [v.certificate.id for v in res.certificates]}
+            "certificate_ids": [v.id for v in res.certificates]}

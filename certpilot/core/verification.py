@@ -299,17 +299,19 @@ def diagnose(f: DiagnosisFacts) -> Diagnosis:
     if p.fingerprint in f.intermediaries or (old and p.fingerprint != old):
         holder = f.intermediaries.get(p.fingerprint or "")
         by = f"by {holder}" if holder else "by something in front of the server (CDN, WAF, load balancer or proxy)"
+        what = ("still answers with the old certificate" if old and p.fingerprint == old
+                else "answers with a certificate that is neither the old nor the new one")
         return Diagnosis(DiagnosisCode.FRONTED,
-                         f"{where} answers with a certificate that is neither the old nor the new one "
-                         f"({_short(p.fingerprint)}, names {', '.join(p.names) or 'none'}): it is served "
-                         f"{by} — deploy the new certificate there too, or point the name at the server.")
+                         f"{where} {what} ({_short(p.fingerprint)}, names {', '.join(p.names) or 'none'}): "
+                         f"it is served {by} — deploy the new certificate there too, or point the name "
+                         "at the server.")
     # (4) chain
     if p.chain is ChainStatus.INCOMPLETE:
         return _incomplete(where)
     return Diagnosis(DiagnosisCode.UNKNOWN,
-                     f"{where} still serves the old certificate {_short(old)}; the files are new and the "
-                     "server reloaded, so look for a second server or listener answering this name, "
-                     "then verify again.")
+                     f"{where} still serves {_served(p, f)} ({_short(p.fingerprint)}) and no check explains "
+                     "why (files new or unknown, reload after them or unknown): look for a second server or "
+                     "listener answering this name, then verify again.")
 
 
 def _served(p: ProbeResult, f: DiagnosisFacts) -> str:

@@ -308,9 +308,16 @@ def deploy(session: Session, task_id: str, target_factory: TargetFactory, key_op
     session.refresh(row)
     run = _Run(session, row, clock)
 
-    material = material_for(session, cert.id, key_opener)
-    target = target_factory(record, key_opener)
-    desc = target.describe()
+    try:
+        material = material_for(session, cert.id, key_opener)
+        target = target_factory(record, key_opener)
+        desc = target.describe()
+    except Exception as exc:  # noqa: BLE001 - bad target config or stored PEM: nothing was touched
+        error = f"setup failed: {exc}; nothing on the target was changed — fix the target's configuration"
+        run.step(Progress.STARTED, error)
+        run.step(Progress.STARTED, DeploymentState.FAILED.value, state=DeploymentState.FAILED)
+        _notify_failure(notifiers, cert, record.name or record.kind.value, None, error)
+        return _task(row)
     run.step(Progress.STARTED, f"attempt {row.attempts}: deploying {cert.common_name} "
                                f"({material.fingerprint[:16]}…) to {desc}")
     error: str | None = None

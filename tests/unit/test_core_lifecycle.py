@@ -17,7 +17,7 @@ from certpilot.core.lifecycle import (
     renewal_stage,
     transition,
 )
-from certpilot.core.models import LIFECYCLE_STATES, Certificate, CertType, Origin, OrderState, Status
+from certpilot.core.models import LIFECYCLE_STATES, Certificate, CertType, OrderState, Origin, Status
 
 S = Status
 

@@ -139,6 +139,13 @@ def test_ver2_diagnosis_checks_in_order(f, code):
      f"{T} answers with a certificate that is neither the old nor the new one ({'c' * 16}…, names "
      "shop.example.test): it is served by CloudFront distribution E1 — deploy the new certificate there "
      "too, or point the name at the server."),
+    (facts(probe(OLD), intermediaries={OLD: "ELB app/shop"}),
+     f"{T} still answers with the old certificate ({'a' * 16}…, names shop.example.test): it is served by "
+     "ELB app/shop — deploy the new certificate there too, or point the name at the server."),
+    (facts(probe(OLD)),
+     f"{T} still serves the old certificate ({'a' * 16}…) and no check explains why (files new or unknown, "
+     "reload after them or unknown): look for a second server or listener answering this name, then "
+     "verify again."),
     (facts(probe(NEW, chain=ChainStatus.INCOMPLETE)),
      f"{T} serves an incomplete chain: an intermediate certificate is missing (DEP-6) — deploy the full "
      "chain (leaf followed by every intermediate) and reload."),
@@ -231,3 +238,27 @@ def test_ver2_inspect_target_uses_the_targets_facts():
     d = diagnose(dfacts(probe(OLD), inspection, new_fingerprint=NEW, old_fingerprint=OLD, target="web1"))
     assert d.code is DiagnosisCode.NOT_RELOADED
     assert d.message.endswith("run `systemctl reload nginx`.")
+
+
+class _LeafOnlySsl:
+    """An SSL object without the private chain accessor (another Python or implementation)."""
+
+    def getpeercert(self, binary_form=False):
+        return b"leaf-der"
+
+
+class _Transport:
+    def __init__(self, sslobj):
+        self.sslobj = sslobj
+
+    def get_extra_info(self, name):
+        return self.sslobj if name == "ssl_object" else None
+
+
+def test_dep6_chain_reader_falls_back_to_the_leaf():
+    """DEP-6: without `get_unverified_chain` only the leaf is read (a served intermediate then
+    counts as missing: the safe side); no SSL object means nothing served."""
+    from certpilot.adapters.probe.tls import _served_ders
+
+    assert _served_ders(_Transport(_LeafOnlySsl())) == [b"leaf-der"]
+    assert _served_ders(_Transport(None)) == []

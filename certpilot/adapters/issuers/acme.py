@@ -240,7 +240,12 @@ class AcmeIssuer:
 
     def _network(self, key: PrivateKey) -> _Network:
         jwk, alg = _jwk_and_alg(key)
-        return _Network(jwk, alg=alg, verify_ssl=self.ca_bundle, user_agent="certpilot")
+        net = _Network(jwk, alg=alg, verify_ssl=self.ca_bundle, user_agent="certpilot")
+        # requests re-reads the proxy environment on every request (milliseconds of CPU each,
+        # under the GIL): resolve it once per client instead; TLS verification is explicit.
+        net.session.proxies = requests.utils.get_environ_proxies(self.directory_url)
+        net.session.trust_env = False
+        return net
 
     def _load_account(self) -> tuple[AcmeAccountRow, PrivateKey] | None:
         with self._sessions() as s:

@@ -256,7 +256,7 @@ class Prober:
                 transport, _ = await asyncio.get_running_loop().create_connection(
                     asyncio.Protocol, endpoint.host, endpoint.port, ssl=self._ctx,
                     server_hostname=endpoint.server_name, family=_FAMILIES[endpoint.family],
-                    ssl_handshake_timeout=limit)
+                    ssl_handshake_timeout=limit + 1.0)  # the outer timeout fires first: one outcome
         except TimeoutError:
             return _failed(endpoint, ProbeOutcome.TIMEOUT, f"no TLS handshake within {limit:g}s", started)
         except ConnectionRefusedError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -130,3 +130,30 @@ def test_csr5_target_config_holds_no_secrets(config, field, ca, deploy_db, vault
             add_target(s, cid, TargetKind.FILES, config=config, now=NOW)
     assert field in bad.value.message
     assert "hunter2" not in bad.value.message
+
+
+def test_dep2_running_task_refused_and_bad_config_fails_without_touching(tmp_path, ca, deploy_db, vault):
+    """DEP-2: a task another run holds is refused with DEPLOYMENT_IN_PROGRESS; a target whose
+    configuration cannot build an adapter ends FAILED with a sentence, nothing touched."""
+    from sqlalchemy import update
+
+    from certpilot.store.tables_deploy import DeploymentTaskRow
+
+    old = make_leaf(ca, ["held.example.test"])
+    new = make_leaf(ca, ["held.example.test"], not_after=NOW + timedelta(days=395))
+    with session_scope(deploy_db) as s:
+        old_id = add_cert(s, vault, old)
+        add_target(s, old_id, TargetKind.FILES, config={"dir": "typo"}, now=NOW)
+        new_id = add_cert(s, vault, new, parent_id=old_id)
+        task = plan_deployments(s, new_id, now=NOW)[0]
+        s.execute(update(DeploymentTaskRow).where(DeploymentTaskRow.id == task.id)
+                  .values(state="running", started_at=datetime.now(UTC)))
+    with pytest.raises(RefusedError) as refused:
+        _deploy(deploy_db, vault, task.id)
+    assert refused.value.refusal.reason is Reason.DEPLOYMENT_IN_PROGRESS
+    with session_scope(deploy_db) as s:
+        s.execute(update(DeploymentTaskRow).where(DeploymentTaskRow.id == task.id).values(state="pending"))
+    done = _deploy(deploy_db, vault, task.id)
+    assert done.state is DeploymentState.FAILED
+    assert "setup failed: 'directory'" in done.details
+    assert "nothing on the target was changed" in done.details

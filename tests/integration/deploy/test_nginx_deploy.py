@@ -178,7 +178,6 @@ def test_dep7_failed_verification_rolls_back_and_reloads(nginx_factory, nginx_ca
     # VER-2, diagnosed before the rollback: files new, server reloaded, old certificate still
     # answered for c → another server block/listener answers this name.
     assert "[unknown]" in done.details and "second server or listener" in done.details
-    print(done.details)
     # Rolled back and reloaded: a and b serve the old certificate again (nginx serves the new
     # config ~100 ms after the reload command: poll).
     deadline = time.monotonic() + 5

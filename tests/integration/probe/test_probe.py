@@ -167,7 +167,7 @@ def test_ver2_probe_at_scale_200_endpoints_in_input_order(probe_site, silent_por
                                  ProbeOutcome.INCOMPLETE_CHAIN: 4}
     ok = [r for r in results if r.outcome is ProbeOutcome.OK]
     assert all(r.fingerprint == probe_site.leaves[r.endpoint.sni].fingerprint for r in ok)
-    assert took < 5, f"200 probes took {took:.2f}s"
+    assert took < 10, f"200 probes took {took:.2f}s"   # ~1 s on an idle 2-core machine
 
 
 def test_probe_now_is_injectable(probe_site):

@@ -113,3 +113,20 @@ def test_database_ahead_of_this_version_is_a_permanent_error(empty_store_url):
     with pytest.raises(PermanentError) as err:
         db.ensure_schema(empty_store_url)
     assert "CERTPILOT_DATABASE_URL" in str(err.value)
+
+
+def test_two_first_users_migrate_once(empty_store_url):
+    """Two workers starting at once on an empty database: both succeed, the schema is made once."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    barrier = threading.Barrier(2, timeout=20)
+
+    def first_use(_):
+        barrier.wait()
+        db.ensure_schema(empty_store_url)
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(first_use, range(2)))
+    heads = set(ScriptDirectory.from_config(db.alembic_config(empty_store_url)).get_heads())
+    assert _versions(empty_store_url) == heads

@@ -1,0 +1,62 @@
+"""End to end through the Prefect flows with real servers: Pebble (ACME DNS-01 via BIND RFC 2136),
+nginx (deployment target), TLS probes (verification). LC-3's three stages in one run."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from certpilot.adapters.probe.tls import probe_sync
+from certpilot.core.models import Status
+from certpilot.core.verification import Endpoint
+from certpilot.operations import deployments
+from certpilot.store.repository import Repository
+from tests.flows.pipeline_env import SITE, site  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.servers, pytest.mark.flows]
+
+
+def served_fingerprint(nginx) -> str | None:
+    return probe_sync(Endpoint("127.0.0.1", nginx.port, SITE), timeout=3).fingerprint
+
+
+def children(s, cert_id):
+    return sorted(Repository(s).children(cert_id), key=lambda c: c.plan_index)
+
+
+def test_lc3_pl3_pl4_two_year_renewal_end_to_end(site):  # noqa: F811
+    """LC-3: order+payment → key, CSR, DNS-01 at Pebble through BIND → deploy to nginx → probe.
+
+    A 2-year plan renewed with 20 days left: certificate 1 is applied for at once (no managed fee,
+    PAY-2), certificate 2 stays NOT_ACTIVATED (PL-3) until the scanner sees certificate 1 at
+    30 days (PL-4), then is applied for, deployed and served in turn.
+    """
+    from flows.renew import renew
+
+    assert served_fingerprint(site.nginx) == site.old_fingerprint
+    out = renew(site.cert_id, years=2, launch_mode="inline")
+    assert out["state"] == "paid"
+    with site.session() as s:
+        first, second = children(s, site.cert_id)
+        assert (first.state, second.state) == (Status.ISSUED, Status.NOT_ACTIVATED)
+        tasks = deployments.list_tasks(s, first.id)
+        assert [t.state.value for t in tasks] == ["succeeded"]
+    assert served_fingerprint(site.nginx) == first.fingerprint_sha256  # VER-1: what clients now see
+    # LC-1: the old certificate is untouched.
+    with site.session() as s:
+        assert Repository(s).certificate_model(site.cert_id).state is Status.ISSUED
+
+    pytest.importorskip("flows.scan")
+    from flows.scan import scan
+
+    early = (first.not_after - timedelta(days=31)).isoformat()
+    scan(at=early, launch_mode="inline")
+    with site.session() as s:
+        assert children(s, site.cert_id)[1].state is Status.NOT_ACTIVATED  # PL-4: not yet
+    due = (first.not_after - timedelta(days=30)).isoformat()
+    scan(at=due, launch_mode="inline")
+    with site.session() as s:
+        second = children(s, site.cert_id)[1]
+        assert second.state is Status.ISSUED
+    assert served_fingerprint(site.nginx) == second.fingerprint_sha256
