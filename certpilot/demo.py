@@ -278,11 +278,12 @@ class DemoReport:
     balances: Any
 
 
-def run_demo(*, now: datetime, settings=None, years: int = 1) -> DemoReport:
+def run_demo(*, now: datetime | None = None, settings=None, years: int = 1) -> DemoReport:
     """Initialise the inventory under ``$CERTPILOT_HOME``, load the demo, and preview a renewal.
 
     Args:
-        now: the time the demo is anchored to and statuses are derived at (aware UTC).
+        now: the time the demo is anchored to and statuses are derived at (aware UTC);
+            default the wall clock.
         settings: `certpilot.settings.Settings`; default the process settings.
         years: plan length for the preview (1, 2 or 3).
 
@@ -294,8 +295,10 @@ def run_demo(*, now: datetime, settings=None, years: int = 1) -> DemoReport:
     from certpilot.operations.inventory import list_certificates
     from certpilot.operations.orders import balances, preview_renewal
     from certpilot.settings import get_settings
+    from certpilot.store.base import utcnow
     from certpilot.store.db import ensure_schema, session_scope
 
+    now = now or utcnow()
     settings = settings or get_settings()
     url = settings.db_url
     ensure_schema(url)

@@ -193,7 +193,14 @@ def plan_deployments(session: Session, new_cert_id: str, *, now: datetime | None
     now = now or utcnow()
     if cert.parent_id is not None:
         existing = {t.target_id for t in list_tasks(session, new_cert_id)}
-        for target_id in targets_to_plan([t.id for t in targets_of(session, cert.parent_id)], existing):
+        # DEP-1: "where the old one served": a target moves to each certificate deployed on it,
+        # so a later certificate of a plan finds it on its predecessor (the previous of the
+        # plan), or still on the parent when nothing of the plan was deployed yet.
+        holders = [c.id for c in repo.certificates_for_order(cert.order_id)
+                   if c.plan_index < cert.plan_index] if cert.order_id else []
+        holders = [*reversed(holders), cert.parent_id]
+        held = [t.id for holder in holders for t in targets_of(session, holder)]
+        for target_id in targets_to_plan(held, existing):
             try:
                 with session.begin_nested():
                     session.add(DeploymentTaskRow(id=new_id("dep"), certificate_id=new_cert_id, target_id=target_id,

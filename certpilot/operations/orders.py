@@ -438,6 +438,7 @@ def pay_order(session: Session, order_id: str, *, approve: bool, now: datetime, 
 def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: str = "cli") -> CancelResult:
     """Cancel a not-activated certificate (PL-7): one quota of its spec and one credit come back.
 
+    A VA-5 reissue (or a private-CA reissue) cost nothing, so cancelling it restores nothing.
     Idempotent by key: the restoring entries are keyed by the certificate, so they are written
     once. A second cancel is refused (the certificate is no longer not-activated).
 
@@ -453,8 +454,16 @@ def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: 
     refusal = check_cancel(cert.state)
     if refusal is not None:
         raise RefusedError(refusal)
+    # Only what was paid comes back: VA-5 reissues and private-CA reissues (EL-4) cost nothing.
+    order = repo.get_order(cert.order_id) if cert.order_id else None
+    planned = next((p for p in order.planned if p.index == cert.plan_index), None) if order else None
+    paid = not (planned is not None and planned.reissue) and cert.origin is not Origin.PRIVATE_CA
     cancelled = repo.set_state(cert_id, Status.CANCELLED, actor=actor, now=now,
-                               why="cancelled by its owner; one quota and one managed credit restored (PL-7)")
+                               why="cancelled by its owner; " + (
+                                   "one quota and one managed credit restored (PL-7)" if paid
+                                   else "a reissue that cost no quota or credit: nothing to restore (VA-5)"))
+    if not paid:
+        return CancelResult(certificate=cancelled, ledger=[])
     entries = repo.append_ledger([
         LedgerEntry(id=new_id("led"), kind=LedgerKind.QUOTA, spec_key=cert.spec.key, delta=1,
                     order_id=cert.order_id, idempotency_key=f"cancel:{cert_id}:quota", created_at=now,

@@ -197,6 +197,10 @@ def start_managed(session: Session, start: ManagedStart, *, now: datetime,
     """
     repo = Repository(session)
     cert = repo.certificate_model(start.certificate_id)
+    t = ManagedStartRow.__table__
+    if session.execute(select(t.c.outcome).where(t.c.certificate_id == cert.id)).first() is not None:
+        return StartOutcome(cert.id, "already", "the managed start was already recorded (PL-8)", False, False,
+                            cert.common_name)
     startable = cert.state is Status.NOT_ACTIVATED or (cert.state is Status.PENDING_APPLICATION
                                                       and cert.plan_index == 0)
     if not startable:
@@ -207,7 +211,6 @@ def start_managed(session: Session, start: ManagedStart, *, now: datetime,
     outcome = STARTED if refusal is None else WAITING_MANUAL
     detail = refusal.message if refusal else (
         f"managed start (PL-4): {start.days_left} days left on {start.predecessor_id}")
-    t = ManagedStartRow.__table__
     inserted = session.execute(
         _insert(session, t)
         .values(certificate_id=cert.id, order_id=start.order_id or cert.order_id, predecessor_id=start.predecessor_id,

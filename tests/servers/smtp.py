@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import shutil
 import ssl
 import tempfile
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ def start_smtp(*, starttls: bool = False) -> SmtpServer:
         key_file.write_bytes(leaf.key_pem)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(tmp / "cert.pem", key_file)
+        shutil.rmtree(tmp)  # loaded into the context: no key file left behind
         kwargs = {"tls_context": ctx, "require_starttls": True, "authenticator": _authenticator,
                   "auth_required": True, "auth_require_tls": True}
         ca_pem = ca.root_pem

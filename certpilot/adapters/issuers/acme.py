@@ -194,6 +194,9 @@ class AcmeIssuer:
         self._local = threading.local()
         self._account_lock = threading.Lock()
         self._account: tuple[PrivateKey, str, messages.Directory] | None = None
+        # Per-process shortcuts between steps (never needed for correctness: a rerun reads by URL).
+        self._fresh: dict[str, messages.OrderResource] = {}
+        self._valid: dict[str, messages.Order] = {}
 
     # ------------------------------------------------------------------ Issuer properties
     @property
@@ -329,6 +332,9 @@ class AcmeIssuer:
         client = self._client()
         orderr = self._do("placing the ACME order", lambda: client.new_order(application.csr_pem))
         log.info("ACME order %s placed for %s", orderr.uri, ", ".join(names))
+        # The order and its authorizations as just read: `advance` in this process starts from
+        # them instead of reading them again (another process simply reads them by URL).
+        self._fresh[orderr.uri] = orderr
         return orderr.uri
 
     def _order(self, ref: str) -> tuple[messages.Order, requests.Response]:
@@ -389,27 +395,31 @@ class AcmeIssuer:
             TransientError: rate limits, timeouts (rerun: it resumes this order).
         """
         deadline = self._monotonic() + self.validation_timeout
-        body, _ = self._order(ref)
+        fresh = self._fresh.pop(ref, None)
+        body, authzrs = (fresh.body, fresh.authorizations) if fresh is not None else (self._order(ref)[0], None)
         if body.status == messages.STATUS_PENDING:
-            self._validate(body, application, deadline)
-            body, _ = self._order(ref)
+            body = self._validate(ref, body, application, deadline, authzrs)
         if body.status == messages.STATUS_READY:
-            self._finalize(ref, body, application)
-        body = self._wait(f"order {ref}", lambda: self._order(ref),
-                          lambda b: b.status in (messages.STATUS_VALID, messages.STATUS_INVALID), deadline)
+            body = self._finalize(ref, body, application) or body
+        done = (messages.STATUS_VALID, messages.STATUS_INVALID)
+        if body.status not in done:
+            body = self._wait(f"order {ref}", lambda: self._order(ref), lambda b: b.status in done, deadline)
         if body.status == messages.STATUS_INVALID:
             return PollResult(OrderStatus.INVALID, self._failure_detail(body))
+        self._valid[ref] = body
         return PollResult(OrderStatus.VALID)
 
-    def _finalize(self, ref: str, body: messages.Order, application: Application) -> None:
+    def _finalize(self, ref: str, body: messages.Order, application: Application) -> messages.Order | None:
+        """Send the CSR; returns the order as the CA answered (None when another run finalized it)."""
         client = self._client()
         orderr = messages.OrderResource(body=body, uri=ref, csr_pem=application.csr_pem, authorizations=[])
         try:
-            self._do(f"finalizing order {ref}", lambda: client.begin_finalization(orderr))
+            return self._do(f"finalizing order {ref}", lambda: client.begin_finalization(orderr)).body
         except PermanentError as exc:
             # Another run finalized it meanwhile: the order is processing or valid already.
             if "orderNotReady" not in exc.message:
                 raise
+            return None
 
     def _challenge(self, authzr: messages.AuthorizationResource, method: ValidationMethod) -> messages.ChallengeBody:
         wanted = challenges.HTTP01 if method is ValidationMethod.HTTP_FILE else challenges.DNS01
@@ -419,11 +429,16 @@ class AcmeIssuer:
         raise PermanentError(f"the CA offers no {wanted.typ} challenge for {authzr.body.identifier.value}; "
                              "choose another validation method.", Reason.CA_REJECTED)
 
-    def _validate(self, body: messages.Order, application: Application, deadline: float) -> None:
-        """Answer every pending authorization; records are removed afterwards whatever happens."""
+    def _validate(self, ref: str, body: messages.Order, application: Application, deadline: float,
+                  authzrs: list[messages.AuthorizationResource] | None = None) -> messages.Order:
+        """Answer every pending authorization, wait until the order leaves `pending`, return it.
+
+        Records are removed afterwards whatever happens.
+        """
         client = self._client()
         jwk = client.net.key
-        authzrs = [self._authz(url)[0] for url in body.authorizations]
+        if authzrs is None:
+            authzrs = [self._authz(url)[0] for url in body.authorizations]
         pending = [a for a in authzrs if a.body.status == messages.STATUS_PENDING]
         cleanups: list[Callable[[], None]] = []
         try:
@@ -461,9 +476,10 @@ class AcmeIssuer:
                 if challb.status == messages.STATUS_PENDING:
                     self._do(f"answering the challenge {challb.uri}",
                              lambda c=challb, r=response: client.answer_challenge(c, r))
-            for authzr in pending:
-                self._wait(f"authorization of {authzr.body.identifier.value}", lambda u=authzr.uri: self._authz(u),
-                           lambda a: a.body.status != messages.STATUS_PENDING, deadline)
+            # One request per poll whatever the number of names: the order leaves `pending` once
+            # every authorization is valid (ready) or one failed (invalid), RFC 8555 section 7.1.6.
+            return self._wait(f"validation of order {ref}", lambda: self._order(ref),
+                              lambda b: b.status != messages.STATUS_PENDING, deadline)
         finally:
             for cleanup in cleanups:
                 try:
@@ -477,7 +493,7 @@ class AcmeIssuer:
         Raises:
             PermanentError: the order is not valid (no certificate to fetch).
         """
-        body, _ = self._order(ref)
+        body = self._valid.pop(ref, None) or self._order(ref)[0]
         if body.status != messages.STATUS_VALID or not body.certificate:
             raise PermanentError(f"order {ref} is {body.status}: no certificate to fetch yet; "
                                  "advance the application first.")

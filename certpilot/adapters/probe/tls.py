@@ -277,11 +277,18 @@ class Prober:
             return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started)
         try:
             ders = _served_ders(transport)
+        except Exception as exc:  # noqa: BLE001 - a probe records every failure, never raises
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"served chain unreadable: {exc}", started)
         finally:
             transport.abort()  # a probe needs no orderly TLS close; abort frees the socket at once
         if not ders:
             return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, "the server sent no certificate", started)
-        return self.judge(endpoint, ders, now=now or datetime.now(UTC), elapsed=time.monotonic() - started)
+        try:
+            return self.judge(endpoint, ders, now=now or datetime.now(UTC), elapsed=time.monotonic() - started)
+        except Exception as exc:  # noqa: BLE001 - e.g. a malformed extension: recorded, never raised
+            return ProbeResult(endpoint, ProbeOutcome.HANDSHAKE_FAILED, fingerprint=fingerprint_der(ders[0]),
+                               error=f"served certificate unreadable: {type(exc).__name__}: {exc}",
+                               elapsed=time.monotonic() - started)
 
     def judge(self, endpoint: Endpoint, ders: list[bytes], *, now: datetime, elapsed: float = 0.0) -> ProbeResult:
         """Build the ProbeResult of served certificates `ders` (leaf first) at `now`."""

@@ -159,3 +159,11 @@ def test_console_script_runs_as_a_process(tmp_path):
     bad = subprocess.run([*cmd, "list", "--at", "2025-01-01T00:00:00"], env=env, cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2
+
+
+def test_importing_the_cli_is_light():
+    """`import certpilot.cli` loads no Prefect, no store and no crypto: those load inside commands."""
+    code = ("import sys, certpilot.cli; "
+            "print(sorted(m for m in ('prefect', 'sqlalchemy', 'alembic', 'cryptography') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout.strip()) == (0, "[]"), out.stderr

@@ -185,3 +185,47 @@ def test_pay1_shortfall_order_waits_then_pay_approves(cp, shop):
     paid = cp("pay", order["id"], "--json", "--at", AT)
     assert (paid.code, paid.json["order"]["state"]) == (0, "paid")
     assert len(cp("show", shop, "--json", "--at", AT).json["children"]) == 1
+
+
+def _csr(tmp_path, names, curve_or_rsa):
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from certpilot.crypto.csr import build_csr
+
+    key = (ec.generate_private_key(ec.SECP256R1()) if curve_or_rsa == "ec"
+           else rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    path = tmp_path / f"req-{curve_or_rsa}-{len(names)}.csr"
+    path.write_bytes(build_csr(key, names))
+    return path
+
+
+@pytest.mark.parametrize("names, alg, reason", [
+    (SHOP, "rsa", "CsrAlgorithm"),                              # CSR-2: the original key is EC P-256
+    (["other.example.com"], "ec", "CsrNames"),                  # CSR-4: names must match the order
+])
+def test_csr2_manual_csr_is_checked_before_ordering(cp, shop, tmp_path, names, alg, reason):
+    """CSR-2, CSR-4: a manual CSR with another key algorithm or other names is refused (exit 3)."""
+    r = cp("renew", shop, "--csr", "manual", "--csr-file", _csr(tmp_path, names, alg), "--dry-run", "--json",
+           "--at", AT)
+    assert (r.code, r.json["refusal"]["reason"]) == (3, reason)
+
+
+def test_csr2_csr3_manual_and_reuse_are_allowed_with_warnings(cp, shop, make_pem, tmp_path):
+    """CSR-2: a matching manual CSR is accepted, warning that the key is not held; CSR-3: reusing the
+    original key is allowed with a warning, and refused when certpilot does not hold that key."""
+    r = cp("renew", shop, "--csr", "manual", "--csr-file", _csr(tmp_path, SHOP, "ec"), "--dry-run", "--json",
+           "--at", AT)
+    assert r.code == 0, r.out
+    assert any("CSR-2" in w for w in r.json["warnings"])
+    r = cp("renew", shop, "--csr", "reuse", "--dry-run", "--json", "--at", AT)
+    assert r.code == 0, r.out
+    assert any("CSR-3" in w for w in r.json["warnings"])
+
+    cert, _key, chain = make_pem(["nokey.example.com"], "2024-10-01", "2025-09-30")
+    no_key = cp("import", "--cert", cert, "--chain", chain, "--origin", "official", "--json",
+                "--at", "2025-09-01T00:00:00Z").json["id"]
+    r = cp("renew", no_key, "--csr", "reuse", "--dry-run", "--json", "--at", AT)
+    assert (r.code, r.json["refusal"]["reason"]) == (3, "KeyNotHeld")
+    # --csr manual without a file, or a file without --csr manual, is a usage error.
+    assert cp("renew", shop, "--csr", "manual", "--dry-run", "--at", AT).code == 2
+    assert cp("renew", shop, "--csr-file", tmp_path / "x.csr", "--dry-run", "--at", AT).code == 2

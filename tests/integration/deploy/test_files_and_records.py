@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from certpilot.core.deployment import DeploymentState, TargetKind
 from certpilot.core.errors import BadInputError, Reason, RefusedError
@@ -19,6 +20,7 @@ from certpilot.operations.deployments import (
     vault_key_opener,
 )
 from certpilot.store.db import session_scope
+from certpilot.store.tables_deploy import DeploymentTaskRow
 from tests.integration.deploy.conftest import NOW, add_cert
 from tests.servers.certs import make_ca, make_leaf
 
@@ -88,13 +90,13 @@ def test_csr2_key_not_held_refused_for_managed_target_but_bundle_without_key(tmp
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["cert.pem", "chain.pem", "fullchain.pem"]
 
 
-def test_dep2_one_task_per_target_listed_by_certificate_and_idempotent(tmp_path, ca, deploy_db, vault):
+def test_dep2_one_task_per_target_listed_by_certificate_and_idempotent(tmp_path, ca, store_url, vault):
     """DEP-2: a task per target of the old certificate, listed by the new certificate's id with
-    progress and details; planning twice creates nothing twice; a certificate without a parent
-    has nothing to replace."""
+    progress and details; planning twice creates nothing twice (UNIQUE (certificate, target) on
+    SQLite and PostgreSQL); a certificate without a parent has nothing to replace."""
     old = make_leaf(ca, ["multi.example.test"])
     new = make_leaf(ca, ["multi.example.test"], not_after=NOW + timedelta(days=395))
-    with session_scope(deploy_db) as s:
+    with session_scope(store_url) as s:
         old_id = add_cert(s, vault, old)
         t1 = add_target(s, old_id, TargetKind.FILES, config={"directory": str(tmp_path / "one")}, now=NOW)
         t2 = add_target(s, old_id, TargetKind.FILES, config={"directory": str(tmp_path / "two")}, now=NOW)
@@ -105,8 +107,8 @@ def test_dep2_one_task_per_target_listed_by_certificate_and_idempotent(tmp_path,
     assert first == second
     assert sorted(t.target_id for t in first) == sorted([t1.id, t2.id])
     assert {(t.state, t.progress, t.details, t.attempts) for t in first} == {(DeploymentState.PENDING, 0, "", 0)}
-    _deploy(deploy_db, vault, first[0].id)
-    with session_scope(deploy_db) as s:
+    _deploy(store_url, vault, first[0].id)
+    with session_scope(store_url) as s:
         listed = {t.id: t for t in list_tasks(s, new_id)}
         assert listed[first[0].id].state is DeploymentState.SUCCEEDED
         assert listed[first[0].id].progress == 100
@@ -115,6 +117,10 @@ def test_dep2_one_task_per_target_listed_by_certificate_and_idempotent(tmp_path,
         # DEP-1: the deployed target now belongs to the new certificate; the other still to the old.
         assert [t.id for t in targets_of(s, new_id)] == [first[0].target_id]
         assert [t.id for t in targets_of(s, old_id)] == [first[1].target_id]
+    with pytest.raises(IntegrityError), session_scope(store_url) as s:
+        s.add(DeploymentTaskRow(id="dup", certificate_id=new_id, target_id=t1.id, state="pending", progress=0,
+                                details="", attempts=0, created_at=NOW, updated_at=NOW))
+
 
 
 @pytest.mark.parametrize("config, field", [
@@ -136,8 +142,6 @@ def test_dep2_running_task_refused_and_bad_config_fails_without_touching(tmp_pat
     """DEP-2: a task another run holds is refused with DEPLOYMENT_IN_PROGRESS; a target whose
     configuration cannot build an adapter ends FAILED with a sentence, nothing touched."""
     from sqlalchemy import update
-
-    from certpilot.store.tables_deploy import DeploymentTaskRow
 
     old = make_leaf(ca, ["held.example.test"])
     new = make_leaf(ca, ["held.example.test"], not_after=NOW + timedelta(days=395))

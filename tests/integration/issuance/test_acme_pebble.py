@@ -153,6 +153,7 @@ def test_dv4_wildcard_with_file_validation_refused_before_any_order(acme_bind, s
     with sessions() as s:
         assert applications.application_state(s, cid)["order_ref"] is None
         assert Status(Repository(s).get_certificate(cid).state) is Status.PENDING_APPLICATION
+        assert s.scalars(select(AcmeAccountRow)).all() == []  # nothing was sent to Pebble
 
 
 def test_dv7_caa_forbidding_the_ca_refused_before_any_order(acme_bind, sessions, vault, unique_label):
@@ -163,10 +164,15 @@ def test_dv7_caa_forbidding_the_ca_refused_before_any_order(acme_bind, sessions,
     with pytest.raises(RefusedError) as info, sessions() as s:
         applications.submit(s, cid, acme_bind, now=NOW)
     assert info.value.refusal.reason is Reason.CAA_FORBIDS
-    assert "otherca.example" in info.value.refusal.message or "caa-forbid" in info.value.refusal.message
+    assert info.value.refusal.message == (
+        f"CAA at caa-forbid.example.test allows only otherca.example to issue (issue) for "
+        f"{unique_label}.caa-forbid.example.test; add `0 issue \"pebble.test\"` at caa-forbid.example.test "
+        "or remove the CAA records that exclude pebble.test.")
     with sessions() as s:
         state = applications.application_state(s, cid)
         assert state["order_ref"] is None and state["attempts"] == 0
+        # Not even an account was registered: nothing at all was sent to Pebble.
+        assert s.scalars(select(AcmeAccountRow)).all() == []
 
 
 def test_crash_after_order_recorded_resumes_the_same_order(pebble, bind_server, bind_dns, sessions, vault,
@@ -320,7 +326,8 @@ def test_ca2_failed_validation_marks_rejected_with_ca_detail(pebble, bind_server
     with sessions() as s:
         result = applications.submit(s, cid, issuer, now=NOW)
     assert result.status is OrderStatus.INVALID
-    assert "unauthorized" in result.detail or "dns" in result.detail or "incorrectResponse" in result.detail
+    # The CA's own words (Pebble 2.4): problem type and detail.
+    assert result.detail == "unauthorized: No TXT records found for DNS challenge"
     with sessions() as s:
         repo = Repository(s)
         assert Status(repo.get_certificate(cid).state) is Status.REJECTED
@@ -353,3 +360,30 @@ def test_external_account_binding(tmp_path_factory, bind_server, bind_dns, sessi
         issue(sessions, vault, issuer, [f"eab.{unique_label}.example.test"])
     finally:
         stop(eab_pebble.proc)
+
+
+def test_dv7_record_not_visible_refused_before_the_ca_is_told(pebble, bind_server, bind_dns, sessions, vault,
+                                                              unique_label):
+    """DV-7: when the authoritative servers do not serve the record, the CA is not told to validate
+    (the authorization stays pending, the order resumable) and the record is removed anyway."""
+    from certpilot.adapters.dns.checks import wait_until_visible
+    from tests.servers.base import free_udp_tcp_port
+
+    silent = [("127.0.0.1", free_udp_tcp_port())]  # an "authoritative server" that never answers
+    issuer = bind_issuer(pebble, bind_server, bind_dns, sessions, vault,
+                         wait_visible=lambda f, v: wait_until_visible(f, v, silent, 0.3))
+    name = f"{unique_label}.example.test"
+    cid = add_certificate(sessions, [name])
+    with sessions() as s:
+        applications.create_key_and_csr(s, cid, vault=vault, now=NOW)
+    with pytest.raises(RefusedError) as info, sessions() as s:
+        applications.submit(s, cid, issuer, now=NOW)
+    assert info.value.refusal.reason is Reason.RECORD_NOT_VISIBLE
+    with sessions() as s:
+        ref = applications.application_state(s, cid)["order_ref"]
+    assert issuer.poll(ref).status is OrderStatus.PENDING      # the challenge was never answered
+    assert bind_server.txt(f"_acme-challenge.{name}") == set()  # cleaned up whatever the outcome
+    # Once the record is visible, the same order completes.
+    with sessions() as s:
+        result = applications.submit(s, cid, bind_issuer(pebble, bind_server, bind_dns, sessions, vault), now=NOW)
+    assert result.status is OrderStatus.VALID and result.order_ref == ref

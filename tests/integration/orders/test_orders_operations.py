@@ -175,3 +175,21 @@ def test_va3_purchase_is_twelve_months_from_issue(store):
     assert (cert.names, cert.cert_type, cert.parent_id) == (["a.example.com", "b.example.com"], CertType.MULTI, None)
     assert (cert.not_before, cert.not_after) == (at("2025-09-10"), at("2025-09-10") + timedelta(days=365))
     assert cert.state is Status.PENDING_APPLICATION
+
+
+def test_pl7_va5_cancelling_a_reissue_restores_nothing(store):
+    """PL-7 with VA-5: a reissue (the CA/B cap cut a certificate short) cost no quota or credit, so
+    cancelling it gives nothing back; cancelling a yearly certificate gives one of each."""
+    cid = store.import_cert(SHOP, "2024-10-01", "2025-09-30")
+    with store.session() as s:
+        orders.add_quota(s, DV, 2, now=at("2025-09-01"))
+        orders.add_managed(s, 1, now=at("2025-09-01"))
+        r = orders.place_renewal(s, cid, years=2, now=at("2025-09-10"))
+    planned = {p.index: p for p in r.order.planned}
+    reissue = next(c for c in r.certificates if planned[c.plan_index].reissue)
+    yearly = next(c for c in r.certificates[1:] if not planned[c.plan_index].reissue)
+    with store.session() as s:
+        assert orders.cancel_certificate(s, reissue.id, now=at("2025-09-12")).ledger == []
+        assert orders.balances(s).model_dump() == {"quota": {DV.key: 0}, "managed": 0}
+        restored = orders.cancel_certificate(s, yearly.id, now=at("2025-09-12")).ledger
+        assert sorted((e.kind.value, e.delta) for e in restored) == [("managed", 1), ("quota", 1)]
