@@ -1,6 +1,6 @@
 """Issuance latency and throughput against a real Pebble + BIND (DNS-01 over RFC 2136).
 
-Usage: .venv/bin/python bench/issue_latency.py [-n 20]
+Usage: .venv/bin/python bench/issue_latency.py [-n 20] [--postgres]
 
 Starts its own BIND and Pebble (PEBBLE_AUTHZREUSE=0: every order is really validated; no
 nonce rejection; no VA sleep), then issues N certificates one after the other and N at once
@@ -74,14 +74,23 @@ def report(label: str, latencies: list[float], wall: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=20, help="certificates per run (default 20)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="store in a PostgreSQL started for the run instead of SQLite")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="certpilot-bench-issue-"))
-    bind = pebble = None
+    bind = pebble = pg = None
     try:
         bind = start_bind(work / "bind")
         pebble = start_pebble(work / "pebble", bind.port, authz_reuse=0, nonce_reject=0)
         print(f"BIND ready in {bind.started_in:.2f} s, Pebble in {pebble.started_in:.2f} s")
-        sessions = partial(session_scope, f"sqlite:///{work / 'bench.db'}")
+        url = f"sqlite:///{work / 'bench.db'}"
+        if args.postgres:
+            from tests.servers.postgres import start_postgres
+
+            pg = start_postgres()
+            url = pg.create_database("bench_issue")
+        print(f"store: {url.split(':', 1)[0]}")
+        sessions = partial(session_scope, url)
         vault = KeyVault(LocalMasterKey(os.urandom(32)))
         dns = Rfc2136Provider(bind.host, bind.port, zones=bind.zones, keyname=bind.tsig_name,
                               secret=bind.tsig_secret, algorithm=bind.tsig_algorithm)
@@ -109,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             stop(pebble.proc)
         if bind is not None:
             stop(bind.proc)
+        if pg is not None:
+            pg.stop()
 
 
 if __name__ == "__main__":

@@ -564,6 +564,41 @@ def renew(
 
 
 @app.command
+def buy(
+    *,
+    name: Annotated[list[str], Parameter(help="A name of the certificate (repeat for multi-domain, UP-1).")],
+    level: Literal["DV", "OV", "EV"] = "DV",
+    brand: str = "certpilot",
+    years: Literal[1, 2, 3] = 1,
+    owner: Annotated[str | None, Parameter(help="Owner e-mail: hears of expiry (NT-1).")] = None,
+    approve_payment: Annotated[bool, Parameter(negative="", help="Approve charging the shortfall (PAY-1).")] = False,
+    key: Annotated[str | None, Parameter(name="--idempotency-key", help="Retry-safe key.")] = None,
+    at: AtOption = None,
+    as_json: JsonFlag = False,
+) -> int:
+    """Buy a new certificate (VA-3: 12 months from its own issue date per year, nothing carried over)."""
+    from certpilot.core.models import Level
+    from certpilot.operations import orders
+    from certpilot.operations.importing import parse_owner
+
+    now = _now(at)
+    policy, schedule = _rules()
+    with _session() as s:
+        r = orders.place_purchase(s, names=list(name), brand=brand, level=Level(level), years=years, now=now,
+                                  owner=parse_owner(owner), policy=policy, schedule=schedule,
+                                  approve_payment=approve_payment, idempotency_key=key, actor="cli")
+    data = {"order": order_dict(r.order), "certificates": [view_dict(v) for v in r.certificates],
+            "ledger": [ledger_dict(e) for e in r.ledger]}
+
+    def render(con):
+        con.print(f"order [bold]{r.order.id}[/]: {r.order.kind.value}, {r.order.years} year(s), {r.order.state.value}")
+        con.print(_inventory_table(r.certificates, "New certificates"))
+
+    _emit(data, render, as_json)
+    return EXIT_OK
+
+
+@app.command
 def pay(
     order_id: str,
     /,

@@ -229,3 +229,23 @@ def test_csr2_csr3_manual_and_reuse_are_allowed_with_warnings(cp, shop, make_pem
     # --csr manual without a file, or a file without --csr manual, is a usage error.
     assert cp("renew", shop, "--csr", "manual", "--dry-run", "--at", AT).code == 2
     assert cp("renew", shop, "--csr-file", tmp_path / "x.csr", "--dry-run", "--at", AT).code == 2
+
+
+def test_va3_buy_a_new_certificate(cp):
+    """VA-3, UP-1, PAY-1: `buy` orders a fresh certificate (12 months from issue, no parent); the
+    type comes from the names; a shortfall needs --approve-payment."""
+    r = cp("buy", "--name", "a.example.com", "--name", "b.example.com", "--brand", "DigiCert", "--json",
+           "--at", AT)
+    assert (r.code, r.json["error"]["reason"]) == (3, "ShortfallNotApproved")
+    cp("quota", "add", "--level", "DV", "--type", "multi", "--brand", "DigiCert", "--count", "1", "--json")
+    r = cp("buy", "--name", "a.example.com", "--name", "b.example.com", "--brand", "DigiCert", "--json",
+           "--at", AT, "--idempotency-key", "buy-1")
+    assert r.code == 0, r.out + r.err
+    assert (r.json["order"]["kind"], r.json["order"]["state"], r.json["order"]["spec"]) == (
+        "purchase", "paid", "DigiCert/DV/multi")
+    (cert,) = r.json["certificates"]
+    assert (cert["names"], cert["parent_id"], cert["state"]) == (
+        ["a.example.com", "b.example.com"], None, "pending_application")
+    assert (cert["not_before"], cert["not_after"]) == ("2025-09-10T00:00:00Z", "2026-09-10T00:00:00Z")
+    bad = cp("buy", "--name", "*.*.example.com", "--json", "--at", AT)
+    assert (bad.code, bad.json["error"]["reason"], bad.json["error"]["rule"]) == (3, "WildcardDepth", "UP-1")

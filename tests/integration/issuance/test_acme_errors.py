@@ -122,3 +122,12 @@ def test_polling_deadline_is_transient():
     with pytest.raises(TransientError, match="still not done"):
         iss._wait("order", lambda: ("pending", FakeResponse()), lambda v: False, deadline=1.0)
     assert clock[0] == pytest.approx(1.0)
+
+
+def test_acme_issuer_implements_the_issuer_protocol():
+    """The ACME adapter is an `Issuer` (the private CA's check is in test_private_ca)."""
+    from certpilot.adapters.issuers.base import Issuer
+
+    iss = issuer(publicly_trusted=False)
+    assert isinstance(iss, Issuer)
+    assert iss.name == "acme:https://ca.invalid/dir" and iss.publicly_trusted is False
