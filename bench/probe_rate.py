@@ -109,17 +109,21 @@ def main() -> None:
 
         async def measure():
             await reference_pass(endpoints[: min(100, len(endpoints))], args.concurrency)   # warm-up
-            best_c = best_r = cpu_c = cpu_r = float("inf")
+            best_c = best_r = best_w = cpu_c = cpu_r = float("inf")
             ok = 0
             for _ in range(args.rounds):
                 # A fresh Prober each round: no signature or parse cache carried over (cold numbers).
-                took, cpu, ok = await certpilot_pass(Prober(trust, timeout=10), endpoints, args.concurrency)
+                prober = Prober(trust, timeout=10)
+                took, cpu, ok = await certpilot_pass(prober, endpoints, args.concurrency)
                 best_c, cpu_c = min(best_c, took), min(cpu_c, cpu)
                 took, cpu, _ = await reference_pass(endpoints, args.concurrency)
                 best_r, cpu_r = min(best_r, took), min(cpu_r, cpu)
-            return best_c, best_r, cpu_c, cpu_r, ok
+                # The same Prober again: leaf signatures already checked (a re-scan, a VER-1 poll).
+                took, _, _ = await certpilot_pass(prober, endpoints, args.concurrency)
+                best_w = min(best_w, took)
+            return best_c, best_r, best_w, cpu_c, cpu_r, ok
 
-        best_c, best_r, cpu_c, cpu_r, ok = asyncio.run(measure())
+        best_c, best_r, best_w, cpu_c, cpu_r, ok = asyncio.run(measure())
         if ok != len(endpoints):
             raise SystemExit(f"certpilot: only {ok}/{len(endpoints)} probes were OK")
         certpilot_rate = len(endpoints) / best_c
@@ -128,12 +132,14 @@ def main() -> None:
         openssl_rate = k / openssl_pass(server.port, names[:k])
         print(f"certpilot prober:   {certpilot_rate:8.1f} probes/s ({len(endpoints)} names, "
               f"concurrency {args.concurrency}, leaf+chain+checks)")
+        print(f"certpilot, re-scan: {len(endpoints) / best_w:8.1f} probes/s (same Prober: signature checks cached)")
         print(f"bare asyncio+ssl:   {reference_rate:8.1f} handshakes/s (reference, handshake only)")
         print(f"openssl loop:       {openssl_rate:8.1f} probes/s ({k} names, s_client | x509 -enddate)")
         n = len(endpoints)
         print(f"client CPU per probe: certpilot {cpu_c / n * 1e6:.0f} us, reference {cpu_r / n * 1e6:.0f} us "
               "(load-independent; the difference is certpilot's parsing and checks)")
-        print(f"certpilot / reference: {certpilot_rate / reference_rate:.2f}")
+        print(f"certpilot / reference: {certpilot_rate / reference_rate:.2f} (cold); "
+              f"{len(endpoints) / best_w / reference_rate:.2f} (re-scan)")
         print(f"ratio: {certpilot_rate / openssl_rate:.1f}")
     finally:
         server.stop()

@@ -177,7 +177,6 @@ def decide(
     default_threshold = thresholds.get(OrderKind.RENEWAL.value, timedelta(days=30))
     notice_days = tuple(sorted(policy.notice_days))
     horizon = max(notice_days, default=0)
-    zero = timedelta(0)
     # First pass: index what the second needs (plan siblings, successors).
     by_id: dict[str, tuple] = {}
     sibling: dict[tuple[str, int], tuple] = {}
@@ -190,16 +189,21 @@ def decide(
             successors.setdefault(r[8], []).append(r[2])
     counts = decision.counts
     lines = decision.lines
+    valid_after = now + window   # LC-4: later than this is VALID (no subtraction per row)
+    quiet_after = now + max(window, timedelta(days=horizon))
     for r in rows:
         cid, cn, state, origin, not_after, order_id, kind, index, parent_id, managed_fee, auto = r
         days_left: int | None = None
         status = state
         if state in _LIVE and not_after is not None:
-            left = not_after - now
-            days_left = left // _DAY
-            if left < zero:
+            if not_after > quiet_after:
+                # The bulk of a large inventory: valid, far from every threshold, nothing to do.
+                counts[_VALID] += 1
+                continue
+            days_left = (not_after - now) // _DAY
+            if not_after < now:
                 status = _EXPIRED
-            elif left <= window:
+            elif not_after <= valid_after:
                 status = _EXPIRING
             else:
                 status = _VALID

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, String, func, select, true, type_coerce
+from sqlalchemy import func, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -58,47 +58,53 @@ class StartOutcome:
     common_name: str = ""
 
 
-def _not_after_column(dialect: str):
-    t = CertificateRow.__table__
-    if dialect == "sqlite":
-        # SQLite stores the text 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC). SQLAlchemy's DateTime result
-        # processing (regex + TypeDecorator) is the scan's largest per-row cost; the raw text is
-        # parsed by datetime.fromisoformat instead (C code), several times cheaper.
-        return type_coerce(t.c.not_after, String())
-    return t.c.not_after
-
-
-def _scan_select(dialect: str):
+def _scan_select():
     c = CertificateRow.__table__
     o = OrderRow.__table__
     p = RenewalPolicyRow.__table__
     return (
-        select(c.c.id, c.c.common_name, c.c.state, c.c.origin, _not_after_column(dialect), c.c.order_id,
-               o.c.kind, c.c.plan_index, c.c.parent_id, type_coerce(o.c.managed_fee, Boolean()),
-               type_coerce(func.coalesce(p.c.auto_renew, true()), Boolean()))
+        select(c.c.id, c.c.common_name, c.c.state, c.c.origin, c.c.not_after, c.c.order_id, o.c.kind,
+               c.c.plan_index, c.c.parent_id, o.c.managed_fee, func.coalesce(p.c.auto_renew, true()))
         .select_from(c.outerjoin(o, o.c.id == c.c.order_id).outerjoin(p, p.c.certificate_id == c.c.id))
     )
+
+
+_SQL: dict[str, str] = {}
+
+
+def _scan_sql(dialect) -> str:
+    """The scan's Core select compiled once per dialect (it has no parameters)."""
+    sql = _SQL.get(dialect.name)
+    if sql is None:
+        sql = _SQL[dialect.name] = str(_scan_select().compile(dialect=dialect,
+                                                              compile_kwargs={"literal_binds": True}))
+    return sql
 
 
 def load_rows(session: Session) -> list[ScanRow]:
     """Every certificate as a `ScanRow`: one Core select (certificates LEFT JOIN orders LEFT JOIN
     renewal_policies), no ORM objects; `auto_renew` defaults to True without a policy row.
 
-    `not_after` is timezone-aware UTC on SQLite and PostgreSQL alike.
+    `not_after` is timezone-aware UTC on SQLite and PostgreSQL alike. The select runs on the
+    session's own DBAPI connection (same transaction): SQLAlchemy's per-row result processing
+    (Row objects, the DateTime regex and TypeDecorator) cost more than the query itself at 100,000
+    rows (bench/scan.py); SQLite's stored text 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC) is parsed by
+    `datetime.fromisoformat` (C), PostgreSQL's driver already returns aware datetimes and booleans.
     """
-    dialect = session.get_bind().dialect.name
-    result = session.execute(_scan_select(dialect))
-    make = ScanRow._make
-    if dialect != "sqlite":
-        return [make(r) for r in result.tuples()]
+    conn = session.connection()
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(_scan_sql(conn.dialect))
+        raw = cursor.fetchall()
+    finally:
+        cursor.close()
+    new = tuple.__new__
+    if conn.dialect.name != "sqlite":
+        return [new(ScanRow, r[:4] + (r[4].astimezone(UTC) if r[4] is not None else None,) + r[5:]) for r in raw]
     parse = datetime.fromisoformat
-    out: list[ScanRow] = []
-    append = out.append
-    for r in result.tuples():
-        na = r[4]
-        append(make((r[0], r[1], r[2], r[3], parse(na).replace(tzinfo=UTC) if na else None, r[5], r[6], r[7],
-                     r[8], None if r[9] is None else bool(r[9]), bool(r[10]))))
-    return out
+    return [new(ScanRow, (i, cn, st, og, parse(na + "+00:00") if na else None, oid, k, ix, pid,
+                          None if fee is None else fee == 1, auto == 1))
+            for i, cn, st, og, na, oid, k, ix, pid, fee, auto in raw]
 
 
 def notices_sent(session: Session, kind: str = EXPIRY) -> set[tuple[str, int]]:

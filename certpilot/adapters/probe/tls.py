@@ -32,6 +32,7 @@ from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
@@ -75,12 +76,17 @@ class CaCert:
     fingerprint: str
     subject: bytes
     issuer: bytes
+    public_key: object = None
 
     @classmethod
     def parse(cls, der: bytes, fp: str | None = None) -> CaCert:
         """Parse a DER certificate (raises ValueError when it does not parse)."""
         cert = x509.load_der_x509_certificate(der)
-        return cls(cert, fp or fingerprint_der(der), cert.subject.public_bytes(), cert.issuer.public_bytes())
+        try:
+            key = cert.public_key()
+        except (ValueError, TypeError):  # unsupported key type: verify_directly_issued_by will say so
+            key = None
+        return cls(cert, fp or fingerprint_der(der), cert.subject.public_bytes(), cert.issuer.public_bytes(), key)
 
     @classmethod
     def of(cls, cert: x509.Certificate) -> CaCert:
@@ -156,9 +162,17 @@ class TrustBundle:
         hit = self._verified.get(key)
         if hit is None:
             try:
-                child.verify_directly_issued_by(parent.cert)
+                pub = parent.public_key
+                if isinstance(pub, ec.EllipticCurvePublicKey) and child.signature_hash_algorithm is not None:
+                    # The parent's key is parsed once (its point check is not free); same check as below.
+                    if child.issuer.public_bytes() != parent.subject:
+                        raise ValueError("issuer name differs")
+                    pub.verify(child.signature, child.tbs_certificate_bytes,
+                               ec.ECDSA(child.signature_hash_algorithm))
+                else:
+                    child.verify_directly_issued_by(parent.cert)
                 hit = True
-            except (InvalidSignature, ValueError, TypeError):
+            except (InvalidSignature, ValueError, TypeError, x509.UnsupportedGeneralNameType):
                 hit = False
             if len(self._verified) >= self._MAX_VERIFIED:
                 self._verified.clear()
