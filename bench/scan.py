@@ -119,7 +119,6 @@ def decision(url: str):
 def run_flow(url: str) -> tuple[float, dict, int]:
     """The scan flow under a test harness (launch_mode none); returns seconds, summary, task runs."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.settings import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
@@ -135,17 +134,28 @@ def run_flow(url: str) -> tuple[float, dict, int]:
             state = scan(at=NOW.isoformat(), launch_mode="none", return_state=True)
             took = time.perf_counter() - t0
             summary = state.result()
+        # Task runs reach the server as events, recorded asynchronously: poll until all are in.
+        expected = summary["task_runs"]
+        deadline = time.monotonic() + 120
         with get_client(sync_client=True) as client:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])), limit=200)
-            count = len(runs)
-            offset = len(runs)
-            while len(runs) == 200:
-                runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])), limit=200, offset=offset)
-                count += len(runs)
-                offset += len(runs)
+            while True:
+                count = _count_task_runs(client, state.state_details.flow_run_id)
+                if count >= expected or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
     return took, summary, count
+
+
+def _count_task_runs(client, flow_run_id) -> int:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    count, page = 0, 200
+    while True:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                                     limit=page, offset=count)
+        count += len(runs)
+        if len(runs) < page:
+            return count
 
 
 def main() -> None:

@@ -324,6 +324,9 @@ def import_(
     level: Literal["DV", "OV", "EV"] = "DV",
     brand: Annotated[str, Parameter(help="Brand (UP-2), e.g. DigiCert; matched by quota (PAY-1).")] = "certpilot",
     owner: Annotated[str | None, Parameter(help="Owner e-mail: hears of expiry (NT-1).")] = None,
+    key_passphrase_env: Annotated[str | None, Parameter(
+        name="--key-passphrase-env",
+        help="Name of an environment variable holding the key's passphrase (never on the command line).")] = None,
     at: AtOption = None,
     as_json: JsonFlag = False,
 ) -> int:
@@ -336,10 +339,18 @@ def import_(
     cert_pem = _read(cert, "certificate")
     key_pem = _read(key, "key")
     chain_pem = _read(chain, "chain")
+    passphrase = None
+    if key_passphrase_env:
+        import os
+
+        if key_passphrase_env not in os.environ:
+            raise UsageError(f"--key-passphrase-env names {key_passphrase_env}, which is not set")
+        passphrase = os.environ[key_passphrase_env]
     with _session() as s:
         result = import_certificate(
             s, cert_pem=cert_pem, key_pem=key_pem, chain_pem=chain_pem, origin=Origin(origin), level=Level(level),
             brand=brand, owner=owner, now=now, actor="cli", vault=default_vault(_ctx.settings),
+            passphrase=passphrase,
         )
     c = result.certificate
     warnings = [getattr(w, "message", str(w)) for w in result.warnings]
@@ -521,10 +532,16 @@ def renew(
     dry_run: Annotated[bool, Parameter(negative="", help="Show the plan and the bill; change nothing.")] = False,
     approve_payment: Annotated[bool, Parameter(negative="", help="Approve charging the shortfall (PAY-1).")] = False,
     key: Annotated[str | None, Parameter(name="--idempotency-key", help="Retry-safe key.")] = None,
+    prefect: Annotated[bool, Parameter(negative="", help="Run the `renew` deployment (payment form in the UI, "
+                                                         "then apply, deploy and verify).")] = False,
     at: AtOption = None,
     as_json: JsonFlag = False,
 ) -> int:
     """Renew a certificate (EL, VA, PL, PAY rules); `--dry-run` previews the plan and the bill."""
+    if prefect:
+        if dry_run or csr_file is not None:
+            raise UsageError("--prefect runs the whole renewal; use it without --dry-run and --csr-file")
+        return _trigger("renew", {"certificate_id": cert_id, "years": years, "csr_mode": csr}, as_json)
     from certpilot.core.models import CsrMode
     from certpilot.operations import orders
 
@@ -618,8 +635,12 @@ def pay(
 
 
 @app.command
-def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> int:
+def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
+           prefect: Annotated[bool, Parameter(negative="", help="Run the `cancel` deployment instead.")] = False
+           ) -> int:
     """Cancel a not-activated certificate; restores one quota and one managed credit (PL-7)."""
+    if prefect:
+        return _trigger("cancel", {"certificate_id": cert_id}, as_json)
     from certpilot.operations import orders
 
     now = _now(at)
@@ -678,9 +699,47 @@ def _demo(at: str | None, as_json: bool) -> int:
 
 
 @app.command
-def up(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
-    """Start certpilot (for now: load and show the demo inventory with a renewal preview)."""
-    return _demo(at, as_json)
+def up(*, no_demo: Annotated[bool, Parameter(negative="", help="Do not load the demo inventory.")] = False) -> int:
+    """Run certpilot locally: a Prefect server on 127.0.0.1:4200 (UI), the blocks, the demo
+    inventory, every deployment served, and a first scan that renews what is due. Ctrl-C stops it."""
+    from certpilot.serve import up as serve_up
+
+    if not no_demo:
+        _demo(None, False)
+    serve_up(with_demo=not no_demo)
+    return EXIT_OK
+
+
+def _trigger(flow: str, parameters: dict[str, Any], as_json: bool) -> int:
+    """Start a run of a served deployment (`certpilot up` or a worker must be running)."""
+    import os
+
+    from certpilot.serve import API_HOST, API_PORT
+
+    os.environ.setdefault("PREFECT_API_URL", f"http://{API_HOST}:{API_PORT}/api")
+    from prefect.deployments import run_deployment
+
+    try:
+        run = run_deployment(f"{flow}/{flow}", parameters=parameters, timeout=0)
+    except Exception as exc:  # noqa: BLE001 - no server or no such deployment
+        raise UsageError(f"could not start the {flow!r} deployment ({exc}); is `certpilot up` (or a worker for "
+                         "`prefect deploy --all`) running, and PREFECT_API_URL set?") from exc
+    data = {"flow": flow, "flow_run_id": str(run.id), "flow_run_name": run.name, "parameters": parameters}
+    _emit(data, lambda con: con.print(f"started {flow} run [bold]{run.name}[/] ({run.id}): watch it in the UI"),
+          as_json)
+    return EXIT_OK
+
+
+@app.command
+def emergency(cert_id: str, /, *, as_json: JsonFlag = False) -> int:
+    """EM-1..3: restore a site down with an expired certificate (runs the `emergency` deployment)."""
+    return _trigger("emergency", {"certificate_id": cert_id}, as_json)
+
+
+@app.command
+def scan(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
+    """Run the scanner now (the `scan` deployment; scheduled hourly by `certpilot up`)."""
+    return _trigger("scan", {"at": at} if at else {}, as_json)
 
 
 @app.command

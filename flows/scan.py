@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.launch import launch
 from tasks import scan as t
 
 
-@flow(name="scan", log_prints=True)
+# A few workers: the due items' transactions serialise on the store anyway (SQLite: one writer),
+# and hundreds of threads contending for it only add lock waits.
+@flow(name="scan", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))
 def scan(at: str | None = None, launch_mode: str = "auto") -> dict:
     """Scan the inventory once: managed starts (PL-4, PL-5, PL-8), CA reviews (CA-2), automatic
     renewals, expiry notices (NT-1); inventory table, summary and progress artifacts.

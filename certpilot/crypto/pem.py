@@ -187,7 +187,7 @@ def load_private_key(data: bytes | str, *, passphrase: bytes | str | None, what:
     if encrypted and pw is None:
         raise BadInputError(
             f"{what} is encrypted and no passphrase was given: pass its passphrase "
-            "(--key-passphrase) or decrypt it first (`openssl pkey -in key.pem -out plain.pem`).",
+            "(`--key-passphrase-env VAR`, VAR holding it) or decrypt it first (`openssl pkey -in key.pem -out plain.pem`).",
             Reason.ENCRYPTED_KEY,
         )
     try:

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -209,7 +210,13 @@ def test_artifacts_table_progress_and_task_runs(env):
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        # Task runs reach the server as events recorded asynchronously: poll until they are in.
+        deadline = time.monotonic() + 30
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            if len(runs) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     by_key = {a.key: a for a in arts}
     assert set(by_key) == {"scan-progress", "scan-inventory", "scan-summary"}
     assert float(by_key["scan-progress"].data) == 100.0

@@ -14,6 +14,12 @@ intermediate reads as incomplete, which is the safe side). Chain completeness is
 walking issuer links over the served certificates with signature checks (`cryptography`) up to
 a certificate of the trust bundle — the same judgement as OpenSSL's "unable to get local issuer
 certificate", without a second handshake.
+
+Cost (bench/probe_rate.py, 1,000 SNI names on local nginx, 2 cores shared with other work):
+the handshake dominates; certpilot adds ~250-300 µs of client CPU per probe to the bare asyncio
+handshake's ~1,300-1,400 µs, about 60 % of it the ECDSA check of the leaf's signature (done once
+per leaf and issuer pair, then cached). Rate ≈ 0.8-0.9 × the bare loop cold, ≈ 1.0 on a re-scan,
+and 25-70 × a `openssl s_client | openssl x509 -enddate` shell loop.
 """
 
 from __future__ import annotations

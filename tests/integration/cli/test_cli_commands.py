@@ -122,7 +122,7 @@ def test_quota_add_refuses_non_positive_counts(cp):
 def test_up_demo_prints_inventory_and_preview_idempotently(cp, home):
     """`certpilot up` (the demo): loads real certificates, shows derived statuses and a renewal
     preview of a due certificate; a second run duplicates nothing (same rows, same ledger)."""
-    first = cp("up", "--json", "--at", "2025-09-10T00:00:00Z")
+    first = cp("demo", "--json", "--at", "2025-09-10T00:00:00Z")
     assert first.code == 0, first.out + first.err
     d = first.json
     statuses = {c["common_name"]: c["status"] for c in d["certificates"]}
@@ -136,7 +136,7 @@ def test_up_demo_prints_inventory_and_preview_idempotently(cp, home):
     assert d["preview"]["plan"]["certificates"][0]["state"] == "pending_application"
     counts = row_counts(home)
 
-    second = cp("up", "--json", "--at", "2025-09-11T00:00:00Z")
+    second = cp("demo", "--json", "--at", "2025-09-11T00:00:00Z")
     assert second.code == 0, second.out
     assert second.json["imported"] == []
     assert len(second.json["already_present"]) == len(d["certificates"])
