@@ -169,6 +169,26 @@ def configure_blocks() -> None:
             factory().save(name)
 
 
+def ensure_concurrency_limits() -> None:
+    """Create the global concurrency limits of the CA and DNS APIs when absent."""
+    import asyncio
+
+    from prefect import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    from tasks.pipeline import API_LIMITS
+
+    async def go():
+        async with get_client() as client:
+            for name, limit in API_LIMITS.items():
+                try:
+                    await client.read_global_concurrency_limit_by_name(name)
+                except Exception:  # noqa: BLE001 - absent: create it
+                    await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
+
+    asyncio.run(go())
+
+
 def serve_all(first_scan: bool = True) -> None:
     """Serve every deployment from this process (blocking); optionally start a first scan."""
     from prefect import serve
@@ -222,9 +242,10 @@ def up(*, with_demo: bool = True, first_scan: bool = True) -> None:
 
         ensure_schema()
         configure_blocks()
+        ensure_concurrency_limits()
         if with_demo:
-            from certpilot.demo_targets import install_demo_targets
             from certpilot.demo import run_demo
+            from certpilot.demo_targets import install_demo_targets
 
             run_demo()
             tls = DemoTlsServer(home / "deploy")

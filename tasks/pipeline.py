@@ -7,11 +7,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from prefect.concurrency.sync import concurrency
+
 from certpilot import runtime as rt
 from certpilot.core.errors import RefusedError
 from certpilot.core.models import CsrMode, Status
 from certpilot.operations.common import parse_instant
 from tasks.common import certpilot_task
+
+CA_LIMIT = "certpilot-ca-api"
+"""Prefect global concurrency limit on calls to the CAs (ACME rate limits are per account)."""
+DNS_LIMIT = "certpilot-dns-api"
+"""Prefect global concurrency limit on DNS API writes (Route 53 throttles at 5 requests/s)."""
+API_LIMITS = {CA_LIMIT: 4, DNS_LIMIT: 4}
+"""Default slots, created by `certpilot up` (`prefect gcl create NAME --limit N` elsewhere);
+a limit that does not exist does not block (strict=False)."""
 
 
 def _now(at: str | None) -> datetime:
@@ -116,7 +126,8 @@ def submit_application(certificate_id: str, emergency: bool = False) -> dict:
         cert = Repository(s).certificate_model(certificate_id)
         issuer = run.issuer_for(cert, emergency=emergency)
         try:
-            res = applications.submit(s, certificate_id, issuer, now=run.clock(), actor="flow:apply")
+            with concurrency(list(API_LIMITS), occupy=1, strict=False):
+                res = applications.submit(s, certificate_id, issuer, now=run.clock(), actor="flow:apply")
         except ManualActionRequired as exc:
             return {"status": "manual", "records": [r.zone_line for r in exc.records],
                     "instructions": [r.instruction for r in exc.records]}
@@ -134,8 +145,9 @@ def follow_review(certificate_id: str) -> dict:
         cert = Repository(s).certificate_model(certificate_id)
         if cert.state is not Status.UNDER_REVIEW:
             return {"status": cert.state.value, "detail": ""}
-        res = applications.refresh(s, certificate_id, run.issuer_for(cert, emergency=cert.temporary),
-                                   now=run.clock(), actor="flow:apply")
+        with concurrency(CA_LIMIT, occupy=1, strict=False):
+            res = applications.refresh(s, certificate_id, run.issuer_for(cert, emergency=cert.temporary),
+                                       now=run.clock(), actor="flow:apply")
         state = Repository(s).certificate_model(certificate_id).state.value
     return {"status": state, "detail": res.detail}
 

@@ -21,7 +21,7 @@ from certpilot.adapters.dns.checks import caa_refusal, resolver_for, wait_until_
 from certpilot.adapters.dns.rfc2136 import Rfc2136Provider
 from certpilot.adapters.issuers.acme import AcmeIssuer
 from certpilot.core.deployment import TargetKind
-from certpilot.core.models import Level, Origin, Spec, CertType
+from certpilot.core.models import CertType, Level, Origin, Spec
 from certpilot.crypto.vault import KeyVault, LocalMasterKey
 from certpilot.operations import deployments, orders
 from certpilot.operations.deployments import ProbeVerifier

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from certpilot import runtime as rt
+from certpilot.adapters.issuers.acme import ACCOUNT_PURPOSE
 from certpilot.adapters.probe.tls import probe_sync
 from certpilot.core.models import Level, OrderKind, Status
 from certpilot.core.verification import Endpoint
-from certpilot.adapters.issuers.acme import ACCOUNT_PURPOSE
 from certpilot.crypto.vault import VaultError, key_aad
 from certpilot.store.db import reset_engines
 from certpilot.store.repository import Repository
