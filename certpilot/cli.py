@@ -730,6 +730,26 @@ def _trigger(flow: str, parameters: dict[str, Any], as_json: bool) -> int:
     return EXIT_OK
 
 
+@app.command(name="install-automations")
+def install_automations(*, block: Annotated[str | None, Parameter(
+        help="Notification block '<type slug>/<name>' (default: the first one certpilot-config names).")] = None,
+        as_json: JsonFlag = False) -> int:
+    """Install automations/*.yaml: notify on any failed or crashed certpilot flow run."""
+    import os
+
+    from certpilot.serve import API_HOST, API_PORT
+
+    os.environ.setdefault("PREFECT_API_URL", f"http://{API_HOST}:{API_PORT}/api")
+    from certpilot.automations import install
+
+    names = install(block)
+    if not names:
+        raise UsageError("no notification block is configured: name one with --block TYPE/NAME (any Prefect "
+                         "notification block) or in the certpilot-config block's notification_blocks")
+    _emit({"installed": names}, lambda con: con.print(f"installed: {', '.join(names)}"), as_json)
+    return EXIT_OK
+
+
 @app.command
 def emergency(cert_id: str, /, *, as_json: JsonFlag = False) -> int:
     """EM-1..3: restore a site down with an expired certificate (runs the `emergency` deployment)."""

@@ -243,6 +243,10 @@ def up(*, with_demo: bool = True, first_scan: bool = True) -> None:
         ensure_schema()
         configure_blocks()
         ensure_concurrency_limits()
+        from certpilot.automations import install as install_automations
+
+        if installed := install_automations():
+            _say(f"automations installed: {', '.join(installed)}")
         if with_demo:
             from certpilot.demo import run_demo
             from certpilot.demo_targets import install_demo_targets

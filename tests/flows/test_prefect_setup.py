@@ -1,0 +1,72 @@
+"""The Prefect side of the product: deployments declared, blocks, automation, runtime from blocks."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_prefect_yaml_declares_every_flow_with_a_real_entrypoint():
+    """prefect.yaml: every deployment's entrypoint names a flow object, the scan is scheduled."""
+    from prefect import Flow
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    names = {d["name"] for d in spec["deployments"]}
+    assert names == {"scan", "renew", "apply", "deploy", "emergency", "cancel", "import", "purchase"}
+    for d in spec["deployments"]:
+        path, _, attr = d["entrypoint"].partition(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        assert isinstance(getattr(module, attr), Flow), d["entrypoint"]
+        assert d["work_pool"]["name"] == "certpilot" and "certpilot" in d["tags"]
+    scan = next(d for d in spec["deployments"] if d["name"] == "scan")
+    assert scan["schedules"][0]["cron"] == "0 * * * *"
+
+
+@pytest.mark.flows
+def test_blocks_register_and_build_the_runtime(prefect_harness, tmp_path, monkeypatch):
+    """Blocks hold settings and secrets (masked), and `from_blocks` builds the runtime from them."""
+    from pydantic import SecretStr
+
+    import blocks as b
+    from certpilot import runtime as rt
+    from certpilot.settings import get_settings
+
+    monkeypatch.setenv("CERTPILOT_HOME", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        b.register_all()
+        b.PrivateCaBlock(validity_days=30).save("test-ca", overwrite=True)
+        b.Rfc2136Block(server="127.0.0.1", port=53, zones=["example.test"], tsig_key_name="k",
+                       tsig_secret=SecretStr("c2VjcmV0c2VjcmV0c2VjcmV0")).save("test-dns", overwrite=True)
+        b.CertpilotConfigBlock(default_issuer="private-ca/test-ca", dns_providers=["rfc2136/test-dns"]).save(
+            "test", overwrite=True)
+        loaded = b.Rfc2136Block.load("test-dns")
+        assert "c2VjcmV0" not in repr(loaded) and loaded.tsig_secret.get_secret_value().startswith("c2VjcmV0")
+        runtime = rt.from_blocks("test")
+        assert runtime.default_issuer == "private-ca/test-ca"
+        assert runtime.issuer().policy.validity_days == 30
+        assert runtime.dns_writable(["www.example.test"]) and not runtime.dns_writable(["www.other.test"])
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.flows
+def test_automation_notifies_on_failed_or_crashed_certpilot_runs(prefect_harness):
+    """automations/notify-failed-runs.yaml installs with the notification block's id filled in."""
+    from prefect.automations import Automation
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    from certpilot.automations import install
+
+    CustomWebhookNotificationBlock(name="ops", url="http://127.0.0.1:9/hook").save("ops", overwrite=True)
+    assert install("custom-webhook/ops") == ["certpilot-failed-or-crashed-run"]
+    assert install("custom-webhook/ops") == ["certpilot-failed-or-crashed-run"]  # reinstall replaces it
+    automation = Automation.read(name="certpilot-failed-or-crashed-run")
+    assert set(automation.trigger.expect) == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
+    block = CustomWebhookNotificationBlock.load("ops")
+    assert str(automation.actions[0].block_document_id) == str(block._block_document_id)
