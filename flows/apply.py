@@ -25,7 +25,9 @@ def apply(certificate_id: str, csr_mode: str = "system", emergency: bool = False
     from certpilot import runtime as rt
 
     status = t.application_status(certificate_id)
-    if status["level"] in ("OV", "EV") and status["state"] == "pending_application":
+    if status["level"] in ("OV", "EV") and status["state"] == "pending_application" and not status["contact_complete"]:
+        t.notify_human_step(certificate_id, "CA verification contact", "The CA needs a contact (name, email, "
+                            "phone) to verify this OV/EV application (DV-6): answer the form in the UI.")
         contact = pause_flow_run(wait_for_input=CaContact.with_initial_data(
             description=f"The CA will verify **{status['common_name']}** ({status['level']}, DV-5): who should it "
                         "contact?", name="", email="", phone=""), timeout=7 * 24 * 3600, poll_interval=2)

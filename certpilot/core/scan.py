@@ -190,7 +190,7 @@ def decide(
     counts = decision.counts
     lines = decision.lines
     valid_after = now + window   # LC-4: later than this is VALID (no subtraction per row)
-    quiet_after = now + max(window, timedelta(days=horizon))
+    quiet_after = now + max(window, timedelta(days=horizon + 1))  # beyond: no status change, no notice
     for r in rows:
         cid, cn, state, origin, not_after, order_id, kind, index, parent_id, managed_fee, auto = r
         days_left: int | None = None

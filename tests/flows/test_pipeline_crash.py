@@ -1,6 +1,6 @@
 """Re-entrancy: the pipeline killed after each stage boundary, then run again, ends with one CA
 order, one ledger debit per item and one deployment per target (PL-8's spirit for every stage;
-PAY-4, DEP-2, CA-1/CA-3: a rerun continues, it never starts over)."""
+PAY-4, DEP-2: a rerun continues, it never starts over)."""
 
 from __future__ import annotations
 

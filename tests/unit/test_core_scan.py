@@ -215,3 +215,10 @@ def test_decide_accepts_plain_tuples():
     """Rows may be plain tuples in ScanRow's field order (what a Core select returns)."""
     d = decide([tuple(r) for r in plan("renewal", 30 * D)], NOW, POLICY)
     assert d.managed_starts == [ManagedStart("c2", "c1", "o1", 30)]
+
+
+@pytest.mark.parametrize("left, threshold", [(90 * D + timedelta(hours=23), 90), (91 * D, None)])
+def test_nt1_notice_days_beyond_the_expiry_window(left, threshold):
+    """NT-1: notice days are configurable, also beyond LC-4's 60-day window (a 90-day notice)."""
+    d = decide([row("a", left=left, auto=False)], NOW, Policy(notice_days=(90,)))
+    assert [n.threshold_days for n in d.notices] == ([threshold] if threshold else [])

@@ -1,0 +1,97 @@
+"""CA review without holding a worker: an OV application under a review of days (CA-1, DV-5,
+DV-6) ends its run UNDER_REVIEW; the scanner resumes it when the CA is done (CA-2)."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import pytest
+
+from certpilot import runtime as rt
+from certpilot.adapters.issuers.private_ca import PrivateCa, PrivateCaPolicy
+from certpilot.core.models import CertType, Level, Origin, Spec, Status
+from certpilot.crypto.vault import KeyVault, LocalMasterKey
+from certpilot.operations import orders
+from certpilot.operations.importing import import_certificate
+from certpilot.store.db import ensure_schema, reset_engines, session_scope
+from certpilot.store.repository import Repository
+from tests.flows.test_pipeline_forms import Resumer
+from tests.servers.certs import make_ca, make_leaf
+
+pytestmark = [pytest.mark.flows]
+
+
+class Clock:
+    """A wall clock the test moves forward (the CA's review and the scanner both read it)."""
+
+    def __init__(self):
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_ca1_dv5_dv6_ov_review_of_days_holds_no_worker_and_scanner_resumes(tmp_path, prefect_harness):
+    """CA-1: an OV review takes days: `apply` asks for the CA's contact on a form (DV-6), submits,
+    polls briefly and ends with the certificate UNDER_REVIEW (DV-5) — no process waits for five days.
+    CA-2: five days later the scanner follows the review, the certificate is ISSUED and deployed."""
+    from flows.renew import renew
+    from flows.scan import scan
+
+    db_url = f"sqlite:///{tmp_path / 'review.db'}"
+    ensure_schema(db_url)
+    clock = Clock()
+    now = clock()
+    leaf = make_leaf(make_ca("review test CA"), ["ov.example.test"], not_before=now - timedelta(days=345),
+                     not_after=now + timedelta(days=20))
+    vault = KeyVault(LocalMasterKey(os.urandom(32)))
+    with session_scope(db_url) as s:
+        cid = import_certificate(s, cert_pem=leaf.cert_pem, key_pem=leaf.key_pem, chain_pem=b"".join(leaf.chain_pems),
+                                 origin=Origin.OFFICIAL, level=Level.OV, brand="GlobalSign", owner="ops@example.test",
+                                 now=now, vault=vault).certificate.id
+        orders.add_quota(s, Spec(brand="GlobalSign", level=Level.OV, cert_type=CertType.SINGLE), 2, now=now)
+    ov_ca = PrivateCa(partial(session_scope, db_url), vault, clock=clock,
+                      policy=PrivateCaPolicy(review_delay=timedelta(days=5), validity_days=200))
+    runtime = rt.local_runtime(database_url=db_url, vault=vault, issuers={"ov-ca": ov_ca}, clock=clock)
+    runtime.poll_seconds = 0.5
+    resumer = Resumer({"name": "Hanako Ops", "email": "ops@example.test", "phone": "+81 3 1234 5678"})
+    resumer.start()
+    with rt.use(runtime):
+        started = time.monotonic()
+        renew(cid, years=1, launch_mode="inline")
+        elapsed = time.monotonic() - started
+        resumer.join(5)
+        with session_scope(db_url) as s:
+            new = Repository(s).children(cid)[0]
+            assert new.state is Status.UNDER_REVIEW
+            assert new.owner.phone == "+81 3 1234 5678"  # DV-6: the contact the CA will call
+        assert elapsed < 30, "the run must end, not wait out the review"
+        scan(at=(now + timedelta(days=1)).isoformat(), launch_mode="inline")
+        with session_scope(db_url) as s:
+            assert Repository(s).certificate_model(new.id).state is Status.UNDER_REVIEW
+        clock.now = now + timedelta(days=5, minutes=1)
+        out = scan(at=clock.now.isoformat(), launch_mode="inline")
+    assert out["issued"] == 1
+    with session_scope(db_url) as s:
+        assert Repository(s).certificate_model(new.id).state is Status.ISSUED
+    reset_engines()
+
+
+def test_ca3_plan_requests_start_early_so_validities_overlap():
+    """CA-3: each next certificate of a plan is requested at the managed-start threshold, so the
+    old and the new validity overlap by at least that much and the site never goes without one."""
+    from certpilot.config import load_policy, load_schedule
+    from certpilot.core.models import OrderKind
+    from certpilot.core.plans import plan_order
+
+    policy, schedule = load_policy(), load_schedule()
+    now = datetime(2025, 9, 10, tzinfo=UTC)
+    plan = plan_order(OrderKind.RENEWAL, years=3, now=now, policy=policy, schedule=schedule,
+                      old_not_after=datetime(2025, 9, 30, tzinfo=UTC))
+    windows = [(c.not_before, c.not_after) for c in plan.certificates]
+    assert windows[0][0] < datetime(2025, 9, 30, tzinfo=UTC)  # the first overlaps the old one
+    for (_, prev_end), (next_start, _) in zip(windows, windows[1:], strict=False):
+        assert prev_end - next_start >= timedelta(days=policy.managed_start_days[OrderKind.RENEWAL])
