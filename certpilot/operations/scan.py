@@ -10,7 +10,7 @@ kind, threshold). The decision itself is pure (`certpilot.core.scan.decide`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select, true
@@ -133,8 +133,34 @@ def renewal_years(session: Session, certificate_ids: Sequence[str]) -> dict[str,
 def decide_scan(session: Session, now: datetime, policy: Policy, *, table_limit: int = 500) -> ScanDecision:
     """One scan's decision at `now`: load every row, the notices sent and the starts recorded, and
     decide purely (`certpilot.core.scan.decide`: PL-4, CA-2, NT-1)."""
-    return decide(load_rows(session), now, policy, notices_sent=notices_sent(session),
-                  managed_started=managed_started(session), table_limit=table_limit)
+    decision = decide(load_rows(session), now, policy, notices_sent=notices_sent(session),
+                      managed_started=managed_started(session), table_limit=table_limit)
+    return _only_eligible_renewals(session, decision, now, policy)
+
+
+def _only_eligible_renewals(session: Session, decision: ScanDecision, now: datetime, policy: Policy) -> ScanDecision:
+    """Keep the automatic renewals the eligibility rules allow (EL-1..EL-5); the others get the
+    refusal's sentence as their next action instead of a renewal that would fail. Only the due
+    certificates are loaded, so the cost follows what needs action."""
+    from certpilot.core.eligibility import RenewalInput, check_renewal
+    from certpilot.core.models import Origin
+    from certpilot.store.repository import Repository
+
+    repo = Repository(session)
+    keep, refused = [], {}
+    for due in decision.renewals_due:
+        cert = repo.certificate_model(due.certificate_id)
+        refusal = None if cert.origin is Origin.PRIVATE_CA else check_renewal(
+            RenewalInput(certificate=cert, now=now, policy=policy))
+        if refusal is None:
+            keep.append(due)
+        else:
+            refused[due.certificate_id] = f"{refusal.reason.value}: {refusal.message}"
+    decision.renewals_due = keep
+    if refused:
+        decision.lines = [replace(line, next_action=refused[line.id]) if line.id in refused else line
+                          for line in decision.lines]
+    return decision
 
 
 def _insert(session: Session, table):

@@ -212,3 +212,20 @@ def test_nt1_two_threads_race_on_the_same_notices(store_url):
 
     with ThreadPoolExecutor(2) as pool:
         assert sum(pool.map(lambda _: scanner(), range(2))) == 30
+
+
+def test_el1_el5_scan_does_not_auto_renew_what_eligibility_refuses(store_url):
+    """EL-1/EL-5: an expiring multi-domain official certificate is not handed to `renew` (it would
+    be refused); its table line says why and what to do instead. A single-domain one is."""
+    from certpilot.core.models import CertType
+
+    with session_scope(store_url) as s:
+        repo = Repository(s)
+        multi = certificate("multi", left=20 * DAY, names=["a.example.test", "b.example.test"])
+        repo.add_certificate(multi.model_copy(update={"cert_type": CertType.MULTI}), now=NOW)
+        repo.add_certificate(certificate("single", left=20 * DAY), now=NOW)
+    with session_scope(store_url) as s:
+        d = ops.decide_scan(s, NOW, Policy())
+    assert [r.certificate_id for r in d.renewals_due] == ["single"]
+    line = next(line for line in d.lines if line.id == "multi")
+    assert line.next_action.startswith("MultiDomain:") and "buy a new certificate" in line.next_action
