@@ -25,7 +25,7 @@ def apply(certificate_id: str, csr_mode: str = "system", emergency: bool = False
     from certpilot import runtime as rt
 
     status = t.application_status(certificate_id)
-    if status["level"] in ("OV", "EV") and status["state"] == "pending_application" and not status["contact_complete"]:
+    if status["state"] == "pending_application" and status["needs_contact"]:  # DV-5/DV-6
         t.notify_human_step(certificate_id, "CA verification contact", "The CA needs a contact (name, email, "
                             "phone) to verify this OV/EV application (DV-6): answer the form in the UI.")
         contact = pause_flow_run(wait_for_input=CaContact.with_initial_data(

@@ -95,7 +95,7 @@ def application_status(certificate_id: str) -> dict:
     return {"state": cert.state.value, "application": app.get("state"), "origin": cert.origin.value,
             "level": cert.level.value, "key_held": cert.key_held, "common_name": cert.common_name,
             "fingerprint": cert.fingerprint_sha256, "temporary": cert.temporary,
-            "contact_complete": bool(cert.owner and cert.owner.name and cert.owner.email and cert.owner.phone)}
+            "needs_contact": applications.contact_refusal(cert.level, cert.owner) is not None}
 
 
 @certpilot_task
