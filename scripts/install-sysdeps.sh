@@ -6,7 +6,7 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "$2" ]; }
 have pebble /usr/bin/pebble || need+=(pebble)
 have named /usr/sbin/named || need+=(bind9)
-have nsupdate /usr/bin/nsupdate || need+=(bind9-utils)
+have named-checkconf /usr/bin/named-checkconf || need+=(bind9-utils)
 have nginx /usr/sbin/nginx || need+=(nginx)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
 have openssl /usr/bin/openssl || need+=(openssl)
