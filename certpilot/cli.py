@@ -730,6 +730,34 @@ def _trigger(flow: str, parameters: dict[str, Any], as_json: bool) -> int:
     return EXIT_OK
 
 
+@app.command
+def inbox(*, all_: Annotated[bool, Parameter(name="--all", negative="", help="Read messages too.")] = False,
+          mark_read: Annotated[bool, Parameter(negative="", help="Mark the listed messages read.")] = False,
+          as_json: JsonFlag = False) -> int:
+    """The in-product messages (DEP-3, NT-1, NT-2): failed deployments, steps needing a human, expiry."""
+    from certpilot.adapters.notify.inbox import mark_read as mark
+    from certpilot.adapters.notify.inbox import messages
+    from certpilot.operations.common import iso
+
+    with _session() as s:
+        found = messages(s, unread_only=not all_)
+        if mark_read:
+            mark(s, [m.id for m in found])
+    data = [{"id": m.id, "at": iso(m.at), "kind": m.kind, "certificate_id": m.certificate_id,
+             "common_name": m.common_name, "subject": m.subject, "body": m.body, "read": m.read} for m in found]
+
+    def render(con):
+        if not found:
+            con.print("no unread messages" if not all_ else "no messages")
+        for m in found:
+            con.print(f"[bold]{_e(m.subject)}[/] ({m.at:%Y-%m-%d %H:%M}Z, {m.kind}, {m.certificate_id})")
+            con.print(_e(m.body.rstrip()))
+            con.print()
+
+    _emit(data, render, as_json)
+    return EXIT_OK
+
+
 @app.command(name="install-automations")
 def install_automations(*, block: Annotated[str | None, Parameter(
         help="Notification block '<type slug>/<name>' (default: the first one certpilot-config names).")] = None,

@@ -97,10 +97,28 @@ class Runtime:
 
         return bool(names) and all(provider_for(challenge_name(n), list(self.dns_providers)) for n in names)
 
+    @property
+    def inbox(self):
+        """The in-product message channel (DEP-3): always on, whatever else is configured."""
+        from certpilot.adapters.notify.inbox import InboxNotifier
+
+        return InboxNotifier(self.session)
+
+    @property
+    def all_notifiers(self) -> list[Any]:
+        """The inbox plus the configured channels (email, webhooks, Prefect blocks)."""
+        return [self.inbox, *self.notifiers]
+
     def notify(self, event) -> dict[str, Exception]:
-        """Send `event` through every notifier; failures are returned, never raised."""
+        """Put `event` in the inbox and send it through every configured channel.
+
+        Returns:
+            The configured channels that failed (never raised); the inbox is not counted, so a
+            caller can still retry a notice no external channel delivered.
+        """
         from certpilot.adapters.notify.base import notify_all
 
+        notify_all([self.inbox], event)
         return notify_all(self.notifiers, event)
 
     def key_opener(self, session):

@@ -186,7 +186,7 @@ def run_deployment_task(task_id: str) -> dict:
     run = rt.current()
     with run.session() as s:
         rec = deployments.deploy(s, task_id, run.target_factory, run.key_opener(s), run.verifier,
-                                 notifiers=run.notifiers, now=run.clock(), clock=run.clock)
+                                 notifiers=run.all_notifiers, now=run.clock(), clock=run.clock)
     return {"task_id": rec.id, "state": rec.state.value, "details": rec.details, "target_id": rec.target_id}
 
 

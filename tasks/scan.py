@@ -210,6 +210,29 @@ def publish(decision: dict[str, Any], summary: dict[str, Any]) -> None:
              f"— {counts}", "", "| action | count |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)]
     create_markdown_artifact("\n".join(lines) + "\n", key=SUMMARY_KEY, description="scan summary")
+    publish_inbox()
+
+
+INBOX_KEY = "certpilot-inbox"
+
+
+def publish_inbox(limit: int = 50) -> int:
+    """DEP-3/NT-2: the unread in-product messages as a markdown artifact (newest first)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from certpilot.adapters.notify.inbox import messages
+
+    with rt.current().session() as s:
+        unread = messages(s, limit=limit)
+    lines = [f"# certpilot inbox: {len(unread)} unread message(s)", ""]
+    for m in unread:
+        lines += [f"## {m.subject}", f"*{m.at:%Y-%m-%d %H:%M}Z · {m.kind} · certificate `{m.certificate_id}`*", "",
+                  "```", m.body.strip(), "```", ""]
+    if not unread:
+        lines.append("Nothing needs you.")
+    create_markdown_artifact("\n".join(lines) + "\n", key=INBOX_KEY,
+                             description="in-product messages: failed deployments, human steps, expiry")
+    return len(unread)
 
 
 def action_count(decision: dict[str, Any]) -> int:

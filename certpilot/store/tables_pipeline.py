@@ -52,3 +52,18 @@ class RenewalPolicyRow(Base):
     certificate_id: Mapped[str] = mapped_column(String(36), ForeignKey("certificates.id"), primary_key=True)
     auto_renew: Mapped[bool] = mapped_column(Boolean, default=True)
     years: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class MessageRow(Base):
+    """An in-product message (DEP-3, NT-1, NT-2): every notice is also kept here for the UI/CLI."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    kind: Mapped[str] = mapped_column(String(32))
+    certificate_id: Mapped[str] = mapped_column(String(36))
+    common_name: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    read: Mapped[bool] = mapped_column(Boolean, default=False)

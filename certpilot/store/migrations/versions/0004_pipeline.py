@@ -1,4 +1,5 @@
-"""Pipeline: managed starts (PL-8), notices sent (NT-1/NT-2), per-certificate renewal policy.
+"""Pipeline: managed starts (PL-8), notices sent (NT-1/NT-2), per-certificate renewal policy,
+the in-product inbox (DEP-3).
 
 Revision ID: 0004
 Revises: 0001
@@ -54,9 +55,24 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["certificate_id"], ["certificates.id"],
                                 name="fk_renewal_policies_certificate_id_certificates"),
     )
+    op.create_table(
+        "messages",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("at", UtcDateTime(), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("certificate_id", sa.String(36), nullable=False),
+        sa.Column("common_name", sa.String(255), nullable=False),
+        sa.Column("subject", sa.Text(), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("read", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.PrimaryKeyConstraint("id", name="pk_messages"),
+    )
+    op.create_index("ix_messages_read_at", "messages", ["read", "at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_messages_read_at", "messages")
+    op.drop_table("messages")
     op.drop_table("renewal_policies")
     op.drop_table("notices_sent")
     op.drop_table("managed_starts")

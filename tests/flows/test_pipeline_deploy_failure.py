@@ -1,0 +1,43 @@
+"""A renewal whose deployment fails its own check: rolled back, the old certificate still served
+(DEP-7), the owner told by every channel and by an in-product message (DEP-3)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import update
+
+from certpilot.adapters.notify.inbox import mark_read, messages
+from certpilot.adapters.probe.tls import probe_sync
+from certpilot.core.verification import Endpoint
+from certpilot.operations import deployments
+from certpilot.store.repository import Repository
+from certpilot.store.tables_deploy import DeploymentTargetRow
+from tests.flows.pipeline_env import SITE, site  # noqa: F401 - fixture
+
+pytestmark = [pytest.mark.servers, pytest.mark.flows]
+
+
+def test_dep3_dep7_failed_check_rolls_back_and_notifies_inbox_and_channels(site):  # noqa: F811
+    """DEP-7: the target's check fails after staging → the previous files are restored and the old
+    certificate is still what clients see. DEP-3: the failure reaches the configured channel and
+    the inbox (`certpilot inbox`), naming certificate, target and what happened."""
+    from flows.renew import renew
+
+    with site.session() as s:
+        row = s.get(DeploymentTargetRow, deployments.targets_of(s, site.cert_id)[0].id)
+        s.execute(update(DeploymentTargetRow).where(DeploymentTargetRow.id == row.id)
+                  .values(config={**row.config, "check_argv": ["/bin/false"]}))
+    out = renew(site.cert_id, years=1, launch_mode="inline")
+    assert out["state"] == "paid"
+    with site.session() as s:
+        new = sorted(Repository(s).children(site.cert_id), key=lambda c: c.plan_index)[0]
+        (task,) = deployments.list_tasks(s, new.id)
+        assert task.state.value == "rolled_back"
+        inbox = messages(s)
+        assert len(inbox) == 1 and inbox[0].kind == "deployment_failed"
+        assert new.id in inbox[0].body and "nginx" in inbox[0].subject
+        assert mark_read(s, [inbox[0].id]) == 1
+    assert probe_sync(Endpoint("127.0.0.1", site.nginx.port, SITE), timeout=3).fingerprint == site.old_fingerprint
+    assert [e.kind.value for e in site.notifier.events] == ["deployment_failed"]
+    with site.session() as s:
+        assert messages(s) == []
