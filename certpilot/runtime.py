@@ -109,16 +109,26 @@ class Runtime:
         """The inbox plus the configured channels (email, webhooks, Prefect blocks)."""
         return [self.inbox, *self.notifiers]
 
-    def notify(self, event) -> dict[str, Exception]:
+    def notify(self, event, *, session=None) -> dict[str, Exception]:
         """Put `event` in the inbox and send it through every configured channel.
+
+        Args:
+            event: the NotificationEvent.
+            session: the caller's open transaction, if it holds one: the inbox message is then
+                written in it (committed or rolled back with the caller's record of the notice;
+                and SQLite's single writer is not asked for a second transaction).
 
         Returns:
             The configured channels that failed (never raised); the inbox is not counted, so a
             caller can still retry a notice no external channel delivered.
         """
-        from certpilot.adapters.notify.base import notify_all
+        from contextlib import nullcontext
 
-        notify_all([self.inbox], event)
+        from certpilot.adapters.notify.base import notify_all
+        from certpilot.adapters.notify.inbox import InboxNotifier
+
+        inbox = InboxNotifier(lambda: nullcontext(session)) if session is not None else self.inbox
+        notify_all([inbox], event)
         return notify_all(self.notifiers, event)
 
     def key_opener(self, session):

@@ -68,11 +68,11 @@ def _event(kind: str, certificate_id: str, common_name: str, subject: str, body:
                              subject=subject, body=body)
 
 
-def _send(event) -> int:
+def _send(event, session=None) -> int:
     """Send through every notifier; all of them failing is transient (the caller rolls back and
     retries, so the notice is not recorded as sent). Returns how many channels delivered."""
     run = rt.current()
-    failures = run.notify(event)
+    failures = run.notify(event, session=session)
     if run.notifiers and len(failures) == len(run.notifiers):
         raise TransientError(f"no notification channel delivered {event.kind.value} for {event.common_name} "
                              f"({', '.join(failures)} failed); retrying")
@@ -134,7 +134,7 @@ def follow_review(certificate_id: str, at: str | None = None) -> dict[str, Any]:
                          f"certpilot: the CA rejected {cert.common_name}",
                          f"The CA rejected the application of certificate {certificate_id} ({cert.common_name}) "
                          f"(CA-2): {res.detail or 'no detail given'}. Fix the application data and resubmit it "
-                         f"(certpilot apply {certificate_id}).\n"))
+                         f"(the `apply` deployment, certificate_id={certificate_id}).\n"), session=s)
     return {"certificate_id": certificate_id, "state": state.value, "detail": res.detail}
 
 
@@ -160,7 +160,8 @@ def send_expiry_notice(certificate_id: str, common_name: str, threshold: int, da
                      f"certpilot: {common_name} expires in {days_left} days",
                      f"Certificate {certificate_id} ({common_name}) expires in {days_left} days "
                      f"(notice at {threshold} days, NT-1). Renew it (certpilot renew {certificate_id}) or let "
-                     "automatic renewal do it; an uploaded certificate is replaced by uploading its successor.\n"))
+                     "automatic renewal do it; an uploaded certificate is replaced by uploading its successor.\n"),
+              session=s)
     return True
 
 

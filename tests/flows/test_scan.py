@@ -218,7 +218,7 @@ def test_artifacts_table_progress_and_task_runs(env):
                 break
             time.sleep(0.1)
     by_key = {a.key: a for a in arts}
-    assert set(by_key) == {"scan-progress", "scan-inventory", "scan-summary"}
+    assert set(by_key) == {"scan-progress", "scan-inventory", "scan-summary", "certpilot-inbox"}  # DEP-3 inbox too
     assert float(by_key["scan-progress"].data) == 100.0
     table = by_key["scan-inventory"].data
     table = json.loads(table) if isinstance(table, str) else table
