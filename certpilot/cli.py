@@ -779,6 +779,41 @@ def install_automations(*, block: Annotated[str | None, Parameter(
 
 
 @app.command
+def apply(cert_id: str, /, *, csr: Literal["system", "reuse"] = "system", as_json: JsonFlag = False) -> int:
+    """Submit a pending application now (PL-1: the first certificate of a 1-year renewal is submitted
+    by hand): key + CSR, validation, CA review, then deployment (runs the `apply` deployment)."""
+    return _trigger("apply", {"certificate_id": cert_id, "csr_mode": csr}, as_json)
+
+
+@app.command
+def policy(cert_id: str, /, *,
+           auto_renew: Annotated[bool | None, Parameter(help="Renew automatically when due (the scanner).")] = None,
+           years: Annotated[Literal[1, 2, 3] | None, Parameter(help="Plan length of automatic renewals.")] = None,
+           as_json: JsonFlag = False) -> int:
+    """Show or set a certificate's renewal policy (automatic renewal on/off, plan length)."""
+    from certpilot.store.repository import Repository
+    from certpilot.store.tables_pipeline import RenewalPolicyRow
+
+    with _session() as s:
+        Repository(s).get_certificate(cert_id)  # NotFoundError → exit 4
+        row = s.get(RenewalPolicyRow, cert_id)
+        if auto_renew is not None or years is not None:
+            if row is None:
+                row = RenewalPolicyRow(certificate_id=cert_id, auto_renew=True, years=1)
+                s.add(row)
+            if auto_renew is not None:
+                row.auto_renew = auto_renew
+            if years is not None:
+                row.years = years
+        data = {"certificate_id": cert_id, "auto_renew": row.auto_renew if row else True,
+                "years": row.years if row else 1, "default": row is None}
+    _emit(data, lambda con: con.print(
+        f"{cert_id}: automatic renewal {'on' if data['auto_renew'] else 'off'}, {data['years']} year(s)"
+        + (" (defaults)" if data["default"] else "")), as_json)
+    return EXIT_OK
+
+
+@app.command
 def emergency(cert_id: str, /, *, as_json: JsonFlag = False) -> int:
     """EM-1..3: restore a site down with an expired certificate (runs the `emergency` deployment)."""
     return _trigger("emergency", {"certificate_id": cert_id}, as_json)

@@ -10,7 +10,7 @@ from datetime import datetime
 from prefect.concurrency.sync import concurrency
 
 from certpilot import runtime as rt
-from certpilot.core.errors import RefusedError
+from certpilot.core.errors import Reason, RefusedError
 from certpilot.core.models import CsrMode, Status
 from certpilot.operations.common import parse_instant
 from tasks.common import certpilot_task
@@ -40,12 +40,11 @@ def place_renewal(certificate_id: str, years: int, csr_mode: str = "system", at:
     """
     from certpilot.core.models import Origin
     from certpilot.operations import orders, reissue
+    from certpilot.store.repository import Repository
 
     run = rt.current()
     now = _now(at)
     with run.session() as s:
-        from certpilot.store.repository import Repository
-
         cert = Repository(s).certificate_model(certificate_id)
         if cert.origin is Origin.PRIVATE_CA:
             child = reissue.reissue_private_ca(s, certificate_id, now=now, actor="flow:renew")
@@ -56,9 +55,9 @@ def place_renewal(certificate_id: str, years: int, csr_mode: str = "system", at:
                                           schedule=run.schedule, csr_mode=CsrMode(csr_mode),
                                           idempotency_key=f"renew:{certificate_id}", actor="flow:renew")
         except RefusedError as exc:
-            if exc.refusal.reason.value != "ShortfallNotApproved":
+            if exc.refusal.reason is not Reason.SHORTFALL_NOT_APPROVED:
                 raise
-            order = next(o for o in orders.Repository(s).orders_for_certificate(certificate_id)
+            order = next(o for o in Repository(s).orders_for_certificate(certificate_id)
                          if o.state.value == "awaiting_payment")
             return {"order_id": order.id, "state": order.state.value, "certificate_ids": [],
                     "shortfall": sum(line.shortfall * line.unit_price for line in order.payment) or None,
@@ -72,11 +71,12 @@ def place_renewal(certificate_id: str, years: int, csr_mode: str = "system", at:
 def pay_order(order_id: str, approve: bool, actor: str) -> dict:
     """Approve or decline an order's shortfall (the payment form's answer); exactly once (PAY-4)."""
     from certpilot.operations import orders
+    from certpilot.store.repository import Repository
 
     run = rt.current()
     with run.session() as s:
         order = orders.pay_order(s, order_id, approve=approve, now=run.clock(), actor=actor, policy=run.policy)
-        ids = [c.id for c in orders.Repository(s).certificates_for_order(order_id)]
+        ids = [c.id for c in Repository(s).certificates_for_order(order_id)]
     return {"order_id": order.id, "state": order.state.value, "certificate_ids": ids}
 
 

@@ -59,10 +59,8 @@ def place_emergency(session: Session, cert_id: str, *, now: datetime, policy: Po
               planned=[], payment=[], state=OrderState.AWAITING_PAYMENT, created_at=now),
         idempotency_key=f"emergency:{cert.id}", actor=actor, now=now,
         why=f"emergency DV replacement of expired {cert.id} (EM-1)")
-    lines = orders._price(repo, spec, 1, 0, policy)
-    repo.pay_order_atomically(order.id, orders._entries(order, lines, now), actor=actor, now=now,
-                              why="emergency: paid from quota, any shortfall charged at once (EM-1)",
-                              payment=lines)
+    orders.pay_at_once(repo, order, certificates=1, managed=0, now=now, policy=policy, actor=actor,
+                       why="emergency: paid from quota, any shortfall charged at once (EM-1)")
     temp = Certificate(
         id=new_id("crt"), common_name=cert.common_name, names=list(cert.names), cert_type=cert.cert_type,
         origin=cert.origin, level=Level.DV, brand=cert.brand, key_algorithm=cert.key_algorithm,
@@ -85,7 +83,7 @@ def _follow_up(session: Session, cert: Certificate, *, now, policy, schedule, ac
     except RefusedError as exc:
         if exc.refusal.reason is not Reason.SHORTFALL_NOT_APPROVED:
             raise
-        order = orders._order_by_key(session, f"emergency-followup:{cert.id}")
+        order = orders.order_by_key(session, f"emergency-followup:{cert.id}")
         return {"order_id": order.id if order else None, "state": "awaiting_payment", "message": exc.refusal.message}
 
 

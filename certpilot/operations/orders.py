@@ -117,6 +117,20 @@ def _open_orders(repo: Repository, cert_id: str) -> list[Order]:
     return [o for o in repo.orders_for_certificate(cert_id) if o.state in OPEN_ORDER_STATES]
 
 
+def pay_at_once(repo: Repository, order: Order, *, certificates: int, managed: int, now: datetime, policy: Policy,
+                actor: str, why: str) -> list[LedgerEntry]:
+    """Pay `order` now: balances first, any shortfall charged without waiting for approval
+    (EM-1: the site is down). Exactly once, like every payment (PAY-4)."""
+    lines = _price(repo, order.spec, certificates, managed, policy)
+    return repo.pay_order_atomically(order.id, _entries(order, lines, now), actor=actor, now=now, why=why,
+                                     payment=lines).entries
+
+
+def order_by_key(session: Session, key: str) -> Order | None:
+    """The order placed with idempotency key `key`, if any."""
+    return _order_by_key(session, key)
+
+
 def _order_by_key(session: Session, key: str) -> Order | None:
     row = session.scalars(select(OrderRow).where(OrderRow.idempotency_key == key)).first()
     return order_from_row(row) if row else None

@@ -167,3 +167,14 @@ def test_importing_the_cli_is_light():
             "print(sorted(m for m in ('prefect', 'sqlalchemy', 'alembic', 'cryptography') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert (out.returncode, out.stdout.strip()) == (0, "[]"), out.stderr
+
+
+def test_policy_switches_automatic_renewal_per_certificate(cp):
+    """The scanner renews what is due unless the certificate's policy says otherwise; the policy
+    is shown with its defaults and changed per certificate (unknown id: exit 4)."""
+    cid = cp("demo", "--json").json["certificates"][0]["id"]
+    assert cp("policy", cid, "--json").json == {"certificate_id": cid, "auto_renew": True, "years": 1, "default": True}
+    changed = cp("policy", cid, "--no-auto-renew", "--years", "2", "--json")
+    assert changed.code == 0
+    assert changed.json == {"certificate_id": cid, "auto_renew": False, "years": 2, "default": False}
+    assert cp("policy", "no-such-id", "--json").code == 4
