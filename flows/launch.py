@@ -43,8 +43,13 @@ def launch(flow_name: str, parameters: dict[str, Any], *, key: str, mode: Mode =
     if mode == "deployment" or (mode == "auto" and _served()):
         from prefect.deployments import run_deployment
 
-        run = run_deployment(f"{flow_name}/{flow_name}", parameters=parameters, timeout=0,
-                             idempotency_key=key, as_subflow=False)
+        name = f"{flow_name}/{flow_name}"
+        run = run_deployment(name, parameters=parameters, timeout=0, idempotency_key=key, as_subflow=False)
+        # The server keeps an idempotency key for good: a run that failed, crashed or was
+        # cancelled would be handed back forever. Start a fresh one, keyed after the dead run.
+        while run.state is not None and run.state.type.value in ("FAILED", "CRASHED", "CANCELLED"):
+            run = run_deployment(name, parameters=parameters, timeout=0, idempotency_key=f"{key}:after:{run.id}",
+                                 as_subflow=False)
         return str(run.id)
     module = importlib.import_module(FLOW_MODULES[flow_name])
     result = getattr(module, flow_name)(**parameters)

@@ -11,7 +11,7 @@ from prefect.concurrency.sync import concurrency
 
 from certpilot import runtime as rt
 from certpilot.core.errors import Reason, RefusedError
-from certpilot.core.models import CsrMode, Status
+from certpilot.core.models import CsrMode, OrderState, Status
 from certpilot.operations.common import parse_instant
 from tasks.common import certpilot_task
 
@@ -22,6 +22,13 @@ DNS_LIMIT = "certpilot-dns-api"
 API_LIMITS = {CA_LIMIT: 4, DNS_LIMIT: 4}
 """Default slots, created by `certpilot up` (`prefect gcl create NAME --limit N` elsewhere);
 a limit that does not exist does not block (strict=False)."""
+
+
+def _run_key(what: str) -> str | None:
+    """An idempotency key for this flow run: a retry of the run (same id) finds what it made."""
+    from prefect.runtime import flow_run
+
+    return f"{what}:{flow_run.id}" if flow_run.id else None
 
 
 def _now(at: str | None) -> datetime:
@@ -39,6 +46,7 @@ def place_renewal(certificate_id: str, years: int, csr_mode: str = "system", at:
     new certificate ids and the shortfall. A rerun finds the same order (idempotency key).
     """
     from certpilot.core.models import Origin
+    from certpilot.core.payment import shortfall
     from certpilot.operations import orders, reissue
     from certpilot.store.repository import Repository
 
@@ -50,17 +58,20 @@ def place_renewal(certificate_id: str, years: int, csr_mode: str = "system", at:
             child = reissue.reissue_private_ca(s, certificate_id, now=now, actor="flow:renew")
             return {"order_id": None, "state": "paid", "certificate_ids": [child.id], "shortfall": 0,
                     "managed_fee": False, "reissue": True}
+        # A rerun finds the same order; after a declined or cancelled one, the next attempt is new.
+        closed = sum(1 for o in Repository(s).orders_for_certificate(certificate_id)
+                     if o.state in (OrderState.DECLINED, OrderState.CANCELLED))
+        key = f"renew:{certificate_id}" + (f"#{closed}" if closed else "")
         try:
             result = orders.place_renewal(s, certificate_id, years=years, now=now, policy=run.policy,
                                           schedule=run.schedule, csr_mode=CsrMode(csr_mode),
-                                          idempotency_key=f"renew:{certificate_id}", actor="flow:renew")
+                                          idempotency_key=key, actor="flow:renew")
         except RefusedError as exc:
             if exc.refusal.reason is not Reason.SHORTFALL_NOT_APPROVED:
                 raise
-            order = next(o for o in Repository(s).orders_for_certificate(certificate_id)
-                         if o.state.value == "awaiting_payment")
+            order = orders.order_by_key(s, key)
             return {"order_id": order.id, "state": order.state.value, "certificate_ids": [],
-                    "shortfall": sum(line.shortfall * line.unit_price for line in order.payment) or None,
+                    "shortfall": shortfall(order.payment),
                     "message": exc.refusal.message, "managed_fee": order.managed_fee, "reissue": False}
         return {"order_id": result.order.id, "state": result.order.state.value,
                 "certificate_ids": [v.id for v in result.certificates], "shortfall": 0,
@@ -283,14 +294,15 @@ def import_pem(cert_pem: str, chain_pem: str | None, key_block: str | None, orig
 def place_purchase(names: list[str], brand: str, level: str, years: int, owner: str | None,
                    approve_payment: bool) -> dict:
     """A new certificate order (VA-3 validity, PAY-1 payment)."""
-    from certpilot.core.models import Contact, Level
+    from certpilot.core.models import Level
     from certpilot.operations import orders
+    from certpilot.operations.importing import parse_owner
 
     run = rt.current()
     with run.session() as s:
         res = orders.place_purchase(s, names=names, brand=brand, level=Level(level), years=years,
-                                    now=run.clock(), owner=Contact(email=owner) if owner else None,
+                                    now=run.clock(), owner=parse_owner(owner),
                                     policy=run.policy, schedule=run.schedule, approve_payment=approve_payment,
-                                    actor="flow:purchase")
+                                    idempotency_key=_run_key("purchase"), actor="flow:purchase")
     return {"order_id": res.order.id, "state": res.order.state.value,
             "certificate_ids": [v.id for v in res.certificates]}

@@ -92,20 +92,20 @@ def start_managed_application(certificate_id: str, predecessor_id: str, order_id
 
     run = rt.current()
     start = ManagedStart(certificate_id, predecessor_id, order_id, days_left)
+    notified = 0
     try:
         with run.session() as s:
             out = ops.start_managed(s, start, now=instant(at), dns_writable=run.dns_writable)
+            if out.notify_owner:
+                # In the transaction that records it: if no channel delivers, the start (a
+                # `waiting_manual` row) rolls back with it and the next scan decides it again.
+                notified = _send(_event(
+                    "action_needed", certificate_id, out.common_name,
+                    f"certpilot: the next certificate of {out.common_name} needs a manual submission",
+                    f"The managed start of certificate {certificate_id} ({out.common_name}) could not start by "
+                    f"itself (PL-5): {out.detail}\n"), session=s)
     except IllegalTransitionError as exc:  # moved meanwhile (cancelled, submitted by hand): nothing kept
         return {"certificate_id": certificate_id, "outcome": "skipped", "detail": exc.message, "notified": 0}
-    notified = 0
-    if out.notify_owner:
-        # After the commit: the start is recorded whatever the channel does (NT-2 is at most once).
-        failures = run.notify(_event(
-            "action_needed", certificate_id, out.common_name,
-            f"certpilot: the next certificate of {out.common_name} needs a manual submission",
-            f"The managed start of certificate {certificate_id} ({out.common_name}) could not start by itself "
-            f"(PL-5): {out.detail}\n"))
-        notified = len(run.notifiers) - len(failures)
     return {"certificate_id": certificate_id, "outcome": out.outcome, "detail": out.detail, "notified": notified}
 
 
@@ -125,8 +125,13 @@ def follow_review(certificate_id: str, at: str | None = None) -> dict[str, Any]:
         cert = Repository(s).certificate_model(certificate_id)
         if cert.state is not Status.UNDER_REVIEW:
             return {"certificate_id": certificate_id, "state": cert.state.value, "detail": ""}
-        res = applications.refresh(s, certificate_id, run.issuer_for(cert, emergency=cert.temporary),
-                                   now=instant(at), actor="scanner")
+        from prefect.concurrency.sync import concurrency
+
+        from tasks.pipeline import CA_LIMIT
+
+        with concurrency(CA_LIMIT, occupy=1, strict=False):  # the CA's API, shared with `apply`
+            res = applications.refresh(s, certificate_id, run.issuer_for(cert, emergency=cert.temporary),
+                                       now=instant(at), actor="scanner")
         state = Repository(s).certificate_model(certificate_id).state
         if state is Status.REJECTED and ops.record_notice(s, certificate_id, ops.CA_REJECTED, 0, res.detail,
                                                           now=instant(at)):

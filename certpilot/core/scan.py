@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from certpilot.core.models import OrderKind, Origin, Policy, Status
+from certpilot.core.plans import start_threshold
 
 _DAY = timedelta(days=1)
 
@@ -173,8 +174,8 @@ def decide(
     decision = ScanDecision(now=now)
     started = managed_started or {}
     window = policy.expiry_window
-    thresholds = {OrderKind(k).value: timedelta(days=v) for k, v in policy.managed_start_days.items()}
-    default_threshold = thresholds.get(OrderKind.RENEWAL.value, timedelta(days=30))
+    thresholds = {k.value: start_threshold(k, policy) for k in OrderKind}  # PL-4, one definition
+    default_threshold = start_threshold(OrderKind.RENEWAL, policy)
     notice_days = tuple(sorted(policy.notice_days))
     horizon = max(notice_days, default=0)
     # First pass: index what the second needs (plan siblings, successors).

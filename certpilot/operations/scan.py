@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, true
 from sqlalchemy.dialects import postgresql, sqlite
@@ -107,17 +107,31 @@ def load_rows(session: Session) -> list[ScanRow]:
             for i, cn, st, og, na, oid, k, ix, pid, fee, auto in raw]
 
 
-def notices_sent(session: Session, kind: str = EXPIRY) -> set[tuple[str, int]]:
-    """(certificate id, threshold days) of every notice of `kind` already sent (NT-1)."""
+def notices_sent(session: Session, kind: str = EXPIRY, *, now: datetime | None = None,
+                 horizon_days: int | None = None) -> set[tuple[str, int]]:
+    """(certificate id, threshold days) of the notices of `kind` already sent (NT-1).
+
+    With `now` and `horizon_days`, only for live certificates that can still get one (expiring
+    within the horizon): the table grows with history, the scan should not read all of it.
+    """
     t = NoticeRow.__table__
-    return {(cid, th) for cid, th in session.execute(
-        select(t.c.certificate_id, t.c.threshold_days).where(t.c.kind == kind)).tuples()}
+    stmt = select(t.c.certificate_id, t.c.threshold_days).where(t.c.kind == kind)
+    if now is not None and horizon_days is not None:
+        c = CertificateRow.__table__
+        stmt = stmt.where(t.c.certificate_id.in_(
+            select(c.c.id).where(c.c.state.in_([Status.ISSUED.value, Status.UPLOADED.value]),
+                                 c.c.not_after >= now, c.c.not_after <= now + timedelta(days=horizon_days + 1))))
+    return {(cid, th) for cid, th in session.execute(stmt).tuples()}
 
 
 def managed_started(session: Session) -> dict[str, str]:
-    """Certificate id -> outcome of every managed start recorded (PL-8)."""
+    """Certificate id -> outcome of the managed starts recorded (PL-8), for the certificates a
+    start can still be decided for (not activated, or pending under PAY-2's managed fee)."""
     t = ManagedStartRow.__table__
-    return dict(session.execute(select(t.c.certificate_id, t.c.outcome)).tuples().all())
+    c = CertificateRow.__table__
+    live = select(c.c.id).where(c.c.state.in_([Status.NOT_ACTIVATED.value, Status.PENDING_APPLICATION.value]))
+    return dict(session.execute(select(t.c.certificate_id, t.c.outcome)
+                                .where(t.c.certificate_id.in_(live))).tuples().all())
 
 
 def renewal_years(session: Session, certificate_ids: Sequence[str]) -> dict[str, int]:
@@ -133,7 +147,9 @@ def renewal_years(session: Session, certificate_ids: Sequence[str]) -> dict[str,
 def decide_scan(session: Session, now: datetime, policy: Policy, *, table_limit: int = 500) -> ScanDecision:
     """One scan's decision at `now`: load every row, the notices sent and the starts recorded, and
     decide purely (`certpilot.core.scan.decide`: PL-4, CA-2, NT-1)."""
-    decision = decide(load_rows(session), now, policy, notices_sent=notices_sent(session),
+    horizon = max(policy.notice_days, default=0)
+    decision = decide(load_rows(session), now, policy,
+                      notices_sent=notices_sent(session, now=now, horizon_days=horizon),
                       managed_started=managed_started(session), table_limit=table_limit)
     return _only_eligible_renewals(session, decision, now, policy)
 
@@ -144,12 +160,14 @@ def _only_eligible_renewals(session: Session, decision: ScanDecision, now: datet
     certificates are loaded, so the cost follows what needs action."""
     from certpilot.core.eligibility import RenewalInput, check_renewal
     from certpilot.core.models import Origin
-    from certpilot.store.repository import Repository
+    from certpilot.store.repository import certificate_from_row
 
-    repo = Repository(session)
+    ids = [due.certificate_id for due in decision.renewals_due]
+    rows = session.scalars(select(CertificateRow).where(CertificateRow.id.in_(ids))).all() if ids else []
+    certs = {row.id: certificate_from_row(row) for row in rows}
     keep, refused = [], {}
     for due in decision.renewals_due:
-        cert = repo.certificate_model(due.certificate_id)
+        cert = certs[due.certificate_id]
         refusal = None if cert.origin is Origin.PRIVATE_CA else check_renewal(
             RenewalInput(certificate=cert, now=now, policy=policy))
         if refusal is None:

@@ -47,8 +47,12 @@ def acm_client(*, endpoint_url: str | None = None, region: str = "us-east-1", **
 
 def aws_error(exc: Exception, *, step: str, what: str) -> Exception:
     """Map a botocore error to `TransientDeployError` (throttling, network) or `DeployError`."""
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, ParamValidationError
 
+    if isinstance(exc, ParamValidationError):
+        # Its text echoes the offending parameter's value, which may be the private key (CSR-5).
+        return DeployError(f"{what}: the request's parameters were invalid ({type(exc).__name__}); fix the "
+                           "target's configuration", step=step)
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         msg = exc.response.get("Error", {}).get("Message", "")

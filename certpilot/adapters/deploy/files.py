@@ -84,12 +84,14 @@ class FilesTarget:
         staging = self._require_staging("commit")
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         backup = self.directory.with_name(f".{self.directory.name}.certpilot-prev")
-        shutil.rmtree(backup, ignore_errors=True)
-        os.mkdir(backup, 0o700)
-        for name in BUNDLE:
-            live = self.directory / name
-            if live.exists():
-                os.link(live, backup / name) if _same_fs(live, backup) else shutil.copy2(live, backup / name)
+        if not backup.exists():
+            # (An existing backup was left by a run that died before finalize/rollback: it holds
+            # the bundle from before that run, the one to roll back to — keep it, DEP-7.)
+            os.mkdir(backup, 0o700)
+            for name in BUNDLE:
+                live = self.directory / name
+                if live.exists():
+                    os.link(live, backup / name) if _same_fs(live, backup) else shutil.copy2(live, backup / name)
         self._backup = backup
         self._committed = True
         for name in BUNDLE:
@@ -130,6 +132,7 @@ class FilesTarget:
         if self._ran_post and self.post_command:
             run_command(self.post_command, step="rollback", timeout=self.timeout,
                         what=f"{self.describe()}: the post-deploy command after restoring failed")
+        self.finalize()  # restored: the backup has done its job
 
     def finalize(self) -> None:
         """Drop the backup of the previous bundle."""

@@ -123,6 +123,11 @@ class PemFilesTarget:
             for pair in self.files:
                 for path, mode in ((pair.cert, 0o644), (pair.key, 0o600)):
                     path.parent.mkdir(parents=True, exist_ok=True)
+                    if _backup(path).exists():
+                        # Left by a run that died between the swap and finalize/rollback: it holds
+                        # the files from before that run, the ones to roll back to (DEP-7).
+                        self._had[path] = True
+                        continue
                     self._had[path] = path.exists()
                     if self._had[path]:
                         atomic_write(_backup(path), path.read_bytes(), mode=mode)
@@ -171,6 +176,7 @@ class PemFilesTarget:
         if self._reloaded:
             run_command(self.reload_argv, step="rollback", timeout=self.timeout,
                         what=f"{self.describe()}: the reload after restoring the previous certificate failed")
+        self.finalize()  # restored and in effect: the backups have done their job
 
     def finalize(self) -> None:
         """Remove the backups: the new certificate is verified."""

@@ -23,6 +23,7 @@ The account key is generated once per directory, sealed in the key vault (table
 from __future__ import annotations
 
 import datetime as _dt
+import email.utils
 import logging
 import threading
 import time
@@ -117,8 +118,18 @@ class _Network(ClientNetwork):
 def _retry_after_seconds(response: requests.Response | None) -> float | None:
     if response is None or "Retry-After" not in response.headers:
         return None
-    when = ClientV2.retry_after(response, 0)
-    return max(0.0, (when - _dt.datetime.now()).total_seconds())
+    # RFC 9110: delay-seconds or an HTTP-date (always GMT). Parsed here rather than through the
+    # library, which returns a naive datetime to compare with the local clock.
+    value = response.headers["Retry-After"].strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.UTC)
+    return max(0.0, (when - _dt.datetime.now(_dt.UTC)).total_seconds())
 
 
 def problem_text(error: messages.Error | None) -> str:
