@@ -59,23 +59,38 @@ class AcmeAccountBlock(Block):
                                        description="The CA's CAA issuer domain names (e.g. letsencrypt.org).")
     publicly_trusted: bool = Field(default=True, description="Whether its certificates are publicly trusted (VA-5).")
 
-    def issuer(self, sessions: Callable, vault, *, dns_providers=(), http01=None, nameservers=None,
-               clock: Callable[[], datetime] | None = None):
-        """Build the ACME `Issuer` (account key sealed in `vault`; CAA and visibility checked, DV-7)."""
-        from certpilot.adapters.dns.checks import caa_refusal, resolver_for, wait_until_visible
+    def issuer(self, sessions: Callable, vault, *, dns_providers=(), http01=None,
+               authoritative: Callable[[str], list] | None = None, clock: Callable[[], datetime] | None = None):
+        """Build the ACME `Issuer` (account key sealed in `vault`).
+
+        Args:
+            authoritative: `fqdn -> [(host, port)]`, the servers DV-7's visibility check and
+                manual DNS (DV-3) ask; default: the zone's NS hosts on port 53.
+        """
+        import dns.resolver
+
+        from certpilot.adapters.dns.checks import (
+            authoritative_servers,
+            caa_refusal,
+            find_zone,
+            wait_until_visible,
+        )
+        from certpilot.adapters.dns.manual import ManualDns
         from certpilot.adapters.issuers.acme import AcmeIssuer, ExternalAccount
 
+        resolver = dns.resolver.Resolver()
+        if authoritative is None:
+            def authoritative(fqdn: str) -> list:
+                return authoritative_servers(find_zone(fqdn, resolver), resolver)
         eab = None
         if self.eab_kid and self.eab_hmac_key is not None:
             eab = ExternalAccount(kid=self.eab_kid, hmac_key=self.eab_hmac_key.get_secret_value())
-        import dns.resolver
-
-        resolver = resolver_for(nameservers) if nameservers else dns.resolver.Resolver()
         caa = (lambda names: caa_refusal(names, self.caa_identifiers, resolver)) if self.caa_identifiers else None
-        visible = (lambda fqdn, value: wait_until_visible(fqdn, value, nameservers, 60)) if nameservers else None
         return AcmeIssuer(self.directory_url, sessions=sessions, vault=vault, ca_bundle=self.ca_bundle or True,
                           contact_email=self.contact_email, eab=eab, dns_providers=dns_providers, http01=http01,
-                          caa_check=caa, wait_visible=visible, publicly_trusted=self.publicly_trusted)
+                          manual_dns=ManualDns(authoritative), caa_check=caa,
+                          wait_visible=lambda fqdn, value: wait_until_visible(fqdn, value, authoritative(fqdn), 120),
+                          publicly_trusted=self.publicly_trusted)
 
 
 class PrivateCaBlock(Block):

@@ -131,6 +131,18 @@ class Runtime:
         notify_all([inbox], event)
         return notify_all(self.notifiers, event)
 
+    def authoritative_for(self, fqdn: str) -> list[tuple[str, int]]:
+        """The servers to ask whether a record is served (DV-7): the configured ones, or the
+        NS hosts of the name's zone on port 53."""
+        if self.nameservers:
+            return list(self.nameservers)
+        import dns.resolver
+
+        from certpilot.adapters.dns.checks import authoritative_servers, find_zone
+
+        resolver = dns.resolver.Resolver()
+        return authoritative_servers(find_zone(fqdn, resolver), resolver)
+
     def key_opener(self, session):
         """Opens a certificate's private key from the vault, inside adapters only (CSR-5)."""
         from certpilot.operations.deployments import vault_key_opener
@@ -227,8 +239,9 @@ def from_blocks(config_name: str = "default") -> Runtime:
         if kind == "private-ca":
             issuers[ref] = b.PrivateCaBlock.load(name or "default").issuer(base.session, base.vault, clock=base.clock)
         elif kind == "acme":
+            authoritative = (lambda _fqdn: list(nameservers)) if nameservers else None
             issuers[ref] = b.AcmeAccountBlock.load(name).issuer(base.session, base.vault, dns_providers=providers,
-                                                                 nameservers=nameservers, clock=base.clock)
+                                                                 authoritative=authoritative, clock=base.clock)
         else:
             raise ValueError(f"issuer reference {ref!r}: use private-ca/NAME or acme/NAME")
     notifiers: list[Any] = []

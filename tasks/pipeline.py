@@ -172,8 +172,8 @@ def wait_record_visible(records: list[str], timeout: float = 30.0) -> bool:
     run = rt.current()
     for line in records:
         fqdn, _ttl, _in, _type, value = line.split(" ", 4)
-        kwargs = {"nameservers": list(run.nameservers)} if run.nameservers else {}
-        wait_until_visible(fqdn.rstrip("."), value.strip('"'), timeout=timeout, **kwargs)
+        fqdn = fqdn.rstrip(".")
+        wait_until_visible(fqdn, value.strip('"'), run.authoritative_for(fqdn), timeout)
     return True
 
 

@@ -160,6 +160,7 @@ class AcmeIssuer:
                  ca_bundle: str | bool = True, contact_email: str | None = None,
                  eab: ExternalAccount | None = None,
                  dns_providers: Sequence[DnsProvider] = (), http01: Http01Responder | None = None,
+                 manual_dns: DnsProvider | None = None,
                  caa_check: Callable[[Sequence[str]], Refusal | None] | None = None,
                  wait_visible: Callable[[str, str], object] | None = None,
                  publicly_trusted: bool = True, validation_timeout: float = 120.0,
@@ -175,6 +176,8 @@ class AcmeIssuer:
             contact_email: account contact (``mailto:``).
             eab: External Account Binding credentials, for CAs that require them.
             dns_providers: writers of DNS-01 records; the one holding the most specific zone is used.
+            manual_dns: used for a name no provider holds (DV-3): it hands the exact record to a
+                human (`ManualActionRequired`) and checks it is served before the CA is told.
             http01: the HTTP-01 responder.
             caa_check: `names -> Refusal | None` (DV-7, e.g. `checks.caa_refusal` bound to a resolver).
             wait_visible: `(fqdn, value) -> ...` returning once every authoritative server serves
@@ -193,6 +196,7 @@ class AcmeIssuer:
         self.contact_email = contact_email
         self.eab = eab
         self.dns_providers = tuple(dns_providers)
+        self.manual_dns = manual_dns
         self.http01 = http01
         self.caa_check = caa_check
         self.wait_visible = wait_visible
@@ -461,7 +465,7 @@ class AcmeIssuer:
                 response, validation = challb.response_and_validation(jwk)
                 if isinstance(challb.chall, challenges.DNS01):
                     fqdn = challb.chall.validation_domain_name(domain)
-                    provider = provider_for(fqdn, self.dns_providers)
+                    provider = provider_for(fqdn, self.dns_providers) or self.manual_dns
                     if provider is None:
                         raise RefusedError(Refusal(
                             Reason.DNS_NOT_WRITABLE,
