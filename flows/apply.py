@@ -25,6 +25,9 @@ def apply(certificate_id: str, csr_mode: str = "system", emergency: bool = False
     from certpilot import runtime as rt
 
     status = t.application_status(certificate_id)
+    if status["state"] == "rejected":  # run again by the owner after fixing what the CA asked (CA-2)
+        t.resubmit_application(certificate_id)
+        status = t.application_status(certificate_id)
     if status["state"] == "pending_application" and status["needs_contact"]:  # DV-5/DV-6
         t.notify_human_step(certificate_id, "CA verification contact", "The CA needs a contact (name, email, "
                             "phone) to verify this OV/EV application (DV-6): answer the form in the UI.")
@@ -51,6 +54,11 @@ def apply(certificate_id: str, csr_mode: str = "system", emergency: bool = False
         time.sleep(delay)
         delay = min(delay * 1.5, 15.0)
         state = t.follow_review(certificate_id)["status"]
+    if state == "rejected":  # CA-2/NT-2: the owner fixes the application and runs `apply` again
+        why = t.application_status(certificate_id)["last_error"] or "no detail given"
+        t.notify_human_step(certificate_id, "a fix after the CA's rejection",
+                            f"The CA rejected certificate {certificate_id}: {why}. "
+                            "Fix what it asks for, then run the `apply` deployment (certpilot apply ID) again.")
     result = {"certificate_id": certificate_id, "state": state}
     if state == "issued" and deploy_after:
         result["deploy"] = launch("deploy", {"certificate_id": certificate_id}, key=f"deploy-{certificate_id}",

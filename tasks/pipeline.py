@@ -103,10 +103,22 @@ def application_status(certificate_id: str) -> dict:
     with rt.current().session() as s:
         cert = Repository(s).certificate_model(certificate_id)
         app = applications.application_state(s, certificate_id) or {}
-    return {"state": cert.state.value, "application": app.get("state"), "origin": cert.origin.value,
+    return {"state": cert.state.value, "application": app.get("state"), "last_error": app.get("last_error"),
+            "origin": cert.origin.value,
             "level": cert.level.value, "key_held": cert.key_held, "common_name": cert.common_name,
             "fingerprint": cert.fingerprint_sha256, "temporary": cert.temporary,
             "needs_contact": applications.contact_refusal(cert.level, cert.owner) is not None}
+
+
+@certpilot_task
+def resubmit_application(certificate_id: str) -> str:
+    """CA-2: start a rejected application over (new key, CSR and CA order); returns the state."""
+    from certpilot.operations import applications
+
+    run = rt.current()
+    with run.session() as s:
+        applications.resubmit(s, certificate_id, now=run.clock(), actor="flow:apply")
+    return Status.PENDING_APPLICATION.value
 
 
 @certpilot_task

@@ -350,3 +350,23 @@ def application_state(session: Session, certificate_id: str) -> dict | None:
         return None
     return {"state": row.state, "order_ref": row.order_url, "issuer": row.issuer, "attempts": row.attempts,
             "last_error": row.last_error, "csr_mode": row.csr_mode, "warnings": list(row.warnings)}
+
+
+def resubmit(session: Session, certificate_id: str, *, now: datetime, actor: str = "system") -> None:
+    """CA-2: after a rejection, the owner fixed what the CA asked for: start the application over.
+
+    The certificate goes back REJECTED → PENDING_APPLICATION (LC-5) and its application record
+    is cleared, so the next `apply` makes a new key and CSR and places a new CA order; the old
+    order and the CA's reason stay in the audit log.
+
+    Raises:
+        IllegalTransitionError: the certificate is not REJECTED.
+    """
+    repo = Repository(session)
+    row = _application_row(session, certificate_id)
+    repo.set_state(certificate_id, Status.PENDING_APPLICATION, actor=actor, now=now,
+                   why="resubmitted after the CA's rejection (CA-2)"
+                       + (f"; previous order {row.order_url}: {row.last_error or 'no detail'}" if row else ""))
+    if row is not None:
+        session.delete(row)
+        session.flush()

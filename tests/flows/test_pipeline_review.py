@@ -95,3 +95,41 @@ def test_ca3_plan_requests_start_early_so_validities_overlap():
     assert windows[0][0] < datetime(2025, 9, 30, tzinfo=UTC)  # the first overlaps the old one
     for (_, prev_end), (next_start, _) in zip(windows, windows[1:], strict=False):
         assert prev_end - next_start >= timedelta(days=policy.managed_start_days[OrderKind.RENEWAL])
+
+
+def test_ca2_nt2_rejection_told_to_owner_then_resubmitted(tmp_path, prefect_harness):
+    """CA-2: the CA rejects the application → REJECTED, the owner is told why (NT-2); after the
+    fix, running `apply` again resubmits (REJECTED → PENDING_APPLICATION, new CSR and CA order)
+    and the certificate is issued."""
+    from flows.apply import apply
+    from flows.renew import renew
+    from tests.flows.pipeline_env import CollectingNotifier
+
+    db_url = f"sqlite:///{tmp_path / 'reject.db'}"
+    ensure_schema(db_url)
+    now = datetime.now(UTC)
+    leaf = make_leaf(make_ca("reject test CA"), ["rj.example.test"], not_before=now - timedelta(days=345),
+                     not_after=now + timedelta(days=20))
+    vault = KeyVault(LocalMasterKey(os.urandom(32)))
+    with session_scope(db_url) as s:
+        cid = import_certificate(s, cert_pem=leaf.cert_pem, key_pem=leaf.key_pem, chain_pem=b"".join(leaf.chain_pems),
+                                 origin=Origin.OFFICIAL, level=Level.DV, brand="DigiCert", owner="ops@example.test",
+                                 now=now, vault=vault).certificate.id
+        orders.add_quota(s, Spec(brand="DigiCert", level=Level.DV, cert_type=CertType.SINGLE), 1, now=now)
+    ca = PrivateCa(partial(session_scope, db_url), vault, clock=lambda: datetime.now(UTC),
+                   policy=PrivateCaPolicy(review_rejects=("rj.example.test",)))
+    notifier = CollectingNotifier()
+    runtime = rt.local_runtime(database_url=db_url, vault=vault, issuers={"ca": ca}, notifiers=[notifier])
+    with rt.use(runtime):
+        renew(cid, years=1, launch_mode="none")
+        with session_scope(db_url) as s:
+            new = sorted(Repository(s).children(cid), key=lambda c: c.plan_index)[0]
+        assert apply(new.id, launch_mode="none")["state"] == "rejected"
+        assert any("rejection" in e.subject for e in notifier.events)
+        ca.policy = PrivateCaPolicy()  # the owner fixed what the CA objected to
+        assert apply(new.id, launch_mode="none")["state"] == "issued"
+    with session_scope(db_url) as s:
+        trail = [a.to_state for a in Repository(s).audit(new.id) if a.to_state]
+    assert trail == ["pending_application", "under_review", "rejected", "pending_application", "under_review",
+                     "issued"]  # LC-5's path through a rejection and a resubmission
+    reset_engines()
