@@ -42,22 +42,17 @@ def _now(at: str | None) -> datetime:
 def place_renewal(certificate_id: str, years: int, csr_mode: str = "system", at: str | None = None) -> dict:
     """Place (or find again) the renewal order of a certificate; pay it from quota (PAY-1).
 
-    Private-CA certificates are reissued instead (EL-4). Returns the order id, its state, the
-    new certificate ids and the shortfall. A rerun finds the same order (idempotency key).
+    A private-CA certificate's order is its reissue from the private CA, at no quota (EL-4).
+    Returns the order id, its state, the new certificate ids and the shortfall. A rerun finds
+    the same order (idempotency key).
     """
-    from certpilot.core.models import Origin
     from certpilot.core.payment import shortfall
-    from certpilot.operations import orders, reissue
+    from certpilot.operations import orders
     from certpilot.store.repository import Repository
 
     run = rt.current()
     now = _now(at)
     with run.session() as s:
-        cert = Repository(s).certificate_model(certificate_id)
-        if cert.origin is Origin.PRIVATE_CA:
-            child = reissue.reissue_private_ca(s, certificate_id, now=now, actor="flow:renew")
-            return {"order_id": None, "state": "paid", "certificate_ids": [child.id], "shortfall": 0,
-                    "managed_fee": False, "reissue": True}
         # A rerun finds the same order; after a declined or cancelled one, the next attempt is new.
         closed = sum(1 for o in Repository(s).orders_for_certificate(certificate_id)
                      if o.state in (OrderState.DECLINED, OrderState.CANCELLED))
@@ -72,10 +67,10 @@ def place_renewal(certificate_id: str, years: int, csr_mode: str = "system", at:
             order = orders.order_by_key(s, key)
             return {"order_id": order.id, "state": order.state.value, "certificate_ids": [],
                     "shortfall": shortfall(order.payment),
-                    "message": exc.refusal.message, "managed_fee": order.managed_fee, "reissue": False}
+                    "message": exc.refusal.message, "managed_fee": order.managed_fee}
         return {"order_id": result.order.id, "state": result.order.state.value,
                 "certificate_ids": [v.id for v in result.certificates], "shortfall": 0,
-                "managed_fee": result.order.managed_fee, "reissue": False}
+                "managed_fee": result.order.managed_fee}
 
 
 @certpilot_task

@@ -159,7 +159,6 @@ def _only_eligible_renewals(session: Session, decision: ScanDecision, now: datet
     refusal's sentence as their next action instead of a renewal that would fail. Only the due
     certificates are loaded, so the cost follows what needs action."""
     from certpilot.core.eligibility import RenewalInput, check_renewal
-    from certpilot.core.models import Origin
     from certpilot.store.repository import certificate_from_row
 
     ids = [due.certificate_id for due in decision.renewals_due]
@@ -168,8 +167,7 @@ def _only_eligible_renewals(session: Session, decision: ScanDecision, now: datet
     keep, refused = [], {}
     for due in decision.renewals_due:
         cert = certs[due.certificate_id]
-        refusal = None if cert.origin is Origin.PRIVATE_CA else check_renewal(
-            RenewalInput(certificate=cert, now=now, policy=policy))
+        refusal = check_renewal(RenewalInput(certificate=cert, now=now, policy=policy))
         if refusal is None:
             keep.append(due)
         else:
