@@ -127,9 +127,23 @@ class Runtime:
         from certpilot.adapters.notify.base import notify_all
         from certpilot.adapters.notify.inbox import InboxNotifier
 
+        if event.owner_email is None:  # the owner hears of their certificate (NT-1, NT-2, DEP-3)
+            event = event.model_copy(update={"owner_email": self._owner_email(event.certificate_id, session)})
         inbox = InboxNotifier(lambda: nullcontext(session)) if session is not None else self.inbox
         notify_all([inbox], event)
         return notify_all(self.notifiers, event)
+
+    def _owner_email(self, certificate_id: str, session=None) -> str | None:
+        from certpilot.store.tables import CertificateRow
+
+        def read(s):
+            row = s.get(CertificateRow, certificate_id)
+            return row.owner_email if row is not None else None
+
+        if session is not None:
+            return read(session)
+        with self.session() as s:
+            return read(s)
 
     def authoritative_for(self, fqdn: str) -> list[tuple[str, int]]:
         """The servers to ask whether a record is served (DV-7): the configured ones, or the

@@ -50,6 +50,8 @@ class NotificationEvent(BaseModel):
     subject: str
     body: str
     fingerprint: str | None = None
+    owner_email: str | None = None
+    """The certificate owner's address: email channels add it to their recipients (NT-1, DEP-3)."""
     occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @model_validator(mode="after")
@@ -111,6 +113,7 @@ def deployment_failed_event(certificate: Certificate, target: str, diagnosis: Di
     return NotificationEvent(
         kind=EventKind.DEPLOYMENT_FAILED, certificate_id=certificate.id, common_name=certificate.common_name,
         target=target, diagnosis=diag, fingerprint=certificate.fingerprint_sha256,
+        owner_email=certificate.owner.email if certificate.owner else None,
         subject=f"[certpilot] deployment of {certificate.common_name} to {target} failed",
         body="\n".join(lines) + "\n", occurred_at=now or datetime.now(UTC))
 

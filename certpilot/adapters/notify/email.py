@@ -50,11 +50,15 @@ class EmailNotifier:
     def __repr__(self) -> str:  # the password never shows
         return f"EmailNotifier({self.host}:{self.port}, security={self.security}, to={self.recipients})"
 
+    def recipients_for(self, event: NotificationEvent) -> list[str]:
+        """The configured recipients plus the certificate's owner (the one the rules say to tell)."""
+        return list(dict.fromkeys([*self.recipients, *([event.owner_email] if event.owner_email else [])]))
+
     def message(self, event: NotificationEvent) -> EmailMessage:
         """The email for `event` (headers name the certificate for mail filters)."""
         msg = EmailMessage(policy=_POLICY)
         msg["From"] = self.sender
-        msg["To"] = ", ".join(self.recipients)
+        msg["To"] = ", ".join(self.recipients_for(event))
         msg["Subject"] = event.subject
         msg["Date"] = format_datetime(event.occurred_at)
         msg["Message-ID"] = make_msgid(domain="certpilot")

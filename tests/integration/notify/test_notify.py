@@ -25,7 +25,7 @@ from certpilot.adapters.notify import (
 from certpilot.adapters.notify.email import EmailNotifier
 from certpilot.adapters.notify.webhook import SIGNATURE_HEADER, WebhookNotifier
 from certpilot.core.errors import PermanentError, TransientError
-from certpilot.core.models import Certificate, CertType, Origin, Status
+from certpilot.core.models import Certificate, CertType, Contact, Origin, Status
 from certpilot.core.verification import (
     ChainStatus,
     DiagnosisCode,
@@ -189,3 +189,19 @@ def test_notification_event_is_plain_data():
     event = NotificationEvent(kind=EventKind.EXPIRING, certificate_id="c", common_name="a.test",
                               subject="s", body="b", occurred_at=NOW)
     assert event.model_dump()["target"] is None
+
+
+def test_nt1_dep3_owner_receives_the_email_besides_the_configured_recipients(smtp_server):
+    """NT-1/DEP-3: "the owner is told": the certificate owner's address is added to the
+    channel's configured recipients (once, even when it is one of them)."""
+    smtp_server.clear()
+    notifier = EmailNotifier(smtp_server.host, smtp_server.port, sender="certpilot@example.test",
+                             recipients=["noc@example.test", "shop-owner@example.test"])
+    owned = CERT.model_copy(update={"owner": Contact(email="shop-owner@example.test")})
+    notify_deployment_failed([notifier], owned, TARGET, "diagnosis", now=NOW)
+    other = CERT.model_copy(update={"owner": Contact(email="dev@example.test")})
+    notify_deployment_failed([notifier], other, TARGET, "diagnosis", now=NOW)
+    assert [m.rcpt_tos for m in smtp_server.messages] == [
+        ["noc@example.test", "shop-owner@example.test"],
+        ["noc@example.test", "shop-owner@example.test", "dev@example.test"],
+    ]
