@@ -45,6 +45,9 @@ def scan(at: str | None = None, launch_mode: str = "auto") -> dict:
             launch("deploy", {"certificate_id": r["certificate_id"]}, key=f"deploy-{r['certificate_id']}",
                    mode=launch_mode)
         progress.tick()
+    for cid in d["resume_applications"]:  # started before, still pending: relaunch if its run died
+        launch("apply", {"certificate_id": cid}, key=f"apply-{cid}", mode=launch_mode)
+        progress.tick()
     for r in d["renewals_due"]:
         launch("renew", {"certificate_id": r["certificate_id"], "years": r["years"]}, key=r["key"], mode=launch_mode)
         out["renewals"] += 1

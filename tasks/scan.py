@@ -50,6 +50,7 @@ def decide(at: str | None = None, table_limit: int = 500) -> dict[str, Any]:
         "managed_starts": [{"certificate_id": m.certificate_id, "predecessor_id": m.predecessor_id,
                             "order_id": m.order_id, "days_left": m.days_left} for m in d.managed_starts],
         "resume_reviews": list(d.resume_reviews),
+        "resume_applications": list(d.resume_applications),
         "renewals_due": [{"certificate_id": r.certificate_id, "years": years[r.certificate_id],
                           "key": f"renew-{r.certificate_id}-{r.not_after.date().isoformat() if r.not_after else ''}"}
                          for r in d.renewals_due],
@@ -243,4 +244,5 @@ def publish_inbox(limit: int = 50) -> int:
 
 def action_count(decision: dict[str, Any]) -> int:
     """How many task runs and launches the decision asks for (what the scan's cost grows with)."""
-    return sum(len(decision[k]) for k in ("managed_starts", "resume_reviews", "renewals_due", "notices"))
+    return sum(len(decision[k]) for k in ("managed_starts", "resume_reviews", "resume_applications",
+                                          "renewals_due", "notices"))

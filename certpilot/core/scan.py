@@ -96,6 +96,10 @@ class ScanDecision:
     counts: Counter = field(default_factory=Counter)
     managed_starts: list[ManagedStart] = field(default_factory=list)
     resume_reviews: list[str] = field(default_factory=list)
+    resume_applications: list[str] = field(default_factory=list)
+    """Started by a managed start (PL-8 recorded) and still pending: its `apply` is launched again
+    under the same key — a no-op while that run lives, a fresh run if it died (the start itself
+    is never repeated)."""
     renewals_due: list[RenewalDue] = field(default_factory=list)
     notices: list[ExpiryNotice] = field(default_factory=list)
     lines: list[InventoryLine] = field(default_factory=list)
@@ -103,7 +107,8 @@ class ScanDecision:
     @property
     def action_count(self) -> int:
         """How many actions this scan produces (what its cost should grow with)."""
-        return len(self.managed_starts) + len(self.resume_reviews) + len(self.renewals_due) + len(self.notices)
+        return (len(self.managed_starts) + len(self.resume_reviews) + len(self.resume_applications)
+                + len(self.renewals_due) + len(self.notices))
 
 
 _LIVE = (Status.ISSUED.value, Status.UPLOADED.value)
@@ -216,6 +221,8 @@ def decide(
             if outcome is not None:
                 action = ("waiting for a manual submission (PL-5)" if outcome == "waiting_manual"
                           else "managed start done (PL-8)")
+                if outcome == "started" and state == _PENDING:
+                    decision.resume_applications.append(cid)
             else:
                 pred = sibling.get((order_id, index - 1)) if index > 0 else by_id.get(parent_id or "")
                 if pred is not None and pred[2] in _LIVE and pred[4] is not None:
@@ -223,6 +230,9 @@ def decide(
                     if pred_left <= thresholds.get(kind or "", default_threshold):
                         decision.managed_starts.append(ManagedStart(cid, pred[0], order_id or "", pred_left // _DAY))
                         action = "managed start due (PL-4)"
+        elif state == _PENDING and started.get(cid) == "started":
+            decision.resume_applications.append(cid)
+            action = "application started by a managed start (PL-4)"
         elif state == _UNDER_REVIEW:
             decision.resume_reviews.append(cid)
             action = "follow CA review (CA-2)"

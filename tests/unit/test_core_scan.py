@@ -222,3 +222,19 @@ def test_nt1_notice_days_beyond_the_expiry_window(left, threshold):
     """NT-1: notice days are configurable, also beyond LC-4's 60-day window (a 90-day notice)."""
     d = decide([row("a", left=left, auto=False)], NOW, Policy(notice_days=(90,)))
     assert [n.threshold_days for n in d.notices] == ([threshold] if threshold else [])
+
+
+@pytest.mark.parametrize("state, outcome, resumed", [
+    ("pending_application", "started", True),          # started, its apply run may have died: relaunch
+    ("pending_application", "waiting_manual", False),  # PL-5: waits for a human, nothing to launch
+    ("under_review", "started", False),                # the application is at the CA: follow it instead
+    ("not_activated", None, False),
+])
+def test_pl8_started_application_is_relaunched_not_restarted(state, outcome, resumed):
+    """PL-8: a recorded managed start is never decided again, but a certificate it left pending
+    gets its `apply` launched again (same key: a no-op while that run lives, a new run if it died)."""
+    rows = plan("renewal", 10 * D)
+    rows[2] = rows[2]._replace(state=state)
+    d = decide(rows, NOW, POLICY, managed_started={"c2": outcome} if outcome else {})
+    assert d.managed_starts == [] or not resumed
+    assert d.resume_applications == (["c2"] if resumed else [])
