@@ -38,7 +38,7 @@ import requests
 from acme import challenges, messages
 from acme import errors as acme_errors
 from acme.client import ClientNetwork, ClientV2
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -292,14 +292,25 @@ class AcmeIssuer:
 
     def _load_or_register(self) -> tuple[PrivateKey, str, messages.Directory]:
         loaded = self._load_account()
-        if loaded is not None:
-            row, key = loaded
-            net = self._network(key)
-            directory = self._do("reading the ACME directory", lambda: ClientV2.get_directory(self.directory_url, net))
-            return key, row.account_url, directory
-        key = generate_key(self.account_key_algorithm)
+        if loaded is None:
+            # The key is sealed and recorded *before* the CA hears of it, so a crash between the
+            # registration and its record cannot lose the account's key: the rerun registers
+            # the same key again, and the CA answers with the same account (RFC 8555 7.3.1).
+            try:
+                with self._sessions() as s:
+                    key_id, _fp = store_key(generate_key(self.account_key_algorithm), vault=self._vault,
+                                            repo=Repository(s), purpose=ACCOUNT_PURPOSE)
+                    s.add(AcmeAccountRow(id=str(uuid.uuid4()), directory_url=self.directory_url, account_url="",
+                                         key_id=key_id, contact=self.contact_email))
+            except IntegrityError:
+                pass  # another process recorded its key first: use that one
+            loaded = self._load_account()
+            assert loaded is not None
+        row, key = loaded
         net = self._network(key)
         directory = self._do("reading the ACME directory", lambda: ClientV2.get_directory(self.directory_url, net))
+        if row.account_url:
+            return key, row.account_url, directory
         client = ClientV2(directory, net)
         eab = None
         if self.eab is not None:
@@ -311,20 +322,17 @@ class AcmeIssuer:
                                  "configure the kid and HMAC key the CA gave you.", Reason.BAD_INPUT)
         reg = messages.NewRegistration.from_data(email=self.contact_email, terms_of_service_agreed=True,
                                                  external_account_binding=eab)
-        regr = self._do("registering the ACME account", lambda: client.new_account(reg))
-        try:
-            with self._sessions() as s:
-                key_id, _fp = store_key(key, vault=self._vault, repo=Repository(s), purpose=ACCOUNT_PURPOSE)
-                s.add(AcmeAccountRow(id=str(uuid.uuid4()), directory_url=self.directory_url,
-                                     account_url=regr.uri, key_id=key_id, contact=self.contact_email))
-        except IntegrityError:
-            # Another process registered first: use its account (ours stays unused at the CA).
-            loaded = self._load_account()
-            assert loaded is not None
-            row, key = loaded
-            return key, row.account_url, directory
-        log.info("registered ACME account %s at %s", regr.uri, self.directory_url)
-        return key, regr.uri, directory
+        def register() -> str:
+            try:
+                return client.new_account(reg).uri
+            except acme_errors.ConflictError as exc:  # this key already has an account: it is ours
+                return exc.location
+
+        uri = self._do("registering the ACME account", register)
+        with self._sessions() as s:
+            s.execute(update(AcmeAccountRow).where(AcmeAccountRow.id == row.id).values(account_url=uri))
+        log.info("registered ACME account %s at %s", uri, self.directory_url)
+        return key, uri, directory
 
     def account_url(self) -> str:
         """The account URL at this CA (registers the account on first use)."""

@@ -387,3 +387,35 @@ def test_dv7_record_not_visible_refused_before_the_ca_is_told(pebble, bind_serve
     with sessions() as s:
         result = applications.submit(s, cid, bind_issuer(pebble, bind_server, bind_dns, sessions, vault), now=NOW)
     assert result.status is OrderStatus.VALID and result.order_ref == ref
+
+
+def test_csr5_account_key_recorded_before_registration_survives_a_crash(pebble, bind_server, bind_dns, sessions,
+                                                                        vault, monkeypatch):
+    """CSR-5: the ACME account key is sealed and recorded before the CA hears of it; a crash
+    right after the registration loses nothing: the rerun registers the same key and gets the
+    same account back."""
+    from acme.client import ClientV2
+
+    from certpilot.store.tables_issuance import AcmeAccountRow
+
+    real = ClientV2.new_account
+    calls = []
+
+    def dying(self, reg):
+        calls.append(real(self, reg).uri)
+        raise KeyboardInterrupt  # the process dies before the account URL is recorded
+
+    monkeypatch.setattr(ClientV2, "new_account", dying)
+    issuer = bind_issuer(pebble, bind_server, bind_dns, sessions, vault)
+    with pytest.raises(KeyboardInterrupt):
+        issuer.account_url()
+    with sessions() as s:
+        (row,) = s.query(AcmeAccountRow).all()
+        assert row.account_url == "" and row.key_id  # the key is kept, sealed
+        key_id = row.key_id
+    monkeypatch.setattr(ClientV2, "new_account", real)
+    again = bind_issuer(pebble, bind_server, bind_dns, sessions, vault)
+    assert again.account_url() == calls[0]  # the same account, through the same key
+    with sessions() as s:
+        (row,) = s.query(AcmeAccountRow).all()
+        assert (row.account_url, row.key_id) == (calls[0], key_id)
