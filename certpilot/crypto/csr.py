@@ -19,19 +19,18 @@ from certpilot.crypto.keys import PrivateKey, key_algorithm_of, public_fingerpri
 
 
 def canonical_name(name: str) -> str:
-    """A name as compared by CSR checks: lower case, no trailing dot, IDNA A-labels, IPs as text."""
-    name = name.strip().rstrip(".").lower()
+    """A name as compared by CSR checks: the same normal form as the inventory's names
+    (`certpilot.core.names.normalize_name`: lower case, no trailing dot, UTS-46 A-labels, IPs as
+    text), so a CSR, an issued certificate and a stored name compare equal. A name that
+    normal form refuses is only lower-cased (the check that uses it then reports the mismatch).
+    """
+    from certpilot.core.errors import BadInputError
+    from certpilot.core.names import normalize_name
+
     try:
-        return str(ipaddress.ip_address(name))
-    except ValueError:
-        pass
-    labels = []
-    for label in name.split("."):
-        if label == "*" or label.isascii():
-            labels.append(label)
-        else:
-            labels.append(label.encode("idna").decode("ascii"))
-    return ".".join(labels)
+        return normalize_name(name)
+    except BadInputError:
+        return name.strip().rstrip(".").lower()
 
 
 def build_csr(key: PrivateKey, names: list[str]) -> bytes:

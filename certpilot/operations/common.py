@@ -7,7 +7,6 @@ only the plumbing that would otherwise be written twice by the CLI and the opera
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from enum import Enum
@@ -17,12 +16,14 @@ from certpilot.core.errors import BadInputError, Reason, Refusal
 
 
 def new_id(prefix: str) -> str:
-    """A fresh, short, URL- and shell-safe identifier such as ``ord-3f9c0a1b2d4e``.
+    """A fresh, short, URL- and shell-safe identifier such as ``ord-3f9c0a1b2d4e5f60``.
 
     Args:
         prefix: what the id names (``ord``, ``crt``, ``led``); makes ids readable in logs.
     """
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+    from certpilot.store.repository import new_id as store_new_id
+
+    return store_new_id(prefix)
 
 
 def parse_instant(value: str) -> datetime:

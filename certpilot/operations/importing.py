@@ -100,7 +100,7 @@ def import_certificate(session: Session, *, cert_pem: bytes | str, key_pem: byte
         sealed = (vault or default_vault()).seal(bundle.key_pem, key_aad(bundle.public_key_fingerprint))
 
     cert = Certificate(
-        id=new_id(),
+        id=new_id("crt"),
         common_name=bundle.common_name,
         names=list(bundle.names),
         cert_type=bundle.cert_type,

@@ -62,9 +62,10 @@ _CERT_UPDATABLE = frozenset(
 )
 
 
-def new_id() -> str:
-    """A fresh random identifier (UUID4 string)."""
-    return str(uuid.uuid4())
+def new_id(prefix: str | None = None) -> str:
+    """A fresh random identifier: ``crt-3f9c0a1b2d4e5f60`` with a prefix naming what it is
+    (64 random bits: no collision in any realistic inventory), a UUID4 string without one."""
+    return f"{prefix}-{uuid.uuid4().hex[:16]}" if prefix else str(uuid.uuid4())
 
 
 def ledger_key(order_id: str, kind: LedgerKind | str, index: int) -> str:
@@ -652,7 +653,7 @@ class Repository:
 
         Only the ciphertext, nonce and wrapped DEK are stored (CSR-5): never plaintext.
         """
-        key_id = new_id()
+        key_id = new_id("key")
         self.session.add(
             KeyRow(
                 id=key_id,
