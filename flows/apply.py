@@ -7,6 +7,7 @@ import time
 from prefect import flow
 from prefect.flow_runs import pause_flow_run
 
+from certpilot.core.models import Status
 from flows.forms import CaContact, ManualDnsDone
 from flows.launch import launch
 from tasks import pipeline as t
@@ -25,19 +26,19 @@ def apply(certificate_id: str, csr_mode: str = "system", emergency: bool = False
     from certpilot import runtime as rt
 
     status = t.application_status(certificate_id)
-    if status["state"] == "rejected":  # run again by the owner after fixing what the CA asked (CA-2)
+    if status["state"] == Status.REJECTED:  # run again by the owner after fixing what the CA asked (CA-2)
         t.resubmit_application(certificate_id)
         status = t.application_status(certificate_id)
-    if status["state"] == "pending_application" and status["needs_contact"]:  # DV-5/DV-6
+    if status["state"] == Status.PENDING_APPLICATION and status["needs_contact"]:  # DV-5/DV-6
         t.notify_human_step(certificate_id, "CA verification contact", "The CA needs a contact (name, email, "
                             "phone) to verify this OV/EV application (DV-6): answer the form in the UI.")
         contact = pause_flow_run(wait_for_input=CaContact.with_initial_data(
             description=f"The CA will verify **{status['common_name']}** ({status['level']}, DV-5): who should it "
                         "contact?", name="", email="", phone=""), timeout=7 * 24 * 3600, poll_interval=2)
         t.set_contact(certificate_id, contact.name, contact.email, contact.phone)
-    if status["state"] == "pending_application" and status["application"] is None:
+    if status["state"] == Status.PENDING_APPLICATION and status["application"] is None:
         t.create_key_and_csr(certificate_id, csr_mode)
-    if status["state"] in ("pending_application", "under_review") and status["application"] != "collected":
+    if status["state"] in (Status.PENDING_APPLICATION, Status.UNDER_REVIEW) and status["application"] != "collected":
         sub = t.submit_application(certificate_id, emergency)
         while sub["status"] == "manual":
             t.notify_human_step(certificate_id, "manual DNS record", "\n".join(sub["instructions"]))
@@ -50,17 +51,17 @@ def apply(certificate_id: str, csr_mode: str = "system", emergency: bool = False
     state = t.follow_review(certificate_id)["status"]
     budget = rt.current().poll_seconds if poll_seconds is None else poll_seconds
     deadline, delay = time.monotonic() + budget, REVIEW_POLL_FIRST
-    while state == "under_review" and time.monotonic() < deadline:
+    while state == Status.UNDER_REVIEW and time.monotonic() < deadline:
         time.sleep(delay)
         delay = min(delay * 1.5, 15.0)
         state = t.follow_review(certificate_id)["status"]
-    if state == "rejected":  # CA-2/NT-2: the owner fixes the application and runs `apply` again
+    if state == Status.REJECTED:  # CA-2/NT-2: the owner fixes the application and runs `apply` again
         why = t.application_status(certificate_id)["last_error"] or "no detail given"
         t.notify_human_step(certificate_id, "a fix after the CA's rejection",
                             f"The CA rejected certificate {certificate_id}: {why}. "
                             "Fix what it asks for, then run the `apply` deployment (certpilot apply ID) again.")
     result = {"certificate_id": certificate_id, "state": state}
-    if state == "issued" and deploy_after:
+    if state == Status.ISSUED and deploy_after:
         result["deploy"] = launch("deploy", {"certificate_id": certificate_id}, key=f"deploy-{certificate_id}",
                                   mode=launch_mode)
     return result

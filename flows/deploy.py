@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from certpilot.core.deployment import DeploymentState
 from tasks import pipeline as t
 
 
@@ -15,7 +16,7 @@ def deploy(certificate_id: str) -> dict:
     task_ids = t.plan_deployments(certificate_id)
     futures = [t.run_deployment_task.submit(task_id) for task_id in task_ids]
     results = [f.result() for f in futures]
-    failed = [r for r in results if r["state"] != "succeeded"]
+    failed = [r for r in results if r["state"] != DeploymentState.SUCCEEDED]
     for r in failed:
         print(f"deployment {r['task_id']} to {r['target_id']} ended {r['state']}: {r['details']}")
     return {"certificate_id": certificate_id, "targets": len(results), "failed": len(failed), "results": results}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from certpilot.core.models import Status
 from flows.apply import apply
 from flows.deploy import deploy
 from tasks import pipeline as t
@@ -21,6 +22,6 @@ def emergency(certificate_id: str) -> dict:
     where = targets.result()
     print(f"old certificate deployed at: {', '.join(where) or 'no recorded target'}")
     result = {**placed, "state": issued["state"], "targets": where}
-    if issued["state"] == "issued":
+    if issued["state"] == Status.ISSUED:
         result["deploy"] = deploy(temp)
     return result

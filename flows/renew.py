@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.flow_runs import pause_flow_run
 
+from certpilot.core.models import OrderState
 from flows.forms import PaymentApproval
 from flows.launch import launch
 from tasks import pipeline as t
@@ -25,7 +26,7 @@ def renew(certificate_id: str, years: int = 1, csr_mode: str = "system", at: str
         launch_mode: how `apply` is started (auto, deployment, inline, none).
     """
     placed = t.place_renewal(certificate_id, years, csr_mode, at)
-    if placed["state"] == "awaiting_payment":
+    if placed["state"] == OrderState.AWAITING_PAYMENT:
         t.notify_human_step(certificate_id, "payment approval", placed.get("message", ""))
         answer = pause_flow_run(
             wait_for_input=PaymentApproval.with_initial_data(
@@ -33,10 +34,10 @@ def renew(certificate_id: str, years: int = 1, csr_mode: str = "system", at: str
                 approve=False),
             timeout=7 * 24 * 3600, poll_interval=2)
         placed = t.pay_order(placed["order_id"], answer.approve, f"ui:{answer.approver}")
-        if placed["state"] != "paid":
+        if placed["state"] != OrderState.PAID:
             return placed
     first = placed["certificate_ids"][0] if placed["certificate_ids"] else None
-    if apply_now and first and not placed.get("managed_fee"):
+    if apply_now and first and placed["submit_first_now"]:  # PL-1 / PAY-2, decided in core
         placed["apply"] = launch("apply", {"certificate_id": first, "csr_mode": csr_mode},
                                  key=f"apply-{first}", mode=launch_mode)
     return placed

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from certpilot.core.models import Status
 from flows.launch import launch
 from tasks import scan as t
 
@@ -40,7 +41,7 @@ def scan(at: str | None = None, launch_mode: str = "auto") -> dict:
             launch("apply", {"certificate_id": cid}, key=f"apply-{cid}", mode=launch_mode)
         progress.tick()
     for r in (f.result() for f in reviews):
-        if r["state"] == "issued":
+        if r["state"] == Status.ISSUED:
             out["issued"] += 1
             launch("deploy", {"certificate_id": r["certificate_id"]}, key=f"deploy-{r['certificate_id']}",
                    mode=launch_mode)

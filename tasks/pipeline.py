@@ -47,6 +47,7 @@ def place_renewal(certificate_id: str, years: int, csr_mode: str = "system", at:
     the same order (idempotency key).
     """
     from certpilot.core.payment import shortfall
+    from certpilot.core.plans import submits_first_now
     from certpilot.operations import orders
     from certpilot.store.repository import Repository
 
@@ -67,10 +68,12 @@ def place_renewal(certificate_id: str, years: int, csr_mode: str = "system", at:
             order = orders.order_by_key(s, key)
             return {"order_id": order.id, "state": order.state.value, "certificate_ids": [],
                     "shortfall": shortfall(order.payment),
-                    "message": exc.refusal.message, "managed_fee": order.managed_fee}
+                    "message": exc.refusal.message, "managed_fee": order.managed_fee,
+                    "submit_first_now": submits_first_now(order.managed_fee)}
         return {"order_id": result.order.id, "state": result.order.state.value,
                 "certificate_ids": [v.id for v in result.certificates], "shortfall": 0,
-                "managed_fee": result.order.managed_fee}
+                "managed_fee": result.order.managed_fee,
+                "submit_first_now": submits_first_now(result.order.managed_fee)}
 
 
 @certpilot_task
@@ -83,7 +86,10 @@ def pay_order(order_id: str, approve: bool, actor: str) -> dict:
     with run.session() as s:
         order = orders.pay_order(s, order_id, approve=approve, now=run.clock(), actor=actor, policy=run.policy)
         ids = [c.id for c in Repository(s).certificates_for_order(order_id)]
-    return {"order_id": order.id, "state": order.state.value, "certificate_ids": ids}
+    from certpilot.core.plans import submits_first_now
+
+    return {"order_id": order.id, "state": order.state.value, "certificate_ids": ids,
+            "submit_first_now": submits_first_now(order.managed_fee)}
 
 
 # ---------------------------------------------------------------- stage 2: key, CSR, CA
@@ -92,11 +98,14 @@ def pay_order(order_id: str, approve: bool, actor: str) -> dict:
 @certpilot_task
 def application_status(certificate_id: str) -> dict:
     """Where a certificate stands: lifecycle state, application state, order, key held."""
+    from certpilot.core.lifecycle import may_apply
     from certpilot.operations import applications
     from certpilot.store.repository import Repository
 
     with rt.current().session() as s:
         cert = Repository(s).certificate_model(certificate_id)
+        if (refusal := may_apply(cert.state)) is not None:
+            raise RefusedError(refusal)
         app = applications.application_state(s, certificate_id) or {}
     return {"state": cert.state.value, "application": app.get("state"), "last_error": app.get("last_error"),
             "origin": cert.origin.value,

@@ -137,3 +137,26 @@ def lineage(root_id: str, certificates: Iterable[Certificate]) -> list[tuple[int
 
     walk(root_id, 1)
     return out
+
+
+_APPLICABLE = frozenset({Status.PENDING_APPLICATION, Status.UNDER_REVIEW, Status.REJECTED, Status.ISSUED})
+
+
+def may_apply(state: Status) -> Refusal | None:
+    """LC-3 stage 2: whether `apply` has anything to do for a certificate in `state`.
+
+    Pending, under review and (for a resubmission, CA-2) rejected certificates are applied for;
+    an issued one only goes on to deployment. A not-activated one waits for its managed start
+    (PL-4), and cancelled, revoked or uploaded ones are never applied for.
+    """
+    state = Status(state)
+    if state in _APPLICABLE:
+        return None
+    if state is Status.NOT_ACTIVATED:
+        return Refusal(Reason.ILLEGAL_TRANSITION,
+                       "this certificate is not activated yet: its application starts by itself when the current "
+                       "certificate reaches the managed-start threshold (PL-4); cancel it instead if it is not wanted.",
+                       "PL-4")
+    return Refusal(Reason.ILLEGAL_TRANSITION,
+                   f"a {state.value} certificate is not applied for; renew the certificate it belongs to instead.",
+                   "LC-5")

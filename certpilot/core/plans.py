@@ -273,3 +273,13 @@ def cancel_refund(spec: Spec, *, reissue: bool = False) -> list[tuple[LedgerKind
     if reissue:
         return []
     return [(LedgerKind.QUOTA, spec.key, 1), (LedgerKind.MANAGED, None, 1)]
+
+
+def submits_first_now(managed_fee: bool) -> bool:
+    """PL-1/PAY-2: whether the renewal that just ordered should submit its first certificate now.
+
+    Ordered with more than 30 days left, the order carries PAY-2's managed service: the first
+    request starts by itself once 30 days remain (PL-4), so not now. Otherwise the renewal the
+    operator asked for *is* PL-1's hand submission, and stage 2 follows at once.
+    """
+    return not managed_fee
