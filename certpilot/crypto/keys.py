@@ -7,7 +7,6 @@ never reach a log line, an exception message, a task parameter or a task result.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Protocol
@@ -61,9 +60,10 @@ def key_algorithm_of(public_key: object) -> KeyAlgorithm | None:
 
 def public_fingerprint(key: PrivateKey | PublicKey) -> str:
     """SHA-256 of the DER SubjectPublicKeyInfo, hex, lower case: a key's public identity."""
+    from certpilot.crypto.pem import public_key_fingerprint  # one definition: it keys the vault's AAD
+
     pub = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
-    der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
+    return public_key_fingerprint(pub)
 
 
 def private_key_pem(key: PrivateKey) -> bytes:
