@@ -246,6 +246,7 @@ class _Run:
 
     def __init__(self, session: Session, row: DeploymentTaskRow, clock: Callable[[], datetime]):
         self.session, self.row, self.clock = session, row, clock
+        self.target: Any = None
 
     def step(self, progress: Progress | int, line: str, *, state: DeploymentState | None = None) -> None:
         now = self.clock()
@@ -253,6 +254,9 @@ class _Run:
         self.row.details = (self.row.details + ("\n" if self.row.details else "")
                             + f"{now:%Y-%m-%dT%H:%M:%S}Z {line}")
         self.row.updated_at = now
+        checkpoint = getattr(self.target, "checkpoint", None)
+        if checkpoint:  # committed with each step: a rerun after a crash rolls back to the same state
+            self.row.checkpoint = dict(checkpoint)
         if state is not None:
             self.row.state = state.value
             if state in (DeploymentState.SUCCEEDED, DeploymentState.FAILED, DeploymentState.ROLLED_BACK):
@@ -318,6 +322,9 @@ def deploy(session: Session, task_id: str, target_factory: TargetFactory, key_op
     try:
         material = material_for(session, cert.id, key_opener)
         target = target_factory(record, key_opener)
+        if hasattr(target, "checkpoint"):
+            target.checkpoint = dict(row.checkpoint or {})
+        run.target = target
         desc = target.describe()
     except Exception as exc:  # noqa: BLE001 - bad target config or stored PEM: nothing was touched
         error = f"setup failed: {exc}; nothing on the target was changed — fix the target's configuration"

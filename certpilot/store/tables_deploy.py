@@ -44,6 +44,9 @@ class DeploymentTaskRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     progress: Mapped[int] = mapped_column(Integer, default=0)
     details: Mapped[str] = mapped_column(Text, default="")
+    checkpoint: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    """What a target adapter must remember across a crash to roll back (public data only: the
+    previous certificate's PEM, ARNs; never key material)."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

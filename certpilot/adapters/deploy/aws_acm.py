@@ -86,6 +86,8 @@ class AcmTarget:
         self._material: DeployMaterial | None = None
         self._previous: tuple[bytes, bytes] | None = None
         self._committed = False
+        self.checkpoint: dict = {}
+        """Kept by the deployment task across a crash: the certificate the ARN held before."""
 
     def describe(self) -> str:
         """E.g. "AWS ACM certificate arn:aws:acm:…"."""
@@ -93,11 +95,17 @@ class AcmTarget:
 
     def stage(self, material: DeployMaterial) -> None:
         """Fetch the certificate currently in the ARN (kept for rollback) and hold the new material."""
-        try:
-            got = self.client.get_certificate(CertificateArn=self.certificate_arn)
-        except Exception as exc:  # noqa: BLE001 - mapped to the product's errors
-            raise aws_error(exc, step="stage", what=f"{self.describe()}: reading the current certificate") from exc
-        self._previous = (got["Certificate"].encode(), got.get("CertificateChain", "").encode())
+        if "previous_certificate" not in self.checkpoint:
+            # (A rerun after a crash finds it in the checkpoint: the ARN may already hold the new one.)
+            try:
+                got = self.client.get_certificate(CertificateArn=self.certificate_arn)
+            except Exception as exc:  # noqa: BLE001 - mapped to the product's errors
+                raise aws_error(exc, step="stage",
+                                what=f"{self.describe()}: reading the current certificate") from exc
+            self.checkpoint.update(previous_certificate=got["Certificate"],
+                                   previous_chain=got.get("CertificateChain", ""))
+        self._previous = (self.checkpoint["previous_certificate"].encode(),
+                          self.checkpoint["previous_chain"].encode())
         self._material = material
 
     def validate(self) -> None:

@@ -44,6 +44,8 @@ class ElbListenerTarget:
         self._material: DeployMaterial | None = None
         self._old_default: str | None = None
         self._attached = False
+        self.checkpoint: dict = {}
+        """Kept by the deployment task across a crash: the previous default and the imported ARN."""
 
     def describe(self) -> str:
         """E.g. "AWS load balancer listener arn:… (default certificate)"."""
@@ -64,7 +66,10 @@ class ElbListenerTarget:
         if not listeners:
             raise DeployError(f"{self.describe()}: no such listener; fix the target's listener ARN", step="stage")
         certs = listeners[0].get("Certificates") or []
-        self._old_default = certs[0]["CertificateArn"] if certs else None
+        if "old_default" not in self.checkpoint:  # a rerun after a crash keeps the first run's
+            self.checkpoint["old_default"] = certs[0]["CertificateArn"] if certs else None
+        self._old_default = self.checkpoint["old_default"]
+        self.new_certificate_arn = self.new_certificate_arn or self.checkpoint.get("new_certificate_arn")
         self._material = material
 
     def validate(self) -> None:
@@ -90,6 +95,7 @@ class ElbListenerTarget:
                              **kwargs)
             kwargs.clear()
             self.new_certificate_arn = got["CertificateArn"]
+            self.checkpoint["new_certificate_arn"] = self.new_certificate_arn
         new = [{"CertificateArn": self.new_certificate_arn}]
         if self.mode == "default":
             self._call("commit", "setting the default certificate", self.elbv2.modify_listener,
@@ -116,6 +122,7 @@ class ElbListenerTarget:
             self._call("rollback", "deleting the imported certificate", self.acm.delete_certificate,
                        CertificateArn=self.new_certificate_arn)
             self.new_certificate_arn = None
+            self.checkpoint.pop("new_certificate_arn", None)
 
     def finalize(self) -> None:
         """After verification: remove the old certificate from the listener's certificate list."""

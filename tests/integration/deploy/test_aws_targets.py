@@ -167,3 +167,37 @@ def test_dep1_alb_sni_certificate_added_old_removed_only_after_verification(list
     target.finalize()
     assert sni_old_arn not in listed(elb, arn)
     assert target.new_certificate_arn in listed(elb, arn)
+
+
+class _Killed(BaseException):
+    """The process dies here (not an Exception: nothing on the way catches it)."""
+
+
+def test_dep7_acm_rerun_after_crash_rolls_back_to_the_certificate_before_the_first_run(moto_server, ca, deploy_db,
+                                                                                      vault):
+    """DEP-7 across a crash: run 1 re-imports the new certificate and dies before verifying; the
+    ARN now holds the new one. Run 2 (after the lease) fails verification: it must restore the
+    certificate from before run 1, kept in the task's checkpoint — not the dead run's new one."""
+    acm = moto_server.client("acm")
+    old = make_leaf(ca, ["acm4.example.test"], not_before=T, not_after=T + timedelta(days=10))
+    new = make_leaf(ca, ["acm4.example.test"], not_before=T, not_after=T + timedelta(days=395))
+    arn = acm.import_certificate(Certificate=old.cert_pem, PrivateKey=old.key_pem)["CertificateArn"]
+
+    def dying_verifier(material, endpoints, target, old_fingerprint):
+        raise _Killed()
+
+    factory = default_target_factory(aws=lambda svc, cfg: moto_server.client(svc))
+    with session_scope(deploy_db) as s:
+        old_id = add_cert(s, vault, old)
+        add_target(s, old_id, TargetKind.AWS_ACM, now=NOW, config={"certificate_arn": arn})
+        new_id = add_cert(s, vault, new, parent_id=old_id)
+        task = plan_deployments(s, new_id, now=NOW)[0]
+        with pytest.raises(_Killed):
+            deploy(s, task.id, factory, vault_key_opener(s, vault), dying_verifier, now=T, clock=lambda: T)
+    assert acm_not_after(acm, arn) == new.not_after  # the dead run left the new one in the ARN
+    later = T + timedelta(minutes=20)
+    with session_scope(deploy_db) as s:
+        done = deploy(s, task.id, factory, vault_key_opener(s, vault), failing_verifier, now=later,
+                      clock=lambda: later)
+    assert done.state is DeploymentState.ROLLED_BACK, done.details
+    assert acm_not_after(acm, arn) == old.not_after

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("progress", sa.Integer(), nullable=False),
         sa.Column("details", sa.Text(), nullable=False),
+        sa.Column("checkpoint", sa.JSON(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("started_at", UtcDateTime(), nullable=True),
         sa.Column("finished_at", UtcDateTime(), nullable=True),
