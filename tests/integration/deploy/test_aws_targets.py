@@ -201,3 +201,34 @@ def test_dep7_acm_rerun_after_crash_rolls_back_to_the_certificate_before_the_fir
                       clock=lambda: later)
     assert done.state is DeploymentState.ROLLED_BACK, done.details
     assert acm_not_after(acm, arn) == old.not_after
+
+
+def test_dep7_alb_rerun_after_crash_restores_the_original_default_and_orphans_nothing(listener, ca, deploy_db,
+                                                                                       vault, moto_server):
+    """DEP-7 across a crash on a load balancer: run 1 imports the new certificate, makes it the
+    listener's default and dies; run 2 reuses that import (no second one) and, when verification
+    fails, restores the default from before run 1 and deletes the import."""
+    elb, acm, arn = listener["elb"], listener["acm"], listener["arn"]
+    new = make_leaf(ca, ["alb.example.test"], not_before=T, not_after=T + timedelta(days=395))
+
+    def dying_verifier(material, endpoints, target, old_fingerprint):
+        raise _Killed()
+
+    before = {c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]}
+    factory = default_target_factory(aws=lambda svc, cfg: moto_server.client(svc))
+    with session_scope(deploy_db) as s:
+        old = make_leaf(ca, ["alb.example.test"], not_before=T, not_after=T + timedelta(days=10))
+        old_id = add_cert(s, vault, old)
+        add_target(s, old_id, TargetKind.AWS_ELB, now=NOW, config={"listener_arn": arn, "mode": "default"})
+        new_id = add_cert(s, vault, new, parent_id=old_id)
+        task = plan_deployments(s, new_id, now=NOW)[0]
+        with pytest.raises(_Killed):
+            deploy(s, task.id, factory, vault_key_opener(s, vault), dying_verifier, now=T, clock=lambda: T)
+    assert default_cert(elb, arn) != listener["old_arn"]  # the dead run left the new default
+    later = T + timedelta(minutes=20)
+    with session_scope(deploy_db) as s:
+        done = deploy(s, task.id, factory, vault_key_opener(s, vault), failing_verifier, now=later,
+                      clock=lambda: later)
+    assert done.state is DeploymentState.ROLLED_BACK, done.details
+    assert default_cert(elb, arn) == listener["old_arn"]
+    assert {c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]} == before
