@@ -15,7 +15,8 @@ _SERVED = (Status.ISSUED, Status.UPLOADED)
 
 
 def install_demo_targets(root: Path, *, port: int, host: str = "127.0.0.1", database_url: str | None = None) -> int:
-    """Give every served demo certificate (single name, key held, not expired) a files target
+    """Give every demo certificate (single name, key held; expired ones too, for the emergency
+    flow) a files target
     under `root/<name>` probed at host:port with its name as SNI, and put its current bundle
     there. Idempotent: a certificate that has a target already is left alone.
 

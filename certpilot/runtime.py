@@ -265,11 +265,17 @@ def from_blocks(config_name: str = "default") -> Runtime:
             notifiers.append(b.SmtpNotifierBlock.load(name).notifier())
         else:
             notifiers.append(PrefectNotifier(Block.load(ref)))
-    from certpilot.operations.deployments import ProbeVerifier
+    from certpilot.operations.deployments import ProbeVerifier, default_target_factory
 
+    target_factory = base.target_factory
+    try:  # ACM / load-balancer targets with the credentials (and endpoint) of this block
+        aws = b.AwsDeployBlock.load(config_name)
+        target_factory = default_target_factory(aws=lambda service, _cfg: aws.client(service))
+    except ValueError:
+        pass
     return Runtime(vault=base.vault, issuers=issuers, default_issuer=config.default_issuer,
                    emergency_issuer=config.emergency_issuer, dns_providers=providers, notifiers=notifiers,
-                   target_factory=base.target_factory, verifier=ProbeVerifier(trust=config.probe_ca_bundle),
+                   target_factory=target_factory, verifier=ProbeVerifier(trust=config.probe_ca_bundle),
                    policy=base.policy, schedule=base.schedule, nameservers=nameservers)
 
 
