@@ -129,7 +129,7 @@ def run_flow(url: str) -> tuple[float, dict, int]:
     zone = Rfc2136Provider("127.0.0.1", 53, zones=["example.test"], keyname="bench", secret="YmVuY2gAAA==")
     with prefect_test_harness(server_startup_timeout=90), temporary_settings(
             updates={"flows.heartbeat_frequency": None}):
-        with rt.use(rt.local_runtime(database_url=url, dns_providers=[zone], clock=lambda: NOW)):
+        with rt.use(rt.local_services(database_url=url, dns_providers=[zone], clock=lambda: NOW)):
             t0 = time.perf_counter()
             state = scan(at=NOW.isoformat(), launch_mode="none", return_state=True)
             took = time.perf_counter() - t0

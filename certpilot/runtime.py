@@ -1,9 +1,15 @@
-"""The adapters a running certpilot uses, assembled once per process.
+"""The one composition root: builds the `Services` every use case acts through.
 
-Tasks and flows never build adapters themselves: they ask `current()` for the `Runtime`, which
-is either set explicitly (`use(runtime)`: `certpilot up`, tests, scripts) or built from the
-Prefect blocks named by the `certpilot-config` block (a worker of a `prefect deploy` setup).
-The runtime holds no key material: the vault opens keys inside the adapters that need them.
+Nothing else in certpilot builds a vault, an issuer, a DNS provider or a notifier. Three ways in:
+- `services()`: what tasks and flows use. The installed `Services` (`install`/`use`: `certpilot
+  up`, tests, scripts), else one built from the Prefect blocks named by the `certpilot-config`
+  block (a worker of a `prefect deploy` setup). A missing config block is an error that names
+  it, never a silent fallback to the embedded defaults.
+- `for_cli()`: what the CLI uses: the blocks when a Prefect API is configured and holds a
+  `certpilot-config` block (so `certpilot import` seals keys in the vault the workers open),
+  else the explicit local defaults.
+- `local_services()`: the embedded defaults (private CA, local master key, files/nginx targets).
+The services hold no key material: the vault opens keys inside the adapters that need them.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from certpilot.core.errors import PermanentError
+from certpilot.core.errors import MissingBlockError, PermanentError
 from certpilot.core.models import Certificate, Origin, Policy
 from certpilot.core.validity import CabfSchedule
 
@@ -25,7 +31,7 @@ def _now() -> datetime:
 
 
 @dataclass
-class Runtime:
+class Services:
     """Everything the pipeline acts through.
 
     Attributes:
@@ -62,11 +68,19 @@ class Runtime:
     poll_seconds: float = 120.0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def session(self):
-        """A transactional session on the store (commit on success, rollback on error)."""
+    def session(self, readonly: bool = False):
+        """A transactional session on the store (commit on success, rollback on error).
+
+        Args:
+            readonly: a deferred transaction for reads (listings, the scanner's decision).
+        """
         from certpilot.store.db import session_scope
 
-        return session_scope(self.database_url)
+        return session_scope(self.database_url, readonly=readonly)
+
+    def now(self) -> datetime:
+        """The services' clock (tests inject a fixed or moving one)."""
+        return self.clock()
 
     def issuer(self, name: str | None = None):
         """The issuer called `name` (default: the default issuer).
@@ -112,6 +126,8 @@ class Runtime:
     def notify(self, event, *, session=None) -> dict[str, Exception]:
         """Put `event` in the inbox and send it through every configured channel.
 
+        Build events with `certpilot.operations.notices` (one subject style, the owner's address).
+
         Args:
             event: the NotificationEvent.
             session: the caller's open transaction, if it holds one: the inbox message is then
@@ -127,23 +143,9 @@ class Runtime:
         from certpilot.adapters.notify.base import notify_all
         from certpilot.adapters.notify.inbox import InboxNotifier
 
-        if event.owner_email is None:  # the owner hears of their certificate (NT-1, NT-2, DEP-3)
-            event = event.model_copy(update={"owner_email": self._owner_email(event.certificate_id, session)})
         inbox = InboxNotifier(lambda: nullcontext(session)) if session is not None else self.inbox
         notify_all([inbox], event)
         return notify_all(self.notifiers, event)
-
-    def _owner_email(self, certificate_id: str, session=None) -> str | None:
-        from certpilot.store.tables import CertificateRow
-
-        def read(s):
-            row = s.get(CertificateRow, certificate_id)
-            return row.owner_email if row is not None else None
-
-        if session is not None:
-            return read(session)
-        with self.session() as s:
-            return read(s)
 
     def authoritative_for(self, fqdn: str) -> list[tuple[str, int]]:
         """The servers to ask whether a record is served (DV-7): the configured ones, or the
@@ -165,12 +167,12 @@ class Runtime:
 
 
 _lock = threading.Lock()
-_override: Runtime | None = None
-_cached: Runtime | None = None
+_override: Services | None = None
+_cached: Services | None = None
 
 
 @contextlib.contextmanager
-def use(runtime: Runtime) -> Iterator[Runtime]:
+def use(runtime: Services) -> Iterator[Services]:
     """Make `runtime` the process's runtime for the duration of the block."""
     global _override
     with _lock:
@@ -182,15 +184,20 @@ def use(runtime: Runtime) -> Iterator[Runtime]:
             _override = previous
 
 
-def install(runtime: Runtime) -> None:
+def install(runtime: Services) -> None:
     """Make `runtime` the process's runtime until replaced (for long-lived serving processes)."""
     global _override
     with _lock:
         _override = runtime
 
 
-def current() -> Runtime:
-    """The runtime in force: the installed one, else one built from the Prefect blocks."""
+def services() -> Services:
+    """The services in force: the installed ones, else built once from the Prefect blocks.
+
+    Raises:
+        MissingBlockError: no `certpilot-config` block (a deployment run never falls back to
+            the embedded defaults silently).
+    """
     global _cached
     with _lock:
         if _override is not None:
@@ -200,8 +207,14 @@ def current() -> Runtime:
         return _cached
 
 
-def local_runtime(*, database_url: str | None = None, **overrides: Any) -> Runtime:
-    """The embedded defaults: the private CA as issuer, files/nginx targets, TLS probe verifier."""
+def local_services(*, database_url: str | None = None, **overrides: Any) -> Services:
+    """The embedded defaults: the private CA as issuer, the local master key (CERTPILOT_MASTER_KEY
+    or the 0600 file under CERTPILOT_HOME), files/nginx targets, TLS probe verifier.
+
+    Args:
+        database_url: the store (None: the settings' default).
+        overrides: any `Services` field (tests and `certpilot up` inject a vault, issuers, a clock).
+    """
     from certpilot.adapters.issuers.private_ca import PrivateCa
     from certpilot.config import load_policy, load_schedule
     from certpilot.crypto.vault import default_vault
@@ -211,72 +224,158 @@ def local_runtime(*, database_url: str | None = None, **overrides: Any) -> Runti
     vault = overrides.pop("vault", None) or default_vault()
     clock = overrides.pop("clock", _now)
     sessions = lambda: session_scope(database_url)  # noqa: E731 - a factory the CA calls
-    issuers = overrides.pop("issuers", None) or {"private-ca": PrivateCa(sessions, vault, clock=clock)}
-    return Runtime(
-        vault=vault, issuers=issuers, default_issuer=overrides.pop("default_issuer", next(iter(issuers))),
+    issuers = overrides.pop("issuers", None)
+    if issuers is None:
+        issuers = {"private-ca": PrivateCa(sessions, vault, clock=clock)}
+    return Services(
+        vault=vault, issuers=issuers, default_issuer=overrides.pop("default_issuer", next(iter(issuers), "")),
         target_factory=overrides.pop("target_factory", None) or default_target_factory(),
         verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None)),
         policy=overrides.pop("policy", None) or load_policy(), schedule=overrides.pop("schedule", None) or load_schedule(),
         database_url=database_url, clock=clock, **overrides)
 
 
-def from_blocks(config_name: str = "default") -> Runtime:
-    """Build the runtime from Prefect blocks: `certpilot-config/NAME` names the others.
+CONFIG_BLOCK = "certpilot-config"
+"""The block type slug of the configuration that names every other block."""
 
-    Issuer references are ``private-ca/<block name>`` or ``acme/<block name>``; DNS providers
-    ``rfc2136/<name>`` or ``route53/<name>``; notification references are Prefect notification
-    blocks (``<block type slug>/<name>``, e.g. ``slack-webhook/ops``) or ``email-notices/<name>``.
-    Without a configuration block, the embedded defaults (`local_runtime`).
+
+def _load(block_cls, name: str, what: str):
+    """Load block `name` of `block_cls`, or say which block is missing and how to make it.
 
     Raises:
-        ValueError: a block the configuration names does not exist.
+        MissingBlockError: no such block.
     """
-    from prefect.blocks.core import Block
+    try:
+        return block_cls.load(name)
+    except ValueError:
+        slug = block_cls.get_block_type_slug()
+        raise MissingBlockError(
+            f"the Prefect block {slug}/{name} ({what}) does not exist: create it (`certpilot up` saves the "
+            f"embedded defaults; `prefect block create {slug}` or the UI's Blocks page), or name an "
+            f"existing one in the {CONFIG_BLOCK} block") from None
 
+
+def _vault_from_blocks(config_name: str):
+    """The vault of `certpilot-key-vault/NAME`, else the local master key (env value or 0600 file)."""
+    import blocks as b
+    from certpilot.crypto.vault import default_vault
+
+    try:
+        return b.KeyVaultBlock.load(config_name).vault()
+    except ValueError:  # no vault block: the documented local master key, not a silent guess
+        return default_vault()
+
+
+def _issuers_from_blocks(config, base: Services, providers: list, nameservers) -> dict[str, Any]:
+    """The issuers `config` names (default and emergency), built with the base services' store and vault."""
     import blocks as b
 
-    try:
-        config = b.CertpilotConfigBlock.load(config_name)
-    except ValueError:
-        return local_runtime()
-    try:
-        vault = b.KeyVaultBlock.load(config_name).vault()
-    except ValueError:
-        vault = None
-    base = local_runtime(vault=vault)
-    nameservers = [(h, int(p or 53)) for h, _, p in (ns.partition(":") for ns in config.nameservers)] or None
-    kinds = {"rfc2136": b.Rfc2136Block, "route53": b.Route53Block}
-    providers = [kinds[k].load(n).provider() for k, _, n in (r.partition("/") for r in config.dns_providers)]
     issuers: dict[str, Any] = {}
     for ref in dict.fromkeys(r for r in (config.default_issuer, config.emergency_issuer) if r):
         kind, _, name = ref.partition("/")
         if kind == "private-ca":
-            issuers[ref] = b.PrivateCaBlock.load(name or "default").issuer(base.session, base.vault, clock=base.clock)
+            block = _load(b.PrivateCaBlock, name or "default", "the private CA issuer")
+            issuers[ref] = block.issuer(base.session, base.vault, clock=base.clock)
         elif kind == "acme":
             authoritative = (lambda _fqdn: list(nameservers)) if nameservers else None
-            issuers[ref] = b.AcmeAccountBlock.load(name).issuer(base.session, base.vault, dns_providers=providers,
-                                                                 authoritative=authoritative, clock=base.clock)
+            block = _load(b.AcmeAccountBlock, name, "the ACME account issuer")
+            issuers[ref] = block.issuer(base.session, base.vault, dns_providers=providers,
+                                        authoritative=authoritative, clock=base.clock)
         else:
-            raise ValueError(f"issuer reference {ref!r}: use private-ca/NAME or acme/NAME")
+            raise MissingBlockError(f"issuer reference {ref!r} in the {CONFIG_BLOCK} block: use private-ca/NAME "
+                                    "or acme/NAME")
+    return issuers
+
+
+def _notifiers_from_blocks(config) -> list[Any]:
+    """The notification channels `config` names: email-notices/NAME or any Prefect notification block."""
+    from prefect.blocks.core import Block
+
+    import blocks as b
+
     notifiers: list[Any] = []
     for ref in config.notification_blocks:
         kind, _, name = ref.partition("/")
         if kind == "email-notices":
-            notifiers.append(b.SmtpNotifierBlock.load(name).notifier())
+            notifiers.append(_load(b.SmtpNotifierBlock, name, "an email notification channel").notifier())
         else:
-            notifiers.append(PrefectNotifier(Block.load(ref)))
+            try:
+                notifiers.append(PrefectNotifier(Block.load(ref)))
+            except ValueError:
+                raise MissingBlockError(f"the notification block {ref} named in the {CONFIG_BLOCK} block does "
+                                        "not exist: create it or remove it from notification_blocks") from None
+    return notifiers
+
+
+def from_blocks(config_name: str = "default", *, database_url: str | None = None) -> Services:
+    """Build the services from Prefect blocks: `certpilot-config/NAME` names the others.
+
+    Issuer references are ``private-ca/<block name>`` or ``acme/<block name>``; DNS providers
+    ``rfc2136/<name>`` or ``route53/<name>``; notification references are Prefect notification
+    blocks (``<block type slug>/<name>``, e.g. ``slack-webhook/ops``) or ``email-notices/<name>``.
+    The vault is `certpilot-key-vault/NAME` when it exists, else the local master key; AWS
+    deploy targets use `certpilot-aws-deploy/NAME` when it exists.
+
+    Raises:
+        MissingBlockError: the configuration block, or a block it names, does not exist (never a
+            silent fallback to the embedded defaults).
+    """
+    import blocks as b
     from certpilot.operations.deployments import ProbeVerifier, default_target_factory
 
+    config = _load(b.CertpilotConfigBlock, config_name, "which issuer, DNS and notifications certpilot uses")
+    base = local_services(database_url=database_url, vault=_vault_from_blocks(config_name), issuers={})
+    nameservers = [(h, int(p or 53)) for h, _, p in (ns.partition(":") for ns in config.nameservers)] or None
+    kinds = {"rfc2136": (b.Rfc2136Block, "an RFC 2136 DNS provider"), "route53": (b.Route53Block, "a Route 53 DNS provider")}
+    providers = []
+    for kind, _, name in (r.partition("/") for r in config.dns_providers):
+        if kind not in kinds:
+            raise MissingBlockError(f"DNS provider reference {kind}/{name} in the {CONFIG_BLOCK} block: use "
+                                    "rfc2136/NAME or route53/NAME")
+        providers.append(_load(kinds[kind][0], name, kinds[kind][1]).provider())
     target_factory = base.target_factory
     try:  # ACM / load-balancer targets with the credentials (and endpoint) of this block
         aws = b.AwsDeployBlock.load(config_name)
         target_factory = default_target_factory(aws=lambda service, _cfg: aws.client(service))
     except ValueError:
         pass
-    return Runtime(vault=base.vault, issuers=issuers, default_issuer=config.default_issuer,
-                   emergency_issuer=config.emergency_issuer, dns_providers=providers, notifiers=notifiers,
-                   target_factory=target_factory, verifier=ProbeVerifier(trust=config.probe_ca_bundle),
-                   policy=base.policy, schedule=base.schedule, nameservers=nameservers)
+    return Services(vault=base.vault, issuers=_issuers_from_blocks(config, base, providers, nameservers),
+                    default_issuer=config.default_issuer, emergency_issuer=config.emergency_issuer,
+                    dns_providers=providers, notifiers=_notifiers_from_blocks(config), target_factory=target_factory,
+                    verifier=ProbeVerifier(trust=config.probe_ca_bundle), policy=base.policy,
+                    schedule=base.schedule, nameservers=nameservers, database_url=database_url)
+
+
+def _prefect_api_configured() -> bool:
+    """Whether a Prefect API is configured for this process (environment or active profile)."""
+    import os
+
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    from prefect.settings import get_current_settings
+
+    return bool(get_current_settings().api.url)
+
+
+def for_cli(*, database_url: str | None = None, config_name: str = "default") -> Services:
+    """The services of a command-line process.
+
+    With a Prefect API configured that holds the `certpilot-config` block, the same blocks the
+    workers use (so a key imported here is sealed in the vault a flow run opens); otherwise the
+    explicit local defaults (`local_services`), as on a machine without Prefect.
+
+    Raises:
+        MissingBlockError: the configuration block exists but names a block that does not.
+    """
+    if _prefect_api_configured():
+        import blocks as b
+
+        try:
+            b.CertpilotConfigBlock.load(config_name)
+        except ValueError:
+            return local_services(database_url=database_url)
+        return from_blocks(config_name, database_url=database_url)
+    return local_services(database_url=database_url)
 
 
 class PrefectNotifier:

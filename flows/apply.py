@@ -49,7 +49,7 @@ def apply(certificate_id: str, csr_mode: str = "system", emergency: bool = False
             t.wait_record_visible(sub["records"])
             sub = t.submit_application(certificate_id, emergency)
     state = t.follow_review(certificate_id)["status"]
-    budget = rt.current().poll_seconds if poll_seconds is None else poll_seconds
+    budget = rt.services().poll_seconds if poll_seconds is None else poll_seconds
     deadline, delay = time.monotonic() + budget, REVIEW_POLL_FIRST
     while state == Status.UNDER_REVIEW and time.monotonic() < deadline:
         time.sleep(delay)

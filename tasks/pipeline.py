@@ -1,6 +1,6 @@
 """Tasks of the renewal pipeline (LC-3): order and payment, key and CSR, CA submission and
 review, deployment and verification, emergency. Each is one operation in one transaction of
-the store, through the process's `Runtime`; each takes and returns IDs and small summaries.
+the store, through the process's `Services`; each takes and returns IDs and small summaries.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _run_key(what: str) -> str | None:
 
 
 def _now(at: str | None) -> datetime:
-    return parse_instant(at) if at else rt.current().clock()
+    return parse_instant(at) if at else rt.services().clock()
 
 
 # ---------------------------------------------------------------- stage 1: order and payment
@@ -51,7 +51,7 @@ def place_renewal(certificate_id: str, years: int, csr_mode: str = "system", at:
     from certpilot.operations import orders
     from certpilot.store.repository import Repository
 
-    run = rt.current()
+    run = rt.services()
     now = _now(at)
     with run.session() as s:
         # A rerun finds the same order; after a declined or cancelled one, the next attempt is new.
@@ -82,7 +82,7 @@ def pay_order(order_id: str, approve: bool, actor: str) -> dict:
     from certpilot.operations import orders
     from certpilot.store.repository import Repository
 
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         order = orders.pay_order(s, order_id, approve=approve, now=run.clock(), actor=actor, policy=run.policy)
         ids = [c.id for c in Repository(s).certificates_for_order(order_id)]
@@ -102,7 +102,7 @@ def application_status(certificate_id: str) -> dict:
     from certpilot.operations import applications
     from certpilot.store.repository import Repository
 
-    with rt.current().session() as s:
+    with rt.services().session() as s:
         cert = Repository(s).certificate_model(certificate_id)
         if (refusal := may_apply(cert.state)) is not None:
             raise RefusedError(refusal)
@@ -119,7 +119,7 @@ def resubmit_application(certificate_id: str) -> str:
     """CA-2: start a rejected application over (new key, CSR and CA order); returns the state."""
     from certpilot.operations import applications
 
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         applications.resubmit(s, certificate_id, now=run.clock(), actor="flow:apply")
     return Status.PENDING_APPLICATION.value
@@ -130,7 +130,7 @@ def create_key_and_csr(certificate_id: str, csr_mode: str = "system") -> dict:
     """CSR-1..CSR-5: the key goes straight into the vault; only its id and fingerprint come back."""
     from certpilot.operations import applications
 
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         made = applications.create_key_and_csr(s, certificate_id, CsrMode(csr_mode), vault=run.vault,
                                                now=run.clock(), actor="flow:apply")
@@ -149,7 +149,7 @@ def submit_application(certificate_id: str, emergency: bool = False) -> dict:
     from certpilot.operations import applications
     from certpilot.store.repository import Repository
 
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         cert = Repository(s).certificate_model(certificate_id)
         issuer = run.issuer_for(cert, emergency=emergency)
@@ -168,7 +168,7 @@ def follow_review(certificate_id: str) -> dict:
     from certpilot.operations import applications
     from certpilot.store.repository import Repository
 
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         cert = Repository(s).certificate_model(certificate_id)
         if cert.state is not Status.UNDER_REVIEW:
@@ -185,7 +185,7 @@ def wait_record_visible(records: list[str], timeout: float = 30.0) -> bool:
     """DV-3/DV-7: after the manual-DNS form, check each record at the authoritative servers."""
     from certpilot.adapters.dns.checks import wait_until_visible
 
-    run = rt.current()
+    run = rt.services()
     for line in records:
         fqdn, _ttl, _in, _type, value = line.split(" ", 4)
         fqdn = fqdn.rstrip(".")
@@ -201,7 +201,7 @@ def plan_deployments(certificate_id: str) -> list[str]:
     """DEP-1/DEP-2: one managed deployment task per target the old certificate had."""
     from certpilot.operations import deployments
 
-    with rt.current().session() as s:
+    with rt.services().session() as s:
         return [t.id for t in deployments.plan_deployments(s, certificate_id)]
 
 
@@ -210,7 +210,7 @@ def run_deployment_task(task_id: str) -> dict:
     """Stage → check → swap → reload → verify → finalize, or roll back (DEP-5..DEP-7, VER-1)."""
     from certpilot.operations import deployments
 
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         rec = deployments.deploy(s, task_id, run.target_factory, run.key_opener(s), run.verifier,
                                  notifiers=run.all_notifiers, now=run.clock(), clock=run.clock)
@@ -222,7 +222,7 @@ def locate_targets(certificate_id: str) -> list[str]:
     """EM-3: where the old certificate is deployed (looked up while issuance runs)."""
     from certpilot.operations import deployments
 
-    with rt.current().session() as s:
+    with rt.services().session() as s:
         return [f"{t.kind.value}:{t.name or t.id}" for t in deployments.targets_of(s, certificate_id)]
 
 
@@ -234,7 +234,7 @@ def place_emergency(certificate_id: str) -> dict:
     """EM-1/EM-2: a temporary DV certificate for an expired one, and the follow-up order."""
     from certpilot.operations import emergency
 
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         out = emergency.place_emergency(s, certificate_id, now=run.clock(), policy=run.policy,
                                         schedule=run.schedule, actor="flow:emergency")
@@ -247,7 +247,7 @@ def notify_human_step(certificate_id: str, step: str, detail: str) -> int:
     from certpilot.adapters.notify.base import EventKind, NotificationEvent
     from certpilot.store.repository import Repository
 
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         cert = Repository(s).certificate_model(certificate_id)
     event = NotificationEvent(kind=EventKind.ACTION_NEEDED, certificate_id=cert.id, common_name=cert.common_name,
@@ -262,7 +262,7 @@ def set_contact(certificate_id: str, name: str, email: str, phone: str) -> str:
     from certpilot.core.models import Contact
     from certpilot.store.repository import Repository
 
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         repo = Repository(s)
         repo.update_certificate(certificate_id, now=run.clock(), owner=Contact(name=name, email=email, phone=phone))
@@ -276,7 +276,7 @@ def cancel_certificate(certificate_id: str) -> dict:
     """PL-7: cancel a not-activated certificate; one quota and one credit come back."""
     from certpilot.operations import orders
 
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         res = orders.cancel_certificate(s, certificate_id, now=run.clock(), actor="flow:cancel")
     return {"certificate_id": res.certificate.id, "state": res.certificate.state.value,
@@ -296,7 +296,7 @@ def import_pem(cert_pem: str, chain_pem: str | None, key_block: str | None, orig
         from prefect.blocks.system import Secret
 
         key_pem = Secret.load(key_block).get().encode()
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         res = import_certificate(s, cert_pem=cert_pem.encode(), key_pem=key_pem,
                                  chain_pem=chain_pem.encode() if chain_pem else None, origin=Origin(origin),
@@ -314,7 +314,7 @@ def place_purchase(names: list[str], brand: str, level: str, years: int, owner: 
     from certpilot.operations import orders
     from certpilot.operations.importing import parse_owner
 
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         res = orders.place_purchase(s, names=names, brand=brand, level=Level(level), years=years,
                                     now=run.clock(), owner=parse_owner(owner),

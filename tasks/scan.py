@@ -25,7 +25,7 @@ SUMMARY_KEY = "scan-summary"
 
 def instant(at: str | None) -> datetime:
     """The scan's `now`: the ISO 8601 `at` when given (injected time), else the runtime clock."""
-    return parse_instant(at) if at else rt.current().clock()
+    return parse_instant(at) if at else rt.services().clock()
 
 
 @certpilot_task(name="scan-decide")
@@ -39,7 +39,7 @@ def decide(at: str | None = None, table_limit: int = 500) -> dict[str, Any]:
     from certpilot.operations import scan as ops
     from certpilot.store.db import session_scope
 
-    run = rt.current()
+    run = rt.services()
     now = instant(at)
     with session_scope(run.database_url, readonly=True) as s:
         d = ops.decide_scan(s, now, run.policy, table_limit=table_limit)
@@ -72,7 +72,7 @@ def _event(kind: str, certificate_id: str, common_name: str, subject: str, body:
 def _send(event, session=None) -> int:
     """Send through every notifier; all of them failing is transient (the caller rolls back and
     retries, so the notice is not recorded as sent). Returns how many channels delivered."""
-    run = rt.current()
+    run = rt.services()
     failures = run.notify(event, session=session)
     if run.notifiers and len(failures) == len(run.notifiers):
         raise TransientError(f"no notification channel delivered {event.kind.value} for {event.common_name} "
@@ -91,7 +91,7 @@ def start_managed_application(certificate_id: str, predecessor_id: str, order_id
     """
     from certpilot.operations import scan as ops
 
-    run = rt.current()
+    run = rt.services()
     start = ManagedStart(certificate_id, predecessor_id, order_id, days_left)
     notified = 0
     try:
@@ -121,7 +121,7 @@ def follow_review(certificate_id: str, at: str | None = None) -> dict[str, Any]:
     from certpilot.operations import scan as ops
     from certpilot.store.repository import Repository
 
-    run = rt.current()
+    run = rt.services()
     with run.session() as s:
         cert = Repository(s).certificate_model(certificate_id)
         if cert.state is not Status.UNDER_REVIEW:
@@ -157,7 +157,7 @@ def send_expiry_notice(certificate_id: str, common_name: str, threshold: int, da
     """
     from certpilot.operations import scan as ops
 
-    run = rt.current()
+    run = rt.services()
     detail = f"{days_left} days left"
     with run.session() as s:
         if not ops.record_notice(s, certificate_id, ops.EXPIRY, threshold, detail, now=instant(at)):
@@ -229,7 +229,7 @@ def publish_inbox(limit: int = 50) -> int:
 
     from certpilot.adapters.notify.inbox import messages
 
-    with rt.current().session() as s:
+    with rt.services().session() as s:
         unread = messages(s, limit=limit)
     lines = [f"# certpilot inbox: {len(unread)} unread message(s)", ""]
     for m in unread:

@@ -127,6 +127,11 @@ class Reason(StrEnum):
     CHAIN_INCOMPLETE = "ChainIncomplete"
     """The endpoint serves the new certificate without every intermediate (DEP-6)."""
 
+    # configuration
+    MISSING_CONFIGURATION = "MissingConfiguration"
+    """A Prefect block the services are built from does not exist: create it (`certpilot setup`
+    or `certpilot up`), or name an existing one."""
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -210,6 +215,13 @@ class TransientError(CertpilotError):
 
 class PermanentError(CertpilotError):
     """A failure that a retry will not fix (the CA refused, bad configuration)."""
+
+
+class MissingBlockError(PermanentError):
+    """A block the configuration needs does not exist; the message names it and what to do."""
+
+    def __init__(self, message: str):
+        super().__init__(message, Reason.MISSING_CONFIGURATION)
 
 
 T = TypeVar("T")

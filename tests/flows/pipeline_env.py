@@ -3,7 +3,7 @@
 
 `site` imports an official DV certificate that nginx serves for `www.example.test` (expiring
 in `days_left` days, in real time: Pebble and the probe see the real clock), records nginx as
-its deployment target, and installs a `Runtime` whose default issuer is Pebble.
+its deployment target, and installs a `Services` whose default issuer is Pebble.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Site:
     db_url: str
     db_path: Path
     nginx: object
-    runtime: rt.Runtime
+    runtime: rt.Services
     notifier: CollectingNotifier
     issuer: AcmeIssuer
     old_fingerprint: str
@@ -66,7 +66,7 @@ class Site:
 
 def build_site(tmp_path: Path, *, pebble, bind_server, nginx_factory, nginx_ca, days_left: int = 20,
                quota: int = 3, managed: int = 2, name: str = SITE) -> Site:
-    """Import an official DV certificate served by a fresh nginx and install a Runtime (Pebble)."""
+    """Import an official DV certificate served by a fresh nginx and install a Services (Pebble)."""
     db_path = tmp_path / "certpilot.db"
     db_url = f"sqlite:///{db_path}"
     ensure_schema(db_url)
@@ -98,7 +98,7 @@ def build_site(tmp_path: Path, *, pebble, bind_server, nginx_factory, nginx_ca, 
                         wait_visible=lambda fqdn, value: wait_until_visible(fqdn, value, bind_server.nameservers, 10),
                         validation_timeout=30)
     notifier = CollectingNotifier()
-    runtime = rt.local_runtime(database_url=db_url, vault=vault, issuers={"acme/pebble": issuer},
+    runtime = rt.local_services(database_url=db_url, vault=vault, issuers={"acme/pebble": issuer},
                                default_issuer="acme/pebble", dns_providers=[dns], notifiers=[notifier],
                                verifier=ProbeVerifier(deadline=10.0), nameservers=bind_server.nameservers)
     runtime.poll_seconds = 10.0

@@ -106,4 +106,4 @@ def test_lc3_crash_after_each_stage_boundary_then_rerun(site, monkeypatch, point
         fp = child.fingerprint_sha256
     assert probe_sync(Endpoint("127.0.0.1", site.nginx.port, SITE), timeout=3).fingerprint == fp
     assert orders  # the operations module was exercised through the flow
-    assert rt.current() is site.runtime
+    assert rt.services() is site.runtime

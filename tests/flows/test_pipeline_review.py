@@ -55,7 +55,7 @@ def test_ca1_dv5_dv6_ov_review_of_days_holds_no_worker_and_scanner_resumes(tmp_p
         orders.add_quota(s, Spec(brand="GlobalSign", level=Level.OV, cert_type=CertType.SINGLE), 2, now=now)
     ov_ca = PrivateCa(partial(session_scope, db_url), vault, clock=clock,
                       policy=PrivateCaPolicy(review_delay=timedelta(days=5), validity_days=200))
-    runtime = rt.local_runtime(database_url=db_url, vault=vault, issuers={"ov-ca": ov_ca}, clock=clock)
+    runtime = rt.local_services(database_url=db_url, vault=vault, issuers={"ov-ca": ov_ca}, clock=clock)
     runtime.poll_seconds = 0.5
     resumer = Resumer({"name": "Hanako Ops", "email": "ops@example.test", "phone": "+81 3 1234 5678"})
     resumer.start()
@@ -119,7 +119,7 @@ def test_ca2_nt2_rejection_told_to_owner_then_resubmitted(tmp_path, prefect_harn
     ca = PrivateCa(partial(session_scope, db_url), vault, clock=lambda: datetime.now(UTC),
                    policy=PrivateCaPolicy(review_rejects=("rj.example.test",)))
     notifier = CollectingNotifier()
-    runtime = rt.local_runtime(database_url=db_url, vault=vault, issuers={"ca": ca}, notifiers=[notifier])
+    runtime = rt.local_services(database_url=db_url, vault=vault, issuers={"ca": ca}, notifiers=[notifier])
     with rt.use(runtime):
         renew(cid, years=1, launch_mode="none")
         with session_scope(db_url) as s:

@@ -63,8 +63,8 @@ def env(tmp_path, prefect_harness):
     ca = PrivateCa(lambda: session_scope(url), vault, clock=lambda: clock["now"],
                    policy=PrivateCaPolicy(review_delay=timedelta(days=5), review_rejects=("bad.example.test",)))
 
-    def make(policy: Policy | None = None) -> rt.Runtime:
-        return rt.local_runtime(database_url=url, notifiers=[notifier], dns_providers=[zone], vault=vault,
+    def make(policy: Policy | None = None) -> rt.Services:
+        return rt.local_services(database_url=url, notifiers=[notifier], dns_providers=[zone], vault=vault,
                                 issuers={"private-ca": ca}, clock=lambda: clock["now"],
                                 **({"policy": policy} if policy else {}))
 
@@ -159,7 +159,7 @@ def _submitted(env, cid: str, name: str) -> None:
                              state=OrderState.PAID, created_at=NOW), now=NOW)
         repo.add_certificate(certificate(cid, state=Status.PENDING_APPLICATION, level=Level.OV,
                                          order_id=f"{cid}-order", names=[name]), now=NOW)
-    run = rt.current()
+    run = rt.services()
     with session_scope(env.url) as s:
         applications.create_key_and_csr(s, cid, CsrMode.SYSTEM, vault=run.vault, now=NOW)
         applications.submit(s, cid, run.issuer(), now=NOW)
