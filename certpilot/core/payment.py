@@ -82,3 +82,14 @@ def idempotency_key(order_id: str, kind: LedgerKind, step: str, spec_key: str | 
     ``"o1:quota:DigiCert/DV/single:consume"``.
     """
     return f"{order_id}:{kind.value}:{spec_key or '-'}:{step}"
+
+
+def renewal_attempt_key(certificate_id: str, closed_orders: int) -> str:
+    """PAY-4: the idempotency key of the renewal order a flow places for a certificate.
+
+    A rerun of the same attempt derives the same key and finds the same order; after a declined
+    or cancelled order (`closed_orders` of them) the next attempt gets a new key, so a new order.
+
+    Example: ``renewal_attempt_key("crt-1", 0)`` → ``"renew:crt-1"``; with 2 → ``"renew:crt-1#2"``.
+    """
+    return f"renew:{certificate_id}" + (f"#{closed_orders}" if closed_orders else "")

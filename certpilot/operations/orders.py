@@ -1,25 +1,33 @@
 """Use cases of stage 1 of a renewal (LC-3): preview, place, pay and cancel orders; quotas.
 
-Each function works inside the caller's store transaction (`store.db.session_scope`) and asks
-`certpilot.core` to decide: eligibility (EL), the plan and its validity windows (PL, VA), the
-bill (PAY). Writes go through `store.repository.Repository`, whose compare-and-set and
+Two levels. The Services-level doors at the end of the module (`preview`, `renew`, `buy`,
+`pay`, `cancel`, `quota`, `top_up`) are what the CLI and the tasks call: each owns its
+transaction and returns a frozen result. The session-level functions they compose
+(`preview_renewal`, `place_renewal`, `place_purchase`, `pay_order`, `cancel_certificate`, ...)
+work inside the caller's store transaction and never commit.
+
+Each asks `certpilot.core` to decide: eligibility (EL), the plan and its validity windows (PL,
+VA), the bill (PAY). Writes go through `store.repository.Repository`, whose compare-and-set and
 idempotent-ledger primitives make a retried or concurrent payment write once (PAY-4).
 
-One exception to "the caller commits": an order whose shortfall is not approved is committed
-before `SHORTFALL_NOT_APPROVED` is raised, so that it stays on record, awaiting payment, with no
-ledger debit (`pay_order` or ``certpilot renew ID --approve-payment`` completes it later).
+An order whose shortfall is not approved is a normal outcome, not an error: it is recorded
+awaiting payment, nothing is debited, and the `OrderResult` carries the SHORTFALL_NOT_APPROVED
+refusal saying what to approve and how (`pending`). Real refusals (EL, PL years, CSR,
+ALREADY_RENEWED, UP-1) raise `RefusedError` and write nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certpilot.core.errors import BadInputError, Reason, Refusal, RefusedError
 from certpilot.core.models import (
+    Balances,
     Certificate,
     CsrMode,
     LedgerEntry,
@@ -37,6 +45,9 @@ from certpilot.operations.common import new_id, positive_count, require_aware
 from certpilot.operations.inventory import CertificateView
 from certpilot.store.repository import Repository, ledger_key, order_from_row
 from certpilot.store.tables import OrderRow
+
+if TYPE_CHECKING:
+    from certpilot.runtime import Services
 
 OPEN_ORDER_STATES = frozenset({OrderState.AWAITING_PAYMENT, OrderState.PAID})
 """An order in one of these states is the certificate's renewal: a second one is refused."""
@@ -69,7 +80,11 @@ class RenewalPreview:
 
 @dataclass(frozen=True)
 class OrderResult:
-    """A placed (or found again) order, its new certificates and its ledger entries."""
+    """A placed (or found again, or paid) order, its new certificates and its ledger entries.
+
+    An order waiting for payment approval is a result too: `awaiting_payment` is True, `pending`
+    says what to approve and how, nothing was debited and no certificate exists yet.
+    """
 
     order: Order
     certificates: list[CertificateView]
@@ -77,14 +92,39 @@ class OrderResult:
     preview: RenewalPreview | None = None
     created: bool = True
     """False when an idempotency key or an open order returned an existing order."""
+    pending: Refusal | None = None
+    """SHORTFALL_NOT_APPROVED (PAY-1) when the order waits for its charge to be approved: the
+    amount, and the commands that approve or decline it."""
+    shortfall: int = 0
+    """The charge (units) the order waits to have approved; 0 unless it awaits payment."""
+
+    @property
+    def awaiting_payment(self) -> bool:
+        """True when the order is recorded but waits for its shortfall to be approved (PAY-1)."""
+        return self.order.state is OrderState.AWAITING_PAYMENT
+
+    @property
+    def certificate_ids(self) -> tuple[str, ...]:
+        """The ids of the order's certificates, by plan index (none while it awaits payment)."""
+        return tuple(v.id for v in self.certificates)
 
 
 @dataclass(frozen=True)
 class CancelResult:
-    """A cancelled certificate and the quota/credit entries that restored its payment (PL-7)."""
+    """A cancelled certificate, the quota/credit entries that restored its payment (PL-7) and
+    the balances after them (PAY-3)."""
 
     certificate: Certificate
     ledger: list[LedgerEntry]
+    balances: Balances
+
+
+@dataclass(frozen=True)
+class TopUpResult:
+    """A quota or managed-credit purchase: its ledger entry and the balances after it (PAY-3)."""
+
+    entry: LedgerEntry
+    balances: Balances
 
 
 # ---------------------------------------------------------------- helpers
@@ -199,12 +239,22 @@ def _create_certificates(repo: Repository, order: Order, original: Certificate |
         )
 
 
+@dataclass(frozen=True)
+class _Completion:
+    """What `_complete` did: the order paid (with its entries), or left waiting for approval."""
+
+    order: Order
+    entries: list[LedgerEntry]
+    pending: Refusal | None = None
+    shortfall: int = 0
+
+
 def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, policy: Policy,
-              approve: bool) -> tuple[Order, list[LedgerEntry]]:
+              approve: bool) -> _Completion:
     """Price at today's balances and pay `order` exactly once; create its certificates.
 
-    Raises:
-        RefusedError: SHORTFALL_NOT_APPROVED when a charge is needed and `approve` is False.
+    A charge that is needed but not approved leaves the order as it is (awaiting payment, no
+    debit) and comes back as `pending` (SHORTFALL_NOT_APPROVED).
     """
     from certpilot.core.payment import shortfall
 
@@ -212,8 +262,9 @@ def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, poli
     # `managed_services` already counts PAY-2's fee (core.plans).
     lines = _price(repo, order.spec, _billable(order.planned, original.origin if original else None),
                    order.managed_services, policy)
-    if shortfall(lines) > 0 and not approve:
-        raise RefusedError(_shortfall_refusal(order, shortfall(lines)))
+    charge = shortfall(lines)
+    if charge > 0 and not approve:
+        return _Completion(order, [], _shortfall_refusal(order, charge), charge)
     outcome = repo.pay_order_atomically(order.id, _entries(order, lines, now), actor=actor, now=now,
                                         why="paid from quota and credits first, shortfall charged (PAY-1)",
                                         payment=lines)
@@ -226,7 +277,7 @@ def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, poli
             repo.record_audit("certificate", original.id, actor=actor, now=now,
                               why=f"renewed by order {order.id} ({order.years} year(s)); this certificate "
                                   "stays valid until its own expiry (LC-1)")
-    return paid, outcome.entries
+    return _Completion(paid, outcome.entries)
 
 
 def _shortfall_refusal(order: Order, amount: int) -> Refusal:
@@ -350,7 +401,7 @@ def place_renewal(
     """Order a renewal: record the order, pay it (PAY-1) and create its certificates (PL-3, LC-2).
 
     Args:
-        session: an open store session; committed here only in the shortfall case (see module).
+        session: an open store session (never committed here).
         cert_id: the certificate to renew.
         years: 1, 2 or 3.
         now: the time of the order (aware UTC).
@@ -360,9 +411,12 @@ def place_renewal(
         idempotency_key: a retried call with the same key returns the same order.
         actor: who is acting, for the audit trail.
 
+    Returns:
+        The `OrderResult`; an unapproved shortfall is recorded awaiting payment, nothing
+        debited, with `pending` saying what to approve (SHORTFALL_NOT_APPROVED).
+
     Raises:
-        RefusedError: a rule refused (EL, PL years, CSR, ALREADY_RENEWED) — nothing written; or
-            SHORTFALL_NOT_APPROVED — the order is recorded awaiting payment, nothing debited.
+        RefusedError: a rule refused (EL, PL years, CSR, ALREADY_RENEWED) — nothing written.
         NotFoundError: no such certificate.
     """
     now = require_aware(now)
@@ -373,7 +427,7 @@ def place_renewal(
     if idempotency_key is not None:
         existing = _order_by_key(session, idempotency_key)
         if existing is not None:
-            return _resume(session, repo, existing, now=now, policy=policy, actor=actor, approve=approve_payment)
+            return _resume(repo, existing, now=now, policy=policy, actor=actor, approve=approve_payment)
     preview = preview_renewal(session, cert_id, years=years, now=now, policy=policy, schedule=schedule,
                               csr_mode=csr_mode, csr_pem=csr_pem)
     if not preview.eligible:
@@ -386,7 +440,7 @@ def place_renewal(
                 f"order {preview.open_order.id} for {preview.open_order.years} year(s) already awaits payment; "
                 f"approve it (`certpilot pay {preview.open_order.id}`) or decline it "
                 f"(`certpilot pay {preview.open_order.id} --decline`) before ordering {years} year(s)", "PAY-1"))
-        return _resume(session, repo, preview.open_order, now=now, policy=policy, actor=actor,
+        return _resume(repo, preview.open_order, now=now, policy=policy, actor=actor,
                        approve=approve_payment, preview=preview)
     cert = preview.certificate
     plan = preview.plan
@@ -399,26 +453,19 @@ def place_renewal(
         why=f"{preview.kind.value} of {cert.id} for {years} year(s)",
     )
     repo.record_audit("certificate", cert.id, actor=actor, now=now, why=f"renewal order {order.id} placed")
-    return _resume(session, repo, order, now=now, policy=policy, actor=actor, approve=approve_payment,
+    return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve_payment,
                    preview=preview, created=True)
 
 
-def _resume(session: Session, repo: Repository, order: Order, *, now: datetime, policy: Policy, actor: str,
+def _resume(repo: Repository, order: Order, *, now: datetime, policy: Policy, actor: str,
             approve: bool, preview: RenewalPreview | None = None, created: bool = False) -> OrderResult:
-    """Bring an order as far as it can go: pay it if it waits, report it as it is otherwise."""
-    entries: list[LedgerEntry]
+    """Bring an order as far as it can go: pay it if it waits (or leave it waiting for approval),
+    report it as it is otherwise."""
+    done = _Completion(order, repo.ledger_for_order(order.id))
     if order.state is OrderState.AWAITING_PAYMENT:
-        try:
-            order, entries = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve)
-        except RefusedError as exc:
-            if exc.refusal.reason is Reason.SHORTFALL_NOT_APPROVED:
-                # Keep the order on record (awaiting payment, no debit) before refusing.
-                session.commit()
-            raise
-    else:
-        entries = repo.ledger_for_order(order.id)
-    return OrderResult(order=order, certificates=_views(repo, order.id, now, policy), ledger=entries,
-                       preview=preview, created=created)
+        done = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve)
+    return OrderResult(order=done.order, certificates=_views(repo, order.id, now, policy), ledger=done.entries,
+                       preview=preview, created=created, pending=done.pending, shortfall=done.shortfall)
 
 
 def pay_order(session: Session, order_id: str, *, approve: bool, now: datetime, actor: str = "cli",
@@ -445,8 +492,7 @@ def pay_order(session: Session, order_id: str, *, approve: bool, now: datetime, 
                                     actor=actor, now=now, why="payment of the shortfall declined; nothing debited")
     if order.state is OrderState.PAID:
         return order
-    paid, _ = _complete(repo, order, now=now, actor=actor, policy=policy, approve=True)
-    return paid
+    return _complete(repo, order, now=now, actor=actor, policy=policy, approve=True).order
 
 
 def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: str = "cli") -> CancelResult:
@@ -454,7 +500,8 @@ def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: 
 
     A VA-5 reissue (or a private-CA reissue) cost nothing, so cancelling it restores nothing.
     Idempotent by key: the restoring entries are keyed by the certificate, so they are written
-    once. A second cancel is refused (the certificate is no longer not-activated).
+    once. A second cancel is refused (the certificate is no longer not-activated). The result
+    carries the balances after the cancellation (PAY-3).
 
     Raises:
         RefusedError: NOT_CANCELLABLE when the certificate is not in NOT_ACTIVATED.
@@ -477,7 +524,7 @@ def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: 
                                    "one quota and one managed credit restored (PL-7)" if paid
                                    else "a reissue that cost no quota or credit: nothing to restore (VA-5)"))
     if not paid:
-        return CancelResult(certificate=cancelled, ledger=[])
+        return CancelResult(certificate=cancelled, ledger=[], balances=repo.balances())
     entries = repo.append_ledger([
         LedgerEntry(id=new_id("led"), kind=LedgerKind.QUOTA, spec_key=cert.spec.key, delta=1,
                     order_id=cert.order_id, idempotency_key=f"cancel:{cert_id}:quota", created_at=now,
@@ -486,7 +533,7 @@ def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: 
                     order_id=cert.order_id, idempotency_key=f"cancel:{cert_id}:managed", created_at=now,
                     note=f"managed-service credit restored by cancelling {cert_id} (PL-7)"),
     ])
-    return CancelResult(certificate=cancelled, ledger=entries)
+    return CancelResult(certificate=cancelled, ledger=entries, balances=repo.balances())
 
 
 # ---------------------------------------------------------------- balances
@@ -558,10 +605,13 @@ def place_purchase(
         owner: a `Contact` (or None).
         Others as in `place_renewal`.
 
+    Returns:
+        The `OrderResult`; an unapproved shortfall is recorded awaiting payment, nothing
+        debited, with `pending` saying what to approve (SHORTFALL_NOT_APPROVED).
+
     Raises:
         BadInputError: a malformed name.
-        RefusedError: names that do not fit a type (UP-1), bad years, or an unapproved shortfall
-            (the order is then recorded awaiting payment).
+        RefusedError: names that do not fit a type (UP-1) or bad years — nothing written.
     """
     from certpilot.core.names import check_names, infer_type, normalize_name
     from certpilot.core.plans import check_years, plan_order
@@ -575,7 +625,7 @@ def place_purchase(
     if idempotency_key is not None:
         existing = _order_by_key(session, idempotency_key)
         if existing is not None:
-            return _resume_purchase(session, repo, existing, now=now, policy=policy, actor=actor,
+            return _resume_purchase(repo, existing, now=now, policy=policy, actor=actor,
                                     approve=approve_payment, names=names, owner=owner)
     clean = list(dict.fromkeys(normalize_name(n) for n in names))
     cert_type = infer_type(clean)
@@ -590,25 +640,154 @@ def place_purchase(
               planned=list(plan.certificates), payment=[], state=OrderState.AWAITING_PAYMENT, created_at=now),
         idempotency_key=idempotency_key, actor=actor, now=now, why=f"purchase of {', '.join(clean)}",
     )
-    return _resume_purchase(session, repo, order, now=now, policy=policy, actor=actor, approve=approve_payment,
-                            names=clean, owner=owner)
+    return _resume_purchase(repo, order, now=now, policy=policy, actor=actor, approve=approve_payment,
+                            names=clean, owner=owner, created=True)
 
 
-def _resume_purchase(session, repo: Repository, order: Order, *, now, policy, actor, approve, names,
-                     owner) -> OrderResult:
-    entries = repo.ledger_for_order(order.id)
+def _resume_purchase(repo: Repository, order: Order, *, now, policy, actor, approve, names, owner,
+                     created: bool = False) -> OrderResult:
+    """`_resume` for a purchase: once paid, its certificates are created from the names bought."""
+    done = _Completion(order, repo.ledger_for_order(order.id))
     if order.state is OrderState.AWAITING_PAYMENT:
-        try:
-            order, entries = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve)
-        except RefusedError as exc:
-            if exc.refusal.reason is Reason.SHORTFALL_NOT_APPROVED:
-                session.commit()
-            raise
-    if order.state is OrderState.PAID and not repo.certificates_for_order(order.id):
+        done = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve)
+    if done.order.state is OrderState.PAID and not repo.certificates_for_order(order.id):
         from certpilot.core.models import KeyAlgorithm
 
-        _create_certificates(repo, order, None, names=names, common_name=names[0],
+        _create_certificates(repo, done.order, None, names=names, common_name=names[0],
                              key_algorithm=KeyAlgorithm.EC_P256, owner=owner, now=now, actor=actor,
                              csr_mode=CsrMode.SYSTEM)
-    return OrderResult(order=order, certificates=_views(repo, order.id, now, policy), ledger=entries)
+    return OrderResult(order=done.order, certificates=_views(repo, order.id, now, policy), ledger=done.entries,
+                       created=created, pending=done.pending, shortfall=done.shortfall)
 
+
+
+# ---------------------------------------------------------------- Services-level doors
+# What the CLI and the tasks call: each owns its transaction, takes the rules from the services
+# and returns a frozen result. `now=None` means the services' clock.
+
+
+def preview(svc: Services, certificate_id: str, *, years: int, now: datetime | None = None,
+            csr_mode: CsrMode = CsrMode.SYSTEM, csr_pem: bytes | None = None) -> RenewalPreview:
+    """Decide a renewal without writing anything (``renew --dry-run``); see `preview_renewal`.
+
+    Raises:
+        NotFoundError: no such certificate.
+    """
+    with svc.session(readonly=True) as s:
+        return preview_renewal(s, certificate_id, years=years, now=now or svc.now(), policy=svc.policy,
+                               schedule=svc.schedule, csr_mode=csr_mode, csr_pem=csr_pem)
+
+
+def renew(svc: Services, certificate_id: str, *, years: int, now: datetime | None = None,
+          csr_mode: CsrMode = CsrMode.SYSTEM, csr_pem: bytes | None = None, approve_payment: bool = False,
+          idempotency_key: str | None = None, actor: str = "cli", rerun_safe: bool = False) -> OrderResult:
+    """Order the renewal of a certificate, in one transaction; see `place_renewal`.
+
+    Args:
+        certificate_id: the certificate to renew (a private-CA one is reissued at no quota, EL-4).
+        years: 1, 2 or 3 (PL-1, PL-2).
+        now: the time of the order (default the services' clock).
+        csr_mode, csr_pem: CSR-1..CSR-3.
+        approve_payment: approve charging a shortfall; without it such an order waits unpaid.
+        idempotency_key: a retried call with the same key returns the same order.
+        actor: who is acting, for the audit trail.
+        rerun_safe: derive the idempotency key from the certificate and its closed orders
+            (`core.payment.renewal_attempt_key`) when none is given: a rerun of a flow finds the
+            same order, and an attempt after a declined or cancelled order places a new one.
+
+    Returns:
+        The `OrderResult`: paid with its new certificates, or `awaiting_payment` with `pending`
+        saying what to approve (nothing debited; the order is recorded).
+
+    Raises:
+        RefusedError: a rule refused (EL, PL years, CSR, ALREADY_RENEWED); nothing written.
+        NotFoundError: no such certificate.
+    """
+    with svc.session() as s:
+        if idempotency_key is None and rerun_safe:
+            idempotency_key = _attempt_key(Repository(s), certificate_id)
+        return place_renewal(s, certificate_id, years=years, now=now or svc.now(), policy=svc.policy,
+                             schedule=svc.schedule, csr_mode=csr_mode, csr_pem=csr_pem,
+                             approve_payment=approve_payment, idempotency_key=idempotency_key, actor=actor)
+
+
+def _attempt_key(repo: Repository, certificate_id: str) -> str:
+    """The renewal order key of the certificate's current attempt (see `renew`'s `rerun_safe`)."""
+    from certpilot.core.payment import renewal_attempt_key
+
+    closed = sum(1 for o in repo.orders_for_certificate(certificate_id)
+                 if o.state in (OrderState.DECLINED, OrderState.CANCELLED))
+    return renewal_attempt_key(certificate_id, closed)
+
+
+def buy(svc: Services, *, names: list[str], brand: str, level, years: int, owner=None,
+        now: datetime | None = None, approve_payment: bool = False, idempotency_key: str | None = None,
+        actor: str = "cli") -> OrderResult:
+    """Order a new certificate (VA-3), in one transaction; see `place_purchase`.
+
+    Returns:
+        The `OrderResult`: paid with its certificate(s), or `awaiting_payment` with `pending`.
+
+    Raises:
+        BadInputError: no or a malformed name.
+        RefusedError: names that do not fit a type (UP-1) or bad years; nothing written.
+    """
+    with svc.session() as s:
+        return place_purchase(s, names=list(names), brand=brand, level=level, years=years, now=now or svc.now(),
+                              owner=owner, policy=svc.policy, schedule=svc.schedule,
+                              approve_payment=approve_payment, idempotency_key=idempotency_key, actor=actor)
+
+
+def pay(svc: Services, order_id: str, *, approve: bool, now: datetime | None = None,
+        actor: str = "cli") -> OrderResult:
+    """Approve or decline the shortfall of an order awaiting payment (PAY-1), exactly once (PAY-4).
+
+    Returns:
+        The order after the answer, its certificates (created when approved) and its ledger
+        entries; `created` is False (the order existed).
+
+    Raises:
+        NotFoundError: no such order.
+        IllegalTransitionError: approving an order that was declined or cancelled.
+    """
+    now = now or svc.now()
+    with svc.session() as s:
+        order = pay_order(s, order_id, approve=approve, now=now, actor=actor, policy=svc.policy)
+        repo = Repository(s)
+        return OrderResult(order=order, certificates=_views(repo, order.id, now, svc.policy),
+                           ledger=repo.ledger_for_order(order.id), created=False)
+
+
+def cancel(svc: Services, certificate_id: str, *, now: datetime | None = None, actor: str = "cli") -> CancelResult:
+    """Cancel a not-activated certificate (PL-7), in one transaction; see `cancel_certificate`.
+
+    Raises:
+        RefusedError: NOT_CANCELLABLE; nothing written.
+        NotFoundError: no such certificate.
+    """
+    with svc.session() as s:
+        return cancel_certificate(s, certificate_id, now=now or svc.now(), actor=actor)
+
+
+def quota(svc: Services) -> Balances:
+    """PAY-3: remaining quota per specification and managed-service credits."""
+    with svc.session(readonly=True) as s:
+        return balances(s)
+
+
+def top_up(svc: Services, *, count: int, spec: Spec | None = None, now: datetime | None = None,
+           idempotency_key: str | None = None) -> TopUpResult:
+    """Add `count` certificate quota of `spec`, or (`spec` None) managed-service credits.
+
+    A repeated idempotency key adds nothing and returns the entry written the first time.
+
+    Raises:
+        BadInputError: `count` is not a positive whole number.
+    """
+    now = now or svc.now()
+    with svc.session() as s:
+        if spec is None:
+            entry = add_managed(s, count, now=now, idempotency_key=idempotency_key)
+        else:
+            entry = add_quota(s, spec, count, now=now, idempotency_key=idempotency_key)
+        return TopUpResult(entry=entry, balances=balances(s))

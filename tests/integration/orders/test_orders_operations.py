@@ -64,12 +64,13 @@ def test_el4_private_ca_reissue_needs_no_quota(store):
 def test_pay4_concurrent_payments_write_one_set_of_entries(store):
     """PAY-4: two payers of one order at once: one wins, the ledger holds one set of entries."""
     cid = store.import_cert(SHOP, "2024-10-01", "2025-09-30")
-    with pytest.raises(RefusedError) as exc, store.session() as s:
-        orders.place_renewal(s, cid, years=2, now=at("2025-09-10"))
-    assert exc.value.reason is Reason.SHORTFALL_NOT_APPROVED
+    with store.session() as s:
+        waiting = orders.place_renewal(s, cid, years=2, now=at("2025-09-10"))
+    assert waiting.awaiting_payment and waiting.pending.reason is Reason.SHORTFALL_NOT_APPROVED
+    assert waiting.certificate_ids == () and waiting.ledger == []
     with store.session() as s:
         (order,) = Repository(s).orders_for_certificate(cid)
-    assert order.state is OrderState.AWAITING_PAYMENT
+    assert order.state is OrderState.AWAITING_PAYMENT and order.id == waiting.order.id
     assert ledger_of(store, order.id) == []  # no debit while it waits
 
     results, errors = [], []
@@ -101,8 +102,9 @@ def test_pay4_concurrent_payments_write_one_set_of_entries(store):
 def test_pay1_decline_leaves_no_debit_and_frees_the_certificate(store):
     """PAY-1: declining the shortfall marks the order DECLINED with no ledger entry; a new order may follow."""
     cid = store.import_cert(SHOP, "2024-10-01", "2025-09-30")
-    with pytest.raises(RefusedError), store.session() as s:
-        orders.place_renewal(s, cid, years=1, now=at("2025-09-10"))
+    with store.session() as s:
+        assert orders.place_renewal(s, cid, years=1, now=at("2025-09-10")).pending.reason is \
+            Reason.SHORTFALL_NOT_APPROVED
     with store.session() as s:
         (order,) = Repository(s).orders_for_certificate(cid)
         declined = orders.pay_order(s, order.id, approve=False, now=at("2025-09-10"))
