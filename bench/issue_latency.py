@@ -35,6 +35,7 @@ from certpilot.core.models import Certificate, CertType, Origin, Status  # noqa:
 from certpilot.crypto.vault import KeyVault, LocalMasterKey  # noqa: E402
 from certpilot.operations import applications  # noqa: E402
 from certpilot.store.db import session_scope  # noqa: E402
+from certpilot.store.ports import SqlAcmeAccountStore  # noqa: E402
 from certpilot.store.repository import Repository  # noqa: E402
 from tests.servers.acme import start_bind, start_pebble  # noqa: E402
 from tests.servers.base import stop  # noqa: E402
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         dns = Rfc2136Provider(bind.host, bind.port, zones=bind.zones, keyname=bind.tsig_name,
                               secret=bind.tsig_secret, algorithm=bind.tsig_algorithm)
         resolver = resolver_for(bind.nameservers)
-        issuer = AcmeIssuer(pebble.directory_url, sessions=sessions, vault=vault, ca_bundle=str(pebble.ca_bundle),
+        issuer = AcmeIssuer(pebble.directory_url, accounts=SqlAcmeAccountStore(sessions), vault=vault, ca_bundle=str(pebble.ca_bundle),
                             dns_providers=[dns], publicly_trusted=False,
                             caa_check=lambda names: caa_refusal(names, pebble.ca_identifiers, resolver),
                             wait_visible=lambda f, v: wait_until_visible(f, v, bind.nameservers, 10))

@@ -59,11 +59,12 @@ class AcmeAccountBlock(Block):
                                        description="The CA's CAA issuer domain names (e.g. letsencrypt.org).")
     publicly_trusted: bool = Field(default=True, description="Whether its certificates are publicly trusted (VA-5).")
 
-    def issuer(self, sessions: Callable, vault, *, dns_providers=(), http01=None,
+    def issuer(self, accounts, vault, *, dns_providers=(), http01=None,
                authoritative: Callable[[str], list] | None = None, clock: Callable[[], datetime] | None = None):
         """Build the ACME `Issuer` (account key sealed in `vault`).
 
         Args:
+            accounts: the `AcmeAccountStore` keeping the account (built by the runtime).
             authoritative: `fqdn -> [(host, port)]`, the servers DV-7's visibility check and
                 manual DNS (DV-3) ask; default: the zone's NS hosts on port 53.
         """
@@ -86,7 +87,7 @@ class AcmeAccountBlock(Block):
         if self.eab_kid and self.eab_hmac_key is not None:
             eab = ExternalAccount(kid=self.eab_kid, hmac_key=self.eab_hmac_key.get_secret_value())
         caa = (lambda names: caa_refusal(names, self.caa_identifiers, resolver)) if self.caa_identifiers else None
-        return AcmeIssuer(self.directory_url, sessions=sessions, vault=vault, ca_bundle=self.ca_bundle or True,
+        return AcmeIssuer(self.directory_url, accounts=accounts, vault=vault, ca_bundle=self.ca_bundle or True,
                           contact_email=self.contact_email, eab=eab, dns_providers=dns_providers, http01=http01,
                           manual_dns=ManualDns(authoritative), caa_check=caa,
                           wait_visible=lambda fqdn, value: wait_until_visible(fqdn, value, authoritative(fqdn), 120),
@@ -104,12 +105,16 @@ class PrivateCaBlock(Block):
     validity_days: int = Field(default=90, description="Lifetime of issued certificates.")
     allowed_suffixes: list[str] = Field(default_factory=list, description="Names it may sign (empty: any).")
 
-    def issuer(self, sessions: Callable, vault, *, clock: Callable[[], datetime]):
-        """Build the `PrivateCa` issuer."""
+    def issuer(self, store, vault, *, clock: Callable[[], datetime]):
+        """Build the `PrivateCa` issuer.
+
+        Args:
+            store: the `PrivateCaStore` keeping the CA's state (built by the runtime).
+        """
         from certpilot.adapters.issuers.private_ca import PrivateCa, PrivateCaPolicy
 
         policy = PrivateCaPolicy(validity_days=self.validity_days, allowed_suffixes=tuple(self.allowed_suffixes))
-        return PrivateCa(sessions, vault, policy=policy, clock=clock, ca_name=self.ca_name)
+        return PrivateCa(store, vault, policy=policy, clock=clock, ca_name=self.ca_name)
 
 
 class Rfc2136Block(Block):

@@ -115,8 +115,9 @@ class Services:
     def inbox(self):
         """The in-product message channel (DEP-3): always on, whatever else is configured."""
         from certpilot.adapters.notify.inbox import InboxNotifier
+        from certpilot.store.ports import SqlInboxStore
 
-        return InboxNotifier(self.session)
+        return InboxNotifier(SqlInboxStore(self.session))
 
     @property
     def all_notifiers(self) -> list[Any]:
@@ -142,8 +143,9 @@ class Services:
 
         from certpilot.adapters.notify.base import notify_all
         from certpilot.adapters.notify.inbox import InboxNotifier
+        from certpilot.store.ports import SqlInboxStore
 
-        inbox = InboxNotifier(lambda: nullcontext(session)) if session is not None else self.inbox
+        inbox = InboxNotifier(SqlInboxStore(lambda: nullcontext(session))) if session is not None else self.inbox
         notify_all([inbox], event)
         return notify_all(self.notifiers, event)
 
@@ -220,13 +222,14 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
     from certpilot.crypto.vault import default_vault
     from certpilot.operations.deployments import ProbeVerifier, default_target_factory
     from certpilot.store.db import session_scope
+    from certpilot.store.ports import SqlPrivateCaStore
 
     vault = overrides.pop("vault", None) or default_vault()
     clock = overrides.pop("clock", _now)
-    sessions = lambda: session_scope(database_url)  # noqa: E731 - a factory the CA calls
+    sessions = lambda: session_scope(database_url)  # noqa: E731 - a factory the CA's store calls
     issuers = overrides.pop("issuers", None)
     if issuers is None:
-        issuers = {"private-ca": PrivateCa(sessions, vault, clock=clock)}
+        issuers = {"private-ca": PrivateCa(SqlPrivateCaStore(sessions), vault, clock=clock)}
     return Services(
         vault=vault, issuers=issuers, default_issuer=overrides.pop("default_issuer", next(iter(issuers), "")),
         target_factory=overrides.pop("target_factory", None) or default_target_factory(),
@@ -269,17 +272,18 @@ def _vault_from_blocks(config_name: str):
 def _issuers_from_blocks(config, base: Services, providers: list, nameservers) -> dict[str, Any]:
     """The issuers `config` names (default and emergency), built with the base services' store and vault."""
     import blocks as b
+    from certpilot.store.ports import SqlAcmeAccountStore, SqlPrivateCaStore
 
     issuers: dict[str, Any] = {}
     for ref in dict.fromkeys(r for r in (config.default_issuer, config.emergency_issuer) if r):
         kind, _, name = ref.partition("/")
         if kind == "private-ca":
             block = _load(b.PrivateCaBlock, name or "default", "the private CA issuer")
-            issuers[ref] = block.issuer(base.session, base.vault, clock=base.clock)
+            issuers[ref] = block.issuer(SqlPrivateCaStore(base.session), base.vault, clock=base.clock)
         elif kind == "acme":
             authoritative = (lambda _fqdn: list(nameservers)) if nameservers else None
             block = _load(b.AcmeAccountBlock, name, "the ACME account issuer")
-            issuers[ref] = block.issuer(base.session, base.vault, dns_providers=providers,
+            issuers[ref] = block.issuer(SqlAcmeAccountStore(base.session), base.vault, dns_providers=providers,
                                         authoritative=authoritative, clock=base.clock)
         else:
             raise MissingBlockError(f"issuer reference {ref!r} in the {CONFIG_BLOCK} block: use private-ca/NAME "

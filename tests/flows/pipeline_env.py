@@ -27,6 +27,7 @@ from certpilot.operations import deployments, orders
 from certpilot.operations.deployments import ProbeVerifier
 from certpilot.operations.importing import import_certificate
 from certpilot.store.db import ensure_schema, reset_engines, session_scope
+from certpilot.store.ports import SqlAcmeAccountStore
 from tests.servers.certs import make_leaf
 from tests.servers.nginx import VHost
 
@@ -92,7 +93,7 @@ def build_site(tmp_path: Path, *, pebble, bind_server, nginx_factory, nginx_ca, 
     dns = Rfc2136Provider(bind_server.host, bind_server.port, zones=bind_server.zones, keyname=bind_server.tsig_name,
                           secret=bind_server.tsig_secret, algorithm=bind_server.tsig_algorithm)
     resolver = resolver_for(bind_server.nameservers)
-    issuer = AcmeIssuer(pebble.directory_url, sessions=sessions, vault=vault, ca_bundle=str(pebble.ca_bundle),
+    issuer = AcmeIssuer(pebble.directory_url, accounts=SqlAcmeAccountStore(sessions), vault=vault, ca_bundle=str(pebble.ca_bundle),
                         contact_email="ops@example.test", dns_providers=[dns], publicly_trusted=False,
                         caa_check=lambda names: caa_refusal(names, pebble.ca_identifiers, resolver),
                         wait_visible=lambda fqdn, value: wait_until_visible(fqdn, value, bind_server.nameservers, 10),

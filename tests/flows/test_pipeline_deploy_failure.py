@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import update
 
-from certpilot.adapters.notify.inbox import mark_read, messages
 from certpilot.adapters.probe.tls import probe_sync
 from certpilot.core.verification import Endpoint
 from certpilot.operations import deployments
+from certpilot.store.ports import mark_read, messages
 from certpilot.store.repository import Repository
 from certpilot.store.tables_deploy import DeploymentTargetRow
 from tests.flows.pipeline_env import SITE, site  # noqa: F401 - fixture

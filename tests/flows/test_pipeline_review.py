@@ -17,6 +17,7 @@ from certpilot.crypto.vault import KeyVault, LocalMasterKey
 from certpilot.operations import orders
 from certpilot.operations.importing import import_certificate
 from certpilot.store.db import ensure_schema, reset_engines, session_scope
+from certpilot.store.ports import SqlPrivateCaStore
 from certpilot.store.repository import Repository
 from tests.flows.test_pipeline_forms import Resumer
 from tests.servers.certs import make_ca, make_leaf
@@ -53,7 +54,7 @@ def test_ca1_dv5_dv6_ov_review_of_days_holds_no_worker_and_scanner_resumes(tmp_p
                                  origin=Origin.OFFICIAL, level=Level.OV, brand="GlobalSign", owner="ops@example.test",
                                  now=now, vault=vault).certificate.id
         orders.add_quota(s, Spec(brand="GlobalSign", level=Level.OV, cert_type=CertType.SINGLE), 2, now=now)
-    ov_ca = PrivateCa(partial(session_scope, db_url), vault, clock=clock,
+    ov_ca = PrivateCa(SqlPrivateCaStore(partial(session_scope, db_url)), vault, clock=clock,
                       policy=PrivateCaPolicy(review_delay=timedelta(days=5), validity_days=200))
     runtime = rt.local_services(database_url=db_url, vault=vault, issuers={"ov-ca": ov_ca}, clock=clock)
     runtime.poll_seconds = 0.5
@@ -116,7 +117,7 @@ def test_ca2_nt2_rejection_told_to_owner_then_resubmitted(tmp_path, prefect_harn
                                  origin=Origin.OFFICIAL, level=Level.DV, brand="DigiCert", owner="ops@example.test",
                                  now=now, vault=vault).certificate.id
         orders.add_quota(s, Spec(brand="DigiCert", level=Level.DV, cert_type=CertType.SINGLE), 1, now=now)
-    ca = PrivateCa(partial(session_scope, db_url), vault, clock=lambda: datetime.now(UTC),
+    ca = PrivateCa(SqlPrivateCaStore(partial(session_scope, db_url)), vault, clock=lambda: datetime.now(UTC),
                    policy=PrivateCaPolicy(review_rejects=("rj.example.test",)))
     notifier = CollectingNotifier()
     runtime = rt.local_services(database_url=db_url, vault=vault, issuers={"ca": ca}, notifiers=[notifier])

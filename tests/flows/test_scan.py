@@ -26,6 +26,7 @@ from certpilot.core.models import CsrMode, Level, Order, OrderKind, OrderState, 
 from certpilot.crypto.vault import KeyVault, LocalMasterKey
 from certpilot.operations import applications
 from certpilot.store.db import ensure_schema, session_scope
+from certpilot.store.ports import SqlPrivateCaStore
 from certpilot.store.repository import Repository
 from certpilot.store.tables_pipeline import ManagedStartRow
 
@@ -60,7 +61,7 @@ def env(tmp_path, prefect_harness):
     zone = Rfc2136Provider("127.0.0.1", 53, zones=["example.test"], keyname="scan-test", secret="c2NhbgAA")
     clock = {"now": NOW}
     vault = KeyVault(LocalMasterKey(os.urandom(32)))
-    ca = PrivateCa(lambda: session_scope(url), vault, clock=lambda: clock["now"],
+    ca = PrivateCa(SqlPrivateCaStore(lambda: session_scope(url)), vault, clock=lambda: clock["now"],
                    policy=PrivateCaPolicy(review_delay=timedelta(days=5), review_rejects=("bad.example.test",)))
 
     def make(policy: Policy | None = None) -> rt.Services:

@@ -16,8 +16,9 @@ library's single retry); rateLimited and server errors are `TransientError` (wit
 `retry_after`); unauthorized, caa, dns, incorrectResponse, rejectedIdentifier and other CA
 refusals are `PermanentError` carrying the CA's detail.
 
-The account key is generated once per directory, sealed in the key vault (table
-`acme_accounts` keeps the account URL and the key id) and held only in memory here.
+The account key is generated once per directory, sealed in the key vault and kept, with the
+account URL, through an `AcmeAccountStore` port (the store's `acme_accounts` table); the
+opened key is held only in memory here.
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ import email.utils
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -38,9 +37,6 @@ import requests
 from acme import challenges, messages
 from acme import errors as acme_errors
 from acme.client import ClientNetwork, ClientV2
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from certpilot.adapters.dns.base import DnsProvider, provider_for
 from certpilot.adapters.issuers.base import (
@@ -60,12 +56,9 @@ from certpilot.core.errors import (
 from certpilot.core.models import KeyAlgorithm, ValidationMethod
 from certpilot.core.validation import check_validation_method
 from certpilot.crypto.keys import PrivateKey, generate_key, open_key, public_fingerprint, store_key
-from certpilot.store.repository import Repository
-from certpilot.store.tables_issuance import AcmeAccountRow
 
 log = logging.getLogger(__name__)
 
-SessionFactory = Callable[[], AbstractContextManager[Session]]
 T = TypeVar("T")
 
 ACCOUNT_PURPOSE = "acme-account"
@@ -80,6 +73,48 @@ _STATUS = {
     messages.STATUS_VALID: OrderStatus.VALID,
     messages.STATUS_INVALID: OrderStatus.INVALID,
 }
+
+
+class AcmeAccountRecord(Protocol):
+    """The account recorded for a directory (no key material: the key is referenced by id)."""
+
+    @property
+    def key_id(self) -> str:
+        """The sealed account key's id."""
+        ...
+
+    @property
+    def public_fingerprint(self) -> str:
+        """The account key's public fingerprint (binds the vault's associated data)."""
+        ...
+
+    @property
+    def account_url(self) -> str:
+        """The account's URL at the CA; "" until the registration is recorded."""
+        ...
+
+
+class AcmeAccountStore(Protocol):
+    """Where the issuer keeps its account: one per directory URL, its key sealed (the store
+    implements it: `certpilot.store.ports.SqlAcmeAccountStore`). Each method is one transaction."""
+
+    def load(self, directory_url: str) -> AcmeAccountRecord | None:
+        """The account recorded for `directory_url`, or None."""
+        ...
+
+    def create(self, directory_url: str, *, contact: str | None, seal_key: Callable[[Any], str]) -> bool:
+        """Record an unregistered account whose key `seal_key` seals (given a `crypto.keys`
+        key store, it returns the key id) in the same transaction; False when another
+        process recorded one for the directory first (then nothing of this call is kept)."""
+        ...
+
+    def set_account_url(self, directory_url: str, account_url: str) -> None:
+        """Record the account URL the CA registered."""
+        ...
+
+    def get_sealed_key(self, key_id: str) -> object:
+        """The sealed key blob stored under `key_id` (opened by the vault here, never by the store)."""
+        ...
 
 
 class Http01Responder(Protocol):
@@ -156,7 +191,7 @@ def _jwk_and_alg(key: PrivateKey) -> tuple[jose.JWK, Any]:
 class AcmeIssuer:
     """An ACME CA (Let's Encrypt, ZeroSSL, Pebble, ...) as an `Issuer`."""
 
-    def __init__(self, directory_url: str, *, sessions: SessionFactory, vault,
+    def __init__(self, directory_url: str, *, accounts: AcmeAccountStore, vault,
                  ca_bundle: str | bool = True, contact_email: str | None = None,
                  eab: ExternalAccount | None = None,
                  dns_providers: Sequence[DnsProvider] = (), http01: Http01Responder | None = None,
@@ -170,7 +205,7 @@ class AcmeIssuer:
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         """Args:
             directory_url: the CA's ACME directory.
-            sessions: factory of transactional sessions (the account row and its sealed key).
+            accounts: where the account (URL, sealed key) is kept.
             vault: the `KeyVault` sealing the account key.
             ca_bundle: path of the CA bundle for the ACME server's TLS (or True for the system's).
             contact_email: account contact (``mailto:``).
@@ -190,7 +225,7 @@ class AcmeIssuer:
             sleep, monotonic: injected for tests.
         """
         self.directory_url = directory_url
-        self._sessions = sessions
+        self._accounts = accounts
         self._vault = vault
         self.ca_bundle = ca_bundle
         self.contact_email = contact_email
@@ -265,16 +300,13 @@ class AcmeIssuer:
         net.session.trust_env = False
         return net
 
-    def _load_account(self) -> tuple[AcmeAccountRow, PrivateKey] | None:
-        with self._sessions() as s:
-            row = s.scalars(select(AcmeAccountRow).where(AcmeAccountRow.directory_url == self.directory_url)).first()
-            if row is None:
-                return None
-            repo = Repository(s)
-            _alg, fp = repo.key_info(row.key_id)
-            key = open_key(row.key_id, fp, vault=self._vault, repo=repo, purpose=ACCOUNT_PURPOSE)
-            s.expunge(row)
-            return row, key
+    def _load_account(self) -> tuple[AcmeAccountRecord, PrivateKey] | None:
+        account = self._accounts.load(self.directory_url)
+        if account is None:
+            return None
+        key = open_key(account.key_id, account.public_fingerprint, vault=self._vault, repo=self._accounts,
+                       purpose=ACCOUNT_PURPOSE)
+        return account, key
 
     def _connect(self) -> ClientV2:
         """A client for this thread, bound to the directory's account (registered on first use).
@@ -296,21 +328,15 @@ class AcmeIssuer:
             # The key is sealed and recorded *before* the CA hears of it, so a crash between the
             # registration and its record cannot lose the account's key: the rerun registers
             # the same key again, and the CA answers with the same account (RFC 8555 7.3.1).
-            try:
-                with self._sessions() as s:
-                    key_id, _fp = store_key(generate_key(self.account_key_algorithm), vault=self._vault,
-                                            repo=Repository(s), purpose=ACCOUNT_PURPOSE)
-                    s.add(AcmeAccountRow(id=str(uuid.uuid4()), directory_url=self.directory_url, account_url="",
-                                         key_id=key_id, contact=self.contact_email))
-            except IntegrityError:
-                pass  # another process recorded its key first: use that one
+            # If another process recorded its key first, `create` keeps nothing: that one is used.
+            self._accounts.create(self.directory_url, contact=self.contact_email, seal_key=self._seal_new_key)
             loaded = self._load_account()
             assert loaded is not None
-        row, key = loaded
+        account, key = loaded
         net = self._network(key)
         directory = self._do("reading the ACME directory", lambda: ClientV2.get_directory(self.directory_url, net))
-        if row.account_url:
-            return key, row.account_url, directory
+        if account.account_url:
+            return key, account.account_url, directory
         client = ClientV2(directory, net)
         eab = None
         if self.eab is not None:
@@ -329,10 +355,15 @@ class AcmeIssuer:
                 return exc.location
 
         uri = self._do("registering the ACME account", register)
-        with self._sessions() as s:
-            s.execute(update(AcmeAccountRow).where(AcmeAccountRow.id == row.id).values(account_url=uri))
+        self._accounts.set_account_url(self.directory_url, uri)
         log.info("registered ACME account %s at %s", uri, self.directory_url)
         return key, uri, directory
+
+    def _seal_new_key(self, keys) -> str:
+        """Generate an account key and seal it into `keys` (the store's transaction); its id."""
+        key_id, _fp = store_key(generate_key(self.account_key_algorithm), vault=self._vault, repo=keys,
+                                purpose=ACCOUNT_PURPOSE)
+        return key_id
 
     def account_url(self) -> str:
         """The account URL at this CA (registers the account on first use)."""

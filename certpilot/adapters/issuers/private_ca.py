@@ -1,44 +1,121 @@
 """The embedded private CA: certpilot's default issuer and EL-4's reissue path.
 
-It creates its root and intermediate on first use (keys sealed in the vault, certificates and
-key ids in table `private_ca`), signs CSRs under a policy (validity, allowed name suffixes, a
+It creates its root and intermediate on first use (keys sealed in the vault; certificates and
+key ids kept through a `PrivateCaStore` port, the store's `private_ca` tables), signs CSRs under a policy (validity, allowed name suffixes, a
 simulated review delay for OV/EV flows), serves its chain, revokes and publishes a CRL. It is
 not publicly trusted.
 
 The signing itself is pure (`make_root`, `make_intermediate`, `sign_csr`, `build_crl`: data in,
-certificate out, `now` injected); `PrivateCa` is the adapter that keeps its state in the store.
+certificate out, `now` injected); `PrivateCa` is the adapter that keeps its state through the port.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import secrets
-import uuid
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from certpilot.adapters.issuers.base import Application, IssuedChain, OrderStatus, PollResult
 from certpilot.core.errors import NotFoundError, PermanentError, Reason, Refusal, RefusedError
 from certpilot.core.models import KeyAlgorithm
 from certpilot.crypto.csr import canonical_name, check_csr, csr_names, load_csr
 from certpilot.crypto.keys import PrivateKey, generate_key, open_key, public_fingerprint, store_key
-from certpilot.store.repository import Repository
-from certpilot.store.tables_issuance import (
-    PrivateCaIssuedRow,
-    PrivateCaRevocationRow,
-    PrivateCaRow,
-)
 
-SessionFactory = Callable[[], AbstractContextManager[Session]]
+CA_PURPOSE = "ca"
+"""Bound into the associated data of the CA's sealed keys."""
+
+
+class CaState(Protocol):
+    """A private CA as kept: its certificates and its sealed keys' ids (no key material)."""
+
+    @property
+    def id(self) -> str:
+        """The CA's id in the store."""
+        ...
+
+    @property
+    def root_pem(self) -> str:
+        """The root certificate (PEM)."""
+        ...
+
+    @property
+    def intermediate_pem(self) -> str:
+        """The intermediate certificate (PEM), which signs leaves and CRLs."""
+        ...
+
+    @property
+    def intermediate_key_id(self) -> str:
+        """The sealed intermediate key's id."""
+        ...
+
+
+class IssuedState(Protocol):
+    """A request to the CA as kept: the signed leaf, held until its review has passed."""
+
+    @property
+    def names(self) -> Iterable[str]:
+        """The certificate's names (canonical)."""
+        ...
+
+    @property
+    def cert_pem(self) -> str:
+        """The signed leaf (PEM)."""
+        ...
+
+    @property
+    def ready_at(self) -> datetime:
+        """When the simulated review ends."""
+        ...
+
+
+@dataclass(frozen=True)
+class CaMaterial:
+    """A new CA's certificates and its keys' ids, handed to `PrivateCaStore.ensure` to record."""
+
+    root_pem: str
+    root_key_id: str
+    intermediate_pem: str
+    intermediate_key_id: str
+    created_at: datetime
+
+
+class PrivateCaStore(Protocol):
+    """Where the private CA keeps its state (the store implements it:
+    `certpilot.store.ports.SqlPrivateCaStore`). Each method is one transaction."""
+
+    def ensure(self, name: str, create: Callable[[Any], CaMaterial]) -> CaState:
+        """The CA called `name`; on first use `create` (given a `crypto.keys` key store of the
+        same transaction) seals its keys and returns its material. Exactly one CA is kept for a
+        name, also when processes race to create it."""
+        ...
+
+    def record_issued(self, ca_id: str, *, ref: str, serial: str, names: list[str], cert_pem: str,
+                      submitted_at: datetime, ready_at: datetime) -> None:
+        """Keep a signed leaf under its order reference."""
+        ...
+
+    def issued(self, ref: str) -> IssuedState | None:
+        """The request with order reference `ref`, or None."""
+        ...
+
+    def revoke(self, ca_id: str, serial: str, *, at: datetime, reason: str) -> bool:
+        """Record a revocation of hex `serial` (idempotent); False when no such serial was issued."""
+        ...
+
+    def next_crl(self, ca_id: str) -> tuple[int, list[tuple[str, datetime]]]:
+        """Take the next CRL number and the revocations `(hex serial, revoked_at)`."""
+        ...
+
+    def get_sealed_key(self, key_id: str) -> object:
+        """The sealed key blob stored under `key_id` (opened by the vault here, never by the store)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -161,16 +238,16 @@ def _pem(cert: x509.Certificate) -> str:
 class PrivateCa:
     """The embedded private CA as an `Issuer` (state in the store, keys in the vault)."""
 
-    def __init__(self, sessions: SessionFactory, vault, *, policy: PrivateCaPolicy | None = None,
+    def __init__(self, store: PrivateCaStore, vault, *, policy: PrivateCaPolicy | None = None,
                  clock: Callable[[], datetime], ca_name: str = "default") -> None:
         """Args:
-            sessions: a factory of transactional sessions (e.g. `store.db.session_scope`).
+            store: where the CA's certificates, requests and revocations are kept.
             vault: the `KeyVault` that seals the CA's keys.
             policy: what it signs; default `PrivateCaPolicy()`.
             clock: returns now (timezone-aware UTC); injected so reviews can be simulated.
             ca_name: which private CA (several may coexist in one store).
         """
-        self._sessions = sessions
+        self._store = store
         self._vault = vault
         self.policy = policy or PrivateCaPolicy()
         self._clock = clock
@@ -187,48 +264,34 @@ class PrivateCa:
         return False
 
     # -- CA material --
-    def _repo(self, session: Session) -> Repository:
-        return Repository(session)
-
-    def _ensure(self, session: Session):
-        row = session.scalars(select(PrivateCaRow).where(PrivateCaRow.name == self.ca_name)).first()
-        if row is not None:
-            return row
+    def _create(self, keys) -> CaMaterial:
+        """Make the root and the intermediate, their keys sealed into `keys` (the store's transaction)."""
         now = self._clock()
         root_key = generate_key(self.policy.key_algorithm)
         int_key = generate_key(self.policy.key_algorithm)
         root = make_root(root_key, f"certpilot {self.ca_name}", now=now)
         inter = make_intermediate(root, root_key, int_key, f"certpilot {self.ca_name}", now=now)
-        repo = self._repo(session)
-        try:
-            with session.begin_nested():
-                root_id, _ = store_key(root_key, vault=self._vault, repo=repo, purpose="ca")
-                int_id, _ = store_key(int_key, vault=self._vault, repo=repo, purpose="ca")
-                row = PrivateCaRow(id=str(uuid.uuid4()), name=self.ca_name, root_pem=_pem(root),
-                                   root_key_id=root_id, intermediate_pem=_pem(inter),
-                                   intermediate_key_id=int_id, crl_number=0, created_at=now)
-                session.add(row)
-                session.flush()
-        except IntegrityError:
-            # Another process created it first: use theirs.
-            row = session.scalars(select(PrivateCaRow).where(PrivateCaRow.name == self.ca_name)).one()
-        return row
+        root_id, _ = store_key(root_key, vault=self._vault, repo=keys, purpose=CA_PURPOSE)
+        int_id, _ = store_key(int_key, vault=self._vault, repo=keys, purpose=CA_PURPOSE)
+        return CaMaterial(root_pem=_pem(root), root_key_id=root_id, intermediate_pem=_pem(inter),
+                          intermediate_key_id=int_id, created_at=now)
 
-    def _intermediate_key(self, session: Session, row) -> PrivateKey:
-        inter = x509.load_pem_x509_certificate(row.intermediate_pem.encode())
-        return open_key(row.intermediate_key_id, public_fingerprint(inter.public_key()),
-                        vault=self._vault, repo=self._repo(session), purpose="ca")
+    def _ensure(self) -> CaState:
+        return self._store.ensure(self.ca_name, self._create)
+
+    def _intermediate_key(self, ca: CaState) -> PrivateKey:
+        inter = x509.load_pem_x509_certificate(ca.intermediate_pem.encode())
+        return open_key(ca.intermediate_key_id, public_fingerprint(inter.public_key()),
+                        vault=self._vault, repo=self._store, purpose=CA_PURPOSE)
 
     def root_pem(self) -> str:
         """The root certificate (PEM): the trust anchor clients must be given."""
-        with self._sessions() as s:
-            return self._ensure(s).root_pem
+        return self._ensure().root_pem
 
     def chain_pems(self) -> tuple[str, str]:
         """`(intermediate_pem, root_pem)`."""
-        with self._sessions() as s:
-            row = self._ensure(s)
-            return row.intermediate_pem, row.root_pem
+        ca = self._ensure()
+        return ca.intermediate_pem, ca.root_pem
 
     # -- Issuer --
     def submit(self, application: Application) -> str:
@@ -244,40 +307,42 @@ class PrivateCa:
             raise RefusedError(refusal)
         csr = load_csr(application.csr_pem)
         now = self._clock()
-        with self._sessions() as s:
-            row = self._ensure(s)
-            ca = x509.load_pem_x509_certificate(row.intermediate_pem.encode())
-            serial = x509.random_serial_number()
-            leaf = sign_csr(csr, ca, self._intermediate_key(s, row), now=now,
-                            validity_days=self.policy.validity_days, serial=serial)
-            ref = f"pca-{secrets.token_hex(12)}"
-            s.add(PrivateCaIssuedRow(ref=ref, ca_id=row.id, serial=format(serial, "x"),
-                                     names=[canonical_name(n) for n in application.names],
-                                     cert_pem=_pem(leaf), submitted_at=now,
-                                     ready_at=now + self.policy.review_delay))
+        ca = self._ensure()
+        serial = x509.random_serial_number()
+        leaf = sign_csr(csr, x509.load_pem_x509_certificate(ca.intermediate_pem.encode()),
+                        self._intermediate_key(ca), now=now, validity_days=self.policy.validity_days, serial=serial)
+        ref = f"pca-{secrets.token_hex(12)}"
+        self._store.record_issued(ca.id, ref=ref, serial=format(serial, "x"),
+                                  names=[canonical_name(n) for n in application.names], cert_pem=_pem(leaf),
+                                  submitted_at=now, ready_at=now + self.policy.review_delay)
         return ref
 
-    def _issued(self, session: Session, ref: str):
-        row = session.get(PrivateCaIssuedRow, ref)
-        if row is None:
+    def _issued(self, ref: str) -> IssuedState:
+        issued = self._store.issued(ref)
+        if issued is None:
             raise NotFoundError(f"no private-CA request {ref}; submit the application again.")
-        return row
+        return issued
+
+    def _review(self, issued: IssuedState) -> PollResult:
+        """Pending until the review delay has passed; then valid, or invalid for a rejected name."""
+        now = self._clock()
+        if now < issued.ready_at:
+            return PollResult(OrderStatus.PENDING,
+                              f"under review by the private CA until {issued.ready_at.isoformat()}",
+                              retry_after=(issued.ready_at - now).total_seconds())
+        rejected = [n for n in issued.names if name_allowed(n, self.policy.review_rejects)] \
+            if self.policy.review_rejects else []
+        if rejected:
+            return PollResult(OrderStatus.INVALID, f"the private CA's review rejected {', '.join(rejected)}")
+        return PollResult(OrderStatus.VALID)
 
     def poll(self, ref: str) -> PollResult:
-        """Pending until the review delay has passed; then valid, or invalid for a rejected name."""
-        with self._sessions() as s:
-            row = self._issued(s, ref)
-            now = self._clock()
-            if now < row.ready_at:
-                return PollResult(OrderStatus.PENDING,
-                                  f"under review by the private CA until {row.ready_at.isoformat()}",
-                                  retry_after=(row.ready_at - now).total_seconds())
-            rejected = [n for n in row.names if name_allowed(n, self.policy.review_rejects)] \
-                if self.policy.review_rejects else []
-            if rejected:
-                return PollResult(OrderStatus.INVALID,
-                                  f"the private CA's review rejected {', '.join(rejected)}")
-            return PollResult(OrderStatus.VALID)
+        """Pending until the review delay has passed; then valid, or invalid for a rejected name.
+
+        Raises:
+            NotFoundError: no request with this reference.
+        """
+        return self._review(self._issued(ref))
 
     def advance(self, ref: str, application: Application) -> PollResult:
         """Nothing to drive: the private CA validates nothing; same as `poll`."""
@@ -289,13 +354,11 @@ class PrivateCa:
         Raises:
             PermanentError: the review has not passed or rejected the request.
         """
-        state = self.poll(ref)
+        issued = self._issued(ref)
+        state = self._review(issued)
         if state.status is not OrderStatus.VALID:
             raise PermanentError(f"private-CA request {ref} is {state.status.value}: {state.detail}")
-        with self._sessions() as s:
-            row = self._issued(s, ref)
-            ca = self._ensure(s)
-            return IssuedChain(leaf_pem=row.cert_pem, chain_pems=(ca.intermediate_pem,))
+        return IssuedChain(leaf_pem=issued.cert_pem, chain_pems=(self._ensure().intermediate_pem,))
 
     # -- revocation --
     def revoke(self, serial: str | int, reason: str = "unspecified") -> None:
@@ -305,23 +368,14 @@ class PrivateCa:
             NotFoundError: this CA never issued that serial.
         """
         hex_serial = format(serial, "x") if isinstance(serial, int) else serial.lower().lstrip("0") or "0"
-        with self._sessions() as s:
-            row = self._ensure(s)
-            issued = s.scalars(select(PrivateCaIssuedRow).where(PrivateCaIssuedRow.serial == hex_serial)).first()
-            if issued is None:
-                raise NotFoundError(f"the private CA issued no certificate with serial {hex_serial}; "
-                                    "check the serial (hex) of the certificate to revoke.")
-            if s.get(PrivateCaRevocationRow, hex_serial) is None:
-                s.add(PrivateCaRevocationRow(serial=hex_serial, ca_id=row.id, revoked_at=self._clock(),
-                                             reason=reason))
+        if not self._store.revoke(self._ensure().id, hex_serial, at=self._clock(), reason=reason):
+            raise NotFoundError(f"the private CA issued no certificate with serial {hex_serial}; "
+                                "check the serial (hex) of the certificate to revoke.")
 
     def crl_pem(self) -> bytes:
         """A fresh CRL (PEM) signed by the intermediate, listing every revocation."""
-        with self._sessions() as s:
-            row = self._ensure(s)
-            revoked = s.scalars(select(PrivateCaRevocationRow).where(PrivateCaRevocationRow.ca_id == row.id)).all()
-            row.crl_number += 1
-            ca = x509.load_pem_x509_certificate(row.intermediate_pem.encode())
-            crl = build_crl(ca, self._intermediate_key(s, row), [(int(r.serial, 16), r.revoked_at) for r in revoked],
-                            now=self._clock(), number=row.crl_number)
-            return crl.public_bytes(serialization.Encoding.PEM)
+        ca = self._ensure()
+        number, revoked = self._store.next_crl(ca.id)
+        crl = build_crl(x509.load_pem_x509_certificate(ca.intermediate_pem.encode()), self._intermediate_key(ca),
+                        [(int(serial, 16), at) for serial, at in revoked], now=self._clock(), number=number)
+        return crl.public_bytes(serialization.Encoding.PEM)

@@ -23,6 +23,7 @@ from certpilot.adapters.issuers.acme import AcmeIssuer
 from certpilot.core.models import Certificate, CertType, KeyAlgorithm, Origin, Status, ValidationMethod
 from certpilot.crypto.vault import KeyVault, LocalMasterKey
 from certpilot.store.db import reset_engines, session_scope
+from certpilot.store.ports import SqlAcmeAccountStore
 from certpilot.store.repository import Repository, new_id
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -84,7 +85,7 @@ def bind_issuer(pebble, bind_server, bind_dns, sessions, vault, **kw) -> AcmeIss
     resolver = resolver_for(bind_server.nameservers)
     kw.setdefault("caa_check", lambda names: caa_refusal(names, pebble.ca_identifiers, resolver))
     kw.setdefault("wait_visible", lambda fqdn, value: wait_until_visible(fqdn, value, bind_server.nameservers, 10))
-    return AcmeIssuer(pebble.directory_url, sessions=sessions, vault=vault, ca_bundle=str(pebble.ca_bundle),
+    return AcmeIssuer(pebble.directory_url, accounts=SqlAcmeAccountStore(sessions), vault=vault, ca_bundle=str(pebble.ca_bundle),
                       contact_email="ops@example.test", dns_providers=[bind_dns], publicly_trusted=False,
                       validation_timeout=30, **kw)
 

@@ -11,7 +11,7 @@ from certpilot.core.errors import PermanentError, TransientError
 
 
 def issuer(**kw) -> AcmeIssuer:
-    return AcmeIssuer("https://ca.invalid/dir", sessions=None, vault=None, **kw)
+    return AcmeIssuer("https://ca.invalid/dir", accounts=None, vault=None, **kw)
 
 
 def problem(code: str, detail: str = "why", **kw) -> messages.Error:

@@ -22,6 +22,7 @@ from certpilot.core.errors import Reason, RefusedError
 from certpilot.core.models import CsrMode, KeyAlgorithm, Status, ValidationMethod
 from certpilot.crypto.keys import generate_key, open_key
 from certpilot.operations import applications
+from certpilot.store.ports import SqlAcmeAccountStore
 from certpilot.store.repository import Repository
 from certpilot.store.tables_issuance import AcmeAccountRow, CaApplicationRow
 from tests.integration.issuance.conftest import (
@@ -120,7 +121,7 @@ def test_dns01_via_challtestsrv(pebble_challtestsrv, challtestsrv, sessions, vau
     from certpilot.adapters.dns.checks import wait_until_visible
 
     srv = [("127.0.0.1", challtestsrv.dns_port)]
-    issuer = AcmeIssuer(pebble_challtestsrv.directory_url, sessions=sessions, vault=vault,
+    issuer = AcmeIssuer(pebble_challtestsrv.directory_url, accounts=SqlAcmeAccountStore(sessions), vault=vault,
                         ca_bundle=str(pebble_challtestsrv.ca_bundle), dns_providers=[ChallTestSrvDns(challtestsrv)],
                         wait_visible=lambda f, v: wait_until_visible(f, v, srv, 10), publicly_trusted=False,
                         validation_timeout=30)
@@ -318,7 +319,7 @@ def test_ca2_failed_validation_marks_rejected_with_ca_detail(pebble, bind_server
         def cleanup(self, fqdn, value):
             pass
 
-    issuer = AcmeIssuer(pebble.directory_url, sessions=sessions, vault=vault, ca_bundle=str(pebble.ca_bundle),
+    issuer = AcmeIssuer(pebble.directory_url, accounts=SqlAcmeAccountStore(sessions), vault=vault, ca_bundle=str(pebble.ca_bundle),
                         dns_providers=[NoopDns()], publicly_trusted=False, validation_timeout=30)
     cid = add_certificate(sessions, [f"{unique_label}.example.test"])
     with sessions() as s:
