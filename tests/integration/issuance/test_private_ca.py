@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from cryptography import x509
@@ -16,6 +19,8 @@ from certpilot.core.models import Contact, CsrMode, KeyAlgorithm, Level, Origin,
 from certpilot.crypto.csr import build_csr
 from certpilot.crypto.keys import generate_key
 from certpilot.operations import applications
+from certpilot.store.db import session_scope
+from certpilot.store.ports import SqlPrivateCaStore
 from certpilot.store.repository import Repository
 from certpilot.store.tables import KeyRow
 from certpilot.store.tables_issuance import PrivateCaRow
@@ -38,7 +43,7 @@ def clock():
 
 
 def make_ca(sessions, vault, clock, **policy) -> PrivateCa:
-    return PrivateCa(sessions, vault, policy=PrivateCaPolicy(**policy), clock=clock)
+    return PrivateCa(SqlPrivateCaStore(sessions), vault, policy=PrivateCaPolicy(**policy), clock=clock)
 
 
 def app_for(names, alg=KeyAlgorithm.EC_P256, **kw) -> Application:
@@ -230,3 +235,35 @@ def test_csr4_private_ca_refuses_a_csr_with_other_names(sessions, vault, clock):
         ca.submit(bad)
     assert info.value.refusal.reason is Reason.CSR_NAMES
     assert CsrMode.SYSTEM  # system CSRs are checked in create_key_and_csr (see test_keys_csr)
+
+
+class RacingStore(SqlPrivateCaStore):
+    """Holds each creator at a barrier until both have seen no CA: the race is forced, not hoped for."""
+
+    def __init__(self, sessions, barrier: threading.Barrier):
+        super().__init__(sessions)
+        self.barrier = barrier
+
+    def ensure(self, name, create):
+        def held(keys):
+            self.barrier.wait(timeout=20)
+            return create(keys)
+
+        return super().ensure(name, held)
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_el4_root_and_intermediate_created_once_under_concurrency(store_url, vault, clock):
+    """EL-4: two processes using a new private CA at once both find it missing; exactly one root
+    and intermediate are kept (the unique name decides), the loser's sealed keys roll back with
+    its savepoint, and both serve the winner's chain."""
+    sessions = partial(session_scope, store_url)
+    barrier = threading.Barrier(2)
+    cas = [PrivateCa(RacingStore(sessions, barrier), vault, clock=clock) for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        chains = list(pool.map(lambda ca: ca.chain_pems(), cas))
+    assert chains[0] == chains[1]
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(PrivateCaRow)) == 1
+        assert s.scalar(select(func.count()).select_from(KeyRow)) == 2
+    assert make_ca(sessions, vault, clock).chain_pems() == chains[0]
