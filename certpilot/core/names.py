@@ -26,6 +26,11 @@ from certpilot.core.models import CertType, Policy, Spec
 BRANDS: tuple[str, ...] = ("Alibaba Cloud", "DigiCert", "GlobalSign")
 """UP-2: the brands the service sells (validation levels are `Level`: DV, OV, EV)."""
 
+OWN_BRAND = "certpilot"
+"""The brand of certificates certpilot's own issuers sign (the embedded private CA, an ACME CA):
+the default brand of a `Certificate`, of `certpilot import` and `certpilot buy`. Offered next to
+`BRANDS` wherever UP-2 is checked."""
+
 MAX_LABEL = 63
 MAX_NAME = 253
 _LDH = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")

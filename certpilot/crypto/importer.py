@@ -255,36 +255,83 @@ def inspect_bundle(cert_pem: bytes | str, key_pem: bytes | str | None = None,
     """
     now = utc(now)
     warnings: list[Warning_] = []
+    leaf, extra_chain = _leaf_of(cert_pem, warnings)
+    algorithm = key_algorithm_of(leaf.public_key())
+    names, cert_type = _check_names(_san_names(leaf), policy, publicly_trusted)
+    key_pkcs8 = _key_of(leaf, key_pem, passphrase, warnings)
+    chain = _chain_of(leaf, extra_chain, chain_pem, warnings)
+    warnings += _validity_warnings(leaf, chain, now)
+    return ImportedBundle(
+        names=tuple(names),
+        common_name=_common_name(leaf) or names[0],
+        cert_type=cert_type,
+        key_algorithm=algorithm,
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        serial=format(leaf.serial_number, "x"),
+        fingerprint_sha256=fingerprint(leaf),
+        public_key_fingerprint=public_key_fingerprint(leaf.public_key()),
+        issuer=_name(leaf.issuer),
+        subject=_name(leaf.subject),
+        leaf_pem=to_pem(leaf),
+        chain_pems=tuple(to_pem(c) for c in chain),
+        has_key=key_pkcs8 is not None,
+        warnings=tuple(warnings),
+        key_pem=key_pkcs8,
+    )
+
+
+def _leaf_of(cert_pem: bytes | str, warnings: list[Warning_]) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    """The server certificate of --cert and the CA certificates pasted after it (with a warning)."""
     leaf, extra_chain = _pick_leaf(load_certificates(cert_pem, what="--cert"))
     if extra_chain:
         warnings.append(Warning_("chain-in-cert-file", f"--cert also held {len(extra_chain)} CA certificate(s); "
                                  "they were taken as the chain."))
-    public_key = leaf.public_key()
-    algorithm = key_algorithm_of(public_key)
-    names, cert_type = _check_names(_san_names(leaf), policy, publicly_trusted)
+    return leaf, extra_chain
 
-    sealed_pem: bytes | None = None
-    if _given(key_pem):
-        key, was_encrypted = load_private_key(key_pem, passphrase=passphrase, what="--key")
-        if spki_der(key.public_key()) != spki_der(public_key):
-            raise BadInputError(
-                f"the private key does not belong to the certificate '{_name(leaf.subject)}' (their public keys "
-                "differ); give the key this certificate was issued for.",
-                Reason.KEY_MISMATCH,
-            )
-        if passphrase and not was_encrypted:
-            warnings.append(Warning_("passphrase-unused", "a passphrase was given but the key is not encrypted."))
-        sealed_pem = private_key_pem(key)
-    else:
+
+def _key_of(leaf: x509.Certificate, key_pem: bytes | str | None, passphrase: bytes | str | None,
+            warnings: list[Warning_]) -> bytes | None:
+    """The leaf's private key as unencrypted PKCS#8 PEM (for the vault only), or None when not given.
+
+    Raises:
+        BadInputError: the key does not parse, is encrypted without a (right) passphrase, is
+            weak, or does not belong to the certificate (KEY_MISMATCH).
+    """
+    if not _given(key_pem):
         warnings.append(Warning_("no-key", "no private key was given: certpilot cannot deploy this certificate "
                                  "itself (CSR-2); import it again with --key to let it."))
+        return None
+    key, was_encrypted = load_private_key(key_pem, passphrase=passphrase, what="--key")
+    if spki_der(key.public_key()) != spki_der(leaf.public_key()):
+        raise BadInputError(
+            f"the private key does not belong to the certificate '{_name(leaf.subject)}' (their public keys "
+            "differ); give the key this certificate was issued for.",
+            Reason.KEY_MISMATCH,
+        )
+    if passphrase and not was_encrypted:
+        warnings.append(Warning_("passphrase-unused", "a passphrase was given but the key is not encrypted."))
+    return private_key_pem(key)
 
-    given_chain = extra_chain + (load_certificates(chain_pem, what="--chain") if _given(chain_pem) else [])
-    chain = _order_chain(leaf, given_chain, warnings)
+
+def _chain_of(leaf: x509.Certificate, extra_chain: list[x509.Certificate], chain_pem: bytes | str | None,
+              warnings: list[Warning_]) -> list[x509.Certificate]:
+    """The served chain: --cert's extra CA certificates and --chain, ordered from the leaf's issuer up.
+
+    Raises:
+        BadInputError: (BAD_PEM) --chain does not parse; (BAD_CHAIN) a certificate does not link.
+    """
+    given = extra_chain + (load_certificates(chain_pem, what="--chain") if _given(chain_pem) else [])
+    chain = _order_chain(leaf, given, warnings)
     if not chain and not _self_signed(leaf):
         warnings.append(Warning_("no-chain", "no intermediate certificates were given: unless its issuer is a root "
                                  "that clients trust, servers will send an incomplete chain (DEP-6); pass --chain."))
+    return chain
 
+
+def _validity_warnings(leaf: x509.Certificate, chain: list[x509.Certificate], now: datetime) -> list[Warning_]:
+    """Expired or not-yet-valid leaf, expired intermediates: imported, with a warning each."""
+    warnings: list[Warning_] = []
     not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
     if now > not_after:
         warnings.append(Warning_("expired", f"the certificate expired on {not_after:%Y-%m-%d}; it is imported so it "
@@ -295,22 +342,4 @@ def inspect_bundle(cert_pem: bytes | str, key_pem: bytes | str | None = None,
         if now > c.not_valid_after_utc:
             warnings.append(Warning_("chain-expired", f"the intermediate '{_name(c.subject)}' expired on "
                                      f"{c.not_valid_after_utc:%Y-%m-%d}; get the current chain from the CA."))
-
-    return ImportedBundle(
-        names=tuple(names),
-        common_name=_common_name(leaf) or names[0],
-        cert_type=cert_type,
-        key_algorithm=algorithm,
-        not_before=not_before,
-        not_after=not_after,
-        serial=format(leaf.serial_number, "x"),
-        fingerprint_sha256=fingerprint(leaf),
-        public_key_fingerprint=public_key_fingerprint(public_key),
-        issuer=_name(leaf.issuer),
-        subject=_name(leaf.subject),
-        leaf_pem=to_pem(leaf),
-        chain_pems=tuple(to_pem(c) for c in chain),
-        has_key=sealed_pem is not None,
-        warnings=tuple(warnings),
-        key_pem=sealed_pem,
-    )
+    return warnings

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from certpilot.core.errors import BadInputError, Reason
-from certpilot.core.models import CertType, Level, Policy, Spec
+from certpilot.core.models import Certificate, CertType, Level, Policy, Spec
 from certpilot.core.names import (
     BRANDS,
+    OWN_BRAND,
     check_names,
     check_spec,
     covers,
@@ -166,3 +167,10 @@ def test_up2_check_spec(brand, ok):
 
 def test_up2_brands_can_be_extended():
     assert check_spec(Spec(brand="certpilot", level=Level.DV, cert_type=S), brands=(*BRANDS, "certpilot")) is None
+
+
+def test_up2_own_brand_is_the_default_brand():
+    """certpilot's own issuers' brand is the default of a certificate (offered with BRANDS on import)."""
+    assert OWN_BRAND == "certpilot" == Certificate.model_fields["brand"].default
+    assert check_spec(Spec(brand=OWN_BRAND, level=Level.DV, cert_type=S)) is not None  # not a seed brand
+    assert check_spec(Spec(brand=OWN_BRAND, level=Level.DV, cert_type=S), brands=(*BRANDS, OWN_BRAND)) is None

@@ -54,8 +54,8 @@ def run_import(url, case, **kw):
     with session_scope(url) as s:
         return import_certificate(s, cert_pem=case.cert, key_pem=case.key, chain_pem=case.chain,
                                   passphrase=case.passphrase, origin=kw.pop("origin", Origin.UPLOADED),
-                                  level=Level.DV, brand="DigiCert", owner="ops@example.com", now=NOW,
-                                  vault=VAULT, **kw)
+                                  level=Level.DV, brand=kw.pop("brand", "DigiCert"), owner="ops@example.com",
+                                  now=NOW, vault=VAULT, **kw)
 
 
 def assert_refused(url, case, reason, fragment, **kw):
@@ -330,3 +330,19 @@ def test_bad_owner_refused_before_anything(db_url, corpus):
             import_certificate(s, cert_pem=corpus[0]["base"].cert, origin="uploaded", level="DV", brand="x",
                                owner="nobody", now=NOW, vault=VAULT)
     assert counts(db_url) == before
+
+
+def test_up2_official_import_must_be_an_offered_brand(db_url):
+    """UP-2 on import: an official certificate (one the service sold) has an offered brand, or
+    certpilot's own; certificates issued elsewhere keep whatever brand they carry."""
+    before = counts(db_url)
+    with pytest.raises(RefusedError) as exc:
+        run_import(db_url, pki.good(["sectigo.example.com"]), origin="official", brand="Sectigo")
+    assert (exc.value.reason, exc.value.refusal.rule) == (Reason.UNKNOWN_BRAND, "UP-2")
+    assert exc.value.message == ("an official certificate is one the service sold: brand 'Sectigo' is not offered; "
+                                 "choose one of Alibaba Cloud, DigiCert, GlobalSign, certpilot; or import it with "
+                                 "--origin uploaded")
+    assert counts(db_url) == before
+    assert run_import(db_url, pki.good(["sectigo.example.com"]), brand="Sectigo").certificate.brand == "Sectigo"
+    own = run_import(db_url, pki.good(["own.example.com"]), origin="official", brand="certpilot")
+    assert (own.certificate.origin, own.certificate.brand) == (Origin.OFFICIAL, "certpilot")
