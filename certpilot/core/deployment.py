@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
 
+from pydantic import BaseModel, ConfigDict
+
 from certpilot.core.errors import Reason, Refusal
 from certpilot.core.models import Certificate, Status
 
@@ -43,6 +45,23 @@ class TargetKind(StrEnum):
     """An AWS ACM certificate re-imported in place (its ARN and bindings kept)."""
     AWS_ELB = "aws-elb"
     """An AWS ALB/ELBv2 HTTPS listener (default certificate or an SNI certificate)."""
+
+
+class DeploymentOutcome(BaseModel):
+    """What one run of a managed deployment task ended with (DEP-2, DEP-7): the flows branch on
+    `state`; `details` are the run's progress lines (no key material, CSR-5)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    target_id: str
+    state: DeploymentState
+    details: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the target serves the new certificate, verified (VER-1)."""
+        return self.state is DeploymentState.SUCCEEDED
 
 
 MANAGED_KINDS = frozenset({TargetKind.NGINX, TargetKind.AWS_ACM, TargetKind.AWS_ELB})

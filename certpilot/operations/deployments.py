@@ -17,14 +17,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certpilot.adapters.deploy.base import DeployMaterial, DeployTarget, RollbackImpossibleError
+from certpilot.adapters.notify.base import NotificationEvent
 from certpilot.core.deployment import (
+    DeploymentOutcome,
     DeploymentState,
     Progress,
     TargetKind,
@@ -41,6 +43,13 @@ from certpilot.store.base import utcnow
 from certpilot.store.repository import Repository
 from certpilot.store.tables import CertificateRow
 from certpilot.store.tables_deploy import DeploymentTargetRow, DeploymentTaskRow
+
+if TYPE_CHECKING:
+    from certpilot.runtime import Services
+
+__all__ = ["DeploymentOutcome", "ProbeVerifier", "TargetRecord", "TaskRecord", "VerifyResult", "add_target",
+           "default_target_factory", "deploy", "get_target", "get_task", "list_tasks", "locate_targets",
+           "material_for", "plan", "plan_deployments", "run_deployment", "targets_of", "vault_key_opener"]
 
 log = logging.getLogger(__name__)
 
@@ -242,13 +251,23 @@ def material_for(session: Session, certificate_id: str, key_opener: KeyOpenerByI
 
 
 class _Run:
-    """Records one run's progress on its task row (each step committed)."""
+    """One run of a claimed task: what it deploys where, and its progress on the task row.
 
-    def __init__(self, session: Session, row: DeploymentTaskRow, clock: Callable[[], datetime]):
+    Every `step` is committed (the CLI and the UI see the progress while the run goes on) with
+    the target's checkpoint, so a rerun after a crash rolls back to the same state (DEP-7).
+    """
+
+    def __init__(self, session: Session, row: DeploymentTaskRow, clock: Callable[[], datetime],
+                 cert: Certificate, target_row: DeploymentTargetRow):
         self.session, self.row, self.clock = session, row, clock
+        self.cert, self.target_row, self.record = cert, target_row, _target(target_row)
         self.target: Any = None
+        self.material: DeployMaterial | None = None
+        self.where = self.record.name or self.record.kind.value
+        """What an operator calls the target: its name until the adapter describes itself."""
 
     def step(self, progress: Progress | int, line: str, *, state: DeploymentState | None = None) -> None:
+        """Record one line of progress (and the final state), committed at once."""
         now = self.clock()
         self.row.progress = int(progress)
         self.row.details = (self.row.details + ("\n" if self.row.details else "")
@@ -264,13 +283,29 @@ class _Run:
         self.session.commit()  # visible to `list_tasks` elsewhere while the run goes on
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """Why a run failed: the error line, the VER-2 diagnosis when verification failed, and
+    whether the target may have been touched (then it is rolled back)."""
+
+    error: str
+    diagnosis: str | None = None
+    touched: bool = True
+
+
+Notify = Callable[[NotificationEvent], object]
+"""Hands a DEP-3 notice to the caller's channels (the Services door: `notices.send`)."""
+
+
 def deploy(session: Session, task_id: str, target_factory: TargetFactory, key_opener: KeyOpenerById,
-           verifier: Verifier, *, notifiers: Sequence[Any] = (), now: datetime | None = None,
+           verifier: Verifier, *, notify: Notify | None = None, now: datetime | None = None,
            clock: Callable[[], datetime] = utcnow) -> TaskRecord:
-    """Run one deployment task: stage → validate → commit → reload → verify → finalize | rollback.
+    """Run one deployment task: stage → validate → swap → reload → verify → finalize | rollback.
 
     DEP-5 (reload after the files), DEP-6 (full chain), DEP-7 (any failure restores the previous
-    certificate), DEP-3 (a failure hands a notification event to every notifier).
+    certificate), DEP-3 (a failure is told through `notify`). Crash-safe: the claim is committed
+    before anything is touched, a RUNNING task is taken over only after its lease (DEP-2), and
+    the target's checkpoint is committed with every step.
 
     Args:
         session: the store session (the run commits its progress step by step).
@@ -278,7 +313,8 @@ def deploy(session: Session, task_id: str, target_factory: TargetFactory, key_op
         target_factory: builds the target adapter from its record.
         key_opener: opens a certificate's private key from the vault (inside the adapter only).
         verifier: probes the target's endpoints for the new certificate (VER-1).
-        notifiers: channels told of a failure (DEP-3).
+        notify: hands the failure notice (`notices.deployment_failed`) to the caller's channels;
+            a channel failing does not change the task's record.
         now: the time used for the claim decision (default the clock).
         clock: wall clock for the progress lines.
     Returns:
@@ -293,22 +329,35 @@ def deploy(session: Session, task_id: str, target_factory: TargetFactory, key_op
         raise NotFoundError(f"no deployment task with id {task_id}")
     if row.state == DeploymentState.SUCCEEDED.value:
         return _task(row)
+    run = _claim(session, row, now, clock)
+    failure = _set_up(run, target_factory, key_opener) or _swap_in(run, verifier)
+    if failure is None:
+        _finalize(run)
+    else:
+        _roll_back(run, failure)
+        _tell_failure(notify, run, failure)
+    return _task(row)
+
+
+def _claim(session: Session, row: DeploymentTaskRow, now: datetime, clock: Callable[[], datetime]) -> _Run:
+    """Check the run may start (DEP-2 lease, CSR-2, DEP-1) and claim the task, committed.
+
+    Raises:
+        RefusedError: another run holds the task, or the certificate may not go to this target.
+    """
     refusal = may_run(row.state, started_at=row.started_at, now=now)
     if refusal is not None:
         raise RefusedError(refusal)
     repo = Repository(session)
     cert = repo.certificate_model(row.certificate_id)
     target_row = session.get(DeploymentTargetRow, row.target_id)
-    record = _target(target_row)
-    cert_row = repo.get_certificate(row.certificate_id)
-    refusal = may_deploy(cert, record.kind, has_pem=bool(cert_row.leaf_pem))
+    refusal = may_deploy(cert, TargetKind(target_row.kind), has_pem=bool(repo.get_certificate(cert.id).leaf_pem))
     if refusal is not None:
         raise RefusedError(refusal)
-
-    # Claim: one conditional UPDATE; a concurrent run sees 0 rows and gets the refusal.
+    # One conditional UPDATE; a concurrent run sees 0 rows and gets the refusal.
     claimed = session.execute(
         update(DeploymentTaskRow)
-        .where(DeploymentTaskRow.id == task_id, DeploymentTaskRow.state == row.state,
+        .where(DeploymentTaskRow.id == row.id, DeploymentTaskRow.state == row.state,
                DeploymentTaskRow.attempts == row.attempts)
         .values(state=DeploymentState.RUNNING.value, attempts=row.attempts + 1, started_at=now, finished_at=None,
                 progress=int(Progress.STARTED), updated_at=now)
@@ -317,71 +366,115 @@ def deploy(session: Session, task_id: str, target_factory: TargetFactory, key_op
     if claimed != 1:
         raise RefusedError(may_run(DeploymentState.RUNNING, started_at=now, now=now))
     session.refresh(row)
-    run = _Run(session, row, clock)
+    return _Run(session, row, clock, cert, target_row)
 
+
+def _set_up(run: _Run, target_factory: TargetFactory, key_opener: KeyOpenerById) -> _Failure | None:
+    """Load the material and build the adapter (with the checkpoint of an earlier crashed run).
+
+    A bad target configuration or stored PEM fails the task before anything is touched.
+    """
     try:
-        material = material_for(session, cert.id, key_opener)
-        target = target_factory(record, key_opener)
-        if hasattr(target, "checkpoint"):
-            target.checkpoint = dict(row.checkpoint or {})
-        run.target = target
-        desc = target.describe()
+        run.material = material_for(run.session, run.cert.id, key_opener)
+        run.target = target_factory(run.record, key_opener)
+        if hasattr(run.target, "checkpoint"):
+            run.target.checkpoint = dict(run.row.checkpoint or {})
+        desc = run.target.describe()
     except Exception as exc:  # noqa: BLE001 - bad target config or stored PEM: nothing was touched
         error = f"setup failed: {exc}; nothing on the target was changed — fix the target's configuration"
         run.step(Progress.STARTED, error)
         run.step(Progress.STARTED, DeploymentState.FAILED.value, state=DeploymentState.FAILED)
-        _notify_failure(notifiers, cert, record.name or record.kind.value, None, error)
-        return _task(row)
-    run.step(Progress.STARTED, f"attempt {row.attempts}: deploying {cert.common_name} "
-                               f"({material.fingerprint[:16]}…) to {desc}")
-    error: str | None = None
-    diagnosis: str | None = None
+        return _Failure(error, touched=False)
+    run.where = desc
+    run.step(Progress.STARTED, f"attempt {run.row.attempts}: deploying {run.cert.common_name} "
+                               f"({run.material.fingerprint[:16]}…) to {desc}")
+    return None
+
+
+def _stage(run: _Run) -> None:
+    run.target.stage(run.material)
+    run.step(Progress.STAGED, f"staged the new certificate and {len(run.material.chain_pems)} intermediate(s)")
+
+
+def _validate(run: _Run) -> None:
+    run.target.validate()
+    run.step(Progress.VALIDATED, "the target's own check passed")
+
+
+def _swap(run: _Run) -> None:
+    run.target.commit()
+    run.step(Progress.COMMITTED, "committed")
+
+
+def _reload(run: _Run) -> None:
+    run.target.reload()
+    run.step(Progress.RELOADED, "reloaded")
+
+
+_STEPS: tuple[tuple[str, Callable[[_Run], None]], ...] = (
+    ("stage", _stage), ("validate", _validate), ("commit", _swap), ("reload", _reload))
+"""The steps before verification, in order, each named as its failure is reported."""
+
+
+def _swap_in(run: _Run, verifier: Verifier) -> _Failure | None:
+    """Stage, validate, swap and reload (DEP-5, DEP-6), then verify (VER-1); the first failure."""
     step = "stage"
     try:
-        target.stage(material)
-        run.step(Progress.STAGED, f"staged the new certificate and {len(material.chain_pems)} intermediate(s)")
-        step = "validate"
-        target.validate()
-        run.step(Progress.VALIDATED, "the target's own check passed")
-        step = "commit"
-        target.commit()
-        run.step(Progress.COMMITTED, "committed")
-        step = "reload"
-        target.reload()
-        run.step(Progress.RELOADED, "reloaded")
+        for name, action in _STEPS:
+            step = name  # the step a failure is reported under
+            action(run)
         step = "verify"
-        result = verifier(material, record.endpoints, target, _old_fingerprint(session, record))
+        result = verifier(run.material, run.record.endpoints, run.target, _old_fingerprint(run.session, run.record))
         if not result.ok:
-            diagnosis = result.message
-            error = f"verification failed: {result.message}"
-        else:
-            run.step(Progress.VERIFIED, f"verified: {result.message}")
+            return _Failure(f"verification failed: {result.message}", result.message)
+        run.step(Progress.VERIFIED, f"verified: {result.message}")
     except Exception as exc:  # noqa: BLE001 - every failure is recorded and rolled back (DEP-7)
-        error = f"{getattr(exc, 'step', step)} failed: {exc}"
+        return _Failure(f"{getattr(exc, 'step', step)} failed: {exc}")
+    return None
 
-    if error is None:
-        try:
-            target.finalize()
-        except Exception as exc:  # noqa: BLE001 - the new certificate is served; cleanup can wait
-            run.step(Progress.VERIFIED, f"finalize failed (the new certificate is served; clean up by hand): {exc}")
-        _move_target(session, target_row, cert.id, clock())
-        run.step(Progress.DONE, "succeeded", state=DeploymentState.SUCCEEDED)
-        return _task(row)
 
-    run.step(row.progress, error)
+def _finalize(run: _Run) -> None:
+    """Clean up the target, move it to the new certificate (DEP-1) and record success."""
+    try:
+        run.target.finalize()
+    except Exception as exc:  # noqa: BLE001 - the new certificate is served; cleanup can wait
+        run.step(Progress.VERIFIED, f"finalize failed (the new certificate is served; clean up by hand): {exc}")
+    _move_target(run.target_row, run.cert.id, run.clock())
+    run.step(Progress.DONE, "succeeded", state=DeploymentState.SUCCEEDED)
+
+
+def _roll_back(run: _Run, failure: _Failure) -> None:
+    """DEP-7: record the failure and restore the previous certificate; ends ROLLED_BACK or FAILED.
+
+    A failed setup touched nothing and is already recorded FAILED.
+    """
+    if not failure.touched:
+        return
+    run.step(run.row.progress, failure.error)
     rolled_back = False
     try:
-        target.rollback()
+        run.target.rollback()
         rolled_back = True
-        run.step(row.progress, "rolled back: the previous certificate is in place again (DEP-7)")
+        run.step(run.row.progress, "rolled back: the previous certificate is in place again (DEP-7)")
     except RollbackImpossibleError as exc:
-        run.step(row.progress, str(exc))
+        run.step(run.row.progress, str(exc))
     except Exception as exc:  # noqa: BLE001 - recorded; the task ends FAILED
-        run.step(row.progress, f"rollback failed: {exc}; restore the previous certificate by hand")
+        run.step(run.row.progress, f"rollback failed: {exc}; restore the previous certificate by hand")
     state = final_state(verified=False, rolled_back=rolled_back)
-    run.step(row.progress, state.value, state=state)
-    _notify_failure(notifiers, cert, desc, diagnosis, error)
-    return _task(row)
+    run.step(run.row.progress, state.value, state=state)
+
+
+def _tell_failure(notify: Notify | None, run: _Run, failure: _Failure) -> None:
+    """DEP-3: the owner hears of the failure; a channel failing leaves the task's record as it is."""
+    if notify is None:
+        return
+    from certpilot.operations import notices
+
+    event = notices.deployment_failed(run.cert, run.where, failure.diagnosis, error=failure.error)
+    try:
+        notify(event)
+    except Exception as exc:  # noqa: BLE001 - the failure is recorded on the task; the notice is best effort
+        log.warning("the deployment-failed notice for task %s was not delivered: %s", run.row.id, exc)
 
 
 def _old_fingerprint(session: Session, record: TargetRecord) -> str | None:
@@ -389,28 +482,10 @@ def _old_fingerprint(session: Session, record: TargetRecord) -> str | None:
     return row.fingerprint_sha256 if row is not None else None
 
 
-def _move_target(session: Session, target_row: DeploymentTargetRow, cert_id: str, now: datetime) -> None:
+def _move_target(target_row: DeploymentTargetRow, cert_id: str, now: datetime) -> None:
     # DEP-1: the target now serves the new certificate; the next renewal finds it there.
     target_row.certificate_id = cert_id
     target_row.updated_at = now
-
-
-def _notify_failure(notifiers: Sequence[Any], cert: Certificate, target: str, diagnosis: str | None,
-                    error: str) -> None:
-    if not notifiers:
-        return
-    from certpilot.adapters.notify.base import notify_deployment_failed
-
-    notify_deployment_failed(notifiers, cert, target, diagnosis, error=error)
-
-
-def deploy_all(session: Session, new_cert_id: str, target_factory: TargetFactory, key_opener: KeyOpenerById,
-               verifier: Verifier, *, notifiers: Sequence[Any] = ()) -> list[TaskRecord]:
-    """Plan and run every deployment of a new certificate (DEP-1, DEP-2); succeeded ones are skipped."""
-    out = []
-    for task in plan_deployments(session, new_cert_id):
-        out.append(deploy(session, task.id, target_factory, key_opener, verifier, notifiers=notifiers))
-    return out
 
 
 # ---------------------------------------------------------------------------- wiring
@@ -535,3 +610,45 @@ class ProbeVerifier:
                                  inspection=inspection, trust=self.trust, probe=first)
         return VerifyResult(False, f"{len(report.failures)} of {len(endpoints)} endpoint(s) do not serve the new "
                                    f"certificate after {self.deadline:g}s; {diag}")
+
+
+# ---------------------------------------------------------------------------- Services-level doors
+# What the tasks call: each owns its transaction and takes its adapters from the services.
+
+
+def plan(svc: Services, certificate_id: str) -> tuple[str, ...]:
+    """DEP-1/DEP-2: plan one managed deployment task per target the old certificate had.
+
+    Idempotent: planning again creates nothing twice.
+
+    Returns:
+        The ids of every deployment task of the certificate, planned now or before.
+    Raises:
+        NotFoundError: no such certificate.
+    """
+    with svc.session() as s:
+        return tuple(t.id for t in plan_deployments(s, certificate_id, now=svc.now()))
+
+
+def run_deployment(svc: Services, task_id: str) -> DeploymentOutcome:
+    """Run one deployment task (see `deploy`); a failure is told through `notices.send` (DEP-3).
+
+    Returns:
+        The task's outcome: SUCCEEDED, ROLLED_BACK (the previous certificate is back, DEP-7) or
+        FAILED, with the run's progress lines.
+    Raises:
+        NotFoundError: no such task. RefusedError: KEY_NOT_HELD (CSR-2), NOT_DEPLOYABLE, or
+        DEPLOYMENT_IN_PROGRESS (another run holds it).
+    """
+    from certpilot.operations import notices
+
+    with svc.session() as s:
+        rec = deploy(s, task_id, svc.target_factory, svc.key_opener(s), svc.verifier,
+                     notify=lambda event: notices.send(svc, event, session=s), now=svc.now(), clock=svc.clock)
+    return DeploymentOutcome(task_id=rec.id, target_id=rec.target_id, state=rec.state, details=rec.details)
+
+
+def locate_targets(svc: Services, certificate_id: str) -> tuple[str, ...]:
+    """EM-3: where a certificate is deployed, as ``kind:name`` (the target's id when unnamed)."""
+    with svc.session(readonly=True) as s:
+        return tuple(f"{t.kind.value}:{t.name or t.id}" for t in targets_of(s, certificate_id))
