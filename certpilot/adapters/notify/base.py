@@ -1,8 +1,9 @@
-"""Notifications: one event type, one small Protocol, builders that turn failures into events.
+"""Notifications: one event type, one small Protocol, and delivery to every channel.
 
 An event names a certificate by ID, common name and fingerprint, and a target by what an
 operator calls it — never key material (CSR-5): building an event that holds a PEM private key
-fails, so a careless caller cannot mail one out.
+fails, so a careless caller cannot mail one out. Events are built in one place,
+`certpilot.operations.notices` (one subject style, the owner's address included).
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from certpilot.core.models import Certificate
-from certpilot.core.verification import Diagnosis
 
 log = logging.getLogger(__name__)
 
@@ -79,45 +77,6 @@ class Notifier(Protocol):
         ...
 
 
-def deployment_failed_event(certificate: Certificate, target: str, diagnosis: Diagnosis | str | None = None,
-                            *, error: str = "", now: datetime | None = None) -> NotificationEvent:
-    """DEP-3: the event telling the owner a deployment (or its verification) failed.
-
-    Args:
-        certificate: the new certificate that was being deployed.
-        target: what an operator calls the target, e.g. "nginx at 127.0.0.1:8443".
-        diagnosis: the VER-2 diagnosis (or a sentence) explaining the failure.
-        error: the deployment's own error message, when there is one.
-        now: when it happened (defaults to the wall clock).
-    Returns:
-        a NotificationEvent with subject and body naming certificate, target and diagnosis.
-    """
-    diag = str(diagnosis) if diagnosis is not None else None
-    expires = f"{certificate.not_after:%Y-%m-%d}" if certificate.not_after else "unknown"
-    lines = [
-        f"The deployment of certificate {certificate.common_name} (id {certificate.id}) to {target} failed.",
-        "",
-        f"Certificate: {certificate.common_name}",
-        f"  id:          {certificate.id}",
-        f"  names:       {', '.join(certificate.names)}",
-        f"  serial:      {certificate.serial or 'unknown'}",
-        f"  fingerprint: {certificate.fingerprint_sha256 or 'unknown'}",
-        f"  expires:     {expires}",
-        f"Target: {target}",
-    ]
-    if error:
-        lines.append(f"Error: {error}")
-    if diag:
-        lines.append(f"Diagnosis: {diag}")
-    lines += ["", "The previous certificate stays in place until this is fixed (DEP-7)."]
-    return NotificationEvent(
-        kind=EventKind.DEPLOYMENT_FAILED, certificate_id=certificate.id, common_name=certificate.common_name,
-        target=target, diagnosis=diag, fingerprint=certificate.fingerprint_sha256,
-        owner_email=certificate.owner.email if certificate.owner else None,
-        subject=f"[certpilot] deployment of {certificate.common_name} to {target} failed",
-        body="\n".join(lines) + "\n", occurred_at=now or datetime.now(UTC))
-
-
 def notify_all(notifiers: Iterable[Notifier], event: NotificationEvent) -> dict[str, Exception]:
     """Send `event` through every notifier; one channel failing does not stop the others.
 
@@ -132,15 +91,3 @@ def notify_all(notifiers: Iterable[Notifier], event: NotificationEvent) -> dict[
             log.warning("notification %s via %s failed: %s", event.kind.value, notifier.name, exc)
             failures[notifier.name] = exc
     return failures
-
-
-def notify_deployment_failed(notifiers: Iterable[Notifier], certificate: Certificate, target: str,
-                             diagnosis: Diagnosis | str | None = None, *, error: str = "",
-                             now: datetime | None = None) -> tuple[NotificationEvent, dict[str, Exception]]:
-    """DEP-3: build the deployment-failed event and send it through every notifier.
-
-    Returns:
-        the event sent and the failures by notifier name.
-    """
-    event = deployment_failed_event(certificate, target, diagnosis, error=error, now=now)
-    return event, notify_all(notifiers, event)

@@ -16,18 +16,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from certpilot.adapters.notify import (
-    EventKind,
-    NotificationEvent,
-    deployment_failed_event,
-    notify_deployment_failed,
-)
+from certpilot.adapters.notify import EventKind, NotificationEvent, notify_all
 from certpilot.adapters.notify.email import EmailNotifier
 from certpilot.adapters.notify.webhook import SIGNATURE_HEADER, WebhookNotifier
 from certpilot.core.errors import PermanentError, TransientError
 from certpilot.core.models import Certificate, CertType, Contact, Origin, Status
 from certpilot.core.verification import (
     ChainStatus,
+    Diagnosis,
     DiagnosisCode,
     DiagnosisFacts,
     Endpoint,
@@ -35,6 +31,7 @@ from certpilot.core.verification import (
     ProbeResult,
     diagnose,
 )
+from certpilot.operations.notices import deployment_failed
 from tests.servers.base import free_port
 from tests.servers.certs import make_ca, make_leaf
 from tests.servers.smtp import PASSWORD, USER
@@ -57,6 +54,11 @@ def not_reloaded():
                                    reload_hint="run `nginx -s reload`"))
 
 
+def failed(cert: Certificate, diagnosis: Diagnosis | str | None) -> NotificationEvent:
+    """The DEP-3 notice of a failed deployment of `cert` to TARGET, built by the one notice builder."""
+    return deployment_failed(cert, TARGET, None if diagnosis is None else str(diagnosis), now=NOW)
+
+
 def test_dep3_failed_deployment_email_names_certificate_target_and_diagnosis(smtp_server):
     """DEP-3: the owner's email holds the certificate, the target and the VER-2 diagnosis."""
     smtp_server.clear()
@@ -64,13 +66,14 @@ def test_dep3_failed_deployment_email_names_certificate_target_and_diagnosis(smt
     assert diagnosis.code is DiagnosisCode.NOT_RELOADED
     notifier = EmailNotifier(smtp_server.host, smtp_server.port, sender="certpilot@example.test",
                              recipients=["owner@example.test"])
-    event, failures = notify_deployment_failed([notifier], CERT, TARGET, diagnosis, now=NOW)
+    event = failed(CERT, diagnosis)
+    failures = notify_all([notifier], event)
     assert failures == {}
     assert len(smtp_server.messages) == 1
     got = smtp_server.messages[0]
     assert got.rcpt_tos == ["owner@example.test"]
     msg = got.message
-    assert msg["Subject"] == "[certpilot] deployment of shop.example.test to nginx at 127.0.0.1:8443 failed"
+    assert msg["Subject"] == "certpilot: deployment of shop.example.test to nginx at 127.0.0.1:8443 failed"
     assert msg["X-Certpilot-Certificate"] == "c-42"
     assert msg["X-Certpilot-Event"] == "deployment_failed"
     text = got.text
@@ -88,7 +91,7 @@ def test_dep3_email_over_starttls_with_auth(smtp_tls_server):
                              recipients=["ops@example.test"], security="starttls", username=USER,
                              password=SecretStr(PASSWORD), ssl_context=smtp_tls_server.client_context())
     assert PASSWORD not in repr(notifier)
-    notifier.send(deployment_failed_event(CERT, TARGET, not_reloaded(), now=NOW))
+    notifier.send(failed(CERT, not_reloaded()))
     assert [m.rcpt_tos for m in smtp_tls_server.messages] == [["ops@example.test"]]
 
 
@@ -102,7 +105,7 @@ def test_dep3_email_refusals_are_permanent(smtp_tls_server, security, password, 
                              recipients=["ops@example.test"], security=security, username=USER,
                              password=SecretStr(password), ssl_context=smtp_tls_server.client_context())
     with pytest.raises(expected) as info:
-        notifier.send(deployment_failed_event(CERT, TARGET, "x", now=NOW))
+        notifier.send(failed(CERT, "x"))
     assert password not in str(info.value)
 
 
@@ -111,14 +114,14 @@ def test_dep3_email_server_down_is_transient():
     notifier = EmailNotifier("127.0.0.1", free_port(), sender="a@example.test", recipients=["b@example.test"],
                              timeout=2)
     with pytest.raises(TransientError, match="could not be reached"):
-        notifier.send(deployment_failed_event(CERT, TARGET, None, now=NOW))
+        notifier.send(failed(CERT, None))
 
 
 def test_dep3_event_refuses_key_material():
     """CSR-5/DEP-3: an event carrying a PEM private key cannot even be built; the key is not echoed."""
     key_pem = make_leaf(make_ca("k"), ["k.example.test"]).key_pem.decode()
     with pytest.raises(ValidationError) as info:
-        deployment_failed_event(CERT, TARGET, f"config had {key_pem}", now=NOW)
+        failed(CERT, f"config had {key_pem}")
     assert "private key material" in str(info.value)
     assert key_pem.splitlines()[1] not in str(info.value)
 
@@ -153,7 +156,7 @@ def test_dep3_webhook_posts_signed_json(webhook_receiver):
     receiver.received.clear()
     receiver.status = 204
     notifier = WebhookNotifier(url, secret=SecretStr("hook-secret"))
-    notifier.send(deployment_failed_event(CERT, TARGET, not_reloaded(), now=NOW))
+    notifier.send(failed(CERT, not_reloaded()))
     [(headers, body)] = receiver.received
     data = json.loads(body)
     assert (data["kind"], data["certificate_id"], data["common_name"], data["target"]) == (
@@ -171,7 +174,7 @@ def test_dep3_webhook_errors_say_whether_to_retry(webhook_receiver, status, expe
     url, receiver = webhook_receiver
     receiver.status = status
     with pytest.raises(expected, match=str(status)):
-        WebhookNotifier(url).send(deployment_failed_event(CERT, TARGET, None, now=NOW))
+        WebhookNotifier(url).send(failed(CERT, None))
 
 
 def test_dep3_one_channel_down_does_not_stop_the_other(smtp_server):
@@ -179,7 +182,7 @@ def test_dep3_one_channel_down_does_not_stop_the_other(smtp_server):
     smtp_server.clear()
     email = EmailNotifier(smtp_server.host, smtp_server.port, sender="c@example.test", recipients=["o@example.test"])
     hook = WebhookNotifier(f"http://127.0.0.1:{free_port()}/x", timeout=2)
-    _, failures = notify_deployment_failed([hook, email], CERT, TARGET, "down", now=NOW)
+    failures = notify_all([hook, email], failed(CERT, "down"))
     assert list(failures) == ["webhook"] and isinstance(failures["webhook"], TransientError)
     assert len(smtp_server.messages) == 1
 
@@ -198,9 +201,9 @@ def test_nt1_dep3_owner_receives_the_email_besides_the_configured_recipients(smt
     notifier = EmailNotifier(smtp_server.host, smtp_server.port, sender="certpilot@example.test",
                              recipients=["noc@example.test", "shop-owner@example.test"])
     owned = CERT.model_copy(update={"owner": Contact(email="shop-owner@example.test")})
-    notify_deployment_failed([notifier], owned, TARGET, "diagnosis", now=NOW)
+    notify_all([notifier], failed(owned, "diagnosis"))
     other = CERT.model_copy(update={"owner": Contact(email="dev@example.test")})
-    notify_deployment_failed([notifier], other, TARGET, "diagnosis", now=NOW)
+    notify_all([notifier], failed(other, "diagnosis"))
     assert [m.rcpt_tos for m in smtp_server.messages] == [
         ["noc@example.test", "shop-owner@example.test"],
         ["noc@example.test", "shop-owner@example.test", "dev@example.test"],
