@@ -4,15 +4,16 @@ PAY-1: an order is paid first from the account's quota of the same specification
 managed-service credits; only the shortfall is charged, at `Policy.quota_price` per certificate
 and `Policy.managed_price` per managed service. PAY-3: balances are the sum of the ledger's
 deltas per kind (and per specification for quota); CHARGE entries record money and move no
-balance. PAY-4: every movement of an order has a deterministic idempotency key, so a retried or
-concurrent payment writes the same keys and the ledger's unique key keeps it single.
+balance. PAY-4: every movement has a deterministic idempotency key, built by the functions at
+the end of this module only, so a retried or concurrent payment writes the same keys and the
+ledger's unique key keeps it single.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from certpilot.core.models import Balances, LedgerEntry, LedgerKind, PaymentLine, Policy, Spec
+from certpilot.core.models import Balances, LedgerKind, PaymentLine, Policy, Spec
 
 
 def _line(kind: LedgerKind, spec_key: str | None, needed: int, balance: int, price: int, what: str) -> PaymentLine:
@@ -60,28 +61,50 @@ def needs_approval(lines: Iterable[PaymentLine]) -> bool:
     return shortfall(lines) > 0
 
 
-def balances_from(entries: Iterable[LedgerEntry]) -> Balances:
-    """PAY-3: remaining quota per specification and managed credits, from the ledger's entries.
+def balances_from(movements: Iterable[tuple[LedgerKind | str, str | None, int]]) -> Balances:
+    """PAY-3: remaining quota per specification and managed credits, summed from ledger movements.
 
-    Specifications whose quota sums to zero are left out; CHARGE entries move no balance.
+    Args:
+        movements: ``(kind, spec_key, delta)`` per ledger entry, or per (kind, spec_key) group
+            already summed (the store sums in SQL and folds its groups here).
+
+    Returns:
+        The balances. Quota counts per specification (a specification ever bought stays listed,
+        at 0 once used up); quota without a specification and CHARGE entries move no balance.
     """
     quota: dict[str, int] = {}
     managed = 0
-    for e in entries:
-        if e.kind is LedgerKind.QUOTA and e.spec_key is not None:
-            quota[e.spec_key] = quota.get(e.spec_key, 0) + e.delta
-        elif e.kind is LedgerKind.MANAGED:
-            managed += e.delta
-    return Balances(quota={k: v for k, v in sorted(quota.items()) if v != 0}, managed=managed)
+    for kind, spec_key, delta in movements:
+        kind = LedgerKind(kind)
+        if kind is LedgerKind.QUOTA and spec_key is not None:
+            quota[spec_key] = quota.get(spec_key, 0) + int(delta)
+        elif kind is LedgerKind.MANAGED:
+            managed += int(delta)
+    return Balances(quota=dict(sorted(quota.items())), managed=managed)
 
 
-def idempotency_key(order_id: str, kind: LedgerKind, step: str, spec_key: str | None = None) -> str:
-    """PAY-4: the ledger key of one movement of an order: the same inputs always give the same key.
+# ---------------------------------------------------------------- idempotency keys (PAY-4)
+# Every key the ledger and the orders are written under is built here, so a retried or
+# concurrent writer derives the same key. The formats are stored: never change one.
 
-    Example: ``idempotency_key("o1", QUOTA, "consume", "DigiCert/DV/single")`` →
-    ``"o1:quota:DigiCert/DV/single:consume"``.
+
+def ledger_key(order_id: str, kind: LedgerKind | str, index: int) -> str:
+    """PAY-4: the key of line `index` of one kind of an order's payment (``order:ID:KIND:I``).
+
+    Two payers of one order (a retry, a second worker) derive the same keys, so the ledger's
+    unique key lets only one set of entries in.
     """
-    return f"{order_id}:{kind.value}:{spec_key or '-'}:{step}"
+    return f"order:{order_id}:{LedgerKind(kind).value}:{index}"
+
+
+def cancel_key(certificate_id: str, kind: LedgerKind | str) -> str:
+    """PL-7/PAY-4: the key of what cancelling a certificate restores (``cancel:ID:KIND``): once only."""
+    return f"cancel:{certificate_id}:{LedgerKind(kind).value}"
+
+
+def top_up_key(kind: LedgerKind | str, nonce: str) -> str:
+    """PAY-3: the key of a quota or credit purchase made without one (``KIND:NONCE``, a fresh nonce)."""
+    return f"{LedgerKind(kind).value}:{nonce}"
 
 
 def renewal_attempt_key(certificate_id: str, closed_orders: int) -> str:

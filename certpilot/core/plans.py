@@ -39,12 +39,14 @@ from certpilot.core.models import (
     LedgerKind,
     Level,
     OrderKind,
+    Origin,
     PlannedCertificate,
     Policy,
     Spec,
     Status,
     utc,
 )
+from certpilot.core.validation import missing_contact
 from certpilot.core.validity import (
     CabfSchedule,
     Window,
@@ -241,14 +243,12 @@ def may_start_itself(i: AutoStartInput) -> Refusal | None:
         return Refusal(Reason.APPLICATION_INVALID,
                        f"the application for {names} cannot start by itself: {listed}; fix the application "
                        "data or submit it manually", "PL-5")
-    if i.level in (Level.OV, Level.EV):
-        c = i.contact
-        missing = [f for f in ("name", "email", "phone") if c is None or not getattr(c, f)]
-        if missing:
-            return Refusal(Reason.CONTACT_REQUIRED,
-                           f"the {i.level.value} application for {names} cannot start by itself: the contact has no "
-                           f"{', '.join(missing)}; the CA calls or mails the contact to verify (DV-6), so add them",
-                           "PL-5")
+    missing = missing_contact(i.level, i.contact)  # DV-6: the one contact rule (core.validation)
+    if missing:
+        return Refusal(Reason.CONTACT_REQUIRED,
+                       f"the {i.level.value} application for {names} cannot start by itself: the contact has no "
+                       f"{', '.join(missing)}; the CA calls or mails the contact to verify (DV-6), so add them",
+                       "PL-5")
     return None
 
 
@@ -262,15 +262,17 @@ def check_cancel(state: Status) -> Refusal | None:
                    "service", "PL-7")
 
 
-def cancel_refund(spec: Spec, *, reissue: bool = False) -> list[tuple[LedgerKind, str | None, int]]:
+def cancel_refund(spec: Spec, *, reissue: bool = False,
+                  origin: Origin = Origin.OFFICIAL) -> list[tuple[LedgerKind, str | None, int]]:
     """PL-7: the ledger movements a cancellation makes: one quota of `spec` and one managed credit back.
 
-    A VA-5 reissue consumed neither, so cancelling one gives nothing back.
+    Only what was paid comes back: a VA-5 reissue consumed neither, and a private-CA certificate
+    (EL-4) comes from certpilot's own CA, which sells no quota; cancelling one gives nothing back.
 
     Returns:
-        ``[(QUOTA, spec.key, +1), (MANAGED, None, +1)]``, or ``[]`` for a reissue.
+        ``[(QUOTA, spec.key, +1), (MANAGED, None, +1)]``, or ``[]`` when nothing was paid.
     """
-    if reissue:
+    if reissue or origin is Origin.PRIVATE_CA:
         return []
     return [(LedgerKind.QUOTA, spec.key, 1), (LedgerKind.MANAGED, None, 1)]
 

@@ -41,9 +41,18 @@ from certpilot.core.models import (
     Spec,
     Status,
 )
+from certpilot.core.payment import (
+    cancel_key,
+    ledger_key,
+    needs_approval,
+    price_order,
+    renewal_attempt_key,
+    shortfall,
+    top_up_key,
+)
 from certpilot.operations.common import new_id, positive_count, require_aware
 from certpilot.operations.inventory import CertificateView
-from certpilot.store.repository import Repository, ledger_key, order_from_row
+from certpilot.store.repository import Repository, order_from_row
 from certpilot.store.tables import OrderRow
 
 if TYPE_CHECKING:
@@ -181,8 +190,6 @@ def _views(repo: Repository, order_id: str, now: datetime, policy: Policy) -> li
 
 
 def _price(repo: Repository, spec: Spec, certificates: int, managed: int, policy: Policy) -> list[PaymentLine]:
-    from certpilot.core.payment import price_order
-
     return price_order(spec, certificates=certificates, managed=managed, balances=repo.balances(), policy=policy)
 
 
@@ -256,14 +263,12 @@ def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, poli
     A charge that is needed but not approved leaves the order as it is (awaiting payment, no
     debit) and comes back as `pending` (SHORTFALL_NOT_APPROVED).
     """
-    from certpilot.core.payment import shortfall
-
     original = repo.certificate_model(order.certificate_id) if order.certificate_id else None
     # `managed_services` already counts PAY-2's fee (core.plans).
     lines = _price(repo, order.spec, _billable(order.planned, original.origin if original else None),
                    order.managed_services, policy)
-    charge = shortfall(lines)
-    if charge > 0 and not approve:
+    if needs_approval(lines) and not approve:
+        charge = shortfall(lines)
         return _Completion(order, [], _shortfall_refusal(order, charge), charge)
     outcome = repo.pay_order_atomically(order.id, _entries(order, lines, now), actor=actor, now=now,
                                         why="paid from quota and credits first, shortfall charged (PAY-1)",
@@ -323,7 +328,6 @@ def preview_renewal(
         NotFoundError: no such certificate.
     """
     from certpilot.core.eligibility import RenewalInput, check_renewal
-    from certpilot.core.payment import shortfall
     from certpilot.core.plans import check_years, plan_order
 
     now = require_aware(now)
@@ -507,7 +511,7 @@ def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: 
         RefusedError: NOT_CANCELLABLE when the certificate is not in NOT_ACTIVATED.
         NotFoundError: no such certificate.
     """
-    from certpilot.core.plans import check_cancel
+    from certpilot.core.plans import cancel_refund, check_cancel
 
     now = require_aware(now)
     repo = Repository(session)
@@ -515,25 +519,24 @@ def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: 
     refusal = check_cancel(cert.state)
     if refusal is not None:
         raise RefusedError(refusal)
-    # Only what was paid comes back: VA-5 reissues and private-CA reissues (EL-4) cost nothing.
     order = repo.get_order(cert.order_id) if cert.order_id else None
     planned = next((p for p in order.planned if p.index == cert.plan_index), None) if order else None
-    paid = not (planned is not None and planned.reissue) and cert.origin is not Origin.PRIVATE_CA
+    refund = cancel_refund(cert.spec, reissue=planned is not None and planned.reissue, origin=cert.origin)
     cancelled = repo.set_state(cert_id, Status.CANCELLED, actor=actor, now=now,
                                why="cancelled by its owner; " + (
-                                   "one quota and one managed credit restored (PL-7)" if paid
+                                   "one quota and one managed credit restored (PL-7)" if refund
                                    else "a reissue that cost no quota or credit: nothing to restore (VA-5)"))
-    if not paid:
-        return CancelResult(certificate=cancelled, ledger=[], balances=repo.balances())
     entries = repo.append_ledger([
-        LedgerEntry(id=new_id("led"), kind=LedgerKind.QUOTA, spec_key=cert.spec.key, delta=1,
-                    order_id=cert.order_id, idempotency_key=f"cancel:{cert_id}:quota", created_at=now,
-                    note=f"quota restored by cancelling {cert_id} (PL-7)"),
-        LedgerEntry(id=new_id("led"), kind=LedgerKind.MANAGED, spec_key=None, delta=1,
-                    order_id=cert.order_id, idempotency_key=f"cancel:{cert_id}:managed", created_at=now,
-                    note=f"managed-service credit restored by cancelling {cert_id} (PL-7)"),
+        LedgerEntry(id=new_id("led"), kind=kind, spec_key=spec_key, delta=delta, order_id=cert.order_id,
+                    idempotency_key=cancel_key(cert_id, kind), created_at=now,
+                    note=f"{_WHAT[kind]} restored by cancelling {cert_id} (PL-7)")
+        for kind, spec_key, delta in refund
     ])
     return CancelResult(certificate=cancelled, ledger=entries, balances=repo.balances())
+
+
+_WHAT = {LedgerKind.QUOTA: "quota", LedgerKind.MANAGED: "managed-service credit"}
+"""How the ledger notes name what a movement restores."""
 
 
 # ---------------------------------------------------------------- balances
@@ -555,7 +558,7 @@ def add_quota(session: Session, spec: Spec, count: int, *, now: datetime, idempo
     now = require_aware(now)
     (entry,) = Repository(session).append_ledger([
         LedgerEntry(id=new_id("led"), kind=LedgerKind.QUOTA, spec_key=spec.key, delta=count, order_id=None,
-                    idempotency_key=idempotency_key or f"quota:{new_id('add')}", created_at=now,
+                    idempotency_key=idempotency_key or top_up_key(LedgerKind.QUOTA, new_id("add")), created_at=now,
                     note=note or f"{count} quota of {spec.key} added"),
     ])
     return entry
@@ -572,7 +575,7 @@ def add_managed(session: Session, count: int, *, now: datetime, idempotency_key:
     now = require_aware(now)
     (entry,) = Repository(session).append_ledger([
         LedgerEntry(id=new_id("led"), kind=LedgerKind.MANAGED, spec_key=None, delta=count, order_id=None,
-                    idempotency_key=idempotency_key or f"managed:{new_id('add')}", created_at=now,
+                    idempotency_key=idempotency_key or top_up_key(LedgerKind.MANAGED, new_id("add")), created_at=now,
                     note=note or f"{count} managed-service credit(s) added"),
     ])
     return entry
@@ -713,8 +716,6 @@ def renew(svc: Services, certificate_id: str, *, years: int, now: datetime | Non
 
 def _attempt_key(repo: Repository, certificate_id: str) -> str:
     """The renewal order key of the certificate's current attempt (see `renew`'s `rerun_safe`)."""
-    from certpilot.core.payment import renewal_attempt_key
-
     closed = sum(1 for o in repo.orders_for_certificate(certificate_id)
                  if o.state in (OrderState.DECLINED, OrderState.CANCELLED))
     return renewal_attempt_key(certificate_id, closed)

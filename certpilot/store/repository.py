@@ -7,8 +7,8 @@ update fields); the scanner gets plain tuples (`status_rows`).
 Concurrency (PAY-4, PL-8): state changes are compare-and-set updates
 (``UPDATE ... WHERE state = :expected``), so of two concurrent writers exactly one wins; ledger
 entries are inserted with ``ON CONFLICT DO NOTHING`` on a unique idempotency key derived
-deterministically from the order (`ledger_key`), so a retried or concurrent payment writes one
-set of entries.
+deterministically from the order (`core.payment.ledger_key`, re-exported here), so a retried or
+concurrent payment writes one set of entries.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ from certpilot.core.models import (
     Status,
     ValidationMethod,
 )
+from certpilot.core.payment import balances_from
+from certpilot.core.payment import (
+    ledger_key as ledger_key,  # re-exported: the key builders live in core (PAY-4)
+)
 from certpilot.store.base import utcnow
 from certpilot.store.tables import AuditRow, CertificateRow, KeyRow, LedgerRow, OrderRow
 
@@ -66,15 +70,6 @@ def new_id(prefix: str | None = None) -> str:
     """A fresh random identifier: ``crt-3f9c0a1b2d4e5f60`` with a prefix naming what it is
     (64 random bits: no collision in any realistic inventory), a UUID4 string without one."""
     return f"{prefix}-{uuid.uuid4().hex[:16]}" if prefix else str(uuid.uuid4())
-
-
-def ledger_key(order_id: str, kind: LedgerKind | str, index: int) -> str:
-    """The deterministic idempotency key of an order's ledger line (PAY-4).
-
-    Two payers of one order (a retry, a second worker) derive the same keys, so the unique
-    constraint lets only one set of entries in.
-    """
-    return f"order:{order_id}:{LedgerKind(kind).value}:{index}"
 
 
 @dataclass(frozen=True)
@@ -628,22 +623,16 @@ class Repository:
         return [_ledger_from_row(r) for r in rows]
 
     def balances(self) -> Balances:
-        """PAY-3: remaining quota per specification and managed credits, summed over the ledger."""
+        """PAY-3: remaining quota per specification and managed credits.
+
+        The database sums the deltas per (kind, specification); `core.payment.balances_from`
+        folds those sums into balances (the one definition of what moves a balance).
+        """
         table = LedgerRow.__table__
         rows = self.session.execute(
-            select(table.c.kind, table.c.spec_key, func.sum(table.c.delta))
-            .where(table.c.kind.in_([LedgerKind.QUOTA.value, LedgerKind.MANAGED.value]))
-            .group_by(table.c.kind, table.c.spec_key)
+            select(table.c.kind, table.c.spec_key, func.sum(table.c.delta)).group_by(table.c.kind, table.c.spec_key)
         )
-        quota: dict[str, int] = {}
-        managed = 0
-        for kind, spec_key, total in rows:
-            if kind == LedgerKind.QUOTA.value:
-                if spec_key is not None:
-                    quota[spec_key] = int(total)
-            else:
-                managed += int(total)
-        return Balances(quota=dict(sorted(quota.items())), managed=managed)
+        return balances_from((kind, spec_key, int(total)) for kind, spec_key, total in rows)
 
     # ------------------------------------------------------------------ keys
     def put_key(

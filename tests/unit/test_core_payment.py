@@ -7,7 +7,16 @@ from datetime import UTC, datetime
 import pytest
 
 from certpilot.core.models import Balances, CertType, LedgerEntry, LedgerKind, Level, Policy, Spec
-from certpilot.core.payment import balances_from, idempotency_key, needs_approval, price_order, shortfall
+from certpilot.core.payment import (
+    balances_from,
+    cancel_key,
+    ledger_key,
+    needs_approval,
+    price_order,
+    renewal_attempt_key,
+    shortfall,
+    top_up_key,
+)
 
 SPEC = Spec(brand="DigiCert", level=Level.DV, cert_type=CertType.SINGLE)
 OTHER = Spec(brand="GlobalSign", level=Level.OV, cert_type=CertType.WILDCARD)
@@ -62,24 +71,36 @@ def _e(kind: LedgerKind, spec: str | None, delta: int, n: int) -> LedgerEntry:
 
 
 def test_pay3_balances_are_the_ledger_sums():
-    """PAY-3: remaining quota per specification and managed credits, from the ledger at any time."""
+    """PAY-3: remaining quota per specification and managed credits, from the ledger at any time;
+    a specification ever bought stays listed at 0 once used up; CHARGE moves no balance."""
     entries = [
         _e(LedgerKind.QUOTA, SPEC.key, 5, 1), _e(LedgerKind.QUOTA, SPEC.key, -2, 2),
         _e(LedgerKind.QUOTA, OTHER.key, 1, 3), _e(LedgerKind.QUOTA, OTHER.key, -1, 4),
         _e(LedgerKind.MANAGED, None, 3, 5), _e(LedgerKind.MANAGED, None, -1, 6),
-        _e(LedgerKind.CHARGE, None, 0, 7),
+        _e(LedgerKind.CHARGE, None, 0, 7), _e(LedgerKind.QUOTA, None, 9, 8),
     ]
-    b = balances_from(entries)
-    assert b == Balances(quota={"DigiCert/DV/single": 3}, managed=2)
+    b = balances_from((e.kind, e.spec_key, e.delta) for e in entries)
+    assert b == Balances(quota={"DigiCert/DV/single": 3, "GlobalSign/OV/wildcard": 0}, managed=2)
     assert b.quota_for(SPEC) == 3 and b.quota_for(OTHER) == 0
     assert balances_from([]) == Balances()
 
 
-def test_pay4_idempotency_keys_are_deterministic():
-    """PAY-4: a retried payment computes the same keys, so the ledger's unique key never charges twice."""
-    assert idempotency_key("o1", LedgerKind.QUOTA, "consume", SPEC.key) == "o1:quota:DigiCert/DV/single:consume"
-    assert idempotency_key("o1", LedgerKind.MANAGED, "consume") == "o1:managed:-:consume"
-    assert idempotency_key("o1", LedgerKind.QUOTA, "consume", SPEC.key) == idempotency_key(
-        "o1", LedgerKind.QUOTA, "consume", SPEC.key)
-    keys = {idempotency_key(o, k, s, SPEC.key) for o in ("o1", "o2") for k in LedgerKind for s in ("consume", "buy")}
-    assert len(keys) == 2 * len(LedgerKind) * 2
+def test_pay3_balances_from_group_sums_equal_balances_from_entries():
+    """PAY-3: the store folds per-(kind, specification) sums; the result is the same as entry by entry."""
+    entries = [(LedgerKind.QUOTA, SPEC.key, 2), (LedgerKind.QUOTA, SPEC.key, -1), ("managed", None, 4),
+               ("managed", None, -4), ("charge", SPEC.key, 300)]
+    grouped = [("quota", SPEC.key, 1), ("managed", None, 0), ("charge", SPEC.key, 300)]
+    assert balances_from(entries) == balances_from(grouped) == Balances(quota={SPEC.key: 1}, managed=0)
+
+
+def test_pay4_idempotency_keys_are_deterministic_and_keep_their_stored_formats():
+    """PAY-4: a retried payment, cancellation or flow rerun computes the same keys, so the ledger's
+    unique key never charges or restores twice; the formats are those already stored."""
+    assert ledger_key("o1", LedgerKind.QUOTA, 0) == "order:o1:quota:0"
+    assert ledger_key("o1", "charge", 1) == ledger_key("o1", LedgerKind.CHARGE, 1) == "order:o1:charge:1"
+    keys = {ledger_key(o, k, i) for o in ("o1", "o2") for k in LedgerKind for i in range(3)}
+    assert len(keys) == 2 * len(LedgerKind) * 3
+    assert (cancel_key("crt-1", LedgerKind.QUOTA), cancel_key("crt-1", "managed")) == (
+        "cancel:crt-1:quota", "cancel:crt-1:managed")
+    assert top_up_key(LedgerKind.MANAGED, "add-1") == "managed:add-1"
+    assert [renewal_attempt_key("crt-1", n) for n in (0, 1, 2)] == ["renew:crt-1", "renew:crt-1#1", "renew:crt-1#2"]
