@@ -5,7 +5,12 @@ dates, no markup). Exit codes: 0 ok, 2 usage, 3 refused by a rule, 4 bad input (
 bad PEM, unknown id). Commands that decide by time take ``--at`` (an ISO 8601 instant with its
 timezone) so that any answer can be reproduced.
 
-Importing this module is cheap: the store, the crypto and Prefect load only inside commands.
+Each command calls one use case of `certpilot.operations` with the `Services` of
+`certpilot.runtime` (built once per command, lazily): commands that seal or open keys use the
+services the workers use (`runtime.for_cli`: the Prefect blocks when a Prefect API holds the
+certpilot-config block), the others the local defaults. This module imports no store, no
+adapters, no crypto and no SQLAlchemy; importing it is cheap: all of that (and Prefect) loads
+only inside commands.
 """
 
 from __future__ import annotations
@@ -13,13 +18,13 @@ from __future__ import annotations
 import json as _json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from cyclopts import App, CycloptsError, Parameter
 
-from certpilot.core.errors import BadInputError, CertpilotError, Reason, Refusal
+from certpilot.core.errors import BadInputError, CertpilotError, Reason, Refusal, RefusedError
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -60,6 +65,8 @@ class _Ctx:
     def __init__(self) -> None:
         self.json = False
         self._settings = None
+        self._services = None
+        self._local = None
 
     @property
     def settings(self):
@@ -68,6 +75,27 @@ class _Ctx:
 
             self._settings = Settings()
         return self._settings
+
+    def services(self, *, keys: bool = False):
+        """This command's `Services`, built on first use (a command refused on its arguments builds none).
+
+        Args:
+            keys: the command seals or opens private keys: it needs the vault the workers use,
+                so the services come from `runtime.for_cli` (the Prefect blocks when a Prefect
+                API holds the certpilot-config block, else the local defaults). Other commands
+                touch only the store: the local defaults, without asking Prefect.
+        """
+        from certpilot import runtime
+
+        if keys:
+            if self._services is None:
+                self._services = runtime.for_cli(database_url=self.settings.db_url)
+            return self._services
+        if self._services is not None:
+            return self._services
+        if self._local is None:
+            self._local = runtime.local_services(database_url=self.settings.db_url)
+        return self._local
 
     def console(self, stderr: bool = False):
         from rich.console import Console
@@ -91,30 +119,13 @@ def _emit(data: Any, render: Callable[[Any], None], as_json: bool) -> None:
 def _now(at: str | None) -> datetime:
     """`--at` parsed (aware UTC), or the wall clock; a naive or malformed value is a usage error."""
     from certpilot.operations.common import parse_instant
-    from certpilot.store.base import utcnow
 
     if at is None:
-        return utcnow()
+        return datetime.now(UTC)
     try:
         return parse_instant(at)
     except ValueError as exc:
         raise UsageError(f"--at: {exc}") from exc
-
-
-def _url() -> str:
-    return _ctx.settings.db_url
-
-
-def _session(readonly: bool = False):
-    from certpilot.store.db import session_scope
-
-    return session_scope(_url(), readonly=readonly)
-
-
-def _rules():
-    from certpilot.config import load_policy, load_schedule
-
-    return load_policy(), load_schedule()
 
 
 def _read(path: Path | None, what: str) -> bytes | None:
@@ -332,8 +343,7 @@ def import_(
 ) -> int:
     """Import a certificate (and its key and chain) into the inventory (UP-3)."""
     from certpilot.core.models import Level, Origin
-    from certpilot.crypto.vault import default_vault
-    from certpilot.operations.importing import import_certificate
+    from certpilot.operations.importing import import_bundle
 
     now = _now(at)
     cert_pem = _read(cert, "certificate")
@@ -346,12 +356,9 @@ def import_(
         if key_passphrase_env not in os.environ:
             raise UsageError(f"--key-passphrase-env names {key_passphrase_env}, which is not set")
         passphrase = os.environ[key_passphrase_env]
-    with _session() as s:
-        result = import_certificate(
-            s, cert_pem=cert_pem, key_pem=key_pem, chain_pem=chain_pem, origin=Origin(origin), level=Level(level),
-            brand=brand, owner=owner, now=now, actor="cli", vault=default_vault(_ctx.settings),
-            passphrase=passphrase,
-        )
+    result = import_bundle(_ctx.services(keys=True), cert_pem=cert_pem, key_pem=key_pem, chain_pem=chain_pem,
+                           origin=Origin(origin), level=Level(level), brand=brand, owner=owner, now=now, actor="cli",
+                           passphrase=passphrase)
     c = result.certificate
     warnings = [getattr(w, "message", str(w)) for w in result.warnings]
     from certpilot.operations.common import iso
@@ -393,9 +400,7 @@ def list_(
                              + ", ".join(s.value for s in Status)) from exc
     if expiring_within is not None and expiring_within < 0:
         raise UsageError("--expiring-within takes a number of days, 0 or more")
-    policy, _ = _rules()
-    with _session(readonly=True) as s:
-        views = list_certificates(s, now=now, policy=policy, status=wanted, expiring_within_days=expiring_within)
+    views = list_certificates(_ctx.services(), now=now, status=wanted, expiring_within_days=expiring_within)
     _emit({"at": _iso(now), "certificates": [view_dict(v) for v in views]},
           lambda con: con.print(_inventory_table(views, f"Inventory as of {now:%Y-%m-%d %H:%M}Z")), as_json)
     return EXIT_OK
@@ -413,9 +418,7 @@ def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> 
     from certpilot.operations.inventory import show_certificate
 
     now = _now(at)
-    policy, _ = _rules()
-    with _session(readonly=True) as s:
-        d = show_certificate(s, cert_id, now=now, policy=policy)
+    d = show_certificate(_ctx.services(), cert_id, now=now)
     data = {
         "at": _iso(now),
         "certificate": view_dict(d.view),
@@ -465,10 +468,9 @@ def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> 
 @quota_app.default
 def quota_show(*, as_json: JsonFlag = False) -> int:
     """Show remaining quota per specification and managed-service credits (PAY-3)."""
-    from certpilot.operations.orders import balances
+    from certpilot.operations.orders import quota
 
-    with _session(readonly=True) as s:
-        b = balances(s)
+    b = quota(_ctx.services())
 
     def render(con):
         from rich.table import Table
@@ -506,13 +508,10 @@ def quota_add(
         raise UsageError("give either --count N (with --level) for certificate quota, or --managed N for credits")
     if count is not None and level is None:
         raise UsageError("--count needs --level DV|OV|EV (and optionally --type and --brand)")
-    with _session() as s:
-        if managed is not None:
-            entry = orders.add_managed(s, managed, now=now, idempotency_key=key)
-        else:
-            entry = orders.add_quota(s, Spec(brand=brand, level=Level(level), cert_type=CertType(cert_type)),
-                                     count, now=now, idempotency_key=key)
-        b = orders.balances(s)
+    spec = None if managed is not None else Spec(brand=brand, level=Level(level), cert_type=CertType(cert_type))
+    r = orders.top_up(_ctx.services(), count=managed if managed is not None else count, spec=spec, now=now,
+                      idempotency_key=key)
+    entry, b = r.entry, r.balances
     _emit({"entry": ledger_dict(entry), "balances": balances_dict(b)},
           lambda con: con.print(f"added {entry.delta} {entry.kind.value}"
                                 f"{' of ' + entry.spec_key if entry.spec_key else ''}; "
@@ -552,19 +551,16 @@ def renew(
     if mode is not CsrMode.MANUAL and csr_file is not None:
         raise UsageError("--csr-file is only for --csr manual")
     csr_pem = _read(csr_file, "CSR")
-    policy, schedule = _rules()
     if dry_run:
-        with _session(readonly=True) as s:
-            p = orders.preview_renewal(s, cert_id, years=years, now=now, policy=policy, schedule=schedule,
-                                       csr_mode=mode, csr_pem=csr_pem)
+        p = orders.preview(_ctx.services(), cert_id, years=years, now=now, csr_mode=mode, csr_pem=csr_pem)
         _emit({**preview_dict(p), "dry_run": True}, lambda con: _render_preview(con, p), as_json)
         if not p.eligible:
             raise _Refused()
         return EXIT_OK
-    with _session() as s:
-        r = orders.place_renewal(s, cert_id, years=years, now=now, policy=policy, schedule=schedule,
-                                 csr_mode=mode, csr_pem=csr_pem, approve_payment=approve_payment,
-                                 idempotency_key=key, actor="cli")
+    r = orders.renew(_ctx.services(), cert_id, years=years, now=now, csr_mode=mode, csr_pem=csr_pem,
+                     approve_payment=approve_payment, idempotency_key=key, actor="cli")
+    if r.pending is not None:  # recorded, awaiting the charge's approval (PAY-1): refused as such
+        raise RefusedError(r.pending)
     # An order found again by its idempotency key has no fresh preview: the order says it all.
     base = preview_dict(r.preview) if r.preview else {"certificate_id": r.order.certificate_id}
     data = {**base, "dry_run": False, "created": r.created, "order": order_dict(r.order),
@@ -599,11 +595,11 @@ def buy(
     from certpilot.operations.importing import parse_owner
 
     now = _now(at)
-    policy, schedule = _rules()
-    with _session() as s:
-        r = orders.place_purchase(s, names=list(name), brand=brand, level=Level(level), years=years, now=now,
-                                  owner=parse_owner(owner), policy=policy, schedule=schedule,
-                                  approve_payment=approve_payment, idempotency_key=key, actor="cli")
+    r = orders.buy(_ctx.services(), names=list(name), brand=brand, level=Level(level), years=years,
+                   owner=parse_owner(owner), now=now, approve_payment=approve_payment, idempotency_key=key,
+                   actor="cli")
+    if r.pending is not None:  # recorded, awaiting the charge's approval (PAY-1): refused as such
+        raise RefusedError(r.pending)
     data = {"order": order_dict(r.order), "certificates": [view_dict(v) for v in r.certificates],
             "ledger": [ledger_dict(e) for e in r.ledger]}
 
@@ -628,8 +624,7 @@ def pay(
     from certpilot.operations import orders
 
     now = _now(at)
-    with _session() as s:
-        o = orders.pay_order(s, order_id, approve=not decline, now=now, actor="cli")
+    o = orders.pay(_ctx.services(), order_id, approve=not decline, now=now, actor="cli").order
     _emit({"order": order_dict(o)}, lambda con: con.print(f"order {o.id}: {o.state.value}"), as_json)
     return EXIT_OK
 
@@ -644,11 +639,9 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
     from certpilot.operations import orders
 
     now = _now(at)
-    with _session() as s:
-        r = orders.cancel_certificate(s, cert_id, now=now, actor="cli")
-        b = orders.balances(s)
+    r = orders.cancel(_ctx.services(), cert_id, now=now, actor="cli")
     data = {"certificate_id": r.certificate.id, "state": r.certificate.state.value,
-            "restored": [ledger_dict(e) for e in r.ledger], "balances": balances_dict(b)}
+            "restored": [ledger_dict(e) for e in r.ledger], "balances": balances_dict(r.balances)}
     _emit(data, lambda con: con.print(
         f"cancelled {r.certificate.id}; restored " + ", ".join(
             f"{e.delta:+d} {e.kind.value}{' ' + e.spec_key if e.spec_key else ''}" for e in r.ledger)), as_json)
@@ -658,12 +651,9 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
 @db_app.command
 def upgrade(*, as_json: JsonFlag = False) -> int:
     """Bring the database schema to every migration head (idempotent)."""
-    from certpilot.store.db import ensure_schema
+    from certpilot.operations.admin import upgrade_schema
 
-    ensure_schema(_url())
-    from sqlalchemy.engine import make_url
-
-    shown = make_url(_url()).render_as_string(hide_password=True)
+    shown = upgrade_schema(_ctx.services()).database
     _emit({"database": shown, "schema": "up to date"}, lambda con: con.print(f"{shown}: schema up to date"),
           as_json)
     return EXIT_OK
@@ -672,8 +662,14 @@ def upgrade(*, as_json: JsonFlag = False) -> int:
 def _demo(at: str | None, as_json: bool) -> int:
     from certpilot.demo import run_demo
 
-    now = _now(at)
-    report = run_demo(now=now, settings=_ctx.settings)
+    report = run_demo(_ctx.services(keys=True), now=_now(at), settings=_ctx.settings)
+    _show_demo(report, as_json)
+    return EXIT_OK
+
+
+def _show_demo(report, as_json: bool) -> None:
+    """Print what the demo loaded, the inventory and the renewal preview (`demo`, `up`)."""
+    now = report.at
     data = {
         "at": _iso(now),
         "home": str(_ctx.settings.home),
@@ -695,7 +691,6 @@ def _demo(at: str | None, as_json: bool) -> int:
                   "certpilot renew ID --years 2 --dry-run")
 
     _emit(data, render, as_json)
-    return EXIT_OK
 
 
 @app.command
@@ -704,9 +699,7 @@ def up(*, no_demo: Annotated[bool, Parameter(negative="", help="Do not load the 
     inventory, every deployment served, and a first scan that renews what is due. Ctrl-C stops it."""
     from certpilot.serve import up as serve_up
 
-    if not no_demo:
-        _demo(None, False)
-    serve_up(with_demo=not no_demo)
+    serve_up(with_demo=not no_demo, on_demo=lambda report: _show_demo(report, False))
     return EXIT_OK
 
 
@@ -735,14 +728,13 @@ def inbox(*, all_: Annotated[bool, Parameter(name="--all", negative="", help="Re
           mark_read: Annotated[bool, Parameter(negative="", help="Mark the listed messages read.")] = False,
           as_json: JsonFlag = False) -> int:
     """The in-product messages (DEP-3, NT-1, NT-2): failed deployments, steps needing a human, expiry."""
-    from certpilot.adapters.notify.inbox import mark_read as mark
-    from certpilot.adapters.notify.inbox import messages
+    from certpilot.operations import inbox as messages
     from certpilot.operations.common import iso
 
-    with _session() as s:
-        found = messages(s, unread_only=not all_)
-        if mark_read:
-            mark(s, [m.id for m in found])
+    svc = _ctx.services()
+    found = messages.messages(svc, unread_only=not all_)
+    if mark_read:
+        messages.mark_read(svc, [m.id for m in found])
     data = [{"id": m.id, "at": iso(m.at), "kind": m.kind, "certificate_id": m.certificate_id,
              "common_name": m.common_name, "subject": m.subject, "body": m.body, "read": m.read} for m in found]
 
@@ -791,22 +783,10 @@ def policy(cert_id: str, /, *,
            years: Annotated[Literal[1, 2, 3] | None, Parameter(help="Plan length of automatic renewals.")] = None,
            as_json: JsonFlag = False) -> int:
     """Show or set a certificate's renewal policy (automatic renewal on/off, plan length)."""
-    from certpilot.store.repository import Repository
-    from certpilot.store.tables_pipeline import RenewalPolicyRow
+    from certpilot.operations.inventory import set_policy
 
-    with _session() as s:
-        Repository(s).get_certificate(cert_id)  # NotFoundError → exit 4
-        row = s.get(RenewalPolicyRow, cert_id)
-        if auto_renew is not None or years is not None:
-            if row is None:
-                row = RenewalPolicyRow(certificate_id=cert_id, auto_renew=True, years=1)
-                s.add(row)
-            if auto_renew is not None:
-                row.auto_renew = auto_renew
-            if years is not None:
-                row.years = years
-        data = {"certificate_id": cert_id, "auto_renew": row.auto_renew if row else True,
-                "years": row.years if row else 1, "default": row is None}
+    p = set_policy(_ctx.services(), cert_id, auto_renew=auto_renew, years=years)
+    data = {"certificate_id": p.certificate_id, "auto_renew": p.auto_renew, "years": p.years, "default": p.default}
     _emit(data, lambda con: con.print(
         f"{cert_id}: automatic renewal {'on' if data['auto_renew'] else 'off'}, {data['years']} year(s)"
         + (" (defaults)" if data["default"] else "")), as_json)

@@ -8,8 +8,10 @@ kept under ``$CERTPILOT_HOME/demo-ca.json``, so a later load reuses it. Loading 
 certificate whose names and origin are already in the inventory is skipped, and the demo quota is
 ledger entries with fixed idempotency keys.
 
-`run_demo` loads the demo, then prints the inventory with derived statuses and a renewal preview
-of a due certificate. A later issue serves the Prefect system from `certpilot up` and reuses it.
+`run_demo` loads the demo, then returns the inventory with derived statuses and a renewal preview
+of a due certificate (`certpilot demo` prints it; `certpilot up` runs it before serving). Both
+run it with the `Services` they built (`certpilot.runtime`): the demo's keys are sealed in that
+vault, the one the flow runs renewing and deploying them open keys with.
 """
 
 from __future__ import annotations
@@ -205,13 +207,13 @@ def _load_or_make_ca(session, home: Path, inv: DemoInventory, now: datetime, vau
 
 def _present(session, now: datetime) -> set[tuple[tuple[str, ...], str]]:
     """(sorted names, origin) of every top-level certificate already in the inventory."""
-    from certpilot.operations.inventory import list_certificates
+    from certpilot.operations.inventory import certificate_views
 
     return {(tuple(sorted(v.names)), v.origin.value)
-            for v in list_certificates(session, now=now, policy=None) if v.parent_id is None}
+            for v in certificate_views(session, now=now, policy=None) if v.parent_id is None}
 
 
-def load_demo(session, *, now: datetime, home: Path, config_dir: Path, vault=None) -> DemoLoad:
+def load_demo(session, *, now: datetime, home: Path, config_dir: Path, vault) -> DemoLoad:
     """Load the demo inventory and demo quota into the store (idempotent).
 
     Args:
@@ -219,7 +221,8 @@ def load_demo(session, *, now: datetime, home: Path, config_dir: Path, vault=Non
         now: the moment the relative dates of the demo file are anchored to (aware UTC).
         home: ``$CERTPILOT_HOME``, where the demo CA's metadata is kept.
         config_dir: directory holding ``demo_inventory.toml``.
-        vault: key vault; default `certpilot.crypto.vault.default_vault()`.
+        vault: the key vault of the services the demo runs with (`Services.vault`): the demo's
+            keys are sealed where the flow runs that renew and deploy them open keys.
 
     Raises:
         BadInputError: the demo file is malformed.
@@ -227,10 +230,6 @@ def load_demo(session, *, now: datetime, home: Path, config_dir: Path, vault=Non
     from certpilot.operations.importing import import_certificate
     from certpilot.operations.orders import add_managed, add_quota
 
-    if vault is None:
-        from certpilot.crypto.vault import default_vault
-
-        vault = default_vault()
     inv = read_demo_inventory(config_dir / DEMO_FILE)
     result = DemoLoad()
     present = _present(session, now)
@@ -276,41 +275,33 @@ class DemoReport:
     inventory: list[Any]
     preview: Any | None
     balances: Any
+    at: datetime | None = None
+    """The time the demo was anchored to and the statuses derived at."""
 
 
-def run_demo(*, now: datetime | None = None, settings=None, years: int = 1) -> DemoReport:
-    """Initialise the inventory under ``$CERTPILOT_HOME``, load the demo, and preview a renewal.
+def run_demo(svc, *, now: datetime | None = None, settings=None, years: int = 1) -> DemoReport:
+    """Load the demo into the services' inventory, then list it and preview a renewal.
 
     Args:
+        svc: the `certpilot.runtime.Services` to run with (their store, vault, policy, clock):
+            what `certpilot demo` and `certpilot up` built.
         now: the time the demo is anchored to and statuses are derived at (aware UTC);
-            default the wall clock.
-        settings: `certpilot.settings.Settings`; default the process settings.
+            default the services' clock.
+        settings: `certpilot.settings.Settings` (home and config directory); default the
+            process settings.
         years: plan length for the preview (1, 2 or 3).
 
     Returns:
         A `DemoReport`; the CLI prints it as tables or JSON.
     """
-    from certpilot.config import load_policy, load_schedule
-    from certpilot.crypto.vault import default_vault
-    from certpilot.operations.inventory import list_certificates
-    from certpilot.operations.orders import balances, preview_renewal
+    from certpilot.operations import inventory, orders
     from certpilot.settings import get_settings
-    from certpilot.store.base import utcnow
-    from certpilot.store.db import ensure_schema, session_scope
 
-    now = now or utcnow()
+    now = now or svc.now()
     settings = settings or get_settings()
-    url = settings.db_url
-    ensure_schema(url)
-    policy = load_policy()
-    schedule = load_schedule()
-    with session_scope(url) as session:
-        load = load_demo(session, now=now, home=settings.home, config_dir=settings.config_dir,
-                         vault=default_vault(settings))
-    with session_scope(url) as session:
-        views = list_certificates(session, now=now, policy=policy)
-        due = pick_due(views)
-        preview = (preview_renewal(session, due.id, years=years, now=now, policy=policy, schedule=schedule)
-                   if due else None)
-        bal = balances(session)
-    return DemoReport(load=load, inventory=views, preview=preview, balances=bal)
+    with svc.session() as session:
+        load = load_demo(session, now=now, home=settings.home, config_dir=settings.config_dir, vault=svc.vault)
+    views = list(inventory.list_certificates(svc, now=now))
+    due = pick_due(views)
+    preview = orders.preview(svc, due.id, years=years, now=now) if due else None
+    return DemoReport(load=load, inventory=views, preview=preview, balances=orders.quota(svc), at=now)

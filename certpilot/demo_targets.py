@@ -9,30 +9,33 @@ from __future__ import annotations
 from pathlib import Path
 
 from certpilot.core.models import Status
-from certpilot.store.db import session_scope
 
 _SERVED = (Status.ISSUED, Status.UPLOADED)
 
 
-def install_demo_targets(root: Path, *, port: int, host: str = "127.0.0.1", database_url: str | None = None) -> int:
+def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1") -> int:
     """Give every demo certificate (single name, key held; expired ones too, for the emergency
-    flow) a files target
-    under `root/<name>` probed at host:port with its name as SNI, and put its current bundle
-    there. Idempotent: a certificate that has a target already is left alone.
+    flow) a files target under `root/<name>` probed at host:port with its name as SNI, and put
+    its current bundle there. Idempotent: a certificate that has a target already is left alone.
+
+    Args:
+        svc: the `certpilot.runtime.Services` `certpilot up` serves with: their store, and their
+            vault opens the keys (inside the files target only, CSR-5).
+        root: the directory the demo TLS endpoint serves bundles from.
+        port, host: where the demo TLS endpoint listens.
 
     Returns:
         How many demo sites are served.
     """
     from certpilot.adapters.deploy.files import FilesTarget
     from certpilot.core.deployment import TargetKind
-    from certpilot.crypto.vault import default_vault
     from certpilot.operations import deployments
     from certpilot.store.repository import Repository
 
     served = 0
-    with session_scope(database_url) as s:
+    with svc.session() as s:
         repo = Repository(s)
-        opener = deployments.vault_key_opener(s, default_vault())
+        opener = svc.key_opener(s)
         for row in repo.status_rows():
             cert = repo.certificate_model(row[0])
             if cert.state not in _SERVED or len(cert.names) != 1 or cert.names[0].startswith("*") or not cert.key_held:

@@ -17,7 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from certpilot.settings import get_settings
 
@@ -227,8 +229,24 @@ def _first_scan() -> None:
             time.sleep(0.5)
 
 
-def up(*, with_demo: bool = True, first_scan: bool = True) -> None:
-    """Run the product locally until Ctrl-C (see the module docstring)."""
+def up(*, with_demo: bool = True, first_scan: bool = True, on_demo: Callable[[Any], None] | None = None) -> None:
+    """Run the product locally until Ctrl-C (see the module docstring).
+
+    The services are built once, from the blocks just configured (`runtime.from_blocks`), and
+    installed for this process: the demo's keys are sealed in the vault the served flow runs
+    (each in its own process, building the same services from the same blocks) open them with.
+
+    Args:
+        with_demo: load the demo inventory and serve its sites.
+        first_scan: start a scan as soon as the deployments are served.
+        on_demo: called with the demo's `DemoReport` once it is loaded (the CLI prints it).
+
+    Raises:
+        MissingBlockError: the certpilot-config block names a block that does not exist.
+    """
+    from certpilot import runtime
+    from certpilot.operations.admin import upgrade_schema
+
     settings = get_settings()
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
@@ -238,24 +256,17 @@ def up(*, with_demo: bool = True, first_scan: bool = True) -> None:
     server.start()
     os.environ["PREFECT_API_URL"] = server.api_url
     try:
-        from certpilot.store.db import ensure_schema
-
-        ensure_schema()
         configure_blocks()
+        svc = runtime.from_blocks(database_url=settings.db_url)
+        runtime.install(svc)
+        upgrade_schema(svc)
         ensure_concurrency_limits()
         from certpilot.automations import install as install_automations
 
         if installed := install_automations():
             _say(f"automations installed: {', '.join(installed)}")
         if with_demo:
-            from certpilot.demo import run_demo
-            from certpilot.demo_targets import install_demo_targets
-
-            run_demo()
-            tls = DemoTlsServer(home / "deploy")
-            tls.start()
-            count = install_demo_targets(home / "deploy", port=tls.port)
-            _say(f"demo inventory loaded; {count} demo site(s) served on https://127.0.0.1:{tls.port} by SNI")
+            _serve_demo(svc, home, on_demo)
         _say(f"UI: http://{API_HOST}:{API_PORT} — serving deployments (Ctrl-C stops everything)")
         serve_all(first_scan=first_scan)
     except KeyboardInterrupt:
@@ -263,3 +274,17 @@ def up(*, with_demo: bool = True, first_scan: bool = True) -> None:
     finally:
         server.stop()
         _say("stopped")
+
+
+def _serve_demo(svc, home: Path, on_demo: Callable[[Any], None] | None) -> None:
+    """Load the demo inventory and serve its sites on the demo TLS endpoint."""
+    from certpilot.demo import run_demo
+    from certpilot.demo_targets import install_demo_targets
+
+    report = run_demo(svc)
+    if on_demo is not None:
+        on_demo(report)
+    tls = DemoTlsServer(home / "deploy")
+    tls.start()
+    count = install_demo_targets(svc, home / "deploy", port=tls.port)
+    _say(f"demo inventory loaded; {count} demo site(s) served on https://127.0.0.1:{tls.port} by SNI")

@@ -1,17 +1,22 @@
-"""Use cases that read the inventory: list certificates, show one with its lineage and history.
+"""Use cases of the inventory: list certificates, show one with its lineage and history, and
+set a certificate's renewal policy.
 
 Statuses are derived from dates at the time asked (LC-4, `core.status.derive_status`), never
-read stale from the database.
+read stale from the database. The Services-level doors (`list_certificates`, `show_certificate`,
+`set_policy`) own their transaction; `certificate_views` and `certificate_detail` are their
+session-level building blocks (the demo composes them in its own transaction).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from certpilot.core.errors import RefusedError
 from certpilot.core.models import (
     DEFAULT_POLICY,
     Certificate,
@@ -26,6 +31,10 @@ from certpilot.core.models import (
 from certpilot.operations.common import require_aware
 from certpilot.store.repository import AuditRecord, Repository, certificate_from_row
 from certpilot.store.tables import CertificateRow
+from certpilot.store.tables_pipeline import RenewalPolicyRow
+
+if TYPE_CHECKING:
+    from certpilot.runtime import Services
 
 LIVE = frozenset({Status.VALID, Status.EXPIRING_SOON, Status.EXPIRED})
 """Derived statuses of a certificate that exists (issued or uploaded)."""
@@ -97,7 +106,7 @@ def _sort_key(v: CertificateView) -> tuple:
     return (v.not_after is None, v.not_after or datetime.max, v.id)
 
 
-def list_certificates(
+def certificate_views(
     session: Session,
     *,
     now: datetime,
@@ -131,7 +140,8 @@ def list_certificates(
     return sorted(views, key=_sort_key)
 
 
-def show_certificate(session: Session, cert_id: str, *, now: datetime, policy: Policy | None = None) -> CertificateDetail:
+def certificate_detail(session: Session, cert_id: str, *, now: datetime, policy: Policy | None = None
+                       ) -> CertificateDetail:
     """One certificate with its derived status, lineage (LC-2), order and audit trail.
 
     Args:
@@ -157,3 +167,89 @@ def show_certificate(session: Session, cert_id: str, *, now: datetime, policy: P
         renewal_orders=repo.orders_for_certificate(cert_id),
         audit=repo.audit(cert_id),
     )
+
+
+# ---------------------------------------------------------------- Services-level doors
+
+
+def list_certificates(svc: Services, *, now: datetime | None = None, status: Status | None = None,
+                      expiring_within_days: int | None = None) -> tuple[CertificateView, ...]:
+    """The inventory at `now` (default the services' clock), soonest expiry first (LC-4).
+
+    Args:
+        svc: the services (their store and policy).
+        now: the time statuses are derived at (aware UTC).
+        status: keep only certificates whose derived status, or stored lifecycle state, is this.
+        expiring_within_days: keep only live certificates that expire within this many days.
+
+    Raises:
+        BadInputError: `now` is naive.
+    """
+    with svc.session(readonly=True) as s:
+        return tuple(certificate_views(s, now=now or svc.now(), policy=svc.policy, status=status,
+                                       expiring_within_days=expiring_within_days))
+
+
+def show_certificate(svc: Services, cert_id: str, *, now: datetime | None = None) -> CertificateDetail:
+    """One certificate with its derived status at `now`, lineage (LC-2), order and audit trail.
+
+    Raises:
+        NotFoundError: no certificate has this id.
+    """
+    with svc.session(readonly=True) as s:
+        return certificate_detail(s, cert_id, now=now or svc.now(), policy=svc.policy)
+
+
+@dataclass(frozen=True)
+class RenewalSettings:
+    """A certificate's renewal policy: does the scanner renew it when due, and for how long."""
+
+    certificate_id: str
+    auto_renew: bool
+    """The scanner hands the certificate to renewal when it is due (otherwise it only warns)."""
+    years: int
+    """The plan length of automatic renewals (PL-1, PL-2)."""
+    default: bool
+    """True when nothing was set for this certificate: these are the defaults."""
+
+
+DEFAULT_RENEWAL = (True, 1)
+"""(auto_renew, years) of a certificate whose policy was never set."""
+
+
+def set_policy(svc: Services, cert_id: str, *, auto_renew: bool | None = None,
+               years: int | None = None) -> RenewalSettings:
+    """Set what is given of a certificate's renewal policy and return the policy in force.
+
+    With neither `auto_renew` nor `years`, nothing is written: the current policy (or the
+    defaults, `default` True) is returned.
+
+    Args:
+        svc: the services (their store).
+        cert_id: the certificate.
+        auto_renew: renew automatically when due (the scanner), or not.
+        years: plan length of automatic renewals: 1, 2 or 3.
+
+    Raises:
+        NotFoundError: no certificate has this id.
+        RefusedError(INVALID_YEARS): `years` is not 1, 2 or 3; nothing written.
+    """
+    from certpilot.core.plans import check_years
+
+    if years is not None and (refusal := check_years(years)) is not None:
+        raise RefusedError(refusal)
+    changing = auto_renew is not None or years is not None
+    with svc.session(readonly=not changing) as s:
+        Repository(s).get_certificate(cert_id)  # NotFoundError names the id
+        row = s.get(RenewalPolicyRow, cert_id)
+        if changing:
+            if row is None:
+                row = RenewalPolicyRow(certificate_id=cert_id, auto_renew=DEFAULT_RENEWAL[0], years=DEFAULT_RENEWAL[1])
+                s.add(row)
+            if auto_renew is not None:
+                row.auto_renew = auto_renew
+            if years is not None:
+                row.years = years
+        if row is None:
+            return RenewalSettings(cert_id, *DEFAULT_RENEWAL, default=True)
+        return RenewalSettings(cert_id, auto_renew=row.auto_renew, years=row.years, default=False)
