@@ -15,7 +15,8 @@ from cryptography.x509.oid import NameOID
 
 from certpilot.core.errors import Reason, Refusal
 from certpilot.core.models import KeyAlgorithm
-from certpilot.crypto.keys import PrivateKey, key_algorithm_of, public_fingerprint
+from certpilot.crypto.keys import PrivateKey, key_algorithm_of
+from certpilot.crypto.pem import public_key_fingerprint
 
 
 def canonical_name(name: str) -> str:
@@ -126,4 +127,4 @@ def csr_public_fingerprint(csr_pem: bytes) -> str:
     csr = load_csr(csr_pem)
     if csr is None:
         raise ValueError("not a CSR")
-    return public_fingerprint(csr.public_key())  # type: ignore[arg-type]
+    return public_key_fingerprint(csr.public_key())

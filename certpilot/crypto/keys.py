@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from certpilot.core.errors import BadInputError, Reason
 from certpilot.core.models import KeyAlgorithm
+from certpilot.crypto.pem import public_key_fingerprint
 from certpilot.crypto.vault import key_aad
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -59,9 +60,7 @@ def key_algorithm_of(public_key: object) -> KeyAlgorithm | None:
 
 
 def public_fingerprint(key: PrivateKey | PublicKey) -> str:
-    """SHA-256 of the DER SubjectPublicKeyInfo, hex, lower case: a key's public identity."""
-    from certpilot.crypto.pem import public_key_fingerprint  # one definition: it keys the vault's AAD
-
+    """A key's public identity (`pem.public_key_fingerprint` of its public half): keys the vault's AAD."""
     pub = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
     return public_key_fingerprint(pub)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
@@ -210,13 +210,26 @@ def load_private_key(data: bytes | str, *, passphrase: bytes | str | None, what:
     return key, encrypted
 
 
-def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 of the certificate's DER, lowercase hex without colons."""
-    return cert.fingerprint(hashes.SHA256()).hex()
+def fingerprint(cert: x509.Certificate | bytes) -> str:
+    """The certificate's SHA-256 fingerprint: SHA-256 of its DER, lowercase hex without colons.
+
+    The one definition: the inventory stores it, deployments compare it with what a target
+    holds, the TLS probe with what an endpoint serves (VER-1), so all must compute it alike.
+
+    Args:
+        cert: a parsed certificate, or its DER bytes (as a TLS handshake hands them over).
+    """
+    der = bytes(cert) if isinstance(cert, bytes | bytearray | memoryview) else cert.public_bytes(
+        serialization.Encoding.DER)
+    return hashlib.sha256(der).hexdigest()
 
 
 def public_key_fingerprint(public_key: PublicKeyTypes) -> str:
-    """SHA-256 of the SubjectPublicKeyInfo DER, lowercase hex (identifies a key pair, not secret)."""
+    """A key pair's public fingerprint: SHA-256 of the SubjectPublicKeyInfo DER, lowercase hex.
+
+    The one definition (not secret): it keys the vault's associated data (`vault.key_aad`) and
+    links a CSR, a key and a certificate (`keys.public_fingerprint`, `csr.csr_public_fingerprint`).
+    """
     return hashlib.sha256(spki_der(public_key)).hexdigest()
 
 
