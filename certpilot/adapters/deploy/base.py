@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certpilot.core.errors import PermanentError, TransientError
+from certpilot.crypto.pem import fingerprint
 
 KeyOpener = Callable[[], bytes]
 """Returns the PEM private key (from the vault) at the moment an adapter needs it."""
@@ -119,13 +120,7 @@ class DeployMaterial:
         cns = leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         return cls(certificate_id=certificate_id, common_name=str(cns[0].value) if cns else certificate_id,
                    leaf_pem=leaf.public_bytes(pem), chain_pems=tuple(c.public_bytes(pem) for c in rest),
-                   fingerprint=leaf.fingerprint(_sha256()).hex(), not_after=leaf.not_valid_after_utc, key=key)
-
-
-def _sha256():
-    from cryptography.hazmat.primitives import hashes
-
-    return hashes.SHA256()
+                   fingerprint=fingerprint(leaf), not_after=leaf.not_valid_after_utc, key=key)
 
 
 def _nl(pem: bytes) -> bytes:

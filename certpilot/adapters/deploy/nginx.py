@@ -21,7 +21,6 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from certpilot.adapters.deploy.base import (
     DeployError,
@@ -29,6 +28,7 @@ from certpilot.adapters.deploy.base import (
     atomic_write,
     run_command,
 )
+from certpilot.crypto.pem import fingerprint
 
 BACKUP_SUFFIX = ".certpilot-prev"
 STAGED_SUFFIX = ".certpilot-new"
@@ -201,7 +201,7 @@ class PemFilesTarget:
             certs = x509.load_pem_x509_certificates(self.deployed_file.read_bytes())
         except (OSError, ValueError):
             return None
-        return certs[0].fingerprint(hashes.SHA256()).hex() if certs else None
+        return fingerprint(certs[0]) if certs else None
 
     def last_reload(self) -> datetime | None:
         """When the server last loaded its configuration (nginx: newest worker's start), if known."""

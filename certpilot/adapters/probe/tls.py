@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import socket
 import ssl
 import time
@@ -51,6 +50,7 @@ from certpilot.core.verification import (
     classify,
     name_matches,
 )
+from certpilot.crypto.pem import fingerprint
 
 _FAMILIES = {Family.AUTO: socket.AF_UNSPEC, Family.IPV4: socket.AF_INET, Family.IPV6: socket.AF_INET6}
 _DER = getattr(ssl, "_ssl").ENCODING_DER  # noqa: B009 - the private module holds the constant
@@ -58,8 +58,8 @@ _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAI
 
 
 def fingerprint_der(der: bytes) -> str:
-    """SHA-256 fingerprint of a DER certificate: lower-case hex, no colons."""
-    return hashlib.sha256(der).hexdigest()
+    """SHA-256 fingerprint of a DER certificate as handed over by the handshake (`crypto.pem.fingerprint`)."""
+    return fingerprint(der)
 
 
 def certificate_names(cert: x509.Certificate) -> tuple[str, ...]:
