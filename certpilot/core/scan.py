@@ -1,34 +1,59 @@
-"""The scanner's decisions over the whole inventory, as one pure pass over plain rows.
+"""The scanner's decisions over the whole inventory, as one pure pass over named rows.
 
-The scan reads every certificate as a plain tuple (`ScanRow`, no ORM objects) in one query and
+The scan reads every certificate as a `ScanRow` (a named tuple, no ORM objects) in one query and
 asks `decide` what needs action now: managed starts that are due (PL-4), reviews to resume
 (CA-2), renewals to open for certificates under automatic renewal, and expiry notices (NT-1).
-Its cost is one pass over the rows; the work it produces grows only with what is due.
+Its cost is one pass over the rows; the work it produces grows only with what is due: a live
+certificate far from every threshold is counted and skipped before any check runs.
 
-Changes from the first version (documented for the lead): a certificate is *renewed* when it has
-a non-cancelled successor that is a child **or the next certificate of its own order** (so
-certificate 1 of a 2-year plan is not renewed again while certificate 2 waits); expiry notices
-stop only once a successor is live (a pending renewal does not stop the old certificate from
-expiring); `managed_started` (keyword, optional) keeps a certificate whose managed start was
-already recorded (PL-8) out of `managed_starts`.
+Each remaining row goes through `ROW_CHECKS`, an ordered chain of small pure checks in the
+cert-manager `policies` style (`certpilot.core.eligibility` uses the same): each check reads a
+`RowView` and returns a `Verdict` (this row is its concern: the verdict says what to do, possibly
+nothing) or None (not its concern: the next check decides). The first verdict wins.
+
+A certificate is *renewed* when it has a non-cancelled successor that is a child **or the next
+certificate of its own order** (so certificate 1 of a 2-year plan is not renewed again while
+certificate 2 waits); expiry notices stop only once a successor is live (a pending renewal does
+not stop the old certificate from expiring); a certificate whose managed start was already
+recorded (PL-8) is never decided again.
+
+The types the scan's tasks return and its flow branches on (`ScanPlan`, `StartOutcome` with its
+`StartOutcomeKind`, `ReviewOutcome`) live here too, so the flow imports no use case.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import NamedTuple
 
 from certpilot.core.models import OrderKind, Origin, Policy, Status
-from certpilot.core.plans import start_threshold
+from certpilot.core.plans import managed_start_due
 
 _DAY = timedelta(days=1)
+_ZERO = timedelta(0)
 
 
 class ScanRow(NamedTuple):
-    """One certificate as the scanner sees it (a row of certificates LEFT JOIN orders)."""
+    """One certificate as the scanner sees it (a row of certificates LEFT JOIN orders LEFT JOIN
+    renewal_policies, built by the store's scan query).
+
+    Attributes:
+        id: the certificate id.
+        common_name: its common name (messages, the inventory table).
+        state: its stored lifecycle state (`Status` value).
+        origin: `Origin` value (uploaded certificates are replaced by hand, EL-3).
+        not_after: its expiry, timezone-aware UTC; None before issuance.
+        order_id: the order that produced it, if any.
+        order_kind: that order's `OrderKind` value (PL-4's threshold depends on it).
+        plan_index: its position in the order's plan, 0 first.
+        parent_id: the certificate it renews, if any.
+        managed_fee: the order carries PAY-2's managed-service fee (None without an order).
+        auto_renew: the certificate is under automatic renewal (its policy, default True).
+    """
 
     id: str
     common_name: str
@@ -111,7 +136,138 @@ class ScanDecision:
                 + len(self.renewals_due) + len(self.notices))
 
 
-_LIVE = (Status.ISSUED.value, Status.UPLOADED.value)
+# ------------------------------------------------------------------ what the scan's tasks return
+
+
+class StartOutcomeKind(StrEnum):
+    """What one managed start did (PL-4, PL-5, PL-8)."""
+
+    STARTED = "started"
+    """The application started (NOT_ACTIVATED → PENDING_APPLICATION, or PAY-2's already pending)."""
+    WAITING_MANUAL = "waiting_manual"
+    """PL-5 refused: the certificate waits for a manual submission; the owner was told (NT-2)."""
+    ALREADY = "already"
+    """Another scan recorded the start first: this call did nothing (PL-8)."""
+    SKIPPED = "skipped"
+    """The certificate is no longer startable (moved meanwhile): nothing recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartOutcome:
+    """The result of one managed start.
+
+    Attributes:
+        certificate_id: the certificate.
+        kind: what happened.
+        detail: the sentence for an operator (PL-5's refusal, why it was skipped...).
+        notified: channels that delivered the owner's NT-2 notice (0 when none was due).
+    """
+
+    certificate_id: str
+    kind: StartOutcomeKind
+    detail: str
+    notified: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewOutcome:
+    """The result of following one CA review (CA-2).
+
+    Attributes:
+        certificate_id: the certificate.
+        state: its lifecycle state afterwards (ISSUED: deploy it; REJECTED: the owner was told).
+        detail: the CA's detail, if any.
+    """
+
+    certificate_id: str
+    state: Status
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalLaunch:
+    """An automatic renewal to launch: the certificate, its plan years and the launch's key."""
+
+    certificate_id: str
+    years: int
+    key: str
+    """Idempotency key: one renewal per certificate and expiry (`renew_key`)."""
+
+
+def apply_key(certificate_id: str) -> str:
+    """The `apply` launch's idempotency key (one live run per certificate)."""
+    return f"apply-{certificate_id}"
+
+
+def deploy_key(certificate_id: str) -> str:
+    """The `deploy` launch's idempotency key after a review ends in issuance (CA-2)."""
+    return f"deploy-{certificate_id}"
+
+
+def renew_key(certificate_id: str, not_after: datetime | None) -> str:
+    """The `renew` launch's idempotency key: one renewal per certificate and expiry date."""
+    return f"renew-{certificate_id}-{not_after.date().isoformat() if not_after else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPlan:
+    """One scan's decision as its flow acts on it: plain values, nothing large, no key material.
+
+    Attributes:
+        at: the instant decided at (timezone-aware UTC).
+        counts: certificates by status, sorted by status.
+        managed_starts: PL-4 starts due (one task each).
+        resume_reviews: ids under CA review to poll (CA-2, one task each).
+        resume_applications: ids a managed start left pending: `apply` is launched again.
+        renewals: automatic renewals to launch, with their plan years and keys.
+        notices: NT-1 expiry notices to send (one task each).
+        lines: the inventory table, most urgent first.
+    """
+
+    at: datetime
+    counts: tuple[tuple[str, int], ...] = ()
+    managed_starts: tuple[ManagedStart, ...] = ()
+    resume_reviews: tuple[str, ...] = ()
+    resume_applications: tuple[str, ...] = ()
+    renewals: tuple[RenewalLaunch, ...] = ()
+    notices: tuple[ExpiryNotice, ...] = ()
+    lines: tuple[InventoryLine, ...] = ()
+
+    @property
+    def at_iso(self) -> str:
+        """`at` as ISO 8601 UTC ending in ``Z`` (artifacts, the flow's summary)."""
+        return self.at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    @property
+    def certificates(self) -> int:
+        """How many certificates the inventory holds."""
+        return sum(n for _, n in self.counts)
+
+    @property
+    def action_count(self) -> int:
+        """How many task runs and launches the plan asks for (what the scan's cost grows with)."""
+        return (len(self.managed_starts) + len(self.resume_reviews) + len(self.resume_applications)
+                + len(self.renewals) + len(self.notices))
+
+
+def plan_from(decision: ScanDecision, years: Mapping[str, int]) -> ScanPlan:
+    """The flow's plan from a decision and the plan years chosen per renewal (default 1)."""
+    return ScanPlan(
+        at=decision.now,
+        counts=tuple(sorted(decision.counts.items())),
+        managed_starts=tuple(decision.managed_starts),
+        resume_reviews=tuple(decision.resume_reviews),
+        resume_applications=tuple(decision.resume_applications),
+        renewals=tuple(RenewalLaunch(r.certificate_id, years.get(r.certificate_id, 1),
+                                     renew_key(r.certificate_id, r.not_after)) for r in decision.renewals_due),
+        notices=tuple(decision.notices),
+        lines=tuple(decision.lines),
+    )
+
+
+# ------------------------------------------------------------------ the decision: a chain of checks
+
+_LIVE = frozenset({Status.ISSUED.value, Status.UPLOADED.value})
 _CANCELLED = Status.CANCELLED.value
 _NOT_ACTIVATED = Status.NOT_ACTIVATED.value
 _PENDING = Status.PENDING_APPLICATION.value
@@ -120,6 +276,72 @@ _EXPIRED = Status.EXPIRED.value
 _EXPIRING = Status.EXPIRING_SOON.value
 _VALID = Status.VALID.value
 _UPLOADED_ORIGIN = Origin.UPLOADED.value
+_KINDS = {k.value: k for k in OrderKind}
+
+
+@dataclass(frozen=True, slots=True)
+class ScanContext:
+    """What every check reads besides its row: the time, the policy, and the inventory's indexes.
+
+    Attributes:
+        now: the instant decided at.
+        policy: windows and thresholds (LC-4, PL-4, NT-1).
+        notice_days: NT-1's thresholds, ascending.
+        horizon: the largest notice threshold (days): nothing is noticed earlier.
+        window: LC-4's expiry window.
+        by_id: every row by certificate id.
+        siblings: rows of an order by (order id, plan index).
+        children: certificate id -> states of its non-cancelled children (its renewals).
+        started: certificate id -> outcome of its managed start already recorded (PL-8).
+        notices_sent: (certificate id, threshold) pairs already notified (NT-1).
+    """
+
+    now: datetime
+    policy: Policy
+    notice_days: tuple[int, ...]
+    horizon: int
+    window: timedelta
+    by_id: Mapping[str, ScanRow]
+    siblings: Mapping[tuple[str, int], ScanRow]
+    children: Mapping[str, list[str]]
+    started: Mapping[str, str]
+    notices_sent: Collection[tuple[str, int]]
+
+
+class RowView(NamedTuple):
+    """One row as the checks see it: the row, its status at `ctx.now` (LC-4) and its whole days
+    left (None without an expiry or for a state that is not dated)."""
+
+    row: ScanRow
+    status: str
+    days_left: int | None
+    ctx: ScanContext
+
+
+class Verdict(NamedTuple):
+    """What one certificate needs at this scan (a named tuple: one is built per row in attention).
+
+    Attributes:
+        action: the inventory table's next action ("" when there is nothing to do).
+        managed_start: PL-4's start, when due.
+        resume_review: poll its CA review (CA-2).
+        resume_application: relaunch its `apply` (a managed start left it pending, PL-8).
+        renewal: an automatic renewal to open.
+        notice: an expiry notice to send (NT-1).
+    """
+
+    action: str = ""
+    managed_start: ManagedStart | None = None
+    resume_review: bool = False
+    resume_application: bool = False
+    renewal: RenewalDue | None = None
+    notice: ExpiryNotice | None = None
+
+
+NOTHING = Verdict()
+"""This row is the check's concern and needs nothing now (stops the chain)."""
+
+RowCheck = Callable[[RowView], Verdict | None]
 
 
 def notice_threshold(days_left: int, notice_days: tuple[int, ...]) -> int | None:
@@ -133,8 +355,202 @@ def notice_threshold(days_left: int, notice_days: tuple[int, ...]) -> int | None
     return min(crossed) if crossed else None
 
 
+def _managed_candidate(row: ScanRow) -> bool:
+    """PL-4/PAY-2: a not-activated certificate, or certificate 1 of an order carrying the fee."""
+    return row.state == _NOT_ACTIVATED or (row.state == _PENDING and row.plan_index == 0 and bool(row.managed_fee))
+
+
+def _predecessor(v: RowView) -> ScanRow | None:
+    """The order's previous certificate; for certificate 1, the certificate it renews."""
+    r = v.row
+    if r.plan_index > 0:
+        return v.ctx.siblings.get((r.order_id or "", r.plan_index - 1))
+    return v.ctx.by_id.get(r.parent_id or "")
+
+
+def managed_start_recorded(v: RowView) -> Verdict | None:
+    """PL-8/PL-5: a managed start already recorded is never decided again; one that left its
+    certificate pending gets its `apply` relaunched (same key: a no-op while that run lives)."""
+    if not _managed_candidate(v.row):
+        return None
+    outcome = v.ctx.started.get(v.row.id)
+    if outcome is None:
+        return None
+    if outcome == StartOutcomeKind.WAITING_MANUAL:
+        return Verdict("waiting for a manual submission (PL-5)")
+    resume = outcome == StartOutcomeKind.STARTED and v.row.state == _PENDING
+    return Verdict("managed start done (PL-8)", resume_application=resume)
+
+
+def managed_start_now(v: RowView) -> Verdict | None:
+    """PL-4/PAY-2: the next certificate starts when its predecessor, ISSUED or UPLOADED, has at
+    most the order kind's threshold left (`plans.managed_start_due`: 30 days for renewals and
+    emergencies, 15 for purchases; also once it expired). A predecessor not issued yet starts
+    nothing; either way no later check applies to a candidate."""
+    r = v.row
+    if not _managed_candidate(r):
+        return None
+    pred = _predecessor(v)
+    if pred is None or pred.state not in _LIVE or pred.not_after is None:
+        return NOTHING
+    kind = _KINDS.get(r.order_kind or "", OrderKind.RENEWAL)
+    if managed_start_due(pred.not_after, kind, v.ctx.now, v.ctx.policy) is not None:
+        return NOTHING
+    days = (pred.not_after - v.ctx.now) // _DAY
+    return Verdict("managed start due (PL-4)", managed_start=ManagedStart(r.id, pred.id, r.order_id or "", days))
+
+
+def started_application(v: RowView) -> Verdict | None:
+    """PL-8: a pending certificate a managed start moved on: its `apply` is launched again."""
+    if v.row.state == _PENDING and v.ctx.started.get(v.row.id) == StartOutcomeKind.STARTED:
+        return Verdict("application started by a managed start (PL-4)", resume_application=True)
+    return None
+
+
+def under_review(v: RowView) -> Verdict | None:
+    """CA-2: an application under review is polled once per scan (no worker waits on it)."""
+    if v.row.state == _UNDER_REVIEW:
+        return Verdict("follow CA review (CA-2)", resume_review=True)
+    return None
+
+
+def _successor_states(v: RowView) -> list[str]:
+    """States of the certificate's non-cancelled successors: its children and the next
+    certificate of its own order."""
+    states = list(v.ctx.children.get(v.row.id, ()))
+    if v.row.order_id is not None:
+        nxt = v.ctx.siblings.get((v.row.order_id, v.row.plan_index + 1))
+        if nxt is not None and nxt.state != _CANCELLED:
+            states.append(nxt.state)
+    return states
+
+
+def _renewal_due(v: RowView) -> RenewalDue | None:
+    """An expiring-soon certificate under automatic renewal (not an uploaded one: EL-3 replaces
+    it by hand) opens its renewal; the caller has checked that it has no successor."""
+    r = v.row
+    if v.status != _EXPIRING or not r.auto_renew or r.origin == _UPLOADED_ORIGIN or v.days_left is None:
+        return None
+    return RenewalDue(r.id, r.common_name, v.days_left, r.origin, r.not_after)
+
+
+def _expiry_notice(v: RowView) -> ExpiryNotice | None:
+    """NT-1: the threshold just crossed, unless expired or that threshold's notice went out."""
+    if v.days_left is None or v.days_left > v.ctx.horizon or v.status == _EXPIRED:
+        return None
+    threshold = notice_threshold(v.days_left, v.ctx.notice_days)
+    if threshold is None or (v.row.id, threshold) in v.ctx.notices_sent:
+        return None
+    return ExpiryNotice(v.row.id, v.row.common_name, threshold, v.days_left)
+
+
+def _fallback_action(v: RowView) -> str:
+    """What an operator does about an expiring or expired certificate nothing else handles."""
+    if v.status == _EXPIRING:
+        return "renew (certpilot renew)" if v.row.origin != _UPLOADED_ORIGIN else "replace (upload)"
+    if v.status == _EXPIRED:
+        return "emergency replacement (EM-1)"
+    return ""
+
+
+def near_expiry(v: RowView) -> Verdict | None:
+    """LC-4/NT-1: a live certificate expiring soon, expired, or within the notice horizon.
+
+    With a successor it is renewed (live successor) or being renewed; without one, under
+    automatic renewal, its renewal is due. Its expiry notice goes out until a successor is live
+    (a pending successor does not stop the old certificate from expiring).
+    """
+    if v.days_left is None or (v.status == _VALID and v.days_left > v.ctx.horizon):
+        return None
+    successors = _successor_states(v)
+    renewed = any(s in _LIVE for s in successors)
+    renewal = None if successors else _renewal_due(v)
+    notice = None if renewed else _expiry_notice(v)
+    if successors:
+        action = "renewed (successor live)" if renewed else "renewal in progress"
+    elif renewal is not None:
+        action = "renew (automatic renewal)"
+    elif notice is not None:
+        action = f"expiry notice ({notice.threshold_days} days, NT-1)"
+    else:
+        action = _fallback_action(v)
+    return Verdict(action, renewal=renewal, notice=notice)
+
+
+ROW_CHECKS: tuple[RowCheck, ...] = (managed_start_recorded, managed_start_now, started_application, under_review,
+                                    near_expiry)
+"""The scanner's chain, in order: the first check that returns a verdict decides the row."""
+
+
+def first_verdict(chain: Iterable[RowCheck], v: RowView) -> Verdict:
+    """Run an ordered chain of checks; the first verdict, or `NOTHING` when none applies."""
+    for check in chain:
+        verdict = check(v)
+        if verdict is not None:
+            return verdict
+    return NOTHING
+
+
+def scan_context(rows: Sequence[ScanRow], now: datetime, policy: Policy, *,
+                 notices_sent: Collection[tuple[str, int]] = frozenset(),
+                 managed_started: Mapping[str, str] | None = None) -> ScanContext:
+    """Index the rows once for the checks: by id, plan siblings, non-cancelled children."""
+    by_id: dict[str, ScanRow] = {}
+    siblings: dict[tuple[str, int], ScanRow] = {}
+    children: dict[str, list[str]] = {}
+    for r in rows:
+        by_id[r.id] = r
+        if r.order_id is not None:
+            siblings[(r.order_id, r.plan_index)] = r
+        if r.parent_id is not None and r.state != _CANCELLED:
+            children.setdefault(r.parent_id, []).append(r.state)
+    notice_days = tuple(sorted(policy.notice_days))
+    return ScanContext(now=now, policy=policy, notice_days=notice_days, horizon=max(notice_days, default=0),
+                       window=policy.expiry_window, by_id=by_id, siblings=siblings, children=children, started=managed_started or {},
+                       notices_sent=notices_sent)
+
+
+def row_view(row: ScanRow, ctx: ScanContext) -> RowView:
+    """The row with its LC-4 status and whole days left at `ctx.now`.
+
+    The status follows `core.status.status_at`'s boundaries exactly (expired when past
+    not_after, expiring soon at or under the window) on the remaining time computed once: the
+    rows are already UTC, and status_at's conversions would double the cost per row in attention.
+    """
+    if row.state not in _LIVE or row.not_after is None:
+        return RowView(row, row.state, None, ctx)
+    left = row.not_after - ctx.now
+    status = _EXPIRED if left < _ZERO else _EXPIRING if left <= ctx.window else _VALID
+    return RowView(row, status, left // _DAY, ctx)
+
+
+def _record(decision: ScanDecision, v: RowView, verdict: Verdict) -> None:
+    """Add one row's verdict to the decision (and its table line when it needs attention)."""
+    r = v.row
+    if verdict.managed_start is not None:
+        decision.managed_starts.append(verdict.managed_start)
+    if verdict.resume_review:
+        decision.resume_reviews.append(r.id)
+    if verdict.resume_application:
+        decision.resume_applications.append(r.id)
+    if verdict.renewal is not None:
+        decision.renewals_due.append(verdict.renewal)
+    if verdict.notice is not None:
+        decision.notices.append(verdict.notice)
+    if verdict.action or v.status in (_EXPIRING, _EXPIRED):
+        plan = f"{r.order_kind} #{r.plan_index + 1}" if r.order_id else "-"
+        decision.lines.append(InventoryLine(r.id, r.common_name, v.status, v.days_left, plan, verdict.action or "-"))
+
+
+def _named(rows: Sequence[ScanRow] | Sequence[tuple]) -> Sequence[ScanRow]:
+    """The rows as `ScanRow`s (plain tuples in field order are converted)."""
+    if set(map(type, rows)) <= {ScanRow}:  # the store's rows: no copy
+        return rows  # type: ignore[return-value]
+    return [r if type(r) is ScanRow else ScanRow._make(r) for r in rows]
+
+
 def decide(
-    rows: list[ScanRow] | list[tuple],
+    rows: Sequence[ScanRow] | Sequence[tuple],
     now: datetime,
     policy: Policy,
     *,
@@ -142,29 +558,16 @@ def decide(
     table_limit: int = 500,
     managed_started: Mapping[str, str] | None = None,
 ) -> ScanDecision:
-    """Decide one scan over every certificate.
+    """Decide one scan over every certificate: `ROW_CHECKS` on each row that may need action.
 
-    Rules, in the order they are applied to each certificate:
-
-    - PL-4 / PAY-2: a NOT_ACTIVATED certificate (or certificate 1 of an order that carries
-      PAY-2's managed fee, still PENDING_APPLICATION) is a managed start when its predecessor
-      (the order's previous certificate; for certificate 1 the renewed original) is ISSUED or
-      UPLOADED and has at most the order kind's threshold left (30 renewal/emergency, 15
-      purchase). A predecessor not issued yet starts nothing. A certificate already in
-      `managed_started` (PL-8: started, or waiting for a human after PL-5 refused) is not
-      started again.
-    - CA-2: an UNDER_REVIEW certificate is resumed (the CA is polled once).
-    - A live certificate (ISSUED/UPLOADED) is *renewed* when it has a successor that is not
-      CANCELLED: a child (`parent_id`) or the next certificate of its own order. An expiring-soon
-      certificate under automatic renewal (`auto_renew`, not an uploaded one: that is replaced
-      by hand, EL-3) without a successor is a renewal due.
-    - NT-1: a live certificate not expired, at or under a notice threshold, gets that
-      threshold's notice unless (id, threshold) is in `notices_sent`, or its successor is
-      already live (the renewal is done: nothing will expire unattended). A successor that is
-      still pending does not silence the notice: the old certificate still expires.
+    A live certificate whose expiry is beyond both LC-4's window and the largest notice threshold
+    is counted VALID and skipped (the bulk of a large inventory). Every other row gets its status
+    (LC-4) and the chain's first verdict: a recorded managed start (PL-8), a managed start due
+    (PL-4/PAY-2), a pending application to relaunch, a review to follow (CA-2), or what a
+    certificate near expiry needs (renewal, NT-1 notice, the operator's next step).
 
     Args:
-        rows: every certificate as a `ScanRow` (or a tuple in its field order).
+        rows: every certificate as a `ScanRow` (a plain tuple in its field order is converted).
         now: the time the scan decides at (timezone-aware UTC).
         policy: windows and thresholds (LC-4, PL-4, NT-1).
         notices_sent: (certificate id, threshold) pairs already notified (NT-1: once each).
@@ -176,91 +579,21 @@ def decide(
         The decision: counts by status, managed starts due (PL-4), reviews to resume (CA-2),
         renewals due under automatic renewal, expiry notices to send (NT-1), table lines.
     """
+    rows = _named(rows)
+    ctx = scan_context(rows, now, policy, notices_sent=notices_sent, managed_started=managed_started)
     decision = ScanDecision(now=now)
-    started = managed_started or {}
-    window = policy.expiry_window
-    thresholds = {k.value: start_threshold(k, policy) for k in OrderKind}  # PL-4, one definition
-    default_threshold = start_threshold(OrderKind.RENEWAL, policy)
-    notice_days = tuple(sorted(policy.notice_days))
-    horizon = max(notice_days, default=0)
-    # First pass: index what the second needs (plan siblings, successors).
-    by_id: dict[str, tuple] = {}
-    sibling: dict[tuple[str, int], tuple] = {}
-    successors: dict[str, list[str]] = {}
-    for r in rows:
-        by_id[r[0]] = r
-        if r[5] is not None:
-            sibling[(r[5], r[7])] = r
-        if r[8] is not None and r[2] != _CANCELLED:
-            successors.setdefault(r[8], []).append(r[2])
     counts = decision.counts
-    lines = decision.lines
-    valid_after = now + window   # LC-4: later than this is VALID (no subtraction per row)
-    quiet_after = now + max(window, timedelta(days=horizon + 1))  # beyond: no status change, no notice
-    for r in rows:
-        cid, cn, state, origin, not_after, order_id, kind, index, parent_id, managed_fee, auto = r
-        days_left: int | None = None
-        status = state
-        if state in _LIVE and not_after is not None:
-            if not_after > quiet_after:
-                # The bulk of a large inventory: valid, far from every threshold, nothing to do.
-                counts[_VALID] += 1
-                continue
-            days_left = (not_after - now) // _DAY
-            if not_after < now:
-                status = _EXPIRED
-            elif not_after <= valid_after:
-                status = _EXPIRING
-            else:
-                status = _VALID
-        counts[status] += 1
-        action = ""
-        if state == _NOT_ACTIVATED or (state == _PENDING and index == 0 and managed_fee):
-            # PL-4 / PAY-2: the next certificate starts when its predecessor is at the threshold.
-            outcome = started.get(cid)
-            if outcome is not None:
-                action = ("waiting for a manual submission (PL-5)" if outcome == "waiting_manual"
-                          else "managed start done (PL-8)")
-                if outcome == "started" and state == _PENDING:
-                    decision.resume_applications.append(cid)
-            else:
-                pred = sibling.get((order_id, index - 1)) if index > 0 else by_id.get(parent_id or "")
-                if pred is not None and pred[2] in _LIVE and pred[4] is not None:
-                    pred_left = pred[4] - now
-                    if pred_left <= thresholds.get(kind or "", default_threshold):
-                        decision.managed_starts.append(ManagedStart(cid, pred[0], order_id or "", pred_left // _DAY))
-                        action = "managed start due (PL-4)"
-        elif state == _PENDING and started.get(cid) == "started":
-            decision.resume_applications.append(cid)
-            action = "application started by a managed start (PL-4)"
-        elif state == _UNDER_REVIEW:
-            decision.resume_reviews.append(cid)
-            action = "follow CA review (CA-2)"
-        elif days_left is not None and (status != _VALID or days_left <= horizon):
-            # Only the few certificates near expiry get here: a valid one far from it needs nothing.
-            succ = list(successors.get(cid, ()))
-            if order_id is not None:
-                nxt = sibling.get((order_id, index + 1))
-                if nxt is not None and nxt[2] != _CANCELLED:
-                    succ.append(nxt[2])
-            if succ:
-                action = "renewed (successor live)" if any(s in _LIVE for s in succ) else "renewal in progress"
-            elif status == _EXPIRING and auto and origin != _UPLOADED_ORIGIN:
-                decision.renewals_due.append(RenewalDue(cid, cn, days_left, origin, not_after))
-                action = "renew (automatic renewal)"
-            if days_left <= horizon and status != _EXPIRED and not any(s in _LIVE for s in succ):
-                threshold = notice_threshold(days_left, notice_days)
-                if threshold is not None and (cid, threshold) not in notices_sent:
-                    decision.notices.append(ExpiryNotice(cid, cn, threshold, days_left))
-                    if not action:
-                        action = f"expiry notice ({threshold} days, NT-1)"
-            if not action and status == _EXPIRING:
-                action = "renew (certpilot renew)" if origin != _UPLOADED_ORIGIN else "replace (upload)"
-            elif not action and status == _EXPIRED:
-                action = "emergency replacement (EM-1)"
-        if action or status in (_EXPIRING, _EXPIRED):
-            plan = f"{kind} #{index + 1}" if order_id else "-"
-            lines.append(InventoryLine(cid, cn, status, days_left, plan, action or "-"))
-    lines.sort(key=lambda line: (line.days_left if line.days_left is not None else 10**9, line.common_name))
-    del lines[table_limit:]
+    # Beyond this no status changes and no notice is due: counted without a check.
+    quiet_after = now + max(policy.expiry_window, timedelta(days=ctx.horizon + 1))
+    for row in rows:
+        not_after = row.not_after
+        if not_after is not None and not_after > quiet_after and row.state in _LIVE:
+            counts[_VALID] += 1
+            continue
+        view = row_view(row, ctx)
+        counts[view.status] += 1
+        _record(decision, view, first_verdict(ROW_CHECKS, view))
+    decision.lines.sort(key=lambda line: (line.days_left if line.days_left is not None else 10**9,
+                                          line.common_name))
+    del decision.lines[table_limit:]
     return decision
