@@ -6,7 +6,7 @@ Builds N certificates in a temp SQLite (bulk Core inserts; `--due` of them are 2
 certificate 2 is due for its managed start, PL-4), then prints seconds for:
 
 - floor: a bare stdlib sqlite3 SELECT of the same rows (fetchall);
-- scan decision: `operations.scan.decide_scan` (load_rows + core decide), best of 3;
+- scan decision: `operations.scan.decide_scan` (the store's one query + core decide), best of 3;
 - the scan flow under a prefect_test_harness the bench starts (launch_mode="none"), with the task
   runs it created (read back through the Prefect client);
 
@@ -105,7 +105,7 @@ def floor(path: str) -> tuple[float, int]:
 
 
 def decision(url: str):
-    """load_rows + decide in one read-only transaction (what the scan's decide task does)."""
+    """The store's scan query + decide in one read-only transaction (what `operations.scan.decide` does)."""
     from certpilot.core.models import Policy
     from certpilot.operations.scan import decide_scan
     from certpilot.store.db import session_scope
@@ -188,7 +188,7 @@ def main() -> None:
     runs = [decision(url) for _ in range(3)]
     scan_s = min(r[0] for r in runs)
     d = runs[0][1]
-    print(f"scan decision (load_rows + decide): {scan_s:.3f} s -> {len(d.managed_starts)} managed starts, "
+    print(f"scan decision (query + decide): {scan_s:.3f} s -> {len(d.managed_starts)} managed starts, "
           f"{len(d.notices)} notices, {len(d.renewals_due)} renewals, {len(d.resume_reviews)} reviews")
     print(f"ratio: {scan_s / floor_s:.2f}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -6,6 +6,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from certpilot.core.models import Status
+from certpilot.core.scan import StartOutcomeKind, apply_key, deploy_key
 from flows.launch import launch
 from tasks import scan as t
 
@@ -25,35 +26,33 @@ def scan(at: str | None = None, launch_mode: str = "auto") -> dict:
         Counts of what was decided and done, and the task runs created.
     """
     progress = t.Progress()
-    d = t.decide(at)
-    at = d["at"]
-    progress.plan(t.action_count(d))
-    starts = [t.start_managed_application.submit(**m, at=at) for m in d["managed_starts"]]
-    reviews = [t.follow_review.submit(cid, at=at) for cid in d["resume_reviews"]]
-    notices = [t.send_expiry_notice.submit(**n, at=at) for n in d["notices"]]
-    out = {"at": at, "certificates": sum(d["counts"].values()), "managed_starts": len(starts), "started": 0,
+    plan = t.decide(at)
+    progress.plan(plan.action_count)
+    starts = [t.start_managed_application.submit(m, at=plan.at) for m in plan.managed_starts]
+    reviews = [t.follow_review.submit(cid, at=plan.at) for cid in plan.resume_reviews]
+    notices = [t.send_expiry_notice.submit(n.certificate_id, n.threshold_days, n.days_left, at=plan.at)
+               for n in plan.notices]
+    out = {"at": plan.at_iso, "certificates": plan.certificates, "managed_starts": len(starts), "started": 0,
            "waiting_manual": 0, "already": 0, "reviews": len(reviews), "issued": 0, "renewals": 0, "notices": 0,
            "task_runs": 1 + len(starts) + len(reviews) + len(notices)}
     for s in (f.result() for f in starts):
-        out[s["outcome"]] = out.get(s["outcome"], 0) + 1
-        if s["outcome"] == "started":
-            cid = s["certificate_id"]
-            launch("apply", {"certificate_id": cid}, key=f"apply-{cid}", mode=launch_mode)
+        out[s.kind.value] = out.get(s.kind.value, 0) + 1
+        if s.kind is StartOutcomeKind.STARTED:
+            launch("apply", {"certificate_id": s.certificate_id}, key=apply_key(s.certificate_id), mode=launch_mode)
         progress.tick()
     for r in (f.result() for f in reviews):
-        if r["state"] == Status.ISSUED:
+        if r.state is Status.ISSUED:
             out["issued"] += 1
-            launch("deploy", {"certificate_id": r["certificate_id"]}, key=f"deploy-{r['certificate_id']}",
-                   mode=launch_mode)
+            launch("deploy", {"certificate_id": r.certificate_id}, key=deploy_key(r.certificate_id), mode=launch_mode)
         progress.tick()
-    for cid in d["resume_applications"]:  # started before, still pending: relaunch if its run died
-        launch("apply", {"certificate_id": cid}, key=f"apply-{cid}", mode=launch_mode)
+    for cid in plan.resume_applications:  # started before, still pending: relaunch if its run died
+        launch("apply", {"certificate_id": cid}, key=apply_key(cid), mode=launch_mode)
         progress.tick()
-    for r in d["renewals_due"]:
-        launch("renew", {"certificate_id": r["certificate_id"], "years": r["years"]}, key=r["key"], mode=launch_mode)
+    for r in plan.renewals:
+        launch("renew", {"certificate_id": r.certificate_id, "years": r.years}, key=r.key, mode=launch_mode)
         out["renewals"] += 1
         progress.tick()
     out["notices"] = sum(1 for f in notices if f.result())
     progress.tick(len(notices))
-    t.publish(d, out)
+    t.publish(plan, out)
     return out

@@ -1,156 +1,60 @@
-"""The scanner's use cases: read the inventory in one query, decide, start managed applications
-exactly once (PL-8), record notices once each (NT-1, NT-2).
+"""The scanner's use cases: decide over the inventory in one query, start managed applications
+exactly once (PL-8), follow CA reviews (CA-2), send notices once each (NT-1, NT-2).
+
+The Services-level doors (`decide`, `start_managed`, `follow_review`, `send_expiry_notice`) own
+their transaction and return the frozen results of `certpilot.core.scan`; the scan's tasks call
+only them. The session-level building blocks (`decide_scan`, `record_managed_start`,
+`record_notice`) work in a caller's transaction; the integration tests and the bench use them.
 
 The database makes the scanner safe to run twice at once or after a crash: a managed start is
-a `managed_starts` row keyed by the certificate (inserted with ``ON CONFLICT DO NOTHING``; only
-the caller whose insert went in acts), a notice a `notices_sent` row unique per (certificate,
-kind, threshold). The decision itself is pure (`certpilot.core.scan.decide`).
+a `managed_starts` row keyed by the certificate, a notice a `notices_sent` row unique per
+(certificate, kind, threshold), both inserted only if absent (`certpilot.store.scan_queries`):
+only the caller whose insert went in acts. The decision itself is pure (`certpilot.core.scan`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, true
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from certpilot.core.models import Policy, Status
+from certpilot.core.eligibility import RenewalInput, check_renewal
+from certpilot.core.errors import IllegalTransitionError
+from certpilot.core.models import Certificate, Policy, Status
 from certpilot.core.plans import AutoStartInput, may_start_itself
-from certpilot.core.scan import ManagedStart, ScanDecision, ScanRow, decide
+from certpilot.core.scan import (
+    ManagedStart,
+    ReviewOutcome,
+    ScanDecision,
+    ScanPlan,
+    StartOutcome,
+    StartOutcomeKind,
+    plan_from,
+)
+from certpilot.core.scan import decide as decide_rows
+from certpilot.operations import applications, notices
+from certpilot.store import scan_queries as q
 from certpilot.store.repository import Repository
-from certpilot.store.tables import CertificateRow, OrderRow
-from certpilot.store.tables_pipeline import ManagedStartRow, NoticeRow, RenewalPolicyRow
+from certpilot.store.scan_queries import CA_REJECTED, EXPIRY, MANAGED_WAITING
 
-EXPIRY = "expiry"
-"""`notices_sent.kind` of NT-1 expiry notices (threshold = the day count)."""
-MANAGED_WAITING = "managed_waiting"
-"""`notices_sent.kind` of NT-2 "the managed start could not start itself" (threshold 0)."""
-CA_REJECTED = "ca_rejected"
-"""`notices_sent.kind` of CA-2 "the CA rejected the application" (threshold 0)."""
-
-STARTED = "started"
-WAITING_MANUAL = "waiting_manual"
+if TYPE_CHECKING:
+    from certpilot.runtime import Services
 
 
-@dataclass(frozen=True)
-class StartOutcome:
-    """What `start_managed` did.
-
-    Attributes:
-        certificate_id: the certificate.
-        outcome: "started" (moved to PENDING_APPLICATION, or already pending for PAY-2),
-            "waiting_manual" (PL-5 refused; `detail` says why), "already" (another scan recorded
-            it first: this call did nothing), "skipped" (no longer startable; `detail` says why).
-        detail: the sentence for an operator.
-        inserted: True only for the one caller whose `managed_starts` row went in (PL-8).
-        notify_owner: True when the caller must tell the owner (NT-2), once.
-        common_name: for messages.
-    """
-
-    certificate_id: str
-    outcome: str
-    detail: str
-    inserted: bool
-    notify_owner: bool
-    common_name: str = ""
-
-
-def _scan_select():
-    c = CertificateRow.__table__
-    o = OrderRow.__table__
-    p = RenewalPolicyRow.__table__
-    return (
-        select(c.c.id, c.c.common_name, c.c.state, c.c.origin, c.c.not_after, c.c.order_id, o.c.kind,
-               c.c.plan_index, c.c.parent_id, o.c.managed_fee, func.coalesce(p.c.auto_renew, true()))
-        .select_from(c.outerjoin(o, o.c.id == c.c.order_id).outerjoin(p, p.c.certificate_id == c.c.id))
-    )
-
-
-_SQL: dict[str, str] = {}
-
-
-def _scan_sql(dialect) -> str:
-    """The scan's Core select compiled once per dialect (it has no parameters)."""
-    sql = _SQL.get(dialect.name)
-    if sql is None:
-        sql = _SQL[dialect.name] = str(_scan_select().compile(dialect=dialect,
-                                                              compile_kwargs={"literal_binds": True}))
-    return sql
-
-
-def load_rows(session: Session) -> list[ScanRow]:
-    """Every certificate as a `ScanRow`: one Core select (certificates LEFT JOIN orders LEFT JOIN
-    renewal_policies), no ORM objects; `auto_renew` defaults to True without a policy row.
-
-    `not_after` is timezone-aware UTC on SQLite and PostgreSQL alike. The select runs on the
-    session's own DBAPI connection (same transaction): SQLAlchemy's per-row result processing
-    (Row objects, the DateTime regex and TypeDecorator) cost more than the query itself at 100,000
-    rows (bench/scan.py); SQLite's stored text 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC) is parsed by
-    `datetime.fromisoformat` (C), PostgreSQL's driver already returns aware datetimes and booleans.
-    """
-    conn = session.connection()
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        cursor.execute(_scan_sql(conn.dialect))
-        raw = cursor.fetchall()
-    finally:
-        cursor.close()
-    new = tuple.__new__
-    if conn.dialect.name != "sqlite":
-        return [new(ScanRow, r[:4] + (r[4].astimezone(UTC) if r[4] is not None else None,) + r[5:]) for r in raw]
-    parse = datetime.fromisoformat
-    return [new(ScanRow, (i, cn, st, og, parse(na + "+00:00") if na else None, oid, k, ix, pid,
-                          None if fee is None else fee == 1, auto == 1))
-            for i, cn, st, og, na, oid, k, ix, pid, fee, auto in raw]
-
-
-def notices_sent(session: Session, kind: str = EXPIRY, *, now: datetime | None = None,
-                 horizon_days: int | None = None) -> set[tuple[str, int]]:
-    """(certificate id, threshold days) of the notices of `kind` already sent (NT-1).
-
-    With `now` and `horizon_days`, only for live certificates that can still get one (expiring
-    within the horizon): the table grows with history, the scan should not read all of it.
-    """
-    t = NoticeRow.__table__
-    stmt = select(t.c.certificate_id, t.c.threshold_days).where(t.c.kind == kind)
-    if now is not None and horizon_days is not None:
-        c = CertificateRow.__table__
-        stmt = stmt.where(t.c.certificate_id.in_(
-            select(c.c.id).where(c.c.state.in_([Status.ISSUED.value, Status.UPLOADED.value]),
-                                 c.c.not_after >= now, c.c.not_after <= now + timedelta(days=horizon_days + 1))))
-    return {(cid, th) for cid, th in session.execute(stmt).tuples()}
-
-
-def managed_started(session: Session) -> dict[str, str]:
-    """Certificate id -> outcome of the managed starts recorded (PL-8), for the certificates a
-    start can still be decided for (not activated, or pending under PAY-2's managed fee)."""
-    t = ManagedStartRow.__table__
-    c = CertificateRow.__table__
-    live = select(c.c.id).where(c.c.state.in_([Status.NOT_ACTIVATED.value, Status.PENDING_APPLICATION.value]))
-    return dict(session.execute(select(t.c.certificate_id, t.c.outcome)
-                                .where(t.c.certificate_id.in_(live))).tuples().all())
-
-
-def renewal_years(session: Session, certificate_ids: Sequence[str]) -> dict[str, int]:
-    """Plan years chosen per certificate (`renewal_policies.years`); absent ids default to 1."""
-    if not certificate_ids:
-        return {}
-    t = RenewalPolicyRow.__table__
-    found = dict(session.execute(select(t.c.certificate_id, t.c.years)
-                                 .where(t.c.certificate_id.in_(list(certificate_ids)))).tuples().all())
-    return {cid: int(found.get(cid, 1)) for cid in certificate_ids}
+# ------------------------------------------------------------------ session-level building blocks
 
 
 def decide_scan(session: Session, now: datetime, policy: Policy, *, table_limit: int = 500) -> ScanDecision:
     """One scan's decision at `now`: load every row, the notices sent and the starts recorded, and
-    decide purely (`certpilot.core.scan.decide`: PL-4, CA-2, NT-1)."""
+    decide purely (`certpilot.core.scan.decide`: PL-4, CA-2, NT-1); automatic renewals the
+    eligibility rules refuse are dropped (EL-1..EL-5)."""
     horizon = max(policy.notice_days, default=0)
-    decision = decide(load_rows(session), now, policy,
-                      notices_sent=notices_sent(session, now=now, horizon_days=horizon),
-                      managed_started=managed_started(session), table_limit=table_limit)
+    decision = decide_rows(q.load_scan_rows(session), now, policy,
+                           notices_sent=q.notices_sent(session, now=now, horizon_days=horizon),
+                           managed_started=q.managed_started(session), table_limit=table_limit)
     return _only_eligible_renewals(session, decision, now, policy)
 
 
@@ -158,16 +62,10 @@ def _only_eligible_renewals(session: Session, decision: ScanDecision, now: datet
     """Keep the automatic renewals the eligibility rules allow (EL-1..EL-5); the others get the
     refusal's sentence as their next action instead of a renewal that would fail. Only the due
     certificates are loaded, so the cost follows what needs action."""
-    from certpilot.core.eligibility import RenewalInput, check_renewal
-    from certpilot.store.repository import certificate_from_row
-
-    ids = [due.certificate_id for due in decision.renewals_due]
-    rows = session.scalars(select(CertificateRow).where(CertificateRow.id.in_(ids))).all() if ids else []
-    certs = {row.id: certificate_from_row(row) for row in rows}
+    certs = q.certificates(session, [due.certificate_id for due in decision.renewals_due])
     keep, refused = [], {}
     for due in decision.renewals_due:
-        cert = certs[due.certificate_id]
-        refusal = check_renewal(RenewalInput(certificate=cert, now=now, policy=policy))
+        refusal = check_renewal(RenewalInput(certificate=certs[due.certificate_id], now=now, policy=policy))
         if refusal is None:
             keep.append(due)
         else:
@@ -179,12 +77,6 @@ def _only_eligible_renewals(session: Session, decision: ScanDecision, now: datet
     return decision
 
 
-def _insert(session: Session, table):
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 def record_notice(session: Session, certificate_id: str, kind: str, threshold: int, detail: str = "", *,
                   now: datetime | None = None) -> bool:
     """Record a notice as sent, if absent (NT-1 once each, NT-2 once).
@@ -193,16 +85,30 @@ def record_notice(session: Session, certificate_id: str, kind: str, threshold: i
         True only for the caller whose row went in: that caller sends the notice, so two
         concurrent scanners send it once.
     """
-    t = NoticeRow.__table__
-    stmt = (_insert(session, t)
-            .values(certificate_id=certificate_id, kind=kind, threshold_days=threshold, detail=detail,
-                    sent_at=now or datetime.now(UTC))
-            .on_conflict_do_nothing(index_elements=["certificate_id", "kind", "threshold_days"])
-            .returning(t.c.id))
-    return session.execute(stmt).first() is not None
+    return q.insert_notice(session, certificate_id, kind, threshold, detail, now or datetime.now(UTC))
 
 
-def auto_start_input(cert, *, dns_writable: Callable[[list[str]], bool]) -> AutoStartInput:
+@dataclass(frozen=True)
+class ManagedStartRecord:
+    """What `record_managed_start` did in the caller's transaction.
+
+    Attributes:
+        certificate_id: the certificate.
+        kind: started, waiting_manual (PL-5 refused; `detail` says why), already (another scan
+            recorded it first: nothing done), skipped (no longer startable; `detail` says why).
+        detail: the sentence for an operator.
+        inserted: True only for the one caller whose `managed_starts` row went in (PL-8).
+        notify_owner: True when the caller must tell the owner (NT-2), once.
+    """
+
+    certificate_id: str
+    kind: StartOutcomeKind
+    detail: str
+    inserted: bool = False
+    notify_owner: bool = False
+
+
+def auto_start_input(cert: Certificate, *, dns_writable: Callable[[list[str]], bool]) -> AutoStartInput:
     """PL-5's input for a certificate: DNS writable by a configured provider (a delegation is
     seen through the runtime's delegating provider, which holds the delegated zone), application
     data complete (names, a CSR the system can make)."""
@@ -216,28 +122,33 @@ def auto_start_input(cert, *, dns_writable: Callable[[list[str]], bool]) -> Auto
                           application_valid=not problems, problems=problems, contact=cert.owner)
 
 
-def start_managed(session: Session, start: ManagedStart, *, now: datetime,
-                  dns_writable: Callable[[list[str]], bool], actor: str = "scanner") -> StartOutcome:
+def _not_startable(cert: Certificate) -> str | None:
+    """Why `cert` cannot start by itself any more (it moved since the decision), or None."""
+    if cert.state is Status.NOT_ACTIVATED or (cert.state is Status.PENDING_APPLICATION and cert.plan_index == 0):
+        return None
+    return (f"certificate {cert.id} ({cert.common_name}) is {cert.state.value}: only a not-activated certificate "
+            "(or certificate 1 of a managed-fee order) starts by itself; nothing to do")
+
+
+def record_managed_start(session: Session, start: ManagedStart, *, now: datetime,
+                         dns_writable: Callable[[list[str]], bool], actor: str = "scanner") -> ManagedStartRecord:
     """PL-4/PL-5/PL-8: start the next certificate's application, exactly once.
 
-    In the caller's transaction: the `managed_starts` row is inserted ``ON CONFLICT DO NOTHING``;
-    only when this call inserted it does anything else happen. Allowed (PL-5): a NOT_ACTIVATED
-    certificate moves to PENDING_APPLICATION through `Repository.set_state` (certificate 1 of a
-    PAY-2 order is already pending: no transition) and the audit log says "managed start (PL-4)".
-    The order's managed service was paid at order time (PAY-1): no ledger entry is written.
-    Refused (PL-5): the row says "waiting_manual" with the refusal's sentence, the certificate
-    stays where it is, and `notify_owner` tells the caller to send NT-2's notice (recorded in
-    `notices_sent` here, so it goes out once).
+    In the caller's transaction: the `managed_starts` row is inserted only if absent; only when
+    this call inserted it does anything else happen. Allowed (PL-5): the start is made
+    (`_make_start`). Refused (PL-5): the row says "waiting_manual" with the refusal's sentence,
+    the certificate stays where it is, and `notify_owner` tells the caller to send NT-2's notice
+    (recorded in `notices_sent` here, so it goes out once).
 
     Args:
-        session: the caller's transaction (commit after, then notify).
+        session: the caller's transaction (send NT-2 in it, then commit).
         start: the decided start (`ScanDecision.managed_starts`).
         now: the time recorded.
         dns_writable: PL-5/DV-2: True when configured providers hold the zones of all names.
         actor: who starts (audit log).
 
     Returns:
-        A `StartOutcome`; "already" when another scan recorded the start first.
+        A `ManagedStartRecord`; kind "already" when another scan recorded the start first.
 
     Raises:
         NotFoundError: no such certificate.
@@ -245,35 +156,32 @@ def start_managed(session: Session, start: ManagedStart, *, now: datetime,
     """
     repo = Repository(session)
     cert = repo.certificate_model(start.certificate_id)
-    t = ManagedStartRow.__table__
-    if session.execute(select(t.c.outcome).where(t.c.certificate_id == cert.id)).first() is not None:
-        return StartOutcome(cert.id, "already", "the managed start was already recorded (PL-8)", False, False,
-                            cert.common_name)
-    startable = cert.state is Status.NOT_ACTIVATED or (cert.state is Status.PENDING_APPLICATION
-                                                      and cert.plan_index == 0)
-    if not startable:
-        return StartOutcome(cert.id, "skipped", f"certificate {cert.id} ({cert.common_name}) is {cert.state.value}: "
-                            "only a not-activated certificate (or certificate 1 of a managed-fee order) starts by "
-                            "itself; nothing to do", False, False, cert.common_name)
+    if q.managed_start_outcome(session, cert.id) is not None:
+        return ManagedStartRecord(cert.id, StartOutcomeKind.ALREADY, "the managed start was already recorded (PL-8)")
+    why_not = _not_startable(cert)
+    if why_not is not None:
+        return ManagedStartRecord(cert.id, StartOutcomeKind.SKIPPED, why_not)
     refusal = may_start_itself(auto_start_input(cert, dns_writable=dns_writable))
-    outcome = STARTED if refusal is None else WAITING_MANUAL
+    kind = StartOutcomeKind.STARTED if refusal is None else StartOutcomeKind.WAITING_MANUAL
     detail = refusal.message if refusal else (
         f"managed start (PL-4): {start.days_left} days left on {start.predecessor_id}")
-    inserted = session.execute(
-        _insert(session, t)
-        .values(certificate_id=cert.id, order_id=start.order_id or cert.order_id, predecessor_id=start.predecessor_id,
-                outcome=outcome, detail=detail, started_at=now)
-        .on_conflict_do_nothing(index_elements=["certificate_id"])
-        .returning(t.c.certificate_id)
-    ).first() is not None
-    if not inserted:
-        return StartOutcome(cert.id, "already", "the managed start was already recorded by another scan (PL-8)",
-                            False, False, cert.common_name)
+    if not q.insert_managed_start(session, cert.id, order_id=start.order_id or cert.order_id,
+                                  predecessor_id=start.predecessor_id, outcome=kind.value, detail=detail, now=now):
+        return ManagedStartRecord(cert.id, StartOutcomeKind.ALREADY,
+                                  "the managed start was already recorded by another scan (PL-8)")
     if refusal is not None:
         repo.record_audit("certificate", cert.id, actor=actor, now=now,
                           why=f"managed start (PL-4) could not start itself (PL-5): {refusal.message}")
         notify = record_notice(session, cert.id, MANAGED_WAITING, 0, refusal.message, now=now)
-        return StartOutcome(cert.id, WAITING_MANUAL, refusal.message, True, notify, cert.common_name)
+        return ManagedStartRecord(cert.id, kind, refusal.message, True, notify)
+    _make_start(repo, cert, start, now=now, actor=actor)
+    return ManagedStartRecord(cert.id, kind, detail, True, False)
+
+
+def _make_start(repo: Repository, cert: Certificate, start: ManagedStart, *, now: datetime, actor: str) -> None:
+    """PL-4: a NOT_ACTIVATED certificate moves to PENDING_APPLICATION (`Repository.set_state`);
+    certificate 1 of a PAY-2 order is already pending (no transition, audited). The order's
+    managed service was paid at order time (PAY-1): no ledger entry is written."""
     paid = (f"consumes one managed service of order {cert.order_id}, paid at order time (PAY-1); "
             "no ledger entry")
     if cert.state is Status.NOT_ACTIVATED:
@@ -283,11 +191,107 @@ def start_managed(session: Session, start: ManagedStart, *, now: datetime,
     else:
         repo.record_audit("certificate", cert.id, actor=actor, now=now,
                           why=f"managed start (PL-4, PAY-2): the original has {start.days_left} days left; {paid}")
-    return StartOutcome(cert.id, STARTED, detail, True, False, cert.common_name)
+
+
+# ------------------------------------------------------------------ the use cases (Services-level doors)
+
+
+def decide(svc: Services, at: datetime | None = None, *, table_limit: int = 500) -> ScanPlan:
+    """Decide one scan (PL-4, CA-2, NT-1, automatic renewals) in one read-only transaction.
+
+    Args:
+        svc: the services (store, policy, clock).
+        at: the instant to decide at (timezone-aware UTC); default the services' clock.
+        table_limit: at most this many inventory table lines, most urgent first.
+
+    Returns:
+        The `ScanPlan`: the decision with each renewal's plan years and launch key; plain values
+        only (no key material, nothing large).
+    """
+    now = at or svc.now()
+    with svc.session(readonly=True) as s:
+        decision = decide_scan(s, now, svc.policy, table_limit=table_limit)
+        years = q.renewal_years(s, [r.certificate_id for r in decision.renewals_due])
+    return plan_from(decision, years)
+
+
+def start_managed(svc: Services, start: ManagedStart, at: datetime | None = None) -> StartOutcome:
+    """PL-4/PL-5/PL-8: make one decided managed start, exactly once; NT-2 when it must wait.
+
+    One transaction records the start and, when PL-5 refuses it, sends the owner's notice: if no
+    channel delivers, the `waiting_manual` record rolls back with it and the next scan decides
+    the start again.
+
+    Returns:
+        A `StartOutcome`: started, waiting_manual (the owner was told), already (another scan
+        recorded it first) or skipped (the certificate moved meanwhile: nothing kept).
+
+    Raises:
+        TransientError: PL-5 refused and no notification channel delivered (nothing kept).
+        NotFoundError: no such certificate.
+    """
+    now = at or svc.now()
+    try:
+        with svc.session() as s:
+            record = record_managed_start(s, start, now=now, dns_writable=svc.dns_writable)
+            notified = 0
+            if record.notify_owner:
+                event = notices.managed_start_waiting(s, start.certificate_id, record.detail, now=now)
+                notified = notices.send(svc, event, session=s, must_deliver=True)
+    except IllegalTransitionError as exc:  # moved meanwhile (cancelled, submitted by hand): nothing kept
+        return StartOutcome(start.certificate_id, StartOutcomeKind.SKIPPED, exc.message)
+    return StartOutcome(start.certificate_id, record.kind, record.detail, notified)
+
+
+def follow_review(svc: Services, certificate_id: str, at: datetime | None = None) -> ReviewOutcome:
+    """CA-2: poll the CA once for an application under review; tell the owner once on rejection.
+
+    The caller limits concurrent calls to the CA's API (the poll is one). A certificate no longer
+    under review is returned as it is, without a poll.
+
+    Returns:
+        A `ReviewOutcome` with the certificate's lifecycle state afterwards (ISSUED: deploy it).
+
+    Raises:
+        TransientError: the CA could not be reached, or the rejection notice reached no channel
+            (nothing kept: the next try polls again).
+        NotFoundError: no such certificate.
+    """
+    now = at or svc.now()
+    with svc.session() as s:
+        cert = Repository(s).certificate_model(certificate_id)
+        if cert.state is not Status.UNDER_REVIEW:
+            return ReviewOutcome(certificate_id, cert.state)
+        result = applications.refresh(s, certificate_id, svc.issuer_for(cert, emergency=cert.temporary),
+                                      now=now, actor="scanner")
+        state = Repository(s).certificate_model(certificate_id).state
+        if state is Status.REJECTED and record_notice(s, certificate_id, CA_REJECTED, 0, result.detail, now=now):
+            notices.send(svc, notices.ca_rejected(s, certificate_id, result.detail, now=now), session=s,
+                         must_deliver=True)
+    return ReviewOutcome(certificate_id, state, result.detail)
+
+
+def send_expiry_notice(svc: Services, certificate_id: str, threshold: int, days_left: int,
+                       at: datetime | None = None) -> bool:
+    """NT-1: record the expiry notice at `threshold` days, then send it, in one transaction (two
+    scanners send it once).
+
+    Returns:
+        True when this call sent it, False when it was already recorded.
+
+    Raises:
+        TransientError: every channel failed (rolled back: the retry sends it).
+    """
+    now = at or svc.now()
+    with svc.session() as s:
+        if not record_notice(s, certificate_id, EXPIRY, threshold, f"{days_left} days left", now=now):
+            return False
+        notices.send(svc, notices.expiry(s, certificate_id, days_left, threshold, now=now), session=s,
+                     must_deliver=True)
+    return True
 
 
 __all__ = [
-    "CA_REJECTED", "EXPIRY", "MANAGED_WAITING", "STARTED", "WAITING_MANUAL", "StartOutcome",
-    "auto_start_input", "decide_scan", "load_rows", "managed_started", "notices_sent", "record_notice",
-    "renewal_years", "start_managed",
+    "CA_REJECTED", "EXPIRY", "MANAGED_WAITING", "ManagedStartRecord", "auto_start_input", "decide", "decide_scan",
+    "follow_review", "record_managed_start", "record_notice", "send_expiry_notice", "start_managed",
 ]

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from certpilot.core.models import Contact, Level, Origin, Policy, Status
 from certpilot.core.scan import ManagedStart, ScanRow
 from certpilot.operations import scan as ops
+from certpilot.store import scan_queries
 from certpilot.store.db import session_scope
 from certpilot.store.repository import Repository
 from certpilot.store.tables_pipeline import ManagedStartRow, NoticeRow, RenewalPolicyRow
@@ -37,7 +38,7 @@ def test_load_rows_one_query_in_scanrow_order(store_url):
                              now=NOW)
         s.add(RenewalPolicyRow(certificate_id="up", auto_renew=False, years=3))
     with session_scope(store_url) as s:
-        rows = sorted(ops.load_rows(s))
+        rows = sorted(scan_queries.load_scan_rows(s))
     assert rows == [
         ScanRow("p1-c1", "p1-c1.example.test", "issued", "official", NOW + 20 * DAY, "p1-order", "renewal", 0,
                 "p1-orig", False, True),
@@ -49,7 +50,7 @@ def test_load_rows_one_query_in_scanrow_order(store_url):
     ]
     assert all(r.not_after is None or r.not_after.utcoffset().total_seconds() == 0 for r in rows)
     with session_scope(store_url) as s:
-        assert ops.renewal_years(s, ["up", "p1-c1"]) == {"up": 3, "p1-c1": 1}
+        assert scan_queries.renewal_years(s, ["up", "p1-c1"]) == {"up": 3, "p1-c1": 1}
 
 
 def test_pl4_pl8_start_managed_exactly_once(store_url):
@@ -63,11 +64,11 @@ def test_pl4_pl8_start_managed_exactly_once(store_url):
         d = ops.decide_scan(s, NOW, Policy())
     assert d.managed_starts == [ManagedStart(c2, c1, "p1-order", 30)]
     with session_scope(store_url) as s:
-        first = ops.start_managed(s, d.managed_starts[0], now=NOW, dns_writable=writable)
+        first = ops.record_managed_start(s, d.managed_starts[0], now=NOW, dns_writable=writable)
     with session_scope(store_url) as s:
-        second = ops.start_managed(s, d.managed_starts[0], now=NOW, dns_writable=writable)
-    assert (first.outcome, first.inserted, first.notify_owner) == ("started", True, False)
-    assert (second.outcome, second.inserted) == ("already", False)
+        second = ops.record_managed_start(s, d.managed_starts[0], now=NOW, dns_writable=writable)
+    assert (first.kind, first.inserted, first.notify_owner) == ("started", True, False)
+    assert (second.kind, second.inserted) == ("already", False)
     with session_scope(store_url) as s:
         repo = Repository(s)
         assert repo.certificate_model(c2).state is Status.PENDING_APPLICATION
@@ -86,13 +87,13 @@ def test_pl5_nt2_refused_start_waits_and_tells_the_owner_once(store_url):
         _, c1, c2 = add_plan(Repository(s), 1, left=10 * DAY)
     start = ManagedStart(c2, c1, "p1-order", 10)
     with session_scope(store_url) as s:
-        first = ops.start_managed(s, start, now=NOW, dns_writable=not_writable)
+        first = ops.record_managed_start(s, start, now=NOW, dns_writable=not_writable)
     with session_scope(store_url) as s:
-        second = ops.start_managed(s, start, now=NOW, dns_writable=not_writable)
-    assert (first.outcome, first.inserted, first.notify_owner) == ("waiting_manual", True, True)
+        second = ops.record_managed_start(s, start, now=NOW, dns_writable=not_writable)
+    assert (first.kind, first.inserted, first.notify_owner) == ("waiting_manual", True, True)
     assert first.detail.startswith("the application for p1-c2.example.test cannot start by itself: no configured "
                                    "DNS provider holds the zone")
-    assert (second.outcome, second.notify_owner) == ("already", False)
+    assert (second.kind, second.notify_owner) == ("already", False)
     with session_scope(store_url) as s:
         assert Repository(s).certificate_model(c2).state is Status.NOT_ACTIVATED
         row = s.get(ManagedStartRow, c2)
@@ -112,8 +113,8 @@ def test_pl5_ov_needs_the_owner_contact(store_url, owner, expected):
     with session_scope(store_url) as s:
         _, c1, c2 = add_plan(Repository(s), 1, left=10 * DAY, level=Level.OV, owner=owner)
     with session_scope(store_url) as s:
-        out = ops.start_managed(s, ManagedStart(c2, c1, "p1-order", 10), now=NOW, dns_writable=writable)
-    assert out.outcome == expected
+        out = ops.record_managed_start(s, ManagedStart(c2, c1, "p1-order", 10), now=NOW, dns_writable=writable)
+    assert out.kind == expected
     if expected == "waiting_manual":
         assert "the contact has no" in out.detail
 
@@ -126,8 +127,8 @@ def test_pay2_pl4_first_certificate_starts_without_a_transition(store_url):
     with session_scope(store_url) as s:
         d = ops.decide_scan(s, NOW, Policy())
         assert d.managed_starts == [ManagedStart(c1, orig, "f1-order", 30)]
-        out = ops.start_managed(s, d.managed_starts[0], now=NOW, dns_writable=writable)
-    assert out.outcome == "started"
+        out = ops.record_managed_start(s, d.managed_starts[0], now=NOW, dns_writable=writable)
+    assert out.kind == "started"
     with session_scope(store_url) as s:
         repo = Repository(s)
         assert repo.certificate_model(c1).state is Status.PENDING_APPLICATION
@@ -141,8 +142,8 @@ def test_pl8_start_skips_a_certificate_that_moved(store_url):
         _, c1, c2 = add_plan(repo, 1, left=10 * DAY)
         repo.set_state(c2, Status.CANCELLED, actor="test", why="cancelled (PL-7)", now=NOW)
     with session_scope(store_url) as s:
-        out = ops.start_managed(s, ManagedStart(c2, c1, "p1-order", 10), now=NOW, dns_writable=writable)
-        assert (out.outcome, out.inserted) == ("skipped", False)
+        out = ops.record_managed_start(s, ManagedStart(c2, c1, "p1-order", 10), now=NOW, dns_writable=writable)
+        assert (out.kind, out.inserted) == ("skipped", False)
         assert counts(s)["managed_starts"] == 0
 
 
@@ -157,7 +158,7 @@ def test_nt1_record_notice_once_each(store_url):
                    ops.record_notice(s, "a", ops.MANAGED_WAITING, 7, "", now=NOW)]
     assert results == [True, False, True, True]
     with session_scope(store_url) as s:
-        assert ops.notices_sent(s) == {("a", 7), ("a", 3)}
+        assert scan_queries.notices_sent(s) == {("a", 7), ("a", 3)}
         # The decision honours them: at 3 days the 3-day notice is already out.
         assert ops.decide_scan(s, NOW + 2 * DAY, Policy()).notices == []
 
@@ -179,7 +180,7 @@ def test_pl8_two_threads_race_on_the_same_50_starts(store_url):
         seen: Counter = Counter()
         for start in starts:
             with session_scope(store_url) as s:
-                seen[ops.start_managed(s, start, now=NOW, dns_writable=writable).outcome] += 1
+                seen[ops.record_managed_start(s, start, now=NOW, dns_writable=writable).kind] += 1
         return seen
 
     with ThreadPoolExecutor(2) as pool:
