@@ -1,4 +1,8 @@
-"""Thin flows over the foundation's operations, so what the CLI does can be run from the UI."""
+"""Thin flows over the foundation's use cases, so what the CLI does can be run from the UI.
+
+Each returns its use case's result as it is (the cancellation with its restored ledger entries
+and balances, the imported certificate with its warnings, the order with its certificates).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from tasks import pipeline as t
 
 
 @flow(name="cancel", log_prints=True)
-def cancel(certificate_id: str) -> dict:
+def cancel(certificate_id: str):
     """Cancel a not-activated certificate of a plan (PL-7)."""
     return t.cancel_certificate(certificate_id)
 
@@ -16,7 +20,7 @@ def cancel(certificate_id: str) -> dict:
 @flow(name="import", log_prints=True)
 def import_certificate(cert_pem: str, chain_pem: str | None = None, key_secret_block: str | None = None,
                        origin: str = "uploaded", level: str = "DV", brand: str = "certpilot",
-                       owner: str | None = None) -> dict:
+                       owner: str | None = None):
     """Import a certificate (UP-3). Put the private key in a Prefect Secret block and name it in
     `key_secret_block`: flow parameters are stored in plain text, so a key never is one."""
     return t.import_pem(cert_pem, chain_pem, key_secret_block, origin, level, brand, owner)
@@ -24,6 +28,6 @@ def import_certificate(cert_pem: str, chain_pem: str | None = None, key_secret_b
 
 @flow(name="purchase", log_prints=True)
 def purchase(names: list[str], brand: str = "certpilot", level: str = "DV", years: int = 1,
-             owner: str | None = None, approve_payment: bool = False) -> dict:
+             owner: str | None = None, approve_payment: bool = False):
     """Buy a new certificate (create → apply → deploy starts from its pending application)."""
     return t.place_purchase(names, brand, level, years, owner, approve_payment)

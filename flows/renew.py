@@ -6,6 +6,7 @@ from prefect import flow
 from prefect.flow_runs import pause_flow_run
 
 from certpilot.core.models import OrderState
+from certpilot.core.outcomes import RenewalStep
 from flows.forms import PaymentApproval
 from flows.launch import launch
 from tasks import pipeline as t
@@ -13,7 +14,7 @@ from tasks import pipeline as t
 
 @flow(name="renew", log_prints=True)
 def renew(certificate_id: str, years: int = 1, csr_mode: str = "system", at: str | None = None,
-          apply_now: bool = True, launch_mode: str = "auto") -> dict:
+          apply_now: bool = True, launch_mode: str = "auto") -> RenewalStep:
     """Renew a certificate: order and pay (PAY-1), then start its application unless a managed
     start (PAY-2) will. Re-entrant: a rerun finds the same order and never pays twice.
 
@@ -24,20 +25,22 @@ def renew(certificate_id: str, years: int = 1, csr_mode: str = "system", at: str
         at: ISO 8601 instant to decide at (default now).
         apply_now: start stage 2 for the first certificate when it is due now.
         launch_mode: how `apply` is started (auto, deployment, inline, none).
+
+    Returns:
+        The order's step: PAID (with the `apply` run started, if any), DECLINED, or as placed.
     """
-    placed = t.place_renewal(certificate_id, years, csr_mode, at)
-    if placed["state"] == OrderState.AWAITING_PAYMENT:
-        t.notify_human_step(certificate_id, "payment approval", placed.get("message", ""))
+    step = t.place_renewal(certificate_id, years, csr_mode, at)
+    if step.awaiting_payment:
+        t.notify_human_step(certificate_id, "payment approval", step.message)
         answer = pause_flow_run(
             wait_for_input=PaymentApproval.with_initial_data(
-                description=f"**Payment needed** for order `{placed['order_id']}`: {placed.get('message', '')}",
-                approve=False),
+                description=f"**Payment needed** for order `{step.order_id}`: {step.message}", approve=False),
             timeout=7 * 24 * 3600, poll_interval=2)
-        placed = t.pay_order(placed["order_id"], answer.approve, f"ui:{answer.approver}")
-        if placed["state"] != OrderState.PAID:
-            return placed
-    first = placed["certificate_ids"][0] if placed["certificate_ids"] else None
-    if apply_now and first and placed["submit_first_now"]:  # PL-1 / PAY-2, decided in core
-        placed["apply"] = launch("apply", {"certificate_id": first, "csr_mode": csr_mode},
-                                 key=f"apply-{first}", mode=launch_mode)
-    return placed
+        step = t.pay_order(step.order_id, answer.approve, f"ui:{answer.approver}")
+        if step.state is not OrderState.PAID:
+            return step
+    first = step.first_to_apply  # PL-1 / PAY-2, decided in core
+    if apply_now and first:
+        run = launch("apply", {"certificate_id": first, "csr_mode": csr_mode}, key=f"apply-{first}", mode=launch_mode)
+        step = step.model_copy(update={"apply_run": run})
+    return step

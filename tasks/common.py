@@ -9,17 +9,16 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from certpilot.core.errors import TransientError
+from certpilot.core.errors import is_transient
 
 
 def only_transient(_task, _task_run, state) -> bool:
-    """Retry a task only when it failed with a `TransientError` (network, rate limit, lock)."""
+    """Retry a task only when it failed with what `core.errors.is_transient` calls transient
+    (network, rate limit, lock); the one definition of what is retried lives there."""
     try:
         state.result()
-    except TransientError:
-        return True
-    except BaseException:  # noqa: BLE001 - anything else is permanent: do not retry
-        return False
+    except BaseException as exc:  # noqa: BLE001 - the failure itself is what is judged
+        return is_transient(exc)
     return False
 
 

@@ -238,5 +238,7 @@ def first_refusal(chain: Iterable[Check[T]], subject: T) -> Refusal | None:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors a task should retry."""
+    """True for errors a task should retry: the `TransientError` family (network, rate limit,
+    lock contention). The one definition of what is retried: the tasks' retry condition
+    (`tasks.common.only_transient`) asks here; everything else is permanent."""
     return isinstance(exc, TransientError)

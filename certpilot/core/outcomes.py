@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from certpilot.core.deployment import DeploymentState
+from certpilot.core.deployment import DeploymentOutcome
 from certpilot.core.models import Level, OrderState, Origin, Status
 
 
@@ -203,32 +203,6 @@ class ReviewOutcome(_Outcome):
     polled: bool = False
 
 
-# ---------------------------------------------------------------- stage 3: deploy and verify
-
-
-class DeploymentOutcome(_Outcome):
-    """A managed deployment task after a run (DEP-2, DEP-5..DEP-7, VER-1).
-
-    Attributes:
-        task_id: the deployment task.
-        certificate_id: the certificate deployed.
-        target_id: the target deployed to.
-        state: SUCCEEDED, ROLLED_BACK or FAILED after a run.
-        details: what happened, for an operator (a VER-2 diagnosis on failure).
-    """
-
-    task_id: str
-    certificate_id: str
-    target_id: str
-    state: DeploymentState
-    details: str = ""
-
-    @property
-    def succeeded(self) -> bool:
-        """Deployed and verified: the target serves the new certificate."""
-        return self.state is DeploymentState.SUCCEEDED
-
-
 # ---------------------------------------------------------------- emergency (EM-1..EM-3)
 
 
@@ -268,7 +242,8 @@ class ApplyRun(_Outcome):
 
 
 class DeployRun(_Outcome):
-    """What a `deploy` run did: one outcome per managed deployment task (DEP-2)."""
+    """What a `deploy` run did: one `core.deployment.DeploymentOutcome` per managed deployment
+    task of the certificate (DEP-2)."""
 
     certificate_id: str
     results: tuple[DeploymentOutcome, ...] = ()

@@ -1,4 +1,5 @@
-"""Domain validation rules: which method proves a name (DV-1..DV-4) and what CAA allows (DV-7).
+"""Domain validation rules: what file validation cannot prove (DV-4), the contact OV/EV need
+(DV-5, DV-6) and what CAA allows (DV-7).
 
 Pure functions of data: no DNS queries here. The adapters in `certpilot.adapters.dns` gather
 the records (TXT visibility, CAA RRsets) and these functions decide.
@@ -10,10 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from certpilot.core.errors import Reason, Refusal
-from certpilot.core.models import ValidationMethod
-
-AUTOMATIC_METHODS = frozenset({ValidationMethod.DNS_AUTO, ValidationMethod.DELEGATED})
-"""Methods with no human step."""
+from certpilot.core.models import Contact, Level, ValidationMethod
 
 
 def _is_wildcard(name: str) -> bool:
@@ -45,52 +43,40 @@ def check_validation_method(names: Sequence[str], method: ValidationMethod) -> R
     )
 
 
-def method_usable(method: ValidationMethod, names: Sequence[str], *, dns_writable: bool,
-                  delegated: bool) -> bool:
-    """True when `method` can be used now for `names` given what the system can write."""
-    if method is ValidationMethod.DNS_AUTO:
-        return dns_writable
-    if method is ValidationMethod.DELEGATED:
-        return delegated
-    if method is ValidationMethod.HTTP_FILE:
-        return check_validation_method(names, method) is None
-    return True  # DNS_MANUAL: a human can always add a TXT record
+CONTACT_FIELDS = ("name", "email", "phone")
+"""What the CA verifies an OV/EV application with (DV-6)."""
 
 
-def choose_method(original_method: ValidationMethod | None, names: Sequence[str], dns_writable: bool,
-                  delegated: bool) -> ValidationMethod:
-    """Pick the validation method of a renewal (DV-1, DV-2, DV-3, DV-4).
-
-    Order of precedence, written down once:
-      1. A delegation (``_acme-challenge`` CNAME'd to a zone the system writes) or a writable zone
-         makes validation automatic (DV-2): a human step is never kept when the system can do
-         it, so an original manual method is upgraded (DELEGATED first, then DNS_AUTO — unless
-         the original already is one of the two and is still usable).
-      2. Otherwise the original certificate's method, when it is still usable (DV-1): a manual
-         TXT record, or a file for names without wildcards (DV-4).
-      3. Otherwise a manual DNS TXT record, the recommended manual method (DV-3).
+def missing_contact(level: Level, contact: Contact | None) -> tuple[str, ...]:
+    """DV-5/DV-6: the contact fields an application still lacks for the CA's verification.
 
     Args:
-        original_method: the original certificate's method, None for a first issuance.
-        names: the certificate's names.
-        dns_writable: a configured DNS provider holds the zone of every name.
-        delegated: every name's ``_acme-challenge`` is delegated to a zone the system writes.
+        level: the certificate's validation level; DV needs no contact.
+        contact: the certificate's owner as recorded, if any.
 
     Returns:
-        The method to use; never HTTP_FILE for a wildcard.
+        The missing fields among name, email and phone, in that order; empty for DV or a
+        complete contact.
     """
-    def usable(m: ValidationMethod) -> bool:
-        return method_usable(m, names, dns_writable=dns_writable, delegated=delegated)
+    if Level(level) is Level.DV:
+        return ()
+    return tuple(f for f in CONTACT_FIELDS if not (contact is not None and getattr(contact, f)))
 
-    if original_method in AUTOMATIC_METHODS and usable(original_method):
-        return original_method
-    if delegated:
-        return ValidationMethod.DELEGATED
-    if dns_writable:
-        return ValidationMethod.DNS_AUTO
-    if original_method is not None and usable(original_method):
-        return original_method
-    return ValidationMethod.DNS_MANUAL
+
+def contact_refusal(level: Level, contact: Contact | None) -> Refusal | None:
+    """DV-6: OV and EV need a contact with name, email and phone before they are submitted.
+
+    Returns:
+        None when nothing is missing (always for DV), else a CONTACT_REQUIRED refusal naming the
+        missing fields and what to set.
+    """
+    missing = missing_contact(level, contact)
+    if not missing:
+        return None
+    return Refusal(Reason.CONTACT_REQUIRED,
+                   f"{Level(level).value} certificates need a contact the CA can verify with; missing "
+                   f"{', '.join(missing)}: set the certificate owner's name, email and phone, then submit again.",
+                   "DV-6")
 
 
 # --------------------------------------------------------------------------- CAA (RFC 8659)

@@ -29,7 +29,10 @@ from certpilot.core.errors import (
     RefusedError,
     Warning_,
 )
+from certpilot.core.lifecycle import may_apply
 from certpilot.core.models import Contact, CsrMode, KeyAlgorithm, Level, Status, ValidationMethod
+from certpilot.core.outcomes import ApplicationState, ApplicationStatus
+from certpilot.core.validation import contact_refusal
 from certpilot.crypto.csr import build_csr, canonical_name, check_csr, csr_public_fingerprint
 from certpilot.crypto.keys import generate_key, open_key, public_fingerprint, store_key
 from certpilot.store.repository import Repository
@@ -38,21 +41,6 @@ from certpilot.store.tables_issuance import CaApplicationRow
 
 KEY_NOT_ROTATED = "key-not-rotated"
 KEY_NOT_HELD = "key-not-held"
-
-
-class AppState:
-    """States of a `ca_applications` row (strings in the table)."""
-
-    CSR_READY = "csr_ready"
-    """Key (if held) and CSR exist; nothing sent to a CA yet."""
-    ORDERED = "ordered"
-    """The CA order exists (`order_url` recorded); validation/review in progress."""
-    VALID = "valid"
-    """The CA issued; the chain can be collected."""
-    COLLECTED = "collected"
-    """The chain is stored on the certificate (state ISSUED)."""
-    REJECTED = "rejected"
-    """The CA refused (CA-2): fix and resubmit."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +152,7 @@ def create_key_and_csr(session: Session, certificate_id: str, mode: CsrMode = Cs
     repo.update_certificate(certificate_id, now=now, key_id=key_id, key_held=key_held, key_algorithm=alg)
     session.add(CaApplicationRow(id=str(uuid.uuid4()), certificate_id=certificate_id, issuer=None,
                                  csr_mode=mode.value, csr_pem=csr.decode(), order_url=None,
-                                 state=AppState.CSR_READY, attempts=0, last_error=None,
+                                 state=ApplicationState.CSR_READY.value, attempts=0, last_error=None,
                                  warnings=[w.code for w in warnings], created_at=now, updated_at=now))
     repo.record_audit("certificate", certificate_id, actor=actor, now=now,
                       why=f"key and CSR created ({mode.value}; key {fp[:16]}…"
@@ -181,19 +169,6 @@ def _warning(code: str) -> Warning_:
         return Warning_(KEY_NOT_HELD, "key not held: cannot deploy to managed targets; the certificate must "
                                       "be installed by hand with your own key (CSR-2).")
     return Warning_(code, code)
-
-
-def contact_refusal(level: Level, contact: Contact | None) -> Refusal | None:
-    """DV-5/DV-6: OV and EV need a contact with name, email and phone for the CA's verification."""
-    if Level(level) is Level.DV:
-        return None
-    missing = [f for f in ("name", "email", "phone") if not (contact and getattr(contact, f))]
-    if not missing:
-        return None
-    return Refusal(Reason.CONTACT_REQUIRED,
-                   f"{Level(level).value} certificates need a contact the CA can verify with; missing "
-                   f"{', '.join(missing)}: set the certificate owner's name, email and phone, then submit again.",
-                   "DV-6")
 
 
 def _application(cert: CertificateRow, row: CaApplicationRow) -> Application:
@@ -226,9 +201,9 @@ def submit(session: Session, certificate_id: str, issuer: Issuer, *, now: dateti
     row = _require_application(session, certificate_id)
     app = _application(cert, row)
     warnings = tuple(_warning(c) for c in row.warnings)
-    if row.state in (AppState.COLLECTED,):
+    if row.state in (ApplicationState.COLLECTED,):
         return SubmitResult(certificate_id, row.order_url or "", OrderStatus.VALID, resumed=True, warnings=warnings)
-    if row.state == AppState.REJECTED:
+    if row.state == ApplicationState.REJECTED:
         return SubmitResult(certificate_id, row.order_url or "", OrderStatus.INVALID, row.last_error or "",
                             resumed=True, warnings=warnings)
     resumed = row.order_url is not None
@@ -244,7 +219,7 @@ def submit(session: Session, certificate_id: str, issuer: Issuer, *, now: dateti
             # A concurrent run recorded its order first: follow that one, ours is left unused.
             resumed = True
         else:
-            row.order_url, row.issuer, row.state = ref, issuer.name, AppState.ORDERED
+            row.order_url, row.issuer, row.state = ref, issuer.name, ApplicationState.ORDERED.value
             row.attempts += 1
             row.updated_at = now
             if Status(cert.state) is Status.PENDING_APPLICATION:
@@ -269,11 +244,11 @@ def _settle(session: Session, certificate_id: str, issuer: Issuer, row: CaApplic
     repo = Repository(session)
     row.updated_at = now
     if result.status is OrderStatus.INVALID:
-        row.state, row.last_error = AppState.REJECTED, result.detail
+        row.state, row.last_error = ApplicationState.REJECTED.value, result.detail
         repo.set_state(certificate_id, Status.REJECTED, actor=actor, now=now,
                        why=f"the CA rejected the application: {result.detail}")
     elif result.status is OrderStatus.VALID:
-        row.state = AppState.VALID
+        row.state = ApplicationState.VALID.value
         collect(session, certificate_id, issuer, now=now, actor=actor)
     session.flush()
     return SubmitResult(certificate_id, row.order_url or "", result.status, result.detail, resumed, warnings)
@@ -291,8 +266,8 @@ def refresh(session: Session, certificate_id: str, issuer: Issuer, *, now: datet
         raise BadInputError(f"certificate {certificate_id} was not submitted yet; submit it first.",
                             Reason.NOT_FOUND)
     warnings = tuple(_warning(c) for c in row.warnings)
-    if row.state in (AppState.COLLECTED, AppState.REJECTED):
-        status = OrderStatus.VALID if row.state == AppState.COLLECTED else OrderStatus.INVALID
+    if row.state in (ApplicationState.COLLECTED, ApplicationState.REJECTED):
+        status = OrderStatus.VALID if row.state == ApplicationState.COLLECTED else OrderStatus.INVALID
         return SubmitResult(certificate_id, row.order_url, status, row.last_error or "", True, warnings)
     session.commit()  # no transaction across the CA call
     result = issuer.poll(row.order_url)
@@ -316,7 +291,7 @@ def collect(session: Session, certificate_id: str, issuer: Issuer, *, now: datet
     repo = Repository(session)
     row = _require_application(session, certificate_id)
     cert = repo.get_certificate(certificate_id)
-    if row.state == AppState.COLLECTED:
+    if row.state == ApplicationState.COLLECTED:
         return repo.certificate_model(certificate_id)
     session.commit()  # no transaction across the CA call
     chain = issuer.fetch_chain(row.order_url)
@@ -338,7 +313,7 @@ def collect(session: Session, certificate_id: str, issuer: Issuer, *, now: datet
         publicly_trusted=issuer.publicly_trusted)
     model = repo.set_state(certificate_id, Status.ISSUED, actor=actor, now=now,
                            why=f"issued by {issuer.name} (serial {format(leaf.serial_number, 'x')})")
-    row.state, row.updated_at = AppState.COLLECTED, now
+    row.state, row.updated_at = ApplicationState.COLLECTED.value, now
     session.flush()
     return model
 
@@ -350,6 +325,27 @@ def application_state(session: Session, certificate_id: str) -> dict | None:
         return None
     return {"state": row.state, "order_ref": row.order_url, "issuer": row.issuer, "attempts": row.attempts,
             "last_error": row.last_error, "csr_mode": row.csr_mode, "warnings": list(row.warnings)}
+
+
+def status(session: Session, certificate_id: str) -> ApplicationStatus:
+    """Where a certificate stands for stage 2: its state, its application, what it still needs.
+
+    Raises:
+        NotFoundError: no such certificate.
+        RefusedError: `apply` has nothing to do for it (not activated yet: PL-4; cancelled,
+            revoked or uploaded: LC-5), with what to do instead.
+    """
+    cert = Repository(session).certificate_model(certificate_id)
+    refusal = may_apply(cert.state)
+    if refusal is not None:
+        raise RefusedError(refusal)
+    row = _application_row(session, certificate_id)
+    return ApplicationStatus(
+        certificate_id=cert.id, state=cert.state,
+        application=ApplicationState(row.state) if row is not None else ApplicationState.NOT_STARTED,
+        needs_contact=contact_refusal(cert.level, cert.owner) is not None, key_held=cert.key_held,
+        common_name=cert.common_name, level=cert.level, origin=cert.origin, temporary=cert.temporary,
+        fingerprint=cert.fingerprint_sha256, last_error=row.last_error if row is not None else None)
 
 
 def resubmit(session: Session, certificate_id: str, *, now: datetime, actor: str = "system") -> None:

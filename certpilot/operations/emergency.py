@@ -1,14 +1,16 @@
 """EM-1..EM-3: an expired certificate and a site that is down.
 
-`place_emergency` buys a DV certificate at once (an EMERGENCY order, paid from quota or charged
-without waiting for a form: the site is down), creates it as a *temporary* child of the expired
-certificate, and records the follow-up purchase of the original specification that will replace
-it (EM-2). Idempotent: a rerun finds the same order, certificate and follow-up.
+`place` (the Services-level door over `place_emergency`, which works in the caller's transaction)
+buys a DV certificate at once (an EMERGENCY order, paid from quota or charged without waiting for
+a form: the site is down), creates it as a *temporary* child of the expired certificate, and
+records the follow-up purchase of the original specification that will replace it (EM-2).
+Idempotent: a rerun finds the same order, certificate and follow-up.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -24,19 +26,26 @@ from certpilot.core.models import (
     Status,
     ValidationMethod,
 )
+from certpilot.core.outcomes import EmergencyPlaced, FollowUp
 from certpilot.core.status import derive_status
 from certpilot.operations import orders
 from certpilot.operations.common import new_id, require_aware
 from certpilot.store.repository import Repository
 
+if TYPE_CHECKING:
+    from certpilot.runtime import Services
+
 
 def place_emergency(session: Session, cert_id: str, *, now: datetime, policy: Policy, schedule=None,
-                    actor: str = "cli") -> dict:
+                    actor: str = "cli") -> EmergencyPlaced:
     """Order the temporary DV replacement of an expired certificate and its follow-up (EM-1, EM-2).
 
+    Works in the caller's transaction (never commits).
+
     Returns:
-        Plain data: the emergency order id, the temporary certificate id, the follow-up order id
-        (or the sentence saying why it waits), and whether this call created them.
+        The emergency order id, the temporary certificate id, the follow-up order (awaiting
+        payment with the sentence saying what to approve, when its shortfall is not approved),
+        and whether this call created them.
 
     Raises:
         RefusedError: the certificate has not expired (use `renew`), or it is not DNS-validatable.
@@ -46,7 +55,7 @@ def place_emergency(session: Session, cert_id: str, *, now: datetime, policy: Po
     cert = repo.certificate_model(cert_id)
     for child in repo.children(cert_id):
         if child.temporary and child.state not in (Status.CANCELLED, Status.REJECTED):
-            return _summary(repo, cert, child, created=False)
+            return _summary(cert, child, created=False)
     if derive_status(cert, now, policy) is not Status.EXPIRED:
         raise RefusedError(Refusal(
             Reason.NOT_RENEWABLE_STATE,
@@ -69,25 +78,34 @@ def place_emergency(session: Session, cert_id: str, *, now: datetime, policy: Po
         publicly_trusted=cert.publicly_trusted)
     repo.add_certificate(temp, actor=actor, now=now,
                          why=f"temporary DV certificate replacing expired {cert.id} (EM-1, EM-2)")
-    return _summary(repo, cert, repo.certificate_model(temp.id), created=True,
+    return _summary(cert, repo.certificate_model(temp.id), created=True,
                     follow_up=_follow_up(session, cert, now=now, policy=policy, schedule=schedule, actor=actor))
 
 
-def _follow_up(session: Session, cert: Certificate, *, now, policy, schedule, actor) -> dict:
+def _follow_up(session: Session, cert: Certificate, *, now, policy, schedule, actor) -> FollowUp:
     """EM-2: the purchase of the original specification that will replace the temporary DV."""
-    try:
-        res = orders.place_purchase(session, names=list(cert.names), brand=cert.brand, level=cert.level, years=1,
-                                    now=now, owner=cert.owner, policy=policy, schedule=schedule,
-                                    idempotency_key=f"emergency-followup:{cert.id}", actor=actor)
-        return {"order_id": res.order.id, "state": res.order.state.value, "message": ""}
-    except RefusedError as exc:
-        if exc.refusal.reason is not Reason.SHORTFALL_NOT_APPROVED:
-            raise
-        order = orders.order_by_key(session, f"emergency-followup:{cert.id}")
-        return {"order_id": order.id if order else None, "state": "awaiting_payment", "message": exc.refusal.message}
+    res = orders.place_purchase(session, names=list(cert.names), brand=cert.brand, level=cert.level, years=1,
+                                now=now, owner=cert.owner, policy=policy, schedule=schedule,
+                                idempotency_key=f"emergency-followup:{cert.id}", actor=actor)
+    return FollowUp(order_id=res.order.id, state=res.order.state,
+                    message=res.pending.message if res.pending is not None else "")
 
 
-def _summary(repo: Repository, cert: Certificate, temp: Certificate, *, created: bool,
-             follow_up: dict | None = None) -> dict:
-    return {"certificate_id": cert.id, "temporary_certificate_id": temp.id, "order_id": temp.order_id,
-            "created": created, "follow_up": follow_up or {}}
+def _summary(cert: Certificate, temp: Certificate, *, created: bool,
+             follow_up: FollowUp | None = None) -> EmergencyPlaced:
+    return EmergencyPlaced(certificate_id=cert.id, temporary_certificate_id=temp.id, order_id=temp.order_id,
+                           created=created, follow_up=follow_up)
+
+
+def place(svc: Services, certificate_id: str, *, actor: str = "flow:emergency") -> EmergencyPlaced:
+    """EM-1/EM-2: order the temporary DV replacement of an expired certificate, in one transaction.
+
+    Idempotent: a rerun finds the same order, temporary certificate and follow-up.
+
+    Raises:
+        RefusedError: the certificate has not expired (renew it instead); nothing written.
+        NotFoundError: no such certificate.
+    """
+    with svc.session() as s:
+        return place_emergency(s, certificate_id, now=svc.now(), policy=svc.policy, schedule=svc.schedule,
+                               actor=actor)

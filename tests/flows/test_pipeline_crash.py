@@ -96,7 +96,7 @@ def test_lc3_crash_after_each_stage_boundary_then_rerun(site, monkeypatch, point
         assert len(set(submitted)) == len(submitted) == 1  # one CA order
         app = applications.application_state(s, child.id)
         assert app["order_ref"] == submitted[0]
-        entries = repo.ledger_for_order(out["order_id"])
+        entries = repo.ledger_for_order(out.order_id)
         keys = [e.idempotency_key for e in entries]
         assert len(keys) == len(set(keys))
         consumed = sum(-e.delta for e in entries if e.kind.value == "quota" and e.delta < 0)

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import update
 
 from certpilot.adapters.probe.tls import probe_sync
+from certpilot.core.models import OrderState
 from certpilot.core.verification import Endpoint
 from certpilot.operations import deployments
 from certpilot.store.ports import mark_read, messages
@@ -28,7 +29,7 @@ def test_dep3_dep7_failed_check_rolls_back_and_notifies_inbox_and_channels(site)
         s.execute(update(DeploymentTargetRow).where(DeploymentTargetRow.id == row.id)
                   .values(config={**row.config, "check_argv": ["/bin/false"]}))
     out = renew(site.cert_id, years=1, launch_mode="inline")
-    assert out["state"] == "paid"
+    assert out.state is OrderState.PAID
     with site.session() as s:
         new = sorted(Repository(s).children(site.cert_id), key=lambda c: c.plan_index)[0]
         (task,) = deployments.list_tasks(s, new.id)

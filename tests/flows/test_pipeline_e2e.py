@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from certpilot.adapters.probe.tls import probe_sync
-from certpilot.core.models import Status
+from certpilot.core.models import OrderState, Status
 from certpilot.core.verification import Endpoint
 from certpilot.operations import deployments
 from certpilot.store.repository import Repository
@@ -36,13 +36,17 @@ def test_lc3_pl3_pl4_two_year_renewal_end_to_end(site):  # noqa: F811
 
     assert served_fingerprint(site.nginx) == site.old_fingerprint
     out = renew(site.cert_id, years=2, launch_mode="inline")
-    assert out["state"] == "paid"
+    assert out.state is OrderState.PAID
     with site.session() as s:
         kids = children(s, site.cert_id)
         first, second = kids[0], kids[1]
         # PL-3; VA-5: a publicly trusted plan bought today is cut by the CA/B cap into more
         # certificates (reissues), all waiting their turn behind the first.
         assert [k.state for k in kids] == [Status.ISSUED] + [Status.NOT_ACTIVATED] * (len(kids) - 1)
+        # DV-1: the validation method defaults to the original certificate's (set at order time;
+        # the issuer then writes the record through the zone's provider, DV-2).
+        original = Repository(s).certificate_model(site.cert_id)
+        assert {k.validation_method for k in kids} == {original.validation_method}
         tasks = deployments.list_tasks(s, first.id)
         assert [t.state.value for t in tasks] == ["succeeded"]
     assert served_fingerprint(site.nginx) == first.fingerprint_sha256  # VER-1: what clients now see

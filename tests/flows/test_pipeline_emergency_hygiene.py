@@ -11,7 +11,7 @@ import pytest
 from certpilot import runtime as rt
 from certpilot.adapters.issuers.acme import ACCOUNT_PURPOSE
 from certpilot.adapters.probe.tls import probe_sync
-from certpilot.core.models import Level, OrderKind, Status
+from certpilot.core.models import Level, OrderKind, OrderState, Status
 from certpilot.core.verification import Endpoint
 from certpilot.crypto.vault import VaultError, key_aad
 from certpilot.store.db import reset_engines
@@ -36,15 +36,15 @@ def test_em1_em2_em3_emergency_restores_site_serving_expired_certificate(
     with rt.use(site.runtime):
         out = emergency(site.cert_id)
         again = emergency(site.cert_id)  # re-entrant: nothing is bought twice
-    assert out["state"] == "issued" and out["targets"] == ["nginx:nginx www"]
-    assert again["temporary_certificate_id"] == out["temporary_certificate_id"]
+    assert out.state is Status.ISSUED and out.targets == ("nginx:nginx www",)
+    assert again.temporary_certificate_id == out.temporary_certificate_id
     with site.session() as s:
         repo = Repository(s)
-        temp = repo.certificate_model(out["temporary_certificate_id"])
+        temp = repo.certificate_model(out.temporary_certificate_id)
         assert (temp.temporary, temp.level, temp.state, temp.parent_id) == (True, Level.DV, Status.ISSUED,
                                                                               site.cert_id)
         assert repo.get_order(temp.order_id).kind is OrderKind.EMERGENCY
-        follow_up = repo.get_order(out["follow_up"]["order_id"])
+        follow_up = repo.get_order(out.follow_up.order_id)
         assert follow_up.spec == repo.certificate_model(site.cert_id).spec  # EM-2: original specification
     from certpilot.adapters.probe.tls import TrustBundle
 
@@ -95,7 +95,7 @@ def test_csr5_no_key_bytes_in_prefect_database_results_logs_or_artifacts(
                       nginx_ca=nginx_ca)
     with rt.use(site.runtime):
         out = renew(site.cert_id, years=1, launch_mode="inline")
-    assert out["state"] == "paid"
+    assert out.state is OrderState.PAID
     needles = _needles(site.db_url, site.runtime.vault)
     assert len(needles) > 10
     settings = get_current_settings()

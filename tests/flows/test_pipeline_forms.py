@@ -84,12 +84,12 @@ def test_pay1_nt2_payment_form_approved_through_api(site):  # noqa: F811
     out = renew(site.cert_id, years=1, apply_now=False)
     resumer.join(5)
     assert resumer.rejected, "the server must refuse input that does not fit the form"
-    assert out["state"] == "paid"
-    entries = _ledger(site, out["order_id"])
+    assert out.state is OrderState.PAID
+    entries = _ledger(site, out.order_id)
     assert [e.kind.value for e in entries].count("charge") == 1
     assert any("payment" in (e.subject or "").lower() for e in site.notifier.events)  # NT-2
     with site.session() as s:
-        assert Repository(s).get_order(out["order_id"]).state is OrderState.PAID
+        assert Repository(s).get_order(out.order_id).state is OrderState.PAID
 
 
 def test_pay4_declined_payment_leaves_no_debit(site):  # noqa: F811
@@ -101,8 +101,8 @@ def test_pay4_declined_payment_leaves_no_debit(site):  # noqa: F811
     resumer.start()
     out = renew(site.cert_id, years=1, apply_now=False)
     resumer.join(5)
-    assert out["state"] == "declined"
-    assert _ledger(site, out["order_id"]) == []
+    assert out.state is OrderState.DECLINED
+    assert _ledger(site, out.order_id) == []
     with site.session() as s:
         assert Repository(s).children(site.cert_id) == []
 
@@ -124,7 +124,7 @@ def test_dv3_manual_dns_form_then_record_visible(site, bind_server):  # noqa: F8
     site.issuer.dns_providers = ()
     site.issuer.manual_dns = ManualDns(bind_server.nameservers)
     out = renew(site.cert_id, years=1, apply_now=False)
-    first = out["certificate_ids"][0]
+    first = out.certificate_ids[0]
 
     class Operator(Resumer):
         async def _run(self):
@@ -143,6 +143,6 @@ def test_dv3_manual_dns_form_then_record_visible(site, bind_server):  # noqa: F8
     operator.start()
     result = apply(first, launch_mode="none")
     operator.join(5)
-    assert operator.resumed and result["state"] == "issued"
+    assert operator.resumed and result.state is Status.ISSUED
     with site.session() as s:
         assert Repository(s).certificate_model(first).state is Status.ISSUED

@@ -125,10 +125,10 @@ def test_ca2_nt2_rejection_told_to_owner_then_resubmitted(tmp_path, prefect_harn
         renew(cid, years=1, launch_mode="none")
         with session_scope(db_url) as s:
             new = sorted(Repository(s).children(cid), key=lambda c: c.plan_index)[0]
-        assert apply(new.id, launch_mode="none")["state"] == "rejected"
+        assert apply(new.id, launch_mode="none").state is Status.REJECTED
         assert any("rejection" in e.subject for e in notifier.events)
         ca.policy = PrivateCaPolicy()  # the owner fixed what the CA objected to
-        assert apply(new.id, launch_mode="none")["state"] == "issued"
+        assert apply(new.id, launch_mode="none").state is Status.ISSUED
     with session_scope(db_url) as s:
         trail = [a.to_state for a in Repository(s).audit(new.id) if a.to_state]
     assert trail == ["pending_application", "under_review", "rejected", "pending_application", "under_review",

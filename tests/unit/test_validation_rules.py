@@ -1,49 +1,47 @@
-"""Pure domain-validation rules: DV-1..DV-4 method choice and DV-7 CAA evaluation."""
+"""Pure domain-validation rules: DV-4 file validation, DV-5/DV-6 contact, DV-7 CAA evaluation."""
 
 from __future__ import annotations
 
 import pytest
 
 from certpilot.core.errors import Reason
+from certpilot.core.models import Contact, Level
 from certpilot.core.models import ValidationMethod as M
 from certpilot.core.validation import (
     CaaRecord,
     caa_lookup_names,
     check_caa,
     check_validation_method,
-    choose_method,
+    contact_refusal,
+    missing_contact,
 )
 
 WILD = ["*.example.com", "example.com"]
 PLAIN = ["www.example.com"]
 
 
-@pytest.mark.parametrize("original, names, writable, delegated, expected", [
-    # DV-1: the original certificate's method is the default when it still works
-    (M.DNS_AUTO, PLAIN, True, False, M.DNS_AUTO),
-    (M.DELEGATED, PLAIN, True, True, M.DELEGATED),
-    (M.DNS_AUTO, PLAIN, True, True, M.DNS_AUTO),
-    (M.DNS_MANUAL, PLAIN, False, False, M.DNS_MANUAL),
-    (M.HTTP_FILE, PLAIN, False, False, M.HTTP_FILE),
-    # DV-2: DNS writable by the system: automatic, a human step is not kept
-    (None, PLAIN, True, False, M.DNS_AUTO),
-    (M.DNS_MANUAL, PLAIN, True, False, M.DNS_AUTO),
-    (M.HTTP_FILE, PLAIN, True, False, M.DNS_AUTO),
-    # PL-5 delegation: automatic through the CNAME
-    (None, WILD, False, True, M.DELEGATED),
-    (M.DNS_AUTO, PLAIN, False, True, M.DELEGATED),       # zone no longer writable, delegation is
-    (M.DNS_MANUAL, PLAIN, False, True, M.DELEGATED),
-    # DV-3: not writable: manual TXT is the recommended fallback
-    (None, PLAIN, False, False, M.DNS_MANUAL),
-    (M.DNS_AUTO, PLAIN, False, False, M.DNS_MANUAL),     # the provider went away
-    (M.DELEGATED, PLAIN, False, False, M.DNS_MANUAL),    # the CNAME was removed
-    # DV-4: file validation is never chosen for a wildcard, even when it was the original's
-    (M.HTTP_FILE, WILD, False, False, M.DNS_MANUAL),
-    (M.HTTP_FILE, WILD, True, False, M.DNS_AUTO),
+FULL = Contact(name="Ann Ops", email="ann@example.com", phone="+81-3-0000-0000")
+
+
+@pytest.mark.parametrize("level, contact, missing", [
+    (Level.DV, None, ()),                                        # DV: the CA verifies only the domain
+    (Level.OV, FULL, ()),
+    (Level.EV, FULL, ()),
+    (Level.OV, None, ("name", "email", "phone")),
+    (Level.EV, Contact(email="ann@example.com"), ("name", "phone")),
+    (Level.OV, Contact(name="Ann", email="ann@example.com"), ("phone",)),
 ])
-def test_dv1_dv2_dv3_dv4_choose_method(original, names, writable, delegated, expected):
-    """DV-1, DV-2, DV-3, DV-4: the validation method of a renewal."""
-    assert choose_method(original, names, writable, delegated) is expected
+def test_dv5_dv6_contact_needed_for_ov_ev(level, contact, missing):
+    """DV-5/DV-6: OV and EV need name, email and phone for the CA's verification; DV needs none.
+    One rule: the submission (DV-6) and the managed start (PL-5) both ask `missing_contact`."""
+    assert missing_contact(level, contact) == missing
+    refusal = contact_refusal(level, contact)
+    assert (refusal is None) is (not missing)
+    if refusal is not None:
+        assert refusal.reason is Reason.CONTACT_REQUIRED and refusal.rule == "DV-6"
+        assert refusal.message == (
+            f"{level.value} certificates need a contact the CA can verify with; missing {', '.join(missing)}: "
+            "set the certificate owner's name, email and phone, then submit again.")
 
 
 @pytest.mark.parametrize("names, method, refused", [
