@@ -1,9 +1,10 @@
 """Stage 2 of a renewal (LC-3): key and CSR, submission to the CA, review wait, collection.
 
-The use cases the Prefect tasks and the CLI call. Each works on the caller's session and is
-re-entrant from the database: table `ca_applications` (one row per certificate) says how far the
-application got. The CA order reference is committed before any challenge is answered, so a
-crash and a rerun resume the same CA order instead of opening a second one.
+The session-level building blocks of stage 2; the Services-level doors the tasks call are in
+`operations.pipeline`. Each works on the caller's session and is re-entrant from the database:
+table `ca_applications` (one row per certificate) says how far the application got. The CA order
+reference is committed before any challenge is answered, so a crash and a rerun resume the same
+CA order instead of opening a second one.
 
 Keys: a generated key goes straight into the vault; these functions return key ids and
 fingerprints, never key material (CSR-5).
