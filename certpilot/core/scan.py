@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 from certpilot.core.models import OrderKind, Origin, Policy, Status
 from certpilot.core.plans import managed_start_due
+from certpilot.core.status import status_of_remaining
 
 _DAY = timedelta(days=1)
 _ZERO = timedelta(0)
@@ -513,15 +514,13 @@ def scan_context(rows: Sequence[ScanRow], now: datetime, policy: Policy, *,
 def row_view(row: ScanRow, ctx: ScanContext) -> RowView:
     """The row with its LC-4 status and whole days left at `ctx.now`.
 
-    The status follows `core.status.status_at`'s boundaries exactly (expired when past
-    not_after, expiring soon at or under the window) on the remaining time computed once: the
-    rows are already UTC, and status_at's conversions would double the cost per row in attention.
+    The rows are already UTC, so the remaining time is computed once and handed to LC-4's one
+    rule (`status_of_remaining`), without `status_at`'s per-row conversions.
     """
     if row.state not in _LIVE or row.not_after is None:
         return RowView(row, row.state, None, ctx)
     left = row.not_after - ctx.now
-    status = _EXPIRED if left < _ZERO else _EXPIRING if left <= ctx.window else _VALID
-    return RowView(row, status, left // _DAY, ctx)
+    return RowView(row, status_of_remaining(left, ctx.window).value, left // _DAY, ctx)
 
 
 def _record(decision: ScanDecision, v: RowView, verdict: Verdict) -> None:

@@ -20,14 +20,26 @@ DATED_STATES = frozenset({Status.ISSUED, Status.UPLOADED})
 """Lifecycle states whose status is derived from the validity dates."""
 
 
-def status_at(not_after: datetime, now: datetime, policy: Policy) -> Status:
-    """LC-4 for a bare expiry date: VALID, EXPIRING_SOON or EXPIRED at `now` (see module)."""
-    left = utc(not_after) - utc(now)
-    if left < timedelta(0):
+_ZERO = timedelta(0)
+
+
+def status_of_remaining(left: timedelta, window: timedelta) -> Status:
+    """LC-4 on the validity left (``not_after - now``): the one place the boundaries live.
+
+    Args:
+        left: time from now to not_after (negative once expired).
+        window: the expiry window (`Policy.expiry_window`, default 60 days).
+    """
+    if left < _ZERO:
         return Status.EXPIRED
-    if left <= policy.expiry_window:
+    if left <= window:
         return Status.EXPIRING_SOON
     return Status.VALID
+
+
+def status_at(not_after: datetime, now: datetime, policy: Policy) -> Status:
+    """LC-4 for a bare expiry date: VALID, EXPIRING_SOON or EXPIRED at `now` (see module)."""
+    return status_of_remaining(utc(not_after) - utc(now), policy.expiry_window)
 
 
 def derive_status(cert: Certificate, now: datetime, policy: Policy) -> Status:
