@@ -35,7 +35,6 @@ from certpilot.core.plans import managed_start_due
 from certpilot.core.status import status_of_remaining
 
 _DAY = timedelta(days=1)
-_ZERO = timedelta(0)
 
 
 class ScanRow(NamedTuple):
