@@ -224,7 +224,7 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
     from certpilot.store.db import session_scope
     from certpilot.store.ports import SqlPrivateCaStore
 
-    vault = overrides.pop("vault", None) or default_vault()
+    vault = overrides.pop("vault", None) or _LocalVault(default_vault)
     clock = overrides.pop("clock", _now)
     sessions = lambda: session_scope(database_url)  # noqa: E731 - a factory the CA's store calls
     issuers = overrides.pop("issuers", None)
@@ -236,6 +236,39 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
         verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None)),
         policy=overrides.pop("policy", None) or load_policy(), schedule=overrides.pop("schedule", None) or load_schedule(),
         database_url=database_url, clock=clock, **overrides)
+
+
+class _LocalVault:
+    """The local master-key vault, opened on first use.
+
+    A command that only reads the inventory (`certpilot list`) neither creates nor reads the
+    master key file; the first seal or open does, and refuses a group/world-readable file then.
+    """
+
+    def __init__(self, factory: Callable[[], Any]):
+        self._factory = factory
+        self._vault: Any = None
+        self._lock = threading.Lock()
+
+    def _get(self):
+        with self._lock:
+            if self._vault is None:
+                self._vault = self._factory()
+            return self._vault
+
+    def seal(self, key_pem: bytes, aad: bytes):
+        """Seal `key_pem` (see `KeyVault.seal`)."""
+        return self._get().seal(key_pem, aad)
+
+    def open(self, sealed, aad: bytes) -> bytes:
+        """Open a sealed key (see `KeyVault.open`)."""
+        return self._get().open(sealed, aad)
+
+    def __getattr__(self, name: str):
+        return getattr(self._get(), name)
+
+    def __repr__(self) -> str:
+        return "KeyVault(local master key, opened on first use)"
 
 
 CONFIG_BLOCK = "certpilot-config"
@@ -370,14 +403,23 @@ def for_cli(*, database_url: str | None = None, config_name: str = "default") ->
 
     Raises:
         MissingBlockError: the configuration block exists but names a block that does not.
+        PermanentError: a Prefect API is configured but does not answer.
     """
     if _prefect_api_configured():
+        import httpx
+
         import blocks as b
 
         try:
             b.CertpilotConfigBlock.load(config_name)
         except ValueError:
             return local_services(database_url=database_url)
+        except httpx.HTTPError as exc:
+            from prefect.settings import get_current_settings
+
+            raise PermanentError(
+                f"the Prefect API at {get_current_settings().api.url} does not answer ({type(exc).__name__}): start "
+                "it (`certpilot up`), or unset PREFECT_API_URL to use the local defaults") from None
         return from_blocks(config_name, database_url=database_url)
     return local_services(database_url=database_url)
 
