@@ -56,8 +56,7 @@ def issue_one(sessions, vault, issuer, name: str) -> float:
         Repository(s).add_certificate(Certificate(id=cid, common_name=name, names=[name], cert_type=CertType.SINGLE,
                                                   origin=Origin.OFFICIAL, state=Status.PENDING_APPLICATION), now=now)
         applications.create_key_and_csr(s, cid, vault=vault, now=now)
-    with sessions() as s:
-        result = applications.submit(s, cid, issuer, now=now)
+    result = applications.submit(sessions, cid, issuer, now=now)
     if result.status is not OrderStatus.VALID:
         raise RuntimeError(f"{name}: {result.status} {result.detail}")
     return time.perf_counter() - t0

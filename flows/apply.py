@@ -72,12 +72,9 @@ def apply(certificate_id: str, csr_mode: str = "system", emergency: bool = False
         t.create_key_and_csr(certificate_id, csr_mode)
     if status.needs_submission:
         _submit(certificate_id, emergency)
+    # REJECTED: the owner was told (CA-2/NT-2) where the rejection was recorded, in `submit` or in
+    # `follow_review`; they fix the application and run `apply` again.
     state = _wait_review(certificate_id, rt.services().poll_seconds if poll_seconds is None else poll_seconds)
-    if state is Status.REJECTED:  # CA-2/NT-2: the owner fixes the application and runs `apply` again
-        why = t.application_status(certificate_id).last_error or "no detail given"
-        t.notify_human_step(certificate_id, "a fix after the CA's rejection",
-                            f"The CA rejected certificate {certificate_id}: {why}. "
-                            "Fix what it asks for, then run the `apply` deployment (certpilot apply ID) again.")
     deploy_run = None
     if state is Status.ISSUED and deploy_after:
         deploy_run = launch("deploy", {"certificate_id": certificate_id}, key=f"deploy-{certificate_id}",

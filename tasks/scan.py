@@ -1,8 +1,10 @@
 """Tasks and helpers of the `scan` flow: one decision, one task per due item, the artifacts.
 
-Each task is one call into `certpilot.operations.scan`, which owns its transaction and returns a
-frozen result of `certpilot.core.scan`; a retry or a second scanner is harmless (PL-8, NT-1).
-The CA's API limit is taken here (Prefect's global concurrency), around the review poll. The
+Each task is one call into `certpilot.operations.scan` (the review poll: into
+`certpilot.operations.pipeline.follow_review`, the door `apply` uses too), which owns its
+transactions and returns a frozen result of `certpilot.core`; a retry or a second scanner is
+harmless (PL-8, NT-1, CA-2). The CA's API limit is taken here (Prefect's global concurrency),
+around the review poll. The
 artifact helpers are plain functions (not tasks): the scan creates task runs only for the
 certificates that need action.
 """
@@ -14,8 +16,9 @@ from datetime import datetime
 from prefect.concurrency.sync import concurrency
 
 from certpilot import runtime as rt
-from certpilot.core.scan import ManagedStart, ReviewOutcome, ScanPlan, StartOutcome
-from certpilot.operations import inbox
+from certpilot.core.outcomes import ReviewOutcome
+from certpilot.core.scan import ManagedStart, ScanPlan, StartOutcome
+from certpilot.operations import inbox, pipeline
 from certpilot.operations import scan as ops
 from certpilot.operations.common import parse_instant
 from tasks.common import certpilot_task
@@ -51,7 +54,7 @@ def start_managed_application(start: ManagedStart, at: datetime | None = None) -
 def follow_review(certificate_id: str, at: datetime | None = None) -> ReviewOutcome:
     """CA-2: poll the CA once for an application under review; the owner hears of a rejection once."""
     with concurrency(CA_LIMIT, occupy=1, strict=False):  # the CA's API, shared with `apply`
-        return ops.follow_review(rt.services(), certificate_id, at)
+        return pipeline.follow_review(rt.services(), certificate_id, at, actor="scanner")
 
 
 @certpilot_task(name="scan-expiry-notice")

@@ -18,7 +18,8 @@ not stop the old certificate from expiring); a certificate whose managed start w
 recorded (PL-8) is never decided again.
 
 The types the scan's tasks return and its flow branches on (`ScanPlan`, `StartOutcome` with its
-`StartOutcomeKind`, `ReviewOutcome`) live here too, so the flow imports no use case.
+`StartOutcomeKind`) live here too, so the flow imports no use case; a review followed is the
+pipeline's `certpilot.core.outcomes.ReviewOutcome` (one door for `apply` and the scan).
 """
 
 from __future__ import annotations
@@ -167,21 +168,6 @@ class StartOutcome:
     kind: StartOutcomeKind
     detail: str
     notified: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ReviewOutcome:
-    """The result of following one CA review (CA-2).
-
-    Attributes:
-        certificate_id: the certificate.
-        state: its lifecycle state afterwards (ISSUED: deploy it; REJECTED: the owner was told).
-        detail: the CA's detail, if any.
-    """
-
-    certificate_id: str
-    state: Status
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,19 @@
 """Stage 2 of a renewal (LC-3): key and CSR, submission to the CA, review wait, collection.
 
-The session-level building blocks of stage 2; the Services-level doors the tasks call are in
-`operations.pipeline`. Each works on the caller's session and is re-entrant from the database:
-table `ca_applications` (one row per certificate) says how far the application got. The CA order
-reference is committed before any challenge is answered, so a crash and a rerun resume the same
-CA order instead of opening a second one.
+The building blocks of stage 2; the Services-level doors the tasks call are in
+`operations.pipeline`. Two kinds:
+
+- session-level steps (`create_key_and_csr`, `record_order`, `record_rejection`, `record_chain`,
+  `status`, `resubmit`, `application_state`) work in the caller's transaction and never commit it;
+- the CA-facing sequences (`submit`, `refresh`, `collect`) take a session *factory* and run each
+  step in a short transaction of their own, calling the CA between two transactions, never inside
+  one (SQLite writers would queue behind a transaction held across network I/O). The caller owns
+  those transactions by choosing the factory (`Services.session` in the doors).
+
+Each is re-entrant from the database: table `ca_applications` (one row per certificate) says how
+far the application got. The CA order reference is committed (its own transaction) before any
+challenge is answered, so a crash and a rerun resume the same CA order instead of opening a second
+one.
 
 Keys: a generated key goes straight into the vault; these functions return key ids and
 fingerprints, never key material (CSR-5).
@@ -13,15 +22,16 @@ fingerprints, never key material (CSR-5).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certpilot.adapters.issuers.base import Application, Issuer, OrderStatus, PollResult
+from certpilot.adapters.issuers.base import Application, IssuedChain, Issuer, OrderStatus, PollResult
 from certpilot.core.errors import (
     BadInputError,
     PermanentError,
@@ -31,17 +41,22 @@ from certpilot.core.errors import (
     Warning_,
 )
 from certpilot.core.lifecycle import may_apply
-from certpilot.core.models import Contact, CsrMode, KeyAlgorithm, Level, Status, ValidationMethod
+from certpilot.core.models import Certificate, Contact, CsrMode, KeyAlgorithm, Level, Status, ValidationMethod
 from certpilot.core.outcomes import ApplicationState, ApplicationStatus
 from certpilot.core.validation import contact_refusal
 from certpilot.crypto.csr import build_csr, canonical_name, check_csr, csr_public_fingerprint
 from certpilot.crypto.keys import generate_key, open_key, public_fingerprint, store_key
+from certpilot.crypto.pem import fingerprint
 from certpilot.store.repository import Repository
 from certpilot.store.tables import CertificateRow
 from certpilot.store.tables_issuance import CaApplicationRow
 
 KEY_NOT_ROTATED = "key-not-rotated"
 KEY_NOT_HELD = "key-not-held"
+
+Sessions = Callable[[], AbstractContextManager[Session]]
+"""A factory of transactions: each call opens one (commit on success, rollback on error), e.g.
+`Services.session` or `store.db.session_scope` bound to a database URL."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,31 @@ class SubmitResult:
     detail: str = ""
     resumed: bool = False
     warnings: tuple[Warning_, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A rejection by the CA as `record_rejection` recorded it (CA-2): what the owner hears of.
+
+    Attributes:
+        certificate_id: the certificate, now REJECTED.
+        order_ref: the CA order that was rejected.
+        detail: the CA's words.
+        ordinal: which rejection of this certificate it is (1 for the first; an application
+            resubmitted after a fix and rejected again is the next): one notice per ordinal.
+        at: when it was recorded.
+    """
+
+    certificate_id: str
+    order_ref: str
+    detail: str
+    ordinal: int
+    at: datetime
+
+
+OnRejected = Callable[[Session, Rejection], None]
+"""Called in the transaction that records a rejection (to record and send the owner's notice
+with it: an exception rolls the rejection back)."""
 
 
 def _application_row(session: Session, certificate_id: str) -> CaApplicationRow | None:
@@ -181,108 +221,198 @@ def _application(cert: CertificateRow, row: CaApplicationRow) -> Application:
                        contact=contact, certificate_id=cert.id)
 
 
-def submit(session: Session, certificate_id: str, issuer: Issuer, *, now: datetime,
-           actor: str = "system", drive: bool = True) -> SubmitResult:
+@dataclass(frozen=True)
+class _Found:
+    """What `submit` read in its first transaction: the application as sent, its order if placed,
+    or the final answer when the CA already gave one."""
+
+    application: Application
+    order_ref: str | None
+    warnings: tuple[Warning_, ...]
+    done: SubmitResult | None = None
+
+
+def _find(session: Session, certificate_id: str) -> _Found:
+    """Read the application; DV-6 is checked before a first order (RefusedError: nothing placed)."""
+    cert = Repository(session).get_certificate(certificate_id)
+    row = _require_application(session, certificate_id)
+    app = _application(cert, row)
+    warnings = tuple(_warning(c) for c in row.warnings)
+    ref = row.order_url
+    if row.state == ApplicationState.COLLECTED:
+        return _Found(app, ref, warnings, SubmitResult(certificate_id, ref or "", OrderStatus.VALID, resumed=True,
+                                                       warnings=warnings))
+    if row.state == ApplicationState.REJECTED:
+        return _Found(app, ref, warnings, SubmitResult(certificate_id, ref or "", OrderStatus.INVALID,
+                                                       row.last_error or "", resumed=True, warnings=warnings))
+    if ref is None:
+        refusal = contact_refusal(Level(cert.level), app.contact)
+        if refusal is not None:
+            raise RefusedError(refusal)
+    return _Found(app, ref, warnings)
+
+
+def record_order(session: Session, certificate_id: str, issuer_name: str, ref: str, *, now: datetime,
+                 actor: str = "system") -> tuple[str, bool]:
+    """Record the CA order just placed; the certificate goes PENDING_APPLICATION → UNDER_REVIEW.
+
+    Commit this before any challenge is answered: a rerun resumes this order (re-entrancy).
+
+    Returns:
+        (the order to follow, resumed): when a concurrent run recorded its order first, that one
+        (resumed=True) and `ref` is left unused.
+    """
+    row = _require_application(session, certificate_id)
+    if row.order_url is not None:
+        return row.order_url, True
+    row.order_url, row.issuer, row.state = ref, issuer_name, ApplicationState.ORDERED.value
+    row.attempts += 1
+    row.updated_at = now
+    repo = Repository(session)
+    if Status(repo.get_certificate(certificate_id).state) is Status.PENDING_APPLICATION:
+        repo.set_state(certificate_id, Status.UNDER_REVIEW, actor=actor, now=now,
+                       why=f"submitted to {issuer_name}: order {ref}")
+    session.flush()
+    return ref, False
+
+
+def submit(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: datetime, actor: str = "system",
+           drive: bool = True, on_rejected: OnRejected | None = None) -> SubmitResult:
     """Submit the application to the CA, or resume the order already placed; drive it forward.
 
-    The caller's session is committed before every call to the CA (no transaction is held
-    across network I/O), and the order reference is committed before any challenge is answered:
-    a crash after that point and a rerun resume the same order. Then, with `drive`, the
-    issuer's `advance` validates and finalizes; a VALID result is collected (state ISSUED),
-    an INVALID one marks the certificate REJECTED with the CA's detail in the audit (CA-2).
-    A PENDING result (an OV/EV review) leaves it UNDER_REVIEW: the scanner calls `refresh`.
+    Steps, each in its own short transaction from `sessions`, the CA called only between them:
+    read the application (DV-6 checked) → place the order (first time only) → record its
+    reference (`record_order`, committed before any challenge is answered: a crash after it and a
+    rerun resume the same order) → with `drive`, the issuer's `advance` validates and finalizes →
+    record the answer: VALID is collected (state ISSUED), INVALID marks the certificate REJECTED
+    with the CA's detail in the audit (CA-2; `on_rejected` is called in that transaction). A
+    PENDING result (an OV/EV review) leaves it UNDER_REVIEW: the scanner calls `refresh`.
+
+    Args:
+        sessions: opens each step's transaction.
+        on_rejected: told of a rejection this call recorded (not of one recorded before).
 
     Raises:
         RefusedError: CONTACT_REQUIRED (DV-6), or the issuer's own refusals (DV-4, DV-7) —
             nothing was placed at the CA.
         TransientError: retry later; the rerun resumes the same order.
     """
-    repo = Repository(session)
-    cert = repo.get_certificate(certificate_id)
-    row = _require_application(session, certificate_id)
-    app = _application(cert, row)
-    warnings = tuple(_warning(c) for c in row.warnings)
-    if row.state in (ApplicationState.COLLECTED,):
-        return SubmitResult(certificate_id, row.order_url or "", OrderStatus.VALID, resumed=True, warnings=warnings)
-    if row.state == ApplicationState.REJECTED:
-        return SubmitResult(certificate_id, row.order_url or "", OrderStatus.INVALID, row.last_error or "",
-                            resumed=True, warnings=warnings)
-    resumed = row.order_url is not None
-    if not resumed:
-        refusal = contact_refusal(Level(cert.level), app.contact)
-        if refusal is not None:
-            raise RefusedError(refusal)
-        # No transaction is held across a call to the CA (SQLite writers would queue behind it).
-        session.commit()
-        ref = issuer.submit(app)
-        session.refresh(row)
-        if row.order_url is not None:
-            # A concurrent run recorded its order first: follow that one, ours is left unused.
-            resumed = True
-        else:
-            row.order_url, row.issuer, row.state = ref, issuer.name, ApplicationState.ORDERED.value
-            row.attempts += 1
-            row.updated_at = now
-            if Status(cert.state) is Status.PENDING_APPLICATION:
-                repo.set_state(certificate_id, Status.UNDER_REVIEW, actor=actor, now=now,
-                               why=f"submitted to {issuer.name}: order {ref}")
-        # Committed before any challenge is answered: a rerun resumes this order (re-entrancy).
-        session.commit()
-    ref = row.order_url
+    with sessions() as s:
+        found = _find(s, certificate_id)
+    if found.done is not None:
+        return found.done
+    ref, resumed = found.order_ref, found.order_ref is not None
+    if ref is None:
+        placed = issuer.submit(found.application)
+        with sessions() as s:
+            ref, resumed = record_order(s, certificate_id, issuer.name, placed, now=now, actor=actor)
     if not drive:
-        return SubmitResult(certificate_id, ref, OrderStatus.PENDING, resumed=resumed, warnings=warnings)
-    session.commit()
+        return SubmitResult(certificate_id, ref, OrderStatus.PENDING, resumed=resumed, warnings=found.warnings)
     try:
-        result = issuer.advance(ref, app)
+        result = issuer.advance(ref, found.application)
     except PermanentError as exc:
         result = PollResult(OrderStatus.INVALID, exc.message)
-    return _settle(session, certificate_id, issuer, row, result, now=now, actor=actor, resumed=resumed,
-                   warnings=warnings)
+    _settle(sessions, certificate_id, issuer, result, now=now, actor=actor, on_rejected=on_rejected)
+    return SubmitResult(certificate_id, ref, result.status, result.detail, resumed, found.warnings)
 
 
-def _settle(session: Session, certificate_id: str, issuer: Issuer, row: CaApplicationRow, result: PollResult, *,
-            now: datetime, actor: str, resumed: bool, warnings: tuple[Warning_, ...]) -> SubmitResult:
-    repo = Repository(session)
-    row.updated_at = now
+def _settle(sessions: Sessions, certificate_id: str, issuer: Issuer, result: PollResult, *, now: datetime,
+            actor: str, on_rejected: OnRejected | None) -> None:
+    """Record the CA's final answer: REJECTED (and `on_rejected`, same transaction), or VALID
+    then collected. Any other status changes nothing."""
     if result.status is OrderStatus.INVALID:
-        row.state, row.last_error = ApplicationState.REJECTED.value, result.detail
-        repo.set_state(certificate_id, Status.REJECTED, actor=actor, now=now,
-                       why=f"the CA rejected the application: {result.detail}")
+        with sessions() as s:
+            rejection = record_rejection(s, certificate_id, result.detail, now=now, actor=actor)
+            if rejection is not None and on_rejected is not None:
+                on_rejected(s, rejection)
     elif result.status is OrderStatus.VALID:
-        row.state = ApplicationState.VALID.value
-        collect(session, certificate_id, issuer, now=now, actor=actor)
-    session.flush()
-    return SubmitResult(certificate_id, row.order_url or "", result.status, result.detail, resumed, warnings)
+        with sessions() as s:
+            row = _require_application(s, certificate_id)
+            if row.state == ApplicationState.ORDERED:
+                row.state, row.updated_at = ApplicationState.VALID.value, now
+        collect(sessions, certificate_id, issuer, now=now, actor=actor)
 
 
-def refresh(session: Session, certificate_id: str, issuer: Issuer, *, now: datetime,
-            actor: str = "scanner") -> SubmitResult:
-    """Look at an application under review without holding a process (DV-5, CA-2).
+def record_rejection(session: Session, certificate_id: str, detail: str, *, now: datetime,
+                     actor: str = "system") -> Rejection | None:
+    """CA-2: the CA rejected the application: the certificate goes REJECTED, the CA's detail kept
+    on the application and in the audit.
 
-    Polls the CA once: still pending → nothing changes; valid → collected (ISSUED); invalid →
-    REJECTED with the CA's detail.
+    Returns:
+        The `Rejection` recorded, or None when the CA's answer was recorded already (a concurrent
+        or earlier run): the owner was told then.
     """
     row = _require_application(session, certificate_id)
-    if row.order_url is None:
-        raise BadInputError(f"certificate {certificate_id} was not submitted yet; submit it first.",
-                            Reason.NOT_FOUND)
-    warnings = tuple(_warning(c) for c in row.warnings)
-    if row.state in (ApplicationState.COLLECTED, ApplicationState.REJECTED):
-        status = OrderStatus.VALID if row.state == ApplicationState.COLLECTED else OrderStatus.INVALID
-        return SubmitResult(certificate_id, row.order_url, status, row.last_error or "", True, warnings)
-    session.commit()  # no transaction across the CA call
-    result = issuer.poll(row.order_url)
-    if result.status in (OrderStatus.PENDING, OrderStatus.READY, OrderStatus.PROCESSING):
-        return SubmitResult(certificate_id, row.order_url, result.status, result.detail, True, warnings)
-    return _settle(session, certificate_id, issuer, row, result, now=now, actor=actor, resumed=True,
-                   warnings=warnings)
+    if row.state in (ApplicationState.REJECTED, ApplicationState.COLLECTED):
+        return None
+    row.state, row.last_error, row.updated_at = ApplicationState.REJECTED.value, detail, now
+    repo = Repository(session)
+    repo.set_state(certificate_id, Status.REJECTED, actor=actor, now=now,
+                   why=f"the CA rejected the application: {detail}")
+    session.flush()
+    # The audit trail is the certificate's history: its REJECTED moves count its rejections.
+    ordinal = sum(1 for a in repo.audit(certificate_id)
+                  if a.entity_type == "certificate" and a.to_state == Status.REJECTED.value)
+    return Rejection(certificate_id, row.order_url or "", detail, ordinal, now)
 
 
-def collect(session: Session, certificate_id: str, issuer: Issuer, *, now: datetime, actor: str = "system"):
+def refresh(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: datetime, actor: str = "scanner",
+            on_rejected: OnRejected | None = None) -> SubmitResult:
+    """Look at an application under review without holding a process (DV-5, CA-2).
+
+    Polls the CA once, between two transactions from `sessions`: still pending → nothing changes;
+    valid → collected (ISSUED); invalid → REJECTED with the CA's detail (`on_rejected` called in
+    the transaction that records it). An answer already recorded is returned without a poll.
+
+    Raises:
+        BadInputError: the application was not submitted yet.
+        TransientError: the CA could not be reached.
+    """
+    with sessions() as s:
+        row = _require_application(s, certificate_id)
+        if row.order_url is None:
+            raise BadInputError(f"certificate {certificate_id} was not submitted yet; submit it first.",
+                                Reason.NOT_FOUND)
+        ref, state, last_error = row.order_url, row.state, row.last_error or ""
+        warnings = tuple(_warning(c) for c in row.warnings)
+    if state in (ApplicationState.COLLECTED, ApplicationState.REJECTED):
+        status = OrderStatus.VALID if state == ApplicationState.COLLECTED else OrderStatus.INVALID
+        return SubmitResult(certificate_id, ref, status, last_error, True, warnings)
+    result = issuer.poll(ref)
+    if not result.done:
+        return SubmitResult(certificate_id, ref, result.status, result.detail, True, warnings)
+    _settle(sessions, certificate_id, issuer, result, now=now, actor=actor, on_rejected=on_rejected)
+    return SubmitResult(certificate_id, ref, result.status, result.detail, True, warnings)
+
+
+def collect(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: datetime,
+            actor: str = "system") -> Certificate:
+    """Fetch the issued chain from the CA (outside any transaction) and store it (`record_chain`).
+
+    Idempotent: a certificate already collected is returned unchanged, without asking the CA.
+
+    Returns:
+        The certificate (core model).
+    Raises:
+        PermanentError: the CA's certificate does not match the application (nothing stored).
+    """
+    with sessions() as s:
+        row = _require_application(s, certificate_id)
+        if row.state == ApplicationState.COLLECTED:
+            return Repository(s).certificate_model(certificate_id)
+        ref = row.order_url
+    chain = issuer.fetch_chain(ref)
+    with sessions() as s:
+        return record_chain(s, certificate_id, chain, issuer_name=issuer.name,
+                            publicly_trusted=issuer.publicly_trusted, now=now, actor=actor)
+
+
+def record_chain(session: Session, certificate_id: str, chain: IssuedChain, *, issuer_name: str,
+                 publicly_trusted: bool, now: datetime, actor: str = "system") -> Certificate:
     """Store the issued leaf and chain on the certificate and move it UNDER_REVIEW → ISSUED.
 
-    Checks that the leaf carries the CSR's public key and exactly the certificate's names.
-    Idempotent: a certificate already collected is returned unchanged.
+    Checks that the leaf carries the CSR's public key and exactly the certificate's names. A
+    certificate collected meanwhile (a concurrent run) is returned unchanged.
 
     Returns:
         The certificate (core model).
@@ -291,29 +421,27 @@ def collect(session: Session, certificate_id: str, issuer: Issuer, *, now: datet
     """
     repo = Repository(session)
     row = _require_application(session, certificate_id)
-    cert = repo.get_certificate(certificate_id)
     if row.state == ApplicationState.COLLECTED:
         return repo.certificate_model(certificate_id)
-    session.commit()  # no transaction across the CA call
-    chain = issuer.fetch_chain(row.order_url)
+    cert = repo.get_certificate(certificate_id)
     leaf = x509.load_pem_x509_certificate(chain.leaf_pem.encode())
     if public_fingerprint(leaf.public_key()) != csr_public_fingerprint(row.csr_pem.encode()):
-        raise PermanentError(f"the certificate {issuer.name} returned for {certificate_id} does not carry the "
+        raise PermanentError(f"the certificate {issuer_name} returned for {certificate_id} does not carry the "
                              "CSR's public key; do not deploy it, and resubmit the application.")
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     got = {canonical_name(n) for n in san.get_values_for_type(x509.DNSName)} | {
         str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
     want = {canonical_name(n) for n in cert.names}
     if got != want:
-        raise PermanentError(f"the certificate {issuer.name} returned for {certificate_id} names "
+        raise PermanentError(f"the certificate {issuer_name} returned for {certificate_id} names "
                              f"{', '.join(sorted(got))}, not {', '.join(sorted(want))}; resubmit the application.")
     repo.update_certificate(
         certificate_id, now=now, leaf_pem=chain.leaf_pem, chain_pem="".join(chain.chain_pems),
-        fingerprint_sha256=leaf.fingerprint(hashes.SHA256()).hex(), serial=format(leaf.serial_number, "x"),
+        fingerprint_sha256=fingerprint(leaf), serial=format(leaf.serial_number, "x"),
         not_before=leaf.not_valid_before_utc, not_after=leaf.not_valid_after_utc,
-        publicly_trusted=issuer.publicly_trusted)
+        publicly_trusted=publicly_trusted)
     model = repo.set_state(certificate_id, Status.ISSUED, actor=actor, now=now,
-                           why=f"issued by {issuer.name} (serial {format(leaf.serial_number, 'x')})")
+                           why=f"issued by {issuer_name} (serial {format(leaf.serial_number, 'x')})")
     row.state, row.updated_at = ApplicationState.COLLECTED.value, now
     session.flush()
     return model

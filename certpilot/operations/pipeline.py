@@ -14,6 +14,8 @@ doors of `orders`, `deployments`, `emergency`, `importing`); nothing here knows 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 from certpilot.adapters.dns.checks import wait_until_visible
@@ -32,9 +34,12 @@ from certpilot.core.outcomes import (
 from certpilot.core.plans import submits_first_now
 from certpilot.operations import applications, notices, orders
 from certpilot.operations.common import parse_instant
+from certpilot.operations.scan import CA_REJECTED, record_notice
 from certpilot.store.repository import Repository
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from certpilot.runtime import Services
 
 
@@ -147,9 +152,11 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
            actor: str = "flow:apply") -> SubmitOutcome:
     """Submit (or resume) the CA application and drive validation (CA-1, DV-2, DV-3, DV-7).
 
-    The order reference is recorded before any challenge is answered, so a rerun resumes the
-    same CA order. When a human must add a DNS record (DV-3: no provider writes the zone), the
-    outcome is MANUAL_DNS with the records as data; submit again once they are served.
+    A sequence of short transactions of its own (`applications.submit` over `svc.session`), the
+    CA called between them: the order reference is committed before any challenge is answered,
+    so a rerun resumes the same CA order. When a human must add a DNS record (DV-3: no provider
+    writes the zone), the outcome is MANUAL_DNS with the records as data; submit again once they
+    are served. A rejection is told to the owner once (`_tell_rejection`).
 
     Args:
         emergency: submit through the emergency issuer (EM-1) instead of the certificate's own.
@@ -157,38 +164,67 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
     Raises:
         RefusedError: CONTACT_REQUIRED (DV-6), or the issuer's refusals (DV-4, DV-7); nothing
             was placed at the CA.
-        TransientError: retry later; the rerun resumes the same order.
+        TransientError: retry later (the rerun resumes the same order), or the CA rejected it
+            and no channel delivered the owner's notice (the rejection was not kept: the rerun
+            asks the CA again and tells the owner then).
     """
-    with svc.session() as s:
+    with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
-        issuer = svc.issuer_for(cert, emergency=emergency)
-        try:
-            res = applications.submit(s, certificate_id, issuer, now=svc.now(), actor=actor)
-        except ManualActionRequired as exc:
-            return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_DNS,
-                                 records=tuple(_record(r) for r in exc.records))
+    issuer = svc.issuer_for(cert, emergency=emergency)
+    try:
+        res = applications.submit(svc.session, certificate_id, issuer, now=svc.now(), actor=actor,
+                                  on_rejected=partial(_tell_rejection, svc))
+    except ManualActionRequired as exc:
+        return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_DNS,
+                             records=tuple(_record(r) for r in exc.records))
     return SubmitOutcome(certificate_id=certificate_id, kind=_SUBMIT_KIND.get(res.status, SubmitKind.UNDER_REVIEW),
                          order_ref=res.order_ref, detail=res.detail, resumed=res.resumed)
 
 
-def follow_review(svc: Services, certificate_id: str, *, at: str | None = None,
+def follow_review(svc: Services, certificate_id: str, at: datetime | None = None, *,
                   actor: str = "flow:apply") -> ReviewOutcome:
-    """Poll the CA once for an application under review (CA-2); no process is held.
+    """CA-2: poll the CA once for an application under review; no process is held.
 
-    Still pending: nothing changes; issued: collected (ISSUED); rejected: REJECTED with the CA's
-    detail. A certificate not under review is reported as it is, without asking the CA.
+    The one door for both callers: `apply` polling a short review and the scanner resuming a
+    long one (each caller limits its concurrent calls to the CA's API). Still pending: nothing
+    changes; issued: collected (ISSUED: deploy it); rejected: REJECTED with the CA's detail, and
+    the owner is told once (`_tell_rejection`). A certificate not under review (a rejection
+    `submit` already recorded and told, say) is reported as it is, without asking the CA.
 
     Args:
-        at: ISO 8601 instant recorded as the time of the change (default the services' clock).
+        at: the instant recorded as the time of the change (default the services' clock).
+        actor: who follows, for the audit trail ("scanner" from the scan).
+
+    Raises:
+        TransientError: the CA could not be reached, or the rejection notice reached no channel
+            (nothing kept: the next try polls again).
+        NotFoundError: no such certificate.
     """
-    with svc.session() as s:
+    with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
-        if cert.state is not Status.UNDER_REVIEW:
-            return ReviewOutcome(certificate_id=certificate_id, state=cert.state)
-        res = applications.refresh(s, certificate_id, svc.issuer_for(cert, emergency=cert.temporary),
-                                   now=parse_instant(at) if at else svc.now(), actor=actor)
+    if cert.state is not Status.UNDER_REVIEW:
+        return ReviewOutcome(certificate_id=certificate_id, state=cert.state)
+    res = applications.refresh(svc.session, certificate_id, svc.issuer_for(cert, emergency=cert.temporary),
+                               now=at or svc.now(), actor=actor, on_rejected=partial(_tell_rejection, svc))
+    with svc.session(readonly=True) as s:
         state = Repository(s).certificate_model(certificate_id).state
     return ReviewOutcome(certificate_id=certificate_id, state=state, detail=res.detail, polled=True)
+
+
+def _tell_rejection(svc: Services, session: Session, rejection: applications.Rejection) -> None:
+    """CA-2/NT-2: the one place a rejection is told to the owner, whichever path saw it
+    (`submit`, `apply`'s polling, the scanner).
+
+    Runs in the transaction that records the rejection. The notice is recorded in
+    `notices_sent` keyed by (certificate, CA_REJECTED, the rejection's ordinal), so a rerun
+    does not repeat it while an application resubmitted and rejected again is told again; then
+    it is sent. If no channel delivers, the TransientError rolls back the notice and the
+    rejection with it: the certificate stays UNDER_REVIEW and the next poll decides it again.
+    """
+    if record_notice(session, rejection.certificate_id, CA_REJECTED, rejection.ordinal,
+                     f"order {rejection.order_ref}: {rejection.detail}", now=rejection.at):
+        event = notices.ca_rejected(session, rejection.certificate_id, rejection.detail, now=rejection.at)
+        notices.send(svc, event, session=session, must_deliver=True)
 
 
 def wait_records_visible(svc: Services, records: Sequence[DnsRecord], *, timeout: float = 30.0) -> float:

@@ -1,9 +1,10 @@
 """The scanner's use cases: decide over the inventory in one query, start managed applications
-exactly once (PL-8), follow CA reviews (CA-2), send notices once each (NT-1, NT-2).
+exactly once (PL-8), send notices once each (NT-1, NT-2).
 
-The Services-level doors (`decide`, `start_managed`, `follow_review`, `send_expiry_notice`) own
-their transaction and return the frozen results of `certpilot.core.scan`; the scan's tasks call
-only them. The session-level building blocks (`decide_scan`, `record_managed_start`,
+The Services-level doors (`decide`, `start_managed`, `send_expiry_notice`) own their transaction
+and return the frozen results of `certpilot.core.scan`; the scan's tasks call only them, and
+`operations.pipeline.follow_review` for the CA reviews it resumes (CA-2: one door, shared with
+`apply`). The session-level building blocks (`decide_scan`, `record_managed_start`,
 `record_notice`) work in a caller's transaction; the integration tests and the bench use them.
 
 The database makes the scanner safe to run twice at once or after a crash: a managed start is
@@ -27,7 +28,6 @@ from certpilot.core.models import Certificate, Policy, Status
 from certpilot.core.plans import AutoStartInput, may_start_itself
 from certpilot.core.scan import (
     ManagedStart,
-    ReviewOutcome,
     ScanDecision,
     ScanPlan,
     StartOutcome,
@@ -35,7 +35,7 @@ from certpilot.core.scan import (
     plan_from,
 )
 from certpilot.core.scan import decide as decide_rows
-from certpilot.operations import applications, notices
+from certpilot.operations import notices
 from certpilot.store import scan_queries as q
 from certpilot.store.repository import Repository
 from certpilot.store.scan_queries import CA_REJECTED, EXPIRY, MANAGED_WAITING
@@ -80,6 +80,10 @@ def _only_eligible_renewals(session: Session, decision: ScanDecision, now: datet
 def record_notice(session: Session, certificate_id: str, kind: str, threshold: int, detail: str = "", *,
                   now: datetime | None = None) -> bool:
     """Record a notice as sent, if absent (NT-1 once each, NT-2 once).
+
+    Args:
+        kind: `EXPIRY` (threshold: the day count), `MANAGED_WAITING` (threshold 0) or
+            `CA_REJECTED` (threshold: the rejection's ordinal, `applications.Rejection`).
 
     Returns:
         True only for the caller whose row went in: that caller sends the notice, so two
@@ -243,34 +247,6 @@ def start_managed(svc: Services, start: ManagedStart, at: datetime | None = None
     return StartOutcome(start.certificate_id, record.kind, record.detail, notified)
 
 
-def follow_review(svc: Services, certificate_id: str, at: datetime | None = None) -> ReviewOutcome:
-    """CA-2: poll the CA once for an application under review; tell the owner once on rejection.
-
-    The caller limits concurrent calls to the CA's API (the poll is one). A certificate no longer
-    under review is returned as it is, without a poll.
-
-    Returns:
-        A `ReviewOutcome` with the certificate's lifecycle state afterwards (ISSUED: deploy it).
-
-    Raises:
-        TransientError: the CA could not be reached, or the rejection notice reached no channel
-            (nothing kept: the next try polls again).
-        NotFoundError: no such certificate.
-    """
-    now = at or svc.now()
-    with svc.session() as s:
-        cert = Repository(s).certificate_model(certificate_id)
-        if cert.state is not Status.UNDER_REVIEW:
-            return ReviewOutcome(certificate_id, cert.state)
-        result = applications.refresh(s, certificate_id, svc.issuer_for(cert, emergency=cert.temporary),
-                                      now=now, actor="scanner")
-        state = Repository(s).certificate_model(certificate_id).state
-        if state is Status.REJECTED and record_notice(s, certificate_id, CA_REJECTED, 0, result.detail, now=now):
-            notices.send(svc, notices.ca_rejected(s, certificate_id, result.detail, now=now), session=s,
-                         must_deliver=True)
-    return ReviewOutcome(certificate_id, state, result.detail)
-
-
 def send_expiry_notice(svc: Services, certificate_id: str, threshold: int, days_left: int,
                        at: datetime | None = None) -> bool:
     """NT-1: record the expiry notice at `threshold` days, then send it, in one transaction (two
@@ -293,5 +269,5 @@ def send_expiry_notice(svc: Services, certificate_id: str, threshold: int, days_
 
 __all__ = [
     "CA_REJECTED", "EXPIRY", "MANAGED_WAITING", "ManagedStartRecord", "auto_start_input", "decide", "decide_scan",
-    "follow_review", "record_managed_start", "record_notice", "send_expiry_notice", "start_managed",
+    "record_managed_start", "record_notice", "send_expiry_notice", "start_managed",
 ]

@@ -28,7 +28,8 @@ EXPIRY = "expiry"
 MANAGED_WAITING = "managed_waiting"
 """`notices_sent.kind` of NT-2 "the managed start could not start itself" (threshold 0)."""
 CA_REJECTED = "ca_rejected"
-"""`notices_sent.kind` of CA-2 "the CA rejected the application" (threshold 0)."""
+"""`notices_sent.kind` of CA-2 "the CA rejected the application" (threshold: the rejection's
+ordinal for the certificate, so a resubmitted application rejected again is told again)."""
 
 
 def _scan_select():

@@ -19,6 +19,7 @@ from certpilot.operations.importing import import_certificate
 from certpilot.store.db import ensure_schema, reset_engines, session_scope
 from certpilot.store.ports import SqlPrivateCaStore
 from certpilot.store.repository import Repository
+from certpilot.store.scan_queries import CA_REJECTED, notices_sent
 from tests.flows.test_pipeline_forms import Resumer
 from tests.servers.certs import make_ca, make_leaf
 
@@ -126,11 +127,67 @@ def test_ca2_nt2_rejection_told_to_owner_then_resubmitted(tmp_path, prefect_harn
         with session_scope(db_url) as s:
             new = sorted(Repository(s).children(cid), key=lambda c: c.plan_index)[0]
         assert apply(new.id, launch_mode="none").state is Status.REJECTED
-        assert any("rejection" in e.subject for e in notifier.events)
+        rejected = "certpilot: the CA rejected rj.example.test"
+        assert _told(notifier) == [rejected]  # once, though `submit` and the review poll both saw it
         ca.policy = PrivateCaPolicy()  # the owner fixed what the CA objected to
         assert apply(new.id, launch_mode="none").state is Status.ISSUED
+    assert _told(notifier) == [rejected]
     with session_scope(db_url) as s:
         trail = [a.to_state for a in Repository(s).audit(new.id) if a.to_state]
     assert trail == ["pending_application", "under_review", "rejected", "pending_application", "under_review",
                      "issued"]  # LC-5's path through a rejection and a resubmission
+    reset_engines()
+
+
+def _told(notifier) -> list[str]:
+    """The subjects of the action-needed notices the owner got, in order."""
+    from certpilot.adapters.notify.base import EventKind
+
+    return [e.subject for e in notifier.events if e.kind is EventKind.ACTION_NEEDED]
+
+
+def test_ca2_nt2_each_rejection_told_once_whichever_path_saw_it(tmp_path, prefect_harness):
+    """CA-2/NT-2: the owner hears of each rejection exactly once, through the one CA-rejected
+    notice: the first seen by `apply`'s submission, the second (after a resubmission) by its
+    review poll; the scanner afterwards tells neither again."""
+    from flows.apply import apply
+    from flows.renew import renew
+    from flows.scan import scan
+    from tests.flows.pipeline_env import CollectingNotifier
+
+    db_url = f"sqlite:///{tmp_path / 'reject-twice.db'}"
+    ensure_schema(db_url)
+    now = datetime.now(UTC)
+    leaf = make_leaf(make_ca("reject twice CA"), ["rj2.example.test"], not_before=now - timedelta(days=345),
+                     not_after=now + timedelta(days=20))
+    vault = KeyVault(LocalMasterKey(os.urandom(32)))
+    with session_scope(db_url) as s:
+        cid = import_certificate(s, cert_pem=leaf.cert_pem, key_pem=leaf.key_pem, chain_pem=b"".join(leaf.chain_pems),
+                                 origin=Origin.OFFICIAL, level=Level.DV, brand="DigiCert", owner="ops@example.test",
+                                 now=now, vault=vault).certificate.id
+        orders.add_quota(s, Spec(brand="DigiCert", level=Level.DV, cert_type=CertType.SINGLE), 1, now=now)
+    ca = PrivateCa(SqlPrivateCaStore(partial(session_scope, db_url)), vault, clock=lambda: datetime.now(UTC),
+                   policy=PrivateCaPolicy(review_rejects=("rj2.example.test",)))
+    notifier = CollectingNotifier()
+    runtime = rt.local_services(database_url=db_url, vault=vault, issuers={"ca": ca}, notifiers=[notifier])
+    runtime.poll_seconds = 10
+    rejected = "certpilot: the CA rejected rj2.example.test"
+    with rt.use(runtime):
+        renew(cid, years=1, launch_mode="none")
+        with session_scope(db_url) as s:
+            new = sorted(Repository(s).children(cid), key=lambda c: c.plan_index)[0]
+        assert apply(new.id, launch_mode="none").state is Status.REJECTED  # rejected at submission
+        assert _told(notifier) == [rejected]
+        # Resubmitted, and the CA's review (half a second: `apply` polls it) rejects it again.
+        ca.policy = PrivateCaPolicy(review_rejects=("rj2.example.test",), review_delay=timedelta(seconds=0.5))
+        assert apply(new.id, launch_mode="none").state is Status.REJECTED
+        assert _told(notifier) == [rejected, rejected]  # a new rejection: told again
+        scan(launch_mode="none")  # nothing under review: the scanner tells nothing again
+        assert _told(notifier) == [rejected, rejected]
+    with session_scope(db_url) as s:
+        trail = [a.to_state for a in Repository(s).audit(new.id) if a.to_state]
+        kept = sorted(th for c, th in notices_sent(s, CA_REJECTED) if c == new.id)
+    assert trail == ["pending_application", "under_review", "rejected", "pending_application", "under_review",
+                     "rejected"]
+    assert kept == [1, 2]  # one notice recorded per rejection, keyed by its ordinal
     reset_engines()

@@ -24,7 +24,7 @@ from certpilot.adapters.issuers.private_ca import PrivateCa, PrivateCaPolicy
 from certpilot.adapters.notify.base import EventKind, Notifier
 from certpilot.core.models import CsrMode, Level, Order, OrderKind, OrderState, Origin, Policy, Spec, Status
 from certpilot.crypto.vault import KeyVault, LocalMasterKey
-from certpilot.operations import applications
+from certpilot.operations import pipeline
 from certpilot.store.db import ensure_schema, session_scope
 from certpilot.store.ports import SqlPrivateCaStore
 from certpilot.store.repository import Repository
@@ -161,9 +161,8 @@ def _submitted(env, cid: str, name: str) -> None:
         repo.add_certificate(certificate(cid, state=Status.PENDING_APPLICATION, level=Level.OV,
                                          order_id=f"{cid}-order", names=[name]), now=NOW)
     run = rt.services()
-    with session_scope(env.url) as s:
-        applications.create_key_and_csr(s, cid, CsrMode.SYSTEM, vault=run.vault, now=NOW)
-        applications.submit(s, cid, run.issuer(), now=NOW)
+    pipeline.create_key_and_csr(run, cid, CsrMode.SYSTEM)
+    pipeline.submit(run, cid)
 
 
 def test_ca2_scanner_follows_reviews_issued_and_rejected(env):

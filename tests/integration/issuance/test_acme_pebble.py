@@ -43,8 +43,7 @@ def issue(sessions, vault, issuer, names, **kw) -> str:
     cid = add_certificate(sessions, names, **kw)
     with sessions() as s:
         applications.create_key_and_csr(s, cid, CsrMode.SYSTEM, vault=vault, now=NOW)
-    with sessions() as s:
-        result = applications.submit(s, cid, issuer, now=NOW)
+    result = applications.submit(sessions, cid, issuer, now=NOW)
     assert result.status is OrderStatus.VALID, result.detail
     return cid
 
@@ -148,8 +147,8 @@ def test_dv4_wildcard_with_file_validation_refused_before_any_order(acme_bind, s
     cid = add_certificate(sessions, [f"*.{unique_label}.example.test"], method=ValidationMethod.HTTP_FILE)
     with sessions() as s:
         applications.create_key_and_csr(s, cid, vault=vault, now=NOW)
-    with pytest.raises(RefusedError) as info, sessions() as s:
-        applications.submit(s, cid, acme_bind, now=NOW)
+    with pytest.raises(RefusedError) as info:
+        applications.submit(sessions, cid, acme_bind, now=NOW)
     assert info.value.refusal.reason is Reason.WILDCARD_FILE_VALIDATION
     with sessions() as s:
         assert applications.application_state(s, cid)["order_ref"] is None
@@ -162,8 +161,8 @@ def test_dv7_caa_forbidding_the_ca_refused_before_any_order(acme_bind, sessions,
     cid = add_certificate(sessions, [f"{unique_label}.caa-forbid.example.test"])
     with sessions() as s:
         applications.create_key_and_csr(s, cid, vault=vault, now=NOW)
-    with pytest.raises(RefusedError) as info, sessions() as s:
-        applications.submit(s, cid, acme_bind, now=NOW)
+    with pytest.raises(RefusedError) as info:
+        applications.submit(sessions, cid, acme_bind, now=NOW)
     assert info.value.refusal.reason is Reason.CAA_FORBIDS
     assert info.value.refusal.message == (
         f"CAA at caa-forbid.example.test allows only otherca.example to issue (issue) for "
@@ -198,16 +197,15 @@ def test_crash_after_order_recorded_resumes_the_same_order(pebble, bind_server, 
     cid = add_certificate(sessions, [f"{unique_label}.example.test"])
     with sessions() as s:
         applications.create_key_and_csr(s, cid, vault=vault, now=NOW)
-    with pytest.raises(Crash), sessions() as s:
-        applications.submit(s, cid, issuer, now=NOW)
+    with pytest.raises(Crash):
+        applications.submit(sessions, cid, issuer, now=NOW)
     with sessions() as s:
         first = applications.application_state(s, cid)
         assert first["order_ref"].startswith(pebble.directory_url.rsplit("/", 1)[0])
         assert Status(Repository(s).get_certificate(cid).state) is Status.UNDER_REVIEW
     # A new process: a fresh issuer object, same database.
     rerun = bind_issuer(pebble, bind_server, bind_dns, sessions, vault)
-    with sessions() as s:
-        result = applications.submit(s, cid, rerun, now=NOW)
+    result = applications.submit(sessions, cid, rerun, now=NOW)
     assert result.status is OrderStatus.VALID and result.resumed
     assert result.order_ref == first["order_ref"]
     with sessions() as s:
@@ -273,8 +271,7 @@ def test_csr2_manual_csr_issued_and_marked_key_not_held(sessions, vault, unique_
     assert made.key_id is None and made.key_held is False
     assert [w.code for w in made.warnings] == ["key-not-held"]
     assert made.warnings[0].message.startswith("key not held: cannot deploy to managed targets")
-    with sessions() as s:
-        result = applications.submit(s, cid, acme_bind, now=NOW)
+    result = applications.submit(sessions, cid, acme_bind, now=NOW)
     assert result.status is OrderStatus.VALID
     with sessions() as s:
         row = Repository(s).get_certificate(cid)
@@ -291,8 +288,7 @@ def test_csr3_reuse_of_original_key_flagged(sessions, vault, unique_label, acme_
         made = applications.create_key_and_csr(s, cid, CsrMode.REUSE, vault=vault, now=NOW)
         assert made.key_id == Repository(s).get_certificate(first).key_id
     assert [w.code for w in made.warnings] == ["key-not-rotated"]
-    with sessions() as s:
-        result = applications.submit(s, cid, acme_bind, now=NOW)
+    result = applications.submit(sessions, cid, acme_bind, now=NOW)
     assert result.status is OrderStatus.VALID
     assert [w.code for w in result.warnings] == ["key-not-rotated"]
     with sessions() as s:
@@ -324,8 +320,7 @@ def test_ca2_failed_validation_marks_rejected_with_ca_detail(pebble, bind_server
     cid = add_certificate(sessions, [f"{unique_label}.example.test"])
     with sessions() as s:
         applications.create_key_and_csr(s, cid, vault=vault, now=NOW)
-    with sessions() as s:
-        result = applications.submit(s, cid, issuer, now=NOW)
+    result = applications.submit(sessions, cid, issuer, now=NOW)
     assert result.status is OrderStatus.INVALID
     # The CA's own words (Pebble 2.4): problem type and detail.
     assert result.detail == "unauthorized: No TXT records found for DNS challenge"
@@ -377,16 +372,15 @@ def test_dv7_record_not_visible_refused_before_the_ca_is_told(pebble, bind_serve
     cid = add_certificate(sessions, [name])
     with sessions() as s:
         applications.create_key_and_csr(s, cid, vault=vault, now=NOW)
-    with pytest.raises(RefusedError) as info, sessions() as s:
-        applications.submit(s, cid, issuer, now=NOW)
+    with pytest.raises(RefusedError) as info:
+        applications.submit(sessions, cid, issuer, now=NOW)
     assert info.value.refusal.reason is Reason.RECORD_NOT_VISIBLE
     with sessions() as s:
         ref = applications.application_state(s, cid)["order_ref"]
     assert issuer.poll(ref).status is OrderStatus.PENDING      # the challenge was never answered
     assert bind_server.txt(f"_acme-challenge.{name}") == set()  # cleaned up whatever the outcome
     # Once the record is visible, the same order completes.
-    with sessions() as s:
-        result = applications.submit(s, cid, bind_issuer(pebble, bind_server, bind_dns, sessions, vault), now=NOW)
+    result = applications.submit(sessions, cid, bind_issuer(pebble, bind_server, bind_dns, sessions, vault), now=NOW)
     assert result.status is OrderStatus.VALID and result.order_ref == ref
 
 

@@ -131,8 +131,8 @@ def test_dv5_dv6_ov_needs_a_contact(sessions, vault, clock):
                           owner=Contact(name="", email="ops@corp.test", phone=""))
     with sessions() as s:
         applications.create_key_and_csr(s, cid, vault=vault, now=NOW)
-    with pytest.raises(RefusedError) as info, sessions() as s:
-        applications.submit(s, cid, ca, now=NOW)
+    with pytest.raises(RefusedError) as info:
+        applications.submit(sessions, cid, ca, now=NOW)
     assert info.value.refusal.reason is Reason.CONTACT_REQUIRED
     assert info.value.refusal.message == ("OV certificates need a contact the CA can verify with; missing name, "
                                           "phone: set the certificate owner's name, email and phone, then submit "
@@ -161,23 +161,20 @@ def test_dv5_ov_review_waits_under_review_without_a_process(sessions, vault, clo
                           owner=Contact(name="Ada", email="ada@corp.test", phone="+81 3 0000 0000"))
     with sessions() as s:
         applications.create_key_and_csr(s, cid, vault=vault, now=NOW)
-    with sessions() as s:
-        result = applications.submit(s, cid, ca, now=NOW)
+    result = applications.submit(sessions, cid, ca, now=NOW)
     assert result.status is OrderStatus.PENDING
     with sessions() as s:
         assert Status(Repository(s).get_certificate(cid).state) is Status.UNDER_REVIEW
     clock.now = NOW + timedelta(days=4)
-    with sessions() as s:
-        assert applications.refresh(s, cid, ca, now=clock.now).status is OrderStatus.PENDING
+    assert applications.refresh(sessions, cid, ca, now=clock.now).status is OrderStatus.PENDING
     clock.now = NOW + timedelta(days=5)
-    with sessions() as s:
-        assert applications.refresh(s, cid, ca, now=clock.now).status is OrderStatus.VALID
+    assert applications.refresh(sessions, cid, ca, now=clock.now).status is OrderStatus.VALID
     with sessions() as s:
         row = Repository(s).get_certificate(cid)
         assert Status(row.state) is Status.ISSUED
         assert row.not_before == NOW and row.publicly_trusted is False
-        # Re-entrant: refreshing again changes nothing.
-        assert applications.refresh(s, cid, ca, now=clock.now).status is OrderStatus.VALID
+    # Re-entrant: refreshing again changes nothing.
+    assert applications.refresh(sessions, cid, ca, now=clock.now).status is OrderStatus.VALID
 
 
 def test_ca2_review_rejection_marks_rejected_with_detail(sessions, vault, clock):
@@ -186,10 +183,9 @@ def test_ca2_review_rejection_marks_rejected_with_detail(sessions, vault, clock)
     cid = add_certificate(sessions, ["x.denied.corp.test"])
     with sessions() as s:
         applications.create_key_and_csr(s, cid, vault=vault, now=NOW)
-        ref = applications.submit(s, cid, ca, now=NOW).order_ref
+    ref = applications.submit(sessions, cid, ca, now=NOW).order_ref
     clock.now = NOW + timedelta(hours=2)
-    with sessions() as s:
-        result = applications.refresh(s, cid, ca, now=clock.now)
+    result = applications.refresh(sessions, cid, ca, now=clock.now)
     assert result.status is OrderStatus.INVALID
     assert result.detail == "the private CA's review rejected x.denied.corp.test"
     with sessions() as s:
@@ -207,16 +203,14 @@ def test_el4_reissue_from_private_ca_keeps_lineage_and_algorithm(sessions, vault
     original = add_certificate(sessions, ["svc.corp.test"], alg=KeyAlgorithm.RSA2048)
     with sessions() as s:
         first = applications.create_key_and_csr(s, original, vault=vault, now=NOW)
-    with sessions() as s:
-        assert applications.submit(s, original, ca, now=NOW).status is OrderStatus.VALID
+    assert applications.submit(sessions, original, ca, now=NOW).status is OrderStatus.VALID
     child = add_certificate(sessions, ["svc.corp.test"], parent_id=original, alg=KeyAlgorithm.EC_P256)
     with sessions() as s:
         second = applications.create_key_and_csr(s, child, vault=vault, now=NOW)
         again = applications.create_key_and_csr(s, child, vault=vault, now=NOW)  # idempotent
     assert again.key_id == second.key_id and again.public_fingerprint == second.public_fingerprint
     assert second.public_fingerprint != first.public_fingerprint and second.warnings == ()
-    with sessions() as s:
-        assert applications.submit(s, child, ca, now=NOW).status is OrderStatus.VALID
+    assert applications.submit(sessions, child, ca, now=NOW).status is OrderStatus.VALID
     with sessions() as s:
         repo = Repository(s)
         row = repo.get_certificate(child)
