@@ -35,7 +35,7 @@ def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1")
     served = 0
     with svc.session() as s:
         repo = Repository(s)
-        opener = svc.key_opener(s)
+        opener = svc.key_opener()
         for row in repo.status_rows():
             cert = repo.certificate_model(row[0])
             if cert.state not in _SERVED or len(cert.names) != 1 or cert.names[0].startswith("*") or not cert.key_held:

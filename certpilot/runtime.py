@@ -161,11 +161,12 @@ class Services:
         resolver = dns.resolver.Resolver()
         return authoritative_servers(find_zone(fqdn, resolver), resolver)
 
-    def key_opener(self, session):
-        """Opens a certificate's private key from the vault, inside adapters only (CSR-5)."""
+    def key_opener(self):
+        """Opens a certificate's private key from the vault, inside adapters only (CSR-5); each
+        opening reads the sealed key in a short read-only transaction of its own."""
         from certpilot.operations.deployments import vault_key_opener
 
-        return vault_key_opener(session, self.vault)
+        return vault_key_opener(lambda: self.session(readonly=True), self.vault)
 
 
 _lock = threading.Lock()

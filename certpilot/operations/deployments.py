@@ -1,13 +1,18 @@
 """Use cases of stage 3 (LC-3): where a certificate is deployed, planning the managed deployment
 tasks of a new certificate, running one, listing them (DEP-1, DEP-2, DEP-5..DEP-7, VER-1).
 
-A run is re-entrant over its `deployment_tasks` row: it claims the row (RUNNING, committed
-before anything is touched), records progress and details after each step (committed, so the
-CLI and the UI see them while it runs), and ends SUCCEEDED, ROLLED_BACK or FAILED. A rerun of a
-succeeded task is a no-op; a failed or rolled-back one may run again after a fix.
+A run is re-entrant over its `deployment_tasks` row and owns its transactions: it takes a session
+factory and claims the row in one transaction (RUNNING, committed before anything is touched),
+records progress, details and the target's checkpoint after each step in one short transaction
+each (the CLI and the UI see them while it runs; a rerun after a crash finds them), and ends
+SUCCEEDED, ROLLED_BACK or FAILED. The work on the target and the verification run between those
+transactions, never inside one. A rerun of a succeeded task is a no-op; a failed or rolled-back
+one may run again after a fix. The `Session`-level functions (`add_target`, `plan_deployments`,
+`list_tasks`, `material_for`...) work in the caller's transaction and never commit it.
 
-The private key is opened by the adapter from the vault through `key_opener(certificate_id)`;
-it is never an argument or a result of anything here (CSR-5).
+The private key is opened by the adapter from the vault through `key_opener(certificate_id)`
+(reading the sealed key in a transaction of its own); it is never an argument or a result of
+anything here (CSR-5).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from certpilot.core.deployment import (
     Progress,
     TargetKind,
     final_state,
+    is_terminal,
     may_deploy,
     may_run,
     targets_to_plan,
@@ -45,6 +51,7 @@ from certpilot.store.tables import CertificateRow
 from certpilot.store.tables_deploy import DeploymentTargetRow, DeploymentTaskRow
 
 if TYPE_CHECKING:
+    from certpilot.operations.applications import Sessions
     from certpilot.runtime import Services
 
 __all__ = ["DeploymentOutcome", "ProbeVerifier", "TargetRecord", "TaskRecord", "VerifyResult", "add_target",
@@ -238,6 +245,9 @@ def get_task(session: Session, task_id: str) -> TaskRecord:
 def material_for(session: Session, certificate_id: str, key_opener: KeyOpenerById | None) -> DeployMaterial:
     """The deployable material of a stored certificate: leaf, chain, and a key reference.
 
+    The key itself is not read here: `material.key()` calls `key_opener`, which reads the sealed
+    key in a transaction of its own when the adapter needs it.
+
     Raises:
         NotFoundError: no such certificate. RefusedError(NOT_DEPLOYABLE): no PEM stored.
     """
@@ -250,37 +260,89 @@ def material_for(session: Session, certificate_id: str, key_opener: KeyOpenerByI
                                     key=key)
 
 
-class _Run:
-    """One run of a claimed task: what it deploys where, and its progress on the task row.
+Notify = Callable[[Session, NotificationEvent], object]
+"""`notify(session, event)`: records and sends a DEP-3 notice in the transaction that records the
+failure (the Services door: `notices.send(svc, event, session=session)`)."""
 
-    Every `step` is committed (the CLI and the UI see the progress while the run goes on) with
-    the target's checkpoint, so a rerun after a crash rolls back to the same state (DEP-7).
+Also = Callable[[Session], None]
+"""More work for the transaction of a step (moving the target, recording the notice)."""
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """What the claiming transaction read, as plain values: no ORM object outlives its transaction.
+
+    Attributes:
+        cert: the certificate being deployed.
+        record: the target, as it was when claimed (it still names the old certificate).
+        attempt: the attempt this run is (the task's attempts after the claim).
+        checkpoint: the target's checkpoint left by an earlier, crashed run (DEP-7).
+        old_fingerprint: the fingerprint of the certificate the target served before (VER-2).
     """
 
-    def __init__(self, session: Session, row: DeploymentTaskRow, clock: Callable[[], datetime],
-                 cert: Certificate, target_row: DeploymentTargetRow):
-        self.session, self.row, self.clock = session, row, clock
-        self.cert, self.target_row, self.record = cert, target_row, _target(target_row)
+    cert: Certificate
+    record: TargetRecord
+    attempt: int
+    checkpoint: dict[str, Any]
+    old_fingerprint: str | None
+
+
+class _Run:
+    """One run of a claimed task: what it deploys where, and how far it got.
+
+    Holds plain values only. Every `step` is a short transaction of its own that re-reads the task
+    row by id and records one progress line (the CLI and the UI see it while the run goes on) with
+    the target's checkpoint, so a rerun after a crash rolls back to the same state (DEP-7). The
+    work on the target (reload, TLS probe, AWS calls) runs between two steps, never inside one:
+    SQLite has one writer, and a transaction held across a reload would block every other.
+    """
+
+    def __init__(self, sessions: Sessions, task_id: str, claim: _Claim, clock: Callable[[], datetime]):
+        self.sessions, self.task_id, self.clock = sessions, task_id, clock
+        self.cert, self.record, self.attempt = claim.cert, claim.record, claim.attempt
+        self.checkpoint, self.old_fingerprint = claim.checkpoint, claim.old_fingerprint
+        self.progress = int(Progress.STARTED)
+        """The progress last recorded (the claim records STARTED)."""
         self.target: Any = None
         self.material: DeployMaterial | None = None
         self.where = self.record.name or self.record.kind.value
         """What an operator calls the target: its name until the adapter describes itself."""
 
-    def step(self, progress: Progress | int, line: str, *, state: DeploymentState | None = None) -> None:
-        """Record one line of progress (and the final state), committed at once."""
+    def step(self, progress: Progress | int, line: str, *, state: DeploymentState | None = None,
+             also: Also | None = None) -> TaskRecord:
+        """Record one line of progress (and the final state) in one transaction, committed at once.
+
+        Args:
+            progress: how far the run got.
+            line: what happened (timestamped on the task's details).
+            state: the final state, when the run ends with this step.
+            also: more work for the same transaction (it commits or rolls back with the step).
+        Returns:
+            The task as recorded by this step.
+        Raises:
+            NotFoundError: the task row is gone.
+        """
         now = self.clock()
-        self.row.progress = int(progress)
-        self.row.details = (self.row.details + ("\n" if self.row.details else "")
-                            + f"{now:%Y-%m-%dT%H:%M:%S}Z {line}")
-        self.row.updated_at = now
         checkpoint = getattr(self.target, "checkpoint", None)
-        if checkpoint:  # committed with each step: a rerun after a crash rolls back to the same state
-            self.row.checkpoint = dict(checkpoint)
-        if state is not None:
-            self.row.state = state.value
-            if state in (DeploymentState.SUCCEEDED, DeploymentState.FAILED, DeploymentState.ROLLED_BACK):
-                self.row.finished_at = now
-        self.session.commit()  # visible to `list_tasks` elsewhere while the run goes on
+        with self.sessions() as s:
+            row = s.get(DeploymentTaskRow, self.task_id)
+            if row is None:
+                raise NotFoundError(f"no deployment task with id {self.task_id}")
+            row.progress = int(progress)
+            prior = row.details or ""
+            row.details = prior + ("\n" if prior else "") + f"{now:%Y-%m-%dT%H:%M:%S}Z {line}"
+            row.updated_at = now
+            if checkpoint:  # with each step: a rerun after a crash rolls back to the same state
+                row.checkpoint = dict(checkpoint)
+            if state is not None:
+                row.state = state.value
+                if is_terminal(state):
+                    row.finished_at = now
+            if also is not None:
+                also(s)
+            recorded = _task(row)
+        self.progress = int(progress)
+        return recorded
 
 
 @dataclass(frozen=True)
@@ -293,28 +355,27 @@ class _Failure:
     touched: bool = True
 
 
-Notify = Callable[[NotificationEvent], object]
-"""Hands a DEP-3 notice to the caller's channels (the Services door: `notices.send`)."""
-
-
-def deploy(session: Session, task_id: str, target_factory: TargetFactory, key_opener: KeyOpenerById,
+def deploy(sessions: Sessions, task_id: str, target_factory: TargetFactory, key_opener: KeyOpenerById,
            verifier: Verifier, *, notify: Notify | None = None, now: datetime | None = None,
            clock: Callable[[], datetime] = utcnow) -> TaskRecord:
     """Run one deployment task: stage → validate → swap → reload → verify → finalize | rollback.
 
     DEP-5 (reload after the files), DEP-6 (full chain), DEP-7 (any failure restores the previous
-    certificate), DEP-3 (a failure is told through `notify`). Crash-safe: the claim is committed
-    before anything is touched, a RUNNING task is taken over only after its lease (DEP-2), and
-    the target's checkpoint is committed with every step.
+    certificate), DEP-3 (a failure is told through `notify`). A sequence of short transactions
+    from `sessions`: the claim (committed before anything is touched; a RUNNING task is taken over
+    only after its lease, DEP-2), then one per step with the target's checkpoint; the target's
+    own work and the verification run between them, outside any transaction.
 
     Args:
-        session: the store session (the run commits its progress step by step).
+        sessions: opens each transaction (`Services.session` in the door); the caller must not
+            hold a write transaction on the same SQLite database while this runs.
         task_id: the task to run.
         target_factory: builds the target adapter from its record.
         key_opener: opens a certificate's private key from the vault (inside the adapter only).
         verifier: probes the target's endpoints for the new certificate (VER-1).
-        notify: hands the failure notice (`notices.deployment_failed`) to the caller's channels;
-            a channel failing does not change the task's record.
+        notify: records and sends the failure notice (`notices.deployment_failed`) in the
+            transaction that records the failure; a channel or the notice failing does not change
+            the task's record.
         now: the time used for the claim decision (default the clock).
         clock: wall clock for the progress lines.
     Returns:
@@ -323,50 +384,54 @@ def deploy(session: Session, task_id: str, target_factory: TargetFactory, key_op
         NotFoundError: no such task. RefusedError: KEY_NOT_HELD (CSR-2), NOT_DEPLOYABLE, or
         DEPLOYMENT_IN_PROGRESS (another run holds it).
     """
-    now = now or clock()
-    row = session.get(DeploymentTaskRow, task_id)
-    if row is None:
-        raise NotFoundError(f"no deployment task with id {task_id}")
-    if row.state == DeploymentState.SUCCEEDED.value:
-        return _task(row)
-    run = _claim(session, row, now, clock)
+    claim = _claim(sessions, task_id, now or clock())
+    if isinstance(claim, TaskRecord):
+        return claim
+    run = _Run(sessions, task_id, claim, clock)
     failure = _set_up(run, target_factory, key_opener) or _swap_in(run, verifier)
     if failure is None:
-        _finalize(run)
-    else:
-        _roll_back(run, failure)
-        _tell_failure(notify, run, failure)
-    return _task(row)
+        return _finalize(run)
+    return _roll_back(run, failure, notify)
 
 
-def _claim(session: Session, row: DeploymentTaskRow, now: datetime, clock: Callable[[], datetime]) -> _Run:
-    """Check the run may start (DEP-2 lease, CSR-2, DEP-1) and claim the task, committed.
+def _claim(sessions: Sessions, task_id: str, now: datetime) -> _Claim | TaskRecord:
+    """Check the run may start (DEP-2 lease, CSR-2, DEP-1) and claim the task: one transaction.
 
+    Returns:
+        The claim, or the task unchanged when it already succeeded (a rerun is a no-op).
     Raises:
-        RefusedError: another run holds the task, or the certificate may not go to this target.
+        NotFoundError: no such task. RefusedError: another run holds the task, or the certificate
+        may not go to this target (nothing is written).
     """
-    refusal = may_run(row.state, started_at=row.started_at, now=now)
-    if refusal is not None:
-        raise RefusedError(refusal)
-    repo = Repository(session)
-    cert = repo.certificate_model(row.certificate_id)
-    target_row = session.get(DeploymentTargetRow, row.target_id)
-    refusal = may_deploy(cert, TargetKind(target_row.kind), has_pem=bool(repo.get_certificate(cert.id).leaf_pem))
-    if refusal is not None:
-        raise RefusedError(refusal)
-    # One conditional UPDATE; a concurrent run sees 0 rows and gets the refusal.
-    claimed = session.execute(
-        update(DeploymentTaskRow)
-        .where(DeploymentTaskRow.id == row.id, DeploymentTaskRow.state == row.state,
-               DeploymentTaskRow.attempts == row.attempts)
-        .values(state=DeploymentState.RUNNING.value, attempts=row.attempts + 1, started_at=now, finished_at=None,
-                progress=int(Progress.STARTED), updated_at=now)
-        .execution_options(synchronize_session=False)).rowcount
-    session.commit()
-    if claimed != 1:
-        raise RefusedError(may_run(DeploymentState.RUNNING, started_at=now, now=now))
-    session.refresh(row)
-    return _Run(session, row, clock, cert, target_row)
+    with sessions() as s:
+        row = s.get(DeploymentTaskRow, task_id)
+        if row is None:
+            raise NotFoundError(f"no deployment task with id {task_id}")
+        if row.state == DeploymentState.SUCCEEDED.value:
+            return _task(row)
+        refusal = may_run(row.state, started_at=row.started_at, now=now)
+        if refusal is not None:
+            raise RefusedError(refusal)
+        repo = Repository(s)
+        cert = repo.certificate_model(row.certificate_id)
+        target_row = s.get(DeploymentTargetRow, row.target_id)
+        refusal = may_deploy(cert, TargetKind(target_row.kind), has_pem=bool(repo.get_certificate(cert.id).leaf_pem))
+        if refusal is not None:
+            raise RefusedError(refusal)
+        # One conditional UPDATE; a concurrent run sees 0 rows and gets the refusal.
+        claimed = s.execute(
+            update(DeploymentTaskRow)
+            .where(DeploymentTaskRow.id == row.id, DeploymentTaskRow.state == row.state,
+                   DeploymentTaskRow.attempts == row.attempts)
+            .values(state=DeploymentState.RUNNING.value, attempts=row.attempts + 1, started_at=now,
+                    finished_at=None, progress=int(Progress.STARTED), updated_at=now)
+            .execution_options(synchronize_session=False)).rowcount
+        if claimed != 1:
+            raise RefusedError(may_run(DeploymentState.RUNNING, started_at=now, now=now))
+        old = s.get(CertificateRow, target_row.certificate_id)
+        return _Claim(cert=cert, record=_target(target_row), attempt=row.attempts + 1,
+                      checkpoint=dict(row.checkpoint or {}),
+                      old_fingerprint=old.fingerprint_sha256 if old is not None else None)
 
 
 def _set_up(run: _Run, target_factory: TargetFactory, key_opener: KeyOpenerById) -> _Failure | None:
@@ -375,18 +440,17 @@ def _set_up(run: _Run, target_factory: TargetFactory, key_opener: KeyOpenerById)
     A bad target configuration or stored PEM fails the task before anything is touched.
     """
     try:
-        run.material = material_for(run.session, run.cert.id, key_opener)
+        with run.sessions() as s:
+            run.material = material_for(s, run.cert.id, key_opener)
         run.target = target_factory(run.record, key_opener)
         if hasattr(run.target, "checkpoint"):
-            run.target.checkpoint = dict(run.row.checkpoint or {})
+            run.target.checkpoint = dict(run.checkpoint)
         desc = run.target.describe()
     except Exception as exc:  # noqa: BLE001 - bad target config or stored PEM: nothing was touched
-        error = f"setup failed: {exc}; nothing on the target was changed — fix the target's configuration"
-        run.step(Progress.STARTED, error)
-        run.step(Progress.STARTED, DeploymentState.FAILED.value, state=DeploymentState.FAILED)
-        return _Failure(error, touched=False)
+        return _Failure(f"setup failed: {exc}; nothing on the target was changed — fix the target's configuration",
+                        touched=False)
     run.where = desc
-    run.step(Progress.STARTED, f"attempt {run.row.attempts}: deploying {run.cert.common_name} "
+    run.step(Progress.STARTED, f"attempt {run.attempt}: deploying {run.cert.common_name} "
                                f"({run.material.fingerprint[:16]}…) to {desc}")
     return None
 
@@ -424,7 +488,7 @@ def _swap_in(run: _Run, verifier: Verifier) -> _Failure | None:
             step = name  # the step a failure is reported under
             action(run)
         step = "verify"
-        result = verifier(run.material, run.record.endpoints, run.target, _old_fingerprint(run.session, run.record))
+        result = verifier(run.material, run.record.endpoints, run.target, run.old_fingerprint)
         if not result.ok:
             return _Failure(f"verification failed: {result.message}", result.message)
         run.step(Progress.VERIFIED, f"verified: {result.message}")
@@ -433,80 +497,89 @@ def _swap_in(run: _Run, verifier: Verifier) -> _Failure | None:
     return None
 
 
-def _finalize(run: _Run) -> None:
-    """Clean up the target, move it to the new certificate (DEP-1) and record success."""
+def _finalize(run: _Run) -> TaskRecord:
+    """Clean up the target, then record success and move the target to the new certificate
+    (DEP-1) in one transaction."""
     try:
         run.target.finalize()
     except Exception as exc:  # noqa: BLE001 - the new certificate is served; cleanup can wait
         run.step(Progress.VERIFIED, f"finalize failed (the new certificate is served; clean up by hand): {exc}")
-    _move_target(run.target_row, run.cert.id, run.clock())
-    run.step(Progress.DONE, "succeeded", state=DeploymentState.SUCCEEDED)
+    return run.step(Progress.DONE, "succeeded", state=DeploymentState.SUCCEEDED,
+                    also=partial(_move_target, target_id=run.record.id, cert_id=run.cert.id, now=run.clock()))
 
 
-def _roll_back(run: _Run, failure: _Failure) -> None:
+def _roll_back(run: _Run, failure: _Failure, notify: Notify | None) -> TaskRecord:
     """DEP-7: record the failure and restore the previous certificate; ends ROLLED_BACK or FAILED.
 
-    A failed setup touched nothing and is already recorded FAILED.
+    A failed setup touched nothing: it ends FAILED without a rollback. DEP-3: the notice is
+    recorded in the transaction of the final state.
     """
-    if not failure.touched:
-        return
-    run.step(run.row.progress, failure.error)
+    run.step(run.progress, failure.error)
     rolled_back = False
-    try:
-        run.target.rollback()
-        rolled_back = True
-        run.step(run.row.progress, "rolled back: the previous certificate is in place again (DEP-7)")
-    except RollbackImpossibleError as exc:
-        run.step(run.row.progress, str(exc))
-    except Exception as exc:  # noqa: BLE001 - recorded; the task ends FAILED
-        run.step(run.row.progress, f"rollback failed: {exc}; restore the previous certificate by hand")
+    if failure.touched:
+        try:
+            run.target.rollback()
+            rolled_back = True
+            run.step(run.progress, "rolled back: the previous certificate is in place again (DEP-7)")
+        except RollbackImpossibleError as exc:
+            run.step(run.progress, str(exc))
+        except Exception as exc:  # noqa: BLE001 - recorded; the task ends FAILED
+            run.step(run.progress, f"rollback failed: {exc}; restore the previous certificate by hand")
     state = final_state(verified=False, rolled_back=rolled_back)
-    run.step(run.row.progress, state.value, state=state)
+    return run.step(run.progress, state.value, state=state, also=_failure_notice(notify, run, failure))
 
 
-def _tell_failure(notify: Notify | None, run: _Run, failure: _Failure) -> None:
-    """DEP-3: the owner hears of the failure; a channel failing leaves the task's record as it is."""
+def _failure_notice(notify: Notify | None, run: _Run, failure: _Failure) -> Also | None:
+    """DEP-3: the owner hears of the failure, recorded with it; a notice failing (a channel, the
+    inbox write) leaves the task's record as it is (its own savepoint)."""
     if notify is None:
-        return
+        return None
     from certpilot.operations import notices
 
     event = notices.deployment_failed(run.cert, run.where, failure.diagnosis, error=failure.error)
-    try:
-        notify(event)
-    except Exception as exc:  # noqa: BLE001 - the failure is recorded on the task; the notice is best effort
-        log.warning("the deployment-failed notice for task %s was not delivered: %s", run.row.id, exc)
+
+    def record(session: Session) -> None:
+        try:
+            with session.begin_nested():
+                notify(session, event)
+        except Exception as exc:  # noqa: BLE001 - the failure is recorded on the task; the notice is best effort
+            log.warning("the deployment-failed notice for task %s was not delivered: %s", run.task_id, exc)
+
+    return record
 
 
-def _old_fingerprint(session: Session, record: TargetRecord) -> str | None:
-    row = session.get(CertificateRow, record.certificate_id)
-    return row.fingerprint_sha256 if row is not None else None
-
-
-def _move_target(target_row: DeploymentTargetRow, cert_id: str, now: datetime) -> None:
+def _move_target(session: Session, *, target_id: str, cert_id: str, now: datetime) -> None:
     # DEP-1: the target now serves the new certificate; the next renewal finds it there.
-    target_row.certificate_id = cert_id
-    target_row.updated_at = now
+    row = session.get(DeploymentTargetRow, target_id)
+    row.certificate_id = cert_id
+    row.updated_at = now
 
 
 # ---------------------------------------------------------------------------- wiring
 
 
-def vault_key_opener(session: Session, vault) -> KeyOpenerById:
+def vault_key_opener(sessions: Sessions, vault) -> KeyOpenerById:
     """A key opener over the store's sealed keys and a `KeyVault` (CSR-5).
+
+    Each opening reads the sealed key in a short transaction of its own from `sessions` (a
+    read-only one suits: `lambda: svc.session(readonly=True)`), then opens it with the vault
+    outside that transaction (a KMS vault is a network call).
 
     Raises (when called): `RefusedError(KEY_NOT_HELD)` when the certificate has no stored key.
     """
     from certpilot.crypto.vault import key_aad
 
     def open_key(certificate_id: str) -> bytes:
-        repo = Repository(session)
-        row = repo.get_certificate(certificate_id)
-        if not row.key_id:
-            cert = repo.certificate_model(certificate_id)
-            raise RefusedError(may_deploy(cert.model_copy(update={"key_held": False}), TargetKind.NGINX)
-                               or _key_missing(cert))
-        _alg, fp = repo.key_info(row.key_id)
-        return vault.open(repo.get_sealed_key(row.key_id), key_aad(fp))
+        with sessions() as s:
+            repo = Repository(s)
+            row = repo.get_certificate(certificate_id)
+            if not row.key_id:
+                cert = repo.certificate_model(certificate_id)
+                raise RefusedError(may_deploy(cert.model_copy(update={"key_held": False}), TargetKind.NGINX)
+                                   or _key_missing(cert))
+            _alg, fp = repo.key_info(row.key_id)
+            sealed = repo.get_sealed_key(row.key_id)
+        return vault.open(sealed, key_aad(fp))
 
     return open_key
 
@@ -631,7 +704,8 @@ def plan(svc: Services, certificate_id: str) -> tuple[str, ...]:
 
 
 def run_deployment(svc: Services, task_id: str) -> DeploymentOutcome:
-    """Run one deployment task (see `deploy`); a failure is told through `notices.send` (DEP-3).
+    """Run one deployment task (see `deploy`): a sequence of short transactions of the services'
+    store; a failure is told through `notices.send`, in the transaction that records it (DEP-3).
 
     Returns:
         The task's outcome: SUCCEEDED, ROLLED_BACK (the previous certificate is back, DEP-7) or
@@ -642,9 +716,8 @@ def run_deployment(svc: Services, task_id: str) -> DeploymentOutcome:
     """
     from certpilot.operations import notices
 
-    with svc.session() as s:
-        rec = deploy(s, task_id, svc.target_factory, svc.key_opener(s), svc.verifier,
-                     notify=lambda event: notices.send(svc, event, session=s), now=svc.now(), clock=svc.clock)
+    rec = deploy(svc.session, task_id, svc.target_factory, svc.key_opener(), svc.verifier,
+                 notify=lambda s, event: notices.send(svc, event, session=s), now=svc.now(), clock=svc.clock)
     return DeploymentOutcome(task_id=rec.id, target_id=rec.target_id, state=rec.state, details=rec.details)
 
 

@@ -68,7 +68,7 @@ def _key_matches_certificate(certificate_id: str) -> bool:
 
     svc = rt.services()
     with svc.session(readonly=True) as s:
-        key_pem = svc.key_opener(s)(certificate_id)
+        key_pem = svc.key_opener()(certificate_id)
         leaf_pem = Repository(s).get_certificate(certificate_id).leaf_pem
     spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     key = serialization.load_pem_private_key(key_pem, None)

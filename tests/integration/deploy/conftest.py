@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -26,6 +27,14 @@ def deploy_db(tmp_path_factory) -> str:
     with session_scope(url):
         pass
     return url
+
+
+def sessions(url: str):
+    """A session factory on `url`, as `deploy` and `vault_key_opener` take (one transaction a call).
+
+    Call `deploy` with it outside any open transaction: on SQLite its steps wait for the writer.
+    """
+    return partial(session_scope, url)
 
 
 @pytest.fixture(scope="session")

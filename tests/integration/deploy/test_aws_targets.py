@@ -20,7 +20,7 @@ from certpilot.operations.deployments import (
     vault_key_opener,
 )
 from certpilot.store.db import session_scope
-from tests.integration.deploy.conftest import NOW, add_cert
+from tests.integration.deploy.conftest import NOW, add_cert, sessions
 from tests.servers.certs import make_ca, make_leaf
 
 pytestmark = pytest.mark.servers
@@ -62,8 +62,8 @@ def test_dep1_acm_reimport_keeps_arn_and_updates_not_after(moto_server, ca, depl
                    config={"certificate_arn": arn, "endpoint_url": moto_server.endpoint_url})
         new_id = add_cert(s, vault, new, parent_id=old_id)
         task = plan_deployments(s, new_id, now=NOW)[0]
-        done = deploy(s, task.id, default_target_factory(aws=lambda svc, cfg: moto_server.client(svc)),
-                      vault_key_opener(s, vault), ok_verifier)
+    done = deploy(sessions(deploy_db), task.id, default_target_factory(aws=lambda svc, cfg: moto_server.client(svc)),
+                  vault_key_opener(sessions(deploy_db), vault), ok_verifier)
     assert done.state is DeploymentState.SUCCEEDED, done.details
     assert acm_not_after(acm, arn) == new.not_after
     assert acm.get_certificate(CertificateArn=arn)["Certificate"].encode().strip() == new.cert_pem.strip()
@@ -82,8 +82,8 @@ def test_dep7_acm_failed_verification_reimports_previous_with_vault_key(moto_ser
         add_target(s, old_id, TargetKind.AWS_ACM, now=NOW, config={"certificate_arn": arn})
         new_id = add_cert(s, vault, new, parent_id=old_id)
         task = plan_deployments(s, new_id, now=NOW)[0]
-        done = deploy(s, task.id, default_target_factory(aws=lambda svc, cfg: moto_server.client(svc)),
-                      vault_key_opener(s, vault), failing_verifier)
+    done = deploy(sessions(deploy_db), task.id, default_target_factory(aws=lambda svc, cfg: moto_server.client(svc)),
+                  vault_key_opener(sessions(deploy_db), vault), failing_verifier)
     assert done.state is DeploymentState.ROLLED_BACK, done.details
     assert acm_not_after(acm, arn) == old.not_after
 
@@ -192,13 +192,12 @@ def test_dep7_acm_rerun_after_crash_rolls_back_to_the_certificate_before_the_fir
         add_target(s, old_id, TargetKind.AWS_ACM, now=NOW, config={"certificate_arn": arn})
         new_id = add_cert(s, vault, new, parent_id=old_id)
         task = plan_deployments(s, new_id, now=NOW)[0]
-        with pytest.raises(_Killed):
-            deploy(s, task.id, factory, vault_key_opener(s, vault), dying_verifier, now=T, clock=lambda: T)
+    opener = vault_key_opener(sessions(deploy_db), vault)
+    with pytest.raises(_Killed):
+        deploy(sessions(deploy_db), task.id, factory, opener, dying_verifier, now=T, clock=lambda: T)
     assert acm_not_after(acm, arn) == new.not_after  # the dead run left the new one in the ARN
     later = T + timedelta(minutes=20)
-    with session_scope(deploy_db) as s:
-        done = deploy(s, task.id, factory, vault_key_opener(s, vault), failing_verifier, now=later,
-                      clock=lambda: later)
+    done = deploy(sessions(deploy_db), task.id, factory, opener, failing_verifier, now=later, clock=lambda: later)
     assert done.state is DeploymentState.ROLLED_BACK, done.details
     assert acm_not_after(acm, arn) == old.not_after
 
@@ -222,13 +221,12 @@ def test_dep7_alb_rerun_after_crash_restores_the_original_default_and_orphans_no
         add_target(s, old_id, TargetKind.AWS_ELB, now=NOW, config={"listener_arn": arn, "mode": "default"})
         new_id = add_cert(s, vault, new, parent_id=old_id)
         task = plan_deployments(s, new_id, now=NOW)[0]
-        with pytest.raises(_Killed):
-            deploy(s, task.id, factory, vault_key_opener(s, vault), dying_verifier, now=T, clock=lambda: T)
+    opener = vault_key_opener(sessions(deploy_db), vault)
+    with pytest.raises(_Killed):
+        deploy(sessions(deploy_db), task.id, factory, opener, dying_verifier, now=T, clock=lambda: T)
     assert default_cert(elb, arn) != listener["old_arn"]  # the dead run left the new default
     later = T + timedelta(minutes=20)
-    with session_scope(deploy_db) as s:
-        done = deploy(s, task.id, factory, vault_key_opener(s, vault), failing_verifier, now=later,
-                      clock=lambda: later)
+    done = deploy(sessions(deploy_db), task.id, factory, opener, failing_verifier, now=later, clock=lambda: later)
     assert done.state is DeploymentState.ROLLED_BACK, done.details
     assert default_cert(elb, arn) == listener["old_arn"]
     assert {c["CertificateArn"] for c in acm.list_certificates()["CertificateSummaryList"]} == before

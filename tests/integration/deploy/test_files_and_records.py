@@ -21,7 +21,7 @@ from certpilot.operations.deployments import (
 )
 from certpilot.store.db import session_scope
 from certpilot.store.tables_deploy import DeploymentTaskRow
-from tests.integration.deploy.conftest import NOW, add_cert
+from tests.integration.deploy.conftest import NOW, add_cert, sessions
 from tests.servers.certs import make_ca, make_leaf
 
 
@@ -37,8 +37,8 @@ def ca():
 
 
 def _deploy(url, vault, task_id):
-    with session_scope(url) as s:
-        return deploy(s, task_id, default_target_factory(), vault_key_opener(s, vault), no_endpoints)
+    return deploy(sessions(url), task_id, default_target_factory(), vault_key_opener(sessions(url), vault),
+                  no_endpoints)
 
 
 def test_dep4_csr5_files_bundle_with_0600_key_and_post_command(tmp_path, ca, deploy_db, vault):
@@ -161,3 +161,48 @@ def test_dep2_running_task_refused_and_bad_config_fails_without_touching(tmp_pat
     assert done.state is DeploymentState.FAILED
     assert "setup failed: 'directory'" in done.details
     assert "nothing on the target was changed" in done.details
+
+
+def test_dep2_no_transaction_held_across_the_targets_work_and_a_failing_notice_keeps_the_record(tmp_path, ca,
+                                                                                               deploy_db, vault):
+    """DEP-2: the run is a sequence of short transactions: while the target's work and the
+    verification run, another writer gets SQLite's write lock at once and sees the progress
+    committed so far. DEP-3: a notice that fails in the transaction recording the failure is
+    undone alone (its savepoint); the task still ends ROLLED_BACK with its details."""
+    import sqlite3
+
+    from sqlalchemy import update
+    from sqlalchemy.engine import make_url
+
+    old = make_leaf(ca, ["short.example.test"])
+    new = make_leaf(ca, ["short.example.test"], not_after=NOW + timedelta(days=395))
+    with session_scope(deploy_db) as s:
+        old_id = add_cert(s, vault, old)
+        add_target(s, old_id, TargetKind.FILES, config={"directory": str(tmp_path / "bundle")}, now=NOW)
+        new_id = add_cert(s, vault, new, parent_id=old_id)
+        task = plan_deployments(s, new_id, now=NOW)[0]
+    seen = []
+
+    def verifier(material, endpoints, target, old_fingerprint):
+        other = sqlite3.connect(make_url(deploy_db).database, timeout=0.5, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" if the run held a transaction
+            seen.append(other.execute("SELECT state, progress FROM deployment_tasks WHERE id = ?",
+                                      (task.id,)).fetchone())
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        return VerifyResult(False, "the endpoint still serves the old certificate (test)")
+
+    def notify(session, event):
+        session.execute(update(DeploymentTaskRow).where(DeploymentTaskRow.id == task.id).values(details="lost"))
+        raise RuntimeError("the inbox is full")
+
+    done = deploy(sessions(deploy_db), task.id, default_target_factory(), vault_key_opener(sessions(deploy_db), vault),
+                  verifier, notify=notify)
+    assert seen == [("running", 75)]  # reloaded, committed, visible to another connection
+    assert done.state is DeploymentState.ROLLED_BACK
+    with session_scope(deploy_db) as s:
+        (listed,) = list_tasks(s, new_id)
+    assert listed == done
+    assert "verification failed" in listed.details and listed.details.endswith("rolled_back")

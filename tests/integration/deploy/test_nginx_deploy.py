@@ -22,7 +22,7 @@ from certpilot.operations.deployments import (
     vault_key_opener,
 )
 from certpilot.store.db import session_scope
-from tests.integration.deploy.conftest import NOW, add_cert
+from tests.integration.deploy.conftest import NOW, add_cert, sessions
 from tests.servers.certs import fingerprint, make_leaf
 from tests.servers.nginx import DEFAULT_NAMES, VHost
 
@@ -59,9 +59,8 @@ def site(nginx_factory, nginx_ca, deploy_db, vault):
 
 
 def run_deploy(deploy_db, vault, task_id, trust, *, notify=None, deadline=5.0):
-    with session_scope(deploy_db) as s:
-        return deploy(s, task_id, default_target_factory(), vault_key_opener(s, vault),
-                      ProbeVerifier(trust, deadline=deadline), notify=notify)
+    return deploy(sessions(deploy_db), task_id, default_target_factory(), vault_key_opener(sessions(deploy_db), vault),
+                  ProbeVerifier(trust, deadline=deadline), notify=notify)
 
 
 def test_dep1_dep5_dep6_ver1_new_certificate_served_on_every_sni_name(site, nginx_ca, deploy_db, vault):
@@ -129,7 +128,7 @@ def test_dep7_mismatched_key_fails_nginx_t_and_old_certificate_stays(site, nginx
     smtp_server.clear()
     mail = EmailNotifier(smtp_server.host, smtp_server.port, sender="certpilot@example.test",
                          recipients=["ops@example.test"])
-    done = run_deploy(deploy_db, vault, task.id, site["trust"], notify=mail.send)
+    done = run_deploy(deploy_db, vault, task.id, site["trust"], notify=lambda _session, event: mail.send(event))
 
     assert done.state is DeploymentState.ROLLED_BACK
     assert done.progress == 20  # staged, failed at validate
