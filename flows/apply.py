@@ -9,6 +9,7 @@ from prefect.flow_runs import pause_flow_run
 
 from certpilot.core.models import Status
 from certpilot.core.outcomes import ApplicationStatus, ApplyRun, SubmitKind
+from certpilot.core.scan import deploy_key
 from flows.forms import CaContact, ManualDnsDone
 from flows.launch import launch
 from tasks import pipeline as t
@@ -77,6 +78,6 @@ def apply(certificate_id: str, csr_mode: str = "system", emergency: bool = False
     state = _wait_review(certificate_id, rt.services().poll_seconds if poll_seconds is None else poll_seconds)
     deploy_run = None
     if state is Status.ISSUED and deploy_after:
-        deploy_run = launch("deploy", {"certificate_id": certificate_id}, key=f"deploy-{certificate_id}",
+        deploy_run = launch("deploy", {"certificate_id": certificate_id}, key=deploy_key(certificate_id),
                             mode=launch_mode)
     return ApplyRun(certificate_id=certificate_id, state=state, deploy_run=deploy_run)

@@ -7,6 +7,7 @@ from prefect.flow_runs import pause_flow_run
 
 from certpilot.core.models import OrderState
 from certpilot.core.outcomes import RenewalStep
+from certpilot.core.scan import apply_key
 from flows.forms import PaymentApproval
 from flows.launch import launch
 from tasks import pipeline as t
@@ -41,6 +42,6 @@ def renew(certificate_id: str, years: int = 1, csr_mode: str = "system", at: str
             return step
     first = step.first_to_apply  # PL-1 / PAY-2, decided in core
     if apply_now and first:
-        run = launch("apply", {"certificate_id": first, "csr_mode": csr_mode}, key=f"apply-{first}", mode=launch_mode)
+        run = launch("apply", {"certificate_id": first, "csr_mode": csr_mode}, key=apply_key(first), mode=launch_mode)
         step = step.model_copy(update={"apply_run": run})
     return step

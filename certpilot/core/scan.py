@@ -181,12 +181,12 @@ class RenewalLaunch:
 
 
 def apply_key(certificate_id: str) -> str:
-    """The `apply` launch's idempotency key (one live run per certificate)."""
+    """The `apply` launch's idempotency key (one live run per certificate; scanner and `renew` alike)."""
     return f"apply-{certificate_id}"
 
 
 def deploy_key(certificate_id: str) -> str:
-    """The `deploy` launch's idempotency key after a review ends in issuance (CA-2)."""
+    """The `deploy` launch's idempotency key (after `apply` or a review that ends in issuance, CA-2)."""
     return f"deploy-{certificate_id}"
 
 
