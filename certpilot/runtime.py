@@ -175,23 +175,23 @@ _cached: Services | None = None
 
 
 @contextlib.contextmanager
-def use(runtime: Services) -> Iterator[Services]:
-    """Make `runtime` the process's runtime for the duration of the block."""
+def use(svc: Services) -> Iterator[Services]:
+    """Make `svc` the process's services for the duration of the block (tests, scripts)."""
     global _override
     with _lock:
-        previous, _override = _override, runtime
+        previous, _override = _override, svc
     try:
-        yield runtime
+        yield svc
     finally:
         with _lock:
             _override = previous
 
 
-def install(runtime: Services) -> None:
-    """Make `runtime` the process's runtime until replaced (for long-lived serving processes)."""
+def install(svc: Services) -> None:
+    """Make `svc` the process's services until replaced (long-lived serving processes)."""
     global _override
     with _lock:
-        _override = runtime
+        _override = svc
 
 
 def services() -> Services:
