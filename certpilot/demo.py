@@ -193,9 +193,9 @@ def _load_or_make_ca(session, home: Path, inv: DemoInventory, now: datetime, vau
             pass
     key, cert = make_ca(inv.ca_common_name, now, inv.ca_valid_days)
     sealed = vault.seal(_key_pem(key), CA_AAD)
-    from certpilot.crypto.importer import fingerprint
+    from certpilot.crypto.pem import public_key_fingerprint
 
-    key_id = repo.put_key(sealed, KeyAlgorithm.EC_P256, fingerprint(cert))
+    key_id = repo.put_key(sealed, KeyAlgorithm.EC_P256, public_key_fingerprint(cert.public_key()))
     home.mkdir(parents=True, exist_ok=True)
     meta = {"key_id": key_id, "cert_pem": cert.public_bytes(serialization.Encoding.PEM).decode()}
     # The file holds no secret (the key stays sealed in the database), but it is ours alone.
