@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from certpilot.core.deployment import KeyOpenerById
 from certpilot.core.errors import MissingBlockError, PermanentError
 from certpilot.core.models import Certificate, Origin, Policy
 from certpilot.core.validity import CabfSchedule
@@ -127,7 +128,7 @@ class Services:
     def notify(self, event, *, session=None) -> dict[str, Exception]:
         """Put `event` in the inbox and send it through every configured channel.
 
-        Build events with `certpilot.operations.notices` (one subject style, the owner's address).
+        Build events with the operations package's `notices` module (one subject style, the owner's address).
 
         Args:
             event: the NotificationEvent.
@@ -161,12 +162,28 @@ class Services:
         resolver = dns.resolver.Resolver()
         return authoritative_servers(find_zone(fqdn, resolver), resolver)
 
-    def key_opener(self):
-        """Opens a certificate's private key from the vault, inside adapters only (CSR-5); each
-        opening reads the sealed key in a short read-only transaction of its own."""
-        from certpilot.operations.deployments import vault_key_opener
+    def key_opener(self) -> KeyOpenerById:
+        """`open_key(certificate_id) -> key PEM`: a certificate's private key from the vault, for
+        adapters only (CSR-5).
 
-        return vault_key_opener(lambda: self.session(readonly=True), self.vault)
+        Each opening reads the sealed key in a short read-only transaction of its own, then opens
+        it with the vault outside that transaction (a KMS vault is a network call).
+
+        Raises (when called):
+            RefusedError: the certificate has no stored key (KEY_NOT_HELD, CSR-2; NOT_DEPLOYABLE
+                when it is not issued yet). NotFoundError: no such certificate.
+        """
+        from certpilot.crypto.vault import key_aad
+        from certpilot.store.ports import SqlCertificateKeys
+
+        keys = SqlCertificateKeys(lambda: self.session(readonly=True))
+        vault = self.vault
+
+        def open_key(certificate_id: str) -> bytes:
+            held = keys.sealed_key_of(certificate_id)
+            return vault.open(held.sealed, key_aad(held.public_fingerprint))
+
+        return open_key
 
 
 _lock = threading.Lock()
@@ -218,10 +235,11 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
         database_url: the store (None: the settings' default).
         overrides: any `Services` field (tests and `certpilot up` inject a vault, issuers, a clock).
     """
+    from certpilot.adapters.deploy.factory import default_target_factory
     from certpilot.adapters.issuers.private_ca import PrivateCa
+    from certpilot.adapters.probe.verifier import ProbeVerifier
     from certpilot.config import load_policy, load_schedule
     from certpilot.crypto.vault import default_vault
-    from certpilot.operations.deployments import ProbeVerifier, default_target_factory
     from certpilot.store.db import session_scope
     from certpilot.store.ports import SqlPrivateCaStore
 
@@ -359,7 +377,8 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
             silent fallback to the embedded defaults).
     """
     import blocks as b
-    from certpilot.operations.deployments import ProbeVerifier, default_target_factory
+    from certpilot.adapters.deploy.factory import default_target_factory
+    from certpilot.adapters.probe.verifier import ProbeVerifier
 
     config = _load(b.CertpilotConfigBlock, config_name, "which issuer, DNS and notifications certpilot uses")
     base = local_services(database_url=database_url, vault=_vault_from_blocks(config_name), issuers={})

@@ -1,19 +1,24 @@
 """Pure decisions of deployment (DEP-1, DEP-2, DEP-7, CSR-2): which targets, may it deploy,
-may this run start, which states are final, how far along a task is.
+may this run start, which states are final, how far along a task is, why a key cannot be opened;
+and the plain records the use cases, the deploy adapters' factory and the verifier pass around
+(`TargetRecord`, `VerifyResult`).
 
 No I/O: `certpilot.operations.deployments` reads the rows and asks here; adapters act.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum, StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from certpilot.core.errors import Reason, Refusal
 from certpilot.core.models import Certificate, Status
+from certpilot.core.verification import Endpoint
 
 
 class DeploymentState(StrEnum):
@@ -62,6 +67,39 @@ class DeploymentOutcome(BaseModel):
     def succeeded(self) -> bool:
         """True when the target serves the new certificate, verified (VER-1)."""
         return self.state is DeploymentState.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class TargetRecord:
+    """A deployment target as the use cases see it (no secrets in `config`).
+
+    Attributes:
+        id: the target's id.
+        certificate_id: the certificate the target serves now (DEP-1: it moves to each new one).
+        kind: which adapter deploys to it.
+        name: what operators call it ("" when unnamed).
+        config: the adapter's settings (paths, argv, ARNs); never credentials or key material.
+        endpoints: where the target is probed after a deployment (VER-1).
+    """
+
+    id: str
+    certificate_id: str
+    kind: TargetKind
+    name: str
+    config: dict[str, Any]
+    endpoints: tuple[Endpoint, ...]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What a verifier found: served or not, and a sentence (a VER-2 diagnosis when not)."""
+
+    ok: bool
+    message: str
+
+
+KeyOpenerById = Callable[[str], bytes]
+"""`key_opener(certificate_id) -> key PEM`, opened from the vault inside an adapter only (CSR-5)."""
 
 
 MANAGED_KINDS = frozenset({TargetKind.NGINX, TargetKind.AWS_ACM, TargetKind.AWS_ELB})
@@ -115,6 +153,23 @@ def may_deploy(certificate: Certificate, kind: TargetKind | str, *, has_pem: boo
                        "target; install it there yourself (a files bundle without the key is available), or "
                        "renew with a system-generated key.", rule="CSR-2")
     return None
+
+
+def key_refusal(certificate: Certificate) -> Refusal:
+    """Why the private key of `certificate` cannot be opened when the store holds none (CSR-2).
+
+    Args:
+        certificate: the certificate whose key was asked for.
+    Returns:
+        The refusal a managed deployment of it gets without its key: not issued yet
+        (NOT_DEPLOYABLE), else KEY_NOT_HELD with what to do instead.
+    """
+    without_key = certificate.model_copy(update={"key_held": False})
+    # may_deploy always refuses a managed target without the key; the fallback keeps the answer
+    # a refusal whatever that rule becomes.
+    return may_deploy(without_key, TargetKind.NGINX) or Refusal(
+        Reason.KEY_NOT_HELD, f"no private key is stored for {certificate.common_name} (id {certificate.id}); "
+                             "re-import it with its key", rule="CSR-2")
 
 
 def may_run(state: DeploymentState | str, *, started_at: datetime | None, now: datetime,

@@ -33,15 +33,18 @@ from certpilot.adapters.notify.base import NotificationEvent
 from certpilot.core.deployment import (
     DeploymentOutcome,
     DeploymentState,
+    KeyOpenerById,
     Progress,
     TargetKind,
+    TargetRecord,
+    VerifyResult,
     final_state,
     is_terminal,
     may_deploy,
     may_run,
     targets_to_plan,
 )
-from certpilot.core.errors import BadInputError, NotFoundError, Reason, RefusedError
+from certpilot.core.errors import BadInputError, NotFoundError, RefusedError
 from certpilot.core.models import Certificate
 from certpilot.core.verification import Endpoint
 from certpilot.operations.common import new_id
@@ -54,28 +57,13 @@ if TYPE_CHECKING:
     from certpilot.operations.applications import Sessions
     from certpilot.runtime import Services
 
-__all__ = ["DeploymentOutcome", "ProbeVerifier", "TargetRecord", "TaskRecord", "VerifyResult", "add_target",
-           "default_target_factory", "deploy", "get_target", "get_task", "list_tasks", "locate_targets",
-           "material_for", "plan", "plan_deployments", "run_deployment", "targets_of", "vault_key_opener"]
+__all__ = ["DeploymentOutcome", "TargetFactory", "TaskRecord", "Verifier", "add_target", "deploy", "get_target",
+           "get_task", "list_tasks", "locate_targets", "material_for", "plan", "plan_deployments",
+           "run_deployment", "targets_of"]
 
 log = logging.getLogger(__name__)
 
-KeyOpenerById = Callable[[str], bytes]
-"""`key_opener(certificate_id) -> key PEM`, opened from the vault inside an adapter only."""
-
 _SECRET_WORDS = ("secret", "password", "passphrase", "private_key", "privatekey", "token", "credential")
-
-
-@dataclass(frozen=True)
-class TargetRecord:
-    """A deployment target as the use cases see it (no secrets in `config`)."""
-
-    id: str
-    certificate_id: str
-    kind: TargetKind
-    name: str
-    config: dict[str, Any]
-    endpoints: tuple[Endpoint, ...]
 
 
 @dataclass(frozen=True)
@@ -92,14 +80,6 @@ class TaskRecord:
     started_at: datetime | None
     finished_at: datetime | None
     created_at: datetime
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """What a verifier found: served or not, and a sentence (a VER-2 diagnosis when not)."""
-
-    ok: bool
-    message: str
 
 
 Verifier = Callable[[DeployMaterial, Sequence[Endpoint], DeployTarget, str | None], VerifyResult]
@@ -553,136 +533,6 @@ def _move_target(session: Session, *, target_id: str, cert_id: str, now: datetim
     row = session.get(DeploymentTargetRow, target_id)
     row.certificate_id = cert_id
     row.updated_at = now
-
-
-# ---------------------------------------------------------------------------- wiring
-
-
-def vault_key_opener(sessions: Sessions, vault) -> KeyOpenerById:
-    """A key opener over the store's sealed keys and a `KeyVault` (CSR-5).
-
-    Each opening reads the sealed key in a short transaction of its own from `sessions` (a
-    read-only one suits: `lambda: svc.session(readonly=True)`), then opens it with the vault
-    outside that transaction (a KMS vault is a network call).
-
-    Raises (when called): `RefusedError(KEY_NOT_HELD)` when the certificate has no stored key.
-    """
-    from certpilot.crypto.vault import key_aad
-
-    def open_key(certificate_id: str) -> bytes:
-        with sessions() as s:
-            repo = Repository(s)
-            row = repo.get_certificate(certificate_id)
-            if not row.key_id:
-                cert = repo.certificate_model(certificate_id)
-                raise RefusedError(may_deploy(cert.model_copy(update={"key_held": False}), TargetKind.NGINX)
-                                   or _key_missing(cert))
-            _alg, fp = repo.key_info(row.key_id)
-            sealed = repo.get_sealed_key(row.key_id)
-        return vault.open(sealed, key_aad(fp))
-
-    return open_key
-
-
-def _key_missing(cert: Certificate):
-    from certpilot.core.errors import Refusal
-
-    return Refusal(Reason.KEY_NOT_HELD, f"no private key is stored for {cert.common_name} (id {cert.id}); "
-                                        "re-import it with its key", rule="CSR-2")
-
-
-def default_target_factory(*, aws: Callable[[str, dict[str, Any]], Any] | None = None) -> TargetFactory:
-    """Builds adapters from a target's kind and config.
-
-    Config per kind:
-        nginx: files [{cert, key}], check_argv, reload_argv, timeout, name, pid_file.
-        files: directory, post_command.
-        aws-acm: certificate_arn, endpoint_url, region.
-        aws-elb: listener_arn, mode (default|sni), old_certificate_arn, endpoint_url, region.
-    Args:
-        aws: `aws(service, config) -> boto3 client`; default `aws_client` with the config's
-            endpoint_url and region (credentials from the environment).
-    """
-    from certpilot.adapters.deploy.aws_acm import AcmTarget, aws_client
-    from certpilot.adapters.deploy.aws_elb import ElbListenerTarget
-    from certpilot.adapters.deploy.files import FilesTarget
-    from certpilot.adapters.deploy.nginx import PemFilesTarget
-
-    def client(service: str, cfg: dict[str, Any]):
-        if aws is not None:
-            return aws(service, cfg)
-        return aws_client(service, endpoint_url=cfg.get("endpoint_url"), region=cfg.get("region", "us-east-1"))
-
-    def build(record: TargetRecord, key_opener: KeyOpenerById) -> DeployTarget:
-        cfg = record.config
-        if record.kind is TargetKind.NGINX:
-            return PemFilesTarget(record.id, cfg["files"], check_argv=cfg.get("check_argv"),
-                                  reload_argv=cfg.get("reload_argv"), timeout=float(cfg.get("timeout", 30)),
-                                  name=cfg.get("name", record.name or "nginx"), pid_file=cfg.get("pid_file"))
-        if record.kind is TargetKind.FILES:
-            return FilesTarget(record.id, cfg["directory"], post_command=cfg.get("post_command"))
-        if record.kind is TargetKind.AWS_ACM:
-            previous = partial(key_opener, record.certificate_id)
-            return AcmTarget(record.id, client("acm", cfg), cfg["certificate_arn"], previous_key=previous)
-        if record.kind is TargetKind.AWS_ELB:
-            return ElbListenerTarget(record.id, client("elbv2", cfg), client("acm", cfg), cfg["listener_arn"],
-                                     mode=cfg.get("mode", "default"), old_certificate_arn=cfg.get("old_certificate_arn"))
-        raise BadInputError(f"no adapter for target kind {record.kind.value}")
-
-    return build
-
-
-@dataclass
-class ProbeVerifier:
-    """VER-1 by TLS probe, with the VER-2 diagnosis when it fails.
-
-    Polls every endpoint with `certpilot.adapters.probe.verify_served` until each steadily
-    serves the new leaf (a graceful reload interleaves old and new answers for ~100 ms) or the
-    deadline passes; then diagnoses the first endpoint still wrong, with the target's facts when
-    it offers them (`deployed_fingerprint()`, `last_reload()`, `reload_hint`), before any rollback.
-
-    Args:
-        trust: the bundle served chains must reach (CA file, SSLContext, TrustBundle; None: system).
-        deadline: seconds to wait for every endpoint.
-        settle: seconds the new certificate must be served without interruption.
-        timeout: seconds per probe.
-    """
-
-    trust: Any = None
-    deadline: float = 10.0
-    settle: float = 0.25
-    timeout: float = 3.0
-
-    def __call__(self, material: DeployMaterial, endpoints: Sequence[Endpoint], target: DeployTarget,
-                 old_fingerprint: str | None) -> VerifyResult:
-        """Probe `endpoints` for `material`'s fingerprint; see the class doc."""
-        if not endpoints:
-            return VerifyResult(True, "no endpoints recorded for this target: not probed")
-        from certpilot.adapters.probe.diagnose import (
-            InspectableTarget,
-            Inspection,
-            diagnose_endpoint,
-            file_mtime,
-            inspect_target,
-        )
-        from certpilot.adapters.probe.scale import verify_served
-
-        report = verify_served(list(endpoints), material.fingerprint, material.not_after, deadline=self.deadline,
-                               settle=self.settle, trust=self.trust, timeout=self.timeout)
-        if report.all_served:
-            names = ", ".join(str(e) for e in endpoints)
-            return VerifyResult(True, f"{len(endpoints)} endpoint(s) serve {material.fingerprint[:16]}…: {names}")
-        first = report.failures[0].result
-        if isinstance(target, InspectableTarget):
-            cert_file = getattr(target, "deployed_file", None)
-            inspection = inspect_target(target, deployed_at=file_mtime(cert_file) if cert_file else None)
-        else:
-            inspection = Inspection()
-        diag = diagnose_endpoint(first.endpoint, new_fingerprint=material.fingerprint,
-                                 old_fingerprint=old_fingerprint, target=target.describe(),
-                                 inspection=inspection, trust=self.trust, probe=first)
-        return VerifyResult(False, f"{len(report.failures)} of {len(endpoints)} endpoint(s) do not serve the new "
-                                   f"certificate after {self.deadline:g}s; {diag}")
 
 
 # ---------------------------------------------------------------------------- Services-level doors

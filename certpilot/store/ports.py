@@ -1,6 +1,9 @@
 """The store's side of the adapters' ports: where the ACME account, the private CA and the inbox
 keep their own state.
 
+The same goes for the sealed private key of a certificate (`SqlCertificateKeys`), read for the key
+opener the runtime builds.
+
 The adapters declare what they need as Protocols (`adapters/issuers/acme.AcmeAccountStore`,
 `adapters/issuers/private_ca.PrivateCaStore`, `adapters/notify/inbox.InboxStore`) and never import
 the store; the composition root (`certpilot/runtime.py`) builds these implementations and hands
@@ -26,6 +29,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from certpilot.core.deployment import key_refusal
+from certpilot.core.errors import RefusedError
 from certpilot.store.repository import Repository
 from certpilot.store.tables import KeyRow
 from certpilot.store.tables_issuance import (
@@ -58,6 +63,48 @@ class _SealedKeys:
         """
         with self._sessions() as s:
             return Repository(s).get_sealed_key(key_id)
+
+
+# --- certificate keys -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HeldKey:
+    """A certificate's private key as stored: sealed, with what binds it (no key material).
+
+    Attributes:
+        sealed: the sealed key (a `certpilot.crypto.vault.SealedKey`; its repr shows sizes only).
+        public_fingerprint: the key pair's public fingerprint (the vault's associated data).
+    """
+
+    sealed: Any
+    public_fingerprint: str
+
+
+class SqlCertificateKeys:
+    """The sealed private keys of certificates (CSR-5: opened by the vault, never here).
+
+    Args:
+        sessions: a factory of transactional sessions on the store (a read-only one suits).
+    """
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    def sealed_key_of(self, certificate_id: str) -> HeldKey:
+        """The sealed key of `certificate_id` and its public fingerprint, read in one transaction.
+
+        Raises:
+            NotFoundError: no such certificate (or its key row is gone).
+            RefusedError: the certificate has no stored key (`core.deployment.key_refusal`:
+                KEY_NOT_HELD, CSR-2; NOT_DEPLOYABLE when it is not issued yet).
+        """
+        with self._sessions() as s:
+            repo = Repository(s)
+            row = repo.get_certificate(certificate_id)
+            if not row.key_id:
+                raise RefusedError(key_refusal(repo.certificate_model(certificate_id)))
+            _alg, fingerprint = repo.key_info(row.key_id)
+            return HeldKey(repo.get_sealed_key(row.key_id), fingerprint)
 
 
 # --- ACME account ---------------------------------------------------------------------------------

@@ -20,11 +20,11 @@ from certpilot import runtime as rt
 from certpilot.adapters.dns.checks import caa_refusal, resolver_for, wait_until_visible
 from certpilot.adapters.dns.rfc2136 import Rfc2136Provider
 from certpilot.adapters.issuers.acme import AcmeIssuer
+from certpilot.adapters.probe.verifier import ProbeVerifier
 from certpilot.core.deployment import TargetKind
 from certpilot.core.models import CertType, Level, Origin, Spec
 from certpilot.crypto.vault import KeyVault, LocalMasterKey
 from certpilot.operations import deployments, orders
-from certpilot.operations.deployments import ProbeVerifier
 from certpilot.operations.importing import import_certificate
 from certpilot.store.db import ensure_schema, reset_engines, session_scope
 from certpilot.store.ports import SqlAcmeAccountStore

@@ -10,9 +10,11 @@ from functools import partial
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from certpilot.core.deployment import KeyOpenerById
 from certpilot.core.models import Certificate, CertType, Origin, Status
 from certpilot.crypto.keys import store_key
 from certpilot.crypto.vault import KeyVault, LocalMasterKey
+from certpilot.runtime import local_services
 from certpilot.store.db import session_scope
 from certpilot.store.repository import Repository, new_id
 from tests.servers.certs import Leaf
@@ -30,11 +32,17 @@ def deploy_db(tmp_path_factory) -> str:
 
 
 def sessions(url: str):
-    """A session factory on `url`, as `deploy` and `vault_key_opener` take (one transaction a call).
+    """A session factory on `url`, as `deploy` takes (one transaction a call).
 
     Call `deploy` with it outside any open transaction: on SQLite its steps wait for the writer.
     """
     return partial(session_scope, url)
+
+
+def key_opener(url: str, vault: KeyVault) -> KeyOpenerById:
+    """The key opener of services on `url` with `vault` (`Services.key_opener`): each opening
+    reads the sealed key in a read-only transaction of its own and opens it outside it."""
+    return local_services(database_url=url, vault=vault, issuers={}).key_opener()
 
 
 @pytest.fixture(scope="session")

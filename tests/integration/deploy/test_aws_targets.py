@@ -10,17 +10,11 @@ import pytest
 from certpilot.adapters.deploy.aws_acm import AcmTarget
 from certpilot.adapters.deploy.aws_elb import ElbListenerTarget
 from certpilot.adapters.deploy.base import DeployMaterial, RollbackImpossibleError
-from certpilot.core.deployment import DeploymentState, TargetKind
-from certpilot.operations.deployments import (
-    VerifyResult,
-    add_target,
-    default_target_factory,
-    deploy,
-    plan_deployments,
-    vault_key_opener,
-)
+from certpilot.adapters.deploy.factory import default_target_factory
+from certpilot.core.deployment import DeploymentState, TargetKind, VerifyResult
+from certpilot.operations.deployments import add_target, deploy, plan_deployments
 from certpilot.store.db import session_scope
-from tests.integration.deploy.conftest import NOW, add_cert, sessions
+from tests.integration.deploy.conftest import NOW, add_cert, key_opener, sessions
 from tests.servers.certs import make_ca, make_leaf
 
 pytestmark = pytest.mark.servers
@@ -63,7 +57,7 @@ def test_dep1_acm_reimport_keeps_arn_and_updates_not_after(moto_server, ca, depl
         new_id = add_cert(s, vault, new, parent_id=old_id)
         task = plan_deployments(s, new_id, now=NOW)[0]
     done = deploy(sessions(deploy_db), task.id, default_target_factory(aws=lambda svc, cfg: moto_server.client(svc)),
-                  vault_key_opener(sessions(deploy_db), vault), ok_verifier)
+                  key_opener(deploy_db, vault), ok_verifier)
     assert done.state is DeploymentState.SUCCEEDED, done.details
     assert acm_not_after(acm, arn) == new.not_after
     assert acm.get_certificate(CertificateArn=arn)["Certificate"].encode().strip() == new.cert_pem.strip()
@@ -83,7 +77,7 @@ def test_dep7_acm_failed_verification_reimports_previous_with_vault_key(moto_ser
         new_id = add_cert(s, vault, new, parent_id=old_id)
         task = plan_deployments(s, new_id, now=NOW)[0]
     done = deploy(sessions(deploy_db), task.id, default_target_factory(aws=lambda svc, cfg: moto_server.client(svc)),
-                  vault_key_opener(sessions(deploy_db), vault), failing_verifier)
+                  key_opener(deploy_db, vault), failing_verifier)
     assert done.state is DeploymentState.ROLLED_BACK, done.details
     assert acm_not_after(acm, arn) == old.not_after
 
@@ -192,7 +186,7 @@ def test_dep7_acm_rerun_after_crash_rolls_back_to_the_certificate_before_the_fir
         add_target(s, old_id, TargetKind.AWS_ACM, now=NOW, config={"certificate_arn": arn})
         new_id = add_cert(s, vault, new, parent_id=old_id)
         task = plan_deployments(s, new_id, now=NOW)[0]
-    opener = vault_key_opener(sessions(deploy_db), vault)
+    opener = key_opener(deploy_db, vault)
     with pytest.raises(_Killed):
         deploy(sessions(deploy_db), task.id, factory, opener, dying_verifier, now=T, clock=lambda: T)
     assert acm_not_after(acm, arn) == new.not_after  # the dead run left the new one in the ARN
@@ -221,7 +215,7 @@ def test_dep7_alb_rerun_after_crash_restores_the_original_default_and_orphans_no
         add_target(s, old_id, TargetKind.AWS_ELB, now=NOW, config={"listener_arn": arn, "mode": "default"})
         new_id = add_cert(s, vault, new, parent_id=old_id)
         task = plan_deployments(s, new_id, now=NOW)[0]
-    opener = vault_key_opener(sessions(deploy_db), vault)
+    opener = key_opener(deploy_db, vault)
     with pytest.raises(_Killed):
         deploy(sessions(deploy_db), task.id, factory, opener, dying_verifier, now=T, clock=lambda: T)
     assert default_cert(elb, arn) != listener["old_arn"]  # the dead run left the new default

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from certpilot.core.deployment import DeploymentOutcome, DeploymentState, TargetKind
+from certpilot.core.deployment import DeploymentOutcome, DeploymentState, TargetKind, VerifyResult
 from certpilot.operations import deployments
-from certpilot.operations.deployments import VerifyResult, add_target
+from certpilot.operations.deployments import add_target
 from certpilot.store.db import session_scope
 from tests.integration.deploy.conftest import NOW, add_cert
 from tests.servers.certs import make_ca, make_leaf

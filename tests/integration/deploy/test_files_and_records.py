@@ -7,21 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from certpilot.core.deployment import DeploymentState, TargetKind
+from certpilot.adapters.deploy.factory import default_target_factory
+from certpilot.core.deployment import DeploymentState, TargetKind, VerifyResult
 from certpilot.core.errors import BadInputError, Reason, RefusedError
-from certpilot.operations.deployments import (
-    VerifyResult,
-    add_target,
-    default_target_factory,
-    deploy,
-    list_tasks,
-    plan_deployments,
-    targets_of,
-    vault_key_opener,
-)
+from certpilot.operations.deployments import add_target, deploy, list_tasks, plan_deployments, targets_of
 from certpilot.store.db import session_scope
 from certpilot.store.tables_deploy import DeploymentTaskRow
-from tests.integration.deploy.conftest import NOW, add_cert, sessions
+from tests.integration.deploy.conftest import NOW, add_cert, key_opener, sessions
 from tests.servers.certs import make_ca, make_leaf
 
 
@@ -37,7 +29,7 @@ def ca():
 
 
 def _deploy(url, vault, task_id):
-    return deploy(sessions(url), task_id, default_target_factory(), vault_key_opener(sessions(url), vault),
+    return deploy(sessions(url), task_id, default_target_factory(), key_opener(url, vault),
                   no_endpoints)
 
 
@@ -88,6 +80,22 @@ def test_csr2_key_not_held_refused_for_managed_target_but_bundle_without_key(tmp
     files_task = next(t for tid, t in tasks.items() if tid != nginx.id)
     assert _deploy(deploy_db, vault, files_task.id).state is DeploymentState.SUCCEEDED
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["cert.pem", "chain.pem", "fullchain.pem"]
+
+
+def test_csr2_csr5_key_opener_opens_the_held_key_and_refuses_without_one(ca, deploy_db, vault):
+    """CSR-5: the services' key opener reads the sealed key (store port) and opens it with the
+    vault; CSR-2: a certificate without a stored key is refused with KEY_NOT_HELD, not a crash."""
+    held = make_leaf(ca, ["opener.example.test"])
+    own_csr = make_leaf(ca, ["opener-csr.example.test"])
+    with session_scope(deploy_db) as s:
+        held_id = add_cert(s, vault, held)
+        own_csr_id = add_cert(s, vault, own_csr, key_held=False)
+    open_key = key_opener(deploy_db, vault)
+    assert open_key(held_id) == held.key_pem
+    with pytest.raises(RefusedError) as refused:
+        open_key(own_csr_id)
+    assert refused.value.refusal.reason is Reason.KEY_NOT_HELD
+    assert "does not hold its private key" in refused.value.refusal.message
 
 
 def test_dep2_one_task_per_target_listed_by_certificate_and_idempotent(tmp_path, ca, store_url, vault):
@@ -198,7 +206,7 @@ def test_dep2_no_transaction_held_across_the_targets_work_and_a_failing_notice_k
         session.execute(update(DeploymentTaskRow).where(DeploymentTaskRow.id == task.id).values(details="lost"))
         raise RuntimeError("the inbox is full")
 
-    done = deploy(sessions(deploy_db), task.id, default_target_factory(), vault_key_opener(sessions(deploy_db), vault),
+    done = deploy(sessions(deploy_db), task.id, default_target_factory(), key_opener(deploy_db, vault),
                   verifier, notify=notify)
     assert seen == [("running", 75)]  # reloaded, committed, visible to another connection
     assert done.state is DeploymentState.ROLLED_BACK

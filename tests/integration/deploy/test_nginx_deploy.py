@@ -7,22 +7,15 @@ from datetime import timedelta
 
 import pytest
 
+from certpilot.adapters.deploy.factory import default_target_factory
 from certpilot.adapters.notify.email import EmailNotifier
 from certpilot.adapters.probe.tls import Prober, TrustBundle
+from certpilot.adapters.probe.verifier import ProbeVerifier
 from certpilot.core.deployment import DeploymentState, TargetKind
 from certpilot.core.verification import ChainStatus, Endpoint, ProbeOutcome
-from certpilot.operations.deployments import (
-    ProbeVerifier,
-    add_target,
-    default_target_factory,
-    deploy,
-    list_tasks,
-    plan_deployments,
-    targets_of,
-    vault_key_opener,
-)
+from certpilot.operations.deployments import add_target, deploy, list_tasks, plan_deployments, targets_of
 from certpilot.store.db import session_scope
-from tests.integration.deploy.conftest import NOW, add_cert, sessions
+from tests.integration.deploy.conftest import NOW, add_cert, key_opener, sessions
 from tests.servers.certs import fingerprint, make_leaf
 from tests.servers.nginx import DEFAULT_NAMES, VHost
 
@@ -59,7 +52,7 @@ def site(nginx_factory, nginx_ca, deploy_db, vault):
 
 
 def run_deploy(deploy_db, vault, task_id, trust, *, notify=None, deadline=5.0):
-    return deploy(sessions(deploy_db), task_id, default_target_factory(), vault_key_opener(sessions(deploy_db), vault),
+    return deploy(sessions(deploy_db), task_id, default_target_factory(), key_opener(deploy_db, vault),
                   ProbeVerifier(trust, deadline=deadline), notify=notify)
 
 

@@ -1,0 +1,64 @@
+"""Builds the deploy adapter of a target from its record (kind and config).
+
+The composition root (`certpilot.runtime`) makes one factory and hands it to the deployment use
+case, which calls it once per run: `factory(record, key_opener) -> DeployTarget`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from certpilot.adapters.deploy.aws_acm import AcmTarget, aws_client
+from certpilot.adapters.deploy.aws_elb import ElbListenerTarget
+from certpilot.adapters.deploy.base import DeployTarget
+from certpilot.adapters.deploy.files import FilesTarget
+from certpilot.adapters.deploy.nginx import PemFilesTarget
+from certpilot.core.deployment import KeyOpenerById, TargetKind, TargetRecord
+from certpilot.core.errors import BadInputError
+
+AwsClients = Callable[[str, dict[str, Any]], Any]
+"""`aws(service, config) -> boto3 client` for the AWS targets."""
+
+
+def default_target_factory(*, aws: AwsClients | None = None) -> Callable[[TargetRecord, KeyOpenerById], DeployTarget]:
+    """Builds adapters from a target's kind and config.
+
+    Config per kind:
+        nginx: files [{cert, key}], check_argv, reload_argv, timeout, name, pid_file.
+        files: directory, post_command.
+        aws-acm: certificate_arn, endpoint_url, region.
+        aws-elb: listener_arn, mode (default|sni), old_certificate_arn, endpoint_url, region.
+    Args:
+        aws: `aws(service, config) -> boto3 client`; default `aws_client` with the config's
+            endpoint_url and region (credentials from the environment).
+    Returns:
+        `build(record, key_opener) -> DeployTarget`; the key opener reaches only the ACM target
+        (which restores the old key on rollback), as a reference, never as key material.
+        `build` raises `BadInputError` for a kind without an adapter, `KeyError` for a missing
+        required config entry.
+    """
+
+    def client(service: str, cfg: dict[str, Any]):
+        if aws is not None:
+            return aws(service, cfg)
+        return aws_client(service, endpoint_url=cfg.get("endpoint_url"), region=cfg.get("region", "us-east-1"))
+
+    def build(record: TargetRecord, key_opener: KeyOpenerById) -> DeployTarget:
+        cfg = record.config
+        if record.kind is TargetKind.NGINX:
+            return PemFilesTarget(record.id, cfg["files"], check_argv=cfg.get("check_argv"),
+                                  reload_argv=cfg.get("reload_argv"), timeout=float(cfg.get("timeout", 30)),
+                                  name=cfg.get("name", record.name or "nginx"), pid_file=cfg.get("pid_file"))
+        if record.kind is TargetKind.FILES:
+            return FilesTarget(record.id, cfg["directory"], post_command=cfg.get("post_command"))
+        if record.kind is TargetKind.AWS_ACM:
+            previous = partial(key_opener, record.certificate_id)
+            return AcmTarget(record.id, client("acm", cfg), cfg["certificate_arn"], previous_key=previous)
+        if record.kind is TargetKind.AWS_ELB:
+            return ElbListenerTarget(record.id, client("elbv2", cfg), client("acm", cfg), cfg["listener_arn"],
+                                     mode=cfg.get("mode", "default"), old_certificate_arn=cfg.get("old_certificate_arn"))
+        raise BadInputError(f"no adapter for target kind {record.kind.value}")
+
+    return build
