@@ -135,7 +135,7 @@ def run_flow(url: str) -> tuple[float, dict, int]:
             took = time.perf_counter() - t0
             summary = state.result()
         # Task runs reach the server as events, recorded asynchronously: poll until all are in.
-        expected = summary["task_runs"]
+        expected = summary.task_runs
         deadline = time.monotonic() + 120
         with get_client(sync_client=True) as client:
             while True:
@@ -196,7 +196,7 @@ def main() -> None:
     if not args.no_flow:
         took, summary, count = run_flow(url)
         print(f"scan flow: {took:.2f} s, task runs created: {count} (decision 1 + due items "
-              f"{summary['task_runs'] - 1}), started {summary['started']}, notices {summary['notices']}")
+              f"{summary.task_runs - 1}), started {summary.started}, notices {summary.notices}")
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak RSS with the flow and the Prefect test server: {rss:.0f} MB")
 

@@ -17,7 +17,7 @@ from prefect.concurrency.sync import concurrency
 
 from certpilot import runtime as rt
 from certpilot.core.outcomes import ReviewOutcome
-from certpilot.core.scan import ManagedStart, ScanPlan, StartOutcome
+from certpilot.core.scan import ManagedStart, ScanPlan, ScanSummary, StartOutcome
 from certpilot.operations import inbox, pipeline
 from certpilot.operations import scan as ops
 from certpilot.operations.common import parse_instant
@@ -100,7 +100,7 @@ class Progress:
         update_progress_artifact(self.id, pct, description=description)
 
 
-def publish(plan: ScanPlan, summary: dict[str, object]) -> None:
+def publish(plan: ScanPlan, summary: ScanSummary) -> None:
     """The inventory table (name, status, days left, plan, next action) and a markdown summary."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -114,7 +114,7 @@ def publish(plan: ScanPlan, summary: dict[str, object]) -> None:
     counts = " | ".join(f"{k}: {v}" for k, v in plan.counts) or "no certificates"
     lines = [f"# Scan at {at}", "", f"**Inventory**: {plan.certificates} certificate(s) — {counts}", "",
              "| action | count |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)]
+    lines += [f"| {k} | {v} |" for k, v in summary.rows()]
     create_markdown_artifact("\n".join(lines) + "\n", key=SUMMARY_KEY, description="scan summary")
     publish_inbox()
 

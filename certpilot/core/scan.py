@@ -236,6 +236,39 @@ class ScanPlan:
                 + len(self.renewals) + len(self.notices))
 
 
+@dataclass(frozen=True, slots=True)
+class ScanSummary:
+    """What one scan did (the flow's result and the summary artifact's rows).
+
+    Attributes:
+        at: the instant decided at, ISO 8601 UTC.
+        certificates: how many certificates the inventory holds.
+        managed_starts: PL-4 starts decided; `started`, `waiting_manual`, `already`, `skipped`:
+            how they ended (`StartOutcomeKind`).
+        reviews: CA reviews polled (CA-2); `issued`: of those, issued now (deploy launched).
+        renewals: automatic renewals launched.
+        notices: NT-1 expiry notices sent by this scan.
+        task_runs: task runs the scan created (what its cost grows with).
+    """
+
+    at: str
+    certificates: int
+    managed_starts: int = 0
+    started: int = 0
+    waiting_manual: int = 0
+    already: int = 0
+    skipped: int = 0
+    reviews: int = 0
+    issued: int = 0
+    renewals: int = 0
+    notices: int = 0
+    task_runs: int = 0
+
+    def rows(self) -> tuple[tuple[str, int], ...]:
+        """(action, count) for every counter, in field order (the summary artifact's table)."""
+        return tuple((name, getattr(self, name)) for name in self.__slots__ if name not in ("at", "certificates"))
+
+
 def plan_from(decision: ScanDecision, years: Mapping[str, int]) -> ScanPlan:
     """The flow's plan from a decision and the plan years chosen per renewal (default 1)."""
     return ScanPlan(

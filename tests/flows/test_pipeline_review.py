@@ -76,7 +76,7 @@ def test_ca1_dv5_dv6_ov_review_of_days_holds_no_worker_and_scanner_resumes(tmp_p
             assert Repository(s).certificate_model(new.id).state is Status.UNDER_REVIEW
         clock.now = now + timedelta(days=5, minutes=1)
         out = scan(at=clock.now.isoformat(), launch_mode="inline")
-    assert out["issued"] == 1
+    assert out.issued == 1
     with session_scope(db_url) as s:
         assert Repository(s).certificate_model(new.id).state is Status.ISSUED
     reset_engines()

@@ -104,15 +104,15 @@ def test_pl8_pl4_two_scans_at_once_start_200_applications_exactly_once(env):
         for th in threads:
             th.join(240)
     assert len(results) == 2
-    assert sum(r["started"] for r in results) == 200
-    assert all(r["waiting_manual"] == 0 and r["notices"] == 0 for r in results)
+    assert sum(r.started for r in results) == 200
+    assert all(r.waiting_manual == 0 and r.notices == 0 for r in results)
     with session_scope(env.url) as s:
         assert counts(s) == {"managed_starts": 200, "started": 200, "transitions": 200, "ledger": 2, "notices": 0}
         repo = Repository(s)
         assert {repo.certificate_model(f"p{n}-c2").state for n in range(200)} == {Status.PENDING_APPLICATION}
     with rt.use(env.make(Policy(notice_days=()))):
         again, _ = run_scan()
-    assert (again["managed_starts"], again["started"], again["task_runs"]) == (0, 0, 1)
+    assert (again.managed_starts, again.started, again.task_runs) == (0, 0, 1)
 
 
 def test_pl5_nt2_refused_start_waits_and_tells_the_owner_once(env):
@@ -123,8 +123,8 @@ def test_pl5_nt2_refused_start_waits_and_tells_the_owner_once(env):
     with rt.use(env.make(Policy(notice_days=()))):
         first, _ = run_scan()
         second, _ = run_scan()
-    assert (first["managed_starts"], first["waiting_manual"], first["started"]) == (1, 1, 0)
-    assert (second["managed_starts"], second["waiting_manual"]) == (0, 0)
+    assert (first.managed_starts, first.waiting_manual, first.started) == (1, 1, 0)
+    assert (second.managed_starts, second.waiting_manual) == (0, 0)
     events = [e for e in env.notifier.events if e.kind is EventKind.ACTION_NEEDED]
     assert [(e.certificate_id, e.common_name) for e in events] == [(c2, "www.other.test")]
     assert "no configured DNS provider holds the zone" in events[0].body
@@ -144,7 +144,7 @@ def test_nt1_expiry_notices_once_each_across_scans(env):
         first, _ = run_scan()
         second, _ = run_scan()
         later, _ = run_scan((NOW + 3 * DAY).isoformat())
-    assert (first["notices"], second["notices"], later["notices"]) == (2, 0, 1)
+    assert (first.notices, second.notices, later.notices) == (2, 0, 1)
     sent = [(e.certificate_id, e.subject) for e in env.notifier.events if e.kind is EventKind.EXPIRING]
     assert sorted(sent[:2]) == [("five", "certpilot: five.example.test expires in 5 days"),
                                 ("twenty", "certpilot: twenty.example.test expires in 20 days")]
@@ -176,9 +176,9 @@ def test_ca2_scanner_follows_reviews_issued_and_rejected(env):
         env.clock["now"] = NOW + 6 * DAY
         done, _ = run_scan((NOW + 6 * DAY).isoformat())
         after, _ = run_scan((NOW + 6 * DAY).isoformat())
-    assert (waiting["reviews"], waiting["issued"]) == (2, 0)
-    assert (done["reviews"], done["issued"]) == (2, 1)
-    assert after["reviews"] == 0
+    assert (waiting.reviews, waiting.issued) == (2, 0)
+    assert (done.reviews, done.issued) == (2, 1)
+    assert after.reviews == 0
     with session_scope(env.url) as s:
         repo = Repository(s)
         assert (repo.certificate_model("ok").state, repo.certificate_model("bad").state) == (
@@ -206,7 +206,7 @@ def test_artifacts_table_progress_and_task_runs(env):
             repo.add_certificate(certificate(f"quiet{n}", left=200 * DAY), now=NOW)
     with rt.use(env.make()):
         summary, flow_run_id = run_scan()
-    assert (summary["managed_starts"], summary["started"], summary["notices"], summary["task_runs"]) == (1, 1, 1, 3)
+    assert (summary.managed_starts, summary.started, summary.notices, summary.task_runs) == (1, 1, 1, 3)
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
@@ -228,4 +228,4 @@ def test_artifacts_table_progress_and_task_runs(env):
         ("p1-c2.example.test", "not_activated", "", "managed start due (PL-4)"),
     ]
     assert "**Inventory**: 23 certificate(s)" in by_key["scan-summary"].data
-    assert len(runs) == summary["task_runs"] == 3
+    assert len(runs) == summary.task_runs == 3
