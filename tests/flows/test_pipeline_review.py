@@ -99,18 +99,15 @@ def test_ca3_plan_requests_start_early_so_validities_overlap():
         assert prev_end - next_start >= timedelta(days=policy.managed_start_days[OrderKind.RENEWAL])
 
 
-def test_ca2_nt2_rejection_told_to_owner_then_resubmitted(tmp_path, prefect_harness):
-    """CA-2: the CA rejects the application → REJECTED, the owner is told why (NT-2); after the
-    fix, running `apply` again resubmits (REJECTED → PENDING_APPLICATION, new CSR and CA order)
-    and the certificate is issued."""
-    from flows.apply import apply
-    from flows.renew import renew
+def _rejected_by_ca(tmp_path, name: str):
+    """An official DV certificate `name` due in 20 days, one quota, and services whose private CA
+    rejects `name` at review (CA-2); returns (certificate id, database URL, services, notifier)."""
     from tests.flows.pipeline_env import CollectingNotifier
 
-    db_url = f"sqlite:///{tmp_path / 'reject.db'}"
+    db_url = f"sqlite:///{tmp_path / (name + '.db')}"
     ensure_schema(db_url)
     now = datetime.now(UTC)
-    leaf = make_leaf(make_ca("reject test CA"), ["rj.example.test"], not_before=now - timedelta(days=345),
+    leaf = make_leaf(make_ca(f"{name} CA"), [name], not_before=now - timedelta(days=345),
                      not_after=now + timedelta(days=20))
     vault = KeyVault(LocalMasterKey(os.urandom(32)))
     with session_scope(db_url) as s:
@@ -119,9 +116,21 @@ def test_ca2_nt2_rejection_told_to_owner_then_resubmitted(tmp_path, prefect_harn
                                  now=now, vault=vault).certificate.id
         orders.add_quota(s, Spec(brand="DigiCert", level=Level.DV, cert_type=CertType.SINGLE), 1, now=now)
     ca = PrivateCa(SqlPrivateCaStore(partial(session_scope, db_url)), vault, clock=lambda: datetime.now(UTC),
-                   policy=PrivateCaPolicy(review_rejects=("rj.example.test",)))
+                   policy=PrivateCaPolicy(review_rejects=(name,)))
     notifier = CollectingNotifier()
-    runtime = rt.local_services(database_url=db_url, vault=vault, issuers={"ca": ca}, notifiers=[notifier])
+    return cid, db_url, rt.local_services(database_url=db_url, vault=vault, issuers={"ca": ca},
+                                          notifiers=[notifier]), notifier
+
+
+def test_ca2_nt2_rejection_told_to_owner_then_resubmitted(tmp_path, prefect_harness):
+    """CA-2: the CA rejects the application → REJECTED, the owner is told why (NT-2); after the
+    fix, running `apply` again resubmits (REJECTED → PENDING_APPLICATION, new CSR and CA order)
+    and the certificate is issued."""
+    from flows.apply import apply
+    from flows.renew import renew
+
+    cid, db_url, runtime, notifier = _rejected_by_ca(tmp_path, "rj.example.test")
+    ca = runtime.issuers["ca"]
     with rt.use(runtime):
         renew(cid, years=1, launch_mode="none")
         with session_scope(db_url) as s:
@@ -153,23 +162,9 @@ def test_ca2_nt2_each_rejection_told_once_whichever_path_saw_it(tmp_path, prefec
     from flows.apply import apply
     from flows.renew import renew
     from flows.scan import scan
-    from tests.flows.pipeline_env import CollectingNotifier
 
-    db_url = f"sqlite:///{tmp_path / 'reject-twice.db'}"
-    ensure_schema(db_url)
-    now = datetime.now(UTC)
-    leaf = make_leaf(make_ca("reject twice CA"), ["rj2.example.test"], not_before=now - timedelta(days=345),
-                     not_after=now + timedelta(days=20))
-    vault = KeyVault(LocalMasterKey(os.urandom(32)))
-    with session_scope(db_url) as s:
-        cid = import_certificate(s, cert_pem=leaf.cert_pem, key_pem=leaf.key_pem, chain_pem=b"".join(leaf.chain_pems),
-                                 origin=Origin.OFFICIAL, level=Level.DV, brand="DigiCert", owner="ops@example.test",
-                                 now=now, vault=vault).certificate.id
-        orders.add_quota(s, Spec(brand="DigiCert", level=Level.DV, cert_type=CertType.SINGLE), 1, now=now)
-    ca = PrivateCa(SqlPrivateCaStore(partial(session_scope, db_url)), vault, clock=lambda: datetime.now(UTC),
-                   policy=PrivateCaPolicy(review_rejects=("rj2.example.test",)))
-    notifier = CollectingNotifier()
-    runtime = rt.local_services(database_url=db_url, vault=vault, issuers={"ca": ca}, notifiers=[notifier])
+    cid, db_url, runtime, notifier = _rejected_by_ca(tmp_path, "rj2.example.test")
+    ca = runtime.issuers["ca"]
     runtime.poll_seconds = 10
     rejected = "certpilot: the CA rejected rj2.example.test"
     with rt.use(runtime):
