@@ -11,20 +11,9 @@ from certpilot.core.deployment import DeploymentOutcome, DeploymentState, Target
 from certpilot.operations import deployments
 from certpilot.operations.deployments import add_target
 from certpilot.store.db import session_scope
+from tests.flows.pipeline_env import CollectingNotifier
 from tests.integration.deploy.conftest import NOW, add_cert
 from tests.servers.certs import make_ca, make_leaf
-
-
-class Recorder:
-    """A notification channel that keeps what it was sent."""
-
-    name = "recorder"
-
-    def __init__(self):
-        self.events = []
-
-    def send(self, event) -> None:
-        self.events.append(event)
 
 
 def not_probed(material, endpoints, target, old_fingerprint):
@@ -41,7 +30,7 @@ def ca():
 def svc(deploy_db, vault):
     from certpilot.runtime import local_services
 
-    recorder = Recorder()
+    recorder = CollectingNotifier()
     services = local_services(database_url=deploy_db, vault=vault, verifier=not_probed, notifiers=[recorder],
                               issuers={}, clock=lambda: NOW)
     return services, recorder
