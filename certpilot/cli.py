@@ -707,7 +707,7 @@ def _trigger(flow: str, parameters: dict[str, Any], as_json: bool) -> int:
     """Start a run of a served deployment (`certpilot up` or a worker must be running)."""
     import os
 
-    from certpilot.serve import API_HOST, API_PORT
+    from certpilot.prefect_server import API_HOST, API_PORT
 
     os.environ.setdefault("PREFECT_API_URL", f"http://{API_HOST}:{API_PORT}/api")
     from prefect.deployments import run_deployment
@@ -757,7 +757,7 @@ def install_automations(*, block: Annotated[str | None, Parameter(
     """Install automations/*.yaml: notify on any failed or crashed certpilot flow run."""
     import os
 
-    from certpilot.serve import API_HOST, API_PORT
+    from certpilot.prefect_server import API_HOST, API_PORT
 
     os.environ.setdefault("PREFECT_API_URL", f"http://{API_HOST}:{API_PORT}/api")
     from certpilot.automations import install
