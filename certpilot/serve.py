@@ -1,6 +1,8 @@
 """`certpilot up`: the whole product locally, in one command.
 
-Starts (or reuses) a Prefect server on 127.0.0.1:4200 with SQLite, migrates the inventory,
+Starts its own locked-down Prefect server on 127.0.0.1:4200 with SQLite (API auth string,
+CSRF on, CORS limited to the UI; never a server it did not start: `certpilot.prefect_server`),
+makes CERTPILOT_HOME private (0700), migrates the inventory,
 registers the blocks with the embedded defaults (private CA issuer), loads the demo inventory
 with deployment targets served by a local TLS endpoint, serves every deployment from this
 process and triggers a first scan that renews the due demo certificates end to end. Ctrl-C
@@ -16,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from certpilot.prefect_server import API_HOST, API_PORT, PrefectServer
-from certpilot.settings import get_settings
+from certpilot.prefect_server import API_HOST, AUTH_FILE, PrefectServer, use_client_env
+from certpilot.settings import ensure_home, get_settings
 
 DEMO_TLS_PORT = 8443
 
@@ -112,12 +114,14 @@ def up(*, with_demo: bool = True, first_scan: bool = True, on_demo: Callable[[An
 
     settings = get_settings()
     home = settings.home
-    home.mkdir(parents=True, exist_ok=True)
+    if tightened := ensure_home(home):
+        _say(tightened)
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
     server = PrefectServer(home)
-    _say("starting the Prefect server (SQLite) …")
+    _say(f"starting the Prefect server (SQLite) on port {server.port} …")
     server.start()
-    os.environ["PREFECT_API_URL"] = server.api_url
+    # This process and the flow runs the runner starts (they inherit os.environ) are its clients.
+    use_client_env(server.client_env())
     try:
         from certpilot.serving import serve_all
         from certpilot.setup import configure_blocks, ensure_concurrency_limits
@@ -133,7 +137,8 @@ def up(*, with_demo: bool = True, first_scan: bool = True, on_demo: Callable[[An
             _say(f"automations installed: {', '.join(installed)}")
         if with_demo:
             _serve_demo(svc, home, on_demo)
-        _say(f"UI: http://{API_HOST}:{API_PORT} — serving deployments (Ctrl-C stops everything)")
+        _say(f"UI: {server.ui_url} (log in with the auth string in {home / AUTH_FILE}) — serving deployments "
+             "(Ctrl-C stops everything)")
         serve_all(first_scan=first_scan)
     except KeyboardInterrupt:
         pass
