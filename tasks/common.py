@@ -23,9 +23,17 @@ def only_transient(_task, _task_run, state) -> bool:
 
 
 def certpilot_task(fn: Callable[..., Any] | None = None, *, retries: int = 4, name: str | None = None,
-                   tags: tuple[str, ...] = ()) -> Any:
+                   tags: tuple[str, ...] = (), run_name: str | None = None) -> Any:
     """A certpilot task: transient-only retries with backoff + jitter, no result persistence,
-    no caching (results are IDs and small summaries; anything near a key must not persist)."""
+    no caching (results are IDs and small summaries; anything near a key must not persist).
+
+    Args:
+        retries: how many times a transient failure is retried.
+        name: the task's name (default the function's, dashed).
+        tags: Prefect tags (concurrency limits by tag, filters).
+        run_name: the name of each task run (default Prefect's ``<name>-<suffix>``); the
+            renewal's stages name their runs after the stage, as the operator reads them.
+    """
 
     def wrap(f: Callable[..., Any]):
         return task(
@@ -38,6 +46,7 @@ def certpilot_task(fn: Callable[..., Any] | None = None, *, retries: int = 4, na
             persist_result=False,
             cache_policy=NO_CACHE,
             tags=list(tags),
+            task_run_name=run_name,
         )
 
     return wrap(fn) if fn is not None else wrap

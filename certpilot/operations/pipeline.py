@@ -1,4 +1,4 @@
-"""The renewal pipeline's use cases (LC-3), one door per step the flows take.
+"""The renewal pipeline's use cases (LC-3), one door per stage the `renewal` flow takes.
 
 Each takes the `Services` and ids (plain values), owns its transaction (or composes doors that
 do), and returns a frozen outcome from `certpilot.core.outcomes` whose enum says what happened.
@@ -7,13 +7,19 @@ AWAITING_PAYMENT, a DNS record a human must add is a `SubmitOutcome` of kind MAN
 records as data, a review that goes on is a `ReviewOutcome` UNDER_REVIEW. Exceptions are left
 for refusals (a rule said no) and failures (transient ones are retried by the tasks).
 
-The Prefect tasks in `tasks/pipeline.py` are one call each into this module (or into the
-doors of `orders`, `deployments`, `emergency`, `importing`); nothing here knows of Prefect.
+The stages, in the design card's order: `entry` (where a run starts from the database state),
+`renew`/`pay` (payment), `prepare` (csr), `submit` (validation), `wait_review` (ca-review), the
+deployment doors of `deployments` (deploy), `verify`. The Prefect tasks in `tasks/pipeline.py`
+are one call each into this module (or into the doors of `orders`, `deployments`,
+`emergency`, `importing`); nothing here knows of Prefect.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
@@ -21,19 +27,23 @@ from typing import TYPE_CHECKING
 from certpilot.adapters.dns.checks import wait_until_visible
 from certpilot.adapters.dns.manual import ManualActionRequired, ManualRecord
 from certpilot.adapters.issuers.base import OrderStatus
-from certpilot.core.models import Contact, CsrMode, Status
+from certpilot.adapters.probe.scale import verify_served
+from certpilot.core.deployment import DeploymentState
+from certpilot.core.models import Certificate, Contact, CsrMode, Status
 from certpilot.core.outcomes import (
     ApplicationStatus,
     DnsRecord,
+    EntryStage,
     KeyAndCsrMade,
+    RenewalEntry,
     RenewalStep,
     ReviewOutcome,
     SubmitKind,
     SubmitOutcome,
+    VerifyOutcome,
 )
 from certpilot.core.plans import submits_first_now
-from certpilot.operations import applications, notices, orders
-from certpilot.operations.common import parse_instant
+from certpilot.operations import applications, deployments, notices, orders
 from certpilot.operations.scan import CA_REJECTED, record_notice
 from certpilot.store.repository import Repository
 
@@ -41,6 +51,63 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from certpilot.runtime import Services
+
+
+# ---------------------------------------------------------------- where a run starts
+
+_APPLYING = frozenset({Status.NOT_ACTIVATED, Status.PENDING_APPLICATION, Status.UNDER_REVIEW, Status.REJECTED})
+"""States whose next step is the application (a not-activated one is refused there, PL-4)."""
+
+
+def common_name(svc: Services, certificate_id: str) -> str:
+    """The certificate's common name (what a renewal run is named after), in one short read.
+
+    Raises:
+        NotFoundError: no such certificate.
+    """
+    with svc.session(readonly=True) as s:
+        return Repository(s).certificate_model(certificate_id).common_name
+
+
+def entry(svc: Services, certificate_id: str) -> RenewalEntry:
+    """Where a `renewal` run starts for a certificate, from its database state (re-entrancy).
+
+    Pending, under review or rejected: the application (a rerun after a crash, a managed start,
+    a purchase, a resubmission). Issued but not yet deployed where its predecessor served
+    (`_deployment_unfinished`): deployment. Otherwise the certificate is the active one: its
+    renewal order is placed or found again (PAYMENT; a rerun finds the same order and goes on to
+    its certificate).
+
+    Raises:
+        NotFoundError: no such certificate.
+    """
+    with svc.session(readonly=True) as s:
+        cert = Repository(s).certificate_model(certificate_id)
+        if cert.state in _APPLYING:
+            stage = EntryStage.APPLICATION
+        elif cert.state is Status.ISSUED and _deployment_unfinished(s, cert):
+            stage = EntryStage.DEPLOYMENT
+        else:
+            stage = EntryStage.PAYMENT
+    return RenewalEntry(certificate_id=cert.id, common_name=cert.common_name, state=cert.state, stage=stage)
+
+
+def _deployment_unfinished(session: Session, cert: Certificate) -> bool:
+    """DEP-1/DEP-2: an issued certificate that replaces another and is not yet everywhere the
+    other served: one of its deployment tasks did not succeed, or a target still sits with its
+    parent or an earlier certificate of its plan without a task of its own (a deployment that
+    succeeds moves its target to the new certificate, so nothing left behind means done)."""
+    if cert.parent_id is None:
+        return False
+    tasks = deployments.list_tasks(session, cert.id)
+    if any(t.state is not DeploymentState.SUCCEEDED for t in tasks):
+        return True
+    planned = {t.target_id for t in tasks}
+    repo = Repository(session)
+    earlier = [c.id for c in repo.certificates_for_order(cert.order_id)
+               if c.plan_index < cert.plan_index] if cert.order_id else []
+    return any(t.id not in planned for holder in (*earlier, cert.parent_id)
+               for t in deployments.targets_of(session, holder))
 
 
 # ---------------------------------------------------------------- stage 1: order and payment
@@ -55,7 +122,7 @@ def _step(result: orders.OrderResult) -> RenewalStep:
 
 
 def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode | str = CsrMode.SYSTEM,
-          at: str | None = None, actor: str = "flow:renew") -> RenewalStep:
+          actor: str = "flow:renewal") -> RenewalStep:
     """Place (or find again) the renewal order of a certificate and pay it from quota (PAY-1).
 
     A rerun of the same attempt finds the same order; after a declined or cancelled order the
@@ -66,7 +133,6 @@ def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode |
         certificate_id: the certificate to renew.
         years: 1, 2 or 3 (PL-1, PL-2).
         csr_mode: system | reuse (CSR-1, CSR-3).
-        at: ISO 8601 instant to decide at (default the services' clock).
         actor: who is acting, for the audit trail.
 
     Returns:
@@ -77,8 +143,8 @@ def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode |
         RefusedError: a rule refused (EL, PL years, CSR, ALREADY_RENEWED); nothing written.
         NotFoundError: no such certificate.
     """
-    return _step(orders.renew(svc, certificate_id, years=years, now=parse_instant(at) if at else None,
-                              csr_mode=CsrMode(csr_mode), rerun_safe=True, actor=actor))
+    return _step(orders.renew(svc, certificate_id, years=years, csr_mode=CsrMode(csr_mode), rerun_safe=True,
+                              actor=actor))
 
 
 def pay(svc: Services, order_id: str, *, approve: bool, actor: str) -> RenewalStep:
@@ -98,17 +164,47 @@ def pay(svc: Services, order_id: str, *, approve: bool, actor: str) -> RenewalSt
 
 
 def application_status(svc: Services, certificate_id: str) -> ApplicationStatus:
-    """Where a certificate stands for stage 2 (state, application, contact, key held).
+    """Where a certificate stands for stage 2 (state, application, contact, key held, attempt).
 
     Raises:
-        RefusedError: `apply` has nothing to do for it (PL-4, LC-5), saying what to do instead.
+        RefusedError: nothing to apply for (PL-4, LC-5), saying what to do instead.
         NotFoundError: no such certificate.
     """
     with svc.session(readonly=True) as s:
-        return applications.status(s, certificate_id)
+        status = applications.status(s, certificate_id)
+        return status.model_copy(update={"attempt": _attempt(Repository(s), certificate_id)})
 
 
-def resubmit(svc: Services, certificate_id: str, *, actor: str = "flow:apply") -> ApplicationStatus:
+def _attempt(repo: Repository, certificate_id: str) -> int:
+    """Which application of the certificate is current: 1 + its rejections (its REJECTED moves
+    in the audit trail, as `applications.record_rejection` counts them)."""
+    return 1 + sum(1 for a in repo.audit(certificate_id)
+                   if a.entity_type == "certificate" and a.to_state == Status.REJECTED.value)
+
+
+def prepare(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMode.SYSTEM, *,
+            actor: str = "flow:renewal") -> ApplicationStatus:
+    """The csr stage: start a rejected application over (CA-2), then make the key and CSR
+    (CSR-1..CSR-5) unless the CA's contact must be asked for first (DV-6: `asks_contact`; call
+    again once it is set). Re-entrant: an existing key and CSR are kept.
+
+    Returns:
+        Where the certificate stands afterwards.
+
+    Raises:
+        RefusedError: nothing to apply for (PL-4, LC-5), or the CSR fails its check (CSR-4).
+        NotFoundError: no such certificate.
+    """
+    status = application_status(svc, certificate_id)
+    if status.state is Status.REJECTED:
+        status = resubmit(svc, certificate_id, actor=actor)
+    if status.needs_key and not status.asks_contact:
+        create_key_and_csr(svc, certificate_id, csr_mode, actor=actor)
+        status = application_status(svc, certificate_id)
+    return status
+
+
+def resubmit(svc: Services, certificate_id: str, *, actor: str = "flow:renewal") -> ApplicationStatus:
     """CA-2: start a rejected application over (the next steps make a new key, CSR and CA order).
 
     Returns:
@@ -119,11 +215,11 @@ def resubmit(svc: Services, certificate_id: str, *, actor: str = "flow:apply") -
     """
     with svc.session() as s:
         applications.resubmit(s, certificate_id, now=svc.now(), actor=actor)
-        return applications.status(s, certificate_id)
+    return application_status(svc, certificate_id)
 
 
 def create_key_and_csr(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMode.SYSTEM, *,
-                       actor: str = "flow:apply") -> KeyAndCsrMade:
+                       actor: str = "flow:renewal") -> KeyAndCsrMade:
     """CSR-1..CSR-5: the certificate's key (sealed into the vault) and its checked CSR.
 
     Idempotent: an existing CSR is returned. Only ids and fingerprints come back.
@@ -149,7 +245,7 @@ _SUBMIT_KIND = {OrderStatus.VALID: SubmitKind.ISSUED, OrderStatus.INVALID: Submi
 
 
 def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
-           actor: str = "flow:apply") -> SubmitOutcome:
+           actor: str = "flow:renewal") -> SubmitOutcome:
     """Submit (or resume) the CA application and drive validation (CA-1, DV-2, DV-3, DV-7).
 
     A sequence of short transactions of its own (`applications.submit` over `svc.session`), the
@@ -159,7 +255,8 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
     are served. A rejection is told to the owner once (`_tell_rejection`).
 
     Args:
-        emergency: submit through the emergency issuer (EM-1) instead of the certificate's own.
+        emergency: submit through the emergency issuer (EM-1) instead of the certificate's own;
+            a temporary certificate (EM-2) always goes there, whoever resumes it.
 
     Raises:
         RefusedError: CONTACT_REQUIRED (DV-6), or the issuer's refusals (DV-4, DV-7); nothing
@@ -170,7 +267,7 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
     """
     with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
-    issuer = svc.issuer_for(cert, emergency=emergency)
+    issuer = svc.issuer_for(cert, emergency=emergency or cert.temporary)
     try:
         res = applications.submit(svc.session, certificate_id, issuer, now=svc.now(), actor=actor,
                                   on_rejected=partial(_tell_rejection, svc))
@@ -182,11 +279,11 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
 
 
 def follow_review(svc: Services, certificate_id: str, at: datetime | None = None, *,
-                  actor: str = "flow:apply") -> ReviewOutcome:
+                  actor: str = "flow:renewal") -> ReviewOutcome:
     """CA-2: poll the CA once for an application under review; no process is held.
 
-    The one door for both callers: `apply` polling a short review and the scanner resuming a
-    long one (each caller limits its concurrent calls to the CA's API). Still pending: nothing
+    The one door for both callers: the renewal's ca-review stage (`wait_review`) and the
+    scanner following a long one (each caller limits its concurrent calls to the CA's API). Still pending: nothing
     changes; issued: collected (ISSUED: deploy it); rejected: REJECTED with the CA's detail, and
     the owner is told once (`_tell_rejection`). A certificate not under review (a rejection
     `submit` already recorded and told, say) is reported as it is, without asking the CA.
@@ -209,6 +306,44 @@ def follow_review(svc: Services, certificate_id: str, at: datetime | None = None
     with svc.session(readonly=True) as s:
         state = Repository(s).certificate_model(certificate_id).state
     return ReviewOutcome(certificate_id=certificate_id, state=state, detail=res.detail, polled=True)
+
+
+REVIEW_POLL_FIRST = 0.2
+"""Seconds before the second poll of a review; each next wait is 1.5 times longer."""
+REVIEW_POLL_MAX = 15.0
+"""The longest wait between two polls of a review (seconds)."""
+
+
+def wait_review(svc: Services, certificate_id: str, *,
+                gate: Callable[[], AbstractContextManager[object]] = nullcontext,
+                actor: str = "flow:renewal") -> ReviewOutcome:
+    """The ca-review stage: follow the CA's review (`follow_review`) for at most
+    `svc.poll_seconds`, polling after 0.2 s, then 1.5 times longer each time (at most 15 s).
+
+    A review of minutes ends here; a longer one (OV/EV, CA-1) is returned UNDER_REVIEW, with the
+    application's attempt, for the caller to leave to the scanner: no process waits for days.
+
+    Args:
+        gate: entered around each poll (the caller's limit on concurrent calls to the CA's API),
+            never held while waiting between polls.
+        actor: who follows, for the audit trail.
+
+    Raises:
+        TransientError: the CA could not be reached, or a rejection notice reached no channel.
+        NotFoundError: no such certificate.
+    """
+    deadline = time.monotonic() + svc.poll_seconds
+    delay = REVIEW_POLL_FIRST
+    while True:
+        with gate():
+            out = follow_review(svc, certificate_id, actor=actor)
+        left = deadline - time.monotonic()
+        if out.state is not Status.UNDER_REVIEW or left <= 0:
+            break
+        time.sleep(min(delay, left))
+        delay = min(delay * 1.5, REVIEW_POLL_MAX)
+    with svc.session(readonly=True) as s:
+        return out.model_copy(update={"attempt": _attempt(Repository(s), certificate_id)})
 
 
 def _tell_rejection(svc: Services, session: Session, rejection: applications.Rejection) -> None:
@@ -265,17 +400,70 @@ def set_contact(svc: Services, certificate_id: str, *, name: str, email: str, ph
     return contact
 
 
-# ---------------------------------------------------------------- notices
+# ---------------------------------------------------------------- stage 3: verify
+
+VERIFY_DEADLINE = 10.0
+"""Seconds the verify stage waits for every endpoint to serve the certificate."""
 
 
-def notify_human_step(svc: Services, certificate_id: str, step: str, detail: str) -> int:
-    """NT-2: tell the owner a step needs a human (payment, a manual DNS record, the CA's contact).
+def verify(svc: Services, certificate_id: str) -> VerifyOutcome:
+    """The verify stage (VER-1): probe every endpoint of every target the certificate is now
+    deployed to (DEP-1: a target moves to it when its deployment succeeded) until each serves
+    its fingerprint, or `VERIFY_DEADLINE` passes.
 
-    The notice is built in a read of the store, then sent (the inbox always, and every channel).
+    A failed probe is a result here (`failures`), not an exception. The probe uses the trust
+    bundle of the services' verifier when it has one; a served certificate is recognised by its
+    fingerprint whatever its chain.
 
-    Returns:
-        How many configured channels delivered.
+    Raises:
+        NotFoundError: no such certificate.
     """
     with svc.session(readonly=True) as s:
-        event = notices.human_step(s, certificate_id, step, detail, now=svc.now())
-    return notices.send(svc, event)
+        cert = Repository(s).certificate_model(certificate_id)
+        endpoints = [e for t in deployments.targets_of(s, certificate_id) for e in t.endpoints]
+    if not endpoints:
+        return VerifyOutcome(certificate_id=certificate_id)
+    report = verify_served(endpoints, cert.fingerprint_sha256, cert.not_after, deadline=VERIFY_DEADLINE,
+                           trust=getattr(svc.verifier, "trust", None))
+    served = tuple(str(x.result.endpoint) for x in report.endpoints if x.served)
+    failures = tuple(f"{x.result.endpoint}: {x.result.outcome.value}, serving "
+                     f"{(x.result.fingerprint or 'nothing')[:16]}" for x in report.failures)
+    return VerifyOutcome(certificate_id=certificate_id, served=served, failures=failures)
+
+
+# ---------------------------------------------------------------- notices
+
+HUMAN_STEP = "human_step"
+"""`notices_sent.kind` of NT-2 "a step needs a human" told by a renewal run (threshold: the
+step's key as a number, `_key_number`)."""
+
+
+def _key_number(key: str) -> int:
+    """A step key as the notice's 31-bit threshold (CRC-32): unique enough among the few human
+    steps of one certificate, and an INTEGER column on SQLite and PostgreSQL alike."""
+    return zlib.crc32(key.encode()) & 0x7FFFFFFF
+
+
+def notify_human_step(svc: Services, certificate_id: str, step: str, detail: str, *, key: str) -> bool:
+    """NT-2: tell the owner a step needs a human (payment, a manual DNS record, the CA's contact),
+    once per step.
+
+    The notice is recorded in `notices_sent` keyed by (certificate, HUMAN_STEP, the step's key)
+    and put in the inbox in one transaction, then sent through every channel; a run executed
+    again after its form was answered, or a rerun after a crash, asks with the same key and
+    tells nothing again. A channel that fails is logged by the services (the inbox has it).
+
+    Args:
+        step: what is needed, e.g. "payment approval", "manual DNS record".
+        detail: what exactly to do (the record to add, the amount to approve).
+        key: the step's stable key (e.g. ``payment:<order id>``), also the form's pause key.
+
+    Returns:
+        True when this call told the owner, False when the step had been told before.
+    """
+    now = svc.now()
+    with svc.session() as s:
+        if not record_notice(s, certificate_id, HUMAN_STEP, _key_number(key), f"{step} ({key})", now=now):
+            return False
+        notices.send(svc, notices.human_step(s, certificate_id, step, detail, now=now), session=s)
+    return True
