@@ -8,11 +8,12 @@ Teams, webhook, email via Apprise…). Installing twice replaces the automation 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import yaml
 
-AUTOMATIONS_DIR = Path(__file__).resolve().parent.parent / "automations"
+from certpilot.resources import data_path
+
+AUTOMATIONS_DIR = data_path("automations")
 
 
 async def _install(block_ref: str) -> list[str]:

@@ -15,8 +15,10 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from certpilot.core.errors import PermanentError
+from certpilot.resources import data_path
 
-REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
+REPO_CONFIG = data_path("config")
+"""The checkout's config/, or the copy a wheel carries (certpilot.resources)."""
 
 
 class Settings(BaseSettings):

@@ -1,39 +1,325 @@
-"""Setting up a Prefect API for certpilot: block types, the embedded defaults, the concurrency
-limits of the CA and DNS APIs. Used by `certpilot up` (and `certpilot setup`)."""
+"""Setting up a Prefect API for certpilot (`certpilot setup`, and `certpilot up` for its own server).
+
+`setup()` makes a Prefect server ready for `prefect deploy --all` and `prefect worker start --pool
+certpilot`, idempotently: the store's schema, certpilot's block types, the `certpilot-config/default`
+block (from a configuration file, or the embedded private CA when asked for explicitly), the global
+concurrency limits of the CA and DNS APIs, the `certpilot` process work pool, the automations, and
+the packaged `prefect.yaml` in the directory it will be deployed from. Each step says whether it
+created, updated or left something as it was; a second run changes nothing and says so.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from certpilot.core.errors import BadInputError, CertpilotError, MissingBlockError
+
+WORK_POOL = "certpilot"
+"""The work pool `prefect.yaml` deploys to and `prefect worker start --pool certpilot` polls."""
+PRIVATE_CA_ISSUER = "private-ca/default"
+
+
+class Change(StrEnum):
+    """What a setup step did."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing `setup` looked at: what (``kind``, ``name``), what it did, and a sentence."""
+
+    kind: str
+    name: str
+    change: Change
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SetupReport:
+    """What `setup` found and did, in order."""
+
+    api_url: str
+    database: str
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    @property
+    def changed(self) -> bool:
+        """Whether any step created or updated something."""
+        return any(s.change is not Change.UNCHANGED for s in self.steps)
+
+
+class ConfigurationNeeded(CertpilotError):
+    """No `certpilot-config` block exists and the command line did not say which to write."""
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+# ---------------------------------------------------------------- block types and blocks
+
+
+def register_block_types() -> Step:
+    """Register certpilot's block types (and the prefect-aws/email ones they embed)."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect_aws import AwsCredentials
+    from prefect_email import EmailServerCredentials
+
+    import blocks as b
+
+    classes = (AwsCredentials, EmailServerCredentials, *b.ALL_BLOCKS)
+
+    async def new_schemas() -> int:
+        async with get_client() as client:
+            missing = 0
+            for cls in classes:
+                try:
+                    await client.read_block_schema_by_checksum(cls._calculate_schema_checksum())
+                except ObjectNotFound:
+                    missing += 1
+            return missing
+
+    missing = _run(new_schemas())
+    b.register_all()
+    return Step("block types", "certpilot", Change.CREATED if missing else Change.UNCHANGED,
+                f"{len(classes)} block types, {missing} new or changed")
+
+
+def _secret_dump(block) -> dict[str, Any]:
+    """A block's fields with secrets revealed, to compare with what is saved (never printed)."""
+    return block.model_dump(mode="json", context={"include_secrets": True})
+
+
+def save_block(block, name: str) -> Change:
+    """Save `block` as `name`: created when absent, updated when different, else left as it is."""
+    try:
+        existing = type(block).load(name)
+    except ValueError:
+        block.save(name)
+        return Change.CREATED
+    if _secret_dump(existing) == _secret_dump(block):
+        return Change.UNCHANGED
+    block.save(name, overwrite=True)
+    return Change.UPDATED
+
+
+def _exists(block_class, name: str) -> bool:
+    try:
+        block_class.load(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _reference_exists(ref: str) -> bool:
+    """Whether the block a configuration reference (``kind/name``) names exists on the server."""
+    from prefect.blocks.core import Block
+
+    import blocks as b
+    from certpilot.setup_config import NAMED_KINDS
+
+    kind, _, name = ref.partition("/")
+    if kind in NAMED_KINDS:
+        return _exists(getattr(b, NAMED_KINDS[kind]), name)
+    try:  # any Prefect notification block, by its type slug
+        Block.load(ref)
+    except (ValueError, KeyError):
+        return False
+    return True
+
+
+def write_config_file(plan) -> list[Step]:
+    """Write the blocks of a configuration file (`setup_config.ConfigPlan`), the config block last.
+
+    Raises:
+        MissingBlockError: the configuration names a block the file does not define and the
+            server does not hold (nothing is written then).
+    """
+    missing = [r for r in plan.references() if r not in plan.defined() and not _reference_exists(r)]
+    if missing:
+        raise MissingBlockError(
+            f"{plan.source}: the [certpilot] table names {', '.join(missing)}, which neither the file defines "
+            "nor the Prefect server holds; add a table for each, or create the block first")
+    return [Step("block", spec.ref, save_block(spec.build(), spec.name))
+            for spec in (*plan.blocks, plan.config)]
+
+
+def write_private_ca_config() -> list[Step]:
+    """The embedded private CA as the default issuer: `certpilot-private-ca/default` when absent,
+    and `certpilot-config/default` naming it (its other fields kept)."""
+    import blocks as b
+
+    steps = []
+    ca = b.PrivateCaBlock()
+    ca_change = Change.UNCHANGED if _exists(b.PrivateCaBlock, "default") else save_block(ca, "default")
+    steps.append(Step("block", "certpilot-private-ca/default", ca_change))
+    try:
+        config = b.CertpilotConfigBlock.load("default")
+    except ValueError:
+        config = b.CertpilotConfigBlock()
+    config = config.model_copy(update={"default_issuer": PRIVATE_CA_ISSUER})
+    steps.append(Step("block", "certpilot-config/default", save_block(config, "default"),
+                      f"default issuer {PRIVATE_CA_ISSUER}"))
+    return steps
+
 
 def configure_blocks() -> None:
-    """Register certpilot's block types and save the embedded defaults when absent."""
+    """Register the block types and save the embedded defaults when absent (`certpilot up`'s own
+    local server: the private CA, unless a configuration block exists already)."""
     import blocks as b
 
     b.register_all()
-    for block_cls, name, factory in (
-        (b.PrivateCaBlock, "default", lambda: b.PrivateCaBlock()),
-        (b.CertpilotConfigBlock, "default", lambda: b.CertpilotConfigBlock(default_issuer="private-ca/default")),
-    ):
-        try:
-            block_cls.load(name)
-        except ValueError:
-            factory().save(name)
+    if not _exists(b.CertpilotConfigBlock, "default"):
+        write_private_ca_config()
+    elif not _exists(b.PrivateCaBlock, "default"):
+        save_block(b.PrivateCaBlock(), "default")
 
 
-def ensure_concurrency_limits() -> None:
-    """Create the global concurrency limits of the CA and DNS APIs when absent."""
-    import asyncio
+# ---------------------------------------------------------------- limits, pool, automations
 
+
+def ensure_concurrency_limits() -> list[Step]:
+    """Create the global concurrency limits of the CA and DNS APIs when absent (an existing limit
+    keeps the number an operator gave it)."""
     from prefect import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
 
     from tasks.pipeline import API_LIMITS
 
-    async def go():
+    async def go() -> list[Step]:
+        steps = []
         async with get_client() as client:
             for name, limit in API_LIMITS.items():
                 try:
-                    await client.read_global_concurrency_limit_by_name(name)
-                except Exception:  # noqa: BLE001 - absent: create it
+                    found = await client.read_global_concurrency_limit_by_name(name)
+                    steps.append(Step("concurrency limit", name, Change.UNCHANGED, f"limit {found.limit}"))
+                except ObjectNotFound:
                     await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
+                    steps.append(Step("concurrency limit", name, Change.CREATED, f"limit {limit}"))
+        return steps
 
-    asyncio.run(go())
+    return _run(go())
+
+
+def ensure_work_pool(name: str = WORK_POOL) -> Step:
+    """Create the process work pool `name` when absent (an existing pool is left as it is)."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    async def go() -> Step:
+        async with get_client() as client:
+            try:
+                pool = await client.read_work_pool(name)
+                return Step("work pool", name, Change.UNCHANGED, f"type {pool.type}")
+            except ObjectNotFound:
+                await client.create_work_pool(WorkPoolCreate(
+                    name=name, type=ProcessWorker.type,
+                    base_job_template=ProcessWorker.get_default_base_job_template()))
+                return Step("work pool", name, Change.CREATED, f"type {ProcessWorker.type}")
+
+    return _run(go())
+
+
+def install_automations() -> list[Step]:
+    """Install certpilot's automations (`certpilot.automations.install`)."""
+    from certpilot.automations import install
+
+    names = install()
+    if not names:
+        return [Step("automations", "-", Change.UNCHANGED,
+                     "none installed: no notification block in the certpilot-config block")]
+    return [Step("automation", n, Change.UPDATED, "installed (replaces one of the same name)") for n in names]
+
+
+# ---------------------------------------------------------------- prefect.yaml
+
+
+def packaged_prefect_yaml() -> Path:
+    """The `prefect.yaml` certpilot ships (the checkout's, or the wheel's copy)."""
+    from certpilot.resources import data_path
+
+    return data_path("prefect.yaml")
+
+
+def write_prefect_yaml(path: Path) -> Step:
+    """Write the packaged `prefect.yaml` at `path` unless a file is there (never overwritten)."""
+    source = packaged_prefect_yaml().read_text()
+    if path.exists():
+        same = path.read_text() == source
+        return Step("file", str(path), Change.UNCHANGED,
+                    "same as certpilot's" if same else "kept: differs from certpilot's packaged prefect.yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source)
+    return Step("file", str(path), Change.CREATED, "certpilot's deployments: run `prefect deploy --all` here")
+
+
+# ---------------------------------------------------------------- the whole setup
+
+
+def _configuration_steps(config_file: Path | None, private_ca: bool) -> list[Step]:
+    import blocks as b
+
+    if config_file is not None:
+        from certpilot.setup_config import read_config_file
+
+        return write_config_file(read_config_file(config_file))
+    if private_ca:
+        return write_private_ca_config()
+    return [Step("block", "certpilot-config/default", Change.UNCHANGED,
+                 f"kept (default issuer {b.CertpilotConfigBlock.load('default').default_issuer})")]
+
+
+def setup(*, api_url: str, database_url: str | None = None, config_file: Path | None = None,
+          private_ca: bool = False, prefect_yaml: Path | None = None) -> SetupReport:
+    """Make the Prefect API this process talks to (and the store) ready for certpilot's workers.
+
+    Args:
+        api_url: the Prefect API in use (for the report; the process's Prefect settings decide).
+        database_url: the store to migrate (None: the settings' default).
+        config_file: a configuration file (`certpilot.setup_config`) to write the blocks from.
+        private_ca: write the embedded private CA as the default issuer.
+        prefect_yaml: where to write the packaged prefect.yaml (None: do not).
+
+    Returns:
+        The steps, in order, each with what it did.
+
+    Raises:
+        ConfigurationNeeded: no config block exists and neither `config_file` nor `private_ca`
+            says which to write (checked before anything changes).
+        BadInputError: both were given, or the configuration file is invalid (nothing written).
+        MissingBlockError: the file names a block that exists nowhere (nothing written).
+    """
+    import blocks as b
+    from certpilot import runtime
+    from certpilot.operations.admin import upgrade_schema
+
+    if config_file is not None and private_ca:
+        raise BadInputError("give either --config FILE or --private-ca, not both")
+    if config_file is not None:
+        from certpilot.setup_config import read_config_file
+
+        read_config_file(config_file)  # invalid: refused before anything changes
+    elif not private_ca and not _exists(b.CertpilotConfigBlock, "default"):
+        raise ConfigurationNeeded(
+            f"the Prefect API at {api_url} has no certpilot-config/default block: pass --config FILE (a TOML file "
+            "naming the issuer, DNS providers and notifications; see config/setup.example.toml) or --private-ca "
+            "(issue from certpilot's embedded private CA)")
+    schema = upgrade_schema(runtime.local_services(database_url=database_url))
+    steps = [Step("database schema", schema.database, Change.UNCHANGED,
+                  f"at {', '.join(schema.heads)} (migrated when behind)"),
+             register_block_types(), *_configuration_steps(config_file, private_ca),
+             *ensure_concurrency_limits(), ensure_work_pool(), *install_automations()]
+    if prefect_yaml is not None:
+        steps.append(write_prefect_yaml(prefect_yaml))
+    return SetupReport(api_url=api_url, database=schema.database, steps=tuple(steps))

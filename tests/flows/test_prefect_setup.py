@@ -12,19 +12,29 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_prefect_yaml_declares_every_flow_with_a_real_entrypoint():
-    """prefect.yaml: every deployment's entrypoint names a flow object, the scan is scheduled."""
+    """prefect.yaml: every deployment's entrypoint is a module path (`package.module:flow`, imported
+    from the installed package on a worker) naming a flow object; every deployment is tagged
+    `certpilot` on the certpilot pool; the scan is scheduled hourly; the pull step stays in the
+    worker's temporary directory (no templating Prefect does not have)."""
     from prefect import Flow
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     names = {d["name"] for d in spec["deployments"]}
-    assert names == {"scan", "renew", "apply", "deploy", "emergency", "cancel", "import", "purchase"}
+    assert names == {"scan", "renewal", "renewal-batch", "emergency", "cancel", "import", "purchase"}
+    flow_names = {}
     for d in spec["deployments"]:
-        path, _, attr = d["entrypoint"].partition(":")
-        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-        assert isinstance(getattr(module, attr), Flow), d["entrypoint"]
-        assert d["work_pool"]["name"] == "certpilot" and "certpilot" in d["tags"]
+        module_name, _, attr = d["entrypoint"].partition(":")
+        assert "/" not in module_name and not module_name.endswith(".py"), d["entrypoint"]
+        flow = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(flow, Flow), d["entrypoint"]
+        flow_names[d["name"]] = flow.name
+        assert d["work_pool"]["name"] == "certpilot" and d["tags"] == ["certpilot"]
+    # `certpilot renew --prefect` and the launcher start `<flow>/<deployment>` by these names.
+    assert flow_names["renewal"] == "renewal" and flow_names["renewal-batch"] == "renewal-batch"
     scan = next(d for d in spec["deployments"] if d["name"] == "scan")
     assert scan["schedules"][0]["cron"] == "0 * * * *"
+    assert spec["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "."}}]
+    assert "{{" not in (ROOT / "prefect.yaml").read_text()
 
 
 @pytest.mark.flows
