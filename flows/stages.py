@@ -17,6 +17,7 @@ run with the certificate UNDER_REVIEW for the scanner.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import TypeVar
 
 from prefect.context import FlowRunContext
@@ -44,6 +45,13 @@ REVIEW_TIMEOUT = 30 * 24 * 3600
 """How long a run suspended on a CA review waits for the scanner to resume it (seconds)."""
 
 F = TypeVar("F", bound=RunInput)
+
+
+def step_key(*parts: object) -> str:
+    """A human step's stable key, e.g. ``payment-<order id>``: the notice's key and the run's
+    pause key, from which Prefect names the form's stored input (lowercase letters, digits and
+    dashes only)."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(str(p) for p in parts).lower())
 
 
 def may_suspend() -> bool:
@@ -86,7 +94,7 @@ def pay(certificate_id: str, years: int, csr_mode: str) -> RenewalStep:
     step = t.payment(certificate_id, years, csr_mode)
     if step.awaiting_payment:
         answer = ask(PaymentApproval, certificate_id=certificate_id, step="payment approval", detail=step.message,
-                     key=f"payment:{step.order_id}", approve=False,
+                     key=step_key("payment", step.order_id), approve=False,
                      description=f"**Payment needed** for order `{step.order_id}`: {step.message}")
         step = t.payment_answer(step.order_id, answer.approve, f"ui:{answer.approver}")
     return step
@@ -113,7 +121,7 @@ def issue(certificate_id: str, csr_mode: str = "system", emergency: bool = False
         contact = ask(CaContact, certificate_id=certificate_id, step="CA verification contact",
                       detail="The CA needs a contact (name, email, phone) to verify this OV/EV application "
                              "(DV-6): answer the form in the UI.",
-                      key=f"contact:{certificate_id}:{status.attempt}", name="", email="", phone="",
+                      key=step_key("contact", certificate_id, status.attempt), name="", email="", phone="",
                       description=f"The CA will verify **{status.common_name}** ({status.level.value}, DV-5): "
                                   "who should it contact?")
         t.set_contact(certificate_id, contact.name, contact.email, contact.phone)
@@ -131,7 +139,7 @@ def issue(certificate_id: str, csr_mode: str = "system", emergency: bool = False
 def _records_key(certificate_id: str, records: tuple[DnsRecord, ...]) -> str:
     """The manual-DNS step's key: the same records (the same CA order) are asked for once."""
     digest = hashlib.sha256("\n".join(sorted(f"{r.fqdn} {r.value}" for r in records)).encode()).hexdigest()
-    return f"dns:{certificate_id}:{digest[:16]}"
+    return step_key("dns", certificate_id, digest[:16])
 
 
 def validate(certificate_id: str, emergency: bool = False) -> SubmitOutcome:
@@ -160,7 +168,7 @@ def review(certificate_id: str) -> Status:
     out = t.ca_review(certificate_id)
     if out.state is Status.UNDER_REVIEW and may_suspend():
         # Raises Pause (the run is Suspended, this process returns) unless this key fired before.
-        suspend_flow_run(key=f"review:{certificate_id}:{out.attempt}", timeout=REVIEW_TIMEOUT)
+        suspend_flow_run(key=step_key("review", certificate_id, out.attempt), timeout=REVIEW_TIMEOUT)
     return out.state
 
 

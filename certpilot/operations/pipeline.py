@@ -456,7 +456,7 @@ def notify_human_step(svc: Services, certificate_id: str, step: str, detail: str
     Args:
         step: what is needed, e.g. "payment approval", "manual DNS record".
         detail: what exactly to do (the record to add, the amount to approve).
-        key: the step's stable key (e.g. ``payment:<order id>``), also the form's pause key.
+        key: the step's stable key (e.g. ``payment-<order id>``), also the form's pause key.
 
     Returns:
         True when this call told the owner, False when the step had been told before.

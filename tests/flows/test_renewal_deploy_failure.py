@@ -1,5 +1,6 @@
 """A renewal whose deployment fails its own check: rolled back, the old certificate still served
-(DEP-7), the owner told by every channel and by an in-product message (DEP-3)."""
+(DEP-7), the owner told by every channel and by an in-product message (DEP-3), and the renewal
+run ends Failed (failed work is not Completed)."""
 
 from __future__ import annotations
 
@@ -18,22 +19,26 @@ from tests.flows.pipeline_env import SITE, site  # noqa: F401 - fixture
 pytestmark = [pytest.mark.servers, pytest.mark.flows]
 
 
-def test_dep3_dep7_failed_check_rolls_back_and_notifies_inbox_and_channels(site):  # noqa: F811
+def test_dep3_dep7_failed_check_rolls_back_notifies_and_ends_the_run_failed(site):  # noqa: F811
     """DEP-7: the target's check fails after staging → the previous files are restored and the old
     certificate is still what clients see. DEP-3: the failure reaches the configured channel and
-    the inbox (`certpilot inbox`), naming certificate, target and what happened."""
-    from flows.renew import renew
+    the inbox (`certpilot inbox`), naming certificate, target and what happened. The run ends
+    Failed, saying which deployment failed; the order was paid once and is not placed again."""
+    from flows.renewal import renewal
 
     with site.session() as s:
         row = s.get(DeploymentTargetRow, deployments.targets_of(s, site.cert_id)[0].id)
         s.execute(update(DeploymentTargetRow).where(DeploymentTargetRow.id == row.id)
                   .values(config={**row.config, "check_argv": ["/bin/false"]}))
-    out = renew(site.cert_id, years=1, launch_mode="inline")
-    assert out.state is OrderState.PAID
+    state = renewal(site.cert_id, years=1, return_state=True)
+    assert state.is_failed()
     with site.session() as s:
-        new = sorted(Repository(s).children(site.cert_id), key=lambda c: c.plan_index)[0]
+        repo = Repository(s)
+        new = sorted(repo.children(site.cert_id), key=lambda c: c.plan_index)[0]
+        assert repo.get_order(new.order_id).state is OrderState.PAID
         (task,) = deployments.list_tasks(s, new.id)
         assert task.state.value == "rolled_back"
+        assert f"1 of 1 deployment(s) of {new.id} failed" in state.message
         inbox = messages(s)
         assert len(inbox) == 1 and inbox[0].kind == "deployment_failed"
         assert new.id in inbox[0].body and "nginx" in inbox[0].subject
