@@ -32,6 +32,7 @@ from pathlib import Path
 
 from certpilot.childenv import child_env
 from certpilot.core.errors import PermanentError
+from certpilot.settings import ensure_home, get_settings
 
 API_HOST = "127.0.0.1"
 API_PORT = 4200
@@ -114,13 +115,14 @@ def load_auth(home: Path) -> str | None:
 
 
 def ensure_auth(home: Path) -> str:
-    """The API auth string of `home`, generated (random, 0600 file) on first use.
+    """The API auth string of `home`, generated (random, 0600 file; the home made 0700) on first use.
 
     Raises:
-        PermanentError: the auth file is group/world accessible.
+        PermanentError: the auth file is group/world accessible; the home is not ours.
     """
     path = Path(home) / AUTH_FILE
     if not path.exists():
+        ensure_home(Path(home))
         _write_private(path, f"{AUTH_USER}:{secrets.token_urlsafe(32)}\n".encode())
     auth = load_auth(home)
     if not auth:
@@ -142,10 +144,36 @@ def client_env(home: Path) -> dict[str, str]:
     if not auth:
         return {}
     state = _read_state(Path(home))
-    from certpilot.settings import get_settings
-
     url = state.get("api_url") or f"http://{API_HOST}:{get_settings().prefect_port}/api"
     return {"PREFECT_API_URL": url, "PREFECT_API_AUTH_STRING": auth}
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    """What a command-line process adds to its environment to reach `certpilot up`'s server,
+    respecting the operator's own Prefect configuration (environment and active profile).
+
+    - No Prefect API configured: the URL and auth string of `certpilot up` from `home`.
+    - `PREFECT_API_URL` (or the profile's) is that server's URL and no auth string is
+      configured: the auth string only.
+    - Any other API (a remote server, Prefect Cloud): nothing; the operator's settings stand.
+    Empty when `certpilot up` never ran from `home`.
+
+    Raises:
+        PermanentError: the auth file is group/world accessible.
+    """
+    local = client_env(home)
+    if not local:
+        return {}
+    from prefect.settings.models.root import Settings
+
+    configured = Settings()  # environment + active profile, as Prefect's client will read them
+    url = configured.api.url
+    if not url:
+        return local
+    same = {local["PREFECT_API_URL"], local["PREFECT_API_URL"].replace("//127.0.0.1:", "//localhost:", 1)}
+    if url.rstrip("/") in same and configured.api.auth_string is None:
+        return {"PREFECT_API_AUTH_STRING": local["PREFECT_API_AUTH_STRING"]}
+    return {}
 
 
 def use_client_env(env: Mapping[str, str]) -> None:
@@ -258,8 +286,6 @@ class PrefectServer:
     """
 
     def __init__(self, home: Path, host: str = API_HOST, port: int | None = None):
-        from certpilot.settings import get_settings
-
         self.home, self.host = Path(home), host
         self.port = get_settings().prefect_port if port is None else port
         self.api_url = f"http://{host}:{self.port}/api"
@@ -348,7 +374,7 @@ class PrefectServer:
 
         if self._lock_fd is not None:
             return
-        self.home.mkdir(parents=True, exist_ok=True)
+        ensure_home(self.home)
         fd = os.open(self.home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from certpilot.prefect_server import (
     load_auth,
 )
 from tests.integration.serve.conftest import PARENT_SECRETS, ROOT, environ_of
+from tests.servers.base import wait_until
 
 pytestmark = pytest.mark.servers
 
@@ -151,3 +153,63 @@ def test_lock_foreign_server_on_the_port_is_refused(up_like, tmp_path):
                                          "certpilot up did not start")
     assert "CERTPILOT_PREFECT_PORT" in str(refused.value)
     assert httpx.get(f"{up_like.api_url}/health").status_code == 200
+
+
+RUNNER_FLOW = '''
+import asyncio
+import sys
+
+from prefect import flow, get_client
+from prefect.client.schemas.actions import VariableCreate
+
+
+@flow(name="lock-down-probe")
+def probe() -> str:
+    """Runs in the runner's flow-run process: writes through the API (auth string + CSRF)."""
+    async def write():
+        async with get_client() as client:
+            await client.create_variable(VariableCreate(name="runner_wrote", value="yes"))
+
+    asyncio.run(write())
+    return "ok"
+
+
+if __name__ == "__main__":
+    probe.serve(name="probe", limit=1)
+'''
+
+TRIGGER = '''
+from prefect.deployments import run_deployment
+from prefect import get_client
+import asyncio
+
+run = run_deployment("lock-down-probe/probe", timeout=150, poll_interval=1)
+
+async def read():
+    async with get_client() as client:
+        return (await client.read_variable_by_name("runner_wrote")).value
+
+print(run.state.type.value, asyncio.run(read()))
+'''
+
+
+def test_lock_runner_flow_runs_authenticate(up_like, tmp_path):
+    """A runner serving a deployment with `client_env(home)` (as `certpilot up` serves its flows):
+    the flow run it starts in a new process reports its states and writes through the API."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(client_env(up_like.home), PREFECT_HOME=str(tmp_path / "prefect"),
+               PREFECT_RUNNER_POLL_FREQUENCY="1")
+    (tmp_path / "probe_flow.py").write_text(RUNNER_FLOW)
+    runner = subprocess.Popen([sys.executable, "probe_flow.py"], env=env, cwd=tmp_path,
+                              stdout=(tmp_path / "runner.log").open("wb"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        wait_until(lambda: "is being served" in (tmp_path / "runner.log").read_text(errors="replace"),
+                   timeout=120, what="the runner's deployment", proc=runner, log=tmp_path / "runner.log")
+        done = subprocess.run([sys.executable, "-c", TRIGGER], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=240)
+        log = (tmp_path / "runner.log").read_text(errors="replace")[-3000:]
+        assert (done.returncode, done.stdout.strip()) == (0, "COMPLETED yes"), done.stderr[-2000:] + log
+    finally:
+        os.killpg(runner.pid, signal.SIGTERM)
+        runner.wait(30)
