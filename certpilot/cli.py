@@ -707,31 +707,23 @@ def up(*, no_demo: Annotated[bool, Parameter(negative="", help="Do not load the 
 def _prefect_api() -> str:
     """Point this process at the Prefect API and return its URL (before it first talks to Prefect).
 
-    The user's choice wins: PREFECT_API_URL, else the active Prefect profile's API URL. With
-    neither, the local server `certpilot up` runs from CERTPILOT_HOME (its URL and auth string).
-    The auth string of that local server is added when the configured URL is its URL and no
-    auth string is configured.
+    The user's choice wins: PREFECT_API_URL, else the active Prefect profile's API URL, never
+    overridden. With neither, the local server `certpilot up` runs from CERTPILOT_HOME (its URL
+    and auth string); that server's auth string is added when the configured URL is its URL and
+    no auth string is configured (`prefect_server.cli_env`).
 
     Raises:
-        UsageError: no API is configured and `certpilot up` never ran in CERTPILOT_HOME.
+        UsageError: no API is configured and `certpilot up` never ran from CERTPILOT_HOME.
     """
-    import os
+    from certpilot.prefect_server import cli_env, use_client_env
 
+    use_client_env(cli_env(_ctx.settings.home))
     from prefect.settings import get_current_settings
 
-    from certpilot.prefect_server import client_env, use_client_env
-
-    configured = get_current_settings().api  # the environment, else the active profile
-    local = client_env(_ctx.settings.home)
-    url = os.environ.get("PREFECT_API_URL") or configured.url
+    url = get_current_settings().api.url
     if not url:
-        if not local:
-            raise UsageError("no Prefect API is configured: set PREFECT_API_URL (or `prefect profile use` a "
-                             "profile that sets it), or run `certpilot up` for a local one")
-        use_client_env(local)
-        return local["PREFECT_API_URL"]
-    if local.get("PREFECT_API_URL") == url.rstrip("/") and configured.auth_string is None:
-        use_client_env({"PREFECT_API_AUTH_STRING": local["PREFECT_API_AUTH_STRING"]})
+        raise UsageError("no Prefect API is configured: set PREFECT_API_URL (or `prefect profile use` a profile "
+                         "that sets it), or run `certpilot up` for a local one")
     return url
 
 
