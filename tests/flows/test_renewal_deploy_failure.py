@@ -4,6 +4,8 @@ run ends Failed (failed work is not Completed)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import update
 
@@ -19,12 +21,38 @@ from tests.flows.pipeline_env import SITE, site  # noqa: F401 - fixture
 pytestmark = [pytest.mark.servers, pytest.mark.flows]
 
 
+class BrokenChannel:
+    """A notification channel that is down (same Protocol as email/webhook)."""
+
+    name = "broken"
+
+    def send(self, event) -> None:
+        raise ConnectionError("channel down")
+
+
+def run_logs(flow_run_id, needle: str, timeout: float = 10.0) -> list:
+    """The log records of a flow run, once one contains `needle` (logs reach the API in batches)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            if any(needle in log.message for log in logs) or time.monotonic() > deadline:
+                return logs
+            time.sleep(0.2)
+
+
 def test_dep3_dep7_failed_check_rolls_back_notifies_and_ends_the_run_failed(site):  # noqa: F811
     """DEP-7: the target's check fails after staging → the previous files are restored and the old
     certificate is still what clients see. DEP-3: the failure reaches the configured channel and
     the inbox (`certpilot inbox`), naming certificate, target and what happened. The run ends
-    Failed, saying which deployment failed; the order was paid once and is not placed again."""
+    Failed, saying which deployment failed; the order was paid once and is not placed again.
+    A channel that is down is logged by certpilot's own logger, in the run's logs (UI)."""
     from flows.renewal import renewal
+
+    site.runtime.notifiers.append(BrokenChannel())
 
     with site.session() as s:
         row = s.get(DeploymentTargetRow, deployments.targets_of(s, site.cert_id)[0].id)
@@ -45,5 +73,9 @@ def test_dep3_dep7_failed_check_rolls_back_notifies_and_ends_the_run_failed(site
         assert mark_read(s, [inbox[0].id]) == 1
     assert probe_sync(Endpoint("127.0.0.1", site.nginx.port, SITE), timeout=3).fingerprint == site.old_fingerprint
     assert [e.kind.value for e in site.notifier.events] == ["deployment_failed"]
+    needle = "notification deployment_failed via broken failed: channel down"
+    logs = run_logs(state.state_details.flow_run_id, needle)
+    assert [(log.name, log.level) for log in logs if needle in log.message] == [
+        ("certpilot.adapters.notify.base", 30)]
     with site.session() as s:
         assert messages(s) == []
