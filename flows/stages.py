@@ -186,12 +186,18 @@ def deploy(certificate_id: str) -> DeployRun:
     errors = [str(f.state.message or f.state.name) for f in futures if not f.state.is_completed()]
     run = DeployRun(certificate_id=certificate_id,
                     results=tuple(f.result() for f in futures if f.state.is_completed()))
-    failed = [f"{r.target_id}: {r.state.value} ({r.details.strip().splitlines()[-1] if r.details.strip() else ''})"
-              for r in run.failed] + errors
+    failed = [f"{r.target_id}: {r.state.value} ({_why(r.details)})" for r in run.failed] + errors
     if failed:
         raise PermanentError(f"{len(failed)} of {len(futures)} deployment(s) of {certificate_id} failed; the "
                              f"previous certificate stays where it was (DEP-7): {'; '.join(failed)}")
     return run
+
+
+def _why(details: str) -> str:
+    """What a failed deployment's progress lines say happened: its last two lines before the
+    final state (the error, then the rollback), without their timestamps."""
+    lines = [line.split(" ", 1)[-1] for line in details.strip().splitlines()]
+    return "; ".join(lines[-3:-1]) or "no details recorded"
 
 
 def verify(certificate_id: str) -> VerifyOutcome:

@@ -43,6 +43,7 @@ from certpilot.core.outcomes import (
     VerifyOutcome,
 )
 from certpilot.core.plans import submits_first_now
+from certpilot.core.status import derive_status
 from certpilot.operations import applications, deployments, notices, orders
 from certpilot.operations.scan import CA_REJECTED, record_notice
 from certpilot.store.repository import Repository
@@ -73,10 +74,12 @@ def entry(svc: Services, certificate_id: str) -> RenewalEntry:
     """Where a `renewal` run starts for a certificate, from its database state (re-entrancy).
 
     Pending, under review or rejected: the application (a rerun after a crash, a managed start,
-    a purchase, a resubmission). Issued but not yet deployed where its predecessor served
-    (`_deployment_unfinished`): deployment. Otherwise the certificate is the active one: its
-    renewal order is placed or found again (PAYMENT; a rerun finds the same order and goes on to
-    its certificate).
+    a purchase, a resubmission). An issued successor (it has a parent) not yet deployed where
+    its predecessor served (`_deployment_unfinished`), or not due for renewal itself:
+    deployment (nothing left to deploy: the verify stage only). Otherwise the certificate is the
+    active one: its renewal order is placed or found again (PAYMENT; a rerun finds the same
+    order and goes on to its certificate; a certificate not due is refused there, saying when
+    renewal opens).
 
     Raises:
         NotFoundError: no such certificate.
@@ -85,7 +88,8 @@ def entry(svc: Services, certificate_id: str) -> RenewalEntry:
         cert = Repository(s).certificate_model(certificate_id)
         if cert.state in _APPLYING:
             stage = EntryStage.APPLICATION
-        elif cert.state is Status.ISSUED and _deployment_unfinished(s, cert):
+        elif cert.state is Status.ISSUED and cert.parent_id is not None and (
+                _deployment_unfinished(s, cert) or derive_status(cert, svc.now(), svc.policy) is Status.VALID):
             stage = EntryStage.DEPLOYMENT
         else:
             stage = EntryStage.PAYMENT
@@ -97,8 +101,6 @@ def _deployment_unfinished(session: Session, cert: Certificate) -> bool:
     other served: one of its deployment tasks did not succeed, or a target still sits with its
     parent or an earlier certificate of its plan without a task of its own (a deployment that
     succeeds moves its target to the new certificate, so nothing left behind means done)."""
-    if cert.parent_id is None:
-        return False
     tasks = deployments.list_tasks(session, cert.id)
     if any(t.state is not DeploymentState.SUCCEEDED for t in tasks):
         return True

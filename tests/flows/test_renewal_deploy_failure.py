@@ -49,13 +49,16 @@ def test_dep3_dep7_failed_check_rolls_back_notifies_and_ends_the_run_failed(site
     certificate is still what clients see. DEP-3: the failure reaches the configured channel and
     the inbox (`certpilot inbox`), naming certificate, target and what happened. The run ends
     Failed, saying which deployment failed; the order was paid once and is not placed again.
-    A channel that is down is logged by certpilot's own logger, in the run's logs (UI)."""
+    A channel that is down is logged by certpilot's own logger, in the run's logs (UI). Once the
+    target is fixed, a renewal run of the new certificate deploys it (re-entrant: it starts at
+    the deployment, nothing is ordered again)."""
     from flows.renewal import renewal
 
     site.runtime.notifiers.append(BrokenChannel())
 
     with site.session() as s:
         row = s.get(DeploymentTargetRow, deployments.targets_of(s, site.cert_id)[0].id)
+        working = dict(row.config)
         s.execute(update(DeploymentTargetRow).where(DeploymentTargetRow.id == row.id)
                   .values(config={**row.config, "check_argv": ["/bin/false"]}))
     state = renewal(site.cert_id, years=1, return_state=True)
@@ -67,6 +70,7 @@ def test_dep3_dep7_failed_check_rolls_back_notifies_and_ends_the_run_failed(site
         (task,) = deployments.list_tasks(s, new.id)
         assert task.state.value == "rolled_back"
         assert f"1 of 1 deployment(s) of {new.id} failed" in state.message
+        assert "rolled back: the previous certificate is in place again (DEP-7)" in state.message
         inbox = messages(s)
         assert len(inbox) == 1 and inbox[0].kind == "deployment_failed"
         assert new.id in inbox[0].body and "nginx" in inbox[0].subject
@@ -79,3 +83,15 @@ def test_dep3_dep7_failed_check_rolls_back_notifies_and_ends_the_run_failed(site
         ("certpilot.adapters.notify.base", 30)]
     with site.session() as s:
         assert messages(s) == []
+
+    # Fixed: the renewal run of the new certificate starts at deployment (issued, not deployed)
+    # and ends serving it; nothing is ordered or paid again.
+    with site.session() as s:
+        s.execute(update(DeploymentTargetRow).where(DeploymentTargetRow.id == row.id).values(config=working))
+    again = renewal(new.id)
+    assert again.order is None and again.worked_on == new.id and again.verify.ok
+    with site.session() as s:
+        repo = Repository(s)
+        assert [o.id for o in repo.orders_for_certificate(site.cert_id)] == [new.order_id]
+        assert [t.state.value for t in deployments.list_tasks(s, new.id)] == ["succeeded"]
+    assert probe_sync(Endpoint("127.0.0.1", site.nginx.port, SITE), timeout=3).fingerprint == new.fingerprint_sha256

@@ -66,3 +66,24 @@ def test_lc3_one_flow_run_per_renewal_named_after_the_certificate_with_its_stage
     with site.session() as s:
         child = sorted(Repository(s).children(site.cert_id), key=lambda c: c.plan_index)[0]
     assert out.worked_on == child.id
+
+
+def test_lc3_rerun_of_a_finished_renewal_orders_nothing_and_only_proves_it_served(site):  # noqa: F811
+    """LC-3/PAY-4/DEP-2: a renewal run again, for the original certificate or for its renewed
+    one (issued, deployed, not due), finds the work done: the same order, no new debit, no new
+    deployment, and the verify stage proves the site serves the renewed certificate."""
+    from flows.renewal import renewal
+
+    first = renewal(site.cert_id, years=1)
+    again = renewal(site.cert_id, years=1)
+    of_new = renewal(first.worked_on, years=1)
+    assert again.order.order_id == first.order.order_id and again.worked_on == first.worked_on
+    assert of_new.order is None and of_new.worked_on == first.worked_on
+    assert again.verify.served == of_new.verify.served == first.verify.served
+    with site.session() as s:
+        repo = Repository(s)
+        assert len(repo.orders_for_certificate(site.cert_id)) == 1
+        assert [e.delta for e in repo.ledger_for_order(first.order.order_id) if e.kind.value == "quota"] == [-1]
+        from certpilot.operations import deployments
+
+        assert [t.attempts for t in deployments.list_tasks(s, first.worked_on)] == [1]
