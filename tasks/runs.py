@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from certpilot import runtime as rt
+from certpilot.core.runs import WorkClaim
 from certpilot.operations import runs as ops
 from tasks.common import certpilot_task
 
@@ -21,3 +22,9 @@ def claim_work(certificate_id: str) -> None:
     from prefect.runtime import flow_run
 
     ops.claim(rt.services(), certificate_id, str(flow_run.id or ""))
+
+
+@certpilot_task(name="read-claims")
+def read_claims(certificate_ids: list[str]) -> dict[str, WorkClaim]:
+    """The claims of these certificates, by certificate id (never-claimed ones are absent)."""
+    return ops.claims(rt.services(), certificate_ids)

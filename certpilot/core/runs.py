@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 DEAD_STATES = frozenset({"FAILED", "CRASHED", "CANCELLED"})
 """Prefect state types of a run that ended without finishing: its idempotency key is spent, a
@@ -18,6 +19,11 @@ relaunch needs a fresh key (`relaunch_key`)."""
 
 ENDED_STATES = DEAD_STATES | {"COMPLETED"}
 """Prefect state types of a run that works on nothing any more."""
+
+REVIEW_PAUSE_PREFIX = "review-"
+"""The pause key of a renewal run suspended while the CA reviews its application starts with
+this (`review-<certificate id>-<attempt>`); the scanner resumes such a run once the CA answered.
+Prefect's run-input keys allow letters, digits and dashes only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,4 +62,43 @@ def relaunch_key(key: str, dead_run_id: str) -> str:
     return f"{key}:after:{dead_run_id}"
 
 
-__all__ = ["DEAD_STATES", "ENDED_STATES", "WorkClaim", "is_dead", "relaunch_key", "works_on"]
+class LaunchOutcome(StrEnum):
+    """What launching one run came to."""
+
+    COMPLETED = "completed"
+    """It ran in this process and ended Completed."""
+    FAILED = "failed"
+    """It ran in this process and ended Failed, Crashed or Cancelled."""
+    SUSPENDED = "suspended"
+    """It ran in this process and suspended: it waits for a human or a CA review, holding no
+    thread (an answer or the scanner resumes it on a runner or worker)."""
+    LIVE = "live"
+    """A run under its key already works on it (another scanner, a worker): nothing started."""
+    DONE = "done"
+    """A run under its key completed before: nothing to do."""
+    HANDED_OFF = "handed_off"
+    """Handed to a renewal-batch run that a worker will execute."""
+    ERROR = "error"
+    """It could not be launched (the API or the flow refused); `detail` says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchResult:
+    """The result of launching one run.
+
+    Attributes:
+        certificate_id: the certificate.
+        key: the idempotency key finally used (after dead runs: `relaunch_key`s).
+        outcome: what it came to.
+        flow_run_id: the run's id ("" when none was created).
+        detail: a sentence for an operator (the error, the final state's message).
+    """
+
+    certificate_id: str
+    key: str
+    outcome: LaunchOutcome
+    flow_run_id: str = ""
+    detail: str = ""
+
+
+__all__ = ["DEAD_STATES", "ENDED_STATES", "REVIEW_PAUSE_PREFIX", "LaunchOutcome", "LaunchResult", "WorkClaim", "is_dead", "relaunch_key", "works_on"]

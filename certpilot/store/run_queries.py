@@ -8,12 +8,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, false, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
+from certpilot.core.deployment import DeploymentState
+from certpilot.core.models import Status
 from certpilot.core.runs import WorkClaim
+from certpilot.store.tables import CertificateRow, OrderRow
+from certpilot.store.tables_deploy import DeploymentTargetRow, DeploymentTaskRow
 from certpilot.store.tables_runs import WorkClaimRow
+
+_OPEN = (DeploymentState.PENDING.value, DeploymentState.RUNNING.value)
 
 _CHUNK = 500
 """Ids per IN (...) list: SQLite allows 32,766 bound parameters; small lists plan well everywhere."""
@@ -48,4 +54,52 @@ def claims_of(session: Session, certificate_ids: Sequence[str]) -> dict[str, Wor
     return found
 
 
-__all__ = ["claims_of", "upsert_claim"]
+def pending_work(session: Session,
+                 certificate_ids: Sequence[str]) -> list[tuple[str, str, str | None, str | None, int]]:
+    """Of these certificates, those still pending application, not temporary (an emergency's
+    own flow runs those): (id, common name, order id, the certificate the order renews, plan index)."""
+    if not certificate_ids:
+        return []
+    c, o = CertificateRow.__table__, OrderRow.__table__
+    ids = list(dict.fromkeys(certificate_ids))
+    rows: list[tuple[str, str, str | None, str | None, int]] = []
+    for i in range(0, len(ids), _CHUNK):
+        stmt = (select(c.c.id, c.c.common_name, c.c.order_id, o.c.certificate_id, c.c.plan_index)
+                .select_from(c.outerjoin(o, o.c.id == c.c.order_id))
+                .where(c.c.id.in_(ids[i:i + _CHUNK]), c.c.state == Status.PENDING_APPLICATION.value,
+                       c.c.temporary == false()))
+        rows += [tuple(r) for r in session.execute(stmt).tuples()]
+    return rows
+
+
+def unfinished_deployments(session: Session, issued_now: Sequence[str] = ()) -> list[tuple[str, str, str | None]]:
+    """Issued certificates whose deployment is unfinished: (id, common name, order id).
+
+    Unfinished: a deployment task still pending or running; or none planned yet while the
+    certificate it follows (its parent, or an earlier certificate of its order: DEP-1) holds a
+    target — asked only of certificates a renewal run claimed or `issued_now` (the scan's
+    reviews just issued them), so the cost follows the work in flight, not the inventory.
+    Temporary (emergency) certificates are left to the emergency's own runs.
+    """
+    c, t, tg, w = (CertificateRow.__table__, DeploymentTaskRow.__table__, DeploymentTargetRow.__table__,
+                   WorkClaimRow.__table__)
+    issued = and_(c.c.state == Status.ISSUED.value, c.c.temporary == false())
+    with_open_tasks = (select(c.c.id, c.c.common_name, c.c.order_id)
+                       .where(issued, c.c.id.in_(select(t.c.certificate_id).where(t.c.state.in_(_OPEN)))))
+    earlier = aliased(CertificateRow)
+    holder_has_target = exists().where(or_(
+        tg.c.certificate_id == c.c.parent_id,
+        tg.c.certificate_id.in_(select(earlier.id).where(earlier.order_id == c.c.order_id,
+                                                         earlier.plan_index < c.c.plan_index))))
+    candidate = c.c.id.in_(select(w.c.certificate_id))
+    if issued_now:
+        candidate = or_(candidate, c.c.id.in_(list(dict.fromkeys(issued_now))))
+    never_planned = (select(c.c.id, c.c.common_name, c.c.order_id)
+                     .where(issued, candidate, ~exists().where(t.c.certificate_id == c.c.id), holder_has_target))
+    found = {r[0]: tuple(r) for r in session.execute(with_open_tasks).tuples()}
+    for r in session.execute(never_planned).tuples():
+        found.setdefault(r[0], tuple(r))
+    return list(found.values())
+
+
+__all__ = ["claims_of", "pending_work", "unfinished_deployments", "upsert_claim"]
