@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     """Directory of data files (CA/B schedule, demo inventory, defaults)."""
     prefect_port: int = 4200
     """Loopback port of the Prefect server (API and UI) that `certpilot up` starts."""
+    launch_mode: str | None = None
+    """How the scanner runs renewals (`flows.launch`): inline, in-process or workers; default
+    in-process when the renewal deployment exists on the API, else inline."""
+    launch_threads: int = 8
+    """Renewal runs executed at once by one in-process launcher (the scan, or a renewal-batch run)."""
+    launch_batch_size: int = 25
+    """Renewals per renewal-batch run in workers mode (one process start per batch)."""
 
     @property
     def db_url(self) -> str:

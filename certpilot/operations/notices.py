@@ -69,6 +69,22 @@ def ca_rejected(session: Session, certificate_id: str, detail: str, now: datetim
                   f"certificate_id={certificate_id}).\n", now=now)
 
 
+def scan_item_failed(session: Session, certificate_id: str, action: str, error: str,
+                     now: datetime | None = None) -> NotificationEvent:
+    """The scanner could not do one thing for a certificate (the rest of the scan went on); told
+    at most once a day per certificate (`operations.scan.report_problem`).
+
+    Args:
+        action: what failed, e.g. "launch its renewal", "poll its CA review".
+        error: the error's sentence (ids and names only, never key material).
+    """
+    cert = _cert(session, certificate_id)
+    return _event(cert, EventKind.ACTION_NEEDED, f"the scan could not {action} for {cert.common_name}",
+                  f"The scan could not {action} for certificate {certificate_id} ({cert.common_name}): {error}\n"
+                  "The other certificates were handled; the next scan tries again. If this repeats, look at "
+                  "the scan's and the renewal's runs in the Prefect UI.\n", now=now)
+
+
 def expiry(session: Session, certificate_id: str, days_left: int, threshold: int,
            now: datetime | None = None) -> NotificationEvent:
     """NT-1: a certificate expires in `days_left` days (the notice at `threshold` days)."""
