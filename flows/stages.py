@@ -39,8 +39,8 @@ from flows.forms import CaContact, ManualDnsDone, PaymentApproval
 from tasks import pipeline as t
 
 FORM_TIMEOUT = 7 * 24 * 3600
-"""How long a form waits for its human (seconds); then the run fails and the scanner relaunches
-the work."""
+"""How long a form waits for its human (seconds); then the run fails, and the renewal the next
+scan launches asks again (the owner is not told twice: the step's key is the same)."""
 REVIEW_TIMEOUT = 30 * 24 * 3600
 """How long a run suspended on a CA review waits for the scanner to resume it (seconds)."""
 

@@ -350,7 +350,7 @@ def wait_review(svc: Services, certificate_id: str, *,
 
 def _tell_rejection(svc: Services, session: Session, rejection: applications.Rejection) -> None:
     """CA-2/NT-2: the one place a rejection is told to the owner, whichever path saw it
-    (`submit`, `apply`'s polling, the scanner).
+    (`submit`, the ca-review stage's polling, the scanner).
 
     Runs in the transaction that records the rejection. The notice is recorded in
     `notices_sent` keyed by (certificate, CA_REJECTED, the rejection's ordinal), so a rerun
