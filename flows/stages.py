@@ -35,6 +35,7 @@ from certpilot.core.outcomes import (
     SubmitOutcome,
     VerifyOutcome,
 )
+from certpilot.core.runs import REVIEW_PAUSE_PREFIX
 from flows.forms import CaContact, ManualDnsDone, PaymentApproval
 from tasks import pipeline as t
 
@@ -168,7 +169,8 @@ def review(certificate_id: str) -> Status:
     out = t.ca_review(certificate_id)
     if out.state is Status.UNDER_REVIEW and may_suspend():
         # Raises Pause (the run is Suspended, this process returns) unless this key fired before.
-        suspend_flow_run(key=step_key("review", certificate_id, out.attempt), timeout=REVIEW_TIMEOUT)
+        # The key's prefix is how the scanner tells a review's suspension from a form's.
+        suspend_flow_run(key=REVIEW_PAUSE_PREFIX + step_key(certificate_id, out.attempt), timeout=REVIEW_TIMEOUT)
     return out.state
 
 
