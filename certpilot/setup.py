@@ -93,9 +93,18 @@ def register_block_types() -> Step:
                 f"{len(classes)} block types, {missing} new or changed")
 
 
+def _fields(value: Any) -> Any:
+    """A dump without the block-document bookkeeping (`_block_document_id`, …) at any depth."""
+    if isinstance(value, dict):
+        return {k: _fields(v) for k, v in value.items() if not k.startswith("_")}
+    if isinstance(value, list):
+        return [_fields(v) for v in value]
+    return value
+
+
 def _secret_dump(block) -> dict[str, Any]:
     """A block's fields with secrets revealed, to compare with what is saved (never printed)."""
-    return block.model_dump(mode="json", context={"include_secrets": True})
+    return _fields(block.model_dump(mode="json", context={"include_secrets": True}))
 
 
 def save_block(block, name: str) -> Change:

@@ -52,14 +52,15 @@ class Operator:
     env: dict[str, str]
     workers: list[subprocess.Popen] = field(default_factory=list)
 
-    def run(self, program: str, *args: str, cwd: Path, timeout: float = 180) -> Result:
-        """Run `program args…` (a command of `bin`) in `cwd`, stdin closed (no prompt answers)."""
-        proc = subprocess.run([str(self.bin / program), *map(str, args)], cwd=cwd, env=self.env,
+    def run(self, program: str, *args: str, cwd: Path, timeout: float = 180, env: dict | None = None) -> Result:
+        """Run `program args…` (a command of `bin`) in `cwd`, stdin closed (no prompt answers),
+        with `env` added to the shell's environment."""
+        proc = subprocess.run([str(self.bin / program), *map(str, args)], cwd=cwd, env={**self.env, **(env or {})},
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
-    def certpilot(self, *args: str, cwd: Path) -> Result:
-        return self.run("certpilot", *args, cwd=cwd)
+    def certpilot(self, *args: str, cwd: Path, env: dict | None = None) -> Result:
+        return self.run("certpilot", *args, cwd=cwd, env=env)
 
     def prefect(self, *args: str, cwd: Path) -> Result:
         return self.run("prefect", *args, cwd=cwd)
@@ -105,11 +106,13 @@ class Operator:
             time.sleep(0.5)
 
     def wait_until_idle(self, since: str, timeout: float = 180) -> list[dict]:
-        """Wait until no certpilot flow run expected to start after `since` (ISO 8601) is
-        scheduled, pending or running; returns those runs."""
+        """Wait until every certpilot flow run due between `since` (ISO 8601) and now has ended
+        (a suspended one counts as ended); returns those runs. Runs the hourly schedule made for
+        later are not waited for."""
         deadline = time.monotonic() + timeout
         while True:
-            runs = self.flow_runs(tags={"all_": ["certpilot"]}, expected_start_time={"after_": since})
+            now = datetime.now(UTC).isoformat()
+            runs = self.flow_runs(tags={"all_": ["certpilot"]}, expected_start_time={"after_": since, "before_": now})
             if runs and all(r["state_type"] in TERMINAL | {"PAUSED"} for r in runs):
                 return runs
             if time.monotonic() > deadline:
