@@ -213,10 +213,10 @@ def test_dv6_ca1_ca2_contact_form_and_review_of_days_suspend_and_resume(tmp_path
         shown, outcome = execute(run.id)
         assert time.monotonic() - started < 30
         assert (shown.state.name, outcome) == ("Suspended", {"paused": True})  # on the CA's review
-        assert shown.state.state_details.pause_key == f"review-{cid}-1"  # what the scanner resumes (CA-2)
         with session_scope(db_url) as s:
             new = Repository(s).children(cid)[0]
             assert new.state is Status.UNDER_REVIEW and new.owner.phone == "+81 3 1234 5678"
+        assert shown.state.state_details.pause_key == f"review-{new.id}-1"  # what the scanner resumes (CA-2)
 
         clock.now += timedelta(days=5, minutes=1)
         assert resume(run.id) == "Resuming"
