@@ -60,12 +60,12 @@ def managed_start_waiting(session: Session, certificate_id: str, detail: str,
 
 
 def ca_rejected(session: Session, certificate_id: str, detail: str, now: datetime | None = None) -> NotificationEvent:
-    """CA-2/NT-2: the CA rejected an application; the owner fixes it and runs `apply` again."""
+    """CA-2/NT-2: the CA rejected an application; the owner fixes it and runs the renewal again."""
     cert = _cert(session, certificate_id)
     return _event(cert, EventKind.ACTION_NEEDED, f"the CA rejected {cert.common_name}",
                   f"The CA rejected the application of certificate {certificate_id} ({cert.common_name}) "
                   f"(CA-2): {detail or 'no detail given'}. Fix the application data and resubmit it "
-                  f"(`certpilot apply {certificate_id}`, or the `apply` deployment with "
+                  f"(`certpilot apply {certificate_id}`, or the `renewal` deployment with "
                   f"certificate_id={certificate_id}).\n", now=now)
 
 
