@@ -13,6 +13,8 @@ idempotency key, the run's name) in one of three modes, chosen by configuration
   the workers take; each batch executes its chunk in-process. A process start is paid per batch.
 - ``inline`` (no deployments: tests, a one-off script): the renewal flow runs as subflows of
   the caller, in a bounded pool of threads.
+- ``none`` (maintenance): nothing is launched; the scan still decides, starts managed
+  applications, follows reviews and sends notices.
 
 Every run is idempotent by its key: a second scanner, a retry or the next scan gets the same
 run back. A key whose run failed, crashed or was cancelled is spent for good on the server, so
@@ -63,6 +65,7 @@ class LaunchMode(StrEnum):
     INLINE = "inline"
     IN_PROCESS = "in-process"
     WORKERS = "workers"
+    NONE = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +118,12 @@ def launch_renewals(items: Sequence[RenewalLaunch], *, mode: LaunchMode | None =
             API, else inline).
 
     Returns:
-        One `LaunchResult` per item, in order. A failing item is a result (`FAILED`, `ERROR`),
-        never an exception: the others go on.
+        One `LaunchResult` per item, in order (none in mode ``none``). A failing item is a
+        result (`FAILED`, `ERROR`), never an exception: the others go on.
     """
-    if not items:
-        return []
     mode = mode or configured_mode()
+    if not items or mode is LaunchMode.NONE:
+        return []
     if mode is LaunchMode.INLINE:
         return run_inline(_renewal_flow(), items, renewal_parameters)
     if mode is LaunchMode.WORKERS:
