@@ -90,7 +90,7 @@ def unfinished_deployments(session: Session, issued_now: Sequence[str] = ()) -> 
     holder_has_target = exists().where(or_(
         tg.c.certificate_id == c.c.parent_id,
         tg.c.certificate_id.in_(select(earlier.id).where(earlier.order_id == c.c.order_id,
-                                                         earlier.plan_index < c.c.plan_index))))
+                                                         earlier.plan_index < c.c.plan_index).correlate(c))))
     candidate = c.c.id.in_(select(w.c.certificate_id))
     if issued_now:
         candidate = or_(candidate, c.c.id.in_(list(dict.fromkeys(issued_now))))

@@ -74,7 +74,8 @@ class Fleet:
                     "ledger": s.execute(select(func.count()).select_from(LedgerRow)).scalar_one()}
 
 
-def build_fleet(tmp_path: Path, n: int, *, days_left: int = 20, prefix: str | None = None) -> Fleet:
+def build_fleet(tmp_path: Path, n: int, *, days_left: int = 20, prefix: str | None = None,
+                quota: int | None = None) -> Fleet:
     """`n` due official DV certificates served by a files target each (module docstring); the
     names carry a prefix of their own (the harness, and its runs, outlive one test)."""
     import uuid
@@ -98,7 +99,8 @@ def build_fleet(tmp_path: Path, n: int, *, days_left: int = 20, prefix: str | No
                                           chain_pem=b"".join(leaf.chain_pems), origin=Origin.OFFICIAL, level=Level.DV,
                                           brand=BRAND, owner="ops@example.test", now=now,
                                           vault=vault).certificate.id)
-        orders.add_quota(s, SPEC, n, now=now)
+        if quota is None or quota > 0:
+            orders.add_quota(s, SPEC, n if quota is None else quota, now=now)
     issuer = PrivateCa(SqlPrivateCaStore(partial(session_scope, db_url)), vault, clock=lambda: datetime.now(UTC))
     notifier = CollectingNotifier()
     runtime = rt.local_services(database_url=db_url, vault=vault, issuers={"private-ca": issuer},
@@ -174,12 +176,13 @@ class ProcessStarts:
         monkeypatch.setattr(os, "fork", counting_fork)
 
 
-def fleet_fixture(n: int):
-    """A pytest fixture building a fleet of `n` with the harness, its services installed."""
+def fleet_fixture(n: int, **kw):
+    """A pytest fixture building a fleet of `n` (`build_fleet` options) with the harness, its
+    services installed."""
 
     @pytest.fixture
     def _fleet(tmp_path, prefect_harness):
-        built = build_fleet(tmp_path, n)
+        built = build_fleet(tmp_path, n, **kw)
         with rt.use(built.runtime):
             yield built
         reset_engines()
