@@ -163,3 +163,49 @@ def due_certificate(directory: Path, name: str, *, days_left: int = 20) -> tuple
     paths[1].chmod(0o600)
     paths[2].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     return paths
+
+
+@pytest.fixture
+def store_of(monkeypatch):
+    """`store_of(op) -> Services` on that operator's store and vault, in this process: the data a
+    test starts from is written directly (a `certpilot` process per row costs seconds; the CLI's
+    import and quota commands have tests of their own)."""
+    from certpilot import runtime
+    from certpilot.settings import get_settings
+    from certpilot.store.db import reset_engines
+
+    def make(op: Operator):
+        for name in ("CERTPILOT_HOME", "CERTPILOT_MASTER_KEY"):
+            monkeypatch.setenv(name, op.env[name])
+        monkeypatch.delenv("CERTPILOT_DATABASE_URL", raising=False)
+        get_settings.cache_clear()
+        reset_engines()
+        return runtime.local_services()
+
+    yield make
+    get_settings.cache_clear()
+    reset_engines()
+
+
+def import_due(svc, directory: Path, name: str, *, quota: int = 1) -> str:
+    """Buy `quota` DigiCert DV quota and import a due official DV DigiCert certificate of `name`
+    (its key sealed in the operator's vault); its id."""
+    from certpilot.core.models import CertType, Level, Origin, Spec
+    from certpilot.operations import orders
+    from certpilot.operations.importing import import_bundle
+
+    if quota:
+        orders.top_up(svc, count=quota, spec=Spec(brand="DigiCert", level=Level.DV, cert_type=CertType.SINGLE))
+    cert, key, chain = due_certificate(directory, name)
+    result = import_bundle(svc, cert_pem=cert.read_bytes(), key_pem=key.read_bytes(), chain_pem=chain.read_bytes(),
+                           origin=Origin.OFFICIAL, level=Level.DV, brand="DigiCert", owner="ops@example.com",
+                           actor="test")
+    return result.certificate.id
+
+
+def renewal_state(svc, cert_id: str) -> str:
+    """The state of the certificate's first renewal (its child, LC-2); "none" without one."""
+    from certpilot.operations.inventory import show_certificate
+
+    children = sorted(show_certificate(svc, cert_id).children, key=lambda c: c.plan_index or 0)
+    return children[0].state.value if children else "none"

@@ -5,8 +5,9 @@
     prefect deploy --all
     prefect worker start --pool certpilot
 
-and a scan run completes on that worker, its flows, configuration files and automations read
-from the installed wheel.
+and a scan run on that worker renews a due certificate (the default launch mode: the renewal
+runs in the scan's own process), its flows, configuration files and automations read from the
+installed wheel.
 
 Without the network: the wheel is built from the checkout with the suite's own build tools, and
 the fresh venv borrows certpilot's dependencies from the suite's venv (a `.pth` file naming a
@@ -21,11 +22,12 @@ import subprocess
 import sys
 import sysconfig
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tests.integration.production.conftest import REPO, Operator, operator_env
+from tests.integration.production.conftest import REPO, Operator, import_due, operator_env, renewal_state
 
 pytestmark = [pytest.mark.servers]
 
@@ -71,10 +73,11 @@ def fresh_venv(where: Path, wheel: Path) -> Path:
     return where / "bin"
 
 
-def test_from_a_wheel_setup_writes_prefect_yaml_deploys_and_a_worker_runs_a_scan(production_api, tmp_path):
+def test_from_a_wheel_setup_writes_prefect_yaml_deploys_and_a_worker_scan_renews(production_api, store_of, tmp_path):
     """From an empty directory, with certpilot installed from its wheel only: `certpilot setup`
     writes the packaged prefect.yaml, `prefect deploy --all` deploys every flow from it, and a
-    scan run on `prefect worker start --pool certpilot` completes."""
+    scan run on `prefect worker start --pool certpilot` renews a due certificate: its renewal is
+    issued, every certpilot run it started Completed."""
     started = time.monotonic()
     bin_ = fresh_venv(tmp_path / "venv", build_wheel(tmp_path / "build"))
     installed = time.monotonic()
@@ -102,10 +105,17 @@ def test_from_a_wheel_setup_writes_prefect_yaml_deploys_and_a_worker_runs_a_scan
     worker_dir.mkdir()
     op.start_worker(worker_dir, tmp_path / "worker.log")
     try:
+        svc = store_of(op)
+        cert_id = import_due(svc, here, "wheel.example.com")
+        since = datetime.now(UTC).isoformat()
         scan = op.certpilot("scan", "--json", cwd=here)
         assert scan.code == 0, scan.out + scan.err
         run = op.wait_for_run(scan.json["flow_run_id"])
         assert run["state_type"] == "COMPLETED", (run["state"], op.run_logs(run["id"]))
+        runs = op.wait_until_idle(since)
+        assert not [(r["name"], r["state"]["message"]) for r in runs if r["state_type"] != "COMPLETED"]
+        assert "wheel.example.com" in {r["name"] for r in runs}
+        assert renewal_state(svc, cert_id) == "issued"
     finally:
         op.stop_workers()
     print(f"wheel: build + venv {installed - started:.1f} s, all {time.monotonic() - started:.1f} s")
