@@ -74,8 +74,9 @@ def test_automation_notifies_on_failed_or_crashed_certpilot_runs(prefect_harness
     from certpilot.automations import install
 
     CustomWebhookNotificationBlock(name="ops", url="http://127.0.0.1:9/hook").save("ops", overwrite=True)
-    assert install("custom-webhook/ops") == ["certpilot-failed-or-crashed-run"]
-    assert install("custom-webhook/ops") == ["certpilot-failed-or-crashed-run"]  # reinstall replaces it
+    installed = ["certpilot-zombie-runs", "certpilot-failed-or-crashed-run"]  # the zombie one needs no block
+    assert install("custom-webhook/ops") == installed
+    assert install("custom-webhook/ops") == installed  # reinstall replaces them
     automation = Automation.read(name="certpilot-failed-or-crashed-run")
     assert set(automation.trigger.expect) == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
     block = CustomWebhookNotificationBlock.load("ops")
