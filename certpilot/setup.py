@@ -11,6 +11,7 @@ created, updated or left something as it was; a second run changes nothing and s
 from __future__ import annotations
 
 import asyncio
+import copy
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +22,9 @@ from certpilot.core.errors import BadInputError, CertpilotError, MissingBlockErr
 WORK_POOL = "certpilot"
 """The work pool `prefect.yaml` deploys to and `prefect worker start --pool certpilot` polls."""
 PRIVATE_CA_ISSUER = "private-ca/default"
+HEARTBEAT_SETTING = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+HEARTBEAT_SECONDS = "30"
+"""Runs on the pool send a heartbeat this often (the zombie automation waits for three)."""
 
 
 class Change(StrEnum):
@@ -219,10 +223,24 @@ def ensure_concurrency_limits() -> list[Step]:
     return _run(go())
 
 
+def _with_heartbeats(template: dict[str, Any]) -> dict[str, Any] | None:
+    """`template` (a process pool's base job template) whose runs send heartbeats, or None when
+    its runs already do (or it sets its own frequency: the operator's value is kept)."""
+    env = template.get("variables", {}).get("properties", {}).get("env")
+    if env is None or HEARTBEAT_SETTING in (env.get("default") or {}):
+        return None
+    updated = copy.deepcopy(template)
+    prop = updated["variables"]["properties"]["env"]
+    prop["default"] = {**(prop.get("default") or {}), HEARTBEAT_SETTING: HEARTBEAT_SECONDS}
+    return updated
+
+
 def ensure_work_pool(name: str = WORK_POOL) -> Step:
-    """Create the process work pool `name` when absent (an existing pool is left as it is)."""
+    """Create the process work pool `name` when absent. Its runs send heartbeats (the zombie
+    automation marks a run whose heartbeats stop Crashed: its worker died); an existing process
+    pool without that setting gets it, anything else about an existing pool is left as it is."""
     from prefect import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectNotFound
     from prefect.workers.process import ProcessWorker
 
@@ -230,25 +248,54 @@ def ensure_work_pool(name: str = WORK_POOL) -> Step:
         async with get_client() as client:
             try:
                 pool = await client.read_work_pool(name)
-                return Step("work pool", name, Change.UNCHANGED, f"type {pool.type}")
             except ObjectNotFound:
-                await client.create_work_pool(WorkPoolCreate(
-                    name=name, type=ProcessWorker.type,
-                    base_job_template=ProcessWorker.get_default_base_job_template()))
-                return Step("work pool", name, Change.CREATED, f"type {ProcessWorker.type}")
+                template = _with_heartbeats(ProcessWorker.get_default_base_job_template())
+                await client.create_work_pool(WorkPoolCreate(name=name, type=ProcessWorker.type,
+                                                             base_job_template=template))
+                return Step("work pool", name, Change.CREATED,
+                            f"type {ProcessWorker.type}, runs send heartbeats every {HEARTBEAT_SECONDS} s")
+            template = _with_heartbeats(pool.base_job_template) if pool.type == ProcessWorker.type else None
+            if template is None:
+                return Step("work pool", name, Change.UNCHANGED, f"type {pool.type}")
+            await client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
+            return Step("work pool", name, Change.UPDATED,
+                        f"type {pool.type}: its runs now send heartbeats every {HEARTBEAT_SECONDS} s")
+
+    return _run(go())
+
+
+def _without_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_ids(v) for k, v in value.items() if k != "id"}
+    if isinstance(value, list):
+        return [_without_ids(v) for v in value]
+    return value
+
+
+def _automations() -> dict[str, Any]:
+    """The server's automations by name, without their ids (to compare definitions)."""
+    from prefect import get_client
+
+    async def go() -> dict[str, Any]:
+        async with get_client() as client:
+            return {a.name: _without_ids(a.model_dump()) for a in await client.read_automations()}
 
     return _run(go())
 
 
 def install_automations() -> list[Step]:
-    """Install certpilot's automations (`certpilot.automations.install`)."""
+    """Install certpilot's automations (`certpilot.automations.install`, which replaces one of
+    the same name); each reported created, updated, or unchanged when its definition is the same."""
     from certpilot.automations import install
 
+    before = _automations()
     names = install()
+    after = _automations()
     if not names:
-        return [Step("automations", "-", Change.UNCHANGED,
-                     "none installed: no notification block in the certpilot-config block")]
-    return [Step("automation", n, Change.UPDATED, "installed (replaces one of the same name)") for n in names]
+        return [Step("automations", "-", Change.UNCHANGED, "none to install")]
+    return [Step("automation", n, Change.CREATED) if n not in before else
+            Step("automation", n, Change.UNCHANGED, "same definition") if before[n] == after.get(n) else
+            Step("automation", n, Change.UPDATED) for n in names]
 
 
 # ---------------------------------------------------------------- prefect.yaml
