@@ -120,3 +120,40 @@ def test_a_key_whose_run_crashed_is_launched_again_after_it(fleet3, in_process):
     runs = flow_runs_of(in_process, names=[item.name])
     assert sorted(r.state.type.value for r in runs) == ["COMPLETED", "CRASHED"]
     assert fleet3.counts()["orders"] == 1
+
+
+def test_workers_mode_hands_chunks_to_renewal_batch_runs_each_renewing_its_chunk_once(fleet3, in_process, monkeypatch):
+    """Workers mode: the scan hands its 3 renewals to renewal-batch runs in chunks of 2 (Scheduled,
+    for a worker); a batch executed the way a worker does (its flow run, `run_flow`) renews its
+    chunk in-process; the same batch executed again (a retry) renews nothing twice."""
+    from prefect import get_client
+    from prefect.flow_engine import run_flow
+
+    from flows.batch import renewal_batch
+    from flows.scan import scan
+
+    batch_deployment = renewal_batch.to_deployment(name="renewal-batch", tags=["certpilot"]).apply()
+    monkeypatch.setenv("CERTPILOT_LAUNCH_MODE", "workers")
+    monkeypatch.setenv("CERTPILOT_LAUNCH_BATCH_SIZE", "2")
+    from certpilot.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        summary = scan()
+    finally:
+        get_settings.cache_clear()
+    assert (summary.launched, summary.elsewhere, summary.completed) == (3, 3, 0)
+    with get_client(sync_client=True) as client:
+        batches = [r for r in client.read_flow_runs(limit=200) if r.deployment_id == batch_deployment
+                   and {i["certificate_id"] for i in r.parameters["items"]} <= set(fleet3.cert_ids)]
+    assert sorted(len(b.parameters["items"]) for b in batches) == [1, 2]
+    assert {b.state.type.value for b in batches} == {"SCHEDULED"}
+    starts = ProcessStarts(monkeypatch)
+    counts = [run_flow(renewal_batch, flow_run=b, return_type="result") for b in batches]
+    assert sorted(c.get("completed", 0) for c in counts) == [1, 2] and starts.count == 0
+    with get_client(sync_client=True) as client:
+        retry = client.read_flow_run(batches[0].id)
+    assert set(run_flow(renewal_batch, flow_run=retry, return_type="result")) == {"done"}
+    assert set(_renewed(fleet3).values()) == {"issued"}
+    assert fleet3.counts()["orders"] == 3
+    assert len(flow_runs_of(in_process, names=fleet3.names)) == 3
