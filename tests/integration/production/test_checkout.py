@@ -51,9 +51,10 @@ def checkout(production_api, tmp_path_factory):
 
 def test_setup_on_a_fresh_server_creates_everything_the_workers_need(checkout):
     """`certpilot setup --private-ca` on a fresh server: block types, the private CA and the
-    configuration block naming it, both API concurrency limits, the certpilot process pool,
-    and the checkout's prefect.yaml left as it is (it is the packaged one)."""
-    _op, report = checkout
+    configuration block naming it, both API concurrency limits, the certpilot process pool (its
+    runs send heartbeats), the zombie-run automation, and the checkout's prefect.yaml left as it
+    is (it is the packaged one)."""
+    op, report = checkout
     by = {(s["kind"], s["name"]): s for s in report["steps"]}
     assert report["changed"] is True
     assert by[("block", "certpilot-config/default")]["change"] == "created"
@@ -61,6 +62,11 @@ def test_setup_on_a_fresh_server_creates_everything_the_workers_need(checkout):
     assert by[("concurrency limit", "certpilot-ca-api")]["change"] == "created"
     assert by[("concurrency limit", "certpilot-dns-api")]["change"] == "created"
     assert by[("work pool", "certpilot")]["change"] == "created"
+    pool = op.api_get("/work_pools/certpilot")
+    assert pool["type"] == "process"
+    assert pool["base_job_template"]["variables"]["properties"]["env"]["default"] == {
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"}
+    assert by[("automation", "certpilot-zombie-runs")]["change"] == "created"
     assert by[("file", "prefect.yaml")]["detail"] == "same as certpilot's"
 
 
@@ -125,6 +131,55 @@ def test_a_fleet_scan_hands_the_renewals_to_the_workers_in_a_renewal_batch_run(c
     assert sorted(r["name"] for r in runs if r["name"].startswith("fleet-")) == [
         "fleet-a.example.com", "fleet-b.example.com"]
     assert [renewal_state(svc, cid) for cid in ids] == ["issued", "issued"]
+
+
+CONFIG = """
+[certpilot]
+default_issuer = "private-ca/default"
+dns_providers = ["rfc2136/primary"]
+notification_blocks = ["email-notices/ops"]
+
+[rfc2136.primary]
+server = "192.0.2.53"
+zones = ["example.com"]
+tsig_key_name = "certpilot"
+tsig_secret = { env = "PRODUCTION_TEST_TSIG" }
+
+[email-notices.ops]
+sender = "certpilot@example.com"
+recipients = ["ops@example.com"]
+server = { smtp_server = "192.0.2.25", smtp_port = 587, username = "certpilot", password = { env = "PRODUCTION_TEST_SMTP" } }
+"""
+
+
+def test_setup_from_a_config_file_writes_its_blocks_once_secrets_from_the_environment(checkout, tmp_path):
+    """`certpilot setup --config FILE`: the DNS and email blocks it defines and the configuration
+    naming them are written (secrets from the environment, stored encrypted and masked, never
+    printed); the same file again changes nothing."""
+    import base64
+    import os
+
+    op, _report = checkout
+    secrets = {"PRODUCTION_TEST_TSIG": base64.b64encode(os.urandom(24)).decode(),
+               "PRODUCTION_TEST_SMTP": base64.b64encode(os.urandom(12)).decode()}
+    config = tmp_path / "certpilot.toml"
+    config.write_text(CONFIG)
+    try:
+        first = op.certpilot("setup", "--config", config, "--json", cwd=tmp_path, env=secrets)
+        assert first.code == 0, first.out + first.err
+        changes = {s["name"]: s["change"] for s in first.json["steps"] if s["kind"] == "block"}
+        assert changes == {"certpilot-rfc2136/primary": "created", "certpilot-email-notices/ops": "created",
+                           "certpilot-config/default": "updated"}
+        assert not any(v in first.out + first.err for v in secrets.values())
+        path = "/block_types/slug/certpilot-rfc2136/block_documents/name/primary"
+        assert op.api_get(path)["data"]["tsig_secret"] == "********"
+        assert op.api_get(path + "?include_secrets=true")["data"]["tsig_secret"] == secrets["PRODUCTION_TEST_TSIG"]
+        again = op.certpilot("setup", "--config", config, "--json", cwd=tmp_path, env=secrets)
+        assert again.code == 0 and again.json["changed"] is False, again.out + again.err
+    finally:  # the other tests' configuration: the private CA alone
+        block = op.api_get("/block_types/slug/certpilot-config/block_documents/name/default")
+        httpx.patch(f"{op.api.api_url}/block_documents/{block['id']}", timeout=10, json={
+            "data": {"default_issuer": "private-ca/default"}, "merge_existing_data": False}).raise_for_status()
 
 
 def test_a_run_without_the_configuration_block_fails_naming_it(checkout, tmp_path):
