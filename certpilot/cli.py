@@ -789,6 +789,8 @@ def setup_(
     """Make a Prefect server ready for `prefect deploy --all` and `prefect worker start --pool certpilot`
     (idempotent): migrate the database, register the block types, write the certpilot-config block,
     create the concurrency limits, the work pool and the automations, write prefect.yaml."""
+    import httpx
+
     from certpilot import setup as s
 
     url = _prefect_api()
@@ -797,6 +799,9 @@ def setup_(
                          private_ca=private_ca, prefect_yaml=prefect_yaml)
     except s.ConfigurationNeeded as exc:
         raise UsageError(str(exc)) from exc
+    except httpx.HTTPError as exc:  # unreachable, or refused (401: no or a wrong auth string)
+        raise UsageError(f"the Prefect API at {url} did not answer as expected ({exc}); check that it runs, "
+                         "and PREFECT_API_URL and PREFECT_API_AUTH_STRING") from exc
     data = {"api_url": report.api_url, "database": report.database, "changed": report.changed,
             "steps": [{"kind": x.kind, "name": x.name, "change": x.change.value, "detail": x.detail}
                       for x in report.steps]}

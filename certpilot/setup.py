@@ -149,18 +149,26 @@ def _reference_exists(ref: str) -> bool:
     return True
 
 
-def write_config_file(plan) -> list[Step]:
-    """Write the blocks of a configuration file (`setup_config.ConfigPlan`), the config block last.
+def check_references(plan) -> None:
+    """Refuse a configuration file naming a block neither it defines nor the server holds.
 
     Raises:
-        MissingBlockError: the configuration names a block the file does not define and the
-            server does not hold (nothing is written then).
+        MissingBlockError: naming the references that resolve nowhere.
     """
     missing = [r for r in plan.references() if r not in plan.defined() and not _reference_exists(r)]
     if missing:
         raise MissingBlockError(
             f"{plan.source}: the [certpilot] table names {', '.join(missing)}, which neither the file defines "
             "nor the Prefect server holds; add a table for each, or create the block first")
+
+
+def write_config_file(plan) -> list[Step]:
+    """Write the blocks of a configuration file (`setup_config.ConfigPlan`), the config block last.
+
+    Raises:
+        MissingBlockError: see `check_references` (checked first: nothing is written then).
+    """
+    check_references(plan)
     return [Step("block", spec.ref, save_block(spec.build(), spec.name))
             for spec in (*plan.blocks, plan.config)]
 
@@ -323,13 +331,11 @@ def write_prefect_yaml(path: Path) -> Step:
 # ---------------------------------------------------------------- the whole setup
 
 
-def _configuration_steps(config_file: Path | None, private_ca: bool) -> list[Step]:
+def _configuration_steps(plan, private_ca: bool) -> list[Step]:
     import blocks as b
 
-    if config_file is not None:
-        from certpilot.setup_config import read_config_file
-
-        return write_config_file(read_config_file(config_file))
+    if plan is not None:
+        return write_config_file(plan)
     if private_ca:
         return write_private_ca_config()
     return [Step("block", "certpilot-config/default", Change.UNCHANGED,
@@ -362,19 +368,24 @@ def setup(*, api_url: str, database_url: str | None = None, config_file: Path | 
 
     if config_file is not None and private_ca:
         raise BadInputError("give either --config FILE or --private-ca, not both")
-    if config_file is not None:
+    plan = None
+    has_config = _exists(b.CertpilotConfigBlock, "default")  # also: the API answers, before any change
+    if config_file is not None:  # an invalid file is refused before anything changes
         from certpilot.setup_config import read_config_file
 
-        read_config_file(config_file)  # invalid: refused before anything changes
-    elif not private_ca and not _exists(b.CertpilotConfigBlock, "default"):
+        plan = read_config_file(config_file)
+        check_references(plan)
+    elif not private_ca and not has_config:
+        from certpilot.resources import data_path
+
         raise ConfigurationNeeded(
             f"the Prefect API at {api_url} has no certpilot-config/default block: pass --config FILE (a TOML file "
-            "naming the issuer, DNS providers and notifications; see config/setup.example.toml) or --private-ca "
-            "(issue from certpilot's embedded private CA)")
+            f"naming the issuer, DNS providers and notifications, like {data_path('config') / 'setup.example.toml'}) "
+            "or --private-ca (issue from certpilot's embedded private CA)")
     schema = upgrade_schema(runtime.local_services(database_url=database_url))
     steps = [Step("database schema", schema.database, Change.UNCHANGED,
                   f"at {', '.join(schema.heads)} (migrated when behind)"),
-             register_block_types(), *_configuration_steps(config_file, private_ca),
+             register_block_types(), *_configuration_steps(plan, private_ca),
              *ensure_concurrency_limits(), ensure_work_pool(), *install_automations()]
     if prefect_yaml is not None:
         steps.append(write_prefect_yaml(prefect_yaml))

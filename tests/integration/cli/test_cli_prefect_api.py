@@ -67,3 +67,16 @@ def test_with_nothing_configured_the_local_certpilot_up_server_is_used(shell, tm
     port = free_port()
     code, error = shell(CERTPILOT_PREFECT_PORT=str(port))
     assert code == 2 and f"at http://127.0.0.1:{port}/api" in error["message"]
+
+
+def test_setup_against_an_api_that_does_not_answer_changes_nothing(tmp_path):
+    """`certpilot setup` checks the API before anything else: no database is migrated."""
+    url = f"http://127.0.0.1:{free_port()}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CERTPILOT_"))}
+    env.update({"PREFECT_HOME": str(tmp_path / "prefect"), "CERTPILOT_HOME": str(tmp_path / "home"),
+                "PREFECT_CLIENT_MAX_RETRIES": "0", "PREFECT_API_URL": url})
+    proc = subprocess.run([CERTPILOT, "setup", "--private-ca", "--json"], env=env, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert f"the Prefect API at {url} did not answer" in json.loads(proc.stdout)["error"]["message"]
+    assert not (tmp_path / "home").exists() and not (tmp_path / "prefect.yaml").exists()
