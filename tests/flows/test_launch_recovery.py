@@ -138,3 +138,41 @@ def test_a_suspended_renewal_does_not_hold_the_scan(short3, in_process):
     assert (summary.launched, summary.completed, summary.suspended, summary.errors) == (3, 2, 1, 0)
     states = sorted(r.state.name for r in flow_runs_of(in_process, names=short3.names))
     assert states == ["Completed", "Completed", "Suspended"]
+
+
+def test_ca2_scan_resumes_a_run_suspended_on_a_review_the_ca_answered(fleet1, in_process):
+    """CA-2: a review longer than the run's poll budget suspends the renewal run (its thread
+    released; the scan returns); while the CA reviews, the next scan polls it and leaves the run
+    alone; once the CA issued, the next scan resumes that run (Scheduled, for the runner that
+    serves the deployment) instead of launching another; executed again, it deploys."""
+    import time
+
+    from prefect import get_client
+    from prefect.flow_engine import run_flow
+
+    from certpilot.adapters.issuers.private_ca import PrivateCaPolicy
+    from flows.renewal import renewal
+    from flows.scan import scan
+
+    svc = rt.services()
+    svc.poll_seconds = 0.3
+    svc.issuers["private-ca"].policy = PrivateCaPolicy(review_delay=timedelta(seconds=4))
+    first = scan()
+    assert (first.launched, first.suspended) == (1, 1)
+    (run,) = flow_runs_of(in_process, names=fleet1.names)
+    assert (run.state.name, run.state.state_details.pause_key.startswith("review-")) == ("Suspended", True)
+    waiting = scan()
+    assert (waiting.reviews, waiting.issued, waiting.resumed, waiting.launched) == (1, 0, 0, 0)
+    time.sleep(4.5)
+    answered = scan()
+    assert (answered.reviews, answered.issued, answered.resumed, answered.launched) == (1, 1, 1, 0)
+    with get_client(sync_client=True) as client:
+        resumed = client.read_flow_run(run.id)
+    assert resumed.state.type.value == "SCHEDULED"
+    assert run_flow(renewal, flow_run=resumed, return_type="state").is_completed()  # as the runner would
+    assert len(flow_runs_of(in_process, names=fleet1.names)) == 1
+    with fleet1.session() as s:
+        (new,) = [c for c in Repository(s).children(fleet1.cert_ids[0]) if c.plan_index == 0]
+    assert new.state is Status.ISSUED
+    after = scan()
+    assert (after.reviews, after.launched, after.resumed) == (0, 0, 0)
