@@ -75,7 +75,7 @@ class Fleet:
 
 
 def build_fleet(tmp_path: Path, n: int, *, days_left: int = 20, prefix: str | None = None,
-                quota: int | None = None) -> Fleet:
+                quota: int | None = None, master_key: bytes | None = None) -> Fleet:
     """`n` due official DV certificates served by a files target each (module docstring); the
     names carry a prefix of their own (the harness, and its runs, outlive one test)."""
     import uuid
@@ -88,7 +88,8 @@ def build_fleet(tmp_path: Path, n: int, *, days_left: int = 20, prefix: str | No
     ensure_schema(db_url)
     now = datetime.now(UTC)
     ca = make_ca("launch test CA")
-    vault = KeyVault(LocalMasterKey(os.urandom(32)))
+    master_key = master_key or os.urandom(32)
+    vault = KeyVault(LocalMasterKey(master_key))
     names = [f"{prefix}{i:03d}.example.test" for i in range(n)]
     ids = []
     with session_scope(db_url) as s:
@@ -108,7 +109,8 @@ def build_fleet(tmp_path: Path, n: int, *, days_left: int = 20, prefix: str | No
     tls = DemoTlsServer(tmp_path / "deploy", port=free_port())
     tls.start()
     assert install_demo_targets(runtime, tmp_path / "deploy", port=tls.port) == n
-    return Fleet(db_url=db_url, runtime=runtime, notifier=notifier, cert_ids=ids, names=names, extra={"tls": tls})
+    return Fleet(db_url=db_url, runtime=runtime, notifier=notifier, cert_ids=ids, names=names,
+                 extra={"tls": tls, "master_key": master_key})
 
 
 @pytest.fixture(scope="session")
