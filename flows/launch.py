@@ -92,11 +92,6 @@ def configured_mode() -> LaunchMode | None:
                          f"{', '.join(m.value for m in LaunchMode)}") from None
 
 
-def _settings_value(name: str, default: int) -> int:
-    value = getattr(get_settings(), name, default)
-    return max(int(value), 1)
-
-
 def deployment_id(name: str) -> UUID | None:
     """The id of deployment `name` ("flow/deployment") on the API, or None when it does not exist."""
     from prefect import get_client
@@ -149,7 +144,7 @@ def _renewal_flow():
 
 
 def _threads() -> int:
-    return _settings_value("launch_threads", 8)
+    return max(get_settings().launch_threads, 1)
 
 
 # ------------------------------------------------------------------ in-process: deployment runs in threads
@@ -320,7 +315,7 @@ def hand_off(items: Sequence[RenewalLaunch], *, size: int | None = None) -> list
         except ObjectNotFound:
             why = f"deployment {BATCH_DEPLOYMENT} not found on the Prefect API: run `prefect deploy --all`"
             return [LaunchResult(i.certificate_id, i.key, LaunchOutcome.ERROR, detail=why) for i in items]
-        for chunk in chunks(items, size or _settings_value("launch_batch_size", 25)):
+        for chunk in chunks(items, size or max(get_settings().launch_batch_size, 1)):
             try:
                 run_id = _start_batch(client, batch, chunk)
                 results += [LaunchResult(i.certificate_id, i.key, LaunchOutcome.HANDED_OFF, run_id) for i in chunk]
