@@ -78,13 +78,8 @@ def home_services(tmp_path, monkeypatch):
     reset_engines()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug (issue 9, open): a deployment task the killed run left RUNNING keeps its 15-minute "
-    "lease (core.deployment.RUN_LEASE); the relaunched renewal is refused DeploymentInProgress and ends "
-    "Failed although its site already serves the new certificate. Fix: fence the task by the work claim "
-    "(take over at once when the task's holder is no longer the certificate's claimant)."))
 def test_kill9_of_up_and_its_server_mid_batch_then_restart_finishes_every_renewal_once(home_services, tmp_path):
-    """12 due; `up` + server + runs killed with SIGKILL after ≥ 1 issued and before all; the
+    """12 due; `up` + server + runs killed with SIGKILL after a third issued and before all; the
     server is gone with it; `up` again → every site renewed, each exactly once."""
     from certpilot.serve import DemoTlsServer
 
@@ -96,11 +91,12 @@ def test_kill9_of_up_and_its_server_mid_batch_then_restart_finishes_every_renewa
     log = tmp_path / "up.log"
     first = _start_up(home, port, log)
     started = time.monotonic()
-    while not (1 <= len(renewed(svc, ids)) < N):
+    while len(renewed(svc, ids)) < N // 3:  # a third issued: the rest in flight or not started
         assert first.poll() is None, log.read_text(errors="replace")[-3000:]
         assert time.monotonic() - started < 300, f"no renewal issued: {log.read_text(errors='replace')[-3000:]}"
-        time.sleep(0.2)
+        time.sleep(0.1)
     os.killpg(first.pid, signal.SIGKILL)  # up, its Prefect server, the scan and renewal processes
+    assert len(renewed(svc, ids)) < N, "every renewal finished before the kill: nothing was in flight"
     first.wait(10)
     issued_at_kill = len(renewed(svc, ids))
     deadline = time.monotonic() + 10
