@@ -20,7 +20,10 @@ Printed: the wall time with its target and the peer (certbot renew of 20 lineage
 Pebble + BIND DNS-01: 43 s, measured for issue 9), the scan's own start-up, and the
 orchestration's share: wall minus the longest renewal's stage work (the sum of its task runs'
 durations: payment, csr, validation, ca-review, deploy, verify), i.e. what the pipeline adds on
-the critical path.
+the critical path; the CPU seconds the Prefect server and the serving (or worker) processes
+spent until then, and while idle before the scan; `--timeline`: each renewal run's task runs
+on one time axis, and the scan's states (poll latency, process start). `BENCH_PYTHONPATH` is
+put in front of the processes' PYTHONPATH (e.g. a directory with a sampling `sitecustomize`).
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ def _env(home: Path, api, store_url: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CERTPILOT_"))}
     env.update(api.env)
     env.update({"CERTPILOT_HOME": str(home), "CERTPILOT_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
-                "PREFECT_LOGGING_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)})
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+                "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("BENCH_PYTHONPATH"), str(ROOT)]))})
     if store_url:
         env["CERTPILOT_DATABASE_URL"] = store_url
     return env
@@ -119,29 +123,70 @@ def renewed_fingerprints(ids: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def wait_served(ids: dict[str, str], port: int, started: float, timeout: float) -> tuple[float, dict[str, str]]:
-    """Probe every endpoint every 100 ms until each serves a leaf other than the one it served at
-    the start; returns (seconds since `started`, {name: served fingerprint})."""
+def wait_served(ids: dict[str, str], port: int, deploy_root: Path, started: float,
+                timeout: float) -> tuple[float, dict[str, str]]:
+    """Wait until every endpoint serves a leaf other than the one it served at the start; returns
+    (seconds since `started`, {name: served fingerprint}).
+
+    A site is probed over TLS once its deployed bundle changed on disk (checked every 50 ms),
+    until it serves the new leaf: probing all of them every 100 ms cost the bench process about
+    as much CPU as the serving process (measured 13.7 CPU-s in a 36 s run), taken from the two
+    cores the run shares.
+    """
     from certpilot.adapters.probe.scale import aprobe_many
     from certpilot.adapters.probe.tls import Prober
     from certpilot.core.verification import Endpoint
 
-    endpoints = [Endpoint("127.0.0.1", port, name) for name in ids.values()]
     prober = Prober(None, timeout=2.0)
 
-    async def served() -> dict[str, str]:
-        results = await aprobe_many(endpoints, concurrency=50, trust=prober)
-        return {r.endpoint.sni: r.fingerprint or "" for r in results}
+    def probe(names) -> dict[str, str]:
+        async def run():
+            return await aprobe_many([Endpoint("127.0.0.1", port, n) for n in names], concurrency=50, trust=prober)
 
-    before = asyncio.run(served())
-    while True:
-        now = asyncio.run(served())
-        if all(now[n] and now[n] != before[n] for n in now):
-            return time.monotonic() - started, now
+        return {r.endpoint.sni: r.fingerprint or "" for r in asyncio.run(run())}
+
+    def stamp(name: str) -> float:
+        try:
+            return (deploy_root / name / "fullchain.pem").stat().st_mtime
+        except OSError:
+            return 0.0
+
+    names = list(ids.values())
+    stamps = {n: stamp(n) for n in names}
+    before = probe(names)
+    served: dict[str, str] = {}
+    while len(served) < len(names):
+        changed = [n for n in names if n not in served and stamp(n) != stamps[n]]
+        for name, fp in (probe(changed) if changed else {}).items():
+            if fp and fp != before[name]:
+                served[name] = fp
         if time.monotonic() - started > timeout:
-            left = sorted(n for n in now if now[n] == before[n])
+            left = sorted(set(names) - set(served))
             raise SystemExit(f"not renewed after {timeout:.0f} s: {len(left)} site(s), e.g. {left[:5]}")
-        time.sleep(0.1)
+        time.sleep(0.05)
+    return time.monotonic() - started, served
+
+
+def settle_scan(api_url: str, scan_id: str, timeout: float) -> None:
+    """Wait (not timed) until the scan run is final, so the statistics see every renewal run end."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(f"{api_url}/flow_runs/{scan_id}", timeout=30).json().get("state_type") in (
+                "COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            break
+        time.sleep(0.5)
+    # Task runs reach the API through events, recorded a moment later: wait until their count
+    # of final states stops moving.
+    body = {"flow_runs": {"name": {"like_": ".bench.test"}},
+            "task_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]}}}}
+    last, stable = -1, 0
+    while time.monotonic() < deadline and stable < 3:
+        count = httpx.post(f"{api_url}/task_runs/count", json=body, timeout=30).json()
+        stable = stable + 1 if count == last else 0
+        last = count
+        time.sleep(0.5)
 
 
 def run_stats(api_url: str, scan_id: str) -> dict:
@@ -154,6 +199,7 @@ def run_stats(api_url: str, scan_id: str) -> dict:
         return r.json()
 
     scan = httpx.get(f"{api_url}/flow_runs/{scan_id}", timeout=30).json()
+    scan["states"] = httpx.get(f"{api_url}/flow_run_states/", params={"flow_run_id": scan_id}, timeout=30).json()
     runs, offset = [], 0
     while True:
         page = post("/flow_runs/filter", {"flow_runs": {"name": {"like_": ".bench.test"}}, "limit": 200,
@@ -166,15 +212,96 @@ def run_stats(api_url: str, scan_id: str) -> dict:
     for run in runs:
         tasks = post("/task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}, "limit": 200})
         work.append(sum(t.get("total_run_time") or 0.0 for t in tasks))
-        for t in tasks:
-            stages.setdefault(t["name"].rsplit("-", 1)[0], []).append(
-                t.get("total_run_time") or 0.0)
+        run["tasks"] = tasks
+        for t in tasks:  # the stages name their task runs after the stage ("ca-review", "deploy")
+            stages.setdefault(t["name"], []).append(t.get("total_run_time") or 0.0)
     created = datetime.fromisoformat(scan["created"])
     started = datetime.fromisoformat(scan["start_time"]) if scan.get("start_time") else created
     run_time = [r.get("total_run_time") or 0.0 for r in runs]
     return {"scan_startup": (started - created).total_seconds(), "runs": runs, "work": work, "stages": stages,
-            "run_time": run_time,
+            "run_time": run_time, "scan": scan,
             "states": sorted({r["state_type"] for r in runs})}
+
+
+class CpuSampler:
+    """CPU seconds spent by process trees while the batch runs, from /proc (Linux): every 0.2 s,
+    each process under a root is read; a process that ends between two readings loses at most
+    0.2 s of its time. `start()` takes the baseline, `stop()` the totals per tree."""
+
+    def __init__(self, roots: dict[str, int]) -> None:
+        import threading
+
+        self.roots = roots
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.base: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def _read(self) -> dict[int, tuple[int, float]]:
+        out = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / self._tick)
+        return out
+
+    def _sample(self) -> None:
+        procs = self._read()
+        group = {pid: name for name, pid in self.roots.items()}
+        changed = True
+        while changed:
+            changed = False
+            for pid, (ppid, _) in procs.items():
+                if pid not in group and ppid in group:
+                    group[pid] = group[ppid]
+                    changed = True
+        for pid, name in group.items():
+            if pid in procs:
+                self.seen[pid] = (name, procs[pid][1])
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            self._sample()
+
+    def start(self) -> None:
+        self._sample()
+        self.base = {pid: cpu for pid, (_, cpu) in self.seen.items()}
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        totals: dict[str, float] = {}
+        for pid, (name, cpu) in self.seen.items():
+            totals[name] = totals.get(name, 0.0) + cpu - self.base.get(pid, 0.0)
+        return totals
+
+
+def _at(stamp: str | None, zero: datetime) -> str:
+    return f"{(datetime.fromisoformat(stamp) - zero).total_seconds():6.2f}" if stamp else "     -"
+
+
+def print_timeline(stats: dict) -> None:
+    """Seconds since the scan run was created: the scan's start and end; per renewal run its
+    creation, start and end, and each task run's start–end (from the Prefect API)."""
+    scan = stats["scan"]
+    zero = datetime.fromisoformat(scan["created"])
+    states = " ".join(f"{st['name']} {_at(st['timestamp'], zero).strip()}"
+                      for st in sorted(scan.get("states", []), key=lambda st: st["timestamp"]))
+    print(f"\n  timeline (s since the scan was asked): scan start {_at(scan.get('start_time'), zero)}, "
+          f"end {_at(scan.get('end_time'), zero)}; scan states: {states}")
+    for run in sorted(stats["runs"], key=lambda r: r.get("start_time") or r["created"]):
+        tasks = sorted(run["tasks"], key=lambda t: t.get("start_time") or t["created"])
+        steps = " ".join(f"{t['name']}[{_at(t.get('start_time'), zero).strip()}-{_at(t.get('end_time'), zero).strip()}]"
+                         for t in tasks)
+        print(f"  {run['name'][:22]:22} created {_at(run['created'], zero)} start {_at(run.get('start_time'), zero)} "
+              f"end {_at(run.get('end_time'), zero)}  {steps}")
 
 
 def main() -> int:
@@ -183,6 +310,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=0, help="prefect workers (0: the single-machine default)")
     ap.add_argument("--postgres", action="store_true", help="Prefect's and certpilot's databases on PostgreSQL")
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--timeline", action="store_true", help="print each renewal run's task runs on a timeline")
     args = ap.parse_args()
 
     from tests.servers.base import free_port
@@ -247,11 +375,21 @@ def main() -> int:
                 time.sleep(0.3)
         time.sleep(2.0 if args.workers else 1.0)  # the runner/workers have polled once: the scan is not queued
 
+        cpu = CpuSampler({"Prefect server": api.proc.pid, "serving": procs[0].pid} if not args.workers else
+                         {"Prefect server": api.proc.pid, **{f"worker {i}": p.pid for i, p in enumerate(procs)}})
+        cpu.start()
+        time.sleep(5.0)  # idle: what serving (the runner's polls) costs the server, per second
+        idle = {k: v / 5.0 for k, v in cpu.stop().items()}
+        cpu = CpuSampler(cpu.roots)
+        cpu.start()
+        own = time.process_time()
         started = time.monotonic()
         scan = run_deployment("scan/scan", timeout=0)
-        wall, served = wait_served(ids, port, started, args.timeout)
+        wall, served = wait_served(ids, port, work / "deploy", started, args.timeout)
+        spent = {**cpu.stop(), "bench (prober, TLS sites)": time.process_time() - own}
         expected = renewed_fingerprints(ids)
         wrong = [n for n, fp in served.items() if expected.get(n) != fp]
+        settle_scan(api.api_url, str(scan.id), 120.0)  # the verify stages end after the sites serve
         stats = run_stats(api.api_url, str(scan.id))
         shape = f"{args.workers} worker(s)" if args.workers else "single machine (one serving process)"
         target = TARGETS[bool(args.workers)]
@@ -274,6 +412,12 @@ def main() -> int:
                   f"max {max(stats['run_time']):.2f} s")
             print(f"  orchestration share: wall − longest renewal's stage work = {wall - longest:.2f} s "
                   f"({(wall - longest) / wall:.0%} of the wall)")
+            print("  CPU seconds until served: " + ", ".join(f"{k} {v:.1f}" for k, v in spent.items())
+                  + f" (2 cores × wall = {2 * wall:.0f}); idle before the scan, per second: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in idle.items()))
+            if args.timeline:
+                print_timeline(stats)
+        print(f"  work dir: {work}")
         return 0 if not wrong and wall <= target else 1
     finally:
         for p in procs:
