@@ -29,13 +29,19 @@ from certpilot.core.outcomes import (
 from certpilot.operations import deployments, emergency, importing, orders, pipeline
 from tasks.common import certpilot_task
 
-CA_LIMIT = "certpilot-ca-api"
-"""Prefect global concurrency limit on calls to the CAs (ACME rate limits are per account)."""
-DNS_LIMIT = "certpilot-dns-api"
+CA_LIMIT = pipeline.CA_LIMIT
+"""Prefect global concurrency limit on calls to a remote CA (ACME rate limits are per account)."""
+DNS_LIMIT = pipeline.DNS_LIMIT
 """Prefect global concurrency limit on DNS API writes (Route 53 throttles at 5 requests/s)."""
-API_LIMITS = {CA_LIMIT: 4, DNS_LIMIT: 4}
+API_LIMITS = pipeline.API_LIMITS
 """Default slots, created by `certpilot setup`/`certpilot up` (`prefect gcl create NAME --limit N`
 elsewhere); a limit that does not exist does not block (strict=False)."""
+
+
+def api_slots(names: tuple[str, ...]):
+    """Prefect's global concurrency around a call to a remote API: one slot of each limit named
+    (`operations.pipeline.api_limits` decides which, none for the embedded private CA)."""
+    return concurrency(list(names), occupy=1, strict=False)
 
 
 def _run_key(what: str) -> str | None:
@@ -103,9 +109,9 @@ def set_contact(certificate_id: str, name: str, email: str, phone: str) -> Conta
 @certpilot_task(name="validation", run_name="validation", retries=6)
 def validation(certificate_id: str, emergency: bool = False) -> SubmitOutcome:
     """Submit (or resume) the CA application and drive validation; MANUAL_DNS with the exact
-    records when a human must add them (DV-3)."""
-    with concurrency(list(API_LIMITS), occupy=1, strict=False):
-        return pipeline.submit(rt.services(), certificate_id, emergency=emergency)
+    records when a human must add them (DV-3). The remote APIs' slots are taken once around the
+    calls to a remote CA and DNS provider, never for the embedded private CA."""
+    return pipeline.submit(rt.services(), certificate_id, emergency=emergency, gate=api_slots)
 
 
 @certpilot_task(name="dns-visible", run_name="dns-visible")
@@ -116,10 +122,9 @@ def dns_visible(records: tuple[DnsRecord, ...]) -> float:
 
 @certpilot_task(name="ca-review", run_name="ca-review")
 def ca_review(certificate_id: str) -> ReviewOutcome:
-    """CA-2: follow the CA's review for the services' poll budget; the CA's API slot is held only
-    while polling, never while waiting between polls."""
-    return pipeline.wait_review(rt.services(), certificate_id,
-                                gate=lambda: concurrency(CA_LIMIT, occupy=1, strict=False))
+    """CA-2: follow the CA's review for the services' poll budget; a remote CA's API slot is taken
+    once per burst of polls and never held across a long wait (none for the embedded private CA)."""
+    return pipeline.wait_review(rt.services(), certificate_id, gate=api_slots)
 
 
 # ---------------------------------------------------------------- deploy and verify

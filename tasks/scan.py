@@ -3,8 +3,8 @@
 Each task is one call into `certpilot.operations.scan` (the review poll: into
 `certpilot.operations.pipeline.follow_review`, the door the renewal run uses too), which owns its
 transactions and returns a frozen result of `certpilot.core`; a retry or a second scanner is
-harmless (PL-8, NT-1, CA-2). The CA's API limit is taken here (Prefect's global concurrency),
-around the review poll. The artifact helpers are plain functions (not tasks): the scan creates
+harmless (PL-8, NT-1, CA-2). A remote CA's API limit is taken around the review poll (Prefect's
+global concurrency; the operation says which limits, none for the embedded private CA). The artifact helpers are plain functions (not tasks): the scan creates
 task runs only for the certificates that need action.
 """
 
@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prefect.concurrency.sync import concurrency
-
 from certpilot import runtime as rt
 from certpilot.core.outcomes import ReviewOutcome
 from certpilot.core.scan import InFlight, ManagedStart, ScanPlan, ScanSummary, StartOutcome
 from certpilot.operations import inbox, pipeline
 from certpilot.operations import scan as ops
 from tasks.common import certpilot_task
-from tasks.pipeline import CA_LIMIT
+from tasks.pipeline import api_slots
 
 PROGRESS_KEY = "scan-progress"
 TABLE_KEY = "scan-inventory"
@@ -50,9 +48,9 @@ def start_managed_application(start: ManagedStart, at: datetime | None = None) -
 
 @certpilot_task(name="scan-follow-review")
 def follow_review(certificate_id: str, at: datetime | None = None) -> ReviewOutcome:
-    """CA-2: poll the CA once for an application under review; the owner hears of a rejection once."""
-    with concurrency(CA_LIMIT, occupy=1, strict=False):  # the CA's API, shared with `apply`
-        return pipeline.follow_review(rt.services(), certificate_id, at, actor="scanner")
+    """CA-2: poll the CA once for an application under review; the owner hears of a rejection once.
+    A remote CA's API slot is held around the poll (shared with the renewal's ca-review stage)."""
+    return pipeline.follow_review(rt.services(), certificate_id, at, gate=api_slots, actor="scanner")
 
 
 @certpilot_task(name="scan-expiry-notice")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING
 from certpilot.adapters.dns.checks import wait_until_visible
 from certpilot.adapters.dns.manual import ManualActionRequired, ManualRecord
 from certpilot.adapters.issuers.base import OrderStatus
+from certpilot.adapters.issuers.private_ca import PrivateCa
 from certpilot.adapters.probe.scale import verify_served
 from certpilot.core.deployment import DeploymentState
-from certpilot.core.models import Certificate, Contact, CsrMode, Status
+from certpilot.core.models import Certificate, Contact, CsrMode, Status, ValidationMethod
 from certpilot.core.outcomes import (
     ApplicationStatus,
     DnsRecord,
@@ -52,6 +53,44 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from certpilot.runtime import Services
+
+
+Gate = Callable[[tuple[str, ...]], AbstractContextManager[object]]
+"""A caller's limit on concurrent calls to remote APIs: given the names of the limits a call
+needs (`api_limits`), a context manager held around the call (the tasks pass Prefect's global
+concurrency; this module never knows of Prefect)."""
+
+CA_LIMIT = "certpilot-ca-api"
+"""The limit on calls to a remote CA's API (ACME rate limits are per account)."""
+DNS_LIMIT = "certpilot-dns-api"
+"""The limit on DNS provider API writes (Route 53 throttles at 5 requests/s; RFC 2136 updates)."""
+API_LIMITS = {CA_LIMIT: 4, DNS_LIMIT: 4}
+"""Default slots of each limit (created by `certpilot setup`/`certpilot up`)."""
+_DNS_API_METHODS = frozenset({ValidationMethod.DNS_AUTO, ValidationMethod.DELEGATED})
+"""Validation methods whose records a DNS provider writes through its API (DV-2); a manual
+record (DV-3) or an HTTP file calls no DNS API."""
+
+
+def _no_gate(_names: tuple[str, ...]) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
+def api_limits(issuer: object, cert: Certificate, stage: str) -> tuple[str, ...]:
+    """The remote-API limits a stage's calls need for a certificate: none for the embedded
+    private CA (a local signature, no remote API, nothing to rate-limit); for any other issuer
+    the CA's limit, and in the validation stage the DNS provider's when the records are written
+    through a provider's API (DNS-01 by a provider, or delegated).
+
+    Args:
+        issuer: the issuer the stage calls (`Services.issuer_for`).
+        cert: the certificate applied for.
+        stage: "validation" or "ca-review".
+    """
+    if isinstance(issuer, PrivateCa):
+        return ()
+    if stage == "validation" and cert.validation_method in _DNS_API_METHODS:
+        return (CA_LIMIT, DNS_LIMIT)
+    return (CA_LIMIT,)
 
 
 # ---------------------------------------------------------------- where a run starts
@@ -246,7 +285,7 @@ _SUBMIT_KIND = {OrderStatus.VALID: SubmitKind.ISSUED, OrderStatus.INVALID: Submi
 """What the CA's order status means for the certificate; any other status: still under review."""
 
 
-def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
+def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate: Gate = _no_gate,
            actor: str = "flow:renewal") -> SubmitOutcome:
     """Submit (or resume) the CA application and drive validation (CA-1, DV-2, DV-3, DV-7).
 
@@ -259,6 +298,8 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
     Args:
         emergency: submit through the emergency issuer (EM-1) instead of the certificate's own;
             a temporary certificate (EM-2) always goes there, whoever resumes it.
+        gate: held once around the whole sequence of calls to the CA (and the DNS provider)
+            when `api_limits` names limits for it; never entered for the embedded private CA.
 
     Raises:
         RefusedError: CONTACT_REQUIRED (DV-6), or the issuer's refusals (DV-4, DV-7); nothing
@@ -270,9 +311,11 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
     with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
     issuer = svc.issuer_for(cert, emergency=emergency or cert.temporary)
+    limits = api_limits(issuer, cert, "validation")
     try:
-        res = applications.submit(svc.session, certificate_id, issuer, now=svc.now(), actor=actor,
-                                  on_rejected=partial(_tell_rejection, svc))
+        with gate(limits) if limits else nullcontext():
+            res = applications.submit(svc.session, certificate_id, issuer, now=svc.now(), actor=actor,
+                                      on_rejected=partial(_tell_rejection, svc))
     except ManualActionRequired as exc:
         return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_DNS,
                              records=tuple(_record(r) for r in exc.records))
@@ -280,7 +323,7 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
                          order_ref=res.order_ref, detail=res.detail, resumed=res.resumed)
 
 
-def follow_review(svc: Services, certificate_id: str, at: datetime | None = None, *,
+def follow_review(svc: Services, certificate_id: str, at: datetime | None = None, *, gate: Gate = _no_gate,
                   actor: str = "flow:renewal") -> ReviewOutcome:
     """CA-2: poll the CA once for an application under review; no process is held.
 
@@ -292,6 +335,8 @@ def follow_review(svc: Services, certificate_id: str, at: datetime | None = None
 
     Args:
         at: the instant recorded as the time of the change (default the services' clock).
+        gate: held around the poll when `api_limits` names limits for the certificate's CA
+            (never for the embedded private CA).
         actor: who follows, for the audit trail ("scanner" from the scan).
 
     Raises:
@@ -303,8 +348,11 @@ def follow_review(svc: Services, certificate_id: str, at: datetime | None = None
         cert = Repository(s).certificate_model(certificate_id)
     if cert.state is not Status.UNDER_REVIEW:
         return ReviewOutcome(certificate_id=certificate_id, state=cert.state)
-    res = applications.refresh(svc.session, certificate_id, svc.issuer_for(cert, emergency=cert.temporary),
-                               now=at or svc.now(), actor=actor, on_rejected=partial(_tell_rejection, svc))
+    issuer = svc.issuer_for(cert, emergency=cert.temporary)
+    limits = api_limits(issuer, cert, "ca-review")
+    with gate(limits) if limits else nullcontext():
+        res = applications.refresh(svc.session, certificate_id, issuer, now=at or svc.now(), actor=actor,
+                                   on_rejected=partial(_tell_rejection, svc))
     with svc.session(readonly=True) as s:
         state = Repository(s).certificate_model(certificate_id).state
     return ReviewOutcome(certificate_id=certificate_id, state=state, detail=res.detail, polled=True)
@@ -314,10 +362,13 @@ REVIEW_POLL_FIRST = 0.2
 """Seconds before the second poll of a review; each next wait is 1.5 times longer."""
 REVIEW_POLL_MAX = 15.0
 """The longest wait between two polls of a review (seconds)."""
+REVIEW_HOLD_MAX = 2.0
+"""The longest wait between two polls across which the CA's API slot stays held (seconds):
+taking a slot costs about that much (a write on the orchestration server), so a burst of quick
+polls is one acquisition; before a longer wait the slot is given back."""
 
 
-def wait_review(svc: Services, certificate_id: str, *,
-                gate: Callable[[], AbstractContextManager[object]] = nullcontext,
+def wait_review(svc: Services, certificate_id: str, *, gate: Gate = _no_gate,
                 actor: str = "flow:renewal") -> ReviewOutcome:
     """The ca-review stage: follow the CA's review (`follow_review`) for at most
     `svc.poll_seconds`, polling after 0.2 s, then 1.5 times longer each time (at most 15 s).
@@ -326,24 +377,36 @@ def wait_review(svc: Services, certificate_id: str, *,
     application's attempt, for the caller to leave to the scanner: no process waits for days.
 
     Args:
-        gate: entered around each poll (the caller's limit on concurrent calls to the CA's API),
-            never held while waiting between polls.
+        gate: the caller's limit on concurrent calls to the CA's API, entered only when
+            `api_limits` names one (never for the embedded private CA): taken once for a burst
+            of polls and given back before a wait longer than `REVIEW_HOLD_MAX`.
         actor: who follows, for the audit trail.
 
     Raises:
         TransientError: the CA could not be reached, or a rejection notice reached no channel.
         NotFoundError: no such certificate.
     """
+    with svc.session(readonly=True) as s:
+        cert = Repository(s).certificate_model(certificate_id)
+    limits = api_limits(svc.issuer_for(cert, emergency=cert.temporary), cert, "ca-review")
     deadline = time.monotonic() + svc.poll_seconds
     delay = REVIEW_POLL_FIRST
-    while True:
-        with gate():
+    with ExitStack() as slot:
+        held = False
+        while True:
+            if limits and not held:
+                slot.enter_context(gate(limits))
+                held = True
             out = follow_review(svc, certificate_id, actor=actor)
-        left = deadline - time.monotonic()
-        if out.state is not Status.UNDER_REVIEW or left <= 0:
-            break
-        time.sleep(min(delay, left))
-        delay = min(delay * 1.5, REVIEW_POLL_MAX)
+            left = deadline - time.monotonic()
+            if out.state is not Status.UNDER_REVIEW or left <= 0:
+                break
+            wait = min(delay, left)
+            if held and wait > REVIEW_HOLD_MAX:
+                slot.close()
+                held = False
+            time.sleep(wait)
+            delay = min(delay * 1.5, REVIEW_POLL_MAX)
     with svc.session(readonly=True) as s:
         return out.model_copy(update={"attempt": _attempt(Repository(s), certificate_id)})
 
