@@ -1,9 +1,9 @@
 """One renewal, one flow run (LC-3): payment → csr → validation → ca-review → deploy → verify.
 
 The run is named after the certificate's common name and records itself on the work it does
-(`tasks.runs.claim_work`: on the certificate it was started for, and again on the order's new
-certificate), so the scanner tells a live run from a dead one. It starts from whatever the
-database says (`tasks.pipeline.renewal_entry`): an active certificate is renewed from its order
+(its claim: on the certificate it was started for, and again on the order's new certificate),
+so the scanner tells a live run from a dead one. It starts from whatever the database says
+(`tasks.pipeline.start`): an active certificate is renewed from its order
 and payment; a pending, under-review or rejected one goes straight to its application; an
 issued one not yet deployed goes to deployment. Every stage is re-entrant, so a rerun after a
 crash, or a suspended run executed again after its form was answered, orders, debits and
@@ -18,7 +18,6 @@ from certpilot.core.models import OrderState, Status
 from certpilot.core.outcomes import EntryStage, RenewalRun
 from flows import stages
 from tasks import pipeline as t
-from tasks.runs import claim_work
 
 
 def _run_name() -> str:
@@ -50,8 +49,7 @@ def renewal(certificate_id: str, years: int = 1, csr_mode: str = "system") -> Re
             the run ends Failed.
         RefusedError: a rule refused the renewal (EL, PL, CSR), saying what to do instead.
     """
-    claim_work(certificate_id)
-    entry = t.renewal_entry(certificate_id)
+    entry = t.start(certificate_id)  # plain calls (here and the claim below): the run's task runs are its stages
     order, work = None, certificate_id
     if entry.stage is EntryStage.PAYMENT:
         order = stages.pay(certificate_id, years, csr_mode)
@@ -63,7 +61,7 @@ def renewal(certificate_id: str, years: int = 1, csr_mode: str = "system") -> Re
                               message=f"order {order.order_id} paid; its first certificate starts at its managed "
                                       "start (PAY-2, PL-4)")
         work = order.first_to_apply
-        claim_work(work)
+        t.claim(work)
     state = entry.state if entry.stage is EntryStage.DEPLOYMENT else stages.issue(work, csr_mode)
     if state is not Status.ISSUED:
         return RenewalRun(certificate_id=certificate_id, order=order, worked_on=work, state=state,

@@ -27,7 +27,7 @@ from certpilot.core.outcomes import (
     VerifyOutcome,
 )
 from certpilot.operations import deployments, emergency, importing, orders, pipeline
-from tasks.common import certpilot_task
+from tasks.common import certpilot_task, retrying
 
 CA_LIMIT = pipeline.CA_LIMIT
 """Prefect global concurrency limit on calls to a remote CA (ACME rate limits are per account)."""
@@ -67,12 +67,36 @@ def run_name(certificate_id: str) -> str:
 
 
 # ---------------------------------------------------------------- where a run starts
+# Plain calls, not tasks: each is one short transaction whose task run (its states and events
+# on the orchestration server) would cost more than the step itself; the operator reads the run
+# as its six stages.
 
 
-@certpilot_task(name="entry", run_name="entry")
-def renewal_entry(certificate_id: str) -> RenewalEntry:
-    """Where a renewal run starts for this certificate: payment, application or deployment."""
-    return pipeline.entry(rt.services(), certificate_id)
+def _this_run() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or "")
+
+
+def start(certificate_id: str) -> RenewalEntry:
+    """Where a renewal run starts for this certificate (payment, application or deployment),
+    the run's claim on it recorded (the scanner tells a live run from a dead one).
+
+    Raises:
+        NotFoundError: no such certificate.
+        BadInputError: called outside a flow run (no run to record).
+    """
+    return retrying(lambda: pipeline.start(rt.services(), certificate_id, _this_run()))
+
+
+def claim(certificate_id: str) -> None:
+    """Record that this flow run now works on `certificate_id` (the order's new certificate)."""
+    retrying(lambda: pipeline.claim(rt.services(), certificate_id, _this_run()))
+
+
+def deploy_plan(certificate_id: str) -> tuple[str, ...]:
+    """DEP-1/DEP-2: the managed deployment tasks, one per target the old certificate had."""
+    return retrying(lambda: deployments.plan(rt.services(), certificate_id))
 
 
 # ---------------------------------------------------------------- payment
@@ -128,12 +152,6 @@ def ca_review(certificate_id: str) -> ReviewOutcome:
 
 
 # ---------------------------------------------------------------- deploy and verify
-
-
-@certpilot_task(name="deploy-plan", run_name="deploy-plan")
-def deploy_plan(certificate_id: str) -> tuple[str, ...]:
-    """DEP-1/DEP-2: one managed deployment task per target the old certificate had."""
-    return deployments.plan(rt.services(), certificate_id)
 
 
 @certpilot_task(name="deploy", run_name="deploy", retries=2)

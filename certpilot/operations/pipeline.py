@@ -45,7 +45,7 @@ from certpilot.core.outcomes import (
 )
 from certpilot.core.plans import submits_first_now
 from certpilot.core.status import derive_status
-from certpilot.operations import applications, deployments, notices, orders
+from certpilot.operations import applications, deployments, notices, orders, runs
 from certpilot.operations.scan import CA_REJECTED, record_notice
 from certpilot.store.repository import Repository
 
@@ -133,6 +133,28 @@ def entry(svc: Services, certificate_id: str) -> RenewalEntry:
         else:
             stage = EntryStage.PAYMENT
     return RenewalEntry(certificate_id=cert.id, common_name=cert.common_name, state=cert.state, stage=stage)
+
+
+def start(svc: Services, certificate_id: str, flow_run_id: str) -> RenewalEntry:
+    """Where a `renewal` run starts for a certificate (`entry`), and the run's claim on it
+    (`runs.claim`: the scanner tells a live run from a dead one by it), in one call.
+
+    Raises:
+        NotFoundError: no such certificate (nothing claimed).
+        BadInputError: no flow run id (called outside a flow run).
+    """
+    found = entry(svc, certificate_id)
+    runs.claim(svc, certificate_id, flow_run_id)
+    return found
+
+
+def claim(svc: Services, certificate_id: str, flow_run_id: str) -> None:
+    """The run's claim on the certificate it now works on (the order's new one, after payment).
+
+    Raises:
+        BadInputError: no flow run id (called outside a flow run).
+    """
+    runs.claim(svc, certificate_id, flow_run_id)
 
 
 def _deployment_unfinished(session: Session, cert: Certificate) -> bool:
