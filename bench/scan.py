@@ -7,7 +7,7 @@ certificate 2 is due for its managed start, PL-4), then prints seconds for:
 
 - floor: a bare stdlib sqlite3 SELECT of the same rows (fetchall);
 - scan decision: `operations.scan.decide_scan` (the store's one query + core decide), best of 3;
-- the scan flow under a prefect_test_harness the bench starts (launch_mode="none"), with the task
+- the scan flow under a prefect_test_harness the bench starts (CERTPILOT_LAUNCH_MODE=none), with the task
   runs it created (read back through the Prefect client);
 
 and `ratio: X` (scan decision / floor) and the peak RSS. Targets: ratio <= 3, RSS <= 300 MB,
@@ -117,7 +117,8 @@ def decision(url: str):
 
 
 def run_flow(url: str) -> tuple[float, dict, int]:
-    """The scan flow under a test harness (launch_mode none); returns seconds, summary, task runs."""
+    """The scan flow under a test harness (launch mode none: decide and act, launch nothing);
+    returns seconds, summary, task runs. The clock is the installed services' (fixed at NOW)."""
     from prefect.client.orchestration import get_client
     from prefect.settings import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
@@ -130,8 +131,9 @@ def run_flow(url: str) -> tuple[float, dict, int]:
     with prefect_test_harness(server_startup_timeout=90), temporary_settings(
             updates={"flows.heartbeat_frequency": None}):
         with rt.use(rt.local_services(database_url=url, dns_providers=[zone], clock=lambda: NOW)):
+            os.environ["CERTPILOT_LAUNCH_MODE"] = "none"
             t0 = time.perf_counter()
-            state = scan(at=NOW.isoformat(), launch_mode="none", return_state=True)
+            state = scan(return_state=True)
             took = time.perf_counter() - t0
             summary = state.result()
         # Task runs reach the server as events, recorded asynchronously: poll until all are in.

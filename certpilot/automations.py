@@ -1,29 +1,40 @@
 """Installs the repository's automations (automations/*.yaml) into a Prefect server.
 
-The template names its notification block by a placeholder, filled with the id of the first
-notification block the `certpilot-config` block lists (a Prefect notification block: Slack,
-Teams, webhook, email via Apprise…). Installing twice replaces the automation of that name.
+- `certpilot-failed-or-crashed-run` notifies on a failed or crashed certpilot run. Its template
+  names its notification block by a placeholder, filled with the id of the block given or of the
+  first notification block the `certpilot-config` block lists (a Prefect notification block:
+  Slack, Teams, webhook, email via Apprise…); without one it is not installed.
+- `certpilot-zombie-runs` marks Crashed a certpilot run whose heartbeats stopped (its process or
+  machine died), so the next scan relaunches its work; it needs no block and is always installed.
+
+Installing twice replaces the automation of that name.
 """
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import yaml
 
-AUTOMATIONS_DIR = Path(__file__).resolve().parent.parent / "automations"
+from certpilot.resources import data_path
+
+AUTOMATIONS_DIR = data_path("automations")
 
 
-async def _install(block_ref: str) -> list[str]:
+PLACEHOLDER = "{notification_block_id}"
+
+
+async def _install(block_ref: str | None) -> list[str]:
     from prefect.automations import Automation
     from prefect.blocks.core import Block
 
-    block = await Block.aload(block_ref)
-    block_id = str(block._block_document_id)
+    block_id = str((await Block.aload(block_ref))._block_document_id) if block_ref else None
     names = []
     for path in sorted(AUTOMATIONS_DIR.glob("*.yaml")):
-        spec = yaml.safe_load(path.read_text().replace("{notification_block_id}", block_id))
+        text = path.read_text()
+        if PLACEHOLDER in text and block_id is None:
+            continue  # a notification without a block to send it through
+        spec = yaml.safe_load(text.replace(PLACEHOLDER, block_id or ""))
         try:
             existing = await Automation.aread(name=spec["name"])
             await existing.adelete()
@@ -35,20 +46,24 @@ async def _install(block_ref: str) -> list[str]:
     return names
 
 
+def notification_block() -> str | None:
+    """The first Prefect notification block the `certpilot-config` block lists (certpilot's own
+    email block is not one an automation can use), or None."""
+    from blocks import CertpilotConfigBlock
+
+    try:
+        refs = CertpilotConfigBlock.load("default").notification_blocks
+    except ValueError:
+        refs = []
+    return next((r for r in refs if not r.startswith("email-notices/")), None)
+
+
 def install(block_ref: str | None = None) -> list[str]:
-    """Create the automations, notifying through `block_ref` (default: the config's first one).
+    """Create the automations (module docstring), notifying through `block_ref` (default: the
+    config's first notification block).
 
     Returns:
-        The names of the automations installed; empty when no notification block is configured.
+        The names of the automations installed, in file order; the failed-run notification is
+        among them only when a notification block is known.
     """
-    if block_ref is None:
-        from blocks import CertpilotConfigBlock
-
-        try:
-            refs = CertpilotConfigBlock.load("default").notification_blocks
-        except ValueError:
-            refs = []
-        block_ref = next((r for r in refs if not r.startswith("email-notices/")), None)
-        if block_ref is None:
-            return []
-    return asyncio.run(_install(block_ref))
+    return asyncio.run(_install(block_ref or notification_block()))

@@ -531,8 +531,9 @@ def renew(
     dry_run: Annotated[bool, Parameter(negative="", help="Show the plan and the bill; change nothing.")] = False,
     approve_payment: Annotated[bool, Parameter(negative="", help="Approve charging the shortfall (PAY-1).")] = False,
     key: Annotated[str | None, Parameter(name="--idempotency-key", help="Retry-safe key.")] = None,
-    prefect: Annotated[bool, Parameter(negative="", help="Run the `renew` deployment (payment form in the UI, "
-                                                         "then apply, deploy and verify).")] = False,
+    prefect: Annotated[bool, Parameter(negative="", help="Run the `renewal` deployment instead: one run for the "
+                                                         "whole renewal (payment form in the UI, CSR, validation, "
+                                                         "CA review, deploy, verify).")] = False,
     at: AtOption = None,
     as_json: JsonFlag = False,
 ) -> int:
@@ -540,7 +541,7 @@ def renew(
     if prefect:
         if dry_run or csr_file is not None:
             raise UsageError("--prefect runs the whole renewal; use it without --dry-run and --csr-file")
-        return _trigger("renew", {"certificate_id": cert_id, "years": years, "csr_mode": csr}, as_json)
+        return _trigger("renewal/renewal", {"certificate_id": cert_id, "years": years, "csr_mode": csr}, as_json)
     from certpilot.core.models import CsrMode
     from certpilot.operations import orders
 
@@ -635,7 +636,7 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
            ) -> int:
     """Cancel a not-activated certificate; restores one quota and one managed credit (PL-7)."""
     if prefect:
-        return _trigger("cancel", {"certificate_id": cert_id}, as_json)
+        return _trigger("cancel/cancel", {"certificate_id": cert_id}, as_json)
     from certpilot.operations import orders
 
     now = _now(at)
@@ -703,23 +704,44 @@ def up(*, no_demo: Annotated[bool, Parameter(negative="", help="Do not load the 
     return EXIT_OK
 
 
-def _trigger(flow: str, parameters: dict[str, Any], as_json: bool) -> int:
-    """Start a run of a served deployment (`certpilot up` or a worker must be running)."""
-    import os
+def _prefect_api() -> str:
+    """Point this process at the Prefect API and return its URL (before it first talks to Prefect).
 
-    from certpilot.serve import API_HOST, API_PORT
+    The user's choice wins: PREFECT_API_URL, else the active Prefect profile's API URL, never
+    overridden. With neither, the local server `certpilot up` runs from CERTPILOT_HOME (its URL
+    and auth string); that server's auth string is added when the configured URL is its URL and
+    no auth string is configured (`prefect_server.cli_env`).
 
-    os.environ.setdefault("PREFECT_API_URL", f"http://{API_HOST}:{API_PORT}/api")
+    Raises:
+        UsageError: no API is configured and `certpilot up` never ran from CERTPILOT_HOME.
+    """
+    from certpilot.prefect_server import cli_env, use_client_env
+
+    use_client_env(cli_env(_ctx.settings.home))
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        raise UsageError("no Prefect API is configured: set PREFECT_API_URL (or `prefect profile use` a profile "
+                         "that sets it), or run `certpilot up` for a local one")
+    return url
+
+
+def _trigger(deployment: str, parameters: dict[str, Any], as_json: bool) -> int:
+    """Start a run of deployment `deployment` (`flow/name`): `certpilot up` or a worker runs it."""
+    url = _prefect_api()
     from prefect.deployments import run_deployment
 
     try:
-        run = run_deployment(f"{flow}/{flow}", parameters=parameters, timeout=0)
+        run = run_deployment(deployment, parameters=parameters, timeout=0)
     except Exception as exc:  # noqa: BLE001 - no server or no such deployment
-        raise UsageError(f"could not start the {flow!r} deployment ({exc}); is `certpilot up` (or a worker for "
-                         "`prefect deploy --all`) running, and PREFECT_API_URL set?") from exc
-    data = {"flow": flow, "flow_run_id": str(run.id), "flow_run_name": run.name, "parameters": parameters}
-    _emit(data, lambda con: con.print(f"started {flow} run [bold]{run.name}[/] ({run.id}): watch it in the UI"),
-          as_json)
+        raise UsageError(f"could not start a run of the {deployment!r} deployment at {url} ({exc}); is "
+                         "`certpilot up` running, or were `certpilot setup` and `prefect deploy --all` run "
+                         "against this API, with a worker on the certpilot pool?") from exc
+    data = {"deployment": deployment, "flow_run_id": str(run.id), "flow_run_name": run.name,
+            "parameters": parameters}
+    _emit(data, lambda con: con.print(f"started {deployment} run [bold]{run.name}[/] ({run.id}): watch it in the "
+                                      "UI"), as_json)
     return EXIT_OK
 
 
@@ -750,16 +772,64 @@ def inbox(*, all_: Annotated[bool, Parameter(name="--all", negative="", help="Re
     return EXIT_OK
 
 
+@app.command(name="setup")
+def setup_(
+    *,
+    config: Annotated[Path | None, Parameter(
+        name="--config", help="TOML file of the blocks to write: [certpilot] (the certpilot-config block) and "
+                              "the issuer, DNS and notification blocks it names (config/setup.example.toml).")] = None,
+    private_ca: Annotated[bool, Parameter(
+        name="--private-ca", negative="", help="Issue from certpilot's embedded private CA (the config block "
+                                               "names private-ca/default).")] = False,
+    prefect_yaml: Annotated[Path, Parameter(
+        name="--prefect-yaml", help="Where to write certpilot's prefect.yaml when no file is there.")] = Path(
+        "prefect.yaml"),
+    as_json: JsonFlag = False,
+) -> int:
+    """Make a Prefect server ready for `prefect deploy --all` and `prefect worker start --pool certpilot`
+    (idempotent): migrate the database, register the block types, write the certpilot-config block,
+    create the concurrency limits, the work pool and the automations, write prefect.yaml."""
+    import httpx
+
+    from certpilot import setup as s
+
+    url = _prefect_api()
+    try:
+        report = s.setup(api_url=url, database_url=_ctx.settings.db_url, config_file=config,
+                         private_ca=private_ca, prefect_yaml=prefect_yaml)
+    except s.ConfigurationNeeded as exc:
+        raise UsageError(str(exc)) from exc
+    except httpx.HTTPError as exc:  # unreachable, or refused (401: no or a wrong auth string)
+        raise UsageError(f"the Prefect API at {url} did not answer as expected ({exc}); check that it runs, "
+                         "and PREFECT_API_URL and PREFECT_API_AUTH_STRING") from exc
+    data = {"api_url": report.api_url, "database": report.database, "changed": report.changed,
+            "steps": [{"kind": x.kind, "name": x.name, "change": x.change.value, "detail": x.detail}
+                      for x in report.steps]}
+
+    def render(con):
+        from rich.table import Table
+
+        t = Table(title=f"certpilot setup: {_e(report.api_url)}")
+        for col in ("what", "name", "change", "detail"):
+            t.add_column(col, no_wrap=col == "change")
+        style = {"created": "green", "updated": "yellow", "unchanged": "dim"}
+        for x in report.steps:
+            t.add_row(x.kind, _e(x.name), f"[{style[x.change.value]}]{x.change.value}[/]", _e(x.detail))
+        con.print(t)
+        con.print("changed: " + ", ".join(sorted({x.kind for x in report.steps if x.change.value != "unchanged"}))
+                  if report.changed else "nothing to change: already set up")
+        con.print("Next: prefect deploy --all (here), then prefect worker start --pool certpilot (on each worker)")
+
+    _emit(data, render, as_json)
+    return EXIT_OK
+
+
 @app.command(name="install-automations")
 def install_automations(*, block: Annotated[str | None, Parameter(
         help="Notification block '<type slug>/<name>' (default: the first one certpilot-config names).")] = None,
         as_json: JsonFlag = False) -> int:
     """Install automations/*.yaml: notify on any failed or crashed certpilot flow run."""
-    import os
-
-    from certpilot.serve import API_HOST, API_PORT
-
-    os.environ.setdefault("PREFECT_API_URL", f"http://{API_HOST}:{API_PORT}/api")
+    _prefect_api()
     from certpilot.automations import install
 
     names = install(block)
@@ -773,8 +843,8 @@ def install_automations(*, block: Annotated[str | None, Parameter(
 @app.command
 def apply(cert_id: str, /, *, csr: Literal["system", "reuse"] = "system", as_json: JsonFlag = False) -> int:
     """Submit a pending application now (PL-1: the first certificate of a 1-year renewal is submitted
-    by hand): key + CSR, validation, CA review, then deployment (runs the `apply` deployment)."""
-    return _trigger("apply", {"certificate_id": cert_id, "csr_mode": csr}, as_json)
+    by hand): key + CSR, validation, CA review, then deployment (a run of the `renewal` deployment)."""
+    return _trigger("renewal/renewal", {"certificate_id": cert_id, "csr_mode": csr}, as_json)
 
 
 @app.command
@@ -796,13 +866,13 @@ def policy(cert_id: str, /, *,
 @app.command
 def emergency(cert_id: str, /, *, as_json: JsonFlag = False) -> int:
     """EM-1..3: restore a site down with an expired certificate (runs the `emergency` deployment)."""
-    return _trigger("emergency", {"certificate_id": cert_id}, as_json)
+    return _trigger("emergency/emergency", {"certificate_id": cert_id}, as_json)
 
 
 @app.command
-def scan(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
-    """Run the scanner now (the `scan` deployment; scheduled hourly by `certpilot up`)."""
-    return _trigger("scan", {"at": at} if at else {}, as_json)
+def scan(*, as_json: JsonFlag = False) -> int:
+    """Run the scanner now (a run of the `scan` deployment, which is also scheduled hourly)."""
+    return _trigger("scan/scan", {}, as_json)
 
 
 @app.command

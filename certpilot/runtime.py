@@ -423,7 +423,8 @@ def for_cli(*, database_url: str | None = None, config_name: str = "default") ->
 
     Raises:
         MissingBlockError: the configuration block exists but names a block that does not.
-        PermanentError: a Prefect API is configured but does not answer.
+        PermanentError: a Prefect API is configured but does not answer, or refuses this client
+            (401/403: the message names the auth setting to provide).
     """
     if _prefect_api_configured():
         import httpx
@@ -437,8 +438,15 @@ def for_cli(*, database_url: str | None = None, config_name: str = "default") ->
         except httpx.HTTPError as exc:
             from prefect.settings import get_current_settings
 
+            url = get_current_settings().api.url
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status in (401, 403):  # it answers, but not to us: say which credential is missing
+                raise PermanentError(
+                    f"the Prefect API at {url} refused this client (HTTP {status}): set PREFECT_API_AUTH_STRING "
+                    "(a local `certpilot up` keeps it in $CERTPILOT_HOME/prefect-api-auth) or PREFECT_API_KEY"
+                ) from None
             raise PermanentError(
-                f"the Prefect API at {get_current_settings().api.url} does not answer ({type(exc).__name__}): start "
+                f"the Prefect API at {url} does not answer ({type(exc).__name__}): start "
                 "it (`certpilot up`), or unset PREFECT_API_URL to use the local defaults") from None
         return from_blocks(config_name, database_url=database_url)
     return local_services(database_url=database_url)

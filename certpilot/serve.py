@@ -1,6 +1,8 @@
 """`certpilot up`: the whole product locally, in one command.
 
-Starts (or reuses) a Prefect server on 127.0.0.1:4200 with SQLite, migrates the inventory,
+Starts its own locked-down Prefect server on 127.0.0.1:4200 with SQLite (API auth string,
+CSRF on, CORS limited to the UI; never a server it did not start: `certpilot.prefect_server`),
+makes CERTPILOT_HOME private (0700), migrates the inventory,
 registers the blocks with the embedded defaults (private CA issuer), loads the demo inventory
 with deployment targets served by a local TLS endpoint, serves every deployment from this
 process and triggers a first scan that renews the due demo certificates end to end. Ctrl-C
@@ -10,84 +12,20 @@ stops everything it started.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import ssl
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from certpilot.settings import get_settings
+from certpilot.prefect_server import API_HOST, AUTH_FILE, PrefectServer, use_client_env
+from certpilot.settings import ensure_home, get_settings
 
-API_HOST = "127.0.0.1"
-API_PORT = 4200
 DEMO_TLS_PORT = 8443
 
 
 def _say(message: str) -> None:
     print(f"certpilot up: {message}", flush=True)
-
-
-def _healthy(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"{url}/health", timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-class PrefectServer:
-    """A `prefect server start` child process on loopback (SQLite), or one already running."""
-
-    def __init__(self, home: Path, host: str = API_HOST, port: int = API_PORT):
-        self.home, self.host, self.port = home, host, port
-        self.api_url = f"http://{host}:{port}/api"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 90.0) -> None:
-        """Start the server unless one answers already; wait until `/api/health` answers.
-
-        Raises:
-            RuntimeError: it did not become healthy in time (the log's tail is in the message).
-        """
-        if _healthy(self.api_url):
-            _say(f"a Prefect server already answers at {self.api_url}; using it")
-            return
-        log = self.home / "prefect-server.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        prefect = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
-        env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-        env.pop("PREFECT_API_URL", None)
-        self.proc = subprocess.Popen(
-            [prefect, "server", "start", "--host", self.host, "--port", str(self.port), "--analytics-off"],
-            stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        delay = 0.1
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if _healthy(self.api_url):
-                return
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
-        tail = log.read_text(errors="replace")[-3000:]
-        self.stop()
-        raise RuntimeError(f"the Prefect server did not become healthy at {self.api_url}:\n{tail}")
-
-    def stop(self) -> None:
-        """Stop the server this object started (not one it found running)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 class DemoTlsServer:
@@ -156,79 +94,6 @@ class DemoTlsServer:
         ready.wait(10)
 
 
-def configure_blocks() -> None:
-    """Register certpilot's block types and save the embedded defaults when absent."""
-    import blocks as b
-
-    b.register_all()
-    for block_cls, name, factory in (
-        (b.PrivateCaBlock, "default", lambda: b.PrivateCaBlock()),
-        (b.CertpilotConfigBlock, "default", lambda: b.CertpilotConfigBlock(default_issuer="private-ca/default")),
-    ):
-        try:
-            block_cls.load(name)
-        except ValueError:
-            factory().save(name)
-
-
-def ensure_concurrency_limits() -> None:
-    """Create the global concurrency limits of the CA and DNS APIs when absent."""
-    import asyncio
-
-    from prefect import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-
-    from tasks.pipeline import API_LIMITS
-
-    async def go():
-        async with get_client() as client:
-            for name, limit in API_LIMITS.items():
-                try:
-                    await client.read_global_concurrency_limit_by_name(name)
-                except Exception:  # noqa: BLE001 - absent: create it
-                    await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
-
-    asyncio.run(go())
-
-
-def serve_all(first_scan: bool = True) -> None:
-    """Serve every deployment from this process (blocking); optionally start a first scan."""
-    from prefect import serve
-
-    from flows.admin import cancel, import_certificate, purchase
-    from flows.apply import apply
-    from flows.deploy import deploy
-    from flows.emergency import emergency
-    from flows.renew import renew
-    from flows.scan import scan
-
-    deployments = [
-        scan.to_deployment(name="scan", cron="0 * * * *", description="Hourly inventory scan (PL-4, NT-1, CA-2)."),
-        renew.to_deployment(name="renew", description="Stage 1: order and payment."),
-        apply.to_deployment(name="apply", description="Stage 2: key, CSR, validation, CA review."),
-        deploy.to_deployment(name="deploy", description="Stage 3: deploy and verify."),
-        emergency.to_deployment(name="emergency", description="EM-1..3: restore a site with an expired certificate."),
-        cancel.to_deployment(name="cancel", description="PL-7: cancel a not-activated certificate."),
-        import_certificate.to_deployment(name="import", description="UP-3: import a certificate."),
-        purchase.to_deployment(name="purchase", description="Buy a new certificate."),
-    ]
-    if first_scan:
-        threading.Thread(target=_first_scan, name="first-scan", daemon=True).start()
-    serve(*deployments, limit=8)
-
-
-def _first_scan() -> None:
-    from prefect.deployments import run_deployment
-
-    for _ in range(120):
-        try:
-            run = run_deployment("scan/scan", timeout=0, idempotency_key=f"first-scan-{os.getpid()}")
-            _say(f"first scan started: flow run {run.name} ({run.id})")
-            return
-        except Exception:  # noqa: BLE001 - deployments not registered yet
-            time.sleep(0.5)
-
-
 def up(*, with_demo: bool = True, first_scan: bool = True, on_demo: Callable[[Any], None] | None = None) -> None:
     """Run the product locally until Ctrl-C (see the module docstring).
 
@@ -249,13 +114,18 @@ def up(*, with_demo: bool = True, first_scan: bool = True, on_demo: Callable[[An
 
     settings = get_settings()
     home = settings.home
-    home.mkdir(parents=True, exist_ok=True)
+    if tightened := ensure_home(home):
+        _say(tightened)
     os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
     server = PrefectServer(home)
-    _say("starting the Prefect server (SQLite) …")
+    _say(f"starting the Prefect server (SQLite) on port {server.port} …")
     server.start()
-    os.environ["PREFECT_API_URL"] = server.api_url
+    # This process and the flow runs the runner starts (they inherit os.environ) are its clients.
+    use_client_env(server.client_env())
     try:
+        from certpilot.serving import serve_all
+        from certpilot.setup import configure_blocks, ensure_concurrency_limits
+
         configure_blocks()
         svc = runtime.from_blocks(database_url=settings.db_url)
         runtime.install(svc)
@@ -267,7 +137,8 @@ def up(*, with_demo: bool = True, first_scan: bool = True, on_demo: Callable[[An
             _say(f"automations installed: {', '.join(installed)}")
         if with_demo:
             _serve_demo(svc, home, on_demo)
-        _say(f"UI: http://{API_HOST}:{API_PORT} — serving deployments (Ctrl-C stops everything)")
+        _say(f"UI: {server.ui_url} (log in with the auth string in {home / AUTH_FILE}) — serving deployments "
+             "(Ctrl-C stops everything)")
         serve_all(first_scan=first_scan)
     except KeyboardInterrupt:
         pass

@@ -29,5 +29,7 @@ def import_certificate(cert_pem: str, chain_pem: str | None = None, key_secret_b
 @flow(name="purchase", log_prints=True)
 def purchase(names: list[str], brand: str = "certpilot", level: str = "DV", years: int = 1,
              owner: str | None = None, approve_payment: bool = False):
-    """Buy a new certificate (create → apply → deploy starts from its pending application)."""
+    """Buy a new certificate: the order, paid (or awaiting payment). Its first certificate is
+    then a pending application, which the scanner hands to a `renewal` run (csr → validation →
+    ca-review → deploy → verify); run `renewal` with its id to start at once."""
     return t.place_purchase(names, brand, level, years, owner, approve_payment)

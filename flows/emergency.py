@@ -1,4 +1,8 @@
-"""EM-1..EM-3: a site down with an expired certificate, restored with a temporary DV one."""
+"""EM-1..EM-3: a site down with an expired certificate, restored with a temporary DV one.
+
+The same stages as a renewal (`flows.stages`), on the temporary certificate: csr, validation
+through the emergency (ACME) issuer, ca-review, deploy to every target, verify.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,31 @@ from prefect import flow
 
 from certpilot.core.models import Status
 from certpilot.core.outcomes import EmergencyRun
-from flows.apply import apply
-from flows.deploy import deploy
+from flows import stages
 from tasks import pipeline as t
+from tasks.runs import claim_work
 
 
 @flow(name="emergency", log_prints=True)
 def emergency(certificate_id: str) -> EmergencyRun:
-    """Buy a DV certificate at once, validate by DNS through the emergency (ACME) issuer, and
-    deploy it to every target as soon as it is issued (EM-1); the targets are looked up while
-    issuance runs (EM-3); the follow-up order of the original specification is recorded (EM-2)."""
+    """Buy a DV certificate at once, validate it by DNS through the emergency issuer, and deploy
+    it to every target as soon as it is issued (EM-1); the targets are looked up while issuance
+    runs (EM-3); the follow-up order of the original specification is recorded (EM-2).
+    Re-entrant: a rerun finds the same order and temporary certificate.
+
+    Raises:
+        PermanentError: the CA rejected it, or a deployment failed (rolled back, the owner
+            told): the run ends Failed.
+        RefusedError: the certificate has not expired (renew it instead).
+    """
     placed = t.place_emergency(certificate_id)
+    temporary = placed.temporary_certificate_id
+    claim_work(temporary)  # the scanner carries it on if this run dies
     targets = t.locate_targets.submit(certificate_id)
-    issued = apply(placed.temporary_certificate_id, emergency=True, deploy_after=False)
+    state = stages.issue(temporary, emergency=True)
     where = targets.result()
     print(f"old certificate deployed at: {', '.join(where) or 'no recorded target'}")
-    deployed = deploy(placed.temporary_certificate_id) if issued.state is Status.ISSUED else None
-    return EmergencyRun(**dict(placed), state=issued.state, targets=where, deploy=deployed)
+    if state is not Status.ISSUED:
+        return EmergencyRun(**dict(placed), state=state, targets=where)
+    deployed = stages.deploy(temporary)
+    return EmergencyRun(**dict(placed), state=state, targets=where, deploy=deployed, verify=stages.verify(temporary))

@@ -1,7 +1,11 @@
-"""Tasks of the renewal pipeline (LC-3): order and payment, key and CSR, CA submission and
-review, deployment and verification, emergency. Each is one call into a use case of
-`certpilot.operations` through the process's `Services`; each takes IDs and plain values and
-returns the use case's typed outcome (`certpilot.core.outcomes`), never key material.
+"""Tasks of the renewal pipeline (LC-3), one per stage of the design card: payment, csr,
+validation, ca-review, deploy (one task run per target), verify; and the steps around them
+(where a run starts, the answers of the human steps, the emergency order, the admin doors).
+
+Each is one call into a use case of `certpilot.operations` through the process's `Services`;
+each takes IDs and plain values and returns the use case's typed outcome
+(`certpilot.core.outcomes`), never key material. The stage tasks name their task runs after the
+stage, so the operator reads a renewal run as its stages.
 """
 
 from __future__ import annotations
@@ -10,26 +14,34 @@ from prefect.concurrency.sync import concurrency
 
 from certpilot import runtime as rt
 from certpilot.core.deployment import DeploymentOutcome
+from certpilot.core.errors import CertpilotError
 from certpilot.core.models import Contact, Level
 from certpilot.core.outcomes import (
     ApplicationStatus,
     DnsRecord,
     EmergencyPlaced,
-    KeyAndCsrMade,
+    RenewalEntry,
     RenewalStep,
     ReviewOutcome,
     SubmitOutcome,
+    VerifyOutcome,
 )
 from certpilot.operations import deployments, emergency, importing, orders, pipeline
-from tasks.common import certpilot_task
+from tasks.common import certpilot_task, retrying
 
-CA_LIMIT = "certpilot-ca-api"
-"""Prefect global concurrency limit on calls to the CAs (ACME rate limits are per account)."""
-DNS_LIMIT = "certpilot-dns-api"
+CA_LIMIT = pipeline.CA_LIMIT
+"""Prefect global concurrency limit on calls to a remote CA (ACME rate limits are per account)."""
+DNS_LIMIT = pipeline.DNS_LIMIT
 """Prefect global concurrency limit on DNS API writes (Route 53 throttles at 5 requests/s)."""
-API_LIMITS = {CA_LIMIT: 4, DNS_LIMIT: 4}
-"""Default slots, created by `certpilot up` (`prefect gcl create NAME --limit N` elsewhere);
-a limit that does not exist does not block (strict=False)."""
+API_LIMITS = pipeline.API_LIMITS
+"""Default slots, created by `certpilot setup`/`certpilot up` (`prefect gcl create NAME --limit N`
+elsewhere); a limit that does not exist does not block (strict=False)."""
+
+
+def api_slots(names: tuple[str, ...]):
+    """Prefect's global concurrency around a call to a remote API: one slot of each limit named
+    (`operations.pipeline.api_limits` decides which, none for the embedded private CA)."""
+    return concurrency(list(names), occupy=1, strict=False)
 
 
 def _run_key(what: str) -> str | None:
@@ -39,76 +51,120 @@ def _run_key(what: str) -> str | None:
     return f"{what}:{flow_run.id}" if flow_run.id else None
 
 
-# ---------------------------------------------------------------- stage 1: order and payment
+def run_name(certificate_id: str) -> str:
+    """The name of a renewal run: the certificate's common name (one short read; not a task, it
+    is asked by the engine before the run starts).
+
+    Returns:
+        The common name, or the certificate id when certpilot refuses to read it (no such
+        certificate, no config block): the name is for the operator's eye only, and the run's
+        first task fails saying what is wrong.
+    """
+    try:
+        return pipeline.common_name(rt.services(), certificate_id)
+    except CertpilotError:
+        return certificate_id
 
 
-@certpilot_task
-def place_renewal(certificate_id: str, years: int, csr_mode: str = "system", at: str | None = None) -> RenewalStep:
+# ---------------------------------------------------------------- where a run starts
+# Plain calls, not tasks: each is one short transaction whose task run (its states and events
+# on the orchestration server) would cost more than the step itself; the operator reads the run
+# as its six stages.
+
+
+def _this_run() -> str:
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or "")
+
+
+def start(certificate_id: str) -> RenewalEntry:
+    """Where a renewal run starts for this certificate (payment, application or deployment),
+    the run's claim on it recorded (the scanner tells a live run from a dead one).
+
+    Raises:
+        NotFoundError: no such certificate.
+        BadInputError: called outside a flow run (no run to record).
+    """
+    return retrying(lambda: pipeline.start(rt.services(), certificate_id, _this_run()))
+
+
+def claim(certificate_id: str) -> None:
+    """Record that this flow run now works on `certificate_id` (the order's new certificate)."""
+    retrying(lambda: pipeline.claim(rt.services(), certificate_id, _this_run()))
+
+
+def deploy_plan(certificate_id: str) -> tuple[str, ...]:
+    """DEP-1/DEP-2: the managed deployment tasks, one per target the old certificate had."""
+    return retrying(lambda: deployments.plan(rt.services(), certificate_id))
+
+
+# ---------------------------------------------------------------- payment
+
+
+@certpilot_task(name="payment", run_name="payment")
+def payment(certificate_id: str, years: int, csr_mode: str = "system") -> RenewalStep:
     """Place (or find again) the renewal order of a certificate; pay it from quota (PAY-1, PAY-4)."""
-    return pipeline.renew(rt.services(), certificate_id, years=years, csr_mode=csr_mode, at=at)
+    return pipeline.renew(rt.services(), certificate_id, years=years, csr_mode=csr_mode)
 
 
-@certpilot_task
-def pay_order(order_id: str, approve: bool, actor: str) -> RenewalStep:
+@certpilot_task(name="payment-answer", run_name="payment-answer")
+def payment_answer(order_id: str, approve: bool, actor: str) -> RenewalStep:
     """Approve or decline an order's shortfall (the payment form's answer); exactly once (PAY-4)."""
     return pipeline.pay(rt.services(), order_id, approve=approve, actor=actor)
 
 
-# ---------------------------------------------------------------- stage 2: key, CSR, CA
+# ---------------------------------------------------------------- csr, validation, ca-review
 
 
-@certpilot_task
-def application_status(certificate_id: str) -> ApplicationStatus:
-    """Where a certificate stands: lifecycle state, application state, contact, key held."""
-    return pipeline.application_status(rt.services(), certificate_id)
+@certpilot_task(name="csr", run_name="csr")
+def csr(certificate_id: str, csr_mode: str = "system") -> ApplicationStatus:
+    """CSR-1..CSR-5 (and CA-2's resubmission): the key goes straight into the vault; only where
+    the application stands comes back."""
+    return pipeline.prepare(rt.services(), certificate_id, csr_mode)
 
 
-@certpilot_task
-def resubmit_application(certificate_id: str) -> ApplicationStatus:
-    """CA-2: start a rejected application over (new key, CSR and CA order)."""
-    return pipeline.resubmit(rt.services(), certificate_id)
+@certpilot_task(name="contact", run_name="contact")
+def set_contact(certificate_id: str, name: str, email: str, phone: str) -> Contact:
+    """DV-6: record (and audit) the contact the CA verifies an OV/EV application with (the form)."""
+    return pipeline.set_contact(rt.services(), certificate_id, name=name, email=email, phone=phone)
 
 
-@certpilot_task
-def create_key_and_csr(certificate_id: str, csr_mode: str = "system") -> KeyAndCsrMade:
-    """CSR-1..CSR-5: the key goes straight into the vault; only its id and fingerprint come back."""
-    return pipeline.create_key_and_csr(rt.services(), certificate_id, csr_mode)
-
-
-@certpilot_task(retries=6)
-def submit_application(certificate_id: str, emergency: bool = False) -> SubmitOutcome:
+@certpilot_task(name="validation", run_name="validation", retries=6)
+def validation(certificate_id: str, emergency: bool = False) -> SubmitOutcome:
     """Submit (or resume) the CA application and drive validation; MANUAL_DNS with the exact
-    records when a human must add them (DV-3)."""
-    with concurrency(list(API_LIMITS), occupy=1, strict=False):
-        return pipeline.submit(rt.services(), certificate_id, emergency=emergency)
+    records when a human must add them (DV-3). The remote APIs' slots are taken once around the
+    calls to a remote CA and DNS provider, never for the embedded private CA."""
+    return pipeline.submit(rt.services(), certificate_id, emergency=emergency, gate=api_slots)
 
 
-@certpilot_task
-def follow_review(certificate_id: str) -> ReviewOutcome:
-    """Poll the CA once for an application under review (CA-2); no process is held."""
-    with concurrency(CA_LIMIT, occupy=1, strict=False):
-        return pipeline.follow_review(rt.services(), certificate_id)
-
-
-@certpilot_task
-def wait_record_visible(records: tuple[DnsRecord, ...], timeout: float = 30.0) -> float:
+@certpilot_task(name="dns-visible", run_name="dns-visible")
+def dns_visible(records: tuple[DnsRecord, ...]) -> float:
     """DV-3/DV-7: after the manual-DNS form, wait for each record at the authoritative servers."""
-    return pipeline.wait_records_visible(rt.services(), records, timeout=timeout)
+    return pipeline.wait_records_visible(rt.services(), records)
 
 
-# ---------------------------------------------------------------- stage 3: deploy and verify
+@certpilot_task(name="ca-review", run_name="ca-review")
+def ca_review(certificate_id: str) -> ReviewOutcome:
+    """CA-2: follow the CA's review for the services' poll budget; a remote CA's API slot is taken
+    once per burst of polls and never held across a long wait (none for the embedded private CA)."""
+    return pipeline.wait_review(rt.services(), certificate_id, gate=api_slots)
 
 
-@certpilot_task
-def plan_deployments(certificate_id: str) -> tuple[str, ...]:
-    """DEP-1/DEP-2: one managed deployment task per target the old certificate had."""
-    return deployments.plan(rt.services(), certificate_id)
+# ---------------------------------------------------------------- deploy and verify
 
 
-@certpilot_task(retries=2)
-def run_deployment_task(task_id: str) -> DeploymentOutcome:
-    """Stage → check → swap → reload → verify → finalize, or roll back (DEP-5..DEP-7, VER-1)."""
+@certpilot_task(name="deploy", run_name="deploy", retries=2)
+def deploy(task_id: str) -> DeploymentOutcome:
+    """Stage → check → swap → reload → verify → finalize, or roll back and tell the owner
+    (DEP-3, DEP-5..DEP-7, VER-1)."""
     return deployments.run_deployment(rt.services(), task_id)
+
+
+@certpilot_task(name="verify", run_name="verify")
+def verify(certificate_id: str) -> VerifyOutcome:
+    """VER-1: the final proof that every endpoint the certificate is deployed to serves it."""
+    return pipeline.verify(rt.services(), certificate_id)
 
 
 @certpilot_task
@@ -120,22 +176,17 @@ def locate_targets(certificate_id: str) -> tuple[str, ...]:
 # ---------------------------------------------------------------- emergency, notices, admin
 
 
-@certpilot_task
+@certpilot_task(name="emergency-order")
 def place_emergency(certificate_id: str) -> EmergencyPlaced:
     """EM-1/EM-2: a temporary DV certificate for an expired one, and the follow-up order."""
     return emergency.place(rt.services(), certificate_id)
 
 
 @certpilot_task(retries=2)
-def notify_human_step(certificate_id: str, step: str, detail: str) -> int:
-    """NT-2: tell the owner a step needs a human (payment, manual DNS, OV/EV contact)."""
-    return pipeline.notify_human_step(rt.services(), certificate_id, step, detail)
-
-
-@certpilot_task
-def set_contact(certificate_id: str, name: str, email: str, phone: str) -> Contact:
-    """DV-6: record (and audit) the contact the CA verifies an OV/EV application with (the form)."""
-    return pipeline.set_contact(rt.services(), certificate_id, name=name, email=email, phone=phone)
+def notify_human_step(certificate_id: str, step: str, detail: str, key: str) -> bool:
+    """NT-2: tell the owner a step needs a human (payment, manual DNS, OV/EV contact), once per
+    step `key` (True when told now)."""
+    return pipeline.notify_human_step(rt.services(), certificate_id, step, detail, key=key)
 
 
 @certpilot_task

@@ -1,28 +1,24 @@
 """Tasks and helpers of the `scan` flow: one decision, one task per due item, the artifacts.
 
 Each task is one call into `certpilot.operations.scan` (the review poll: into
-`certpilot.operations.pipeline.follow_review`, the door `apply` uses too), which owns its
+`certpilot.operations.pipeline.follow_review`, the door the renewal run uses too), which owns its
 transactions and returns a frozen result of `certpilot.core`; a retry or a second scanner is
-harmless (PL-8, NT-1, CA-2). The CA's API limit is taken here (Prefect's global concurrency),
-around the review poll. The
-artifact helpers are plain functions (not tasks): the scan creates task runs only for the
-certificates that need action.
+harmless (PL-8, NT-1, CA-2). A remote CA's API limit is taken around the review poll (Prefect's
+global concurrency; the operation says which limits, none for the embedded private CA). The artifact helpers are plain functions (not tasks): the scan creates
+task runs only for the certificates that need action.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from prefect.concurrency.sync import concurrency
-
 from certpilot import runtime as rt
 from certpilot.core.outcomes import ReviewOutcome
-from certpilot.core.scan import ManagedStart, ScanPlan, ScanSummary, StartOutcome
+from certpilot.core.scan import InFlight, ManagedStart, ScanPlan, ScanSummary, StartOutcome
 from certpilot.operations import inbox, pipeline
 from certpilot.operations import scan as ops
-from certpilot.operations.common import parse_instant
 from tasks.common import certpilot_task
-from tasks.pipeline import CA_LIMIT
+from tasks.pipeline import api_slots
 
 PROGRESS_KEY = "scan-progress"
 TABLE_KEY = "scan-inventory"
@@ -31,17 +27,17 @@ INBOX_KEY = "certpilot-inbox"
 
 
 @certpilot_task(name="scan-decide")
-def decide(at: str | None = None, table_limit: int = 500) -> ScanPlan:
-    """Decide one scan (PL-4, CA-2, NT-1, automatic renewals) in one read-only transaction.
+def decide(table_limit: int = 500) -> ScanPlan:
+    """Decide one scan (PL-4, CA-2, NT-1, automatic renewals) in one read-only transaction, at
+    the services' clock.
 
     Args:
-        at: ISO 8601 instant to decide at (injected time); default the services' clock.
         table_limit: at most this many inventory table lines.
 
     Returns:
         The `ScanPlan` (IDs, names, numbers, launch keys: no key material, nothing large).
     """
-    return ops.decide(rt.services(), parse_instant(at) if at else None, table_limit=table_limit)
+    return ops.decide(rt.services(), table_limit=table_limit)
 
 
 @certpilot_task(name="scan-managed-start")
@@ -52,9 +48,9 @@ def start_managed_application(start: ManagedStart, at: datetime | None = None) -
 
 @certpilot_task(name="scan-follow-review")
 def follow_review(certificate_id: str, at: datetime | None = None) -> ReviewOutcome:
-    """CA-2: poll the CA once for an application under review; the owner hears of a rejection once."""
-    with concurrency(CA_LIMIT, occupy=1, strict=False):  # the CA's API, shared with `apply`
-        return pipeline.follow_review(rt.services(), certificate_id, at, actor="scanner")
+    """CA-2: poll the CA once for an application under review; the owner hears of a rejection once.
+    A remote CA's API slot is held around the poll (shared with the renewal's ca-review stage)."""
+    return pipeline.follow_review(rt.services(), certificate_id, at, gate=api_slots, actor="scanner")
 
 
 @certpilot_task(name="scan-expiry-notice")
@@ -65,6 +61,24 @@ def send_expiry_notice(certificate_id: str, threshold: int, days_left: int, at: 
         True when this call sent it, False when it was already recorded.
     """
     return ops.send_expiry_notice(rt.services(), certificate_id, threshold, days_left, at)
+
+
+@certpilot_task(name="scan-unfinished-work")
+def unfinished_work(pending: list[str], issued_now: list[str]) -> tuple[InFlight, ...]:
+    """The certificates whose work is unfinished, each with the run that last claimed it (pending
+    applications among `pending`, issued certificates not deployed; `issued_now`: just issued by
+    this scan's review polls)."""
+    return ops.unfinished_work(rt.services(), pending, issued_now)
+
+
+@certpilot_task(name="scan-report-problem", retries=2)
+def report_problem(certificate_id: str, action: str, error: str) -> int:
+    """Tell the owner the scan could not do `action` for a certificate (at most once a day).
+
+    Returns:
+        How many channels delivered (0 when already told today).
+    """
+    return ops.report_problem(rt.services(), certificate_id, action, error)
 
 
 # ------------------------------------------------------------------ artifacts (plain helpers)
@@ -115,6 +129,10 @@ def publish(plan: ScanPlan, summary: ScanSummary) -> None:
     lines = [f"# Scan at {at}", "", f"**Inventory**: {plan.certificates} certificate(s) — {counts}", "",
              "| action | count |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary.rows()]
+    if summary.problems:
+        lines += ["", f"## {len(summary.problems)} item(s) failed (the rest went on)", "",
+                  "| certificate | what | error |", "|---|---|---|"]
+        lines += [f"| {p.certificate_id or '-'} | {p.action} | {p.error.replace('|', '/')} |" for p in summary.problems]
     create_markdown_artifact("\n".join(lines) + "\n", key=SUMMARY_KEY, description="scan summary")
     publish_inbox()
 

@@ -173,18 +173,22 @@ def key_refusal(certificate: Certificate) -> Refusal:
 
 
 def may_run(state: DeploymentState | str, *, started_at: datetime | None, now: datetime,
-            lease: timedelta = RUN_LEASE) -> Refusal | None:
+            lease: timedelta = RUN_LEASE, claimed_at: datetime | None = None) -> Refusal | None:
     """May a run take a task in `state` now? (The caller skips SUCCEEDED tasks: a rerun is a no-op.)
 
     PENDING, FAILED and ROLLED_BACK may run (a retry after a fix); RUNNING only when its run
-    started more than `lease` ago (that run crashed). SUCCEEDED never runs again.
+    started more than `lease` ago (that run crashed), or at once when the certificate's work was
+    claimed by a run after this task started (`claimed_at` later than `started_at`): a run claims
+    a certificate's work before it deploys, and a new claim is made only by a run launched because
+    the claimant before it died, so the task's holder is dead. SUCCEEDED never runs again.
     """
     state = DeploymentState(state)
     if state is DeploymentState.SUCCEEDED:
         return Refusal(Reason.DEPLOYMENT_IN_PROGRESS,
                        "this deployment already succeeded; nothing to do (a new certificate gets its own task).",
                        rule="DEP-2")
-    if state is DeploymentState.RUNNING and started_at is not None and now - started_at < lease:
+    superseded = claimed_at is not None and started_at is not None and claimed_at > started_at
+    if state is DeploymentState.RUNNING and started_at is not None and now - started_at < lease and not superseded:
         return Refusal(Reason.DEPLOYMENT_IN_PROGRESS,
                        f"another run started this deployment at {started_at:%Y-%m-%dT%H:%M:%S}Z and holds it; "
                        f"wait for it to finish (or until {started_at + lease:%Y-%m-%dT%H:%M:%S}Z if it crashed), "

@@ -21,6 +21,31 @@ class _Outcome(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+# ---------------------------------------------------------------- where a renewal run starts
+
+
+class EntryStage(StrEnum):
+    """Where a `renewal` run starts for a certificate, from its database state (re-entrancy)."""
+
+    PAYMENT = "payment"
+    """An active certificate: place (or find again) its renewal order, pay it, then work on the
+    order's first certificate."""
+    APPLICATION = "application"
+    """A certificate of an order (pending, under review, rejected): key and CSR, validation, the
+    CA's review, then deploy."""
+    DEPLOYMENT = "deployment"
+    """Issued, not yet serving everywhere its predecessor served (DEP-1): deploy and verify."""
+
+
+class RenewalEntry(_Outcome):
+    """A certificate as a `renewal` run first sees it: its name, state and the stage to start at."""
+
+    certificate_id: str
+    common_name: str
+    state: Status
+    stage: EntryStage
+
+
 # ---------------------------------------------------------------- stage 1: order and payment
 
 
@@ -37,7 +62,6 @@ class RenewalStep(_Outcome):
         managed_fee: the order carries PAY-2's managed service.
         submit_first_now: the first certificate is applied for now (PL-1), not at its managed
             start (PAY-2, PL-4).
-        apply_run: the `apply` run the renew flow started for the first certificate, if any.
     """
 
     certificate_id: str | None
@@ -48,7 +72,6 @@ class RenewalStep(_Outcome):
     message: str = ""
     managed_fee: bool = False
     submit_first_now: bool = False
-    apply_run: str | None = None
 
     @property
     def awaiting_payment(self) -> bool:
@@ -95,6 +118,8 @@ class ApplicationStatus(_Outcome):
         common_name, level, origin, temporary: what an operator sees on a form.
         fingerprint: the certificate's SHA-256 fingerprint once issued.
         last_error: the CA's last answer when it rejected the application (CA-2).
+        attempt: which application of the certificate this is (1, then 2 after a rejection and
+            a resubmission, CA-2): the human steps of one attempt are asked and told once.
     """
 
     certificate_id: str
@@ -108,6 +133,7 @@ class ApplicationStatus(_Outcome):
     temporary: bool = False
     fingerprint: str | None = None
     last_error: str | None = None
+    attempt: int = 1
 
     @property
     def asks_contact(self) -> bool:
@@ -192,15 +218,18 @@ class SubmitOutcome(_Outcome):
 
 
 class ReviewOutcome(_Outcome):
-    """A CA review followed once (CA-2): the certificate's lifecycle state after the poll.
+    """A CA review followed (CA-2): the certificate's lifecycle state after the poll(s).
 
-    `polled` is False when the certificate was not under review (nothing was asked of the CA).
+    `polled` is False when the certificate was not under review (nothing was asked of the CA);
+    `attempt` is the application's attempt (see `ApplicationStatus.attempt`), so a run that
+    waits out a long review waits once per attempt.
     """
 
     certificate_id: str
     state: Status
     detail: str = ""
     polled: bool = False
+    attempt: int = 1
 
 
 # ---------------------------------------------------------------- emergency (EM-1..EM-3)
@@ -233,16 +262,8 @@ class EmergencyPlaced(_Outcome):
 # ---------------------------------------------------------------- what the flows return
 
 
-class ApplyRun(_Outcome):
-    """What an `apply` run ended with: the certificate's state, and the `deploy` run it started."""
-
-    certificate_id: str
-    state: Status
-    deploy_run: str | None = None
-
-
 class DeployRun(_Outcome):
-    """What a `deploy` run did: one `core.deployment.DeploymentOutcome` per managed deployment
+    """What the deploy stage did: one `core.deployment.DeploymentOutcome` per managed deployment
     task of the certificate (DEP-2)."""
 
     certificate_id: str
@@ -254,16 +275,61 @@ class DeployRun(_Outcome):
         return tuple(r for r in self.results if not r.succeeded)
 
 
+class VerifyOutcome(_Outcome):
+    """The verify stage's proof (VER-1): every endpoint of every target the certificate is now
+    deployed to, probed for its fingerprint.
+
+    Attributes:
+        certificate_id: the certificate.
+        served: the endpoints that serve it (``host:port (sni)``).
+        failures: the endpoints that do not, each with what it serves instead.
+    """
+
+    certificate_id: str
+    served: tuple[str, ...] = ()
+    failures: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when no endpoint serves anything else (none recorded counts as proven)."""
+        return not self.failures
+
+
+class RenewalRun(_Outcome):
+    """What a `renewal` run ended with.
+
+    Attributes:
+        certificate_id: the certificate the run was started for.
+        order: the renewal order's step, when the run started from an active certificate.
+        worked_on: the certificate the run applied for and deployed (the order's first, or
+            `certificate_id` itself); None when the run ended at the payment stage.
+        state: that certificate's lifecycle state at the end (UNDER_REVIEW: the scanner follows
+            the CA's review).
+        deploy: the deploy stage's outcome, once issued.
+        verify: the final proof that every endpoint serves it.
+        message: a sentence for the operator on how the run ended.
+    """
+
+    certificate_id: str
+    order: RenewalStep | None = None
+    worked_on: str | None = None
+    state: Status | None = None
+    deploy: DeployRun | None = None
+    verify: VerifyOutcome | None = None
+    message: str = ""
+
+
 class EmergencyRun(EmergencyPlaced):
     """What an `emergency` run did (EM-1..EM-3).
 
     Attributes:
-        state: the temporary certificate's lifecycle state after `apply`.
+        state: the temporary certificate's lifecycle state after the CA stages.
         targets: where the old certificate was deployed (EM-3), as ``kind:name``.
         deploy: the deployment of the temporary certificate, once issued.
+        verify: the final proof that every endpoint serves it.
     """
 
     state: Status
     targets: tuple[str, ...] = ()
     deploy: DeployRun | None = None
-
+    verify: VerifyOutcome | None = None

@@ -17,9 +17,16 @@ certificate 2 waits); expiry notices stop only once a successor is live (a pendi
 not stop the old certificate from expiring); a certificate whose managed start was already
 recorded (PL-8) is never decided again.
 
+After the decision, what the scanner launches is decided here too, from data the flow gathers:
+unfinished work (`InFlight`: a pending application, an issued certificate not deployed) whose
+claimed run is gone gets a renewal run again (`relaunch_of`, keyed after the dead run), the
+automatic renewals due get theirs (`launches`: one per certificate), and a run suspended on a
+CA review the CA answered is resumed (`review_resumable`).
+
 The types the scan's tasks return and its flow branches on (`ScanPlan`, `StartOutcome` with its
-`StartOutcomeKind`) live here too, so the flow imports no use case; a review followed is the
-pipeline's `certpilot.core.outcomes.ReviewOutcome` (one door for `apply` and the scan).
+`StartOutcomeKind`, `ScanSummary`) live here too, so the flow imports no use case; a review
+followed is the pipeline's `certpilot.core.outcomes.ReviewOutcome` (one door for the renewal
+run and the scan).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from typing import NamedTuple
 
 from certpilot.core.models import OrderKind, Origin, Policy, Status
 from certpilot.core.plans import managed_start_due
+from certpilot.core.runs import REVIEW_PAUSE_PREFIX, WorkClaim, relaunch_key, works_on
 from certpilot.core.status import status_of_remaining
 
 _DAY = timedelta(days=1)
@@ -123,9 +131,9 @@ class ScanDecision:
     managed_starts: list[ManagedStart] = field(default_factory=list)
     resume_reviews: list[str] = field(default_factory=list)
     resume_applications: list[str] = field(default_factory=list)
-    """Started by a managed start (PL-8 recorded) and still pending: its `apply` is launched again
-    under the same key — a no-op while that run lives, a fresh run if it died (the start itself
-    is never repeated)."""
+    """Pending applications (a managed start recorded, PL-8; a paid order's certificate 1; a
+    purchase): the scanner relaunches the renewal run working on it when that run is gone (the
+    start itself is never repeated)."""
     renewals_due: list[RenewalDue] = field(default_factory=list)
     notices: list[ExpiryNotice] = field(default_factory=list)
     lines: list[InventoryLine] = field(default_factory=list)
@@ -172,27 +180,109 @@ class StartOutcome:
 
 @dataclass(frozen=True, slots=True)
 class RenewalLaunch:
-    """An automatic renewal to launch: the certificate, its plan years and the launch's key."""
+    """One renewal run to launch: the certificate, its plan years, the launch's idempotency key
+    and the run's name (the certificate's common name).
+
+    The key makes a launch idempotent: a second scanner, a retry or the next scan launching the
+    same key gets the same run (`renewal_key`, `work_key`; after a dead run, `relaunch_key`).
+    """
 
     certificate_id: str
     years: int
     key: str
-    """Idempotency key: one renewal per certificate and expiry (`renew_key`)."""
+    name: str = ""
 
 
-def apply_key(certificate_id: str) -> str:
-    """The `apply` launch's idempotency key (one live run per certificate; scanner and `renew` alike)."""
-    return f"apply-{certificate_id}"
+def renewal_key(certificate_id: str, not_after: datetime | None) -> str:
+    """The key of an automatic renewal: one renewal per certificate and expiry date."""
+    return f"renewal:{certificate_id}:{not_after.date().isoformat() if not_after else ''}"
 
 
-def deploy_key(certificate_id: str) -> str:
-    """The `deploy` launch's idempotency key (after `apply` or a review that ends in issuance, CA-2)."""
-    return f"deploy-{certificate_id}"
+def work_key(certificate_id: str, order_id: str | None) -> str:
+    """The key of a renewal run working on a certificate an order produced (a managed start, a
+    purchase, work a dead run left): one run per certificate and order."""
+    return f"renewal:{certificate_id}:{order_id or ''}"
 
 
-def renew_key(certificate_id: str, not_after: datetime | None) -> str:
-    """The `renew` launch's idempotency key: one renewal per certificate and expiry date."""
-    return f"renew-{certificate_id}-{not_after.date().isoformat() if not_after else ''}"
+class WorkStage(StrEnum):
+    """Where unfinished work stands (what a relaunched renewal run goes on with)."""
+
+    APPLICATION = "application"
+    """A pending application of a paid order: CSR, validation, submission next."""
+    DEPLOYMENT = "deployment"
+    """Issued, its deployments unfinished (none planned while the old certificate had targets,
+    or some not final): deploy and verify next."""
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A certificate whose work is unfinished, with the run that last claimed it.
+
+    Attributes:
+        certificate_id: the certificate.
+        common_name: its common name (the run's name).
+        stage: where its work stands.
+        key: the launch key of a run working on it (`work_key`).
+        claim: the claim of the run that last worked on it (for a pending certificate never
+            claimed itself: the claim on the certificate its order renews, where the renewal run
+            started); None when no run ever claimed it.
+    """
+
+    certificate_id: str
+    common_name: str
+    stage: WorkStage
+    key: str
+    claim: WorkClaim | None = None
+
+
+def relaunch_of(work: InFlight, claimed_state: str | None) -> RenewalLaunch | None:
+    """The launch that resumes unfinished work, or None while its claimed run still works on it.
+
+    Never claimed: a run under the work's own key. Claimed by a run that ended (failed, crashed,
+    cancelled, or completed with the work unfinished) or that the API does not know: a fresh run
+    keyed after the dead one (`relaunch_key`: two scanners seeing the same dead run start one).
+    A run still scheduled, pending, running or suspended keeps its work.
+
+    Args:
+        work: the unfinished work and its claim.
+        claimed_state: the Prefect state type of the claimed run (None: unknown to the API).
+    """
+    if work.claim is None:
+        return RenewalLaunch(work.certificate_id, 1, work.key, work.common_name)
+    if works_on(claimed_state):
+        return None
+    return RenewalLaunch(work.certificate_id, 1, relaunch_key(work.key, work.claim.flow_run_id), work.common_name)
+
+
+def launches(due: Sequence[RenewalLaunch], work: Sequence[InFlight],
+             claimed_states: Mapping[str, str | None]) -> tuple[RenewalLaunch, ...]:
+    """Every renewal run one scan launches, one per certificate: unfinished work whose run is
+    gone, then the automatic renewals due (a certificate with unfinished work is not renewed
+    again while it is unfinished).
+
+    Args:
+        due: automatic renewals due (`ScanPlan.renewals`).
+        work: unfinished work with its claims.
+        claimed_states: flow run id -> Prefect state type of the claimed runs (absent: unknown).
+    """
+    chosen: dict[str, RenewalLaunch] = {}
+    for w in work:
+        launch = relaunch_of(w, claimed_states.get(w.claim.flow_run_id) if w.claim else None)
+        if launch is not None and w.certificate_id not in chosen:
+            chosen[w.certificate_id] = launch
+    busy = {w.certificate_id for w in work}
+    for d in due:
+        if d.certificate_id not in busy and d.certificate_id not in chosen:
+            chosen[d.certificate_id] = d
+    return tuple(chosen.values())
+
+
+def review_resumable(answered: bool, claimed_state: str | None, pause_key: str | None) -> bool:
+    """CA-2: resume the claimed run of an application the CA answered (issued or rejected) when
+    that run is suspended waiting for the review (its pause key starts with
+    `REVIEW_PAUSE_PREFIX`); a run suspended for a human step (payment, manual DNS, CA contact)
+    waits for its human."""
+    return answered and claimed_state == "PAUSED" and (pause_key or "").startswith(REVIEW_PAUSE_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +294,7 @@ class ScanPlan:
         counts: certificates by status, sorted by status.
         managed_starts: PL-4 starts due (one task each).
         resume_reviews: ids under CA review to poll (CA-2, one task each).
-        resume_applications: ids a managed start left pending: `apply` is launched again.
+        resume_applications: ids pending application: relaunched when their run is gone.
         renewals: automatic renewals to launch, with their plan years and keys.
         notices: NT-1 expiry notices to send (one task each).
         lines: the inventory table, most urgent first.
@@ -237,6 +327,21 @@ class ScanPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class ScanProblem:
+    """One item of a scan that failed; the scan went on with the others.
+
+    Attributes:
+        certificate_id: the certificate concerned ("" for a step over many certificates).
+        action: what failed (a managed start, a review poll, a notice, a launch...).
+        error: the error's sentence (never key material: errors quote ids and names only).
+    """
+
+    certificate_id: str
+    action: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class ScanSummary:
     """What one scan did (the flow's result and the summary artifact's rows).
 
@@ -245,10 +350,16 @@ class ScanSummary:
         certificates: how many certificates the inventory holds.
         managed_starts: PL-4 starts decided; `started`, `waiting_manual`, `already`, `skipped`:
             how they ended (`StartOutcomeKind`).
-        reviews: CA reviews polled (CA-2); `issued`: of those, issued now (deploy launched).
-        renewals: automatic renewals launched.
+        reviews: CA reviews polled (CA-2); `issued`: of those, issued now; `resumed`: suspended
+            renewal runs resumed because the CA answered.
+        renewals: automatic renewals due; `relaunched`: unfinished work whose run was gone.
+        launched: renewal runs launched (both kinds); how they ended here: `completed`,
+            `suspended` (waiting for a human or a review), `failed`; `elsewhere`: a live run
+            already had the work, or a renewal-batch run on a worker will do it.
         notices: NT-1 expiry notices sent by this scan.
+        errors: items that failed (`problems` says which and why); the rest went on.
         task_runs: task runs the scan created (what its cost grows with).
+        problems: the failed items.
     """
 
     at: str
@@ -260,13 +371,23 @@ class ScanSummary:
     skipped: int = 0
     reviews: int = 0
     issued: int = 0
+    resumed: int = 0
     renewals: int = 0
+    relaunched: int = 0
+    launched: int = 0
+    completed: int = 0
+    suspended: int = 0
+    failed: int = 0
+    elsewhere: int = 0
     notices: int = 0
+    errors: int = 0
     task_runs: int = 0
+    problems: tuple[ScanProblem, ...] = ()
 
     def rows(self) -> tuple[tuple[str, int], ...]:
         """(action, count) for every counter, in field order (the summary artifact's table)."""
-        return tuple((name, getattr(self, name)) for name in self.__slots__ if name not in ("at", "certificates"))
+        return tuple((name, getattr(self, name)) for name in self.__slots__
+                     if name not in ("at", "certificates", "problems"))
 
 
 def plan_from(decision: ScanDecision, years: Mapping[str, int]) -> ScanPlan:
@@ -278,7 +399,8 @@ def plan_from(decision: ScanDecision, years: Mapping[str, int]) -> ScanPlan:
         resume_reviews=tuple(decision.resume_reviews),
         resume_applications=tuple(decision.resume_applications),
         renewals=tuple(RenewalLaunch(r.certificate_id, years.get(r.certificate_id, 1),
-                                     renew_key(r.certificate_id, r.not_after)) for r in decision.renewals_due),
+                                     renewal_key(r.certificate_id, r.not_after), r.common_name)
+                       for r in decision.renewals_due),
         notices=tuple(decision.notices),
         lines=tuple(decision.lines),
     )
@@ -295,6 +417,7 @@ _EXPIRED = Status.EXPIRED.value
 _EXPIRING = Status.EXPIRING_SOON.value
 _VALID = Status.VALID.value
 _UPLOADED_ORIGIN = Origin.UPLOADED.value
+_EMERGENCY = OrderKind.EMERGENCY.value
 _KINDS = {k.value: k for k in OrderKind}
 
 
@@ -344,7 +467,7 @@ class Verdict(NamedTuple):
         action: the inventory table's next action ("" when there is nothing to do).
         managed_start: PL-4's start, when due.
         resume_review: poll its CA review (CA-2).
-        resume_application: relaunch its `apply` (a managed start left it pending, PL-8).
+        resume_application: a pending application: relaunch its renewal run if that is gone.
         renewal: an automatic renewal to open.
         notice: an expiry notice to send (NT-1).
     """
@@ -389,7 +512,7 @@ def _predecessor(v: RowView) -> ScanRow | None:
 
 def managed_start_recorded(v: RowView) -> Verdict | None:
     """PL-8/PL-5: a managed start already recorded is never decided again; one that left its
-    certificate pending gets its `apply` relaunched (same key: a no-op while that run lives)."""
+    certificate pending gets its renewal run relaunched if that run is gone."""
     if not _managed_candidate(v.row):
         return None
     outcome = v.ctx.started.get(v.row.id)
@@ -420,9 +543,21 @@ def managed_start_now(v: RowView) -> Verdict | None:
 
 
 def started_application(v: RowView) -> Verdict | None:
-    """PL-8: a pending certificate a managed start moved on: its `apply` is launched again."""
+    """PL-8: a pending certificate a managed start moved on: its renewal run is relaunched if gone."""
     if v.row.state == _PENDING and v.ctx.started.get(v.row.id) == StartOutcomeKind.STARTED:
         return Verdict("application started by a managed start (PL-4)", resume_application=True)
+    return None
+
+
+def pending_application(v: RowView) -> Verdict | None:
+    """A pending application a paid order left (a renewal's certificate 1, a purchase, work a
+    dead run left): the scanner makes sure a renewal run works on it (a live claimed run keeps
+    it). An emergency's temporary certificate is left to the emergency's own run, and one whose
+    managed start could not start by itself (PL-5) to the human it waits for."""
+    r = v.row
+    if (r.state == _PENDING and r.order_id is not None and r.order_kind != _EMERGENCY
+            and v.ctx.started.get(r.id) != StartOutcomeKind.WAITING_MANUAL):
+        return Verdict("application pending (a renewal run works on it)", resume_application=True)
     return None
 
 
@@ -496,8 +631,8 @@ def near_expiry(v: RowView) -> Verdict | None:
     return Verdict(action, renewal=renewal, notice=notice)
 
 
-ROW_CHECKS: tuple[RowCheck, ...] = (managed_start_recorded, managed_start_now, started_application, under_review,
-                                    near_expiry)
+ROW_CHECKS: tuple[RowCheck, ...] = (managed_start_recorded, managed_start_now, started_application,
+                                    pending_application, under_review, near_expiry)
 """The scanner's chain, in order: the first check that returns a verdict decides the row."""
 
 

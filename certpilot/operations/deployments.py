@@ -44,12 +44,13 @@ from certpilot.core.deployment import (
     may_run,
     targets_to_plan,
 )
-from certpilot.core.errors import BadInputError, NotFoundError, RefusedError
+from certpilot.core.errors import BadInputError, NotFoundError, Reason, Refusal, RefusedError
 from certpilot.core.models import Certificate
 from certpilot.core.verification import Endpoint
 from certpilot.operations.common import new_id
 from certpilot.store.base import utcnow
 from certpilot.store.repository import Repository
+from certpilot.store.run_queries import claims_of
 from certpilot.store.tables import CertificateRow
 from certpilot.store.tables_deploy import DeploymentTargetRow, DeploymentTaskRow
 
@@ -308,6 +309,11 @@ class _Run:
             row = s.get(DeploymentTaskRow, self.task_id)
             if row is None:
                 raise NotFoundError(f"no deployment task with id {self.task_id}")
+            if row.attempts != self.attempt:  # fenced: a newer run took the task over (DEP-2)
+                raise RefusedError(Refusal(
+                    Reason.DEPLOYMENT_IN_PROGRESS,
+                    f"attempt {row.attempts} of this deployment took it over from this run (attempt "
+                    f"{self.attempt}); this run stops and leaves the target to it.", rule="DEP-2"))
             row.progress = int(progress)
             prior = row.details or ""
             row.details = prior + ("\n" if prior else "") + f"{now:%Y-%m-%dT%H:%M:%S}Z {line}"
@@ -389,7 +395,9 @@ def _claim(sessions: Sessions, task_id: str, now: datetime) -> _Claim | TaskReco
             raise NotFoundError(f"no deployment task with id {task_id}")
         if row.state == DeploymentState.SUCCEEDED.value:
             return _task(row)
-        refusal = may_run(row.state, started_at=row.started_at, now=now)
+        work = claims_of(s, [row.certificate_id]).get(row.certificate_id)
+        refusal = may_run(row.state, started_at=row.started_at, now=now,
+                          claimed_at=work.claimed_at if work is not None else None)
         if refusal is not None:
             raise RefusedError(refusal)
         repo = Repository(s)

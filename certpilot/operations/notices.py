@@ -60,13 +60,29 @@ def managed_start_waiting(session: Session, certificate_id: str, detail: str,
 
 
 def ca_rejected(session: Session, certificate_id: str, detail: str, now: datetime | None = None) -> NotificationEvent:
-    """CA-2/NT-2: the CA rejected an application; the owner fixes it and runs `apply` again."""
+    """CA-2/NT-2: the CA rejected an application; the owner fixes it and runs the renewal again."""
     cert = _cert(session, certificate_id)
     return _event(cert, EventKind.ACTION_NEEDED, f"the CA rejected {cert.common_name}",
                   f"The CA rejected the application of certificate {certificate_id} ({cert.common_name}) "
                   f"(CA-2): {detail or 'no detail given'}. Fix the application data and resubmit it "
-                  f"(`certpilot apply {certificate_id}`, or the `apply` deployment with "
+                  f"(`certpilot apply {certificate_id}`, or the `renewal` deployment with "
                   f"certificate_id={certificate_id}).\n", now=now)
+
+
+def scan_item_failed(session: Session, certificate_id: str, action: str, error: str,
+                     now: datetime | None = None) -> NotificationEvent:
+    """The scanner could not do one thing for a certificate (the rest of the scan went on); told
+    at most once a day per certificate (`operations.scan.report_problem`).
+
+    Args:
+        action: what failed, e.g. "launch its renewal", "poll its CA review".
+        error: the error's sentence (ids and names only, never key material).
+    """
+    cert = _cert(session, certificate_id)
+    return _event(cert, EventKind.ACTION_NEEDED, f"the scan could not {action} for {cert.common_name}",
+                  f"The scan could not {action} for certificate {certificate_id} ({cert.common_name}): {error}\n"
+                  "The other certificates were handled; the next scan tries again. If this repeats, look at "
+                  "the scan's and the renewal's runs in the Prefect UI.\n", now=now)
 
 
 def expiry(session: Session, certificate_id: str, days_left: int, threshold: int,

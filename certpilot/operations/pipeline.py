@@ -1,4 +1,4 @@
-"""The renewal pipeline's use cases (LC-3), one door per step the flows take.
+"""The renewal pipeline's use cases (LC-3), one door per stage the `renewal` flow takes.
 
 Each takes the `Services` and ids (plain values), owns its transaction (or composes doors that
 do), and returns a frozen outcome from `certpilot.core.outcomes` whose enum says what happened.
@@ -7,13 +7,19 @@ AWAITING_PAYMENT, a DNS record a human must add is a `SubmitOutcome` of kind MAN
 records as data, a review that goes on is a `ReviewOutcome` UNDER_REVIEW. Exceptions are left
 for refusals (a rule said no) and failures (transient ones are retried by the tasks).
 
-The Prefect tasks in `tasks/pipeline.py` are one call each into this module (or into the
-doors of `orders`, `deployments`, `emergency`, `importing`); nothing here knows of Prefect.
+The stages, in the design card's order: `entry` (where a run starts from the database state),
+`renew`/`pay` (payment), `prepare` (csr), `submit` (validation), `wait_review` (ca-review), the
+deployment doors of `deployments` (deploy), `verify`. The Prefect tasks in `tasks/pipeline.py`
+are one call each into this module (or into the doors of `orders`, `deployments`,
+`emergency`, `importing`); nothing here knows of Prefect.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
@@ -21,19 +27,25 @@ from typing import TYPE_CHECKING
 from certpilot.adapters.dns.checks import wait_until_visible
 from certpilot.adapters.dns.manual import ManualActionRequired, ManualRecord
 from certpilot.adapters.issuers.base import OrderStatus
-from certpilot.core.models import Contact, CsrMode, Status
+from certpilot.adapters.issuers.private_ca import PrivateCa
+from certpilot.adapters.probe.scale import verify_served
+from certpilot.core.deployment import DeploymentState
+from certpilot.core.models import Certificate, Contact, CsrMode, Status, ValidationMethod
 from certpilot.core.outcomes import (
     ApplicationStatus,
     DnsRecord,
+    EntryStage,
     KeyAndCsrMade,
+    RenewalEntry,
     RenewalStep,
     ReviewOutcome,
     SubmitKind,
     SubmitOutcome,
+    VerifyOutcome,
 )
 from certpilot.core.plans import submits_first_now
-from certpilot.operations import applications, notices, orders
-from certpilot.operations.common import parse_instant
+from certpilot.core.status import derive_status
+from certpilot.operations import applications, deployments, notices, orders, runs
 from certpilot.operations.scan import CA_REJECTED, record_notice
 from certpilot.store.repository import Repository
 
@@ -41,6 +53,124 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from certpilot.runtime import Services
+
+
+Gate = Callable[[tuple[str, ...]], AbstractContextManager[object]]
+"""A caller's limit on concurrent calls to remote APIs: given the names of the limits a call
+needs (`api_limits`), a context manager held around the call (the tasks pass Prefect's global
+concurrency; this module never knows of Prefect)."""
+
+CA_LIMIT = "certpilot-ca-api"
+"""The limit on calls to a remote CA's API (ACME rate limits are per account)."""
+DNS_LIMIT = "certpilot-dns-api"
+"""The limit on DNS provider API writes (Route 53 throttles at 5 requests/s; RFC 2136 updates)."""
+API_LIMITS = {CA_LIMIT: 4, DNS_LIMIT: 4}
+"""Default slots of each limit (created by `certpilot setup`/`certpilot up`)."""
+_DNS_API_METHODS = frozenset({ValidationMethod.DNS_AUTO, ValidationMethod.DELEGATED})
+"""Validation methods whose records a DNS provider writes through its API (DV-2); a manual
+record (DV-3) or an HTTP file calls no DNS API."""
+
+
+def _no_gate(_names: tuple[str, ...]) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
+def api_limits(issuer: object, cert: Certificate, stage: str) -> tuple[str, ...]:
+    """The remote-API limits a stage's calls need for a certificate: none for the embedded
+    private CA (a local signature, no remote API, nothing to rate-limit); for any other issuer
+    the CA's limit, and in the validation stage the DNS provider's when the records are written
+    through a provider's API (DNS-01 by a provider, or delegated).
+
+    Args:
+        issuer: the issuer the stage calls (`Services.issuer_for`).
+        cert: the certificate applied for.
+        stage: "validation" or "ca-review".
+    """
+    if isinstance(issuer, PrivateCa):
+        return ()
+    if stage == "validation" and cert.validation_method in _DNS_API_METHODS:
+        return (CA_LIMIT, DNS_LIMIT)
+    return (CA_LIMIT,)
+
+
+# ---------------------------------------------------------------- where a run starts
+
+_APPLYING = frozenset({Status.NOT_ACTIVATED, Status.PENDING_APPLICATION, Status.UNDER_REVIEW, Status.REJECTED})
+"""States whose next step is the application (a not-activated one is refused there, PL-4)."""
+
+
+def common_name(svc: Services, certificate_id: str) -> str:
+    """The certificate's common name (what a renewal run is named after), in one short read.
+
+    Raises:
+        NotFoundError: no such certificate.
+    """
+    with svc.session(readonly=True) as s:
+        return Repository(s).certificate_model(certificate_id).common_name
+
+
+def entry(svc: Services, certificate_id: str) -> RenewalEntry:
+    """Where a `renewal` run starts for a certificate, from its database state (re-entrancy).
+
+    Pending, under review or rejected: the application (a rerun after a crash, a managed start,
+    a purchase, a resubmission). An issued successor (it has a parent) not yet deployed where
+    its predecessor served (`_deployment_unfinished`), or not due for renewal itself:
+    deployment (nothing left to deploy: the verify stage only). Otherwise the certificate is the
+    active one: its renewal order is placed or found again (PAYMENT; a rerun finds the same
+    order and goes on to its certificate; a certificate not due is refused there, saying when
+    renewal opens).
+
+    Raises:
+        NotFoundError: no such certificate.
+    """
+    with svc.session(readonly=True) as s:
+        cert = Repository(s).certificate_model(certificate_id)
+        if cert.state in _APPLYING:
+            stage = EntryStage.APPLICATION
+        elif cert.state is Status.ISSUED and cert.parent_id is not None and (
+                _deployment_unfinished(s, cert) or derive_status(cert, svc.now(), svc.policy) is Status.VALID):
+            stage = EntryStage.DEPLOYMENT
+        else:
+            stage = EntryStage.PAYMENT
+    return RenewalEntry(certificate_id=cert.id, common_name=cert.common_name, state=cert.state, stage=stage)
+
+
+def start(svc: Services, certificate_id: str, flow_run_id: str) -> RenewalEntry:
+    """Where a `renewal` run starts for a certificate (`entry`), and the run's claim on it
+    (`runs.claim`: the scanner tells a live run from a dead one by it), in one call.
+
+    Raises:
+        NotFoundError: no such certificate (nothing claimed).
+        BadInputError: no flow run id (called outside a flow run).
+    """
+    found = entry(svc, certificate_id)
+    runs.claim(svc, certificate_id, flow_run_id)
+    return found
+
+
+def claim(svc: Services, certificate_id: str, flow_run_id: str) -> None:
+    """The run's claim on the certificate it now works on (the order's new one, after payment).
+
+    Raises:
+        BadInputError: no flow run id (called outside a flow run).
+    """
+    runs.claim(svc, certificate_id, flow_run_id)
+
+
+def _deployment_unfinished(session: Session, cert: Certificate) -> bool:
+    """DEP-1/DEP-2: an issued certificate that replaces another and is not yet everywhere the
+    other served: one of its deployment tasks did not succeed, or a target still sits with its
+    parent or an earlier certificate of its plan without a task of its own (a deployment that
+    succeeds moves its target to the new certificate, so nothing left behind means done)."""
+    tasks = deployments.list_tasks(session, cert.id)
+    if any(t.state is not DeploymentState.SUCCEEDED for t in tasks):
+        return True
+    planned = {t.target_id for t in tasks}
+    repo = Repository(session)
+    earlier = [c.id for c in repo.certificates_for_order(cert.order_id)
+               if c.plan_index < cert.plan_index] if cert.order_id else []
+    return any(t.id not in planned for holder in (*earlier, cert.parent_id)
+               for t in deployments.targets_of(session, holder))
 
 
 # ---------------------------------------------------------------- stage 1: order and payment
@@ -55,7 +185,7 @@ def _step(result: orders.OrderResult) -> RenewalStep:
 
 
 def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode | str = CsrMode.SYSTEM,
-          at: str | None = None, actor: str = "flow:renew") -> RenewalStep:
+          actor: str = "flow:renewal") -> RenewalStep:
     """Place (or find again) the renewal order of a certificate and pay it from quota (PAY-1).
 
     A rerun of the same attempt finds the same order; after a declined or cancelled order the
@@ -66,7 +196,6 @@ def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode |
         certificate_id: the certificate to renew.
         years: 1, 2 or 3 (PL-1, PL-2).
         csr_mode: system | reuse (CSR-1, CSR-3).
-        at: ISO 8601 instant to decide at (default the services' clock).
         actor: who is acting, for the audit trail.
 
     Returns:
@@ -77,8 +206,8 @@ def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode |
         RefusedError: a rule refused (EL, PL years, CSR, ALREADY_RENEWED); nothing written.
         NotFoundError: no such certificate.
     """
-    return _step(orders.renew(svc, certificate_id, years=years, now=parse_instant(at) if at else None,
-                              csr_mode=CsrMode(csr_mode), rerun_safe=True, actor=actor))
+    return _step(orders.renew(svc, certificate_id, years=years, csr_mode=CsrMode(csr_mode), rerun_safe=True,
+                              actor=actor))
 
 
 def pay(svc: Services, order_id: str, *, approve: bool, actor: str) -> RenewalStep:
@@ -98,17 +227,47 @@ def pay(svc: Services, order_id: str, *, approve: bool, actor: str) -> RenewalSt
 
 
 def application_status(svc: Services, certificate_id: str) -> ApplicationStatus:
-    """Where a certificate stands for stage 2 (state, application, contact, key held).
+    """Where a certificate stands for stage 2 (state, application, contact, key held, attempt).
 
     Raises:
-        RefusedError: `apply` has nothing to do for it (PL-4, LC-5), saying what to do instead.
+        RefusedError: nothing to apply for (PL-4, LC-5), saying what to do instead.
         NotFoundError: no such certificate.
     """
     with svc.session(readonly=True) as s:
-        return applications.status(s, certificate_id)
+        status = applications.status(s, certificate_id)
+        return status.model_copy(update={"attempt": _attempt(Repository(s), certificate_id)})
 
 
-def resubmit(svc: Services, certificate_id: str, *, actor: str = "flow:apply") -> ApplicationStatus:
+def _attempt(repo: Repository, certificate_id: str) -> int:
+    """Which application of the certificate is current: 1 + its rejections (its REJECTED moves
+    in the audit trail, as `applications.record_rejection` counts them)."""
+    return 1 + sum(1 for a in repo.audit(certificate_id)
+                   if a.entity_type == "certificate" and a.to_state == Status.REJECTED.value)
+
+
+def prepare(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMode.SYSTEM, *,
+            actor: str = "flow:renewal") -> ApplicationStatus:
+    """The csr stage: start a rejected application over (CA-2), then make the key and CSR
+    (CSR-1..CSR-5) unless the CA's contact must be asked for first (DV-6: `asks_contact`; call
+    again once it is set). Re-entrant: an existing key and CSR are kept.
+
+    Returns:
+        Where the certificate stands afterwards.
+
+    Raises:
+        RefusedError: nothing to apply for (PL-4, LC-5), or the CSR fails its check (CSR-4).
+        NotFoundError: no such certificate.
+    """
+    status = application_status(svc, certificate_id)
+    if status.state is Status.REJECTED:
+        status = resubmit(svc, certificate_id, actor=actor)
+    if status.needs_key and not status.asks_contact:
+        create_key_and_csr(svc, certificate_id, csr_mode, actor=actor)
+        status = application_status(svc, certificate_id)
+    return status
+
+
+def resubmit(svc: Services, certificate_id: str, *, actor: str = "flow:renewal") -> ApplicationStatus:
     """CA-2: start a rejected application over (the next steps make a new key, CSR and CA order).
 
     Returns:
@@ -119,11 +278,11 @@ def resubmit(svc: Services, certificate_id: str, *, actor: str = "flow:apply") -
     """
     with svc.session() as s:
         applications.resubmit(s, certificate_id, now=svc.now(), actor=actor)
-        return applications.status(s, certificate_id)
+    return application_status(svc, certificate_id)
 
 
 def create_key_and_csr(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMode.SYSTEM, *,
-                       actor: str = "flow:apply") -> KeyAndCsrMade:
+                       actor: str = "flow:renewal") -> KeyAndCsrMade:
     """CSR-1..CSR-5: the certificate's key (sealed into the vault) and its checked CSR.
 
     Idempotent: an existing CSR is returned. Only ids and fingerprints come back.
@@ -148,8 +307,8 @@ _SUBMIT_KIND = {OrderStatus.VALID: SubmitKind.ISSUED, OrderStatus.INVALID: Submi
 """What the CA's order status means for the certificate; any other status: still under review."""
 
 
-def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
-           actor: str = "flow:apply") -> SubmitOutcome:
+def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate: Gate = _no_gate,
+           actor: str = "flow:renewal") -> SubmitOutcome:
     """Submit (or resume) the CA application and drive validation (CA-1, DV-2, DV-3, DV-7).
 
     A sequence of short transactions of its own (`applications.submit` over `svc.session`), the
@@ -159,7 +318,10 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
     are served. A rejection is told to the owner once (`_tell_rejection`).
 
     Args:
-        emergency: submit through the emergency issuer (EM-1) instead of the certificate's own.
+        emergency: submit through the emergency issuer (EM-1) instead of the certificate's own;
+            a temporary certificate (EM-2) always goes there, whoever resumes it.
+        gate: held once around the whole sequence of calls to the CA (and the DNS provider)
+            when `api_limits` names limits for it; never entered for the embedded private CA.
 
     Raises:
         RefusedError: CONTACT_REQUIRED (DV-6), or the issuer's refusals (DV-4, DV-7); nothing
@@ -170,10 +332,12 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
     """
     with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
-    issuer = svc.issuer_for(cert, emergency=emergency)
+    issuer = svc.issuer_for(cert, emergency=emergency or cert.temporary)
+    limits = api_limits(issuer, cert, "validation")
     try:
-        res = applications.submit(svc.session, certificate_id, issuer, now=svc.now(), actor=actor,
-                                  on_rejected=partial(_tell_rejection, svc))
+        with gate(limits) if limits else nullcontext():
+            res = applications.submit(svc.session, certificate_id, issuer, now=svc.now(), actor=actor,
+                                      on_rejected=partial(_tell_rejection, svc))
     except ManualActionRequired as exc:
         return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_DNS,
                              records=tuple(_record(r) for r in exc.records))
@@ -181,18 +345,20 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False,
                          order_ref=res.order_ref, detail=res.detail, resumed=res.resumed)
 
 
-def follow_review(svc: Services, certificate_id: str, at: datetime | None = None, *,
-                  actor: str = "flow:apply") -> ReviewOutcome:
+def follow_review(svc: Services, certificate_id: str, at: datetime | None = None, *, gate: Gate = _no_gate,
+                  actor: str = "flow:renewal") -> ReviewOutcome:
     """CA-2: poll the CA once for an application under review; no process is held.
 
-    The one door for both callers: `apply` polling a short review and the scanner resuming a
-    long one (each caller limits its concurrent calls to the CA's API). Still pending: nothing
+    The one door for both callers: the renewal's ca-review stage (`wait_review`) and the
+    scanner following a long one (each caller limits its concurrent calls to the CA's API). Still pending: nothing
     changes; issued: collected (ISSUED: deploy it); rejected: REJECTED with the CA's detail, and
     the owner is told once (`_tell_rejection`). A certificate not under review (a rejection
     `submit` already recorded and told, say) is reported as it is, without asking the CA.
 
     Args:
         at: the instant recorded as the time of the change (default the services' clock).
+        gate: held around the poll when `api_limits` names limits for the certificate's CA
+            (never for the embedded private CA).
         actor: who follows, for the audit trail ("scanner" from the scan).
 
     Raises:
@@ -204,16 +370,72 @@ def follow_review(svc: Services, certificate_id: str, at: datetime | None = None
         cert = Repository(s).certificate_model(certificate_id)
     if cert.state is not Status.UNDER_REVIEW:
         return ReviewOutcome(certificate_id=certificate_id, state=cert.state)
-    res = applications.refresh(svc.session, certificate_id, svc.issuer_for(cert, emergency=cert.temporary),
-                               now=at or svc.now(), actor=actor, on_rejected=partial(_tell_rejection, svc))
+    issuer = svc.issuer_for(cert, emergency=cert.temporary)
+    limits = api_limits(issuer, cert, "ca-review")
+    with gate(limits) if limits else nullcontext():
+        res = applications.refresh(svc.session, certificate_id, issuer, now=at or svc.now(), actor=actor,
+                                   on_rejected=partial(_tell_rejection, svc))
     with svc.session(readonly=True) as s:
         state = Repository(s).certificate_model(certificate_id).state
     return ReviewOutcome(certificate_id=certificate_id, state=state, detail=res.detail, polled=True)
 
 
+REVIEW_POLL_FIRST = 0.2
+"""Seconds before the second poll of a review; each next wait is 1.5 times longer."""
+REVIEW_POLL_MAX = 15.0
+"""The longest wait between two polls of a review (seconds)."""
+REVIEW_HOLD_MAX = 2.0
+"""The longest wait between two polls across which the CA's API slot stays held (seconds):
+taking a slot costs about that much (a write on the orchestration server), so a burst of quick
+polls is one acquisition; before a longer wait the slot is given back."""
+
+
+def wait_review(svc: Services, certificate_id: str, *, gate: Gate = _no_gate,
+                actor: str = "flow:renewal") -> ReviewOutcome:
+    """The ca-review stage: follow the CA's review (`follow_review`) for at most
+    `svc.poll_seconds`, polling after 0.2 s, then 1.5 times longer each time (at most 15 s).
+
+    A review of minutes ends here; a longer one (OV/EV, CA-1) is returned UNDER_REVIEW, with the
+    application's attempt, for the caller to leave to the scanner: no process waits for days.
+
+    Args:
+        gate: the caller's limit on concurrent calls to the CA's API, entered only when
+            `api_limits` names one (never for the embedded private CA): taken once for a burst
+            of polls and given back before a wait longer than `REVIEW_HOLD_MAX`.
+        actor: who follows, for the audit trail.
+
+    Raises:
+        TransientError: the CA could not be reached, or a rejection notice reached no channel.
+        NotFoundError: no such certificate.
+    """
+    with svc.session(readonly=True) as s:
+        cert = Repository(s).certificate_model(certificate_id)
+    limits = api_limits(svc.issuer_for(cert, emergency=cert.temporary), cert, "ca-review")
+    deadline = time.monotonic() + svc.poll_seconds
+    delay = REVIEW_POLL_FIRST
+    with ExitStack() as slot:
+        held = False
+        while True:
+            if limits and not held:
+                slot.enter_context(gate(limits))
+                held = True
+            out = follow_review(svc, certificate_id, actor=actor)
+            left = deadline - time.monotonic()
+            if out.state is not Status.UNDER_REVIEW or left <= 0:
+                break
+            wait = min(delay, left)
+            if held and wait > REVIEW_HOLD_MAX:
+                slot.close()
+                held = False
+            time.sleep(wait)
+            delay = min(delay * 1.5, REVIEW_POLL_MAX)
+    with svc.session(readonly=True) as s:
+        return out.model_copy(update={"attempt": _attempt(Repository(s), certificate_id)})
+
+
 def _tell_rejection(svc: Services, session: Session, rejection: applications.Rejection) -> None:
     """CA-2/NT-2: the one place a rejection is told to the owner, whichever path saw it
-    (`submit`, `apply`'s polling, the scanner).
+    (`submit`, the ca-review stage's polling, the scanner).
 
     Runs in the transaction that records the rejection. The notice is recorded in
     `notices_sent` keyed by (certificate, CA_REJECTED, the rejection's ordinal), so a rerun
@@ -265,17 +487,70 @@ def set_contact(svc: Services, certificate_id: str, *, name: str, email: str, ph
     return contact
 
 
-# ---------------------------------------------------------------- notices
+# ---------------------------------------------------------------- stage 3: verify
+
+VERIFY_DEADLINE = 10.0
+"""Seconds the verify stage waits for every endpoint to serve the certificate."""
 
 
-def notify_human_step(svc: Services, certificate_id: str, step: str, detail: str) -> int:
-    """NT-2: tell the owner a step needs a human (payment, a manual DNS record, the CA's contact).
+def verify(svc: Services, certificate_id: str) -> VerifyOutcome:
+    """The verify stage (VER-1): probe every endpoint of every target the certificate is now
+    deployed to (DEP-1: a target moves to it when its deployment succeeded) until each serves
+    its fingerprint, or `VERIFY_DEADLINE` passes.
 
-    The notice is built in a read of the store, then sent (the inbox always, and every channel).
+    A failed probe is a result here (`failures`), not an exception. The probe uses the trust
+    bundle of the services' verifier when it has one; a served certificate is recognised by its
+    fingerprint whatever its chain.
 
-    Returns:
-        How many configured channels delivered.
+    Raises:
+        NotFoundError: no such certificate.
     """
     with svc.session(readonly=True) as s:
-        event = notices.human_step(s, certificate_id, step, detail, now=svc.now())
-    return notices.send(svc, event)
+        cert = Repository(s).certificate_model(certificate_id)
+        endpoints = [e for t in deployments.targets_of(s, certificate_id) for e in t.endpoints]
+    if not endpoints:
+        return VerifyOutcome(certificate_id=certificate_id)
+    report = verify_served(endpoints, cert.fingerprint_sha256, cert.not_after, deadline=VERIFY_DEADLINE,
+                           trust=getattr(svc.verifier, "trust", None))
+    served = tuple(str(x.result.endpoint) for x in report.endpoints if x.served)
+    failures = tuple(f"{x.result.endpoint}: {x.result.outcome.value}, serving "
+                     f"{(x.result.fingerprint or 'nothing')[:16]}" for x in report.failures)
+    return VerifyOutcome(certificate_id=certificate_id, served=served, failures=failures)
+
+
+# ---------------------------------------------------------------- notices
+
+HUMAN_STEP = "human_step"
+"""`notices_sent.kind` of NT-2 "a step needs a human" told by a renewal run (threshold: the
+step's key as a number, `_key_number`)."""
+
+
+def _key_number(key: str) -> int:
+    """A step key as the notice's 31-bit threshold (CRC-32): unique enough among the few human
+    steps of one certificate, and an INTEGER column on SQLite and PostgreSQL alike."""
+    return zlib.crc32(key.encode()) & 0x7FFFFFFF
+
+
+def notify_human_step(svc: Services, certificate_id: str, step: str, detail: str, *, key: str) -> bool:
+    """NT-2: tell the owner a step needs a human (payment, a manual DNS record, the CA's contact),
+    once per step.
+
+    The notice is recorded in `notices_sent` keyed by (certificate, HUMAN_STEP, the step's key)
+    and put in the inbox in one transaction, then sent through every channel; a run executed
+    again after its form was answered, or a rerun after a crash, asks with the same key and
+    tells nothing again. A channel that fails is logged by the services (the inbox has it).
+
+    Args:
+        step: what is needed, e.g. "payment approval", "manual DNS record".
+        detail: what exactly to do (the record to add, the amount to approve).
+        key: the step's stable key (e.g. ``payment-<order id>``), also the form's pause key.
+
+    Returns:
+        True when this call told the owner, False when the step had been told before.
+    """
+    now = svc.now()
+    with svc.session() as s:
+        if not record_notice(s, certificate_id, HUMAN_STEP, _key_number(key), f"{step} ({key})", now=now):
+            return False
+        notices.send(svc, notices.human_step(s, certificate_id, step, detail, now=now), session=s)
+    return True

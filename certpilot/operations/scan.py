@@ -15,9 +15,9 @@ only the caller whose insert went in acts. The decision itself is pure (`certpil
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
@@ -27,18 +27,26 @@ from certpilot.core.errors import IllegalTransitionError
 from certpilot.core.models import Certificate, Policy, Status
 from certpilot.core.plans import AutoStartInput, may_start_itself
 from certpilot.core.scan import (
+    InFlight,
     ManagedStart,
     ScanDecision,
     ScanPlan,
     StartOutcome,
     StartOutcomeKind,
+    WorkStage,
     plan_from,
+    work_key,
 )
 from certpilot.core.scan import decide as decide_rows
 from certpilot.operations import notices
+from certpilot.store import run_queries as rq
 from certpilot.store import scan_queries as q
 from certpilot.store.repository import Repository
 from certpilot.store.scan_queries import CA_REJECTED, EXPIRY, MANAGED_WAITING
+
+SCAN_FAILED = "scan_failed"
+"""`notices_sent.kind` of "the scan could not do something for this certificate" (threshold:
+the day, counted from 1970-01-01: told at most once a day per certificate)."""
 
 if TYPE_CHECKING:
     from certpilot.runtime import Services
@@ -267,7 +275,54 @@ def send_expiry_notice(svc: Services, certificate_id: str, threshold: int, days_
     return True
 
 
+def unfinished_work(svc: Services, pending: Sequence[str] = (), issued_now: Sequence[str] = ()) -> tuple[InFlight, ...]:
+    """The certificates whose work is unfinished, each with the run that last claimed it, in
+    one read-only transaction (the scanner then asks Prefect whether those runs still live).
+
+    Args:
+        svc: the services (store).
+        pending: certificates the scan saw pending application (`ScanPlan.resume_applications`)
+            or started itself (PL-4); those still pending are returned (stage APPLICATION).
+        issued_now: certificates the scan's review polls just saw issued (CA-2).
+
+    Returns:
+        Pending applications of these certificates, and issued certificates whose deployment is
+        unfinished (`run_queries.unfinished_deployments`, stage DEPLOYMENT). A pending
+        certificate 1 of an order that never claimed it carries the claim on the certificate
+        its order renews (where its renewal run started).
+    """
+    with svc.session(readonly=True) as s:
+        apps = rq.pending_work(s, pending)
+        deploys = [d for d in rq.unfinished_deployments(s, issued_now) if d[0] not in {a[0] for a in apps}]
+        claims = rq.claims_of(s, [a[0] for a in apps] + [a[3] for a in apps if a[3]] + [d[0] for d in deploys])
+    work = [InFlight(cid, cn, WorkStage.APPLICATION, work_key(cid, order_id),
+                     claims.get(cid) or (claims.get(renews) if renews and index == 0 else None))
+            for cid, cn, order_id, renews, index in apps]
+    work += [InFlight(cid, cn, WorkStage.DEPLOYMENT, work_key(cid, order_id), claims.get(cid))
+             for cid, cn, order_id in deploys]
+    return tuple(work)
+
+
+def report_problem(svc: Services, certificate_id: str, action: str, error: str, at: datetime | None = None) -> int:
+    """Tell the owner that the scan could not do `action` for a certificate (the scan went on),
+    at most once a day per certificate: the notice is recorded and sent in one transaction.
+
+    Returns:
+        How many channels delivered (0 when it was already told today).
+
+    Raises:
+        NotFoundError: no such certificate.
+    """
+    now = at or svc.now()
+    day = (now.date() - date(1970, 1, 1)).days
+    with svc.session() as s:
+        if not record_notice(s, certificate_id, SCAN_FAILED, day, f"{action}: {error}"[:1000], now=now):
+            return 0
+        return notices.send(svc, notices.scan_item_failed(s, certificate_id, action, error, now=now), session=s)
+
+
 __all__ = [
-    "CA_REJECTED", "EXPIRY", "MANAGED_WAITING", "ManagedStartRecord", "auto_start_input", "decide", "decide_scan",
-    "record_managed_start", "record_notice", "send_expiry_notice", "start_managed",
+    "CA_REJECTED", "EXPIRY", "MANAGED_WAITING", "SCAN_FAILED", "ManagedStartRecord", "auto_start_input", "decide", "decide_scan",
+    "record_managed_start", "record_notice", "report_problem", "send_expiry_notice", "start_managed",
+    "unfinished_work",
 ]

@@ -65,9 +65,9 @@ POINTS = {
 
 @pytest.mark.parametrize("point", list(POINTS))
 def test_lc3_crash_after_each_stage_boundary_then_rerun(site, monkeypatch, point):  # noqa: F811
-    """LC-3, PAY-4, DEP-2: kill the run at `point`, run `renew` again: it completes, and the
+    """LC-3, PAY-4, DEP-2: kill the `renewal` run at `point`, run it again: it completes, and the
     store shows one CA order, one debit per ledger item and one deployment per target."""
-    from flows.renew import renew
+    from flows.renewal import renewal
 
     submitted: list[str] = []
     real_submit = site.issuer.submit
@@ -76,7 +76,7 @@ def test_lc3_crash_after_each_stage_boundary_then_rerun(site, monkeypatch, point
         _zero_quota_site(site)
     POINTS[point](monkeypatch, site)
     with pytest.raises(Crash):
-        renew(site.cert_id, years=1, launch_mode="inline")
+        renewal(site.cert_id, years=1)
     if point in ("after-deploy-commit", "after-verify"):
         # The killed deployment holds its lease; a rerun after it lapses takes the task over.
         later = site.runtime.clock() + timedelta(minutes=20)
@@ -84,7 +84,7 @@ def test_lc3_crash_after_each_stage_boundary_then_rerun(site, monkeypatch, point
     resumer = Resumer({"approve": True, "approver": "ops"}) if point == "after-order" else None
     if resumer:
         resumer.start()  # the rerun finds the unpaid order again and asks for the payment
-    out = renew(site.cert_id, years=1, launch_mode="inline")
+    out = renewal(site.cert_id, years=1)
     if resumer:
         resumer.join(5)
 
@@ -96,7 +96,8 @@ def test_lc3_crash_after_each_stage_boundary_then_rerun(site, monkeypatch, point
         assert len(set(submitted)) == len(submitted) == 1  # one CA order
         app = applications.application_state(s, child.id)
         assert app["order_ref"] == submitted[0]
-        entries = repo.ledger_for_order(out.order_id)
+        assert out.worked_on == child.id and out.verify.ok
+        entries = repo.ledger_for_order(out.order.order_id)
         keys = [e.idempotency_key for e in entries]
         assert len(keys) == len(set(keys))
         consumed = sum(-e.delta for e in entries if e.kind.value == "quota" and e.delta < 0)

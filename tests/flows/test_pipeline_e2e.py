@@ -25,18 +25,19 @@ def children(s, cert_id):
     return sorted(Repository(s).children(cert_id), key=lambda c: c.plan_index)
 
 
-def test_lc3_pl3_pl4_two_year_renewal_end_to_end(site):  # noqa: F811
+def test_lc3_pl3_pl4_two_year_renewal_end_to_end(site, monkeypatch):  # noqa: F811
     """LC-3: order+payment → key, CSR, DNS-01 at Pebble through BIND → deploy to nginx → probe.
 
-    A 2-year plan renewed with 20 days left: certificate 1 is applied for at once (no managed fee,
-    PAY-2), certificate 2 stays NOT_ACTIVATED (PL-3) until the scanner sees certificate 1 at
-    30 days (PL-4), then is applied for, deployed and served in turn.
+    A 2-year plan renewed with 20 days left, in one renewal run: certificate 1 is applied for at
+    once (no managed fee, PAY-2), certificate 2 stays NOT_ACTIVATED (PL-3) until the scanner
+    sees certificate 1 at 30 days (PL-4, the services' clock moved there), then its renewal run
+    applies for it, deploys it and proves it served in turn.
     """
-    from flows.renew import renew
+    from flows.renewal import renewal
 
     assert served_fingerprint(site.nginx) == site.old_fingerprint
-    out = renew(site.cert_id, years=2, launch_mode="inline")
-    assert out.state is OrderState.PAID
+    out = renewal(site.cert_id, years=2)
+    assert out.order.state is OrderState.PAID and out.verify.ok
     with site.session() as s:
         kids = children(s, site.cert_id)
         first, second = kids[0], kids[1]
@@ -54,16 +55,19 @@ def test_lc3_pl3_pl4_two_year_renewal_end_to_end(site):  # noqa: F811
     with site.session() as s:
         assert Repository(s).certificate_model(site.cert_id).state is Status.ISSUED
 
-    pytest.importorskip("flows.scan")
     from flows.scan import scan
 
-    early = (first.not_after - timedelta(days=31)).isoformat()
-    scan(at=early, launch_mode="inline")
+    monkeypatch.setenv("CERTPILOT_LAUNCH_MODE", "inline")
+    early = first.not_after - timedelta(days=31)
+    monkeypatch.setattr(site.runtime, "clock", lambda: early)
+    scan()
     with site.session() as s:
         assert children(s, site.cert_id)[1].state is Status.NOT_ACTIVATED  # PL-4: not yet
-    due = (first.not_after - timedelta(days=30)).isoformat()
-    scan(at=due, launch_mode="inline")
+    due = first.not_after - timedelta(days=30)
+    monkeypatch.setattr(site.runtime, "clock", lambda: due)
+    scan()
     with site.session() as s:
         second = children(s, site.cert_id)[1]
         assert second.state is Status.ISSUED
+        assert [t.state.value for t in deployments.list_tasks(s, second.id)] == ["succeeded"]
     assert served_fingerprint(site.nginx) == second.fingerprint_sha256

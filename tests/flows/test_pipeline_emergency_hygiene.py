@@ -37,6 +37,7 @@ def test_em1_em2_em3_emergency_restores_site_serving_expired_certificate(
         out = emergency(site.cert_id)
         again = emergency(site.cert_id)  # re-entrant: nothing is bought twice
     assert out.state is Status.ISSUED and out.targets == ("nginx:nginx www",)
+    assert out.verify.served == (f"127.0.0.1:{site.nginx.port} (SNI {SITE})",)  # VER-1, the final proof
     assert again.temporary_certificate_id == out.temporary_certificate_id
     with site.session() as s:
         repo = Repository(s)
@@ -89,13 +90,13 @@ def test_csr5_no_key_bytes_in_prefect_database_results_logs_or_artifacts(
     results, logs, artifacts), its result storage and PREFECT_HOME hold no byte of any key."""
     from prefect.settings import get_current_settings
 
-    from flows.renew import renew
+    from flows.renewal import renewal
 
     site = build_site(tmp_path, pebble=pebble, bind_server=bind_server, nginx_factory=nginx_factory,
                       nginx_ca=nginx_ca)
     with rt.use(site.runtime):
-        out = renew(site.cert_id, years=1, launch_mode="inline")
-    assert out.state is OrderState.PAID
+        out = renewal(site.cert_id, years=1)
+    assert out.order.state is OrderState.PAID and out.state is Status.ISSUED
     needles = _needles(site.db_url, site.runtime.vault)
     assert len(needles) > 10
     settings = get_current_settings()

@@ -74,75 +74,91 @@ def _zero_quota_site(site_):
 
 
 def test_pay1_nt2_payment_form_approved_through_api(site):  # noqa: F811
-    """PAY-1/NT-2: a shortfall pauses `renew` on the payment form; an invalid answer is refused
-    by the server, a typed approval resumes it; the charge is debited exactly once."""
-    from flows.renew import renew
+    """PAY-1/NT-2: a shortfall pauses the renewal run on the payment form (in place: this run has
+    no deployment to be resumed by); an invalid answer is refused by the server, a typed approval
+    resumes it; the charge is debited exactly once and the owner was told once."""
+    from flows.renewal import renewal
 
     _zero_quota_site(site)
     resumer = Resumer({"approve": "perhaps"}, {"approve": True, "approver": "alice"})
     resumer.start()
-    out = renew(site.cert_id, years=1, apply_now=False)
+    out = renewal(site.cert_id, years=1)
     resumer.join(5)
     assert resumer.rejected, "the server must refuse input that does not fit the form"
-    assert out.state is OrderState.PAID
-    entries = _ledger(site, out.order_id)
+    assert out.order.state is OrderState.PAID and out.state is Status.ISSUED
+    entries = _ledger(site, out.order.order_id)
     assert [e.kind.value for e in entries].count("charge") == 1
-    assert any("payment" in (e.subject or "").lower() for e in site.notifier.events)  # NT-2
+    assert [e.subject for e in site.notifier.events if "payment" in e.subject.lower()] == [
+        "certpilot: payment approval needed for www.example.test"]  # NT-2, once
     with site.session() as s:
-        assert Repository(s).get_order(out.order_id).state is OrderState.PAID
+        assert Repository(s).get_order(out.order.order_id).state is OrderState.PAID
 
 
-def test_pay4_declined_payment_leaves_no_debit(site):  # noqa: F811
-    """PAY-4: declining the payment form marks the order declined and debits nothing."""
-    from flows.renew import renew
+def test_pay4_declined_payment_leaves_no_debit_and_the_run_completes(site):  # noqa: F811
+    """PAY-4: declining the payment form marks the order declined and debits nothing; the run
+    ends Completed (nothing is left to do), saying so."""
+    from flows.renewal import renewal
 
     _zero_quota_site(site)
     resumer = Resumer({"approve": False, "approver": "bob"})
     resumer.start()
-    out = renew(site.cert_id, years=1, apply_now=False)
+    state = renewal(site.cert_id, years=1, return_state=True)
     resumer.join(5)
-    assert out.state is OrderState.DECLINED
-    assert _ledger(site, out.order_id) == []
+    assert state.is_completed()
+    out = state.result()
+    assert out.order.state is OrderState.DECLINED and out.worked_on is None
+    assert out.message == f"order {out.order.order_id} declined: nothing was debited (PAY-4)"
+    assert _ledger(site, out.order.order_id) == []
     with site.session() as s:
         assert Repository(s).children(site.cert_id) == []
 
 
-def test_dv3_manual_dns_form_then_record_visible(site, bind_server):  # noqa: F811
-    """DV-3/DV-7/NT-2: without write access, `apply` shows the exact TXT record on a form; the
-    operator adds it at their DNS host (here: a TSIG update to BIND) and answers the form; the
-    flow checks it is visible at the authoritative server and the certificate is issued."""
+def manual_dns_site(site_, bind_server):
+    """No provider writes the zone: the issuer falls back to manual DNS (DV-3), as configured in
+    production by the ACME account block. Returns what the operator writes the zone with."""
     from certpilot.adapters.dns.manual import ManualDns
     from certpilot.adapters.dns.rfc2136 import Rfc2136Provider
-    from flows.apply import apply
-    from flows.renew import renew
 
-    human_dns = Rfc2136Provider(bind_server.host, bind_server.port, zones=bind_server.zones,
-                                keyname=bind_server.tsig_name, secret=bind_server.tsig_secret,
-                                algorithm=bind_server.tsig_algorithm)
-    # No provider writes the zone: the issuer falls back to manual DNS (DV-3), as configured in
-    # production by the ACME account block.
-    site.issuer.dns_providers = ()
-    site.issuer.manual_dns = ManualDns(bind_server.nameservers)
-    out = renew(site.cert_id, years=1, apply_now=False)
-    first = out.certificate_ids[0]
+    site_.issuer.dns_providers = ()
+    site_.issuer.manual_dns = ManualDns(bind_server.nameservers)
+    return Rfc2136Provider(bind_server.host, bind_server.port, zones=bind_server.zones,
+                           keyname=bind_server.tsig_name, secret=bind_server.tsig_secret,
+                           algorithm=bind_server.tsig_algorithm)
+
+
+async def add_noticed_record(site_, human_dns, timeout: float = 60.0) -> None:
+    """Play the operator: read the record from the notice the owner got (NT-2), add it at the
+    DNS host."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not any("DNS" in e.subject for e in site_.notifier.events) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    notice = next(e for e in site_.notifier.events if "DNS" in e.subject)
+    line = notice.body.split(": ", 1)[1]
+    fqdn, _ttl, _in, _type, value = line.split(" ", 4)
+    human_dns.present(fqdn.rstrip("."), value.strip('"'))
+
+
+def test_dv3_manual_dns_form_then_record_visible(site, bind_server):  # noqa: F811
+    """DV-3/DV-7/NT-2: without write access, the validation stage shows the exact TXT record on
+    a form; the operator adds it at their DNS host (here: a TSIG update to BIND) and answers the
+    form; the run checks it is visible at the authoritative server, and the certificate is
+    issued and deployed."""
+    from flows.renewal import renewal
+
+    human_dns = manual_dns_site(site, bind_server)
 
     class Operator(Resumer):
         async def _run(self):
-            # Read the record from the notice the owner got (NT-2), add it, then answer the form.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.timeout
-            while not any("DNS" in e.subject for e in site.notifier.events) and loop.time() < deadline:
-                await asyncio.sleep(0.05)
-            notice = next(e for e in site.notifier.events if "DNS" in e.subject)
-            line = notice.body.split(": ", 1)[1]
-            fqdn, _ttl, _in, _type, value = line.split(" ", 4)
-            human_dns.present(fqdn.rstrip("."), value.strip('"'))
+            await add_noticed_record(site, human_dns, self.timeout)
             await super()._run()
 
     operator = Operator({"added": True})
     operator.start()
-    result = apply(first, launch_mode="none")
+    result = renewal(site.cert_id, years=1)
     operator.join(5)
-    assert operator.resumed and result.state is Status.ISSUED
+    assert operator.resumed and result.state is Status.ISSUED and result.verify.ok
     with site.session() as s:
-        assert Repository(s).certificate_model(first).state is Status.ISSUED
+        assert Repository(s).certificate_model(result.worked_on).state is Status.ISSUED
+    assert [e.subject for e in site.notifier.events if "DNS" in e.subject] == [
+        "certpilot: manual DNS record needed for www.example.test"]  # NT-2, once

@@ -1,5 +1,7 @@
 """CA review without holding a worker: an OV application under a review of days (CA-1, DV-5,
-DV-6) ends its run UNDER_REVIEW; the scanner resumes it when the CA is done (CA-2)."""
+DV-6) ends its renewal run UNDER_REVIEW when the run may not suspend (see test_renewal_suspend
+for a run that suspends); the scanner follows it when the CA is done (CA-2). A rejection ends
+the run Failed, told once (CA-2, NT-2)."""
 
 from __future__ import annotations
 
@@ -36,11 +38,13 @@ class Clock:
         return self.now
 
 
-def test_ca1_dv5_dv6_ov_review_of_days_holds_no_worker_and_scanner_resumes(tmp_path, prefect_harness):
-    """CA-1: an OV review takes days: `apply` asks for the CA's contact on a form (DV-6), submits,
-    polls briefly and ends with the certificate UNDER_REVIEW (DV-5) — no process waits for five days.
-    CA-2: five days later the scanner follows the review, the certificate is ISSUED and deployed."""
-    from flows.renew import renew
+def test_ca1_dv5_dv6_ov_review_of_days_holds_no_worker_and_scanner_resumes(tmp_path, prefect_harness,
+                                                                         monkeypatch):
+    """CA-1: an OV review takes days: the renewal run asks for the CA's contact on a form (DV-6),
+    submits, polls briefly and — as a run that may not suspend (no deployment) — ends with the
+    certificate UNDER_REVIEW (DV-5): no process waits for five days. CA-2: five days later the
+    scanner follows the review and the certificate is ISSUED."""
+    from flows.renewal import renewal
     from flows.scan import scan
 
     db_url = f"sqlite:///{tmp_path / 'review.db'}"
@@ -59,23 +63,25 @@ def test_ca1_dv5_dv6_ov_review_of_days_holds_no_worker_and_scanner_resumes(tmp_p
                       policy=PrivateCaPolicy(review_delay=timedelta(days=5), validity_days=200))
     runtime = rt.local_services(database_url=db_url, vault=vault, issuers={"ov-ca": ov_ca}, clock=clock)
     runtime.poll_seconds = 0.5
+    monkeypatch.setenv("CERTPILOT_LAUNCH_MODE", "inline")
     resumer = Resumer({"name": "Hanako Ops", "email": "ops@example.test", "phone": "+81 3 1234 5678"})
     resumer.start()
     with rt.use(runtime):
         started = time.monotonic()
-        renew(cid, years=1, launch_mode="inline")
+        out = renewal(cid, years=1)
         elapsed = time.monotonic() - started
         resumer.join(5)
         with session_scope(db_url) as s:
             new = Repository(s).children(cid)[0]
-            assert new.state is Status.UNDER_REVIEW
+            assert new.state is Status.UNDER_REVIEW and out.state is Status.UNDER_REVIEW
             assert new.owner.phone == "+81 3 1234 5678"  # DV-6: the contact the CA will call
         assert elapsed < 30, "the run must end, not wait out the review"
-        scan(at=(now + timedelta(days=1)).isoformat(), launch_mode="inline")
+        clock.now = now + timedelta(days=1)
+        scan()
         with session_scope(db_url) as s:
             assert Repository(s).certificate_model(new.id).state is Status.UNDER_REVIEW
         clock.now = now + timedelta(days=5, minutes=1)
-        out = scan(at=clock.now.isoformat(), launch_mode="inline")
+        out = scan()
     assert out.issued == 1
     with session_scope(db_url) as s:
         assert Repository(s).certificate_model(new.id).state is Status.ISSUED
@@ -122,27 +128,29 @@ def _rejected_by_ca(tmp_path, name: str):
                                           notifiers=[notifier]), notifier
 
 
-def test_ca2_nt2_rejection_told_to_owner_then_resubmitted(tmp_path, prefect_harness):
-    """CA-2: the CA rejects the application → REJECTED, the owner is told why (NT-2); after the
-    fix, running `apply` again resubmits (REJECTED → PENDING_APPLICATION, new CSR and CA order)
-    and the certificate is issued."""
-    from flows.apply import apply
-    from flows.renew import renew
+def test_ca2_nt2_rejection_told_to_owner_ends_the_run_failed_then_resubmitted(tmp_path, prefect_harness):
+    """CA-2: the CA rejects the application → REJECTED, the owner is told why (NT-2) and the
+    renewal run ends Failed; after the fix, running the renewal again finds the same order and
+    resubmits (REJECTED → PENDING_APPLICATION, new CSR and CA order): the certificate is issued."""
+    from flows.renewal import renewal
 
     cid, db_url, runtime, notifier = _rejected_by_ca(tmp_path, "rj.example.test")
     ca = runtime.issuers["ca"]
     with rt.use(runtime):
-        renew(cid, years=1, launch_mode="none")
+        first = renewal(cid, years=1, return_state=True)
         with session_scope(db_url) as s:
             new = sorted(Repository(s).children(cid), key=lambda c: c.plan_index)[0]
-        assert apply(new.id, launch_mode="none").state is Status.REJECTED
+        assert first.is_failed() and new.state is Status.REJECTED
+        assert f"the CA rejected the application of rj.example.test ({new.id})" in first.message
         rejected = "certpilot: the CA rejected rj.example.test"
         assert _told(notifier) == [rejected]  # once, though `submit` and the review poll both saw it
         ca.policy = PrivateCaPolicy()  # the owner fixed what the CA objected to
-        assert apply(new.id, launch_mode="none").state is Status.ISSUED
+        again = renewal(cid, years=1)
+        assert (again.worked_on, again.state) == (new.id, Status.ISSUED)
     assert _told(notifier) == [rejected]
     with session_scope(db_url) as s:
         trail = [a.to_state for a in Repository(s).audit(new.id) if a.to_state]
+        assert len(Repository(s).orders_for_certificate(cid)) == 1
     assert trail == ["pending_application", "under_review", "rejected", "pending_application", "under_review",
                      "issued"]  # LC-5's path through a rejection and a resubmission
     reset_engines()
@@ -155,12 +163,12 @@ def _told(notifier) -> list[str]:
     return [e.subject for e in notifier.events if e.kind is EventKind.ACTION_NEEDED]
 
 
-def test_ca2_nt2_each_rejection_told_once_whichever_path_saw_it(tmp_path, prefect_harness):
+def test_ca2_nt2_each_rejection_told_once_whichever_path_saw_it(tmp_path, prefect_harness, monkeypatch):
     """CA-2/NT-2: the owner hears of each rejection exactly once, through the one CA-rejected
-    notice: the first seen by `apply`'s submission, the second (after a resubmission) by its
-    review poll; the scanner afterwards tells neither again."""
-    from flows.apply import apply
-    from flows.renew import renew
+    notice: the first seen by the validation stage's submission, the second (after a
+    resubmission) by the ca-review stage's poll; each run ends Failed; the scanner afterwards
+    tells neither again."""
+    from flows.renewal import renewal
     from flows.scan import scan
 
     cid, db_url, runtime, notifier = _rejected_by_ca(tmp_path, "rj2.example.test")
@@ -168,16 +176,16 @@ def test_ca2_nt2_each_rejection_told_once_whichever_path_saw_it(tmp_path, prefec
     runtime.poll_seconds = 10
     rejected = "certpilot: the CA rejected rj2.example.test"
     with rt.use(runtime):
-        renew(cid, years=1, launch_mode="none")
+        assert renewal(cid, years=1, return_state=True).is_failed()  # rejected at submission
         with session_scope(db_url) as s:
             new = sorted(Repository(s).children(cid), key=lambda c: c.plan_index)[0]
-        assert apply(new.id, launch_mode="none").state is Status.REJECTED  # rejected at submission
         assert _told(notifier) == [rejected]
-        # Resubmitted, and the CA's review (half a second: `apply` polls it) rejects it again.
+        # Resubmitted, and the CA's review (half a second: the ca-review stage polls it) rejects it again.
         ca.policy = PrivateCaPolicy(review_rejects=("rj2.example.test",), review_delay=timedelta(seconds=0.5))
-        assert apply(new.id, launch_mode="none").state is Status.REJECTED
+        assert renewal(new.id, return_state=True).is_failed()
         assert _told(notifier) == [rejected, rejected]  # a new rejection: told again
-        scan(launch_mode="none")  # nothing under review: the scanner tells nothing again
+        monkeypatch.setenv("CERTPILOT_LAUNCH_MODE", "inline")
+        scan()  # nothing under review: the scanner tells nothing again
         assert _told(notifier) == [rejected, rejected]
     with session_scope(db_url) as s:
         trail = [a.to_state for a in Repository(s).audit(new.id) if a.to_state]

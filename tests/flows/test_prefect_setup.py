@@ -12,19 +12,29 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_prefect_yaml_declares_every_flow_with_a_real_entrypoint():
-    """prefect.yaml: every deployment's entrypoint names a flow object, the scan is scheduled."""
+    """prefect.yaml: every deployment's entrypoint is a module path (`package.module:flow`, imported
+    from the installed package on a worker) naming a flow object; every deployment is tagged
+    `certpilot` on the certpilot pool; the scan is scheduled hourly; the pull step stays in the
+    worker's temporary directory (no templating Prefect does not have)."""
     from prefect import Flow
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     names = {d["name"] for d in spec["deployments"]}
-    assert names == {"scan", "renew", "apply", "deploy", "emergency", "cancel", "import", "purchase"}
+    assert names == {"scan", "renewal", "renewal-batch", "emergency", "cancel", "import", "purchase"}
+    flow_names = {}
     for d in spec["deployments"]:
-        path, _, attr = d["entrypoint"].partition(":")
-        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-        assert isinstance(getattr(module, attr), Flow), d["entrypoint"]
-        assert d["work_pool"]["name"] == "certpilot" and "certpilot" in d["tags"]
+        module_name, _, attr = d["entrypoint"].partition(":")
+        assert "/" not in module_name and not module_name.endswith(".py"), d["entrypoint"]
+        flow = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(flow, Flow), d["entrypoint"]
+        flow_names[d["name"]] = flow.name
+        assert d["work_pool"]["name"] == "certpilot" and d["tags"] == ["certpilot"]
+    # `certpilot renew --prefect` and the launcher start `<flow>/<deployment>` by these names.
+    assert flow_names["renewal"] == "renewal" and flow_names["renewal-batch"] == "renewal-batch"
     scan = next(d for d in spec["deployments"] if d["name"] == "scan")
     assert scan["schedules"][0]["cron"] == "0 * * * *"
+    assert spec["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "."}}]
+    assert "{{" not in (ROOT / "prefect.yaml").read_text()
 
 
 @pytest.mark.flows
@@ -64,8 +74,9 @@ def test_automation_notifies_on_failed_or_crashed_certpilot_runs(prefect_harness
     from certpilot.automations import install
 
     CustomWebhookNotificationBlock(name="ops", url="http://127.0.0.1:9/hook").save("ops", overwrite=True)
-    assert install("custom-webhook/ops") == ["certpilot-failed-or-crashed-run"]
-    assert install("custom-webhook/ops") == ["certpilot-failed-or-crashed-run"]  # reinstall replaces it
+    installed = ["certpilot-zombie-runs", "certpilot-failed-or-crashed-run"]  # the zombie one needs no block
+    assert install("custom-webhook/ops") == installed
+    assert install("custom-webhook/ops") == installed  # reinstall replaces them
     automation = Automation.read(name="certpilot-failed-or-crashed-run")
     assert set(automation.trigger.expect) == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
     block = CustomWebhookNotificationBlock.load("ops")

@@ -3,7 +3,9 @@
 followed (CA-2), and the artifacts read back through the Prefect client.
 
 Inventories are written through the Repository with fixed dates; the scanner's time is the
-flow's `at` parameter. Notifications go to a list-collecting Notifier (the Notifier Protocol).
+installed services' clock (the scan has no parameters) and nothing is launched
+(`CERTPILOT_LAUNCH_MODE=none`: these tests are about the decisions; tests/flows/test_launch*.py
+launch). Notifications go to a list-collecting Notifier (the Notifier Protocol).
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ class CollectingNotifier:
 
 
 @pytest.fixture
-def env(tmp_path, prefect_harness):
-    """A SQLite store, a runtime writing the zone example.test, a collecting notifier."""
+def env(tmp_path, prefect_harness, monkeypatch):
+    """A SQLite store, a runtime writing the zone example.test, a collecting notifier; the scans
+    launch nothing."""
+    monkeypatch.setenv("CERTPILOT_LAUNCH_MODE", "none")
     url = f"sqlite:///{tmp_path / 'scan.db'}"
     ensure_schema(url)
     notifier = CollectingNotifier()
@@ -66,7 +70,7 @@ def env(tmp_path, prefect_harness):
 
     def make(policy: Policy | None = None) -> rt.Services:
         return rt.local_services(database_url=url, notifiers=[notifier], dns_providers=[zone], vault=vault,
-                                issuers={"private-ca": ca}, clock=lambda: clock["now"],
+                                issuers={"private-ca": ca}, clock=lambda: clock["now"], extra={"clock": clock},
                                 **({"policy": policy} if policy else {}))
 
     env = type("Env", (), {})()
@@ -75,9 +79,13 @@ def env(tmp_path, prefect_harness):
 
 
 def run_scan(at: str = AT):
+    """One scan at `at` (the installed services' clock reads `rt.services().extra["clock"]`)."""
+    from datetime import datetime
+
     from flows.scan import scan
 
-    state = scan(at=at, launch_mode="none", return_state=True)
+    rt.services().extra["clock"]["now"] = datetime.fromisoformat(at)
+    state = scan(return_state=True)
     return state.result(), state.state_details.flow_run_id
 
 
@@ -112,7 +120,8 @@ def test_pl8_pl4_two_scans_at_once_start_200_applications_exactly_once(env):
         assert {repo.certificate_model(f"p{n}-c2").state for n in range(200)} == {Status.PENDING_APPLICATION}
     with rt.use(env.make(Policy(notice_days=()))):
         again, _ = run_scan()
-    assert (again.managed_starts, again.started, again.task_runs) == (0, 0, 1)
+    # The decision and the look at the unfinished work (the 200 pending applications): 2 task runs.
+    assert (again.managed_starts, again.started, again.task_runs) == (0, 0, 2)
 
 
 def test_pl5_nt2_refused_start_waits_and_tells_the_owner_once(env):
@@ -166,7 +175,8 @@ def _submitted(env, cid: str, name: str) -> None:
 
 
 def test_ca2_scanner_follows_reviews_issued_and_rejected(env):
-    """CA-2: the scanner polls reviews; issued -> deploy is launched; rejected -> the owner is told once."""
+    """CA-2: the scanner polls reviews; issued -> counted (its deployment is unfinished work the
+    scan launches a renewal run for); rejected -> the owner is told once."""
     with rt.use(env.make()):
         _submitted(env, "ok", "ok.example.test")
         _submitted(env, "bad", "bad.example.test")
@@ -190,7 +200,7 @@ def test_ca2_scanner_follows_reviews_issued_and_rejected(env):
 
 def test_artifacts_table_progress_and_task_runs(env):
     """The scan writes the inventory table, a summary and a progress artifact at 100 %, and creates
-    one task run for the decision plus one per due item (PL-4, NT-1)."""
+    one task run for the decision, one for the unfinished work, plus one per due item (PL-4, NT-1)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
@@ -206,7 +216,7 @@ def test_artifacts_table_progress_and_task_runs(env):
             repo.add_certificate(certificate(f"quiet{n}", left=200 * DAY), now=NOW)
     with rt.use(env.make()):
         summary, flow_run_id = run_scan()
-    assert (summary.managed_starts, summary.started, summary.notices, summary.task_runs) == (1, 1, 1, 3)
+    assert (summary.managed_starts, summary.started, summary.notices, summary.task_runs) == (1, 1, 1, 4)
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
@@ -214,7 +224,7 @@ def test_artifacts_table_progress_and_task_runs(env):
         deadline = time.monotonic() + 30
         while True:
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            if len(runs) >= 3 or time.monotonic() > deadline:
+            if len(runs) >= 4 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
     by_key = {a.key: a for a in arts}
@@ -228,4 +238,4 @@ def test_artifacts_table_progress_and_task_runs(env):
         ("p1-c2.example.test", "not_activated", "", "managed start due (PL-4)"),
     ]
     assert "**Inventory**: 23 certificate(s)" in by_key["scan-summary"].data
-    assert len(runs) == summary.task_runs == 3
+    assert len(runs) == summary.task_runs == 4

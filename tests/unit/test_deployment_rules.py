@@ -100,3 +100,17 @@ def test_dep1_dep2_targets_to_plan(parents, planned, expected):
 def test_dep7_final_state(verified, rolled_back, expected):
     """DEP-7: a failed run that restored the previous certificate ends rolled back, else failed."""
     assert final_state(verified=verified, rolled_back=rolled_back) is expected
+
+
+@pytest.mark.parametrize("claimed_ago, expected", [
+    (None, Reason.DEPLOYMENT_IN_PROGRESS),                         # no claim recorded: the lease rules
+    (timedelta(minutes=3), Reason.DEPLOYMENT_IN_PROGRESS),         # claimed before the task started: its holder
+    (timedelta(minutes=2), Reason.DEPLOYMENT_IN_PROGRESS),         # claimed the same instant: still its holder
+    (timedelta(minutes=1), None),                                  # claimed after: a relaunch, the holder died
+])
+def test_dep2_may_run_takes_over_at_once_when_the_work_was_claimed_after_the_task_started(claimed_ago, expected):
+    """DEP-2 after a crash: a RUNNING task (started 2 min ago, inside its 15-min lease) is taken over
+    at once when the certificate's work was claimed after the task started (the relaunched run)."""
+    claimed = NOW - claimed_ago if claimed_ago else None
+    refusal = may_run(DeploymentState.RUNNING, started_at=NOW - timedelta(minutes=2), now=NOW, claimed_at=claimed)
+    assert (refusal.reason if refusal else None) is expected

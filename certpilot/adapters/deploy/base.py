@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from certpilot.childenv import child_env
 from certpilot.core.errors import PermanentError, TransientError
 from certpilot.crypto.pem import fingerprint
 
@@ -196,12 +197,17 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
 def run_command(argv: Sequence[str], *, step: str, timeout: float, what: str) -> str:
     """Run `argv` (no shell) with a timeout; return its combined output.
 
+    The command (nginx -t, a reload, a post-deploy command) gets an allow-listed environment
+    (`certpilot.childenv.child_env`: PATH, HOME, the locale...), never this process's: no master
+    key, cloud credential or API token of a worker reaches it.
+
     Raises:
         DeployError: non-zero exit (the output's tail is in the message) or binary missing.
         TransientDeployError: the command timed out.
     """
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False,
+                              env=child_env())
     except FileNotFoundError as exc:
         raise DeployError(f"{what}: command {argv[0]!r} not found; fix the target's configuration",
                           step=step) from exc

@@ -214,3 +214,40 @@ def test_dep2_no_transaction_held_across_the_targets_work_and_a_failing_notice_k
         (listed,) = list_tasks(s, new_id)
     assert listed == done
     assert "verification failed" in listed.details and listed.details.endswith("rolled_back")
+
+
+def test_dep2_relaunched_run_takes_over_a_task_left_running_and_the_old_run_is_fenced(tmp_path, ca, deploy_db,
+                                                                                     vault):
+    """DEP-2 after a crash: a task a dead run left RUNNING two minutes ago (inside its lease) is
+    taken over at once by the run that claimed the certificate's work after it started; the old
+    run, if it was only slow, is fenced: its next step is refused and it stops."""
+    from sqlalchemy import update
+
+    from certpilot.operations.deployments import _claim, _Run
+    from certpilot.store.run_queries import upsert_claim
+
+    old = make_leaf(ca, ["relaunch.example.test"])
+    new = make_leaf(ca, ["relaunch.example.test"], not_after=NOW + timedelta(days=395))
+    started = datetime.now(UTC) - timedelta(minutes=2)
+    with session_scope(deploy_db) as s:
+        old_id = add_cert(s, vault, old)
+        add_target(s, old_id, TargetKind.FILES, config={"directory": str(tmp_path / "bundle")}, now=NOW)
+        new_id = add_cert(s, vault, new, parent_id=old_id)
+        task = plan_deployments(s, new_id, now=NOW)[0]
+        upsert_claim(s, new_id, "dead-run", started - timedelta(seconds=5))  # claimed, then started deploying
+    zombie = _claim(sessions(deploy_db), task.id, started)  # the run that then died (attempt 1)
+    with session_scope(deploy_db) as s:
+        s.execute(update(DeploymentTaskRow).where(DeploymentTaskRow.id == task.id).values(started_at=started))
+    with pytest.raises(RefusedError) as held:  # inside the lease, no newer claim: refused as before
+        _deploy(deploy_db, vault, task.id)
+    assert held.value.refusal.reason is Reason.DEPLOYMENT_IN_PROGRESS
+    with session_scope(deploy_db) as s:
+        upsert_claim(s, new_id, "relaunched-run", datetime.now(UTC))  # the scan relaunched the work
+    done = _deploy(deploy_db, vault, task.id)
+    assert (done.state, done.attempts) == (DeploymentState.SUCCEEDED, 2)
+    assert (tmp_path / "bundle" / "fullchain.pem").read_bytes().startswith(new.cert_pem)
+    late = _Run(sessions(deploy_db), task.id, zombie, lambda: datetime.now(UTC))
+    with pytest.raises(RefusedError, match="attempt 2 of this deployment took it over from this run"):
+        late.step(5, "the slow old run wakes up")
+    with session_scope(deploy_db) as s:
+        assert s.get(DeploymentTaskRow, task.id).state == "succeeded"

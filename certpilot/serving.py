@@ -1,0 +1,132 @@
+"""Serving certpilot's deployments from one process (`certpilot up`), after recovering from a crash.
+
+`serve_all` first marks Crashed every certpilot run a previous incarnation left Running or
+Pending on this (its own, local) Prefect server — a `kill -9` of `certpilot up` kills its server
+and every run in its processes, and nothing else would ever end those runs — so that the first
+scan sees their work as unfinished and relaunches it (`flows.scan`: a claimed run that crashed).
+Then it serves every deployment, tagged `certpilot` (the failed-run and zombie automations match
+the tag), and starts a first scan.
+
+Flow runs started here send heartbeats (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, default
+`HEARTBEAT_SECONDS`): a run whose process dies while `up` lives (a scan process killed by the OOM
+killer, say) stops beating, and the zombie automation marks it Crashed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable
+
+TAG = "certpilot"
+HEARTBEAT_SECONDS = 30
+"""Heartbeat period of the flow runs `certpilot up` starts (the zombie automation expects one
+within 90 s)."""
+POLL_SECONDS = 1.0
+"""How often the runner asks for scheduled runs (Prefect's default: 10 s). A scan asked in the UI,
+or a run resumed after its form was answered, starts within about a second instead of five on
+average (bench/renew_batch.py: scan Scheduled → Pending in 0.7 s). The idle Prefect server's CPU
+was not measurably higher (0.06-0.12 CPU-s per second with either period). A poll frequency set
+in the Prefect profile or environment (PREFECT_RUNNER_POLL_FREQUENCY, not 10) is kept."""
+LEFT_BEHIND = ("RUNNING", "PENDING", "CANCELLING")
+"""State types of a run nothing will ever finish once the process that ran it is gone."""
+
+
+def _say(message: str) -> None:
+    print(f"certpilot up: {message}", flush=True)
+
+
+def mark_left_behind_crashed(*, tag: str = TAG, states: Iterable[str] = LEFT_BEHIND) -> list[str]:
+    """Mark Crashed every flow run tagged `tag` in one of `states`: at start, before anything of
+    this incarnation runs, those were left by a previous one that died.
+
+    Returns:
+        The ids of the runs marked.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    flt = FlowRunFilter(tags=FlowRunFilterTags(all_=[tag]),
+                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s) for s in states])))
+    marked: list[str] = []
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_flow_runs(flow_run_filter=flt, limit=200)
+            if not page:
+                return marked
+            for run in page:
+                client.set_flow_run_state(run.id, Crashed(
+                    message="left running by a certpilot process that stopped (killed or crashed); the next scan "
+                            "relaunches its unfinished work"), force=True)
+                marked.append(str(run.id))
+
+
+def deployments() -> list:
+    """Every certpilot deployment, served from one process, tagged `certpilot`."""
+    from flows.admin import cancel, import_certificate, purchase
+    from flows.batch import renewal_batch
+    from flows.emergency import emergency
+    from flows.renewal import renewal
+    from flows.scan import scan
+
+    tags = [TAG]
+    return [
+        scan.to_deployment(name="scan", cron="0 * * * *", tags=tags,
+                           description="Hourly scan: managed starts (PL-4), CA reviews (CA-2), renewals launched "
+                                       "in-process, expiry notices (NT-1)."),
+        renewal.to_deployment(name="renewal", tags=tags,
+                              description="One run per certificate renewal: payment, CSR, validation, CA review, "
+                                          "deploy, verify."),
+        renewal_batch.to_deployment(name="renewal-batch", tags=tags,
+                                    description="A chunk of renewals executed in one process (workers mode)."),
+        emergency.to_deployment(name="emergency", tags=tags,
+                                description="EM-1..3: restore a site with an expired certificate."),
+        cancel.to_deployment(name="cancel", tags=tags, description="PL-7: cancel a not-activated certificate."),
+        import_certificate.to_deployment(name="import", tags=tags, description="UP-3: import a certificate."),
+        purchase.to_deployment(name="purchase", tags=tags, description="Buy a new certificate."),
+    ]
+
+
+def serve_all(first_scan: bool = True) -> None:
+    """Recover, then serve every deployment from this process (blocking); optionally start a
+    first scan (module docstring)."""
+    from prefect import serve
+
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
+    if marked := mark_left_behind_crashed():
+        _say(f"{len(marked)} run(s) left running by a previous certpilot up marked Crashed; the first scan "
+             "relaunches their work")
+    served = deployments()
+    if first_scan:
+        threading.Thread(target=_first_scan, name="first-scan", daemon=True).start()
+    serve(*served, limit=8, query_seconds=poll_seconds())
+
+
+def poll_seconds() -> float:
+    """The runner's poll period: `POLL_SECONDS`, unless the Prefect settings say otherwise
+    (a value other than Prefect's default of 10 s was set on purpose)."""
+    from prefect.settings import get_current_settings
+
+    configured = get_current_settings().runner.poll_frequency
+    return POLL_SECONDS if configured == 10 else float(configured)
+
+
+def _first_scan() -> None:
+    from prefect.deployments import run_deployment
+
+    key = f"first-scan-{os.getpid()}-{time.time():.0f}"  # one first scan per start of `up`
+    for _ in range(120):
+        try:
+            run = run_deployment("scan/scan", timeout=0, idempotency_key=key)
+            _say(f"first scan started: flow run {run.name} ({run.id})")
+            return
+        except Exception:  # noqa: BLE001 - deployments not registered yet
+            time.sleep(0.5)
