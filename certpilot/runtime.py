@@ -305,9 +305,10 @@ def _load(block_cls, name: str, what: str):
     except ValueError:
         slug = block_cls.get_block_type_slug()
         raise MissingBlockError(
-            f"the Prefect block {slug}/{name} ({what}) does not exist: create it (`certpilot up` saves the "
-            f"embedded defaults; `prefect block create {slug}` or the UI's Blocks page), or name an "
-            f"existing one in the {CONFIG_BLOCK} block") from None
+            f"the Prefect block {slug}/{name} ({what}) does not exist: create it with `certpilot setup "
+            f"--config FILE` (or `certpilot setup --private-ca` for the embedded private CA), "
+            f"`prefect block create {slug}` or the UI's Blocks page, or name an existing one in the "
+            f"{CONFIG_BLOCK} block") from None
 
 
 def _vault_from_blocks(config_name: str):

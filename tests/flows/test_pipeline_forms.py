@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -21,6 +22,10 @@ class Resumer(threading.Thread):
     def __init__(self, *answers: dict, timeout: float = 60.0):
         super().__init__(daemon=True)
         self.answers, self.timeout = list(answers), timeout
+        # Only runs paused after this moment are this test's: earlier tests of the session leave
+        # paused runs (and hundreds of runs) in the shared harness, and answering one of those
+        # would leave this test's run waiting for ever.
+        self.since = datetime.now(UTC) - timedelta(seconds=0.2)
         self.rejected: list[str] = []
         self.resumed: list[str] = []
 
@@ -32,9 +37,19 @@ class Resumer(threading.Thread):
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterStartTime,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        mine = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+                             start_time=FlowRunFilterStartTime(after_=self.since))
         async with get_client() as client:
             while self.answers and loop.time() < deadline:
-                paused = [r for r in await client.read_flow_runs(limit=200)
+                paused = [r for r in await client.read_flow_runs(flow_run_filter=mine, limit=50)
                           if r.state and r.state.is_paused() and str(r.id) not in self.resumed[-1:]]
                 if not paused:
                     await asyncio.sleep(0.1)
