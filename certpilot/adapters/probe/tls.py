@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import socket
 import ssl
 import threading
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +42,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtensionOID
 
 from certpilot.core.verification import (
@@ -98,7 +101,25 @@ class CaCert:
     @classmethod
     def of(cls, cert: x509.Certificate) -> CaCert:
         """Wrap an already parsed certificate."""
-        return cls.parse(cert.public_bytes(Encoding.DER))
+        try:
+            key = cert.public_key()
+        except (ValueError, TypeError):  # unsupported key type: verify_directly_issued_by will say so
+            key = None
+        return cls(cert, fingerprint_der(cert.public_bytes(Encoding.DER)), cert.subject.public_bytes(),
+                   cert.issuer.public_bytes(), key)
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _anchor(block: bytes) -> x509.Certificate | None:
+    """One PEM trust anchor, or None when cryptography refuses it (see `TrustBundle.from_pem`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        try:
+            return x509.load_pem_x509_certificate(block)
+        except ValueError:
+            return None
 
 
 class TrustBundle:
@@ -125,8 +146,15 @@ class TrustBundle:
 
     @classmethod
     def from_pem(cls, pem: bytes) -> TrustBundle:
-        """A bundle from concatenated PEM certificates."""
-        return cls(x509.load_pem_x509_certificates(pem))
+        """A bundle from concatenated PEM certificates, each parsed on its own.
+
+        System bundles hold legacy roots with a serial number of 0 (Go Daddy Class 2, Starfield
+        Class 2, SECOM RootCA1/2, HARICA 2015: nine in Debian's): cryptography warns on each
+        (`CryptographyDeprecationWarning`) and announces it will refuse them. An anchor's serial
+        plays no part in reaching it, so the warning is not shown for anchors, and a root the
+        library refuses is left out instead of failing the whole bundle (every probe with it).
+        """
+        return cls(cert for block in _PEM_BLOCK.findall(pem) if (cert := _anchor(block)) is not None)
 
     @classmethod
     def from_path(cls, path: str | Path) -> TrustBundle:
