@@ -3,11 +3,12 @@
 A block is fields plus a factory, nothing else (the prefect-aws `AwsCredentials` pattern):
 secrets are `SecretStr` (encrypted in Prefect's database, masked in the UI and API), and the
 factory builds the adapter with everything passed in, so adapters never load blocks or
-settings themselves. `register_all()` registers the types; `certpilot up` saves defaults.
+settings themselves. `register_all()` registers the types; `certpilot setup` (and `certpilot up`) saves them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 
@@ -25,7 +26,8 @@ class KeyVaultBlock(Block):
     _description = "Master key of certpilot's encrypted key vault (AES-GCM envelope)."
 
     master_key: SecretStr | None = Field(
-        default=None, description="Base64 of 32 random bytes. Empty: CERTPILOT_MASTER_KEY or the 0600 key file.")
+        default=None, description="Deprecated, leave empty: a master key kept here is readable by anyone holding "
+        "the API auth string. Empty: CERTPILOT_MASTER_KEY or the 0600 key file on each host (or kms_key_id).")
     kms_key_id: str | None = Field(default=None, description="AWS KMS key id/ARN: wrap data keys with KMS instead.")
     aws_credentials: AwsCredentials | None = Field(default=None, description="Credentials for KMS.")
 
@@ -39,6 +41,12 @@ class KeyVaultBlock(Block):
             client = (self.aws_credentials or AwsCredentials()).get_client("kms")
             return v.KeyVault(KmsMasterKey(client, self.kms_key_id))
         if self.master_key is not None:
+            # Kept only so that keys sealed under a block-held master key (certpilot before issue 9's
+            # `setup`) still open; `certpilot setup` never writes one and refuses it in a config file.
+            logging.getLogger("certpilot.vault").warning(
+                "the certpilot-key-vault block holds the master key: anyone with the Prefect API auth string "
+                "can read it; move it to CERTPILOT_MASTER_KEY or $CERTPILOT_HOME/master.key (0600) on each host, "
+                "or use kms_key_id, then clear the block's master_key")
             return v.KeyVault(v.LocalMasterKey.from_base64(self.master_key.get_secret_value()))
         return v.default_vault()
 

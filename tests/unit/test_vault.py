@@ -192,3 +192,29 @@ def test_master_key_repr_hides_key():
     mk = LocalMasterKey(MASTER_A, source="unit")
     assert repr(mk) == f"LocalMasterKey(key_id={mk.key_id!r}, source='unit')"
     assert MASTER_A.hex() not in repr(mk)
+
+
+def test_a_master_key_kept_in_the_vault_block_still_opens_old_keys_and_says_to_move_it():
+    """A block-held master key (written by certpilot before `setup`) still opens the keys sealed
+    under it, and every use warns that the API's auth string exposes it, saying where to move it;
+    the warning never carries the key."""
+    import logging
+
+    from blocks import KeyVaultBlock
+
+    secret = base64.b64encode(MASTER_A).decode()
+    sealed = KeyVault(LocalMasterKey(MASTER_A)).seal(b"old private key bytes", b"aad")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # the certpilot loggers may not propagate to pytest's root handler
+    logger = logging.getLogger("certpilot.vault")
+    logger.addHandler(handler)
+    try:
+        vault = KeyVaultBlock(master_key=secret).vault()
+    finally:
+        logger.removeHandler(handler)
+    assert vault.open(sealed, b"aad") == b"old private key bytes"
+    [record] = records
+    text = record.getMessage()
+    assert record.levelno == logging.WARNING
+    assert "CERTPILOT_MASTER_KEY" in text and "kms_key_id" in text and secret not in text
