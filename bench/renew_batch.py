@@ -200,6 +200,7 @@ def run_stats(api_url: str, scan_id: str) -> dict:
 
     scan = httpx.get(f"{api_url}/flow_runs/{scan_id}", timeout=30).json()
     scan["states"] = httpx.get(f"{api_url}/flow_run_states/", params={"flow_run_id": scan_id}, timeout=30).json()
+    scan["tasks"] = post("/task_runs/filter", {"flow_runs": {"id": {"any_": [scan_id]}}, "limit": 200})
     runs, offset = [], 0
     while True:
         page = post("/flow_runs/filter", {"flow_runs": {"name": {"like_": ".bench.test"}}, "limit": 200,
@@ -304,6 +305,9 @@ def print_timeline(stats: dict) -> None:
                       for st in sorted(scan.get("states", []), key=lambda st: st["timestamp"]))
     print(f"\n  timeline (s since the scan was asked): scan start {_at(scan.get('start_time'), zero)}, "
           f"end {_at(scan.get('end_time'), zero)}; scan states: {states}")
+    print("  scan's task runs: " + " ".join(
+        f"{t['name']}[{_at(t.get('start_time'), zero).strip()}-{_at(t.get('end_time'), zero).strip()}]"
+        for t in sorted(scan.get("tasks", []), key=lambda t: t.get("start_time") or t["created"])))
     for run in sorted(stats["runs"], key=lambda r: r.get("start_time") or r["created"]):
         tasks = sorted(run["tasks"], key=lambda t: t.get("start_time") or t["created"])
         steps = " ".join(f"{t['name']}[{_at(t.get('start_time'), zero).strip()}-{_at(t.get('end_time'), zero).strip()}]"
