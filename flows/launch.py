@@ -251,7 +251,11 @@ def _lighten_launched_runs() -> None:
     import prefect.flow_engine as engine
 
     with _ENGINE_LOCK:
-        watch, beats = engine.observe_flow_run_suspension, engine._send_heartbeats
+        watch, beats = getattr(engine, "observe_flow_run_suspension", None), getattr(engine, "_send_heartbeats", None)
+        if watch is None or beats is None:
+            # A Prefect without these names: its engine runs as it is (slower, correct);
+            # tests/unit/test_prefect_engine_hooks.py fails so that an upgrade is looked at.
+            return
         if getattr(watch, "certpilot_lightened", False):
             return
 
