@@ -120,7 +120,7 @@ def settle_scan(api_url: str, scan_id: str, timeout: float) -> None:
         time.sleep(0.5)
     # Task runs reach the API through events, recorded a moment later: wait until their count
     # of final states stops moving.
-    body = {"flow_runs": {"name": {"like_": ".bench.test"}},
+    body = {"flow_runs": {"name": {"like_": ".fleet.test"}},
             "task_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]}}}}
     last, stable = -1, 0
     while time.monotonic() < deadline and stable < 3:
@@ -144,7 +144,7 @@ def run_stats(api_url: str, scan_id: str) -> dict:
     scan["tasks"] = post("/task_runs/filter", {"flow_runs": {"id": {"any_": [scan_id]}}, "limit": 200})
     runs, offset = [], 0
     while True:
-        page = post("/flow_runs/filter", {"flow_runs": {"name": {"like_": ".bench.test"}}, "limit": 200,
+        page = post("/flow_runs/filter", {"flow_runs": {"name": {"like_": ".fleet.test"}}, "limit": 200,
                                           "offset": offset})
         runs += page
         offset += len(page)
