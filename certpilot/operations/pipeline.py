@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 from certpilot.adapters.dns.checks import wait_until_visible
 from certpilot.adapters.dns.manual import ManualActionRequired, ManualRecord
 from certpilot.adapters.issuers.base import OrderStatus
-from certpilot.adapters.issuers.private_ca import PrivateCa
 from certpilot.adapters.probe.scale import verify_served
 from certpilot.core.deployment import DeploymentState
 from certpilot.core.models import Certificate, Contact, CsrMode, Status, ValidationMethod
@@ -76,8 +75,8 @@ def _no_gate(_names: tuple[str, ...]) -> AbstractContextManager[object]:
 
 
 def api_limits(issuer: object, cert: Certificate, stage: str) -> tuple[str, ...]:
-    """The remote-API limits a stage's calls need for a certificate: none for the embedded
-    private CA (a local signature, no remote API, nothing to rate-limit); for any other issuer
+    """The remote-API limits a stage's calls need for a certificate: none for an issuer that says
+    it calls no remote API (`remote_api = False`: the embedded private CA signs locally); for any other issuer
     the CA's limit, and in the validation stage the DNS provider's when the records are written
     through a provider's API (DNS-01 by a provider, or delegated).
 
@@ -86,7 +85,7 @@ def api_limits(issuer: object, cert: Certificate, stage: str) -> tuple[str, ...]
         cert: the certificate applied for.
         stage: "validation" or "ca-review".
     """
-    if isinstance(issuer, PrivateCa):
+    if not getattr(issuer, "remote_api", True):  # an issuer that does not say so is remote: limited
         return ()
     if stage == "validation" and cert.validation_method in _DNS_API_METHODS:
         return (CA_LIMIT, DNS_LIMIT)

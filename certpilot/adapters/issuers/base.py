@@ -83,7 +83,12 @@ class IssuedChain:
 
 @runtime_checkable
 class Issuer(Protocol):
-    """A certificate authority certpilot can apply to."""
+    """A certificate authority certpilot can apply to.
+
+    An issuer that calls no remote API sets the class attribute `remote_api = False` (the
+    embedded private CA): its stages then take no remote-API concurrency slot. Without it an
+    issuer counts as remote.
+    """
 
     @property
     def name(self) -> str:

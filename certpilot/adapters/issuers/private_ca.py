@@ -238,6 +238,9 @@ def _pem(cert: x509.Certificate) -> str:
 class PrivateCa:
     """The embedded private CA as an `Issuer` (state in the store, keys in the vault)."""
 
+    remote_api = False
+    """Signing is local: no remote API to rate-limit (`operations.pipeline.api_limits`)."""
+
     def __init__(self, store: PrivateCaStore, vault, *, policy: PrivateCaPolicy | None = None,
                  clock: Callable[[], datetime], ca_name: str = "default") -> None:
         """Args:
