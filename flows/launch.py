@@ -339,17 +339,27 @@ def _made(client: Any, deployment: UUID, item: RenewalLaunch, params: dict[str, 
     execute here (done, live elsewhere, too many dead runs)."""
     for _ in range(MAX_RELAUNCHES):
         run = _create_run(client, deployment, params, item.name or None, key)
-        kind = run.state.type.value if run.state else None
-        if kind in DEAD_STATES:
+        if _state_type(run) in DEAD_STATES:
             key = relaunch_key(key, str(run.id))
             continue
-        if kind == "COMPLETED":
-            return LaunchResult(item.certificate_id, key, LaunchOutcome.DONE, str(run.id))
-        if kind != "PENDING":
-            return LaunchResult(item.certificate_id, key, LaunchOutcome.LIVE, str(run.id), f"run is {kind}")
-        return run, key
+        return _settled(item, key, run) or (run, key)
     return LaunchResult(item.certificate_id, key, LaunchOutcome.ERROR,
                         detail=f"{MAX_RELAUNCHES} runs under this key ended without finishing")
+
+
+def _state_type(run: Any) -> str | None:
+    return run.state.type.value if run.state else None
+
+
+def _settled(item: RenewalLaunch, key: str, run: Any) -> LaunchResult | None:
+    """What a run that is neither dead nor Pending means for its item (done, or live elsewhere);
+    None when it is Pending (for this launcher to take)."""
+    kind = _state_type(run)
+    if kind == "COMPLETED":
+        return LaunchResult(item.certificate_id, key, LaunchOutcome.DONE, str(run.id))
+    if kind != "PENDING":
+        return LaunchResult(item.certificate_id, key, LaunchOutcome.LIVE, str(run.id), f"run is {kind}")
+    return None
 
 
 def _launch_one(flow: Any, deployment: UUID, item: RenewalLaunch, params: dict[str, Any],
@@ -370,14 +380,11 @@ def _launch_one(flow: Any, deployment: UUID, item: RenewalLaunch, params: dict[s
                 return found
             run, key = found
             run = client.read_flow_run(run.id)
-            kind = run.state.type.value if run.state else None
-            if kind in DEAD_STATES:
+            if _state_type(run) in DEAD_STATES:
                 found = _made(client, deployment, item, params, relaunch_key(key, str(run.id)))
                 continue
-            if kind == "COMPLETED":
-                return LaunchResult(item.certificate_id, key, LaunchOutcome.DONE, str(run.id))
-            if kind != "PENDING":
-                return LaunchResult(item.certificate_id, key, LaunchOutcome.LIVE, str(run.id), f"run is {kind}")
+            if settled := _settled(item, key, run):
+                return settled
             if _take(client, run.id):
                 break
             if not _stale(run):
