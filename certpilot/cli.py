@@ -218,7 +218,7 @@ def order_dict(o) -> dict[str, Any]:
             "years": o.years, "csr_mode": o.csr_mode.value, "state": o.state.value,
             "managed_services": o.managed_services, "managed_fee": o.managed_fee,
             "planned": [planned_dict(p) for p in o.planned], "payment": [payment_dict(x) for x in o.payment],
-            "created_at": iso(o.created_at)}
+            "created_at": iso(o.created_at), "names": list(o.names)}
 
 
 def balances_dict(b) -> dict[str, Any]:
@@ -625,8 +625,15 @@ def pay(
     from certpilot.operations import orders
 
     now = _now(at)
-    o = orders.pay(_ctx.services(), order_id, approve=not decline, now=now, actor="cli").order
-    _emit({"order": order_dict(o)}, lambda con: con.print(f"order {o.id}: {o.state.value}"), as_json)
+    r = orders.pay(_ctx.services(), order_id, approve=not decline, now=now, actor="cli")
+    o = r.order
+
+    def render(con):
+        con.print(f"order {o.id}: {o.state.value}")
+        if r.certificates:
+            con.print(_inventory_table(r.certificates, "Its certificates (the scanner applies the pending one)"))
+
+    _emit({"order": order_dict(o), "certificates": [view_dict(v) for v in r.certificates]}, render, as_json)
     return EXIT_OK
 
 
@@ -642,10 +649,13 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
     now = _now(at)
     r = orders.cancel(_ctx.services(), cert_id, now=now, actor="cli")
     data = {"certificate_id": r.certificate.id, "state": r.certificate.state.value,
+            "follow_ups": [c.id for c in r.follow_ups],
             "restored": [ledger_dict(e) for e in r.ledger], "balances": balances_dict(r.balances)}
+    restored = ", ".join(f"{e.delta:+d} {e.kind.value}{' ' + e.spec_key if e.spec_key else ''}" for e in r.ledger)
     _emit(data, lambda con: con.print(
-        f"cancelled {r.certificate.id}; restored " + ", ".join(
-            f"{e.delta:+d} {e.kind.value}{' ' + e.spec_key if e.spec_key else ''}" for e in r.ledger)), as_json)
+        f"cancelled {r.certificate.id}" + (f" and its follow-ups {', '.join(c.id for c in r.follow_ups)}"
+                                           if r.follow_ups else "")
+        + (f"; restored {restored}" if restored else "; nothing to restore (it cost no quota or credit)")), as_json)
     return EXIT_OK
 
 
@@ -879,6 +889,12 @@ def scan(*, as_json: JsonFlag = False) -> int:
 def demo(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
     """Load the demo inventory (idempotent) and show it with a renewal preview."""
     return _demo(at, as_json)
+
+
+# The order book (`orders`, `order show|cancel`) lives in its own module, registered here.
+from certpilot import cli_orders as _cli_orders  # noqa: E402
+
+_cli_orders.register(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- entry point
