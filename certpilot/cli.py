@@ -651,10 +651,14 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
     data = {"certificate_id": r.certificate.id, "state": r.certificate.state.value,
             "follow_ups": [c.id for c in r.follow_ups],
             "restored": [ledger_dict(e) for e in r.ledger], "balances": balances_dict(r.balances)}
-    restored = ", ".join(f"{e.delta:+d} {e.kind.value}{' ' + e.spec_key if e.spec_key else ''}" for e in r.ledger)
+    sums: dict[str, int] = {}
+    for e in r.ledger:  # one line per balance, however many certificates went
+        what = f"{e.kind.value}{' ' + e.spec_key if e.spec_key else ''}"
+        sums[what] = sums.get(what, 0) + e.delta
+    restored = ", ".join(f"{delta:+d} {what}" for what, delta in sums.items())
     _emit(data, lambda con: con.print(
-        f"cancelled {r.certificate.id}" + (f" and its follow-ups {', '.join(c.id for c in r.follow_ups)}"
-                                           if r.follow_ups else "")
+        f"cancelled {r.certificate.id}" + (f" and its {len(r.follow_ups)} follow-up(s) "
+                                           f"{', '.join(c.id for c in r.follow_ups)}" if r.follow_ups else "")
         + (f"; restored {restored}" if restored else "; nothing to restore (it cost no quota or credit)")), as_json)
     return EXIT_OK
 

@@ -39,6 +39,11 @@ def register(cli: ModuleType) -> None:
     cli.app.command(order_app)
 
 
+def _at(at: str | None):
+    """`--at` parsed, or None: the services' clock (what the operations default to)."""
+    return _cli._now(at) if at is not None else None
+
+
 def _line_dict(line) -> dict[str, Any]:
     from certpilot.operations.common import iso
 
@@ -63,7 +68,7 @@ def orders(*, state: StateOption = None,
     """List orders, newest first, with the count per state; unpaid orders expire after 30 days."""
     from certpilot.operations import orders as ops
 
-    r = ops.list_orders(_cli._ctx.services(), state=state, now=_cli._now(at), limit=limit)
+    r = ops.list_orders(_cli._ctx.services(), state=state, now=_at(at), limit=limit)
     data = {"at": r.at.isoformat().replace("+00:00", "Z"), "state": state, "total": r.total, "shown": len(r.orders),
             "counts": {k.value: v for k, v in r.counts.items()}, "expiry_days": r.expiry_days,
             "orders": [_line_dict(x) for x in r.orders]}
@@ -97,7 +102,7 @@ def order_show(order_id: str, /, *, at: AtOption = None, as_json: JsonFlag = Fal
     """Show one order: its state, names, bill, certificates, ledger entries and the next step."""
     from certpilot.operations import orders as ops
 
-    d = ops.show_order(_cli._ctx.services(), order_id, now=_cli._now(at))
+    d = ops.show_order(_cli._ctx.services(), order_id, now=_at(at))
     _cli._emit(_detail_dict(d), lambda con: _render_detail(con, d), as_json)
     return _cli.EXIT_OK
 

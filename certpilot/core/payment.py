@@ -172,7 +172,7 @@ def order_again_command(order: Order) -> str:
         return f"certpilot emergency {order.certificate_id}"
     if order.certificate_id:
         return f"certpilot renew {order.certificate_id} --years {order.years}"
-    return "certpilot buy --name NAME (the order does not record its names)"
+    return "certpilot buy --name NAME"  # an order older than the names it buys: they must be given again
 
 
 def check_approve(order: Order, now: datetime, policy: Policy) -> Refusal | None:

@@ -282,7 +282,7 @@ def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, poli
         raise RefusedError(Refusal(
             Reason.NO_NAMES, f"order {order.id} was recorded before orders kept the names they buy, so paying it "
                              f"could create no certificate; nothing was debited. Drop it (`certpilot order cancel "
-                             f"{order.id}`) and buy again (`certpilot buy --name NAME ...`)", "PAY-1"))
+                             f"{order.id}`) and buy again with its names (`certpilot buy --name NAME`)", "PAY-1"))
     # `managed_services` already counts PAY-2's fee (core.plans).
     lines = _price(repo, order.spec, _billable(order.planned, original.origin if original else None),
                    order.managed_services, policy)
