@@ -326,10 +326,12 @@ def _ensure_certificates(repo: Repository, paid: Order, original: Certificate | 
 
 def _shortfall_refusal(order: Order, lines: list[PaymentLine], amount: int, policy: Policy) -> Refusal:
     """SHORTFALL_NOT_APPROVED with the real commands: approve, add the missing balance, or drop it."""
-    from certpilot.core.payment import order_expires_at
+    from certpilot.core.payment import order_again_command, order_expires_at
 
     approve = f"`certpilot pay {order.id}`"
-    if order.kind is not OrderKind.EMERGENCY and order.certificate_id:
+    if order.kind is OrderKind.PURCHASE and order.certificate_id is None and order.names:
+        approve += f" (or `{order_again_command(order)} --approve-payment`, which finds this order)"
+    elif order.kind is not OrderKind.EMERGENCY and order.certificate_id:
         approve += f" (or `certpilot renew {order.certificate_id} --years {order.years} --approve-payment`)"
     top_ups = []
     for line in lines:
@@ -511,6 +513,17 @@ def place_renewal(
     repo.record_audit("certificate", cert.id, actor=actor, now=now, why=f"renewal order {order.id} placed")
     return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve_payment,
                    preview=preview, created=True)
+
+
+def _awaiting_purchase(session: Session, spec: Spec, years: int, names: list[str], now: datetime,
+                       policy: Policy) -> Order | None:
+    """An unexpired purchase of the same names, specification and years still awaiting payment."""
+    from certpilot.core.payment import unpaid_expired_before
+    from certpilot.store.order_queries import awaiting_purchases
+
+    return next((o for o in awaiting_purchases(session, spec_key=spec.key, years=years,
+                                               placed_after=unpaid_expired_before(now, policy))
+                 if o.names == names), None)
 
 
 def _resume(repo: Repository, order: Order, *, now: datetime, policy: Policy, actor: str,
@@ -724,6 +737,13 @@ def place_purchase(
     if refusal is not None:
         raise RefusedError(refusal)
     spec = Spec(brand=brand, level=level, cert_type=cert_type)
+    if idempotency_key is None:
+        # The same purchase asked again while it waits (e.g. now with --approve-payment): complete
+        # that order rather than leave another one awaiting payment behind.
+        same = _awaiting_purchase(session, spec, years, clean, now, policy)
+        if same is not None:
+            return _resume(repo, same, now=now, policy=policy, actor=actor, approve=approve_payment,
+                           schedule=schedule)
     plan = plan_order(OrderKind.PURCHASE, years=years, now=now, policy=policy, schedule=schedule)
     order = repo.add_order(
         Order(id=new_id("ord"), kind=OrderKind.PURCHASE, certificate_id=None, spec=spec, years=years,

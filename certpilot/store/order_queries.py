@@ -14,7 +14,8 @@ from datetime import datetime
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from certpilot.core.models import OrderKind, OrderState
+from certpilot.core.models import Order, OrderKind, OrderState
+from certpilot.store.repository import order_from_row
 from certpilot.store.tables import CertificateRow, OrderRow
 
 _AWAITING = OrderState.AWAITING_PAYMENT.value
@@ -90,3 +91,14 @@ def _certificate_counts(session: Session, order_ids: list[str]) -> dict[str, int
             select(CertificateRow.order_id, func.count()).where(CertificateRow.order_id.in_(chunk))
             .group_by(CertificateRow.order_id)).all())
     return counts
+
+
+def awaiting_purchases(session: Session, *, spec_key: str, years: int, placed_after: datetime) -> list[Order]:
+    """Purchases of `spec_key` for `years` still awaiting payment and placed after `placed_after`
+    (not expired), oldest first: what a repeated unapproved `buy` of the same thing finds again."""
+    rows = session.scalars(
+        select(OrderRow).where(OrderRow.kind == OrderKind.PURCHASE.value, OrderRow.state == _AWAITING,
+                               OrderRow.spec_key == spec_key, OrderRow.years == years,
+                               OrderRow.created_at > placed_after)
+        .order_by(OrderRow.created_at, OrderRow.id))
+    return [order_from_row(r) for r in rows]

@@ -44,8 +44,12 @@ def test_pay1_buy_shortfall_names_pay_with_the_real_order_id_then_pay_creates_th
     order_id = cp("orders", "--json").json["orders"][0]["id"]
     assert f"certpilot pay {order_id}" in err["instead"]
     assert f"certpilot order cancel {order_id}" in err["instead"]
+    assert f"{shlex.join(('certpilot',) + BUY)} --approve-payment" in err["instead"]
     for command in err["instead"]:
         _parses(command)
+    # The same purchase asked again finds the waiting order: no second one is left behind.
+    assert cp(*BUY, "--json").json["error"]["instead"] == err["instead"]
+    assert cp("orders", "--json").json["total"] == 1
 
     listed = cp("orders", "--state", "awaiting_payment", "--json").json
     assert [(o["id"], o["names"], o["state"], o["certificates"]) for o in listed["orders"]] == [
@@ -96,9 +100,10 @@ def test_pay1_unpaid_orders_expire_after_30_days_and_are_visible(cp, clock, home
     """Abandoned orders do not pile up as awaiting payment: after 30 days `orders` shows them
     expired; `pay` refuses with the buy command to run again; `order cancel` clears one."""
     clock("2025-09-10")
-    for _ in range(2):
-        assert cp(*BUY).code == 3
-    ids = [o["id"] for o in cp("orders", "--json").json["orders"]]
+    assert cp(*BUY).code == 3
+    assert cp("buy", "--name", "c.example.com", "--level", "DV", "--brand", "DigiCert").code == 3
+    by_names = {tuple(o["names"]): o["id"] for o in cp("orders", "--json").json["orders"]}
+    ids = [by_names[("a.example.com", "b.example.com")], by_names[("c.example.com",)]]
     assert cp("orders", "--at", "2025-10-09T23:59:59Z", "--json").json["counts"] == {"awaiting_payment": 2}
     clock("2025-10-10")
     book = cp("orders", "--json").json

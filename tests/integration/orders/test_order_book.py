@@ -95,6 +95,21 @@ def test_pay1_purchase_end_to_end_shortfall_pay_certificates_applied(store, svc,
     assert "scanner applies" not in orders.show_order(svc, r.order.id).next_step
 
 
+def test_pay1_buying_the_same_again_finds_the_waiting_order_and_approves_it(svc):
+    """A repeated unapproved `buy` leaves no second order awaiting payment; asked again with
+    approval it pays that order. A different purchase is a different order."""
+    first = buy(svc)
+    again = buy(svc)
+    assert (again.order.id, again.created, again.awaiting_payment) == (first.order.id, False, True)
+    assert "--approve-payment`, which finds this order" in first.pending.message
+    other = buy(svc, years=2)
+    assert other.order.id != first.order.id
+    approved = buy(svc, approve_payment=True)
+    assert (approved.order.id, approved.order.state, len(approved.certificate_ids)) == (
+        first.order.id, OrderState.PAID, 1)
+    assert orders.list_orders(svc).counts == {OrderState.AWAITING_PAYMENT: 1, OrderState.PAID: 1}
+
+
 def test_pay4_paying_twice_or_concurrently_creates_the_certificates_once(store, svc):
     """PAY-4: two payers at once and a third later: one charge, one set of certificates."""
     r = buy(svc, years=2)
