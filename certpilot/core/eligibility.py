@@ -61,8 +61,8 @@ def buy_command(c: Certificate, spec: Spec | None = None, years: int = 1) -> str
     return f"certpilot buy {names} --level {spec.level.value} --brand {shlex.quote(spec.brand)} --years {years}"
 
 
-_BOUGHT = ("; `buy` prints the new certificate's id, and `certpilot apply` with that id submits it "
-           "(validation, CA review, then deployment where the old one is deployed)")
+_BOUGHT = ("; `buy` prints the new certificate's id, and `apply` with that id submits it (validation, "
+           "CA review, then deployment where the old one is deployed)")
 """What follows a purchase, said once: the new id is only known once `buy` printed it."""
 
 
@@ -94,7 +94,7 @@ def must_not_be_private_ca(i: RenewalInput) -> Refusal | None:
         return None
     return Refusal(Reason.PRIVATE_CA_REISSUE,
                    f"{_who(c)} was issued by the private CA (expires {_exp(c)}); it is not renewed through the "
-                   "service but reissued from the private CA, which `certpilot renew` does for a certificate "
+                   "service but reissued from the private CA, which `renew` does for a certificate "
                    f"imported with --origin private-ca: see its record with `certpilot show {c.id}`", "EL-4")
 
 
