@@ -69,7 +69,9 @@ def orders(*, state: StateOption = None,
     from certpilot.operations import orders as ops
 
     r = ops.list_orders(_cli._ctx.services(), state=state, now=_at(at), limit=limit)
-    data = {"at": r.at.isoformat().replace("+00:00", "Z"), "state": state, "total": r.total, "shown": len(r.orders),
+    from certpilot.operations.common import iso
+
+    data = {"at": iso(r.at), "state": state, "total": r.total, "shown": len(r.orders),
             "counts": {k.value: v for k, v in r.counts.items()}, "expiry_days": r.expiry_days,
             "orders": [_line_dict(x) for x in r.orders]}
 

@@ -134,8 +134,9 @@ class OrderState(StrEnum):
     CANCELLED = "cancelled"
     """Closed by its owner before it was paid (`certpilot order cancel`); nothing consumed."""
     EXPIRED = "expired"
-    """Left awaiting payment longer than `Policy.order_expiry_days`; nothing consumed
-    (`core.payment.order_state_at` derives it, the store records it when acted on)."""
+    """Left awaiting payment longer than `Policy.order_expiry_days`; nothing consumed. Derived at
+    the time asked (`core.payment.order_state_at`), so listings are right without a job; it can no
+    longer be paid, and `certpilot order cancel` records it as cancelled."""
 
 
 class LedgerKind(StrEnum):
