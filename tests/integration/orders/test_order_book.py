@@ -25,6 +25,7 @@ from certpilot.core.models import (
     Status,
 )
 from certpilot.core.outcomes import SubmitKind
+from certpilot.core.scan import launches
 from certpilot.operations import orders, pipeline, scan
 from certpilot.store.repository import Repository
 from certpilot.store.tables import OrderRow
@@ -87,7 +88,13 @@ def test_pay1_purchase_end_to_end_shortfall_pay_certificates_applied(store, svc,
     assert (cert.not_before, cert.not_after) == (at("2025-09-12"), at("2026-09-12"))
     assert sum(e.amount for e in paid.ledger if e.kind is LedgerKind.CHARGE) == svc.policy.quota_price
 
-    assert view.id in scan.decide(svc).resume_applications  # the scanner launches it like any other
+    # The scanner launches it like any other pending application (flows/scan: decide →
+    # unfinished_work → launches): no run ever claimed it, so a renewal run is launched for it.
+    plan = scan.decide(svc)
+    assert view.id in plan.resume_applications
+    work = scan.unfinished_work(svc, plan.resume_applications)
+    assert [w.certificate_id for w in work] == [view.id] and work[0].claim is None
+    assert [x.certificate_id for x in launches((), work, {})] == [view.id]
     pipeline.prepare(svc, view.id, actor="test")
     assert pipeline.submit(svc, view.id, actor="test").kind is SubmitKind.ISSUED
     with store.session() as s:
