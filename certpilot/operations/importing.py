@@ -220,6 +220,7 @@ def _refuse_duplicate(repo: Repository, bundle: ImportedBundle) -> None:
         raise RefusedError(Refusal(
             Reason.DUPLICATE,
             f"this certificate (sha256 {bundle.fingerprint_sha256}) is already in the inventory as "
-            f"certificate {existing.id} ({existing.common_name}); use that one, or import a different certificate.",
+            f"certificate {existing.id} ({existing.common_name}); use that one (`certpilot show {existing.id}`), "
+            "or import a different certificate.",
             rule="UP-3",
         ))
