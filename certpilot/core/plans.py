@@ -252,14 +252,26 @@ def may_start_itself(i: AutoStartInput) -> Refusal | None:
     return None
 
 
-def check_cancel(state: Status) -> Refusal | None:
-    """PL-7: only a not-activated certificate can be cancelled; refusal NOT_CANCELLABLE otherwise."""
+_NOT_CANCELLABLE_NEXT = {
+    Status.PENDING_APPLICATION: ("submit its application instead", "certpilot apply {id}"),
+    Status.REJECTED: ("fix what the CA asked and submit it again", "certpilot apply {id}"),
+}
+"""What to do with a certificate that cannot be cancelled, by state (default: look at it)."""
+
+
+def check_cancel(state: Status, certificate_id: str | None = None) -> Refusal | None:
+    """PL-7: only a not-activated certificate can be cancelled; refusal NOT_CANCELLABLE otherwise,
+    naming the command to run instead when the certificate's id is given (EL-5)."""
     if state is Status.NOT_ACTIVATED:
         return None
+    instead = ""
+    if certificate_id is not None:
+        what, command = _NOT_CANCELLABLE_NEXT.get(state, ("see where it stands", "certpilot show {id}"))
+        instead = f"; {what}: `{command.format(id=certificate_id)}`"
     return Refusal(Reason.NOT_CANCELLABLE,
                    f"a certificate in state {state.value} cannot be cancelled; only not-activated certificates "
                    "(later certificates of a multi-year plan) can, which restores their quota and managed "
-                   "service", "PL-7")
+                   f"service{instead}", "PL-7")
 
 
 def cancel_refund(spec: Spec, *, reissue: bool = False,
@@ -320,7 +332,7 @@ def cancel_scope(target: str, members: list[PlanMember]) -> list[str] | Refusal:
     """
     ordered = sorted(members, key=lambda m: m.index)
     me = next(m for m in ordered if m.certificate_id == target)
-    refusal = check_cancel(me.state)
+    refusal = check_cancel(me.state, me.certificate_id)
     if refusal is not None:
         return refusal
     later = [m for m in ordered if m.index > me.index]

@@ -321,3 +321,50 @@ def test_table_folds_the_id_and_keeps_names_and_dates_whole_at_100_columns(cp, i
     for v in views:
         assert v.id not in text  # folded over two lines …
         assert v.id[:8] in text  # … but all there
+
+
+# ---------------------------------------------------------------- every refusal points somewhere real
+
+
+def _ids_exist(cp, command: str) -> None:
+    """Every certificate and order id a suggested command names is a real one."""
+    for token in shlex.split(command):
+        if token.startswith("crt-"):
+            assert cp("show", token, "--json").code == 0, command
+        elif token.startswith("ord-"):
+            assert cp("order", "show", token, "--json").code == 0, command
+
+
+def test_el5_every_refusal_through_the_cli_suggests_real_commands(cp, imported, clock):
+    """EL-5 (issue 17): the refusals a newcomer meets on the tour — renewal not open yet, multi-domain,
+    expired, already renewed, a shortfall, not cancellable, too much quota removed, unknown ids —
+    each list in `instead` at least one command; each parses with the CLI's parser, and every id
+    in it exists."""
+    from certpilot.cli import app
+
+    shop = imported(["shop.example.com"], "2024-10-01", "2025-09-30")
+    multi = imported(["a.example.com", "b.example.com"], "2024-10-01", "2025-09-30")
+    old = imported(["old.example.com"], "2023-10-01", "2024-09-30")
+    clock(AT)
+    cp("quota", "add", "--level", "DV", "--brand", "DigiCert", "--count", "3")
+    cp("quota", "add", "--managed", "2")
+    three = cp("renew", shop, "--years", "3", "--json").json
+    pending = three["certificates"][0]["id"]
+    refusals = {
+        "not yet": cp("renew", shop, "--dry-run", "--at", EARLY, "--json"),
+        "multi": cp("renew", multi, "--dry-run", "--at", AT, "--json"),
+        "expired": cp("renew", old, "--dry-run", "--at", AT, "--json"),
+        "renewed": cp("renew", shop, "--dry-run", "--at", AT, "--json"),
+        "shortfall": cp("buy", "--name", "new.example.com", "--level", "OV", "--brand", "GlobalSign", "--json"),
+        "not cancellable": cp("cancel", pending, "--json"),
+        "quota": cp("quota", "remove", "--level", "DV", "--brand", "DigiCert", "--count", "9", "--json"),
+        "no certificate": cp("show", "crt-nope", "--json"),
+        "no order": cp("pay", "ord-nope", "--json"),
+    }
+    for what, r in refusals.items():
+        assert r.code in (3, 4), (what, r.out)
+        error = r.json["error"]
+        assert error["instead"], (what, error["message"])
+        for command in error["instead"]:
+            app.parse_args(shlex.split(command)[1:], exit_on_error=False, print_error=False)
+            _ids_exist(cp, command)
