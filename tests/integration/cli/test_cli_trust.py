@@ -118,6 +118,20 @@ def test_environment_failure_is_exit_1(cp, home, monkeypatch):
     assert "database" in r.json["error"]["message"]
 
 
+def test_a_bad_master_key_is_exit_1(cp, make_pem, monkeypatch):
+    """Exit 1: the master key that seals private keys is not a valid key (the message says how to
+    make one); nothing is imported."""
+    from certpilot.settings import get_settings
+
+    monkeypatch.setenv("CERTPILOT_MASTER_KEY", "not-a-key")
+    get_settings.cache_clear()
+    cert, key, chain = make_pem(["vault.example.com"], "2025-01-01", "2026-01-01")
+    r = cp("import", "--cert", cert, "--key", key, "--chain", chain, "--json")
+    assert (r.code, r.json["error"]["exit_code"]) == (1, 1)
+    assert "CERTPILOT_MASTER_KEY is not valid base64" in r.json["error"]["message"]
+    assert cp("list", "--json").json["total"] == 0
+
+
 def test_renew_prefect_passes_approve_payment_to_the_run(cp, shop, monkeypatch):
     """`renew --prefect --approve-payment` starts the run with approve_payment=True (and False
     without the flag): the run then pays the shortfall without asking the payment form."""
