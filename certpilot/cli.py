@@ -1033,10 +1033,16 @@ def install_automations(*, block: Annotated[str | None, Parameter(
         help="Notification block '<type slug>/<name>' (default: the first one certpilot-config names).")] = None,
         as_json: JsonFlag = False) -> int:
     """Install automations/*.yaml: notify on any failed or crashed certpilot flow run."""
-    _prefect_api()
+    url = _prefect_api()
+    import httpx
+
     from certpilot.automations import install
 
-    names = install(block)
+    try:
+        names = install(block)
+    except httpx.HTTPError as exc:  # unreachable, or refused (401: no or a wrong auth string)
+        raise ServerUnreachable(f"the Prefect API at {url} did not answer as expected ({exc}); check that it "
+                                "runs, and PREFECT_API_URL and PREFECT_API_AUTH_STRING") from exc
     if not names:
         raise UsageError("no notification block is configured: name one with --block TYPE/NAME (any Prefect "
                          "notification block) or in the certpilot-config block's notification_blocks")

@@ -84,7 +84,7 @@ def test_server_unreachable_is_exit_5_not_usage(shop, home):
 
     url = f"http://127.0.0.1:{free_port()}/api"
     for args in (["scan"], ["apply", shop], ["emergency", shop], ["renew", shop, "--prefect"],
-                 ["cancel", shop, "--prefect"]):
+                 ["cancel", shop, "--prefect"], ["install-automations"]):
         proc = _shell(home, *args, "--json", PREFECT_API_URL=url)
         assert proc.returncode == 5, (args, proc.stdout, proc.stderr)
         error = json.loads(proc.stdout)["error"]
