@@ -8,6 +8,7 @@ below zero: quota already used by orders is spent, and no balance ever goes nega
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -42,8 +43,8 @@ def removal_refusal(spec: Spec | None, count: int, held: int, balances: Balances
     """
     if held >= count:
         return None
-    flag = (f"--level {spec.level.value} --type {spec.cert_type.value} --brand '{spec.brand}'" if spec is not None
-            else "--managed")
+    flag = (f"--level {spec.level.value} --type {spec.cert_type.value} --brand {shlex.quote(spec.brand)}"
+            if spec is not None else "--managed")
     if held <= 0:
         held_specs = [k for k, n in sorted(balances.quota.items()) if n > 0]
         listed = ("; quota held: " + ", ".join(f"{k} ({balances.quota[k]})" for k in held_specs)) if held_specs else ""

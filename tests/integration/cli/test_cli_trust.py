@@ -226,7 +226,7 @@ def test_pay3_quota_remove_never_goes_below_zero_and_explains(cp, home, clock):
     assert (over.code, over.json["error"]["reason"], over.json["error"]["rule"]) == (3, "NotEnoughQuota", "PAY-3")
     assert "only 1 quota of DigiCert/DV/single remain" in over.json["error"]["message"]
     (suggested,) = over.json["error"]["instead"]
-    assert suggested == "certpilot quota remove --level DV --type single --brand 'DigiCert' --count 1"
+    assert suggested == "certpilot quota remove --level DV --type single --brand DigiCert --count 1"
     app.parse_args(shlex.split(suggested)[1:], exit_on_error=False, print_error=False)
     none = cp("quota", "remove", "--level", "EV", "--brand", "GlobalSign", "--count", "1", "--json")
     assert (none.code, none.json["error"]["reason"]) == (3, "NothingToRemove")
