@@ -145,8 +145,8 @@ def _no_at(at: str | None) -> None:
     another day would get around the rules that read the date, e.g. EL-2). Returns None, the
     `now` an operation takes to mean the services' clock."""
     if at is not None:
-        raise UsageError("--at: injected time is for previews and reads (list, show, renew --dry-run); this "
-                         "command acts now: drop --at")
+        raise UsageError("--at: injected time is for previews and reads (list, show, orders, order show, "
+                         "renew --dry-run, demo); this command acts now: drop --at")
 
 
 def _level(value: str):
