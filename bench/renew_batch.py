@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,65 +62,6 @@ def _env(home: Path, api, store_url: str | None, log_level: str = "WARNING") -> 
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
-
-
-def _due_bundle(name: str, ca) -> tuple[bytes, bytes, bytes]:
-    from cryptography.hazmat.primitives import serialization
-
-    from certpilot.demo import issue_leaf
-
-    now = datetime.now(UTC)
-    key, cert = issue_leaf(ca[0], ca[1], [name], now - timedelta(days=345), now + timedelta(days=20))
-    pem = serialization.Encoding.PEM
-    return (cert.public_bytes(pem), key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()), ca[1].public_bytes(pem))
-
-
-def load_inventory(n: int, deploy_root: Path, port: int) -> dict[str, str]:
-    """Import `n` due official DV certificates with a files target each (served at 127.0.0.1:`port`
-    by SNI), quota bought; returns {certificate id: name}."""
-    from certpilot import runtime
-    from certpilot.adapters.deploy.files import FilesTarget
-    from certpilot.core.deployment import TargetKind
-    from certpilot.core.models import CertType, Level, Origin, Spec
-    from certpilot.demo import make_ca
-    from certpilot.operations import deployments, orders
-    from certpilot.operations.importing import import_bundle
-
-    svc = runtime.local_services()
-    orders.top_up(svc, count=n, spec=Spec(brand="DigiCert", level=Level.DV, cert_type=CertType.SINGLE))
-    ca = make_ca("bench CA", datetime.now(UTC) - timedelta(days=400), 3650)
-    ids: dict[str, str] = {}
-    for i in range(n):
-        name = f"site{i:03d}.bench.test"
-        cert, key, chain = _due_bundle(name, ca)
-        res = import_bundle(svc, cert_pem=cert, key_pem=key, chain_pem=chain, origin=Origin.OFFICIAL,
-                            level=Level.DV, brand="DigiCert", owner="ops@example.com", actor="bench")
-        cid = res.certificate.id
-        ids[cid] = name
-        with svc.session() as s:  # the site as it is served today: its bundle in the target's directory
-            record = deployments.add_target(s, cid, TargetKind.FILES, config={"directory": str(deploy_root / name)},
-                                            endpoints=[("127.0.0.1", port, name)], name=f"bench site {name}")
-            target = FilesTarget(record.id, deploy_root / name)
-            target.stage(deployments.material_for(s, cid, svc.key_opener()))
-            target.validate()
-            target.commit()
-            target.finalize()
-    return ids
-
-
-def renewed_fingerprints(ids: dict[str, str]) -> dict[str, str]:
-    """{name: fingerprint of the renewal's first certificate} for the renewals issued so far."""
-    from certpilot import runtime
-    from certpilot.operations.inventory import show_certificate
-
-    svc = runtime.local_services()
-    out = {}
-    for cid, name in ids.items():
-        children = sorted(show_certificate(svc, cid).children, key=lambda c: c.plan_index or 0)
-        if children and children[0].fingerprint_sha256:
-            out[name] = children[0].fingerprint_sha256
-    return out
 
 
 def wait_served(ids: dict[str, str], port: int, deploy_root: Path, started: float,
@@ -179,7 +120,7 @@ def settle_scan(api_url: str, scan_id: str, timeout: float) -> None:
         time.sleep(0.5)
     # Task runs reach the API through events, recorded a moment later: wait until their count
     # of final states stops moving.
-    body = {"flow_runs": {"name": {"like_": ".bench.test"}},
+    body = {"flow_runs": {"name": {"like_": ".fleet.test"}},
             "task_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]}}}}
     last, stable = -1, 0
     while time.monotonic() < deadline and stable < 3:
@@ -200,9 +141,10 @@ def run_stats(api_url: str, scan_id: str) -> dict:
 
     scan = httpx.get(f"{api_url}/flow_runs/{scan_id}", timeout=30).json()
     scan["states"] = httpx.get(f"{api_url}/flow_run_states/", params={"flow_run_id": scan_id}, timeout=30).json()
+    scan["tasks"] = post("/task_runs/filter", {"flow_runs": {"id": {"any_": [scan_id]}}, "limit": 200})
     runs, offset = [], 0
     while True:
-        page = post("/flow_runs/filter", {"flow_runs": {"name": {"like_": ".bench.test"}}, "limit": 200,
+        page = post("/flow_runs/filter", {"flow_runs": {"name": {"like_": ".fleet.test"}}, "limit": 200,
                                           "offset": offset})
         runs += page
         offset += len(page)
@@ -304,6 +246,9 @@ def print_timeline(stats: dict) -> None:
                       for st in sorted(scan.get("states", []), key=lambda st: st["timestamp"]))
     print(f"\n  timeline (s since the scan was asked): scan start {_at(scan.get('start_time'), zero)}, "
           f"end {_at(scan.get('end_time'), zero)}; scan states: {states}")
+    print("  scan's task runs: " + " ".join(
+        f"{t['name']}[{_at(t.get('start_time'), zero).strip()}-{_at(t.get('end_time'), zero).strip()}]"
+        for t in sorted(scan.get("tasks", []), key=lambda t: t.get("start_time") or t["created"])))
     for run in sorted(stats["runs"], key=lambda r: r.get("start_time") or r["created"]):
         tasks = sorted(run["tasks"], key=lambda t: t.get("start_time") or t["created"])
         steps = " ".join(f"{t['name']}[{_at(t.get('start_time'), zero).strip()}-{_at(t.get('end_time'), zero).strip()}]"
@@ -351,7 +296,10 @@ def main() -> int:
         port = free_port()
         tls = DemoTlsServer(work / "deploy", port=port)
         tls.start()
-        ids = load_inventory(args.n, work / "deploy", port)
+        from certpilot import runtime
+        from tests.integration.production.fleet import load_fleet
+
+        ids = load_fleet(runtime.local_services(), args.n, work / "deploy", port)
         print(f"setup + {args.n} due certificates imported with their sites: {time.monotonic() - t:.1f} s")
 
         if args.workers:
@@ -397,7 +345,9 @@ def main() -> int:
         scan = run_deployment("scan/scan", timeout=0)
         wall, served = wait_served(ids, port, work / "deploy", started, args.timeout)
         spent = {**cpu.stop(), "bench (prober, TLS sites)": time.process_time() - own}
-        expected = renewed_fingerprints(ids)
+        from tests.integration.production.fleet import renewed
+
+        expected = renewed(runtime.local_services(), ids)
         wrong = [n for n, fp in served.items() if expected.get(n) != fp]
         settle_scan(api.api_url, str(scan.id), 120.0)  # the verify stages end after the sites serve
         stats = run_stats(api.api_url, str(scan.id))

@@ -10,14 +10,22 @@ the tag), and starts a first scan.
 Flow runs started here send heartbeats (`PREFECT_FLOWS_HEARTBEAT_FREQUENCY`, default
 `HEARTBEAT_SECONDS`): a run whose process dies while `up` lives (a scan process killed by the OOM
 killer, say) stops beating, and the zombie automation marks it Crashed.
+
+Each flow run the runner starts is still a process of its own (a crash or a kill of one run
+takes nothing else down; the runner cancels and reaps it as ever), but forked from a warm
+server process that imported Prefect and certpilot once (`warm_process_starts`), instead of a
+fresh interpreter importing them again for every run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 TAG = "certpilot"
 HEARTBEAT_SECONDS = 30
@@ -69,8 +77,9 @@ def mark_left_behind_crashed(*, tag: str = TAG, states: Iterable[str] = LEFT_BEH
                 marked.append(str(run.id))
 
 
-def deployments() -> list:
-    """Every certpilot deployment, served from one process, tagged `certpilot`."""
+def served() -> list[tuple[Any, dict[str, Any]]]:
+    """Every certpilot deployment served from one process, tagged `certpilot`: (flow, its
+    deployment's options)."""
     from flows.admin import cancel, import_certificate, purchase
     from flows.batch import renewal_batch
     from flows.emergency import emergency
@@ -79,35 +88,108 @@ def deployments() -> list:
 
     tags = [TAG]
     return [
-        scan.to_deployment(name="scan", cron="0 * * * *", tags=tags,
-                           description="Hourly scan: managed starts (PL-4), CA reviews (CA-2), renewals launched "
-                                       "in-process, expiry notices (NT-1)."),
-        renewal.to_deployment(name="renewal", tags=tags,
-                              description="One run per certificate renewal: payment, CSR, validation, CA review, "
-                                          "deploy, verify."),
-        renewal_batch.to_deployment(name="renewal-batch", tags=tags,
-                                    description="A chunk of renewals executed in one process (workers mode)."),
-        emergency.to_deployment(name="emergency", tags=tags,
-                                description="EM-1..3: restore a site with an expired certificate."),
-        cancel.to_deployment(name="cancel", tags=tags, description="PL-7: cancel a not-activated certificate."),
-        import_certificate.to_deployment(name="import", tags=tags, description="UP-3: import a certificate."),
-        purchase.to_deployment(name="purchase", tags=tags, description="Buy a new certificate."),
+        (scan, dict(name="scan", cron="0 * * * *", tags=tags,
+                    description="Hourly scan: managed starts (PL-4), CA reviews (CA-2), renewals launched "
+                                "in-process, expiry notices (NT-1).")),
+        (renewal, dict(name="renewal", tags=tags,
+                       description="One run per certificate renewal: payment, CSR, validation, CA review, deploy, "
+                                   "verify.")),
+        (renewal_batch, dict(name="renewal-batch", tags=tags,
+                             description="A chunk of renewals executed in one process (workers mode).")),
+        (emergency, dict(name="emergency", tags=tags, description="EM-1..3: restore a site with an expired certificate.")),
+        (cancel, dict(name="cancel", tags=tags, description="PL-7: cancel a not-activated certificate.")),
+        (import_certificate, dict(name="import", tags=tags, description="UP-3: import a certificate.")),
+        (purchase, dict(name="purchase", tags=tags, description="Buy a new certificate.")),
     ]
 
 
 def serve_all(first_scan: bool = True) -> None:
     """Recover, then serve every deployment from this process (blocking); optionally start a
-    first scan (module docstring)."""
-    from prefect import serve
+    first scan (module docstring).
+
+    The flows are added to the runner as flow objects (`Runner.add_flow`, what `flow.serve`
+    does), not as deployments to load from their entrypoint: the runner then starts a run by
+    handing the flow to `run_flow_in_subprocess` (forked from the warm server,
+    `warm_process_starts`) instead of `python -m prefect.engine`, a fresh interpreter that
+    imports everything again.
+    """
+    from prefect.exceptions import TerminationSignal
+    from prefect.runner import Runner
 
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
+    warm_process_starts()
     if marked := mark_left_behind_crashed():
         _say(f"{len(marked)} run(s) left running by a previous certpilot up marked Crashed; the first scan "
              "relaunches their work")
-    served = deployments()
+    runner = Runner(pause_on_shutdown=True, limit=8, query_seconds=poll_seconds())
+    flows = served()
+    for flow, options in flows:
+        runner.add_flow(flow, **options)
+    _say("serving " + ", ".join(f"{flow.name}/{options['name']}" for flow, options in flows))
     if first_scan:
         threading.Thread(target=_first_scan, name="first-scan", daemon=True).start()
-    serve(*served, limit=8, query_seconds=poll_seconds())
+    try:
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal):
+        _say("stopping the runner")
+
+
+WARM_MODULES = (
+    "prefect.flow_engine", "prefect.task_engine", "prefect.runtime.flow_run", "prefect.artifacts",
+    "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin",
+    "certpilot.runtime", "blocks", "certpilot.store.db", "certpilot.store.ports", "certpilot.crypto.vault",
+    "certpilot.adapters.issuers.private_ca", "certpilot.adapters.deploy.factory", "certpilot.adapters.probe.verifier",
+)
+"""What the warm server imports once: Prefect's engines and everything a certpilot run loads
+(importing them costs a fresh interpreter ~2.5 s of CPU; a fork of the warm server milliseconds).
+Imports only: nothing here opens a connection or starts a thread at import time, so a fork of
+the server is as clean as a new interpreter."""
+
+
+class _WarmStarts:
+    """`multiprocessing` as `prefect.flow_engine` sees it, except that the context its
+    `run_flow_in_subprocess` asks for ("spawn": a fresh interpreter) is the warm forkserver's."""
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+
+    def get_context(self, method: str | None = None) -> Any:
+        return self._context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(multiprocessing, name)
+
+
+def warm_process_starts(modules: Iterable[str] = WARM_MODULES) -> bool:
+    """Make the runner start each flow run's process by forking a warm server (multiprocessing's
+    forkserver, `modules` imported once) instead of spawning a fresh interpreter.
+
+    The runner executes a served flow in a process of its own through
+    `prefect.flow_engine.run_flow_in_subprocess`, which spawns an interpreter that imports
+    Prefect and certpilot again: measured 3.4 s from the scan's Pending to Running
+    (bench/renew_batch.py). The forked process is still a separate process per run (what a
+    crash or a cancellation kills), with the environment and settings Prefect hands it; only
+    its start is cheap. The server is started now, in the background, so the first run does not
+    wait for its imports. Linux and macOS only (no forkserver on Windows: spawning as before).
+
+    Returns:
+        True when the runner's starts now fork the warm server.
+    """
+    import prefect.flow_engine as engine
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    if getattr(engine, "multiprocessing", None) is not multiprocessing or not hasattr(engine, "run_flow_in_subprocess"):
+        # A Prefect whose engine starts run processes otherwise: keep its own way (slower, correct);
+        # tests/unit/test_prefect_engine_hooks.py fails so that an upgrade is looked at.
+        return False
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(modules))
+    engine.multiprocessing = _WarmStarts(context)  # type: ignore[assignment] - a stand-in for the module
+    from multiprocessing import forkserver
+
+    threading.Thread(target=forkserver.ensure_running, name="warm-process-starts", daemon=True).start()
+    return True
 
 
 def poll_seconds() -> float:

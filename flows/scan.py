@@ -1,11 +1,11 @@
 """The scanner (scheduled hourly): one decision over the inventory, then the work it calls for.
 
-Each scan: decide (one query, one pure pass) → make the managed starts due (PL-4, PL-8), poll the
-CA reviews (CA-2) and send the expiry notices (NT-1), concurrently → find the unfinished work
-and whether the runs that claimed it still live → resume the runs suspended on a review the CA
-answered → launch, through `flows.launch.launch_renewals`, one renewal run per certificate: the
-automatic renewals due, the applications just started or pending, and the work whose run is gone
-(crashed, failed, cancelled, or ended with the work unfinished) → artifacts.
+Each scan: decide (one query, one pure pass) → make the managed starts due (PL-4, PL-8) and poll
+the CA reviews (CA-2), concurrently → find the unfinished work and whether the runs that claimed
+it still live → resume the runs suspended on a review the CA answered → launch, through
+`flows.launch.launch_renewals`, one renewal run per certificate: the automatic renewals due, the
+applications just started or pending, and the work whose run is gone (crashed, failed,
+cancelled, or ended with the work unfinished) → send the expiry notices (NT-1) → artifacts.
 
 One failing item never fails the scan: it is recorded in the summary (`ScanProblem`), its owner
 is told (at most once a day), and the rest go on. In-process and inline, the scan returns when
@@ -61,8 +61,6 @@ def scan() -> ScanSummary:
         (m.certificate_id, t.start_managed_application.submit(m, at=plan.at)) for m in plan.managed_starts])
     reviews = _settle(problems, "poll its CA review", [
         (cid, t.follow_review.submit(cid, at=plan.at)) for cid in plan.resume_reviews])
-    notices = [(n.certificate_id, t.send_expiry_notice.submit(n.certificate_id, n.threshold_days, n.days_left,
-                                                               at=plan.at)) for n in plan.notices]
     progress.tick(len(plan.managed_starts) + len(plan.resume_reviews))
     ended = Counter(s.kind for s in starts)
     started = [s.certificate_id for s in starts if s.kind is StartOutcomeKind.STARTED]
@@ -72,6 +70,10 @@ def scan() -> ScanSummary:
     resumed = _resume_reviews(problems, answered, claims, views)
     todo = launches(plan.renewals, work, {run_id: v.state for run_id, v in views.items()})
     results = _launch(problems, todo)
+    # The notices after the renewals: their task runs' records, written by the Prefect server
+    # while the renewal runs are created, made those creations wait and retry (SQLite: one writer)
+    notices = [(n.certificate_id, t.send_expiry_notice.submit(n.certificate_id, n.threshold_days, n.days_left,
+                                                               at=plan.at)) for n in plan.notices]
     progress.tick(len(plan.resume_applications) + len(plan.renewals))
     sent = sum(1 for ok in _settle(problems, "send its expiry notice", notices) if ok)
     progress.tick(len(notices))

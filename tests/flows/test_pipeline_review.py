@@ -22,20 +22,11 @@ from certpilot.store.db import ensure_schema, reset_engines, session_scope
 from certpilot.store.ports import SqlPrivateCaStore
 from certpilot.store.repository import Repository
 from certpilot.store.scan_queries import CA_REJECTED, notices_sent
+from tests.flows.ov_env import ov_site
 from tests.flows.test_pipeline_forms import Resumer
 from tests.servers.certs import make_ca, make_leaf
 
 pytestmark = [pytest.mark.flows]
-
-
-class Clock:
-    """A wall clock the test moves forward (the CA's review and the scanner both read it)."""
-
-    def __init__(self):
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_ca1_dv5_dv6_ov_review_of_days_holds_no_worker_and_scanner_resumes(tmp_path, prefect_harness,
@@ -47,22 +38,9 @@ def test_ca1_dv5_dv6_ov_review_of_days_holds_no_worker_and_scanner_resumes(tmp_p
     from flows.renewal import renewal
     from flows.scan import scan
 
-    db_url = f"sqlite:///{tmp_path / 'review.db'}"
-    ensure_schema(db_url)
-    clock = Clock()
+    site_ = ov_site(tmp_path, name="review", quota=2)
+    cid, db_url, runtime, clock = site_.cid, site_.db_url, site_.svc, site_.clock
     now = clock()
-    leaf = make_leaf(make_ca("review test CA"), ["ov.example.test"], not_before=now - timedelta(days=345),
-                     not_after=now + timedelta(days=20))
-    vault = KeyVault(LocalMasterKey(os.urandom(32)))
-    with session_scope(db_url) as s:
-        cid = import_certificate(s, cert_pem=leaf.cert_pem, key_pem=leaf.key_pem, chain_pem=b"".join(leaf.chain_pems),
-                                 origin=Origin.OFFICIAL, level=Level.OV, brand="GlobalSign", owner="ops@example.test",
-                                 now=now, vault=vault).certificate.id
-        orders.add_quota(s, Spec(brand="GlobalSign", level=Level.OV, cert_type=CertType.SINGLE), 2, now=now)
-    ov_ca = PrivateCa(SqlPrivateCaStore(partial(session_scope, db_url)), vault, clock=clock,
-                      policy=PrivateCaPolicy(review_delay=timedelta(days=5), validity_days=200))
-    runtime = rt.local_services(database_url=db_url, vault=vault, issuers={"ov-ca": ov_ca}, clock=clock)
-    runtime.poll_seconds = 0.5
     monkeypatch.setenv("CERTPILOT_LAUNCH_MODE", "inline")
     resumer = Resumer({"name": "Hanako Ops", "email": "ops@example.test", "phone": "+81 3 1234 5678"})
     resumer.start()

@@ -11,19 +11,18 @@ run is created from it in state Pending (no runner would pick it) and executed h
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
-from datetime import UTC, datetime, timedelta
-from functools import partial
+from datetime import timedelta
 
 import pytest
 
 from certpilot import runtime as rt
 from certpilot.adapters.probe.tls import probe_sync
-from certpilot.core.models import CertType, Level, OrderState, Origin, Spec, Status
+from certpilot.core.models import OrderState, Status
 from certpilot.core.verification import Endpoint
 from certpilot.store.repository import Repository
+from tests.flows.ov_env import ov_site
 from tests.flows.pipeline_env import SITE, CollectingNotifier, site  # noqa: F401 - fixture
 from tests.flows.test_pipeline_forms import _zero_quota_site, add_noticed_record, manual_dns_site
 
@@ -147,49 +146,6 @@ def test_dv3_nt2_manual_dns_suspends_the_run_and_the_answer_resumes_it(site, bin
     assert _subjects(site.notifier, "DNS") == ["certpilot: manual DNS record needed for www.example.test"]
 
 
-class Clock:
-    """A wall clock the test moves forward (the CA's review reads it)."""
-
-    def __init__(self):
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def _ov_site(tmp_path):
-    """An OV certificate due in 20 days (no contact phone: the CA needs one, DV-6) and a private
-    CA that reviews OV applications for five days of `clock`; returns (cid, db url, services,
-    clock, notifier)."""
-    from certpilot.adapters.issuers.private_ca import PrivateCa, PrivateCaPolicy
-    from certpilot.crypto.vault import KeyVault, LocalMasterKey
-    from certpilot.operations import orders
-    from certpilot.operations.importing import import_certificate
-    from certpilot.store.db import ensure_schema, session_scope
-    from certpilot.store.ports import SqlPrivateCaStore
-    from tests.servers.certs import make_ca, make_leaf
-
-    db_url = f"sqlite:///{tmp_path / 'ov.db'}"
-    ensure_schema(db_url)
-    clock = Clock()
-    now = clock()
-    leaf = make_leaf(make_ca("ov suspend CA"), ["ov.example.test"], not_before=now - timedelta(days=345),
-                     not_after=now + timedelta(days=20))
-    vault = KeyVault(LocalMasterKey(os.urandom(32)))
-    with session_scope(db_url) as s:
-        cid = import_certificate(s, cert_pem=leaf.cert_pem, key_pem=leaf.key_pem, chain_pem=b"".join(leaf.chain_pems),
-                                 origin=Origin.OFFICIAL, level=Level.OV, brand="GlobalSign", owner="ops@example.test",
-                                 now=now, vault=vault).certificate.id
-        orders.add_quota(s, Spec(brand="GlobalSign", level=Level.OV, cert_type=CertType.SINGLE), 1, now=now)
-    ca = PrivateCa(SqlPrivateCaStore(partial(session_scope, db_url)), vault, clock=clock,
-                   policy=PrivateCaPolicy(review_delay=timedelta(days=5), validity_days=200))
-    notifier = CollectingNotifier()
-    svc = rt.local_services(database_url=db_url, vault=vault, issuers={"ov-ca": ca}, clock=clock,
-                            notifiers=[notifier])
-    svc.poll_seconds = 0.5
-    return cid, db_url, svc, clock, notifier
-
-
 def test_dv6_ca1_ca2_contact_form_and_review_of_days_suspend_and_resume(tmp_path, renewal_deployment):
     """DV-6: the CA's contact is asked on a form that suspends the run; CA-1: once submitted, the
     review of five days is polled for the services' budget (0.5 s) and then suspends the run
@@ -198,7 +154,9 @@ def test_dv6_ca1_ca2_contact_form_and_review_of_days_suspend_and_resume(tmp_path
     and ends Completed. One CA order, one debit."""
     from certpilot.store.db import reset_engines, session_scope
 
-    cid, db_url, svc, clock, notifier = _ov_site(tmp_path)
+    notifier = CollectingNotifier()
+    site_ = ov_site(tmp_path, name="ov-suspend", quota=1, notifiers=[notifier])
+    cid, db_url, svc, clock = site_.cid, site_.db_url, site_.svc, site_.clock
     submitted: list[str] = []
     ca = svc.issuers["ov-ca"]
     real_submit = ca.submit
