@@ -1,9 +1,15 @@
 """The `certpilot` command: the operator's door to the use cases in `certpilot.operations`.
 
 Every command prints a rich table for people or, with ``--json``, stable machine output (ISO 8601
-dates, no markup). Exit codes: 0 ok, 2 usage, 3 refused by a rule, 4 bad input (missing file,
-bad PEM, unknown id). Commands that decide by time take ``--at`` (an ISO 8601 instant with its
-timezone) so that any answer can be reproduced.
+dates, no markup). Exit codes: 0 ok, 1 the environment failed (database unreachable, master key
+missing or wrong, configuration block missing), 2 usage, 3 refused by a rule, 4 bad input
+(missing file, bad PEM, unknown id), 5 the Prefect server could not be reached (commands that
+start runs). Every refusal and error is, with ``--json``, one document
+``{"error": {"exit_code", "reason", "rule", "message", "instead"}}``, dry run or not.
+
+Reads and previews (`list`, `show`, `renew --dry-run`, `demo`) take ``--at`` (an ISO 8601 instant
+with its timezone) so that any answer can be reproduced; actions (`renew`, `buy`, `pay`,
+`cancel`, `quota add|remove`, `import`, ...) happen now: ``--at`` on an action is a usage error.
 
 Each command calls one use case of `certpilot.operations` with the `Services` of
 `certpilot.runtime` (built once per command, lazily): commands that seal or open keys use the
@@ -30,6 +36,8 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
 EXIT_BAD_INPUT = 4
+EXIT_ERROR = 1
+EXIT_SERVER = 5
 
 JsonFlag = Annotated[bool, Parameter(name="--json", negative="", help="Machine output (JSON).")]
 AtOption = Annotated[
@@ -54,6 +62,10 @@ class UsageError(Exception):
 
 class _Refused(Exception):
     """A command already printed its refusal (e.g. a dry run): exit 3 without printing again."""
+
+
+class ServerUnreachable(Exception):
+    """No Prefect API is configured, or it did not answer (exit code 5, not a usage error)."""
 
 
 # ---------------------------------------------------------------- context and output
@@ -128,6 +140,51 @@ def _now(at: str | None) -> datetime:
         raise UsageError(f"--at: {exc}") from exc
 
 
+def _no_at(at: str | None) -> None:
+    """Actions happen now: `--at` on one is a usage error saying why (an order placed "as of"
+    another day would get around the rules that read the date, e.g. EL-2). Returns None, the
+    `now` an operation takes to mean the services' clock."""
+    if at is not None:
+        raise UsageError("--at: injected time is for previews and reads (list, show, orders, order show, "
+                         "renew --dry-run, demo); this command acts now: drop --at")
+
+
+def _level(value: str):
+    """`--level` in any case (``dv`` → DV, UP-2); anything else is a usage error listing the levels."""
+    from certpilot.core.names import canonical_level
+
+    try:
+        return canonical_level(value)
+    except ValueError as exc:
+        raise UsageError(f"--level: {exc}") from None
+
+
+def _cert_type(value: str):
+    """`--type` in any case; anything else is a usage error listing the types."""
+    from certpilot.core.names import canonical_type
+
+    try:
+        return canonical_type(value)
+    except ValueError as exc:
+        raise UsageError(f"--type: {exc}") from None
+
+
+def _brand(value: str) -> str:
+    """`--brand` in any case mapped to its canonical name (UP-2: ``digicert`` → ``DigiCert``).
+
+    Raises:
+        RefusedError: UNKNOWN_BRAND, listing the brands offered (exit 3).
+    """
+    from certpilot.core.names import canonical_brand
+
+    return canonical_brand(value)
+
+
+LevelOption = Annotated[str, Parameter(help="Validation level (UP-2): DV, OV or EV, any case.")]
+BrandOption = Annotated[str, Parameter(help="Brand (UP-2), any case: Alibaba Cloud, DigiCert, GlobalSign, or "
+                                            "certpilot (its own issuers); matched by quota (PAY-1).")]
+
+
 def _read(path: Path | None, what: str) -> bytes | None:
     """Read an input file; a missing or unreadable file is bad input (exit 4), naming the path."""
     if path is None:
@@ -182,6 +239,7 @@ def view_dict(v) -> dict[str, Any]:
         "serial": v.serial,
         "fingerprint_sha256": v.fingerprint_sha256,
         "owner": v.owner,
+        "renewal": v.renewal,
     }
 
 
@@ -218,7 +276,7 @@ def order_dict(o) -> dict[str, Any]:
             "years": o.years, "csr_mode": o.csr_mode.value, "state": o.state.value,
             "managed_services": o.managed_services, "managed_fee": o.managed_fee,
             "planned": [planned_dict(p) for p in o.planned], "payment": [payment_dict(x) for x in o.payment],
-            "created_at": iso(o.created_at)}
+            "created_at": iso(o.created_at), "names": list(o.names)}
 
 
 def balances_dict(b) -> dict[str, Any]:
@@ -260,13 +318,25 @@ def preview_dict(p) -> dict[str, Any]:
 
 
 def _error_dict(exc: BaseException, code: int) -> dict[str, Any]:
+    """The one JSON shape of every refusal and error, dry run or not:
+    ``{"error": {"exit_code", "reason", "rule", "message", "instead"}}`` (``instead``: the
+    commands the message suggests, ids filled in)."""
+    from certpilot.operations.common import refusal_dict
+
     refusal: Refusal | None = getattr(exc, "refusal", None)
+    if refusal is not None:
+        return {"error": {"exit_code": code, **refusal_dict(refusal)}}
+    from certpilot.operations.common import suggested_commands
+
     reason = getattr(exc, "reason", None)
+    message = getattr(exc, "message", None) or str(exc)
+    fallback = {EXIT_USAGE: "Usage", EXIT_SERVER: "ServerUnreachable"}.get(code)
     return {"error": {
         "exit_code": code,
-        "reason": reason.value if isinstance(reason, Reason) else ("Usage" if code == EXIT_USAGE else None),
-        "rule": refusal.rule if refusal else None,
-        "message": getattr(exc, "message", None) or str(exc),
+        "reason": reason.value if isinstance(reason, Reason) else fallback,
+        "rule": None,
+        "message": message,
+        "instead": suggested_commands(message),
     }}
 
 
@@ -274,18 +344,56 @@ def _error_dict(exc: BaseException, code: int) -> dict[str, Any]:
 
 
 def _inventory_table(views, title: str = "Inventory"):
-    from rich.table import Table
+    """The inventory as a table that fits the console (100 columns included): names and dates
+    are never cut (a name longer than 30 characters folds onto a second line, whole), the id and
+    the specification (level, type, brand in one column) fold when space runs out."""
+    return _InventoryTable(list(views), title)
 
-    t = Table(title=title)
-    for col in ("id", "common name", "type", "origin", "level", "brand", "status", "not after", "days left"):
-        # Ids are what an operator copies into the next command: never cut them.
-        t.add_column(col, justify="right" if col == "days left" else "left", no_wrap=col in ("id", "status"))
-    for v in views:
-        t.add_row(v.id, _e(v.common_name) + (f" (+{len(v.names) - 1})" if len(v.names) > 1 else ""),
-                  v.cert_type.value, v.origin.value, v.level.value, _e(v.brand),
-                  f"[{_status_style(v.status)}]{v.status.value}[/]", _fmt_date(v.not_after),
-                  "-" if v.days_left is None else str(v.days_left))
-    return t
+
+class _InventoryTable:
+    """A rich renderable: the inventory table with column widths chosen for the width it is
+    printed at (rich alone squeezes every column, names and dates included)."""
+
+    COLUMNS = ("id", "common name", "spec", "origin", "status", "not after", "days")
+
+    def __init__(self, views, title: str):
+        self.views, self.title = views, title
+
+    def _rows(self) -> list[tuple[str, ...]]:
+        return [(v.id, _name_cell(v), f"{v.level.value} {v.cert_type.value} {v.brand}", v.origin.value,
+                 v.status.value, _fmt_date(v.not_after), "-" if v.days_left is None else str(v.days_left))
+                for v in self.views]
+
+    def _widths(self, rows, max_width: int) -> list[int]:
+        natural = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(self.COLUMNS)]
+        budget = max_width - (3 * len(self.COLUMNS) + 1)  # a border and two spaces of padding each
+        widths = list(natural)
+        widths[1] = min(natural[1], max(30, budget - sum(natural) + natural[1]))
+        spare = budget - sum(w for i, w in enumerate(widths) if i not in (0, 2, 3))
+        wanted = natural[0] + natural[2] + natural[3]
+        if spare < wanted:  # the id, spec and origin share what is left, each at least 6 wide
+            for i in (0, 2, 3):
+                widths[i] = max(6, natural[i] * spare // wanted)
+        # Still too wide (a very long name): that name folds sooner, never below 20 characters.
+        widths[1] = max(min(20, widths[1]), widths[1] - max(0, sum(widths) - budget))
+        return widths
+
+    def __rich_console__(self, console, options):
+        from rich.table import Table
+
+        rows = self._rows()
+        t = Table(title=self.title)
+        for col, width in zip(self.COLUMNS, self._widths(rows, options.max_width), strict=True):
+            t.add_column(col, width=width, overflow="fold", justify="right" if col == "days" else "left",
+                         no_wrap=col in ("status", "not after"))
+        for v, row in zip(self.views, rows, strict=True):
+            t.add_row(row[0], _e(row[1]), _e(row[2]), row[3], f"[{_status_style(v.status)}]{row[4]}[/]", *row[5:])
+        yield t
+
+
+def _name_cell(v) -> str:
+    """The common name, with how many more names the certificate holds."""
+    return v.common_name + (f" (+{len(v.names) - 1})" if len(v.names) > 1 else "")
 
 
 def _render_refusal(console, refusal: Refusal) -> None:
@@ -332,8 +440,8 @@ def import_(
     key: Annotated[Path | None, Parameter(help="Private key PEM file (sealed in the vault).")] = None,
     chain: Annotated[Path | None, Parameter(help="Intermediate chain PEM file.")] = None,
     origin: Literal["official", "uploaded", "private-ca"] = "uploaded",
-    level: Literal["DV", "OV", "EV"] = "DV",
-    brand: Annotated[str, Parameter(help="Brand (UP-2), e.g. DigiCert; matched by quota (PAY-1).")] = "certpilot",
+    level: LevelOption = "DV",
+    brand: BrandOption = "certpilot",
     owner: Annotated[str | None, Parameter(help="Owner e-mail: hears of expiry (NT-1).")] = None,
     key_passphrase_env: Annotated[str | None, Parameter(
         name="--key-passphrase-env",
@@ -342,10 +450,11 @@ def import_(
     as_json: JsonFlag = False,
 ) -> int:
     """Import a certificate (and its key and chain) into the inventory (UP-3)."""
-    from certpilot.core.models import Level, Origin
+    from certpilot.core.models import Origin
     from certpilot.operations.importing import import_bundle
 
-    now = _now(at)
+    now = _no_at(at)
+    wanted_level = _level(level)
     cert_pem = _read(cert, "certificate")
     key_pem = _read(key, "key")
     chain_pem = _read(chain, "chain")
@@ -357,7 +466,7 @@ def import_(
             raise UsageError(f"--key-passphrase-env names {key_passphrase_env}, which is not set")
         passphrase = os.environ[key_passphrase_env]
     result = import_bundle(_ctx.services(keys=True), cert_pem=cert_pem, key_pem=key_pem, chain_pem=chain_pem,
-                           origin=Origin(origin), level=Level(level), brand=brand, owner=owner, now=now, actor="cli",
+                           origin=Origin(origin), level=wanted_level, brand=brand, owner=owner, now=now, actor="cli",
                            passphrase=passphrase)
     c = result.certificate
     warnings = [getattr(w, "message", str(w)) for w in result.warnings]
@@ -382,13 +491,16 @@ def import_(
 def list_(
     *,
     status: Annotated[str | None, Parameter(help="Only this status, e.g. expiring_soon, expired, valid.")] = None,
-    expiring_within: Annotated[int | None, Parameter(help="Only certificates expiring within DAYS.")] = None,
+    expiring_within: Annotated[int | None, Parameter(
+        help="Only certificates expiring within DAYS, those already expired included.")] = None,
+    hide_expired: Annotated[bool, Parameter(negative="", help="With --expiring-within: leave expired ones out.")
+                            ] = False,
     at: AtOption = None,
     as_json: JsonFlag = False,
 ) -> int:
     """List the inventory with statuses derived at `--at` (LC-4), soonest expiry first."""
     from certpilot.core.models import Status
-    from certpilot.operations.inventory import list_certificates
+    from certpilot.operations.inventory import listing
 
     now = _now(at)
     wanted = None
@@ -400,10 +512,32 @@ def list_(
                              + ", ".join(s.value for s in Status)) from exc
     if expiring_within is not None and expiring_within < 0:
         raise UsageError("--expiring-within takes a number of days, 0 or more")
-    views = list_certificates(_ctx.services(), now=now, status=wanted, expiring_within_days=expiring_within)
-    _emit({"at": _iso(now), "certificates": [view_dict(v) for v in views]},
-          lambda con: con.print(_inventory_table(views, f"Inventory as of {now:%Y-%m-%d %H:%M}Z")), as_json)
+    found = listing(_ctx.services(), now=now, status=wanted, expiring_within_days=expiring_within,
+                    hide_expired=hide_expired)
+    views = found.certificates
+    _emit({"at": _iso(now), "database": found.database, "total": found.total,
+           "certificates": [view_dict(v) for v in views]},
+          lambda con: _render_listing(con, found, now), as_json)
     return EXIT_OK
+
+
+def _render_listing(con, found, now: datetime) -> None:
+    """The `list` table, the renewal markers under it, and for an empty answer what was read and
+    what to do next."""
+    views = found.certificates
+    if not views:
+        if found.total == 0:
+            con.print(f"The inventory at {_e(found.database)} holds no certificates yet. Import one with "
+                      "`certpilot import --cert CERT.pem --key KEY.pem --chain CHAIN.pem`, or load the demo "
+                      "inventory with `certpilot demo`.")
+        else:
+            con.print(f"None of the {found.total} certificate(s) at {_e(found.database)} match; "
+                      "`certpilot list` shows them all.")
+        return
+    con.print(_inventory_table(views, f"Inventory as of {now:%Y-%m-%d %H:%M}Z"))
+    for v in views:
+        if v.renewal:
+            con.print(f"{_e(v.common_name)} ({v.id}): {_e(v.renewal)}")
 
 
 def _iso(dt: datetime) -> str | None:
@@ -444,6 +578,8 @@ def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> 
                              ("serial", v.serial or "-"), ("sha256", v.fingerprint_sha256 or "-"),
                              ("owner", _e(v.owner or "-"))):
             con.print(f"  {label:>8}: {value}")
+        if v.renewal:
+            con.print(f"  {'renewal':>8}: {_e(v.renewal)}")
         if d.parent:
             con.print(f"  {'parent':>8}: {d.parent.id} ({_e(d.parent.common_name)}, {d.parent.status.value})")
         if d.children:
@@ -490,9 +626,9 @@ def quota_show(*, as_json: JsonFlag = False) -> int:
 @quota_app.command(name="add")
 def quota_add(
     *,
-    level: Literal["DV", "OV", "EV"] | None = None,
-    cert_type: Annotated[Literal["single", "wildcard", "multi"], Parameter(name="--type")] = "single",
-    brand: str = "certpilot",
+    level: Annotated[str | None, Parameter(help="Validation level (UP-2): DV, OV or EV, any case.")] = None,
+    cert_type: Annotated[str, Parameter(name="--type", help="single, wildcard or multi.")] = "single",
+    brand: BrandOption = "certpilot",
     count: int | None = None,
     managed: Annotated[int | None, Parameter(help="Add this many managed-service credits.")] = None,
     key: Annotated[str | None, Parameter(name="--idempotency-key", help="Retry-safe key.")] = None,
@@ -500,20 +636,58 @@ def quota_add(
     as_json: JsonFlag = False,
 ) -> int:
     """Add certificate quota of one specification (`--level --type --brand --count`) or `--managed N` credits."""
-    from certpilot.core.models import CertType, Level, Spec
     from certpilot.operations import orders
 
-    now = _now(at)
-    if (managed is None) == (count is None):
-        raise UsageError("give either --count N (with --level) for certificate quota, or --managed N for credits")
-    if count is not None and level is None:
-        raise UsageError("--count needs --level DV|OV|EV (and optionally --type and --brand)")
-    spec = None if managed is not None else Spec(brand=brand, level=Level(level), cert_type=CertType(cert_type))
+    now = _no_at(at)
+    spec = _quota_spec(level, cert_type, brand, count, managed)
     r = orders.top_up(_ctx.services(), count=managed if managed is not None else count, spec=spec, now=now,
                       idempotency_key=key)
     entry, b = r.entry, r.balances
     _emit({"entry": ledger_dict(entry), "balances": balances_dict(b)},
           lambda con: con.print(f"added {entry.delta} {entry.kind.value}"
+                                f"{' of ' + entry.spec_key if entry.spec_key else ''}; "
+                                f"now {b.quota.get(entry.spec_key, 0) if entry.spec_key else b.managed} remaining"),
+          as_json)
+    return EXIT_OK
+
+
+def _quota_spec(level: str | None, cert_type: str, brand: str, count: int | None, managed: int | None):
+    """The specification `quota add|remove` names (brand and level canonical, UP-2), or None for
+    managed-service credits; a usage error unless exactly one of --count and --managed is given."""
+    from certpilot.core.models import Spec
+
+    if (managed is None) == (count is None):
+        raise UsageError("give either --count N (with --level) for certificate quota, or --managed N for credits")
+    if managed is not None:
+        return None
+    if level is None:
+        raise UsageError("--count needs --level DV|OV|EV (and optionally --type and --brand)")
+    return Spec(brand=_brand(brand), level=_level(level), cert_type=_cert_type(cert_type))
+
+
+@quota_app.command(name="remove")
+def quota_remove(
+    *,
+    level: Annotated[str | None, Parameter(help="Validation level (UP-2): DV, OV or EV, any case.")] = None,
+    cert_type: Annotated[str, Parameter(name="--type", help="single, wildcard or multi.")] = "single",
+    brand: BrandOption = "certpilot",
+    count: int | None = None,
+    managed: Annotated[int | None, Parameter(help="Remove this many managed-service credits.")] = None,
+    key: Annotated[str | None, Parameter(name="--idempotency-key", help="Retry-safe key.")] = None,
+    at: AtOption = None,
+    as_json: JsonFlag = False,
+) -> int:
+    """Remove quota added by mistake (`--level --type --brand --count`) or `--managed N` credits;
+    never below zero (PAY-3)."""
+    from certpilot.operations import quota
+
+    now = _no_at(at)
+    spec = _quota_spec(level, cert_type, brand, count, managed)
+    r = quota.remove(_ctx.services(), count=managed if managed is not None else count, spec=spec, now=now,
+                     idempotency_key=key)
+    entry, b = r.entry, r.balances
+    _emit({"entry": ledger_dict(entry), "balances": balances_dict(b)},
+          lambda con: con.print(f"removed {-entry.delta} {entry.kind.value}"
                                 f"{' of ' + entry.spec_key if entry.spec_key else ''}; "
                                 f"now {b.quota.get(entry.spec_key, 0) if entry.spec_key else b.managed} remaining"),
           as_json)
@@ -541,11 +715,14 @@ def renew(
     if prefect:
         if dry_run or csr_file is not None:
             raise UsageError("--prefect runs the whole renewal; use it without --dry-run and --csr-file")
-        return _trigger("renewal/renewal", {"certificate_id": cert_id, "years": years, "csr_mode": csr}, as_json)
+        _no_at(at)
+        _known_certificate(cert_id)
+        return _trigger("renewal/renewal", {"certificate_id": cert_id, "years": years, "csr_mode": csr,
+                                            "approve_payment": approve_payment}, as_json)
     from certpilot.core.models import CsrMode
     from certpilot.operations import orders
 
-    now = _now(at)
+    now = _now(at) if dry_run else _no_at(at)
     mode = CsrMode(csr)
     if mode is CsrMode.MANUAL and csr_file is None:
         raise UsageError("--csr manual needs --csr-file F (the CSR to submit)")
@@ -554,6 +731,8 @@ def renew(
     csr_pem = _read(csr_file, "CSR")
     if dry_run:
         p = orders.preview(_ctx.services(), cert_id, years=years, now=now, csr_mode=mode, csr_pem=csr_pem)
+        if not p.eligible and as_json:  # the one error shape, as for a real renewal refused
+            raise RefusedError(p.refusal)
         _emit({**preview_dict(p), "dry_run": True}, lambda con: _render_preview(con, p), as_json)
         if not p.eligible:
             raise _Refused()
@@ -581,8 +760,8 @@ def renew(
 def buy(
     *,
     name: Annotated[list[str], Parameter(help="A name of the certificate (repeat for multi-domain, UP-1).")],
-    level: Literal["DV", "OV", "EV"] = "DV",
-    brand: str = "certpilot",
+    level: LevelOption = "DV",
+    brand: BrandOption = "certpilot",
     years: Literal[1, 2, 3] = 1,
     owner: Annotated[str | None, Parameter(help="Owner e-mail: hears of expiry (NT-1).")] = None,
     approve_payment: Annotated[bool, Parameter(negative="", help="Approve charging the shortfall (PAY-1).")] = False,
@@ -591,12 +770,11 @@ def buy(
     as_json: JsonFlag = False,
 ) -> int:
     """Buy a new certificate (VA-3: 12 months from its own issue date per year, nothing carried over)."""
-    from certpilot.core.models import Level
     from certpilot.operations import orders
     from certpilot.operations.importing import parse_owner
 
-    now = _now(at)
-    r = orders.buy(_ctx.services(), names=list(name), brand=brand, level=Level(level), years=years,
+    now = _no_at(at)
+    r = orders.buy(_ctx.services(), names=list(name), brand=_brand(brand), level=_level(level), years=years,
                    owner=parse_owner(owner), now=now, approve_payment=approve_payment, idempotency_key=key,
                    actor="cli")
     if r.pending is not None:  # recorded, awaiting the charge's approval (PAY-1): refused as such
@@ -624,9 +802,16 @@ def pay(
     """Approve (or `--decline`) the shortfall charge of an order awaiting payment (PAY-1)."""
     from certpilot.operations import orders
 
-    now = _now(at)
-    o = orders.pay(_ctx.services(), order_id, approve=not decline, now=now, actor="cli").order
-    _emit({"order": order_dict(o)}, lambda con: con.print(f"order {o.id}: {o.state.value}"), as_json)
+    now = _no_at(at)
+    r = orders.pay(_ctx.services(), order_id, approve=not decline, now=now, actor="cli")
+    o = r.order
+
+    def render(con):
+        con.print(f"order {o.id}: {o.state.value}")
+        if r.certificates:
+            con.print(_inventory_table(r.certificates, "Its certificates (the scanner applies the pending one)"))
+
+    _emit({"order": order_dict(o), "certificates": [view_dict(v) for v in r.certificates]}, render, as_json)
     return EXIT_OK
 
 
@@ -635,17 +820,25 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
            prefect: Annotated[bool, Parameter(negative="", help="Run the `cancel` deployment instead.")] = False
            ) -> int:
     """Cancel a not-activated certificate; restores one quota and one managed credit (PL-7)."""
+    now = _no_at(at)
     if prefect:
+        _known_certificate(cert_id)
         return _trigger("cancel/cancel", {"certificate_id": cert_id}, as_json)
     from certpilot.operations import orders
 
-    now = _now(at)
     r = orders.cancel(_ctx.services(), cert_id, now=now, actor="cli")
     data = {"certificate_id": r.certificate.id, "state": r.certificate.state.value,
+            "follow_ups": [c.id for c in r.follow_ups],
             "restored": [ledger_dict(e) for e in r.ledger], "balances": balances_dict(r.balances)}
+    sums: dict[str, int] = {}
+    for e in r.ledger:  # one line per balance, however many certificates went
+        what = f"{e.kind.value}{' ' + e.spec_key if e.spec_key else ''}"
+        sums[what] = sums.get(what, 0) + e.delta
+    restored = ", ".join(f"{delta:+d} {what}" for what, delta in sums.items())
     _emit(data, lambda con: con.print(
-        f"cancelled {r.certificate.id}; restored " + ", ".join(
-            f"{e.delta:+d} {e.kind.value}{' ' + e.spec_key if e.spec_key else ''}" for e in r.ledger)), as_json)
+        f"cancelled {r.certificate.id}" + (f" and its {len(r.follow_ups)} follow-up(s) "
+                                           f"{', '.join(c.id for c in r.follow_ups)}" if r.follow_ups else "")
+        + (f"; restored {restored}" if restored else "; nothing to restore (it cost no quota or credit)")), as_json)
     return EXIT_OK
 
 
@@ -713,7 +906,7 @@ def _prefect_api() -> str:
     no auth string is configured (`prefect_server.cli_env`).
 
     Raises:
-        UsageError: no API is configured and `certpilot up` never ran from CERTPILOT_HOME.
+        ServerUnreachable: no API is configured and `certpilot up` never ran from CERTPILOT_HOME.
     """
     from certpilot.prefect_server import cli_env, use_client_env
 
@@ -722,9 +915,20 @@ def _prefect_api() -> str:
 
     url = get_current_settings().api.url
     if not url:
-        raise UsageError("no Prefect API is configured: set PREFECT_API_URL (or `prefect profile use` a profile "
-                         "that sets it), or run `certpilot up` for a local one")
+        raise ServerUnreachable("no Prefect API is configured: set PREFECT_API_URL (or `prefect profile use` a "
+                                "profile that sets it), or start a local one with `certpilot up`")
     return url
+
+
+def _known_certificate(cert_id: str) -> None:
+    """Check locally, before asking a server, that the certificate exists.
+
+    Raises:
+        NotFoundError: no such certificate (exit 4, saying how to list the valid ids).
+    """
+    from certpilot.operations.inventory import show_certificate
+
+    show_certificate(_ctx.services(), cert_id)
 
 
 def _trigger(deployment: str, parameters: dict[str, Any], as_json: bool) -> int:
@@ -735,9 +939,9 @@ def _trigger(deployment: str, parameters: dict[str, Any], as_json: bool) -> int:
     try:
         run = run_deployment(deployment, parameters=parameters, timeout=0)
     except Exception as exc:  # noqa: BLE001 - no server or no such deployment
-        raise UsageError(f"could not start a run of the {deployment!r} deployment at {url} ({exc}); is "
-                         "`certpilot up` running, or were `certpilot setup` and `prefect deploy --all` run "
-                         "against this API, with a worker on the certpilot pool?") from exc
+        raise ServerUnreachable(f"could not start a run of the {deployment!r} deployment at {url} ({exc}); is "
+                                "`certpilot up` running, or were `certpilot setup` and `prefect deploy --all` "
+                                "run against this API, with a worker on the certpilot pool?") from exc
     data = {"deployment": deployment, "flow_run_id": str(run.id), "flow_run_name": run.name,
             "parameters": parameters}
     _emit(data, lambda con: con.print(f"started {deployment} run [bold]{run.name}[/] ({run.id}): watch it in the "
@@ -800,8 +1004,8 @@ def setup_(
     except s.ConfigurationNeeded as exc:
         raise UsageError(str(exc)) from exc
     except httpx.HTTPError as exc:  # unreachable, or refused (401: no or a wrong auth string)
-        raise UsageError(f"the Prefect API at {url} did not answer as expected ({exc}); check that it runs, "
-                         "and PREFECT_API_URL and PREFECT_API_AUTH_STRING") from exc
+        raise ServerUnreachable(f"the Prefect API at {url} did not answer as expected ({exc}); check that it "
+                                "runs, and PREFECT_API_URL and PREFECT_API_AUTH_STRING") from exc
     data = {"api_url": report.api_url, "database": report.database, "changed": report.changed,
             "steps": [{"kind": x.kind, "name": x.name, "change": x.change.value, "detail": x.detail}
                       for x in report.steps]}
@@ -829,10 +1033,16 @@ def install_automations(*, block: Annotated[str | None, Parameter(
         help="Notification block '<type slug>/<name>' (default: the first one certpilot-config names).")] = None,
         as_json: JsonFlag = False) -> int:
     """Install automations/*.yaml: notify on any failed or crashed certpilot flow run."""
-    _prefect_api()
+    url = _prefect_api()
+    import httpx
+
     from certpilot.automations import install
 
-    names = install(block)
+    try:
+        names = install(block)
+    except httpx.HTTPError as exc:  # unreachable, or refused (401: no or a wrong auth string)
+        raise ServerUnreachable(f"the Prefect API at {url} did not answer as expected ({exc}); check that it "
+                                "runs, and PREFECT_API_URL and PREFECT_API_AUTH_STRING") from exc
     if not names:
         raise UsageError("no notification block is configured: name one with --block TYPE/NAME (any Prefect "
                          "notification block) or in the certpilot-config block's notification_blocks")
@@ -844,6 +1054,7 @@ def install_automations(*, block: Annotated[str | None, Parameter(
 def apply(cert_id: str, /, *, csr: Literal["system", "reuse"] = "system", as_json: JsonFlag = False) -> int:
     """Submit a pending application now (PL-1: the first certificate of a 1-year renewal is submitted
     by hand): key + CSR, validation, CA review, then deployment (a run of the `renewal` deployment)."""
+    _known_certificate(cert_id)
     return _trigger("renewal/renewal", {"certificate_id": cert_id, "csr_mode": csr}, as_json)
 
 
@@ -866,6 +1077,7 @@ def policy(cert_id: str, /, *,
 @app.command
 def emergency(cert_id: str, /, *, as_json: JsonFlag = False) -> int:
     """EM-1..3: restore a site down with an expired certificate (runs the `emergency` deployment)."""
+    _known_certificate(cert_id)
     return _trigger("emergency/emergency", {"certificate_id": cert_id}, as_json)
 
 
@@ -881,11 +1093,18 @@ def demo(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
     return _demo(at, as_json)
 
 
+# The order book (`orders`, `order show|cancel`) lives in its own module, registered here.
+from certpilot import cli_orders as _cli_orders  # noqa: E402
+
+_cli_orders.register(sys.modules[__name__])
+
+
 # ---------------------------------------------------------------- entry point
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 2 usage, 3 refused, 4 bad input).
+    """Run the command line; returns the exit code (0 ok, 1 environment failed, 2 usage, 3 refused,
+    4 bad input, 5 Prefect server unreachable).
 
     Args:
         argv: the arguments after the program name; default ``sys.argv[1:]``.
@@ -909,10 +1128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             err.print(f"[bold red]usage[/]: {_e(str(exc))}")
         return EXIT_USAGE
+    except ServerUnreachable as exc:
+        if as_json:
+            _emit(_error_dict(exc, EXIT_SERVER), lambda con: None, True)
+        else:
+            err.print(f"[bold red]server unreachable[/]: {_e(str(exc))}")
+        return EXIT_SERVER
     except _Refused:
         return EXIT_REFUSED
     except CertpilotError as exc:
-        code = EXIT_REFUSED if exc.exit_code == EXIT_REFUSED else EXIT_BAD_INPUT if exc.exit_code == 4 else 1
+        code = EXIT_REFUSED if exc.exit_code == EXIT_REFUSED else EXIT_BAD_INPUT if exc.exit_code == 4 else EXIT_ERROR
         if as_json:
             _emit(_error_dict(exc, code), lambda con: None, True)
         else:

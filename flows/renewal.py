@@ -29,7 +29,8 @@ def _run_name() -> str:
 
 
 @flow(name="renewal", log_prints=True, flow_run_name=_run_name)
-def renewal(certificate_id: str, years: int = 1, csr_mode: str = "system") -> RenewalRun:
+def renewal(certificate_id: str, years: int = 1, csr_mode: str = "system", approve_payment: bool = False
+            ) -> RenewalRun:
     """Renew a certificate end to end, or carry its renewal on from where it stands.
 
     Args:
@@ -37,6 +38,8 @@ def renewal(certificate_id: str, years: int = 1, csr_mode: str = "system") -> Re
             flight (pending, under review, rejected, issued not yet deployed).
         years: 1, 2 or 3 (PL-1, PL-2), for a renewal order placed by this run.
         csr_mode: system | reuse (CSR-1, CSR-3); a manual CSR goes through the CLI.
+        approve_payment: the shortfall of the order this run places is approved up front
+            (`certpilot renew ID --prefect --approve-payment`): no payment form is asked.
 
     Returns:
         How the run ended (`RenewalRun`): deployed and verified; a declined payment; the first
@@ -52,7 +55,7 @@ def renewal(certificate_id: str, years: int = 1, csr_mode: str = "system") -> Re
     entry = t.start(certificate_id)  # plain calls (here and the claim below): the run's task runs are its stages
     order, work = None, certificate_id
     if entry.stage is EntryStage.PAYMENT:
-        order = stages.pay(certificate_id, years, csr_mode)
+        order = stages.pay(certificate_id, years, csr_mode, approve_payment)
         if order.state is not OrderState.PAID:
             return RenewalRun(certificate_id=certificate_id, order=order,
                               message=f"order {order.order_id} {order.state.value}: nothing was debited (PAY-4)")

@@ -85,14 +85,17 @@ def ask(form: type[F], *, certificate_id: str, step: str, detail: str, key: str,
     return pause_flow_run(wait_for_input=with_data, key=key, timeout=FORM_TIMEOUT, poll_interval=2)
 
 
-def pay(certificate_id: str, years: int, csr_mode: str) -> RenewalStep:
+def pay(certificate_id: str, years: int, csr_mode: str, approve_payment: bool = False) -> RenewalStep:
     """The payment stage: the renewal order placed or found again and paid from quota (PAY-1);
-    a shortfall waits for the payment form, approved or declined exactly once (PAY-4).
+    a shortfall waits for the payment form, approved or declined exactly once (PAY-4), unless
+    `approve_payment` approved it up front (the operator said so when starting the run).
 
     Returns:
         The order's step: PAID (its certificates created) or DECLINED (nothing debited).
     """
     step = t.payment(certificate_id, years, csr_mode)
+    if step.awaiting_payment and approve_payment:
+        return t.payment_answer(step.order_id, True, "cli:--approve-payment")
     if step.awaiting_payment:
         answer = ask(PaymentApproval, certificate_id=certificate_id, step="payment approval", detail=step.message,
                      key=step_key("payment", step.order_id), approve=False,

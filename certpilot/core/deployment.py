@@ -145,13 +145,15 @@ def may_deploy(certificate: Certificate, kind: TargetKind | str, *, has_pem: boo
         return Refusal(Reason.NOT_DEPLOYABLE,
                        f"certificate {certificate.common_name} (id {certificate.id}) is {certificate.state.value}"
                        f"{'' if has_pem else ' and has no certificate PEM'}: there is nothing to deploy yet; "
-                       "deploy it once the CA has issued it.", rule="DEP-1")
+                       f"deploy it once the CA has issued it (see where it stands with `certpilot show "
+                       f"{certificate.id}`).", rule="DEP-1")
     if not certificate.key_held and kind in MANAGED_KINDS:
         return Refusal(Reason.KEY_NOT_HELD,
                        f"certificate {certificate.common_name} (id {certificate.id}) was requested with your own "
                        f"CSR, so certpilot does not hold its private key and cannot deploy it to the {kind.value} "
                        "target; install it there yourself (a files bundle without the key is available), or "
-                       "renew with a system-generated key.", rule="CSR-2")
+                       f"renew with a system-generated key (`certpilot renew {certificate.id} --csr system "
+                       "--dry-run` previews it).", rule="CSR-2")
     return None
 
 

@@ -7,10 +7,15 @@ its rule ID in `Refusal.rule`), the dates involved (ISO 8601) and what to do ins
 Order within the official chain: permanent refusals (wrong origin or state, expired,
 multi-domain, changed specification) come before the only temporary one (not expiring soon yet),
 so nobody is told "wait until renewal opens" only to be refused for good on that day.
+
+Every refusal says what to do instead as a command that exists, with the real ids and names
+filled in and written between backticks (`certpilot buy --name shop.example.com …`), so that an
+operator can copy it and a test can parse it (`buy_command`, `next_step`).
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,6 +48,43 @@ def _exp(c: Certificate) -> str:
     return c.not_after.isoformat() if c.not_after else "(no expiry date)"
 
 
+def _at(t: datetime) -> str:
+    """An instant as `--at` takes it (ISO 8601, ``Z``)."""
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def buy_command(c: Certificate, spec: Spec | None = None, years: int = 1) -> str:
+    """The `certpilot buy` command that buys a new certificate for `c`'s names, of `spec`
+    (default `c`'s own specification; the type follows from the names, UP-1)."""
+    spec = spec or c.spec
+    names = " ".join(f"--name {shlex.quote(n)}" for n in c.names)
+    return f"certpilot buy {names} --level {spec.level.value} --brand {shlex.quote(spec.brand)} --years {years}"
+
+
+_BOUGHT = ("; `buy` prints the new certificate's id, and `apply` with that id submits it (validation, "
+           "CA review, then deployment where the old one is deployed)")
+"""What follows a purchase, said once: the new id is only known once `buy` printed it."""
+
+
+def next_step(c: Certificate) -> str:
+    """The command that moves a certificate of a renewal or purchase on from its stored state
+    (LC-5), as the views and the refusals suggest it: submit a pending or rejected application,
+    follow a review, cancel a not-activated certificate, look at anything else."""
+    if c.state in (Status.PENDING_APPLICATION, Status.REJECTED):
+        return f"certpilot apply {c.id}"
+    if c.state is Status.NOT_ACTIVATED:
+        return f"certpilot cancel {c.id}"
+    return f"certpilot show {c.id}"
+
+
+_NEXT_WHY = {
+    Status.PENDING_APPLICATION: "submit its application",
+    Status.REJECTED: "fix what the CA asked and submit it again",
+    Status.NOT_ACTIVATED: "it starts by itself at its managed start (PL-4); if it is not wanted, cancel it",
+    Status.UNDER_REVIEW: "the CA is reviewing it and the scanner follows the review (CA-2); follow it",
+}
+
+
 # --- official certificates (EL-1, EL-2) ---
 
 def must_not_be_private_ca(i: RenewalInput) -> Refusal | None:
@@ -52,7 +94,8 @@ def must_not_be_private_ca(i: RenewalInput) -> Refusal | None:
         return None
     return Refusal(Reason.PRIVATE_CA_REISSUE,
                    f"{_who(c)} was issued by the private CA (expires {_exp(c)}); it is not renewed through the "
-                   "service: reissue it from the private CA and sync the result into the inventory", "EL-4")
+                   "service but reissued from the private CA, which `renew` does for a certificate "
+                   f"imported with --origin private-ca: see its record with `certpilot show {c.id}`", "EL-4")
 
 
 def must_be_issued(i: RenewalInput) -> Refusal | None:
@@ -60,9 +103,10 @@ def must_be_issued(i: RenewalInput) -> Refusal | None:
     c = i.certificate
     if c.state is Status.ISSUED and c.not_after is not None:
         return None
+    why = _NEXT_WHY.get(c.state, "see where it stands")
     return Refusal(Reason.NOT_RENEWABLE_STATE,
                    f"{_who(c)} is {c.state.value}, not issued; only an issued certificate can be renewed: "
-                   "finish or cancel its application first", "EL-1")
+                   f"{why}: `{next_step(c)}`", "EL-1")
 
 
 def must_not_be_expired(i: RenewalInput) -> Refusal | None:
@@ -72,7 +116,8 @@ def must_not_be_expired(i: RenewalInput) -> Refusal | None:
         return None
     return Refusal(Reason.EXPIRED_OFFICIAL,
                    f"{_who(c)} expired {_exp(c)}; an expired certificate cannot be renewed: buy a new certificate "
-                   "(and run the emergency flow if a site is down)", "EL-2")
+                   f"with `{buy_command(c)}`{_BOUGHT}; if a site is down now, `certpilot emergency {c.id}` "
+                   "deploys a temporary DV certificate first (EM-1)", "EL-2")
 
 
 def must_not_be_multi_domain(i: RenewalInput) -> Refusal | None:
@@ -82,7 +127,7 @@ def must_not_be_multi_domain(i: RenewalInput) -> Refusal | None:
         return None
     return Refusal(Reason.MULTI_DOMAIN,
                    f"{_who(c)} is a multi-domain certificate (expires {_exp(c)}); multi-domain certificates cannot "
-                   "be renewed (EL-1): buy a new certificate, then apply and deploy it", "EL-1")
+                   f"be renewed (EL-1): buy a new certificate with `{buy_command(c)}`{_BOUGHT}", "EL-1")
 
 
 def must_keep_specification(i: RenewalInput) -> Refusal | None:
@@ -96,7 +141,8 @@ def must_keep_specification(i: RenewalInput) -> Refusal | None:
                if getattr(old, f) != getattr(new, f)]
     return Refusal(Reason.SPEC_CHANGE,
                    f"{_who(c)} (expires {_exp(c)}): a renewal keeps the specification, but {'; '.join(changed)} "
-                   "was asked; renew with the same specification, or buy a new certificate of the new one", "EL-1")
+                   f"was asked; renew with the same specification (`certpilot renew {c.id} --dry-run` shows the "
+                   f"plan), or buy a new certificate of the new one with `{buy_command(c, new)}`{_BOUGHT}", "EL-1")
 
 
 def must_be_expiring_soon(i: RenewalInput) -> Refusal | None:
@@ -107,7 +153,9 @@ def must_be_expiring_soon(i: RenewalInput) -> Refusal | None:
     opens = renewal_opens(c.not_after, i.policy)
     return Refusal(Reason.NOT_EXPIRING_SOON,
                    f"{_who(c)} expires {_exp(c)}, more than {i.policy.expiry_window_days} days away; renewal opens "
-                   f"{opens.isoformat()}: renew then", "EL-1")
+                   f"{opens.isoformat()}: renew then (preview it now with `certpilot renew {c.id} --dry-run --at "
+                   f"{_at(opens)}`), or let the scanner renew it when due: `certpilot policy {c.id} --auto-renew`",
+                   "EL-1")
 
 
 OFFICIAL_RENEWAL = (must_not_be_private_ca, must_be_issued, must_not_be_expired, must_not_be_multi_domain,
@@ -124,7 +172,8 @@ def must_be_uploaded_state(i: RenewalInput) -> Refusal | None:
         return None
     return Refusal(Reason.NOT_UPLOADED_STATE,
                    f"{_who(c)} is {c.state.value}, not uploaded; only a certificate in state uploaded can be "
-                   "replaced through the service: import it again if it is in use", "EL-3")
+                   f"replaced through the service: {_NEXT_WHY.get(c.state, 'see where it stands')}: "
+                   f"`{next_step(c)}`", "EL-3")
 
 
 def must_be_due(i: RenewalInput) -> Refusal | None:
@@ -137,7 +186,9 @@ def must_be_due(i: RenewalInput) -> Refusal | None:
     what = "reissued" if c.origin is Origin.PRIVATE_CA else "replaced"
     return Refusal(Reason.UPLOADED_NOT_DUE,
                    f"{_who(c)} expires {_exp(c)}, more than {i.policy.expiry_window_days} days away; it can be "
-                   f"{what} once expiring soon, from {opens.isoformat()}", rule)
+                   f"{what} once expiring soon, from {opens.isoformat()} (preview it now with `certpilot renew "
+                   f"{c.id} --dry-run --at {_at(opens)}`), or let the scanner do it when due: "
+                   f"`certpilot policy {c.id} --auto-renew`", rule)
 
 
 UPLOADED_REPLACEMENT = (must_not_be_private_ca, must_be_uploaded_state, must_be_due)
@@ -153,7 +204,7 @@ def must_be_issued_or_uploaded(i: RenewalInput) -> Refusal | None:
         return None
     return Refusal(Reason.NOT_RENEWABLE_STATE,
                    f"{_who(c)} is {c.state.value}; only an issued or uploaded private-CA certificate can be "
-                   "reissued", "EL-4")
+                   f"reissued: {_NEXT_WHY.get(c.state, 'see where it stands')}: `{next_step(c)}`", "EL-4")
 
 
 PRIVATE_CA_REISSUE = (must_be_issued_or_uploaded, must_be_due)

@@ -142,21 +142,29 @@ def lineage(root_id: str, certificates: Iterable[Certificate]) -> list[tuple[int
 _APPLICABLE = frozenset({Status.PENDING_APPLICATION, Status.UNDER_REVIEW, Status.REJECTED, Status.ISSUED})
 
 
-def may_apply(state: Status) -> Refusal | None:
+def may_apply(state: Status, certificate_id: str | None = None, parent_id: str | None = None) -> Refusal | None:
     """LC-3 stage 2: whether `apply` has anything to do for a certificate in `state`.
 
     Pending, under review and (for a resubmission, CA-2) rejected certificates are applied for;
     an issued one only goes on to deployment. A not-activated one waits for its managed start
     (PL-4), and cancelled, revoked or uploaded ones are never applied for.
+
+    Args:
+        state: the certificate's stored state.
+        certificate_id, parent_id: the certificate and the one it renews, when known: the
+            refusal then names the command to run instead, ids filled in (EL-5).
     """
     state = Status(state)
     if state in _APPLICABLE:
         return None
     if state is Status.NOT_ACTIVATED:
+        instead = f": `certpilot cancel {certificate_id}`" if certificate_id else ""
         return Refusal(Reason.ILLEGAL_TRANSITION,
                        "this certificate is not activated yet: its application starts by itself when the current "
-                       "certificate reaches the managed-start threshold (PL-4); cancel it instead if it is not wanted.",
-                       "PL-4")
+                       f"certificate reaches the managed-start threshold (PL-4); cancel it instead if it is not "
+                       f"wanted{instead}.", "PL-4")
+    owner = parent_id or certificate_id
+    instead = f" (preview it with `certpilot renew {owner} --dry-run`)" if owner else ""
     return Refusal(Reason.ILLEGAL_TRANSITION,
-                   f"a {state.value} certificate is not applied for; renew the certificate it belongs to instead.",
-                   "LC-5")
+                   f"a {state.value} certificate is not applied for; renew the certificate it belongs to "
+                   f"instead{instead}.", "LC-5")

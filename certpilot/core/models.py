@@ -132,6 +132,11 @@ class OrderState(StrEnum):
     DECLINED = "declined"
     """The shortfall's payment was declined; nothing consumed."""
     CANCELLED = "cancelled"
+    """Closed by its owner before it was paid (`certpilot order cancel`); nothing consumed."""
+    EXPIRED = "expired"
+    """Left awaiting payment longer than `Policy.order_expiry_days`; nothing consumed. Derived at
+    the time asked (`core.payment.order_state_at`), so listings are right without a job; it can no
+    longer be paid, and `certpilot order cancel` records it as cancelled."""
 
 
 class LedgerKind(StrEnum):
@@ -265,6 +270,11 @@ class Order(BaseModel):
     payment: list[PaymentLine] = []
     state: OrderState = OrderState.AWAITING_PAYMENT
     created_at: datetime
+    names: list[str] = []
+    """What a purchase buys (its certificates' names, first = common name); empty for a renewal,
+    whose certificates take the original's names."""
+    owner: Contact | None = None
+    """A purchase's owner (DV-6, NT-1), given to its certificates."""
 
 
 class LedgerEntry(BaseModel):
@@ -320,6 +330,8 @@ class Policy(BaseModel):
     """Price of one certificate quota when a shortfall is charged (units)."""
     managed_price: int = 20
     """Price of one managed-service credit when a shortfall is charged (units)."""
+    order_expiry_days: int = 30
+    """An order left awaiting payment this many days expires (`core.payment.order_state_at`)."""
 
     @property
     def expiry_window(self) -> timedelta:

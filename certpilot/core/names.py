@@ -10,6 +10,14 @@ Type rules (UP-1):
   label, optionally together with its base name: ``{*.example.com, example.com}`` is the usual
   pair CAs issue and is a *wildcard* certificate, not a multi-domain one.
 - multi: 2 to `Policy.max_names_multi` (5) single names (FQDNs or public IPv4), no wildcard.
+
+The ``www.`` pair (a policy, decided for issue 17): a name together with its own ``www.`` name
+(``{example.com, www.example.com}``) is a *single-domain* certificate, not a multi-domain one.
+Every brand of UP-2 (Alibaba Cloud, DigiCert, GlobalSign) sells its single-domain certificates
+with the ``www.`` name included at no extra cost, and so does certpilot's own issuer; counting
+the pair as multi-domain would make such a certificate unrenewable (EL-1b) and bill it as a
+multi-domain quota (PAY-1). Only the exact pair qualifies: one more name, or ``www.`` in front of
+a different name, is multi-domain as before.
 """
 
 from __future__ import annotations
@@ -20,8 +28,8 @@ from collections.abc import Iterable
 
 import idna
 
-from certpilot.core.errors import BadInputError, Reason, Refusal
-from certpilot.core.models import CertType, Policy, Spec
+from certpilot.core.errors import BadInputError, Reason, Refusal, RefusedError
+from certpilot.core.models import CertType, Level, Policy, Spec
 
 BRANDS: tuple[str, ...] = ("Alibaba Cloud", "DigiCert", "GlobalSign")
 """UP-2: the brands the service sells (validation levels are `Level`: DV, OV, EV)."""
@@ -30,6 +38,70 @@ OWN_BRAND = "certpilot"
 """The brand of certificates certpilot's own issuers sign (the embedded private CA, an ACME CA):
 the default brand of a `Certificate`, of `certpilot import` and `certpilot buy`. Offered next to
 `BRANDS` wherever UP-2 is checked."""
+
+LEVELS: tuple[str, ...] = tuple(level.value for level in Level)
+"""UP-2: the validation levels, by their canonical names (DV, OV, EV)."""
+
+
+def _brand_key(value: str) -> str:
+    # "alibaba-cloud", "AlibabaCloud", " alibaba  cloud " all name Alibaba Cloud.
+    return re.sub(r"[\s_-]+", "", value).casefold()
+
+
+def known_brand(value: str, brands: Iterable[str] = (*BRANDS, OWN_BRAND)) -> str | None:
+    """The canonical name (UP-2) of the brand `value` names, or None when it names none.
+
+    Case, spaces, hyphens and underscores do not matter: ``digicert``, ``DIGICERT``,
+    ``alibaba-cloud`` map to ``DigiCert`` and ``Alibaba Cloud``.
+    """
+    key = _brand_key(value or "")
+    return next((b for b in brands if _brand_key(b) == key), None) if key else None
+
+
+def canonical_brand(value: str, brands: Iterable[str] = (*BRANDS, OWN_BRAND)) -> str:
+    """UP-2: the canonical name of a brand given in any case (``digicert`` → ``DigiCert``).
+
+    Raises:
+        RefusedError: (UNKNOWN_BRAND, rule UP-2) the value names no brand offered; the message
+            lists the brands offered.
+    """
+    offered = tuple(brands)
+    found = known_brand(value, offered)
+    if found is None:
+        raise RefusedError(Refusal(Reason.UNKNOWN_BRAND, f"brand '{value}' is not offered; use one of: "
+                                   f"{', '.join(offered)} (any case)", "UP-2"))
+    return found
+
+
+def canonical_level(value: str | Level) -> Level:
+    """UP-2: the validation level a value names in any case (``dv`` → ``Level.DV``).
+
+    Raises:
+        ValueError: the value is not DV, OV or EV (the message lists them).
+    """
+    if isinstance(value, Level):
+        return value
+    text = (value or "").strip().upper()
+    if text not in LEVELS:
+        raise ValueError(f"{value!r} is not a validation level; use one of: {', '.join(LEVELS)} (any case)")
+    return Level(text)
+
+
+def canonical_type(value: str | CertType) -> CertType:
+    """The certificate type a value names in any case (``Single`` → ``CertType.SINGLE``).
+
+    Raises:
+        ValueError: the value is not single, wildcard or multi (the message lists them).
+    """
+    if isinstance(value, CertType):
+        return value
+    text = (value or "").strip().lower()
+    try:
+        return CertType(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a certificate type; use one of: "
+                         f"{', '.join(t.value for t in CertType)}") from None
+
 
 MAX_LABEL = 63
 MAX_NAME = 253
@@ -146,11 +218,20 @@ def covers(pattern: str, name: str) -> bool:
     return bool(head) and head != "*" and rest == p[2:]
 
 
+def is_www_pair(names: Iterable[str]) -> bool:
+    """True when the names are exactly a name and its own ``www.`` name (``example.com``,
+    ``www.example.com``, any order): a single-domain certificate (see the module docstring)."""
+    ns = sorted(set(_canon(n) for n in names), key=len)
+    return (len(ns) == 2 and not any(is_wildcard(n) for n in ns) and _ip(ns[0]) is None
+            and ns[1] == f"www.{ns[0]}")
+
+
 def infer_type(names: Iterable[str]) -> CertType:
     """The certificate type a list of names asks for (UP-1).
 
-    One non-wildcard name → SINGLE; one wildcard, alone or with its own base name → WILDCARD;
-    anything else → MULTI (which `check_names` then checks, e.g. refusing wildcards in it).
+    One non-wildcard name, or a name with its own ``www.`` name → SINGLE; one wildcard, alone or
+    with its own base name → WILDCARD; anything else → MULTI (which `check_names` then checks,
+    e.g. refusing wildcards in it).
 
     Raises:
         BadInputError: (reason NO_NAMES) when no name is given.
@@ -162,6 +243,8 @@ def infer_type(names: Iterable[str]) -> CertType:
     wild = [n for n in ns if is_wildcard(n)]
     if len(ns) == 1:
         return CertType.WILDCARD if wild else CertType.SINGLE
+    if is_www_pair(ns):
+        return CertType.SINGLE
     if len(wild) == 1 and len(ns) == 2 and wildcard_base(wild[0]) in ns:
         return CertType.WILDCARD
     return CertType.MULTI
@@ -235,9 +318,9 @@ def check_names(names: Iterable[str], cert_type: CertType, policy: Policy) -> Re
         if wild:
             return _refuse(Reason.TYPE_MISMATCH, f"'{wild[0]}' is a wildcard; a single-domain certificate holds one "
                                                  "domain name or public IPv4 address: choose the wildcard type")
-        if len(ns) != 1:
-            return _refuse(Reason.TYPE_MISMATCH, f"a single-domain certificate holds one name, not {len(ns)} "
-                                                 f"({listed}): choose the multi-domain type")
+        if len(ns) != 1 and not is_www_pair(ns):
+            return _refuse(Reason.TYPE_MISMATCH, f"a single-domain certificate holds one name (and its own 'www.' "
+                                                 f"name), not these {len(ns)} ({listed}): choose the multi-domain type")
         return None
     if cert_type is CertType.WILDCARD:
         if len(wild) != 1:

@@ -11,9 +11,22 @@ ledger's unique key keeps it single.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import shlex
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 
-from certpilot.core.models import Balances, LedgerKind, PaymentLine, Policy, Spec
+from certpilot.core.errors import Reason, Refusal
+from certpilot.core.models import (
+    Balances,
+    LedgerKind,
+    Order,
+    OrderKind,
+    OrderState,
+    PaymentLine,
+    Policy,
+    Spec,
+    utc,
+)
 
 
 def _line(kind: LedgerKind, spec_key: str | None, needed: int, balance: int, price: int, what: str) -> PaymentLine:
@@ -116,3 +129,115 @@ def renewal_attempt_key(certificate_id: str, closed_orders: int) -> str:
     Example: ``renewal_attempt_key("crt-1", 0)`` → ``"renew:crt-1"``; with 2 → ``"renew:crt-1#2"``.
     """
     return f"renew:{certificate_id}" + (f"#{closed_orders}" if closed_orders else "")
+
+
+# ---------------------------------------------------------------- orders' own lifecycle
+# An order waits for its shortfall to be approved (PAY-1) at most `Policy.order_expiry_days`
+# (30 by default): past that an unpaid order is EXPIRED, so abandoned purchases never pile up
+# silently as "awaiting payment". Derived from dates at the time asked (like LC-4's status), so a
+# listing is right without any job having run; the store records EXPIRED when someone acts on it.
+
+
+def order_expires_at(created_at: datetime, policy: Policy) -> datetime:
+    """When an order placed at `created_at` expires if still unpaid (created + `order_expiry_days`)."""
+    return utc(created_at) + timedelta(days=policy.order_expiry_days)
+
+
+def order_state_at(state: OrderState | str, created_at: datetime, now: datetime, policy: Policy) -> OrderState:
+    """An order's state as of `now`: AWAITING_PAYMENT past its expiry is EXPIRED; any other as stored.
+
+    Example: placed 2025-09-10, 30-day window: awaiting at 2025-10-09T23:59Z, expired from
+    2025-10-10T00:00Z.
+    """
+    state = OrderState(state)
+    if state is OrderState.AWAITING_PAYMENT and utc(created_at) <= unpaid_expired_before(now, policy):
+        return OrderState.EXPIRED
+    return state
+
+
+def unpaid_expired_before(now: datetime, policy: Policy) -> datetime:
+    """The cut-off of `order_state_at` as one instant, for a query: an order awaiting payment that
+    was placed at or before it is expired at `now` (``now - order_expiry_days``)."""
+    return utc(now) - timedelta(days=policy.order_expiry_days)
+
+
+def order_again_command(order: Order) -> str:
+    """The command that places `order` again, with its real values (what a closed order's refusal
+    tells the operator to run instead)."""
+    if order.kind is OrderKind.PURCHASE and order.names:
+        names = " ".join(f"--name {n}" for n in order.names)
+        return (f"certpilot buy {names} --level {order.spec.level.value} --brand {shlex.quote(order.spec.brand)} "
+                f"--years {order.years}")
+    if order.kind is OrderKind.EMERGENCY and order.certificate_id:
+        return f"certpilot emergency {order.certificate_id}"
+    if order.certificate_id:
+        return f"certpilot renew {order.certificate_id} --years {order.years}"
+    return "certpilot buy --name NAME"  # an order older than the names it buys: they must be given again
+
+
+def check_approve(order: Order, now: datetime, policy: Policy) -> Refusal | None:
+    """PAY-1: may the shortfall of `order` be approved now? Only while it awaits payment.
+
+    Returns:
+        None for an order awaiting payment (or already paid: approving again changes nothing);
+        ORDER_CLOSED for a declined, cancelled or expired one, naming the command that orders again.
+    """
+    state = order_state_at(order.state, order.created_at, now, policy)
+    if state in (OrderState.AWAITING_PAYMENT, OrderState.PAID):
+        return None
+    why = {OrderState.EXPIRED: f"expired unpaid on {order_expires_at(order.created_at, policy):%Y-%m-%d} "
+                               f"({policy.order_expiry_days} days after it was placed)",
+           OrderState.DECLINED: "its charge was declined",
+           OrderState.CANCELLED: "it was cancelled"}[state]
+    return Refusal(Reason.ORDER_CLOSED,
+                   f"order {order.id} cannot be paid: {why}; nothing was debited. Order again: "
+                   f"`{order_again_command(order)}`", "PAY-1")
+
+
+def _paid_refusal(order: Order, action: str, cancellable: Sequence[str], rule: str) -> Refusal:
+    if cancellable:
+        instead = ("to stop the later certificates of its plan, cancel them: "
+                   + ", ".join(f"`certpilot cancel {c}`" for c in cancellable)
+                   + " (PL-7: each restores one quota and one managed-service credit)")
+    else:
+        instead = (f"none of its certificates is waiting its turn, so nothing can be cancelled; see them with "
+                   f"`certpilot order show {order.id}`")
+    return Refusal(Reason.ORDER_PAID,
+                   f"order {order.id} is paid and its certificates exist: it cannot be {action}; {instead}", rule)
+
+
+def check_decline(order: Order, now: datetime, policy: Policy, cancellable: Sequence[str] = ()) -> Refusal | None:
+    """PAY-1: may the charge of `order` be declined? Only while it awaits payment.
+
+    Args:
+        cancellable: ids of the order's certificates that PL-7 lets the operator cancel instead.
+
+    Returns:
+        None when it awaits payment or is already declined (declining again changes nothing);
+        ORDER_PAID for a paid order; ORDER_CLOSED for a cancelled or expired one.
+    """
+    state = order_state_at(order.state, order.created_at, now, policy)
+    if state in (OrderState.AWAITING_PAYMENT, OrderState.DECLINED):
+        return None
+    if state is OrderState.PAID:
+        return _paid_refusal(order, "declined", cancellable, "PAY-1")
+    return Refusal(Reason.ORDER_CLOSED, f"order {order.id} is already {state.value}: there is no charge to decline "
+                                        "and nothing was debited", "PAY-1")
+
+
+def check_order_cancel(order: Order, now: datetime, policy: Policy, cancellable: Sequence[str] = ()) -> Refusal | None:
+    """May `order` be cancelled (`certpilot order cancel`)? An unpaid one, yes: awaiting payment or
+    expired (its expiry is then recorded as a cancellation). Cancelling a cancelled order changes
+    nothing.
+
+    Returns:
+        None when allowed; ORDER_PAID for a paid order (naming its cancellable certificates,
+        PL-7); ORDER_CLOSED for a declined one.
+    """
+    state = order_state_at(order.state, order.created_at, now, policy)
+    if state in (OrderState.AWAITING_PAYMENT, OrderState.EXPIRED, OrderState.CANCELLED):
+        return None
+    if state is OrderState.PAID:
+        return _paid_refusal(order, "cancelled", cancellable, "PL-7")
+    return Refusal(Reason.ORDER_CLOSED, f"order {order.id} is already declined: nothing was debited and nothing "
+                                        "is left to cancel", "PAY-1")

@@ -252,14 +252,26 @@ def may_start_itself(i: AutoStartInput) -> Refusal | None:
     return None
 
 
-def check_cancel(state: Status) -> Refusal | None:
-    """PL-7: only a not-activated certificate can be cancelled; refusal NOT_CANCELLABLE otherwise."""
+_NOT_CANCELLABLE_NEXT = {
+    Status.PENDING_APPLICATION: ("submit its application instead", "certpilot apply {id}"),
+    Status.REJECTED: ("fix what the CA asked and submit it again", "certpilot apply {id}"),
+}
+"""What to do with a certificate that cannot be cancelled, by state (default: look at it)."""
+
+
+def check_cancel(state: Status, certificate_id: str | None = None) -> Refusal | None:
+    """PL-7: only a not-activated certificate can be cancelled; refusal NOT_CANCELLABLE otherwise,
+    naming the command to run instead when the certificate's id is given (EL-5)."""
     if state is Status.NOT_ACTIVATED:
         return None
+    instead = ""
+    if certificate_id is not None:
+        what, command = _NOT_CANCELLABLE_NEXT.get(state, ("see where it stands", "certpilot show {id}"))
+        instead = f"; {what}: `{command.format(id=certificate_id)}`"
     return Refusal(Reason.NOT_CANCELLABLE,
                    f"a certificate in state {state.value} cannot be cancelled; only not-activated certificates "
                    "(later certificates of a multi-year plan) can, which restores their quota and managed "
-                   "service", "PL-7")
+                   f"service{instead}", "PL-7")
 
 
 def cancel_refund(spec: Spec, *, reissue: bool = False,
@@ -285,3 +297,57 @@ def submits_first_now(managed_fee: bool) -> bool:
     operator asked for *is* PL-1's hand submission, and stage 2 follows at once.
     """
     return not managed_fee
+
+
+@dataclass(frozen=True)
+class PlanMember:
+    """One certificate of an order's plan, as `cancel_scope` needs it."""
+
+    index: int
+    certificate_id: str
+    state: Status
+    reissue: bool
+
+
+def cancel_scope(target: str, members: list[PlanMember]) -> list[str] | Refusal:
+    """PL-7 with VA-5 and PL-4: which certificates cancelling `target` cancels, or why it may not.
+
+    The certificates of a plan follow one another (each started when its predecessor has T days
+    left, PL-4), so a plan can only be shortened at its end, never holed in the middle:
+
+    - A yearly certificate (not activated) is cancelled together with every later certificate of
+      the plan — its own VA-5 reissues and the later years, which would otherwise start after a
+      gap. Each yearly one restores its quota and credit (`cancel_refund`), reissues nothing.
+    - A VA-5 reissue alone is refused (NOT_CANCELLABLE, VA-5): it completes a year already paid,
+      restores nothing, and cancelling it would leave the rest of that year uncovered before the
+      next certificate starts. The refusal names the next yearly certificate, which can be
+      cancelled (with its follow-ups) instead.
+
+    Args:
+        target: the certificate to cancel.
+        members: every certificate of its order.
+
+    Returns:
+        The ids to cancel, `target` first, then by plan index; or a `Refusal`.
+    """
+    ordered = sorted(members, key=lambda m: m.index)
+    me = next(m for m in ordered if m.certificate_id == target)
+    refusal = check_cancel(me.state, me.certificate_id)
+    if refusal is not None:
+        return refusal
+    later = [m for m in ordered if m.index > me.index]
+    if me.reissue:
+        following = next((m for m in later if not m.reissue and m.state is Status.NOT_ACTIVATED), None)
+        instead = (f"to shorten the plan, cancel the next year's certificate instead: `certpilot cancel "
+                   f"{following.certificate_id}` (its follow-ups are cancelled with it)" if following
+                   else "it is the plan's last certificate: keep it, it covers days already paid for")
+        return Refusal(Reason.NOT_CANCELLABLE,
+                       f"{target} is a reissue that completes a year already paid for (VA-5): it cost no quota or "
+                       f"credit, so cancelling it restores nothing and would leave the rest of that year uncovered; "
+                       f"{instead}", "VA-5")
+    blocking = [m for m in later if m.state not in (Status.NOT_ACTIVATED, Status.CANCELLED)]
+    if blocking:
+        return Refusal(Reason.NOT_CANCELLABLE,
+                       f"{target} cannot be cancelled: {blocking[0].certificate_id}, later in the same plan, is already "
+                       f"{blocking[0].state.value}, and cancelling {target} would leave a gap before it", "PL-7")
+    return [target] + [m.certificate_id for m in later if m.state is Status.NOT_ACTIVATED]

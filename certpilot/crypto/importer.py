@@ -323,7 +323,16 @@ def _chain_of(leaf: x509.Certificate, extra_chain: list[x509.Certificate], chain
     """
     given = extra_chain + (load_certificates(chain_pem, what="--chain") if _given(chain_pem) else [])
     chain = _order_chain(leaf, given, warnings)
-    if not chain and not _self_signed(leaf):
+    if chain or _self_signed(leaf):
+        return chain
+    root = next((w for w in warnings if w.code == "root-dropped"), None)
+    if root is not None:
+        # The root linked to the leaf, so it issued it directly: the leaf alone is a complete chain.
+        warnings.remove(root)
+        warnings.append(Warning_("root-only-chain", f"the chain held only the root '{_name(leaf.issuer)}', which "
+                                 "issued this certificate directly; no intermediate is needed: servers send the "
+                                 "certificate alone and clients check it against their own copy of that root."))
+    else:
         warnings.append(Warning_("no-chain", "no intermediate certificates were given: unless its issuer is a root "
                                  "that clients trust, servers will send an incomplete chain (DEP-6); pass --chain."))
     return chain

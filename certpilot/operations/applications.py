@@ -465,7 +465,7 @@ def status(session: Session, certificate_id: str) -> ApplicationStatus:
             revoked or uploaded: LC-5), with what to do instead.
     """
     cert = Repository(session).certificate_model(certificate_id)
-    refusal = may_apply(cert.state)
+    refusal = may_apply(cert.state, cert.id, cert.parent_id)
     if refusal is not None:
         raise RefusedError(refusal)
     row = _application_row(session, certificate_id)

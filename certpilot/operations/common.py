@@ -7,6 +7,7 @@ only the plumbing that would otherwise be written twice by the CLI and the opera
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from enum import Enum
@@ -64,11 +65,25 @@ def iso(value: datetime | date | None) -> str | None:
     return value.isoformat()
 
 
-def refusal_dict(refusal: Refusal | None) -> dict[str, str] | None:
-    """A refusal as stable machine output: ``{"reason", "rule", "message"}``."""
+_COMMAND = re.compile(r"`(certpilot [^`]+)`")
+
+
+def suggested_commands(text: str | None) -> list[str]:
+    """The `certpilot …` commands a message suggests (written between backticks), in order.
+
+    Every refusal says what to do instead as such a command, with real ids filled in (EL-5);
+    machine output lists them as ``instead`` so that a script can run the next step.
+    """
+    return list(dict.fromkeys(_COMMAND.findall(text or "")))
+
+
+def refusal_dict(refusal: Refusal | None) -> dict[str, Any] | None:
+    """A refusal as stable machine output: ``{"reason", "rule", "message", "instead"}``, the one
+    shape of every refusal and error (``instead``: the commands the message suggests)."""
     if refusal is None:
         return None
-    return {"reason": refusal.reason.value, "rule": refusal.rule, "message": refusal.message}
+    return {"reason": refusal.reason.value, "rule": refusal.rule or None, "message": refusal.message,
+            "instead": suggested_commands(refusal.message)}
 
 
 def plain(value: Any) -> Any:

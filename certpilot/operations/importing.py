@@ -29,7 +29,7 @@ from certpilot.core.models import (
     Status,
     utc,
 )
-from certpilot.core.names import BRANDS, OWN_BRAND, check_spec
+from certpilot.core.names import BRANDS, OWN_BRAND, canonical_level, check_spec, known_brand
 from certpilot.crypto.importer import ImportedBundle, inspect_bundle
 from certpilot.crypto.vault import KeyVault, SealedKey, key_aad
 from certpilot.store.repository import Repository, new_id
@@ -86,8 +86,8 @@ def import_certificate(session: Session, *, cert_pem: bytes | str, key_pem: byte
         session: the caller's transaction (`store.db.session_scope()`); not committed here.
         cert_pem, key_pem, chain_pem: the PEM inputs (key and chain optional).
         origin: uploaded, private-ca or official.
-        level, brand: the certificate's specification (UP-2: an official certificate's brand
-            must be one the service offers).
+        level, brand: the certificate's specification, in any case (UP-2: a brand the service
+            offers is stored by its canonical name; an official certificate's brand must be one).
         owner: the owner's email ("ops@example.com" or "Ops <ops@example.com>"), or None.
         now: the time of the import (timezone-aware UTC).
         vault: the key vault the key is sealed in: the one the workers open keys with
@@ -107,7 +107,14 @@ def import_certificate(session: Session, *, cert_pem: bytes | str, key_pem: byte
         VaultError: the vault cannot seal the key (master key missing or not 0600).
         Nothing stored changes when any of these is raised.
     """
-    now, origin, level = utc(now), Origin(origin), Level(level)
+    now, origin = utc(now), Origin(origin)
+    try:
+        level = canonical_level(level)
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from None
+    # UP-2: a brand the service knows is stored by its canonical name whatever its case (the
+    # quota of `DigiCert` is what a `digicert` certificate uses, PAY-1); another is kept as given.
+    brand = known_brand(brand) or brand
     contact = parse_owner(owner)
     publicly_trusted = origin is not Origin.PRIVATE_CA
     bundle = inspect_bundle(cert_pem, key_pem, chain_pem, now=now, passphrase=passphrase, policy=policy,
@@ -213,6 +220,7 @@ def _refuse_duplicate(repo: Repository, bundle: ImportedBundle) -> None:
         raise RefusedError(Refusal(
             Reason.DUPLICATE,
             f"this certificate (sha256 {bundle.fingerprint_sha256}) is already in the inventory as "
-            f"certificate {existing.id} ({existing.common_name}); use that one, or import a different certificate.",
+            f"certificate {existing.id} ({existing.common_name}); use that one (`certpilot show {existing.id}`), "
+            "or import a different certificate.",
             rule="UP-3",
         ))

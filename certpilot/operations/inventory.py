@@ -65,10 +65,13 @@ class CertificateView:
     serial: str | None
     fingerprint_sha256: str | None
     owner: str | None
+    renewal: str | None = None
+    """Set when the certificate was renewed (LC-2): ``renewed → <next step>``, the renewal's
+    certificate in flight and the command that moves it on (`renewal_marker`)."""
 
     @classmethod
-    def of(cls, cert: Certificate, now: datetime, policy: Policy) -> CertificateView:
-        """The view of `cert` at `now` under `policy`."""
+    def of(cls, cert: Certificate, now: datetime, policy: Policy, renewal: str | None = None) -> CertificateView:
+        """The view of `cert` at `now` under `policy` (with its renewal marker, if any)."""
         from certpilot.core.status import days_left, derive_status
 
         return cls(
@@ -79,8 +82,33 @@ class CertificateView:
             days_left=days_left(cert, now) if cert.not_after is not None else None,
             parent_id=cert.parent_id, order_id=cert.order_id, plan_index=cert.plan_index,
             serial=cert.serial, fingerprint_sha256=cert.fingerprint_sha256,
-            owner=cert.owner.email if cert.owner else None,
+            owner=cert.owner.email if cert.owner else None, renewal=renewal,
         )
+
+
+def renewal_marker(children: list[Certificate]) -> str | None:
+    """``renewed → <next step>`` for a certificate whose renewal certificates are `children`
+    (LC-2), or None when it has none left (none, or all cancelled).
+
+    The next step is the renewal's first certificate still in flight, by plan index: a pending
+    or rejected application to submit (`certpilot apply ID`), a review to follow, else the
+    issued one; a plan whose first certificate waits its managed start says so (PL-4).
+    """
+    from certpilot.core.eligibility import next_step
+
+    live = sorted((c for c in children if c.state is not Status.CANCELLED), key=lambda c: (c.plan_index, c.id))
+    if not live:
+        return None
+    moving = (Status.PENDING_APPLICATION, Status.REJECTED, Status.UNDER_REVIEW)
+    current = next((c for c in live if c.state in moving), None)
+    if current is not None:
+        return f"renewed → {current.id} {current.state.value}: `{next_step(current)}`"
+    issued = [c for c in live if c.state is Status.ISSUED]
+    if issued:
+        return f"renewed → {issued[0].id} issued: `certpilot show {issued[0].id}`"
+    first = live[0]
+    return (f"renewed → {first.id} {first.state.value}, starts by itself at its managed start (PL-4): "
+            f"`{next_step(first)}`")
 
 
 @dataclass(frozen=True)
@@ -113,16 +141,18 @@ def certificate_views(
     policy: Policy | None = None,
     status: Status | None = None,
     expiring_within_days: int | None = None,
+    hide_expired: bool = False,
 ) -> list[CertificateView]:
-    """The inventory at `now`, soonest expiry first.
+    """The inventory at `now`, soonest expiry first; a renewed certificate carries its marker.
 
     Args:
         session: an open store session.
         now: the time statuses are derived at (aware UTC).
         policy: the rules' numbers (expiry window, LC-4); default `DEFAULT_POLICY`.
         status: keep only certificates whose derived status, or stored lifecycle state, is this.
-        expiring_within_days: keep only live (issued or uploaded) certificates that have not
-            expired and expire within this many days.
+        expiring_within_days: keep only live (issued or uploaded) certificates that expire
+            within this many days, those already expired included (they need attention most).
+        hide_expired: with `expiring_within_days`, leave the expired ones out.
 
     Raises:
         BadInputError: `now` is naive.
@@ -130,13 +160,19 @@ def certificate_views(
     now = require_aware(now)
     policy = policy or DEFAULT_POLICY
     # One query over the whole table; the scanner has its own narrow query (status_rows).
-    rows = session.scalars(select(CertificateRow))
-    views = [CertificateView.of(certificate_from_row(r), now, policy) for r in rows]
+    certs = [certificate_from_row(r) for r in session.scalars(select(CertificateRow))]
+    children: dict[str, list[Certificate]] = {}
+    for c in certs:
+        if c.parent_id is not None:
+            children.setdefault(c.parent_id, []).append(c)
+    views = [CertificateView.of(c, now, policy, renewal_marker(children.get(c.id, []))) for c in certs]
     if status is not None:
         views = [v for v in views if status in (v.status, v.state)]
     if expiring_within_days is not None:
+        # Already expired counts as expiring within any horizon: it needs the most attention.
         horizon = now + timedelta(days=expiring_within_days)
-        views = [v for v in views if v.status in LIVE and v.not_after is not None and now < v.not_after <= horizon]
+        views = [v for v in views if v.status in LIVE and v.not_after is not None and v.not_after <= horizon
+                 and not (hide_expired and v.status is Status.EXPIRED)]
     return sorted(views, key=_sort_key)
 
 
@@ -158,11 +194,12 @@ def certificate_detail(session: Session, cert_id: str, *, now: datetime, policy:
     repo = Repository(session)
     cert = repo.certificate_model(cert_id)
     parent = repo.certificate_model(cert.parent_id) if cert.parent_id else None
+    kids = repo.children(cert_id)
     return CertificateDetail(
         certificate=cert,
-        view=CertificateView.of(cert, now, policy),
+        view=CertificateView.of(cert, now, policy, renewal_marker(kids)),
         parent=CertificateView.of(parent, now, policy) if parent else None,
-        children=[CertificateView.of(c, now, policy) for c in repo.children(cert_id)],
+        children=[CertificateView.of(c, now, policy) for c in kids],
         order=repo.get_order(cert.order_id) if cert.order_id else None,
         renewal_orders=repo.orders_for_certificate(cert_id),
         audit=repo.audit(cert_id),
@@ -170,6 +207,38 @@ def certificate_detail(session: Session, cert_id: str, *, now: datetime, policy:
 
 
 # ---------------------------------------------------------------- Services-level doors
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What `certpilot list` shows: the certificates asked for, how many the inventory holds in
+    all (to tell an empty inventory from a filter that matched nothing), and which database was
+    read (its URL, password masked)."""
+
+    certificates: tuple[CertificateView, ...]
+    total: int
+    database: str
+
+
+def listing(svc: Services, *, now: datetime | None = None, status: Status | None = None,
+            expiring_within_days: int | None = None, hide_expired: bool = False) -> Listing:
+    """The inventory at `now` as `certpilot list` shows it (see `certificate_views`), with the
+    inventory's size and the database read.
+
+    Raises:
+        BadInputError: `now` is naive.
+    """
+    from sqlalchemy import func
+    from sqlalchemy.engine import make_url
+
+    from certpilot.store.db import resolve_url
+
+    with svc.session(readonly=True) as s:
+        views = certificate_views(s, now=now or svc.now(), policy=svc.policy, status=status,
+                                  expiring_within_days=expiring_within_days, hide_expired=hide_expired)
+        total = s.scalar(select(func.count()).select_from(CertificateRow)) or 0
+    shown = make_url(resolve_url(svc.database_url)).render_as_string(hide_password=True)
+    return Listing(certificates=tuple(views), total=total, database=shown)
 
 
 def list_certificates(svc: Services, *, now: datetime | None = None, status: Status | None = None,

@@ -18,6 +18,7 @@ ALREADY_RENEWED, UP-1) raise `RefusedError` and write nothing.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -52,6 +53,7 @@ from certpilot.core.payment import (
 )
 from certpilot.operations.common import new_id, positive_count, require_aware
 from certpilot.operations.inventory import CertificateView
+from certpilot.store.order_queries import OrderLine
 from certpilot.store.repository import Repository, order_from_row
 from certpilot.store.tables import OrderRow
 
@@ -126,6 +128,8 @@ class CancelResult:
     certificate: Certificate
     ledger: list[LedgerEntry]
     balances: Balances
+    follow_ups: list[Certificate] = field(default_factory=list)
+    """The later certificates of the plan cancelled with it (PL-7: a plan shortens at its end)."""
 
 
 @dataclass(frozen=True)
@@ -162,8 +166,12 @@ def _billable(planned, origin: Origin | None = None) -> int:
     return sum(1 for p in planned if not p.reissue)
 
 
-def _open_orders(repo: Repository, cert_id: str) -> list[Order]:
-    return [o for o in repo.orders_for_certificate(cert_id) if o.state in OPEN_ORDER_STATES]
+def _open_orders(repo: Repository, cert_id: str, now: datetime, policy: Policy) -> list[Order]:
+    """The certificate's orders still open as of `now` (an unpaid one past its expiry is closed)."""
+    from certpilot.core.payment import order_state_at
+
+    return [o for o in repo.orders_for_certificate(cert_id)
+            if order_state_at(o.state, o.created_at, now, policy) in OPEN_ORDER_STATES]
 
 
 def pay_at_once(repo: Repository, order: Order, *, certificates: int, managed: int, now: datetime, policy: Policy,
@@ -257,41 +265,87 @@ class _Completion:
 
 
 def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, policy: Policy,
-              approve: bool) -> _Completion:
+              approve: bool, schedule=None) -> _Completion:
     """Price at today's balances and pay `order` exactly once; create its certificates.
 
     A charge that is needed but not approved leaves the order as it is (awaiting payment, no
-    debit) and comes back as `pending` (SHORTFALL_NOT_APPROVED).
+    debit) and comes back as `pending` (SHORTFALL_NOT_APPROVED). A purchase is re-planned from
+    the moment it is paid (VA-3: 12 months from its own issue date, not from when it was asked).
     """
+    from certpilot.core.payment import check_approve
+
+    closed = check_approve(order, now, policy)
+    if closed is not None:
+        raise RefusedError(closed)
     original = repo.certificate_model(order.certificate_id) if order.certificate_id else None
+    if original is None and order.kind is OrderKind.PURCHASE and not order.names:
+        raise RefusedError(Refusal(
+            Reason.NO_NAMES, f"order {order.id} was recorded before orders kept the names they buy, so paying it "
+                             f"could create no certificate; nothing was debited. Drop it (`certpilot order cancel "
+                             f"{order.id}`) and buy again with its names (`certpilot buy --name NAME`)", "PAY-1"))
     # `managed_services` already counts PAY-2's fee (core.plans).
     lines = _price(repo, order.spec, _billable(order.planned, original.origin if original else None),
                    order.managed_services, policy)
     if needs_approval(lines) and not approve:
         charge = shortfall(lines)
-        return _Completion(order, [], _shortfall_refusal(order, charge), charge)
+        return _Completion(order, [], _shortfall_refusal(order, lines, charge, policy), charge)
+    planned = None
+    if original is None and order.kind is OrderKind.PURCHASE and order.state is OrderState.AWAITING_PAYMENT:
+        from certpilot.core.plans import plan_order
+
+        planned = plan_order(OrderKind.PURCHASE, years=order.years, now=now, policy=policy,
+                             schedule=_rules(policy, schedule)[1]).certificates
     outcome = repo.pay_order_atomically(order.id, _entries(order, lines, now), actor=actor, now=now,
                                         why="paid from quota and credits first, shortfall charged (PAY-1)",
-                                        payment=lines)
-    paid = outcome.order
-    if not repo.certificates_for_order(order.id):
-        if original is not None:
-            _create_certificates(repo, paid, original, names=original.names, common_name=original.common_name,
-                                 key_algorithm=original.key_algorithm, owner=original.owner, now=now,
-                                 actor=actor, csr_mode=paid.csr_mode)
-            repo.record_audit("certificate", original.id, actor=actor, now=now,
-                              why=f"renewed by order {order.id} ({order.years} year(s)); this certificate "
-                                  "stays valid until its own expiry (LC-1)")
-    return _Completion(paid, outcome.entries)
+                                        payment=lines, planned=planned)
+    _ensure_certificates(repo, outcome.order, original, now=now, actor=actor)
+    return _Completion(outcome.order, outcome.entries)
 
 
-def _shortfall_refusal(order: Order, amount: int) -> Refusal:
+def _ensure_certificates(repo: Repository, paid: Order, original: Certificate | None, *, now: datetime,
+                         actor: str) -> None:
+    """Create a paid order's certificates unless they exist (PL-3, LC-2): from the original for a
+    renewal, from the names the order keeps for a purchase. Exactly once: the store's unique
+    (order, plan index) refuses a second set even from a concurrent payer (PAY-4)."""
+    if paid.state is not OrderState.PAID or paid.kind is OrderKind.EMERGENCY or repo.certificates_for_order(paid.id):
+        return
+    if original is not None:
+        _create_certificates(repo, paid, original, names=original.names, common_name=original.common_name,
+                             key_algorithm=original.key_algorithm, owner=original.owner, now=now,
+                             actor=actor, csr_mode=paid.csr_mode)
+        repo.record_audit("certificate", original.id, actor=actor, now=now,
+                          why=f"renewed by order {paid.id} ({paid.years} year(s)); this certificate "
+                              "stays valid until its own expiry (LC-1)")
+    elif paid.names:
+        from certpilot.core.models import KeyAlgorithm
+
+        _create_certificates(repo, paid, None, names=paid.names, common_name=paid.names[0],
+                             key_algorithm=KeyAlgorithm.EC_P256, owner=paid.owner, now=now, actor=actor,
+                             csr_mode=CsrMode.SYSTEM)
+
+
+def _shortfall_refusal(order: Order, lines: list[PaymentLine], amount: int, policy: Policy) -> Refusal:
+    """SHORTFALL_NOT_APPROVED with the real commands: approve, add the missing balance, or drop it."""
+    from certpilot.core.payment import order_again_command, order_expires_at
+
+    approve = f"`certpilot pay {order.id}`"
+    if order.kind is OrderKind.PURCHASE and order.certificate_id is None and order.names:
+        approve += f" (or `{order_again_command(order)} --approve-payment`, which finds this order)"
+    elif order.kind is not OrderKind.EMERGENCY and order.certificate_id:
+        approve += f" (or `certpilot renew {order.certificate_id} --years {order.years} --approve-payment`)"
+    top_ups = []
+    for line in lines:
+        if line.shortfall and line.kind is LedgerKind.QUOTA:
+            top_ups.append(f"`certpilot quota add --brand {shlex.quote(order.spec.brand)} --level "
+                           f"{order.spec.level.value} --type {order.spec.cert_type.value} --count {line.shortfall}`")
+        elif line.shortfall:
+            top_ups.append(f"`certpilot quota add --managed {line.shortfall}`")
     return Refusal(
         Reason.SHORTFALL_NOT_APPROVED,
-        f"order {order.id} needs a charge of {amount} for what the quota and credits do not cover; "
-        f"it waits, nothing was debited: approve it with `certpilot renew {order.certificate_id} "
-        f"--years {order.years} --approve-payment` (or `certpilot pay {order.id}`), or add quota first "
-        "(`certpilot quota add`)",
+        f"order {order.id} needs a charge of {amount} for what the quota and credits do not cover; it waits, "
+        f"nothing was debited: approve it with {approve}; or add the balance first ({' and '.join(top_ups)}) "
+        f"and then run `certpilot pay {order.id}`; or drop it with `certpilot order cancel {order.id}`. "
+        f"Unpaid, it expires on {order_expires_at(order.created_at, policy):%Y-%m-%d}",
         "PAY-1",
     )
 
@@ -336,7 +390,7 @@ def preview_renewal(
     cert = repo.certificate_model(cert_id)
     kind = _kind_for(cert)
     warnings: list[str] = []
-    open_orders = _open_orders(repo, cert_id)
+    open_orders = _open_orders(repo, cert_id, now, policy)
     awaiting = next((o for o in open_orders if o.state is OrderState.AWAITING_PAYMENT), None)
 
     def refused(refusal: Refusal) -> RenewalPreview:
@@ -461,13 +515,32 @@ def place_renewal(
                    preview=preview, created=True)
 
 
+def _awaiting_purchase(session: Session, spec: Spec, years: int, names: list[str], now: datetime,
+                       policy: Policy) -> Order | None:
+    """An unexpired purchase of the same names, specification and years still awaiting payment."""
+    from certpilot.core.payment import unpaid_expired_before
+    from certpilot.store.order_queries import awaiting_purchases
+
+    return next((o for o in awaiting_purchases(session, spec_key=spec.key, years=years,
+                                               placed_after=unpaid_expired_before(now, policy))
+                 if o.names == names), None)
+
+
 def _resume(repo: Repository, order: Order, *, now: datetime, policy: Policy, actor: str,
-            approve: bool, preview: RenewalPreview | None = None, created: bool = False) -> OrderResult:
+            approve: bool, preview: RenewalPreview | None = None, created: bool = False,
+            schedule=None) -> OrderResult:
     """Bring an order as far as it can go: pay it if it waits (or leave it waiting for approval),
-    report it as it is otherwise."""
+    report it as it is otherwise (a paid order whose certificates are missing gets them now).
+
+    Raises:
+        RefusedError: ORDER_CLOSED: the order found again expired, was declined or cancelled.
+    """
     done = _Completion(order, repo.ledger_for_order(order.id))
     if order.state is OrderState.AWAITING_PAYMENT:
-        done = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve)
+        done = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve, schedule=schedule)
+    elif order.state is OrderState.PAID:
+        original = repo.certificate_model(order.certificate_id) if order.certificate_id else None
+        _ensure_certificates(repo, order, original, now=now, actor=actor)
     return OrderResult(order=done.order, certificates=_views(repo, order.id, now, policy), ledger=done.entries,
                        preview=preview, created=created, pending=done.pending, shortfall=done.shortfall)
 
@@ -477,62 +550,90 @@ def pay_order(session: Session, order_id: str, *, approve: bool, now: datetime, 
     """Approve or decline the payment of an order awaiting payment (PAY-1, PAY-4).
 
     Approving prices the order at today's balances (quota and credits first), writes its ledger
-    entries exactly once and creates its certificates; declining marks it DECLINED, no debit.
-    Paying an order already paid returns it unchanged.
+    entries exactly once and creates its certificates (a renewal's from the original, a purchase's
+    from the names it keeps); declining marks it DECLINED, no debit. Approving an order already
+    paid changes nothing but creates its certificates if they are missing, so a second `pay`
+    after a crash completes the first; declining a declined order changes nothing.
 
     Raises:
         NotFoundError: no such order.
-        IllegalTransitionError: the order was declined or cancelled.
+        RefusedError: ORDER_CLOSED (approving an expired, declined or cancelled order; declining a
+            cancelled or expired one), ORDER_PAID (declining a paid order): nothing changed.
     """
+    from certpilot.core.payment import check_approve, check_decline
+
     now = require_aware(now)
     policy = policy or _rules(None, None)[0]
     repo = Repository(session)
     repo.lock_ledger()
     order = repo.get_order(order_id)
     if not approve:
+        refusal = check_decline(order, now, policy, _cancellable(repo, order))
+        if refusal is not None:
+            raise RefusedError(refusal)
         if order.state is OrderState.DECLINED:
             return order
         return repo.set_order_state(order_id, OrderState.DECLINED, expected=OrderState.AWAITING_PAYMENT,
                                     actor=actor, now=now, why="payment of the shortfall declined; nothing debited")
-    if order.state is OrderState.PAID:
-        return order
-    return _complete(repo, order, now=now, actor=actor, policy=policy, approve=True).order
+    refusal = check_approve(order, now, policy)
+    if refusal is not None:
+        raise RefusedError(refusal)
+    return _resume(repo, order, now=now, policy=policy, actor=actor, approve=True).order
+
+
+def _cancellable(repo: Repository, order: Order) -> list[str]:
+    """The order's certificates PL-7 lets its owner cancel: the not-activated yearly ones."""
+    reissues = {p.index for p in order.planned if p.reissue}
+    return [c.id for c in repo.certificates_for_order(order.id)
+            if c.state is Status.NOT_ACTIVATED and c.plan_index not in reissues]
 
 
 def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: str = "cli") -> CancelResult:
-    """Cancel a not-activated certificate (PL-7): one quota of its spec and one credit come back.
+    """Cancel a not-activated certificate and its follow-ups (PL-7; `core.plans.cancel_scope`).
 
-    A VA-5 reissue (or a private-CA reissue) cost nothing, so cancelling it restores nothing.
-    Idempotent by key: the restoring entries are keyed by the certificate, so they are written
-    once. A second cancel is refused (the certificate is no longer not-activated). The result
+    A plan is shortened at its end, never holed: the certificate goes with every later
+    certificate of its order (its VA-5 reissues, the later years), each yearly one restoring one
+    quota of its spec and one managed credit. A VA-5 reissue alone is refused (it restores nothing
+    and would leave the rest of its year uncovered), and so is a private-CA reissue's refund: its
+    own CA sells no quota. Idempotent by key: the restoring entries are keyed by the certificate,
+    so they are written once; a second cancel is refused (no longer not-activated). The result
     carries the balances after the cancellation (PAY-3).
 
     Raises:
-        RefusedError: NOT_CANCELLABLE when the certificate is not in NOT_ACTIVATED.
+        RefusedError: NOT_CANCELLABLE (not in NOT_ACTIVATED, PL-7; a reissue alone, VA-5);
+            nothing written.
         NotFoundError: no such certificate.
     """
-    from certpilot.core.plans import cancel_refund, check_cancel
+    from certpilot.core.plans import PlanMember, cancel_refund, cancel_scope
 
     now = require_aware(now)
     repo = Repository(session)
     cert = repo.certificate_model(cert_id)
-    refusal = check_cancel(cert.state)
-    if refusal is not None:
-        raise RefusedError(refusal)
     order = repo.get_order(cert.order_id) if cert.order_id else None
-    planned = next((p for p in order.planned if p.index == cert.plan_index), None) if order else None
-    refund = cancel_refund(cert.spec, reissue=planned is not None and planned.reissue, origin=cert.origin)
-    cancelled = repo.set_state(cert_id, Status.CANCELLED, actor=actor, now=now,
-                               why="cancelled by its owner; " + (
-                                   "one quota and one managed credit restored (PL-7)" if refund
-                                   else "a reissue that cost no quota or credit: nothing to restore (VA-5)"))
-    entries = repo.append_ledger([
-        LedgerEntry(id=new_id("led"), kind=kind, spec_key=spec_key, delta=delta, order_id=cert.order_id,
-                    idempotency_key=cancel_key(cert_id, kind), created_at=now,
-                    note=f"{_WHAT[kind]} restored by cancelling {cert_id} (PL-7)")
-        for kind, spec_key, delta in refund
-    ])
-    return CancelResult(certificate=cancelled, ledger=entries, balances=repo.balances())
+    reissues = {p.index for p in order.planned if p.reissue} if order else set()
+    siblings = repo.certificates_for_order(order.id) if order else [cert]
+    scope = cancel_scope(cert_id, [PlanMember(c.plan_index, c.id, c.state, c.plan_index in reissues and order is not None)
+                                   for c in siblings])
+    if isinstance(scope, Refusal):
+        raise RefusedError(scope)
+    by_id = {c.id: c for c in siblings}
+    cancelled: list[Certificate] = []
+    entries: list[LedgerEntry] = []
+    for cid in scope:
+        c = by_id[cid]
+        refund = cancel_refund(c.spec, reissue=c.plan_index in reissues, origin=c.origin)
+        why = ("cancelled by its owner" if cid == cert_id else f"cancelled with {cert_id}, which it follows") + "; " + (
+            "one quota and one managed credit restored (PL-7)" if refund
+            else "it cost no quota or credit (a VA-5 reissue, or from the private CA): nothing to restore")
+        cancelled.append(repo.set_state(cid, Status.CANCELLED, actor=actor, now=now, why=why))
+        entries += repo.append_ledger([
+            LedgerEntry(id=new_id("led"), kind=kind, spec_key=spec_key, delta=delta, order_id=c.order_id,
+                        idempotency_key=cancel_key(cid, kind), created_at=now,
+                        note=f"{_WHAT[kind]} restored by cancelling {cid} (PL-7)")
+            for kind, spec_key, delta in refund
+        ])
+    return CancelResult(certificate=cancelled[0], ledger=entries, balances=repo.balances(),
+                        follow_ups=cancelled[1:])
 
 
 _WHAT = {LedgerKind.QUOTA: "quota", LedgerKind.MANAGED: "managed-service credit"}
@@ -628,39 +729,31 @@ def place_purchase(
     if idempotency_key is not None:
         existing = _order_by_key(session, idempotency_key)
         if existing is not None:
-            return _resume_purchase(repo, existing, now=now, policy=policy, actor=actor,
-                                    approve=approve_payment, names=names, owner=owner)
+            return _resume(repo, existing, now=now, policy=policy, actor=actor, approve=approve_payment,
+                           schedule=schedule)
     clean = list(dict.fromkeys(normalize_name(n) for n in names))
     cert_type = infer_type(clean)
     refusal = check_years(years) or check_names(clean, cert_type, policy)
     if refusal is not None:
         raise RefusedError(refusal)
     spec = Spec(brand=brand, level=level, cert_type=cert_type)
+    if idempotency_key is None:
+        # The same purchase asked again while it waits (e.g. now with --approve-payment): complete
+        # that order rather than leave another one awaiting payment behind.
+        same = _awaiting_purchase(session, spec, years, clean, now, policy)
+        if same is not None:
+            return _resume(repo, same, now=now, policy=policy, actor=actor, approve=approve_payment,
+                           schedule=schedule)
     plan = plan_order(OrderKind.PURCHASE, years=years, now=now, policy=policy, schedule=schedule)
     order = repo.add_order(
         Order(id=new_id("ord"), kind=OrderKind.PURCHASE, certificate_id=None, spec=spec, years=years,
               managed_services=plan.managed_services, managed_fee=plan.managed_fee,
-              planned=list(plan.certificates), payment=[], state=OrderState.AWAITING_PAYMENT, created_at=now),
+              planned=list(plan.certificates), payment=[], state=OrderState.AWAITING_PAYMENT, created_at=now,
+              names=clean, owner=owner),
         idempotency_key=idempotency_key, actor=actor, now=now, why=f"purchase of {', '.join(clean)}",
     )
-    return _resume_purchase(repo, order, now=now, policy=policy, actor=actor, approve=approve_payment,
-                            names=clean, owner=owner, created=True)
-
-
-def _resume_purchase(repo: Repository, order: Order, *, now, policy, actor, approve, names, owner,
-                     created: bool = False) -> OrderResult:
-    """`_resume` for a purchase: once paid, its certificates are created from the names bought."""
-    done = _Completion(order, repo.ledger_for_order(order.id))
-    if order.state is OrderState.AWAITING_PAYMENT:
-        done = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve)
-    if done.order.state is OrderState.PAID and not repo.certificates_for_order(order.id):
-        from certpilot.core.models import KeyAlgorithm
-
-        _create_certificates(repo, done.order, None, names=names, common_name=names[0],
-                             key_algorithm=KeyAlgorithm.EC_P256, owner=owner, now=now, actor=actor,
-                             csr_mode=CsrMode.SYSTEM)
-    return OrderResult(order=done.order, certificates=_views(repo, order.id, now, policy), ledger=done.entries,
-                       created=created, pending=done.pending, shortfall=done.shortfall)
+    return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve_payment, schedule=schedule,
+                   created=True)
 
 
 
@@ -708,16 +801,20 @@ def renew(svc: Services, certificate_id: str, *, years: int, now: datetime | Non
     """
     with svc.session() as s:
         if idempotency_key is None and rerun_safe:
-            idempotency_key = _attempt_key(Repository(s), certificate_id)
+            idempotency_key = _attempt_key(Repository(s), certificate_id, now or svc.now(), svc.policy)
         return place_renewal(s, certificate_id, years=years, now=now or svc.now(), policy=svc.policy,
                              schedule=svc.schedule, csr_mode=csr_mode, csr_pem=csr_pem,
                              approve_payment=approve_payment, idempotency_key=idempotency_key, actor=actor)
 
 
-def _attempt_key(repo: Repository, certificate_id: str) -> str:
-    """The renewal order key of the certificate's current attempt (see `renew`'s `rerun_safe`)."""
+def _attempt_key(repo: Repository, certificate_id: str, now: datetime, policy: Policy) -> str:
+    """The renewal order key of the certificate's current attempt (see `renew`'s `rerun_safe`):
+    declined, cancelled and expired orders are closed attempts."""
+    from certpilot.core.payment import order_state_at
+
     closed = sum(1 for o in repo.orders_for_certificate(certificate_id)
-                 if o.state in (OrderState.DECLINED, OrderState.CANCELLED))
+                 if order_state_at(o.state, o.created_at, now, policy)
+                 in (OrderState.DECLINED, OrderState.CANCELLED, OrderState.EXPIRED))
     return renewal_attempt_key(certificate_id, closed)
 
 
@@ -792,3 +889,149 @@ def top_up(svc: Services, *, count: int, spec: Spec | None = None, now: datetime
         else:
             entry = add_quota(s, spec, count, now=now, idempotency_key=idempotency_key)
         return TopUpResult(entry=entry, balances=balances(s))
+
+
+# ---------------------------------------------------------------- the order book (`certpilot orders`)
+
+
+@dataclass(frozen=True)
+class OrderList:
+    """One page of the order book, newest first, with the count per state (as of `at`)."""
+
+    at: datetime
+    orders: tuple[OrderLine, ...]
+    counts: dict[OrderState, int]
+    """Orders per state as of `at` (an unpaid order past its expiry counts as expired)."""
+    state: OrderState | None
+    """The state listed, or None for every order."""
+    expiry_days: int
+    """How long an unpaid order waits before it expires (`Policy.order_expiry_days`)."""
+
+    @property
+    def total(self) -> int:
+        """How many orders match the filter (the page may show fewer)."""
+        return self.counts.get(self.state, 0) if self.state else sum(self.counts.values())
+
+
+@dataclass(frozen=True)
+class OrderDetail:
+    """One order as `certpilot order show` tells it: its state as of `at`, certificates, ledger
+    entries and the next step with real ids."""
+
+    order: Order
+    """The order, its `state` as of `at` (an unpaid order past its expiry is EXPIRED)."""
+    at: datetime
+    expires_at: datetime | None
+    """When it expires unpaid (None once paid, declined or cancelled)."""
+    certificates: list[CertificateView]
+    ledger: list[LedgerEntry]
+    charged: int
+    """Money charged for it (the sum of its CHARGE entries)."""
+    next_step: str
+    changed: bool = False
+    """For `cancel_order`: True when this call cancelled it."""
+
+
+def _next_step(order: Order, certificates: list[CertificateView]) -> str:
+    """What the operator does next with `order`, as commands with its real ids."""
+    from certpilot.core.payment import order_again_command
+
+    if order.state is OrderState.AWAITING_PAYMENT:
+        return (f"approve its charge: `certpilot pay {order.id}`; or decline it: `certpilot pay {order.id} "
+                f"--decline`; or drop it: `certpilot order cancel {order.id}`")
+    if order.state is OrderState.PAID:
+        pending = [c.id for c in certificates if c.status is Status.PENDING_APPLICATION]
+        if pending:
+            return (f"{pending[0]} waits for its application: the scanner applies it (`certpilot scan`, or "
+                    f"`certpilot apply {pending[0]}` now); see it with `certpilot show {pending[0]}`")
+        if certificates:
+            return f"its certificates are under way; see them with `certpilot show {certificates[0].id}`"
+        return "nothing to do"
+    return f"nothing: it is {order.state.value}; to order again: `{order_again_command(order)}`"
+
+
+def _detail(repo: Repository, order: Order, now: datetime, policy: Policy, *, changed: bool = False) -> OrderDetail:
+    from certpilot.core.payment import order_expires_at, order_state_at
+
+    state = order_state_at(order.state, order.created_at, now, policy)
+    shown = order.model_copy(update={"state": state})
+    views = _views(repo, order.id, now, policy)
+    ledger = repo.ledger_for_order(order.id)
+    return OrderDetail(order=shown, at=now,
+                       expires_at=order_expires_at(order.created_at, policy)
+                       if state is OrderState.AWAITING_PAYMENT else None,
+                       certificates=views, ledger=ledger,
+                       charged=sum(e.amount for e in ledger if e.kind is LedgerKind.CHARGE),
+                       next_step=_next_step(shown, views), changed=changed)
+
+
+def list_orders(svc: Services, *, state: OrderState | str | None = None, now: datetime | None = None,
+                limit: int | None = 50) -> OrderList:
+    """The order book (`certpilot orders`): newest first, optionally one state, at most `limit`.
+
+    Unpaid orders older than `Policy.order_expiry_days` are listed (and counted) as expired, so
+    abandoned orders never pile up as "awaiting payment" (`core.payment.order_state_at`).
+
+    Args:
+        state: only orders in this state as of `now`.
+        now: the listing's time (default the services' clock).
+        limit: at most this many orders (None or 0: all).
+
+    Raises:
+        BadInputError: an unknown state, or a negative limit.
+    """
+    from certpilot.core.payment import unpaid_expired_before
+    from certpilot.store import order_queries
+
+    if isinstance(state, str) and not isinstance(state, OrderState):
+        try:
+            state = OrderState(state)
+        except ValueError:
+            raise BadInputError(f"unknown order state {state!r}; choose one of "
+                                f"{', '.join(s.value for s in OrderState)}") from None
+    if limit is not None and limit < 0:
+        raise BadInputError(f"the limit must be 0 (all) or more, not {limit}")
+    now = require_aware(now or svc.now())
+    cutoff = unpaid_expired_before(now, svc.policy)
+    with svc.session(readonly=True) as s:
+        lines = order_queries.list_orders(s, expired_before=cutoff, state=state, limit=limit or None)
+        counts = order_queries.count_by_state(s, cutoff)
+    return OrderList(at=now, orders=tuple(lines), counts=counts, state=state, expiry_days=svc.policy.order_expiry_days)
+
+
+def show_order(svc: Services, order_id: str, *, now: datetime | None = None) -> OrderDetail:
+    """One order (`certpilot order show`): its state as of `now`, certificates, ledger, next step.
+
+    Raises:
+        NotFoundError: no such order (the message names `certpilot orders`).
+    """
+    now = require_aware(now or svc.now())
+    with svc.session(readonly=True) as s:
+        repo = Repository(s)
+        return _detail(repo, repo.get_order(order_id), now, svc.policy)
+
+
+def cancel_order(svc: Services, order_id: str, *, now: datetime | None = None, actor: str = "cli") -> OrderDetail:
+    """Cancel an unpaid order (`certpilot order cancel`): awaiting payment or expired; nothing was
+    debited, so nothing is restored. Cancelling a cancelled order changes nothing (`changed` False).
+
+    Raises:
+        NotFoundError: no such order.
+        RefusedError: ORDER_PAID (its certificates exist: cancel the not-activated ones instead,
+            PL-7, named with their ids) or ORDER_CLOSED (declined); nothing changed.
+    """
+    from certpilot.core.payment import check_order_cancel
+
+    now = require_aware(now or svc.now())
+    with svc.session() as s:
+        repo = Repository(s)
+        repo.lock_ledger()  # a concurrent `pay` of the same order waits, then finds it cancelled
+        order = repo.get_order(order_id)
+        refusal = check_order_cancel(order, now, svc.policy, _cancellable(repo, order))
+        if refusal is not None:
+            raise RefusedError(refusal)
+        if order.state is OrderState.CANCELLED:
+            return _detail(repo, order, now, svc.policy)
+        order = repo.set_order_state(order_id, OrderState.CANCELLED, expected=order.state, actor=actor, now=now,
+                                     why="unpaid order cancelled by its owner; nothing was debited")
+        return _detail(repo, order, now, svc.policy, changed=True)

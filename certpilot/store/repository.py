@@ -151,6 +151,9 @@ def order_from_row(row: OrderRow) -> Order:
         payment=[PaymentLine.model_validate(p) for p in row.payment],
         state=OrderState(row.state),
         created_at=row.created_at,
+        names=list(row.names or []),
+        owner=(Contact(name=row.owner_name or "", email=row.owner_email, phone=row.owner_phone or "")
+               if row.owner_email else None),
     )
 
 
@@ -255,7 +258,7 @@ class Repository:
         row = self.session.get(CertificateRow, cert_id)
         if row is None:
             raise NotFoundError(
-                f"no certificate with id {cert_id}; list the inventory (certpilot list) for valid ids"
+                f"no certificate with id {cert_id}; list the inventory with `certpilot list` for valid ids"
             )
         return row
 
@@ -420,6 +423,10 @@ class Repository:
             "idempotency_key": idempotency_key,
             "created_at": order.created_at,
             "updated_at": now,
+            "names": list(order.names) or None,
+            "owner_email": order.owner.email if order.owner else None,
+            "owner_name": order.owner.name if order.owner else None,
+            "owner_phone": order.owner.phone if order.owner else None,
         }
         self.session.flush()
         if idempotency_key is None:
@@ -450,7 +457,7 @@ class Repository:
         """
         row = self.session.get(OrderRow, order_id, populate_existing=True)
         if row is None:
-            raise NotFoundError(f"no order with id {order_id}; list orders to find a valid id")
+            raise NotFoundError(f"no order with id {order_id}; `certpilot orders` lists the orders and their ids")
         return order_from_row(row)
 
     def orders_for_certificate(self, cert_id: str) -> list[Order]:
@@ -470,12 +477,13 @@ class Repository:
         why: str,
         now: datetime,
         payment: Sequence[PaymentLine] | None = None,
+        planned: Sequence[PlannedCertificate] | None = None,
     ) -> bool:
         """Compare-and-set an order's state ``frm -> to``; audit it when this caller won.
 
         Returns True when this call moved the order (exactly one of concurrent callers), False
         when the order was not in `frm` (someone else moved it first). `payment` replaces the
-        order's bill in the same statement.
+        order's bill in the same statement, `planned` its plan (a purchase re-planned when paid).
 
         Raises:
             NotFoundError: no such order.
@@ -484,6 +492,8 @@ class Repository:
         values: dict[str, Any] = {"state": _v(to), "updated_at": now}
         if payment is not None:
             values["payment"] = [p.model_dump(mode="json") for p in payment]
+        if planned is not None:
+            values["planned"] = [p.model_dump(mode="json") for p in planned]
         result = self.session.execute(
             update(OrderRow)
             .where(OrderRow.id == order_id, OrderRow.state == _v(frm))
@@ -523,6 +533,7 @@ class Repository:
         why: str,
         now: datetime,
         payment: Sequence[PaymentLine] | None = None,
+        planned: Sequence[PlannedCertificate] | None = None,
     ) -> PaymentOutcome:
         """Mark an order paid and write its ledger entries exactly once (PAY-4).
 
@@ -540,7 +551,7 @@ class Repository:
             IllegalTransitionError: the order is declined or cancelled; nothing changed.
         """
         if self.claim_order_state(order_id, OrderState.AWAITING_PAYMENT, OrderState.PAID,
-                                  actor=actor, why=why, now=now, payment=payment):
+                                  actor=actor, why=why, now=now, payment=payment, planned=planned):
             written = self.append_ledger(entries)
             return PaymentOutcome(self.get_order(order_id), written, True)
         order = self.get_order(order_id)

@@ -50,7 +50,9 @@ def test_el1a_not_expiring_soon_says_when_renewal_opens():
     r = check(cert(), EARLY)
     assert (r.reason, r.rule) == (Reason.NOT_EXPIRING_SOON, "EL-1")
     assert r.message == ("shop.example.com (c1) expires 2025-09-30T00:00:00+00:00, more than 60 days away; renewal "
-                         "opens 2025-08-01T00:00:00+00:00: renew then")
+                         "opens 2025-08-01T00:00:00+00:00: renew then (preview it now with `certpilot renew c1 "
+                         "--dry-run --at 2025-08-01T00:00:00Z`), or let the scanner renew it when due: "
+                         "`certpilot policy c1 --auto-renew`")
 
 
 @pytest.mark.parametrize("now", [DUE, EARLY])
@@ -116,7 +118,9 @@ def test_el3_uploaded_replaced_when_expiring_soon_or_expired(state, now, reason)
 def test_el3_uploaded_not_due_says_when():
     r = check(cert(origin=Origin.UPLOADED, state=Status.UPLOADED), EARLY)
     assert r.message == ("shop.example.com (c1) expires 2025-09-30T00:00:00+00:00, more than 60 days away; it can "
-                         "be replaced once expiring soon, from 2025-08-01T00:00:00+00:00")
+                         "be replaced once expiring soon, from 2025-08-01T00:00:00+00:00 (preview it now with "
+                         "`certpilot renew c1 --dry-run --at 2025-08-01T00:00:00Z`), or let the scanner do it when "
+                         "due: `certpilot policy c1 --auto-renew`")
 
 
 def test_el3_multi_domain_uploaded_can_be_replaced():
@@ -130,7 +134,7 @@ def test_el3_el4_private_ca_on_the_renew_path_is_told_to_reissue(chain):
     c = cert(origin=Origin.PRIVATE_CA, state=Status.UPLOADED, publicly_trusted=False)
     r = first_refusal(chain, RenewalInput(certificate=c, now=at(DUE), policy=P))
     assert (r.reason, r.rule) == (Reason.PRIVATE_CA_REISSUE, "EL-4")
-    assert "reissue it from the private CA and sync the result into the inventory" in r.message
+    assert "reissued from the private CA" in r.message and "`certpilot show c1`" in r.message
 
 
 @pytest.mark.parametrize("state, now, reason", [
@@ -169,7 +173,7 @@ def test_el5_every_refusal_says_what_failed_and_what_to_do(c, now, requested):
     assert "shop.example.com" in r.message
     assert re.fullmatch(r"EL-[1-4]", r.rule)
     assert re.search(r"\d{4}-\d{2}-\d{2}T", r.message) or c.state.value in r.message
-    assert re.search(r"buy|renew then|reissue|replaced once|import|finish|from \d{4}", r.message)
+    assert re.search(r"`certpilot (buy|renew|apply|cancel|show|policy) [^`]+`", r.message)
 
 
 def test_el1_el2_chain_order_permanent_before_temporary():

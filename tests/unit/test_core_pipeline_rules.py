@@ -31,10 +31,13 @@ def test_pl1_pay2_first_certificate_submitted_now_unless_a_managed_start_will(ma
 def test_lc3_lc5_which_certificates_apply_works_on(state, refused, rule):
     """LC-3 stage 2 / LC-5: `apply` refuses, with a reason and what to do instead, a certificate
     it has nothing to do for."""
-    refusal = may_apply(state)
+    refusal = may_apply(state, "crt-2", "crt-1")
     assert (refusal is not None) is refused
     if refusal is not None:
         assert refusal.rule == rule and refusal.reason.value == "IllegalTransition" and refusal.message
+        # EL-5: the command to run instead, with the real id (the certificate, or the one it renews).
+        command = "certpilot cancel crt-2" if state is Status.NOT_ACTIVATED else "certpilot renew crt-1 --dry-run"
+        assert f"`{command}`" in refusal.message
 
 
 @pytest.mark.parametrize("closed, key", [(0, "renew:crt-1"), (1, "renew:crt-1#1"), (2, "renew:crt-1#2")])

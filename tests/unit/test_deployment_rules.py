@@ -51,7 +51,8 @@ def test_csr2_refusal_says_what_to_do_instead():
     assert refusal.message == (
         "certificate www.example.com (id c-new) was requested with your own CSR, so certpilot does not hold "
         "its private key and cannot deploy it to the nginx target; install it there yourself (a files bundle "
-        "without the key is available), or renew with a system-generated key.")
+        "without the key is available), or renew with a system-generated key (`certpilot renew c-new --csr "
+        "system --dry-run` previews it).")
 
 
 def test_not_deployable_without_pem():

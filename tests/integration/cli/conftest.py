@@ -65,6 +65,20 @@ def day(s: str) -> datetime:
     return datetime.fromisoformat(s).replace(tzinfo=UTC) if len(s) == 10 else datetime.fromisoformat(s)
 
 
+@pytest.fixture
+def clock(monkeypatch) -> Callable[[str], datetime]:
+    """Fix the clock the commands act at: actions take no `--at` (it is for previews and reads),
+    so a test sets the time with `clock("2025-09-10T00:00:00Z")` (or a date) instead."""
+    import certpilot.runtime as rt
+
+    def set_(when: str) -> datetime:
+        t = day(when) if len(when) == 10 else datetime.fromisoformat(when.replace("Z", "+00:00"))
+        monkeypatch.setattr(rt, "_now", lambda: t)
+        return t
+
+    return set_
+
+
 @pytest.fixture(scope="session")
 def test_ca():
     """One demo CA for the whole session (real cryptography, made once)."""
@@ -96,14 +110,15 @@ def make_pem(tmp_path, test_ca):
 
 
 @pytest.fixture
-def imported(cp, make_pem):
-    """Import a certificate through the CLI; returns its id."""
+def imported(cp, make_pem, clock):
+    """Import a certificate through the CLI (the clock set to `at`); returns its id."""
 
     def imp(names: list[str], not_before: str, not_after: str, *, origin: str = "official", level: str = "DV",
             brand: str = "DigiCert", at: str = "2025-09-01T00:00:00Z") -> str:
         cert, key, chain = make_pem(names, not_before, not_after)
+        clock(at)
         r = cp("import", "--cert", cert, "--key", key, "--chain", chain, "--origin", origin, "--level", level,
-               "--brand", brand, "--owner", "ops@example.com", "--at", at, "--json")
+               "--brand", brand, "--owner", "ops@example.com", "--json")
         assert r.code == 0, r.out + r.err
         return r.json["id"]
 

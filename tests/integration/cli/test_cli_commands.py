@@ -51,18 +51,18 @@ def test_exit_4_on_missing_file_bad_pem_unknown_id(cp, tmp_path):
     assert cp("show", "no-such-id").code == 4  # human output too
 
 
-def test_import_prints_identity_never_key_material(cp, make_pem, home):
+def test_import_prints_identity_never_key_material(cp, make_pem, home, clock):
     """CSR-5: import prints id, names, type, expiry, warnings; no key bytes anywhere in the output."""
     cert, key, chain = make_pem(["shop.example.com"], "2024-10-01", "2025-09-30")
-    r = cp("import", "--cert", cert, "--key", key, "--chain", chain, "--origin", "official", "--json",
-           "--at", "2025-09-01T00:00:00Z")
+    clock("2025-09-01T00:00:00Z")
+    r = cp("import", "--cert", cert, "--key", key, "--chain", chain, "--origin", "official", "--json")
     assert r.code == 0, r.out
     assert {k: r.json[k] for k in ("names", "type", "origin", "not_after", "key_held")} == {
         "names": ["shop.example.com"], "type": "single", "origin": "official",
         "not_after": "2025-09-30T00:00:00Z", "key_held": True}
     body = key.read_text().splitlines()[1]
     assert body not in r.out and "PRIVATE KEY" not in r.out
-    human = cp("import", "--cert", cert, "--at", "2025-09-01T00:00:00Z")  # a duplicate (UP-3)
+    human = cp("import", "--cert", cert)  # a duplicate (UP-3)
     assert human.code == 3
     assert "PRIVATE KEY" not in human.out + human.err
 
@@ -78,8 +78,11 @@ def test_lc4_list_derives_status_at_the_time_asked(cp, imported):
     assert rows == [(c, "expired", -252), (a, "expiring_soon", 20), (b, "valid", 113)]
     soon = cp("list", "--status", "expiring_soon", "--json", "--at", "2025-09-10T00:00:00Z").json
     assert [x["id"] for x in soon["certificates"]] == [a]
+    # Already expired counts as expiring within any horizon, unless --hide-expired.
     within = cp("list", "--expiring-within", "120", "--json", "--at", "2025-09-10T00:00:00Z").json
-    assert [x["id"] for x in within["certificates"]] == [a, b]
+    assert [x["id"] for x in within["certificates"]] == [c, a, b]
+    hidden = cp("list", "--expiring-within", "120", "--hide-expired", "--json", "--at", "2025-09-10T00:00:00Z").json
+    assert [x["id"] for x in hidden["certificates"]] == [a, b]
     assert cp("list", "--at", "2025-09-10T00:00:00Z").code == 0  # the rich table renders
     earlier = cp("list", "--json", "--at", "2025-06-01T00:00:00Z").json["certificates"]
     assert {x["id"]: x["status"] for x in earlier}[a] == "valid"
@@ -96,7 +99,7 @@ def test_show_has_audit_trail(cp, imported):
     assert cp("show", a, "--at", "2025-09-10T00:00:00Z").code == 0
 
 
-def test_json_everywhere_parses(cp, imported):
+def test_json_everywhere_parses(cp, imported, clock):
     """Every command accepts --json and prints one JSON document."""
     a = imported(["a.example.com"], "2024-10-01", "2025-09-30")
     commands = [
@@ -105,7 +108,9 @@ def test_json_everywhere_parses(cp, imported):
         ["renew", a, "--dry-run"], ["db", "upgrade"], ["renew", a, "--years", "2", "--approve-payment"],
     ]
     for args in commands:
-        r = cp(*args, "--json", *(["--at", "2025-09-10T00:00:00Z"] if args[0] in {"list", "show", "renew"} else []))
+        reads = {"list", "show"} | ({"renew"} if "--dry-run" in args else set())
+        clock("2025-09-10T00:00:00Z")  # actions take no --at: they act at the clock's time
+        r = cp(*args, "--json", *(["--at", "2025-09-10T00:00:00Z"] if args[0] in reads else []))
         assert r.code == 0, (args, r.out, r.err)
         json.loads(r.out)
     assert cp("quota", "--json").json["quota"]["GlobalSign/OV/wildcard"] == 2

@@ -39,14 +39,14 @@ def shell(tmp_path):
 
 def test_without_any_prefect_api_the_cli_says_what_to_configure(shell):
     code, error = shell()
-    assert code == 2
+    assert code == 5
     assert "no Prefect API is configured" in error["message"] and "PREFECT_API_URL" in error["message"]
 
 
 def test_prefect_api_url_in_the_environment_is_used_as_is(shell):
     url = f"http://127.0.0.1:{free_port()}/api"
     code, error = shell(PREFECT_API_URL=url)
-    assert code == 2 and f"at {url}" in error["message"]
+    assert code == 5 and f"at {url}" in error["message"]
 
 
 def test_the_active_prefect_profile_is_respected(shell, tmp_path):
@@ -55,7 +55,7 @@ def test_the_active_prefect_profile_is_respected(shell, tmp_path):
     (tmp_path / "prefect" / "profiles.toml").write_text(
         f'active = "ops"\n\n[profiles.ops]\nPREFECT_API_URL = "{url}"\n')
     code, error = shell()
-    assert code == 2 and f"at {url}" in error["message"]
+    assert code == 5 and f"at {url}" in error["message"]
 
 
 def test_with_nothing_configured_the_local_certpilot_up_server_is_used(shell, tmp_path):
@@ -66,7 +66,7 @@ def test_with_nothing_configured_the_local_certpilot_up_server_is_used(shell, tm
     ensure_auth(tmp_path / "home")
     port = free_port()
     code, error = shell(CERTPILOT_PREFECT_PORT=str(port))
-    assert code == 2 and f"at http://127.0.0.1:{port}/api" in error["message"]
+    assert code == 5 and f"at http://127.0.0.1:{port}/api" in error["message"]
 
 
 def test_setup_against_an_api_that_does_not_answer_changes_nothing(tmp_path):
@@ -77,6 +77,6 @@ def test_setup_against_an_api_that_does_not_answer_changes_nothing(tmp_path):
                 "PREFECT_CLIENT_MAX_RETRIES": "0", "PREFECT_API_URL": url})
     proc = subprocess.run([CERTPILOT, "setup", "--private-ca", "--json"], env=env, capture_output=True, text=True,
                           timeout=120, stdin=subprocess.DEVNULL, cwd=tmp_path)
-    assert proc.returncode == 2
+    assert proc.returncode == 5
     assert f"the Prefect API at {url} did not answer" in json.loads(proc.stdout)["error"]["message"]
     assert not (tmp_path / "home").exists() and not (tmp_path / "prefect.yaml").exists()

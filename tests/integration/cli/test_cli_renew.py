@@ -36,16 +36,17 @@ def test_va2_el1_dry_run_plans_one_certificate_of_385_days(cp, shop):
     assert (p["quota_used"], p["credits_used"], p["shortfall"], p["needs_approval"]) == (1, 0, 0, False)
 
 
-def test_el1a_refused_at_2025_06_01_not_expiring_soon(cp, shop):
+def test_el1a_refused_at_2025_06_01_not_expiring_soon(cp, shop, clock):
     """EL-1(a), EL-5: 121 days left is outside the expiry window: exit 3, NotExpiringSoon, a sentence."""
     r = cp("renew", shop, "--years", "1", "--dry-run", "--json", "--at", "2025-06-01T00:00:00Z")
     assert r.code == 3
-    assert r.json["eligible"] is False
-    assert r.json["refusal"]["reason"] == "NotExpiringSoon"
-    assert r.json["refusal"]["message"]
-    assert r.json["plan"] is None
+    # A dry-run refusal is the one error document, as a real renewal's refusal is.
+    assert set(r.json) == {"error"}
+    assert r.json["error"]["reason"] == "NotExpiringSoon"
+    assert r.json["error"]["message"]
     # Without --dry-run the same refusal, and nothing is ordered.
-    r = cp("renew", shop, "--years", "1", "--json", "--at", "2025-06-01T00:00:00Z")
+    clock("2025-06-01T00:00:00Z")
+    r = cp("renew", shop, "--years", "1", "--json")
     assert (r.code, r.json["error"]["reason"]) == (3, "NotExpiringSoon")
 
 
@@ -55,8 +56,8 @@ def test_el1b_multi_domain_refused(cp, imported):
                      "2025-09-30T00:00:00+00:00")
     r = cp("renew", multi, "--years", "1", "--dry-run", "--json", "--at", AT)
     assert r.code == 3
-    assert r.json["refusal"]["reason"] == "MultiDomain"
-    assert r.json["refusal"]["message"]
+    assert r.json["error"]["reason"] == "MultiDomain"
+    assert r.json["error"]["message"]
 
 
 def test_pay2_early_renewal_adds_managed_fee(cp, shop):
@@ -77,7 +78,7 @@ def test_dry_run_changes_nothing(cp, home, shop):
     assert row_counts(home) == before
 
 
-def test_pl2_pl3_pay1_lc2_three_years(cp, home, shop):
+def test_pl2_pl3_pay1_lc2_three_years(clock, cp, home, shop):
     """PL-2, PL-3, PAY-1, LC-2, LC-1: 3 years = three certificates (one pending application, two not
     activated) and two managed services; quota is used before any shortfall is charged; a shortfall
     without --approve-payment is refused (exit 3) with no debit; `show` lists the children."""
@@ -100,14 +101,15 @@ def test_pl2_pl3_pay1_lc2_three_years(cp, home, shop):
 
     # Without approval: exit 3, ShortfallNotApproved, the balance untouched.
     ledger_before = row_counts(home)["ledger_entries"]
-    r = cp("renew", shop, "--years", "3", "--json", "--at", AT)
+    clock(AT)
+    r = cp("renew", shop, "--years", "3", "--json")
     assert (r.code, r.json["error"]["reason"]) == (3, "ShortfallNotApproved")
     assert "--approve-payment" in r.json["error"]["message"]
     assert row_counts(home)["ledger_entries"] == ledger_before
     assert cp("quota", "--json").json == {"quota": {"DigiCert/DV/single": 2}, "managed": 0}
 
     # With approval: paid, the certificates created under the original.
-    r = cp("renew", shop, "--years", "3", "--approve-payment", "--json", "--at", AT)
+    r = cp("renew", shop, "--years", "3", "--approve-payment", "--json")
     assert r.code == 0, r.out + r.err
     order = r.json["order"]
     assert order["state"] == "paid"
@@ -136,53 +138,56 @@ def test_pl2_pl3_pay1_lc2_three_years(cp, home, shop):
     assert child["parent"]["id"] == shop
 
     # A second renewal of the same certificate is refused.
-    r = cp("renew", shop, "--years", "1", "--json", "--at", AT)
+    r = cp("renew", shop, "--years", "1", "--json")
     assert (r.code, r.json["error"]["reason"]) == (3, "AlreadyRenewed")
 
 
-def test_pl7_cancel_restores_one_quota_and_one_credit(cp, shop):
+def test_pl7_cancel_restores_one_quota_and_one_credit(clock, cp, shop):
     """PL-7: cancelling a not-activated certificate gives back one quota of its spec and one managed
     credit; a second cancel is refused, and a pending certificate cannot be cancelled."""
     cp("quota", "add", "--level", "DV", "--brand", "DigiCert", "--count", "2", "--json")
     cp("quota", "add", "--managed", "1", "--json")
-    r = cp("renew", shop, "--years", "2", "--approve-payment", "--json", "--at", AT)
+    clock(AT)
+    r = cp("renew", shop, "--years", "2", "--approve-payment", "--json")
     assert r.code == 0, r.out
     assert cp("quota", "--json").json == {"quota": {"DigiCert/DV/single": 0}, "managed": 0}
     pending, later = r.json["certificates"][0], r.json["certificates"][1]
     assert (pending["state"], later["state"]) == ("pending_application", "not_activated")
 
-    c = cp("cancel", later["id"], "--json", "--at", AT)
+    c = cp("cancel", later["id"], "--json")
     assert c.code == 0, c.out
     assert c.json["state"] == "cancelled"
     assert sorted((e["kind"], e["spec"], e["delta"]) for e in c.json["restored"]) == [
         ("managed", None, 1), ("quota", "DigiCert/DV/single", 1)]
     assert c.json["balances"] == {"quota": {"DigiCert/DV/single": 1}, "managed": 1}
 
-    again = cp("cancel", later["id"], "--json", "--at", AT)
+    again = cp("cancel", later["id"], "--json")
     assert (again.code, again.json["error"]["reason"]) == (3, "NotCancellable")
     assert cp("quota", "--json").json == {"quota": {"DigiCert/DV/single": 1}, "managed": 1}
-    assert cp("cancel", pending["id"], "--json", "--at", AT).code == 3
+    assert cp("cancel", pending["id"], "--json").code == 3
 
 
-def test_pay4_idempotency_key_returns_the_same_order(cp, shop):
+def test_pay4_idempotency_key_returns_the_same_order(clock, cp, shop):
     """PAY-4: a retried `renew` with the same idempotency key returns the same order, charged once."""
     cp("quota", "add", "--level", "DV", "--brand", "DigiCert", "--count", "1", "--json")
-    first = cp("renew", shop, "--years", "1", "--idempotency-key", "k-1", "--json", "--at", AT)
-    second = cp("renew", shop, "--years", "1", "--idempotency-key", "k-1", "--json", "--at", AT)
+    clock(AT)
+    first = cp("renew", shop, "--years", "1", "--idempotency-key", "k-1", "--json")
+    second = cp("renew", shop, "--years", "1", "--idempotency-key", "k-1", "--json")
     assert (first.code, second.code) == (0, 0), second.out
     assert first.json["order"]["id"] == second.json["order"]["id"]
     assert cp("quota", "--json").json["quota"] == {"DigiCert/DV/single": 0}
     assert len(cp("show", shop, "--json", "--at", AT).json["children"]) == 1
 
 
-def test_pay1_shortfall_order_waits_then_pay_approves(cp, shop):
+def test_pay1_shortfall_order_waits_then_pay_approves(clock, cp, shop):
     """PAY-1: an unapproved shortfall leaves the order awaiting payment; `pay` approves it later."""
-    r = cp("renew", shop, "--years", "1", "--json", "--at", AT)
+    clock(AT)
+    r = cp("renew", shop, "--years", "1", "--json")
     assert (r.code, r.json["error"]["reason"]) == (3, "ShortfallNotApproved")
     show = cp("show", shop, "--json", "--at", AT).json
     (order,) = show["renewal_orders"]
     assert (order["state"], show["children"]) == ("awaiting_payment", [])
-    paid = cp("pay", order["id"], "--json", "--at", AT)
+    paid = cp("pay", order["id"], "--json")
     assert (paid.code, paid.json["order"]["state"]) == (0, "paid")
     assert len(cp("show", shop, "--json", "--at", AT).json["children"]) == 1
 
@@ -207,10 +212,10 @@ def test_csr2_manual_csr_is_checked_before_ordering(cp, shop, tmp_path, names, a
     """CSR-2, CSR-4: a manual CSR with another key algorithm or other names is refused (exit 3)."""
     r = cp("renew", shop, "--csr", "manual", "--csr-file", _csr(tmp_path, names, alg), "--dry-run", "--json",
            "--at", AT)
-    assert (r.code, r.json["refusal"]["reason"]) == (3, reason)
+    assert (r.code, r.json["error"]["reason"]) == (3, reason)
 
 
-def test_csr2_csr3_manual_and_reuse_are_allowed_with_warnings(cp, shop, make_pem, tmp_path):
+def test_csr2_csr3_manual_and_reuse_are_allowed_with_warnings(cp, shop, make_pem, tmp_path, clock):
     """CSR-2: a matching manual CSR is accepted, warning that the key is not held; CSR-3: reusing the
     original key is allowed with a warning, and refused when certpilot does not hold that key."""
     r = cp("renew", shop, "--csr", "manual", "--csr-file", _csr(tmp_path, SHOP, "ec"), "--dry-run", "--json",
@@ -222,24 +227,24 @@ def test_csr2_csr3_manual_and_reuse_are_allowed_with_warnings(cp, shop, make_pem
     assert any("CSR-3" in w for w in r.json["warnings"])
 
     cert, _key, chain = make_pem(["nokey.example.com"], "2024-10-01", "2025-09-30")
-    no_key = cp("import", "--cert", cert, "--chain", chain, "--origin", "official", "--json",
-                "--at", "2025-09-01T00:00:00Z").json["id"]
+    clock("2025-09-01T00:00:00Z")
+    no_key = cp("import", "--cert", cert, "--chain", chain, "--origin", "official", "--json").json["id"]
     r = cp("renew", no_key, "--csr", "reuse", "--dry-run", "--json", "--at", AT)
-    assert (r.code, r.json["refusal"]["reason"]) == (3, "KeyNotHeld")
+    assert (r.code, r.json["error"]["reason"]) == (3, "KeyNotHeld")
     # --csr manual without a file, or a file without --csr manual, is a usage error.
     assert cp("renew", shop, "--csr", "manual", "--dry-run", "--at", AT).code == 2
     assert cp("renew", shop, "--csr-file", tmp_path / "x.csr", "--dry-run", "--at", AT).code == 2
 
 
-def test_va3_buy_a_new_certificate(cp):
+def test_va3_buy_a_new_certificate(cp, clock):
     """VA-3, UP-1, PAY-1: `buy` orders a fresh certificate (12 months from issue, no parent); the
     type comes from the names; a shortfall needs --approve-payment."""
-    r = cp("buy", "--name", "a.example.com", "--name", "b.example.com", "--brand", "DigiCert", "--json",
-           "--at", AT)
+    clock(AT)
+    r = cp("buy", "--name", "a.example.com", "--name", "b.example.com", "--brand", "DigiCert", "--json")
     assert (r.code, r.json["error"]["reason"]) == (3, "ShortfallNotApproved")
     cp("quota", "add", "--level", "DV", "--type", "multi", "--brand", "DigiCert", "--count", "1", "--json")
     r = cp("buy", "--name", "a.example.com", "--name", "b.example.com", "--brand", "DigiCert", "--json",
-           "--at", AT, "--idempotency-key", "buy-1")
+           "--idempotency-key", "buy-1")
     assert r.code == 0, r.out + r.err
     assert (r.json["order"]["kind"], r.json["order"]["state"], r.json["order"]["spec"]) == (
         "purchase", "paid", "DigiCert/DV/multi")
@@ -247,5 +252,5 @@ def test_va3_buy_a_new_certificate(cp):
     assert (cert["names"], cert["parent_id"], cert["state"]) == (
         ["a.example.com", "b.example.com"], None, "pending_application")
     assert (cert["not_before"], cert["not_after"]) == ("2025-09-10T00:00:00Z", "2026-09-10T00:00:00Z")
-    bad = cp("buy", "--name", "*.*.example.com", "--json", "--at", AT)
+    bad = cp("buy", "--name", "*.*.example.com", "--json")
     assert (bad.code, bad.json["error"]["reason"], bad.json["error"]["rule"]) == (3, "WildcardDepth", "UP-1")

@@ -89,7 +89,7 @@ def test_a_key_imported_by_the_cli_is_opened_by_a_flow_runs_task(cp, make_pem, h
     monkeypatch.delenv("CERTPILOT_MASTER_KEY", raising=False)
     get_settings.cache_clear()
     cert, key, chain = make_pem(["kms.example.com"], "2025-01-01", "2026-01-01")
-    r = cp("import", "--cert", cert, "--key", key, "--chain", chain, "--json", "--at", "2025-06-01T00:00:00Z")
+    r = cp("import", "--cert", cert, "--key", key, "--chain", chain, "--json")
     assert r.code == 0, r.out + r.err
     cid = r.json["id"]
     assert key.read_text().splitlines()[1] not in r.out + r.err

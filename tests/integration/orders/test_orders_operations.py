@@ -179,9 +179,10 @@ def test_va3_purchase_is_twelve_months_from_issue(store):
     assert cert.state is Status.PENDING_APPLICATION
 
 
-def test_pl7_va5_cancelling_a_reissue_restores_nothing(store):
-    """PL-7 with VA-5: a reissue (the CA/B cap cut a certificate short) cost no quota or credit, so
-    cancelling it gives nothing back; cancelling a yearly certificate gives one of each."""
+def test_pl7_va5_a_reissue_is_not_cancelled_alone_and_goes_with_its_year(store):
+    """PL-7 with VA-5 (issue 17): a reissue (the CA/B cap cut a certificate short) cost no quota or
+    credit and covers days already paid for, so cancelling it alone is refused (nothing changes);
+    cancelling its yearly certificate takes it along and gives one quota and one credit back."""
     cid = store.import_cert(SHOP, "2024-10-01", "2025-09-30")
     with store.session() as s:
         orders.add_quota(s, DV, 2, now=at("2025-09-01"))
@@ -190,8 +191,13 @@ def test_pl7_va5_cancelling_a_reissue_restores_nothing(store):
     planned = {p.index: p for p in r.order.planned}
     reissue = next(c for c in r.certificates if planned[c.plan_index].reissue)
     yearly = next(c for c in r.certificates[1:] if not planned[c.plan_index].reissue)
+    with pytest.raises(RefusedError) as exc, store.session() as s:
+        orders.cancel_certificate(s, reissue.id, now=at("2025-09-12"))
+    assert (exc.value.reason, exc.value.refusal.rule) == (Reason.NOT_CANCELLABLE, "VA-5")
     with store.session() as s:
-        assert orders.cancel_certificate(s, reissue.id, now=at("2025-09-12")).ledger == []
         assert orders.balances(s).model_dump() == {"quota": {DV.key: 0}, "managed": 0}
-        restored = orders.cancel_certificate(s, yearly.id, now=at("2025-09-12")).ledger
-        assert sorted((e.kind.value, e.delta) for e in restored) == [("managed", 1), ("quota", 1)]
+        done = orders.cancel_certificate(s, yearly.id, now=at("2025-09-12"))
+        assert sorted((e.kind.value, e.delta) for e in done.ledger) == [("managed", 1), ("quota", 1)]
+        # Year 2 is cut at 200 days: its reissues follow it and go with it.
+        follow = [c.id for c in r.certificates if c.plan_index > yearly.plan_index]
+        assert [c.id for c in done.follow_ups] == follow and reissue.id in follow

@@ -1,0 +1,102 @@
+"""Use case: take back quota or managed-service credits added by mistake (`certpilot quota remove`).
+
+Adding is `orders.top_up`; removing is its inverse and lives here. A removal is one ledger entry
+with a negative delta (PAY-4: the ledger is append-only, so a mistaken top-up is corrected, never
+erased). It is refused when nothing of that kind is held, and when it would take the balance
+below zero: quota already used by orders is spent, and no balance ever goes negative (PAY-3).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from certpilot.core.errors import Reason, Refusal, RefusedError
+from certpilot.core.models import Balances, LedgerEntry, LedgerKind, Spec
+from certpilot.operations.common import new_id, positive_count, require_aware
+from certpilot.store.repository import Repository
+
+if TYPE_CHECKING:
+    from certpilot.runtime import Services
+
+
+@dataclass(frozen=True)
+class QuotaRemoved:
+    """A removal: its ledger entry (negative delta) and the balances after it (PAY-3)."""
+
+    entry: LedgerEntry
+    balances: Balances
+
+
+def _what(spec: Spec | None) -> str:
+    return f"quota of {spec.key}" if spec is not None else "managed-service credits"
+
+
+def removal_refusal(spec: Spec | None, count: int, held: int, balances: Balances) -> Refusal | None:
+    """PAY-3: may `count` of `spec`'s quota (None: managed credits) be removed when `held` remain?
+
+    Returns:
+        None when it may; else a refusal (NOTHING_TO_REMOVE when none is held, NOT_ENOUGH_QUOTA
+        when fewer than `count` remain) saying what is held and which command removes it.
+    """
+    if held >= count:
+        return None
+    flag = (f"--level {spec.level.value} --type {spec.cert_type.value} --brand {shlex.quote(spec.brand)}"
+            if spec is not None else "--managed")
+    if held <= 0:
+        held_specs = [k for k, n in sorted(balances.quota.items()) if n > 0]
+        listed = ("; quota held: " + ", ".join(f"{k} ({balances.quota[k]})" for k in held_specs)) if held_specs else ""
+        return Refusal(Reason.NOTHING_TO_REMOVE,
+                       f"there are no {_what(spec)} to remove: the balance is 0 (the ledger never goes below "
+                       f"zero){listed}; list the balances with `certpilot quota`", "PAY-3")
+    option = f"{flag} --count {held}" if spec is not None else f"--managed {held}"
+    return Refusal(Reason.NOT_ENOUGH_QUOTA,
+                   f"only {held} {_what(spec)} remain, fewer than the {count} asked: the rest was used by orders "
+                   f"or never added, and the balance cannot go below zero; remove at most {held}: "
+                   f"`certpilot quota remove {option}`", "PAY-3")
+
+
+def remove(svc: Services, *, count: int, spec: Spec | None = None, now: datetime | None = None,
+           idempotency_key: str | None = None, note: str = "") -> QuotaRemoved:
+    """Remove `count` certificate quota of `spec`, or (`spec` None) managed-service credits.
+
+    One transaction, with the ledger locked (two removals cannot both take the last unit). A
+    repeated idempotency key removes nothing more and returns the entry written the first time.
+
+    Args:
+        svc: the services (their store and clock).
+        count: how many to remove (a positive whole number).
+        spec: the specification whose quota to remove (its brand canonical, UP-2); None for
+            managed-service credits.
+        now: the time of the entry (default the services' clock).
+        idempotency_key: a retry with the same key writes nothing new.
+        note: why, for the ledger (default says what was removed).
+
+    Returns:
+        The removal's entry and the balances after it.
+
+    Raises:
+        BadInputError: `count` is not a positive whole number.
+        RefusedError: NOTHING_TO_REMOVE or NOT_ENOUGH_QUOTA (PAY-3); nothing written.
+    """
+    positive_count(count, "the count to remove")
+    now = require_aware(now or svc.now())
+    kind = LedgerKind.MANAGED if spec is None else LedgerKind.QUOTA
+    key = idempotency_key or f"remove:{kind.value}:{new_id('rm')}"
+    with svc.session() as s:
+        repo = Repository(s)
+        repo.lock_ledger()
+        done = next((e for e in repo.ledger() if e.idempotency_key == key), None) if idempotency_key else None
+        if done is None:
+            balances = repo.balances()
+            held = balances.managed if spec is None else balances.quota.get(spec.key, 0)
+            refusal = removal_refusal(spec, count, held, balances)
+            if refusal is not None:
+                raise RefusedError(refusal)
+            (done,) = repo.append_ledger([LedgerEntry(
+                id=new_id("led"), kind=kind, spec_key=spec.key if spec else None, delta=-count, order_id=None,
+                idempotency_key=key, created_at=now,
+                note=note or f"{count} {_what(spec)} removed (a correction; PAY-3)")])
+        return QuotaRemoved(entry=done, balances=repo.balances())
