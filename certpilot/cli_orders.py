@@ -92,9 +92,11 @@ def orders(*, state: StateOption = None,
             con.print(t)
         if r.total > len(r.orders):
             con.print(f"showing the newest {len(r.orders)} of {r.total}; `--limit 0` lists them all")
-        counts = ", ".join(f"{k.value} {v}" for k, v in r.counts.items()) or "none"
+        if not r.counts:  # nothing stored at all: the tallies would say nothing
+            return
+        counts = ", ".join(f"{k.value} {v}" for k, v in r.counts.items())
         con.print(f"orders by state: {counts} (unpaid orders expire after {r.expiry_days} days); "
-                  "`certpilot order show ID` for one")
+                  f"`certpilot order show {r.orders[0].id if r.orders else 'ID'}` for one")
 
     _cli._emit(data, render, as_json)
     return _cli.EXIT_OK

@@ -95,7 +95,7 @@ def pay(certificate_id: str, years: int, csr_mode: str, approve_payment: bool = 
     """
     step = t.payment(certificate_id, years, csr_mode)
     if step.awaiting_payment and approve_payment:
-        return t.payment_answer(step.order_id, True, "cli:--approve-payment")
+        return t.payment_answer(step.order_id, True, "run-parameter:approve_payment")
     if step.awaiting_payment:
         answer = ask(PaymentApproval, certificate_id=certificate_id, step="payment approval", detail=step.message,
                      key=step_key("payment", step.order_id), approve=False,

@@ -846,7 +846,8 @@ def pay(svc: Services, order_id: str, *, approve: bool, now: datetime | None = N
 
     Raises:
         NotFoundError: no such order.
-        IllegalTransitionError: approving an order that was declined or cancelled.
+        RefusedError: ORDER_CLOSED (approving an expired, declined or cancelled order; declining a
+            cancelled or expired one), ORDER_PAID (declining a paid order): nothing changed.
     """
     now = now or svc.now()
     with svc.session() as s:

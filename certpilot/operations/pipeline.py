@@ -217,7 +217,8 @@ def pay(svc: Services, order_id: str, *, approve: bool, actor: str) -> RenewalSt
 
     Raises:
         NotFoundError: no such order.
-        IllegalTransitionError: approving an order that was declined or cancelled.
+        RefusedError: ORDER_CLOSED (approving an expired, declined or cancelled order; declining a
+            cancelled or expired one), ORDER_PAID (declining a paid order): nothing changed.
     """
     return _step(orders.pay(svc, order_id, approve=approve, actor=actor))
 

@@ -69,25 +69,33 @@ def test_reads_and_previews_keep_at(cp, shop):
 # ---------------------------------------------------------------- exit codes
 
 
-def _shell(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+def _shell(home: Path, *args: str, wait: bool = True, **env: str) -> subprocess.CompletedProcess | subprocess.Popen:
+    """`certpilot ARGS` as a process on `home` (no inherited PREFECT_/CERTPILOT_ settings); with
+    `wait=False` the started process (text pipes) instead of its result."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CERTPILOT_"))}
     base.update({"PREFECT_HOME": str(home.parent / "prefect"), "CERTPILOT_HOME": str(home),
                  "CERTPILOT_MASTER_KEY": MASTER_KEY, "PREFECT_CLIENT_MAX_RETRIES": "0", **env})
+    if not wait:
+        return subprocess.Popen([CERTPILOT, *args], env=base, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, stdin=subprocess.DEVNULL)
     return subprocess.run([CERTPILOT, *args], env=base, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL)
 
 
 def test_server_unreachable_is_exit_5_not_usage(shop, home):
     """Commands that start runs report an unreachable Prefect API as exit 5 (its own code), with the
-    same JSON error shape; a usage error stays 2."""
+    same JSON error shape; a usage error stays 2. One command per path to the API: a scan run, a
+    run for a certificate (apply, emergency, renew --prefect and cancel --prefect share `_trigger`
+    after the local id check), the automations; the processes run side by side."""
     from tests.servers.base import free_port
 
     url = f"http://127.0.0.1:{free_port()}/api"
-    for args in (["scan"], ["apply", shop], ["emergency", shop], ["renew", shop, "--prefect"],
-                 ["cancel", shop, "--prefect"], ["install-automations"]):
-        proc = _shell(home, *args, "--json", PREFECT_API_URL=url)
-        assert proc.returncode == 5, (args, proc.stdout, proc.stderr)
-        error = json.loads(proc.stdout)["error"]
+    commands = (["scan"], ["emergency", shop], ["install-automations"])
+    procs = [_shell(home, *args, "--json", PREFECT_API_URL=url, wait=False) for args in commands]
+    for args, proc in zip(commands, procs, strict=True):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 5, (args, out, err)
+        error = json.loads(out)["error"]
         assert (error["exit_code"], error["reason"]) == (5, "ServerUnreachable")
         assert f"at {url}" in error["message"]
     assert _shell(home, "scan", "--bogus").returncode == 2
@@ -174,7 +182,7 @@ def test_pay1_the_renewal_runs_payment_stage_approves_up_front_when_told(monkeyp
                         lambda order_id, approve, who: answered.append((order_id, approve, who)) or "paid")
     monkeypatch.setattr(stages, "ask", lambda *a, **k: pytest.fail("no form when approved up front"))
     assert stages.pay("crt-1", 1, "system", True) == "paid"
-    assert answered == [("ord-1", True, "cli:--approve-payment")]
+    assert answered == [("ord-1", True, "run-parameter:approve_payment")]
 
 
 # ---------------------------------------------------------------- brands, levels, quota remove
