@@ -7,8 +7,8 @@ missing or wrong, configuration block missing), 2 usage, 3 refused by a rule, 4 
 start runs). Every refusal and error is, with ``--json``, one document
 ``{"error": {"exit_code", "reason", "rule", "message", "instead"}}``, dry run or not.
 
-Reads and previews (`list`, `show`, `renew --dry-run`, `demo`) take ``--at`` (an ISO 8601 instant
-with its timezone) so that any answer can be reproduced; actions (`renew`, `buy`, `pay`,
+Reads and previews (`list`, `show`, `orders`, `order show`, `renew --dry-run`) take ``--at`` (an ISO 8601 instant
+with its timezone) so that any answer can be reproduced; actions (`demo`, `renew`, `buy`, `pay`,
 `cancel`, `quota add|remove`, `import`, ...) happen now: ``--at`` on an action is a usage error.
 
 Each command calls one use case of `certpilot.operations` with the `Services` of
@@ -146,7 +146,7 @@ def _no_at(at: str | None) -> None:
     `now` an operation takes to mean the services' clock."""
     if at is not None:
         raise UsageError("--at: injected time is for previews and reads (list, show, orders, order show, "
-                         "renew --dry-run, demo); this command acts now: drop --at")
+                         "renew --dry-run); this command acts now: drop --at")
 
 
 def _level(value: str):
@@ -853,14 +853,6 @@ def upgrade(*, as_json: JsonFlag = False) -> int:
     return EXIT_OK
 
 
-def _demo(at: str | None, as_json: bool) -> int:
-    from certpilot.demo import run_demo
-
-    report = run_demo(_ctx.services(keys=True), now=_now(at), settings=_ctx.settings)
-    _show_demo(report, as_json)
-    return EXIT_OK
-
-
 def _show_demo(report, as_json: bool) -> None:
     """Print what the demo loaded, the inventory and the renewal preview (`demo`, `up`)."""
     now = report.at
@@ -1089,8 +1081,15 @@ def scan(*, as_json: JsonFlag = False) -> int:
 
 @app.command
 def demo(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
-    """Load the demo inventory (idempotent) and show it with a renewal preview."""
-    return _demo(at, as_json)
+    """Load the demo inventory (idempotent) and show it with a renewal preview.
+
+    Loading writes certificates, quota and credits, so it happens at the real clock: `--at` is
+    refused like on any action (`certpilot list --at ...` views the demo at another time)."""
+    from certpilot.demo import run_demo
+
+    _no_at(at)
+    _show_demo(run_demo(_ctx.services(keys=True), settings=_ctx.settings), as_json)
+    return EXIT_OK
 
 
 # The order book (`orders`, `order show|cancel`) lives in its own module, registered here.

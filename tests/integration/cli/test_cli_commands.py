@@ -124,10 +124,12 @@ def test_quota_add_refuses_non_positive_counts(cp):
     assert cp("quota", "--json").json == {"quota": {}, "managed": 0}
 
 
-def test_up_demo_prints_inventory_and_preview_idempotently(cp, home):
+def test_up_demo_prints_inventory_and_preview_idempotently(cp, home, clock):
     """`certpilot up` (the demo): loads real certificates, shows derived statuses and a renewal
     preview of a due certificate; a second run duplicates nothing (same rows, same ledger)."""
-    first = cp("demo", "--json", "--at", "2025-09-10T00:00:00Z")
+    assert cp("demo", "--at", "2025-09-10T00:00:00Z").code == 2  # loading is an action: no --at
+    clock("2025-09-10T00:00:00Z")
+    first = cp("demo", "--json")
     assert first.code == 0, first.out + first.err
     d = first.json
     statuses = {c["common_name"]: c["status"] for c in d["certificates"]}
@@ -141,13 +143,14 @@ def test_up_demo_prints_inventory_and_preview_idempotently(cp, home):
     assert d["preview"]["plan"]["certificates"][0]["state"] == "pending_application"
     counts = row_counts(home)
 
-    second = cp("demo", "--json", "--at", "2025-09-11T00:00:00Z")
+    clock("2025-09-11T00:00:00Z")
+    second = cp("demo", "--json")
     assert second.code == 0, second.out
     assert second.json["imported"] == []
     assert len(second.json["already_present"]) == len(d["certificates"])
     assert row_counts(home) == counts
     assert second.json["balances"] == d["balances"]
-    human = cp("demo", "--at", "2025-09-11T00:00:00Z")
+    human = cp("demo")
     assert human.code == 0 and "shop.example.com" in human.out
     assert "PRIVATE KEY" not in first.out + human.out
 
