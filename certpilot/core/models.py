@@ -215,8 +215,11 @@ class Certificate(BaseModel):
     temporary: bool = False
     key_held: bool = True
     publicly_trusted: bool = True
+    planned_not_before: datetime | None = None
+    """The window asked of the CA when it was submitted (None before): plan vs issued (VA-5)."""
+    planned_not_after: datetime | None = None
 
-    @field_validator("not_before", "not_after")
+    @field_validator("not_before", "not_after", "planned_not_before", "planned_not_after")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
         return utc(v) if v is not None else None
@@ -275,6 +278,10 @@ class Order(BaseModel):
     whose certificates take the original's names."""
     owner: Contact | None = None
     """A purchase's owner (DV-6, NT-1), given to its certificates."""
+    coverage_not_after: datetime | None = None
+    """The end of the coverage term the order bought (VA-5): its certificates are started until it
+    is covered, whatever the CA signs. None for orders placed before it was kept (then the last
+    planned certificate's end)."""
 
 
 class LedgerEntry(BaseModel):

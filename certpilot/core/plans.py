@@ -351,3 +351,94 @@ def cancel_scope(target: str, members: list[PlanMember]) -> list[str] | Refusal:
                        f"{target} cannot be cancelled: {blocking[0].certificate_id}, later in the same plan, is already "
                        f"{blocking[0].state.value}, and cancelling {target} would leave a gap before it", "PL-7")
     return [target] + [m.certificate_id for m in later if m.state is Status.NOT_ACTIVATED]
+
+
+# ------------------------------------------------------------------ the coverage term as the contract
+
+
+def year_ends(coverage_end: datetime, years: int, policy: Policy) -> list[datetime]:
+    """VA-5/PL-2: the end of each paid year of a plan whose coverage term ends at `coverage_end`:
+    ``coverage_end - 365 d × (years - k)`` for k = 1..years (the last is `coverage_end`)."""
+    year = timedelta(days=policy.standard_validity_days)
+    end = utc(coverage_end)
+    return [end - year * (years - k) for k in range(1, years + 1)]
+
+
+def successor_window(pred_not_after: datetime, issued_at: datetime, *, coverage_end: datetime, years: int,
+                     policy: Policy, schedule: CabfSchedule, publicly_trusted: bool = True) -> Window | None:
+    """VA-1/VA-2/VA-5: the window of the next certificate of a plan, computed from its predecessor's
+    REAL expiry (what the CA signed), not from the plan made at order time.
+
+    The plan's year ends (`year_ends`) are the contract. The next certificate ends at the first
+    year end after both its predecessor's real expiry and its own issue time: the end of the year
+    its predecessor fell short of (a VA-5 reissue: the CA or the CA/B cap signed less), or, when the
+    predecessor reached its year's end A, the next year's end, ``A + 365 d`` (VA-2's fixed expiry;
+    inside the last 30 days the carry-over is exactly ``A - t``). It starts at its issue time and is
+    cut to the CA/B maximum in force on that date (VA-5, publicly trusted only). Times are whole
+    seconds (what an X.509 certificate holds), so a CA that signs the window signs it exactly.
+
+    Args:
+        pred_not_after: the predecessor's real expiry (for certificate 1 of a renewal: the renewed
+            certificate's).
+        issued_at: when the next certificate is issued (its submission).
+        coverage_end: the end of the plan's coverage term (VA-5).
+        years: the plan's years (PL-2).
+        policy, schedule: the year length; the CA/B maximum by date.
+        publicly_trusted: False for a private CA (no VA-5 cap).
+
+    Returns:
+        The window, or None when the predecessor already covers the term (nothing more to issue).
+    """
+    pred, t = utc(pred_not_after), utc(issued_at).replace(microsecond=0)
+    end = utc(coverage_end)
+    if pred >= end or t >= end:
+        return None
+    floor = max(pred, t)
+    target = next(e for e in year_ends(end, years, policy) if e > floor)
+    return cap_validity(Window(t, target.replace(microsecond=0)), schedule, publicly_trusted)
+
+
+def expected_successor(pred_not_after: datetime, kind: OrderKind, *, coverage_end: datetime, years: int,
+                       policy: Policy, schedule: CabfSchedule, publicly_trusted: bool = True) -> Window | None:
+    """PL-4 with `successor_window`: the window the next certificate is expected to get, started by
+    its managed start when the predecessor has T days left (``pred_not_after - T``); None when the
+    predecessor already covers the term."""
+    start = utc(pred_not_after) - start_threshold(kind, policy)
+    return successor_window(pred_not_after, start, coverage_end=coverage_end, years=years, policy=policy,
+                            schedule=schedule, publicly_trusted=publicly_trusted)
+
+
+@dataclass(frozen=True)
+class PlanVsIssued:
+    """What the CA signed against what the plan asked for one certificate (shown by `certpilot show`).
+
+    Attributes:
+        planned: the window asked of the CA at submission.
+        issued: the window the CA signed.
+        short_seconds: how much earlier than planned the issued certificate ends (0 when it ends on
+            time or later); the plan's successors cover the difference (VA-5).
+    """
+
+    planned: Window
+    issued: Window
+
+    @property
+    def short_seconds(self) -> int:
+        """Seconds the issued certificate ends before the planned end (never negative)."""
+        return max(0, int((self.planned.not_after - self.issued.not_after).total_seconds()))
+
+    @property
+    def exact(self) -> bool:
+        """True when the CA signed exactly the planned window (to the second)."""
+        return self.planned == self.issued
+
+    def describe(self) -> str:
+        """One line for an operator: exact, or how many days short and what covers them."""
+        if self.exact:
+            return "issued exactly as planned"
+        if self.short_seconds:
+            days = self.short_seconds / 86400
+            return (f"the CA signed {days:.1f} days less than planned (ends {self.issued.not_after.isoformat()} "
+                    f"instead of {self.planned.not_after.isoformat()}); the plan's next certificate covers "
+                    "the rest of the term (VA-5)")
+        return (f"the CA signed {self.issued} instead of {self.planned}; the term is covered")

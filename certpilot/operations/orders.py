@@ -293,11 +293,14 @@ def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, poli
     if original is None and order.kind is OrderKind.PURCHASE and order.state is OrderState.AWAITING_PAYMENT:
         from certpilot.core.plans import plan_order
 
-        planned = plan_order(OrderKind.PURCHASE, years=order.years, now=now, policy=policy,
-                             schedule=_rules(policy, schedule)[1]).certificates
+        replanned = plan_order(OrderKind.PURCHASE, years=order.years, now=now, policy=policy,
+                               schedule=_rules(policy, schedule)[1])
+        planned = replanned.certificates
     outcome = repo.pay_order_atomically(order.id, _entries(order, lines, now), actor=actor, now=now,
                                         why="paid from quota and credits first, shortfall charged (PAY-1)",
                                         payment=lines, planned=planned)
+    if planned is not None and outcome.paid_now:
+        repo.set_order_plan(order.id, coverage_not_after=replanned.coverage.not_after, now=now)
     _ensure_certificates(repo, outcome.order, original, now=now, actor=actor)
     return _Completion(outcome.order, outcome.entries)
 
@@ -506,7 +509,7 @@ def place_renewal(
         Order(id=new_id("ord"), kind=preview.kind, certificate_id=cert.id, spec=cert.spec, years=years,
               csr_mode=csr_mode, managed_services=plan.managed_services, managed_fee=plan.managed_fee,
               planned=list(plan.certificates), payment=preview.payment, state=OrderState.AWAITING_PAYMENT,
-              created_at=now),
+              created_at=now, coverage_not_after=plan.coverage.not_after),
         idempotency_key=idempotency_key, actor=actor, now=now,
         why=f"{preview.kind.value} of {cert.id} for {years} year(s)",
     )
@@ -749,7 +752,7 @@ def place_purchase(
         Order(id=new_id("ord"), kind=OrderKind.PURCHASE, certificate_id=None, spec=spec, years=years,
               managed_services=plan.managed_services, managed_fee=plan.managed_fee,
               planned=list(plan.certificates), payment=[], state=OrderState.AWAITING_PAYMENT, created_at=now,
-              names=clean, owner=owner),
+              names=clean, owner=owner, coverage_not_after=plan.coverage.not_after),
         idempotency_key=idempotency_key, actor=actor, now=now, why=f"purchase of {', '.join(clean)}",
     )
     return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve_payment, schedule=schedule,

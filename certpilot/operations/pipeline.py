@@ -337,7 +337,7 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
     try:
         with gate(limits) if limits else nullcontext():
             res = applications.submit(svc.session, certificate_id, issuer, now=svc.now(), actor=actor,
-                                      on_rejected=partial(_tell_rejection, svc))
+                                      on_rejected=partial(_tell_rejection, svc), rules=(svc.policy, svc.schedule))
     except ManualActionRequired as exc:
         return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_DNS,
                              records=tuple(_record(r) for r in exc.records))
@@ -374,7 +374,7 @@ def follow_review(svc: Services, certificate_id: str, at: datetime | None = None
     limits = api_limits(issuer, cert, "ca-review")
     with gate(limits) if limits else nullcontext():
         res = applications.refresh(svc.session, certificate_id, issuer, now=at or svc.now(), actor=actor,
-                                   on_rejected=partial(_tell_rejection, svc))
+                                   on_rejected=partial(_tell_rejection, svc), rules=(svc.policy, svc.schedule))
     with svc.session(readonly=True) as s:
         state = Repository(s).certificate_model(certificate_id).state
     return ReviewOutcome(certificate_id=certificate_id, state=state, detail=res.detail, polled=True)
