@@ -562,6 +562,8 @@ def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> 
         "renewal_orders": [order_dict(o) for o in d.renewal_orders],
         "audit": [{"at": _iso(a.at), "actor": a.actor, "from": a.from_state, "to": a.to_state, "why": a.why}
                   for a in d.audit],
+        "coverage_not_after": _iso(d.coverage_not_after) if d.coverage_not_after else None,
+        "plan_vs_issued": _plan_vs_issued_dict(d.plan_vs_issued),
     }
 
     def render(con):
@@ -587,6 +589,13 @@ def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> 
         if d.order:
             con.print(f"  {'order':>8}: {d.order.id} ({d.order.kind.value}, {d.order.years} year(s), "
                       f"{d.order.state.value})")
+        if d.coverage_not_after:
+            con.print(f"  {'term':>8}: covered until {_fmt_date(d.coverage_not_after)} (VA-5)")
+        if d.plan_vs_issued is not None:
+            p = d.plan_vs_issued
+            con.print(f"  {'planned':>8}: {_iso(p.planned.not_before)} .. {_iso(p.planned.not_after)}")
+            con.print(f"  {'issued':>8}: {_iso(p.issued.not_before)} .. {_iso(p.issued.not_after)} "
+                      f"({_e(p.describe())})")
         for o in d.renewal_orders:
             con.print(f"  renewal order {o.id}: {o.years} year(s), {o.state.value}")
         if d.audit:
@@ -599,6 +608,15 @@ def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> 
 
     _emit(data, render, as_json)
     return EXIT_OK
+
+
+def _plan_vs_issued_dict(p) -> dict | None:
+    """`show --json`'s plan vs issued (VA-5): both windows, how many seconds short, the sentence."""
+    if p is None:
+        return None
+    return {"planned": {"not_before": _iso(p.planned.not_before), "not_after": _iso(p.planned.not_after)},
+            "issued": {"not_before": _iso(p.issued.not_before), "not_after": _iso(p.issued.not_after)},
+            "exact": p.exact, "short_seconds": p.short_seconds, "note": p.describe()}
 
 
 @quota_app.default
@@ -1054,14 +1072,28 @@ def apply(cert_id: str, /, *, csr: Literal["system", "reuse"] = "system", as_jso
 def policy(cert_id: str, /, *,
            auto_renew: Annotated[bool | None, Parameter(help="Renew automatically when due (the scanner).")] = None,
            years: Annotated[Literal[1, 2, 3] | None, Parameter(help="Plan length of automatic renewals.")] = None,
+           start_days: Annotated[int | None, Parameter(
+               help="Start automatic renewal at this many days left (default 30: no managed-service fee, "
+                    "PAY-2; more than 30 pays it).")] = None,
+           default_start: Annotated[bool, Parameter(help="Go back to the default start (30 days).")] = False,
+           validation: Annotated[Literal["auto", "dns-auto", "dns-manual", "http-file", "http-manual",
+                                         "delegated"] | None, Parameter(
+               help="Validation method of its next applications (auto: DV-1..DV-4 decide).")] = None,
            as_json: JsonFlag = False) -> int:
-    """Show or set a certificate's renewal policy (automatic renewal on/off, plan length)."""
+    """Show or set a certificate's renewal policy: automatic renewal on/off, when it starts (PL-1/PAY-2),
+    plan length, validation method (DV-1..DV-4)."""
     from certpilot.operations.inventory import set_policy
 
-    p = set_policy(_ctx.services(), cert_id, auto_renew=auto_renew, years=years)
-    data = {"certificate_id": p.certificate_id, "auto_renew": p.auto_renew, "years": p.years, "default": p.default}
+    p = set_policy(_ctx.services(), cert_id, auto_renew=auto_renew, years=years, start_days=start_days,
+                   default_start=default_start, validation_method=validation)
+    data = {"certificate_id": p.certificate_id, "auto_renew": p.auto_renew, "years": p.years, "default": p.default,
+            "start_days": p.start_days, "start_days_set": p.start_days_set, "pays_fee": p.pays_fee,
+            "validation": p.validation_method or "auto"}
+    fee = ("pays the managed-service fee (PAY-2: more than 30 days left)" if p.pays_fee
+           else "no managed-service fee (PAY-2)")
     _emit(data, lambda con: con.print(
-        f"{cert_id}: automatic renewal {'on' if data['auto_renew'] else 'off'}, {data['years']} year(s)"
+        f"{cert_id}: automatic renewal {'on' if data['auto_renew'] else 'off'}, {data['years']} year(s), starts at "
+        f"{p.start_days} days left ({fee}), validation {data['validation']}"
         + (" (defaults)" if data["default"] else "")), as_json)
     return EXIT_OK
 

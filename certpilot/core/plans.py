@@ -189,6 +189,28 @@ def managed_start_due(current_not_after: datetime, kind: OrderKind, now: datetim
                    "PL-4")
 
 
+def auto_renew_due(not_after: datetime, now: datetime, *, start_days: int) -> bool:
+    """PL-1/PAY-2: is the automatic renewal of a certificate expiring at `not_after` due at `now`?
+
+    Due once at most `start_days` days are left (``now >= not_after - start_days``). The default
+    point, `Policy.auto_renew_start_days` (30), is the one where PAY-2 adds no managed-service fee;
+    a certificate's own policy may start earlier (and pay it). Kept a small pure predicate so that
+    other due rules (e.g. a fraction of a short lifetime) combine with it by ``or``/``min``.
+    """
+    return utc(now) >= utc(not_after) - timedelta(days=start_days)
+
+
+def check_start_days(start_days: int, policy: Policy) -> Refusal | None:
+    """PL-1/PAY-2/EL-1: a certificate's automatic-renewal start must lie within the expiry window
+    (only an expiring-soon certificate can be renewed, EL-1a); refusal BAD_INPUT otherwise."""
+    if 1 <= start_days <= policy.expiry_window_days:
+        return None
+    return Refusal(Reason.BAD_INPUT,
+                   f"automatic renewal can start 1 to {policy.expiry_window_days} days before expiry (a certificate "
+                   f"is renewable once expiring soon, EL-1), not {start_days}; the default, "
+                   f"{policy.auto_renew_start_days}, avoids the managed-service fee (PAY-2)", "PL-1")
+
+
 def check_managed_credit(credits_left: int) -> Refusal | None:
     """PL-4: a managed start consumes one managed-service credit of the order; refuse when none is left."""
     if credits_left > 0:

@@ -76,3 +76,30 @@ def test_va5_va2_two_year_plan_whose_ca_signs_90_days_still_covers_its_term(tmp_
         order = Repository(s).get_order(done[0].order_id)
         assert order.coverage_not_after == term_end
         assert not [e for e in Repository(s).ledger_for_order(order.id) if e.kind is LedgerKind.CHARGE]
+    # `certpilot show` says what was planned and what was issued (plan vs issued), and the term.
+    shown = show_json(site, done[0].id, monkeypatch)
+    assert shown["coverage_not_after"] == term_end.isoformat().replace("+00:00", "Z")
+    pvi = shown["plan_vs_issued"]
+    assert pvi["exact"] is False and pvi["short_seconds"] == int((old.not_after + 365 * DAY - (done[0].not_before + 90 * DAY)).total_seconds())
+    assert "the plan's next certificate covers the rest of the term (VA-5)" in pvi["note"]
+
+
+def show_json(site, cert_id: str, monkeypatch) -> dict:
+    """`certpilot show ID --json` in-process against the site's store."""
+    import json
+
+    from certpilot.cli import main
+    from certpilot.settings import get_settings
+
+    monkeypatch.setenv("CERTPILOT_DATABASE_URL", site.db_url)
+    get_settings.cache_clear()
+    try:
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert main(["show", cert_id, "--json"]) == 0
+        return json.loads(buf.getvalue())
+    finally:
+        get_settings.cache_clear()
