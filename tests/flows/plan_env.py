@@ -20,8 +20,8 @@ from certpilot.crypto.vault import KeyVault, LocalMasterKey
 from certpilot.operations import orders
 from certpilot.operations.importing import import_certificate
 from certpilot.store.db import ensure_schema, session_scope
-from certpilot.store.repository import Repository
 from certpilot.store.ports import SqlPrivateCaStore
+from certpilot.store.repository import Repository
 from tests.servers.certs import make_ca, make_leaf
 
 BRAND = "DigiCert"
