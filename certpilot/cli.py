@@ -837,7 +837,9 @@ def pay(
 def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
            prefect: Annotated[bool, Parameter(negative="", help="Run the `cancel` deployment instead.")] = False
            ) -> int:
-    """Cancel a not-activated certificate; restores one quota and one managed credit (PL-7)."""
+    """Cancel a not-activated certificate and the later ones of its plan (PL-7): the plan ends with the
+    certificate before it; each cancelled year's quota and managed credit come back (private CA: the
+    credit), instead of the next certificate starting."""
     now = _no_at(at)
     if prefect:
         _known_certificate(cert_id)
@@ -847,7 +849,9 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
     r = orders.cancel(_ctx.services(), cert_id, now=now, actor="cli")
     data = {"certificate_id": r.certificate.id, "state": r.certificate.state.value,
             "follow_ups": [c.id for c in r.follow_ups],
-            "restored": [ledger_dict(e) for e in r.ledger], "balances": balances_dict(r.balances)}
+            "restored": [ledger_dict(e) for e in r.ledger], "balances": balances_dict(r.balances),
+            "plan_after": r.plan_after,
+            "coverage_not_after": _iso(r.coverage_not_after) if r.coverage_not_after else None}
     sums: dict[str, int] = {}
     for e in r.ledger:  # one line per balance, however many certificates went
         what = f"{e.kind.value}{' ' + e.spec_key if e.spec_key else ''}"
@@ -856,7 +860,8 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
     _emit(data, lambda con: con.print(
         f"cancelled {r.certificate.id}" + (f" and its {len(r.follow_ups)} follow-up(s) "
                                            f"{', '.join(c.id for c in r.follow_ups)}" if r.follow_ups else "")
-        + (f"; restored {restored}" if restored else "; nothing to restore (it cost no quota or credit)")), as_json)
+        + (f"; restored {restored}" if restored else "; nothing to restore (it cost no quota or credit)")
+        + (f"\n{_e(r.plan_after)}" if r.plan_after else "")), as_json)
     return EXIT_OK
 
 

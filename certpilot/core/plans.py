@@ -300,15 +300,42 @@ def cancel_refund(spec: Spec, *, reissue: bool = False,
                   origin: Origin = Origin.OFFICIAL) -> list[tuple[LedgerKind, str | None, int]]:
     """PL-7: the ledger movements a cancellation makes: one quota of `spec` and one managed credit back.
 
-    Only what was paid comes back: a VA-5 reissue consumed neither, and a private-CA certificate
-    (EL-4) comes from certpilot's own CA, which sells no quota; cancelling one gives nothing back.
+    Only what was paid comes back: a VA-5 reissue consumed neither (nothing); a private-CA
+    certificate (EL-4) comes from certpilot's own CA, which sells no quota, but its plan paid the
+    managed service that would have started it (PL-2: ``years - 1``), so that credit comes back.
 
     Returns:
-        ``[(QUOTA, spec.key, +1), (MANAGED, None, +1)]``, or ``[]`` when nothing was paid.
+        ``[(QUOTA, spec.key, +1), (MANAGED, None, +1)]``; ``[(MANAGED, None, +1)]`` for a private-CA
+        certificate; ``[]`` for a reissue.
     """
-    if reissue or origin is Origin.PRIVATE_CA:
+    if reissue:
         return []
+    if origin is Origin.PRIVATE_CA:
+        return [(LedgerKind.MANAGED, None, 1)]
     return [(LedgerKind.QUOTA, spec.key, 1), (LedgerKind.MANAGED, None, 1)]
+
+
+def shortened_coverage(coverage_end: datetime, yearly_cancelled: int, policy: Policy) -> datetime:
+    """PL-7/VA-5: the coverage term after cancelling `yearly_cancelled` paid years at the plan's end:
+    365 days less per year given back, so no reissue is ever started for a year that was refunded."""
+    return utc(coverage_end) - timedelta(days=policy.standard_validity_days) * yearly_cancelled
+
+
+def after_cancel(kept: str | None, kept_not_after: datetime | None, auto_renew: bool) -> str:
+    """PL-7: what happens to a plan after a cancellation, in one sentence for the operator.
+
+    The plan is shortened at its end (`cancel_scope`): the earlier certificates keep working, and
+    the quota and credit of the cancelled years come back (the next certificate does not start).
+    When the plan's last remaining certificate nears its end, automatic renewal (when on) places a
+    new order, paid from the restored quota first (PAY-1).
+    """
+    if kept is None:
+        return "the plan has no certificate left"
+    until = f" (valid until {utc(kept_not_after).isoformat()})" if kept_not_after else ""
+    then = ("automatic renewal places a new order when it nears its end, paid from the restored quota first (PAY-1)"
+            if auto_renew else f"renew it when it nears its end (`certpilot renew {kept}`)")
+    return (f"the plan now ends with {kept}{until}; the cancelled years' quota and managed credit came back "
+            f"instead of their certificates starting (PL-7); {then}")
 
 
 def submits_first_now(managed_fee: bool) -> bool:

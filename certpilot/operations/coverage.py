@@ -165,6 +165,20 @@ def after_issue(session: Session, certificate_id: str, *, now: datetime, rules: 
     return AfterIssue(comparison, added=added)
 
 
+def cancel_not_needed(session: Session, certificate_id: str, *, now: datetime, actor: str = "system") -> AfterIssue:
+    """VA-5/PL-7: when the issued `certificate_id` covers its order's (possibly shortened) term, cancel
+    the plan's later not-activated certificates (what they cost comes back); else nothing."""
+    repo = Repository(session)
+    cert = repo.certificate_model(certificate_id)
+    order = repo.get_order(cert.order_id) if cert.order_id else None
+    end = coverage_end(order) if order else None
+    if order is None or end is None or cert.not_after is None or cert.not_after < end:
+        return AfterIssue()
+    later = [c for c in repo.certificates_for_order(order.id)
+             if c.plan_index > cert.plan_index and c.state is not Status.CANCELLED]
+    return _covered(repo, cert, order, later, None, now=now, actor=actor)
+
+
 def _add_reissue(repo: Repository, cert: Certificate, order: Order, window: Window, siblings: list[Certificate],
                  *, now: datetime, actor: str) -> str:
     """A VA-5 reissue completing the term after `cert` (no quota, no credit), NOT_ACTIVATED (PL-3)."""

@@ -130,6 +130,11 @@ class CancelResult:
     balances: Balances
     follow_ups: list[Certificate] = field(default_factory=list)
     """The later certificates of the plan cancelled with it (PL-7: a plan shortens at its end)."""
+    plan_after: str = ""
+    """What becomes of the plan (`core.plans.after_cancel`): which certificate it now ends with, and
+    that the cancelled years' quota and credit came back instead of their certificates starting."""
+    coverage_not_after: datetime | None = None
+    """The order's coverage term after the cancellation (VA-5: 365 days less per year given back)."""
 
 
 @dataclass(frozen=True)
@@ -591,7 +596,8 @@ def _cancellable(repo: Repository, order: Order) -> list[str]:
             if c.state is Status.NOT_ACTIVATED and c.plan_index not in reissues]
 
 
-def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: str = "cli") -> CancelResult:
+def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: str = "cli",
+                       policy: Policy | None = None) -> CancelResult:
     """Cancel a not-activated certificate and its follow-ups (PL-7; `core.plans.cancel_scope`).
 
     A plan is shortened at its end, never holed: the certificate goes with every later
@@ -635,8 +641,40 @@ def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: 
                         note=f"{_WHAT[kind]} restored by cancelling {cid} (PL-7)")
             for kind, spec_key, delta in refund
         ])
+    coverage, plan_after = _shorten_plan(repo, order, cancelled, reissues, now=now,
+                                         policy=policy or _rules(None, None)[0])
     return CancelResult(certificate=cancelled[0], ledger=entries, balances=repo.balances(),
-                        follow_ups=cancelled[1:])
+                        follow_ups=cancelled[1:], plan_after=plan_after, coverage_not_after=coverage)
+
+
+def _shorten_plan(repo: Repository, order: Order | None, cancelled: list[Certificate], reissues: set[int], *,
+                  now: datetime, policy: Policy) -> tuple[datetime | None, str]:
+    """PL-7/VA-5: the order's coverage term loses the cancelled years (no reissue will cover them),
+    and the sentence saying what the plan now is (`core.plans.after_cancel`)."""
+    from certpilot.core.plans import after_cancel, shortened_coverage
+    from certpilot.operations.coverage import coverage_end
+    from certpilot.store.tables_pipeline import RenewalPolicyRow
+
+    if order is None:
+        return None, after_cancel(None, None, False)
+    end = coverage_end(order)
+    yearly = sum(1 for c in cancelled if c.plan_index not in reissues)
+    if end is not None and yearly:
+        end = shortened_coverage(end, yearly, policy)
+        repo.set_order_plan(order.id, coverage_not_after=end, now=now)
+    issued = [c for c in repo.certificates_for_order(order.id) if c.state is Status.ISSUED and c.not_after]
+    if end is not None and issued and issued[-1].not_after >= end:
+        # The shortened term is already covered: the plan's remaining not-activated certificates (a
+        # VA-5 reissue that would have led into a cancelled year) are not needed either.
+        from certpilot.operations.coverage import cancel_not_needed
+
+        cancel_not_needed(repo.session, issued[-1].id, now=now, actor="cancel")
+    gone = {c.id for c in cancelled}
+    kept = [c for c in repo.certificates_for_order(order.id) if c.id not in gone and c.state is not Status.CANCELLED]
+    last = kept[-1] if kept else None
+    policy_row = repo.session.get(RenewalPolicyRow, last.id) if last else None
+    return end, after_cancel(last.id if last else None, last.not_after if last else None,
+                             policy_row.auto_renew if policy_row is not None else True)
 
 
 _WHAT = {LedgerKind.QUOTA: "quota", LedgerKind.MANAGED: "managed-service credit"}
@@ -868,7 +906,7 @@ def cancel(svc: Services, certificate_id: str, *, now: datetime | None = None, a
         NotFoundError: no such certificate.
     """
     with svc.session() as s:
-        return cancel_certificate(s, certificate_id, now=now or svc.now(), actor=actor)
+        return cancel_certificate(s, certificate_id, now=now or svc.now(), actor=actor, policy=svc.policy)
 
 
 def quota(svc: Services) -> Balances:

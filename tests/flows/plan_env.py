@@ -63,8 +63,10 @@ class PlanSite:
 
 
 def plan_site(tmp_path: Path, *, name: str = "plan", days_left: int = 20, quota: int = 3, managed: int = 2,
-              max_validity_days: int | None = None, common_name: str = "cov.example.test") -> PlanSite:
-    """The site (see the module docstring); the private CA signs at most `max_validity_days`."""
+              max_validity_days: int | None = None, common_name: str = "cov.example.test",
+              origin: Origin = Origin.OFFICIAL) -> PlanSite:
+    """The site (see the module docstring); the private CA signs at most `max_validity_days`.
+    `origin` PRIVATE_CA imports the original as the private CA's (EL-4: reissued, no quota)."""
     db_url = f"sqlite:///{tmp_path / (name + '.db')}"
     ensure_schema(db_url)
     clock = Clock()
@@ -74,7 +76,7 @@ def plan_site(tmp_path: Path, *, name: str = "plan", days_left: int = 20, quota:
     vault = KeyVault(LocalMasterKey(os.urandom(32)))
     with session_scope(db_url) as s:
         cid = import_certificate(s, cert_pem=leaf.cert_pem, key_pem=leaf.key_pem, chain_pem=b"".join(leaf.chain_pems),
-                                 origin=Origin.OFFICIAL, level=Level.DV, brand=BRAND, owner="ops@example.test",
+                                 origin=origin, level=Level.DV, brand=BRAND, owner="ops@example.test",
                                  now=now, vault=vault).certificate.id
         if quota:
             orders.add_quota(s, SPEC, quota, now=now)
