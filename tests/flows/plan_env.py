@@ -12,6 +12,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from certpilot import runtime as rt
 from certpilot.adapters.dns.rfc2136 import Rfc2136Provider
 from certpilot.adapters.issuers.private_ca import PrivateCa, PrivateCaPolicy
@@ -22,6 +24,7 @@ from certpilot.operations.importing import import_certificate
 from certpilot.store.db import ensure_schema, session_scope
 from certpilot.store.ports import SqlPrivateCaStore
 from certpilot.store.repository import Repository
+from tests.servers.acme import _start_or_skip, start_pebble, stop
 from tests.servers.certs import make_ca, make_leaf
 
 BRAND = "DigiCert"
@@ -94,3 +97,16 @@ def plan_site(tmp_path: Path, *, name: str = "plan", days_left: int = 20, quota:
 def issued(certs) -> list:
     """The issued certificates of a plan, by plan index."""
     return [c for c in certs if c.state is Status.ISSUED]
+
+
+PEBBLE_VALIDITY_DAYS = 90
+
+
+@pytest.fixture(scope="session")
+def pebble_90d(tmp_path_factory, bind_server):
+    """A Pebble for the session that signs 90-day certificates (an ACME CA's usual lifetime), resolving
+    through `bind_server`: a multi-year plan on it needs several certificates (VA-5)."""
+    server = _start_or_skip("pebble", start_pebble, tmp_path_factory.mktemp("pebble-90d"), bind_server.port,
+                            validity_seconds=PEBBLE_VALIDITY_DAYS * 86400)
+    yield server
+    stop(server.proc)
