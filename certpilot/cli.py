@@ -731,12 +731,13 @@ def renew(
 ) -> int:
     """Renew a certificate (EL, VA, PL, PAY rules); `--dry-run` previews the plan and the bill."""
     if prefect:
-        if dry_run or csr_file is not None:
-            raise UsageError("--prefect runs the whole renewal; use it without --dry-run and --csr-file")
+        if dry_run:
+            raise UsageError("--prefect runs the whole renewal; use it without --dry-run")
         _no_at(at)
+        params = {"certificate_id": cert_id, "years": years, "csr_mode": csr, "approve_payment": approve_payment}
+        params.update(_csr_parameter(csr, csr_file))
         _known_certificate(cert_id)
-        return _trigger("renewal/renewal", {"certificate_id": cert_id, "years": years, "csr_mode": csr,
-                                            "approve_payment": approve_payment}, as_json)
+        return _trigger("renewal/renewal", params, as_json)
     from certpilot.core.models import CsrMode
     from certpilot.operations import orders
 
@@ -1065,12 +1066,27 @@ def install_automations(*, block: Annotated[str | None, Parameter(
     return EXIT_OK
 
 
+def _csr_parameter(csr: str, csr_file: Path | None) -> dict:
+    """The `renewal` run's `csr_pem` for `--csr manual --csr-file F` (CSR-2; a CSR is public), else
+    nothing. Raises UsageError for a manual CSR without its file or a file without manual."""
+    if csr == "manual" and csr_file is None:
+        raise UsageError("--csr manual needs --csr-file F (the CSR to submit)")
+    if csr != "manual" and csr_file is not None:
+        raise UsageError("--csr-file is only for --csr manual")
+    return {"csr_pem": _read(csr_file, "CSR").decode()} if csr_file is not None else {}
+
+
 @app.command
-def apply(cert_id: str, /, *, csr: Literal["system", "reuse"] = "system", as_json: JsonFlag = False) -> int:
+def apply(cert_id: str, /, *, csr: Literal["plan", "system", "reuse", "manual"] = "plan",
+          csr_file: Annotated[Path | None, Parameter(help="The CSR for --csr manual (CSR-2).")] = None,
+          as_json: JsonFlag = False) -> int:
     """Submit a pending application now (PL-1: the first certificate of a 1-year renewal is submitted
-    by hand): key + CSR, validation, CA review, then deployment (a run of the `renewal` deployment)."""
+    by hand): key + CSR, validation, CA review, then deployment (a run of the `renewal` deployment).
+    `--csr plan` (default) keeps the mode its plan was ordered with (CSR-3); `--csr manual --csr-file F`
+    submits your CSR (CSR-2)."""
+    params = {"certificate_id": cert_id, "csr_mode": csr, **_csr_parameter(csr, csr_file)}
     _known_certificate(cert_id)
-    return _trigger("renewal/renewal", {"certificate_id": cert_id, "csr_mode": csr}, as_json)
+    return _trigger("renewal/renewal", params, as_json)
 
 
 @app.command

@@ -103,9 +103,10 @@ def deploy_plan(certificate_id: str) -> tuple[str, ...]:
 
 
 @certpilot_task(name="payment", run_name="payment")
-def payment(certificate_id: str, years: int, csr_mode: str = "system") -> RenewalStep:
-    """Place (or find again) the renewal order of a certificate; pay it from quota (PAY-1, PAY-4)."""
-    return pipeline.renew(rt.services(), certificate_id, years=years, csr_mode=csr_mode)
+def payment(certificate_id: str, years: int, csr_mode: str = "system", csr_pem: str | None = None) -> RenewalStep:
+    """Place (or find again) the renewal order of a certificate; pay it from quota (PAY-1, PAY-4);
+    a manual CSR (CSR-2) is checked and kept with the order."""
+    return pipeline.renew(rt.services(), certificate_id, years=years, csr_mode=csr_mode, csr_pem=csr_pem)
 
 
 @certpilot_task(name="payment-answer", run_name="payment-answer")
@@ -118,10 +119,10 @@ def payment_answer(order_id: str, approve: bool, actor: str) -> RenewalStep:
 
 
 @certpilot_task(name="csr", run_name="csr")
-def csr(certificate_id: str, csr_mode: str = "system") -> ApplicationStatus:
-    """CSR-1..CSR-5 (and CA-2's resubmission): the key goes straight into the vault; only where
-    the application stands comes back."""
-    return pipeline.prepare(rt.services(), certificate_id, csr_mode)
+def csr(certificate_id: str, csr_mode: str = "system", csr_pem: str | None = None) -> ApplicationStatus:
+    """CSR-1..CSR-5 (and CA-2's resubmission): the key goes straight into the vault, or the given CSR
+    is checked (CSR-2); only where the application stands comes back."""
+    return pipeline.prepare(rt.services(), certificate_id, csr_mode, csr_pem=csr_pem)
 
 
 @certpilot_task(name="contact", run_name="contact")

@@ -165,9 +165,14 @@ def create_key_and_csr(session: Session, certificate_id: str, mode: CsrMode = Cs
     warnings: list[Warning_] = []
     key_id: str | None
     if mode is CsrMode.MANUAL:
+        if not csr_pem and cert.order_id and cert.plan_index == 0:
+            kept = repo.order_csr(cert.order_id)  # CSR-2: the CSR given when the renewal was ordered
+            csr_pem = kept.encode() if kept else None
         if not csr_pem:
-            raise BadInputError("a manual CSR application needs the CSR (PEM); supply it, or let certpilot "
-                                "generate the key (system mode).", Reason.BAD_INPUT)
+            raise BadInputError(f"certificate {certificate_id} is applied for with a manual CSR (CSR-2/CSR-3: its "
+                                "plan's mode) and none was given; supply it: `certpilot apply "
+                                f"{certificate_id} --csr manual --csr-file CSR.pem`, or let certpilot generate the "
+                                f"key: `certpilot apply {certificate_id} --csr system`.", Reason.BAD_INPUT)
         csr = csr_pem
         key_id, key_held = None, False
         warnings.append(_warning(KEY_NOT_HELD))
@@ -500,6 +505,27 @@ def status(session: Session, certificate_id: str) -> ApplicationStatus:
         needs_contact=contact_refusal(cert.level, cert.owner) is not None, key_held=cert.key_held,
         common_name=cert.common_name, level=cert.level, origin=cert.origin, temporary=cert.temporary,
         fingerprint=cert.fingerprint_sha256, last_error=row.last_error if row is not None else None)
+
+
+def submit_by_hand(session: Session, certificate_id: str, *, now: datetime, actor: str = "system") -> bool:
+    """PL-5: the manual submission a not-activated certificate waits for once its managed start could
+    not start by itself (a manual CSR to give, DNS the system cannot write): the owner's `apply` moves
+    it NOT_ACTIVATED → PENDING_APPLICATION (LC-5), audited. Any other certificate is left as it is.
+
+    Returns:
+        True when this call moved it.
+    """
+    from certpilot.core.scan import StartOutcomeKind
+    from certpilot.store.scan_queries import managed_start_outcome
+
+    repo = Repository(session)
+    if Status(repo.get_certificate(certificate_id).state) is not Status.NOT_ACTIVATED:
+        return False
+    if managed_start_outcome(session, certificate_id) != StartOutcomeKind.WAITING_MANUAL.value:
+        return False
+    repo.set_state(certificate_id, Status.PENDING_APPLICATION, actor=actor, now=now,
+                   why="submitted by hand after its managed start waited for a human (PL-5)")
+    return True
 
 
 def resubmit(session: Session, certificate_id: str, *, now: datetime, actor: str = "system") -> None:

@@ -519,6 +519,10 @@ def place_renewal(
         why=f"{preview.kind.value} of {cert.id} for {years} year(s)",
     )
     repo.record_audit("certificate", cert.id, actor=actor, now=now, why=f"renewal order {order.id} placed")
+    if csr_mode is CsrMode.MANUAL and csr_pem:
+        # CSR-2: the checked CSR is kept with the order, so its first certificate's application (a
+        # flow run, whenever it runs) submits exactly it; a CSR holds no secret.
+        repo.set_order_csr(order.id, csr_pem.decode() if isinstance(csr_pem, bytes) else csr_pem)
     return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve_payment,
                    preview=preview, created=True)
 

@@ -184,7 +184,7 @@ def _step(result: orders.OrderResult) -> RenewalStep:
 
 
 def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode | str = CsrMode.SYSTEM,
-          actor: str = "flow:renewal") -> RenewalStep:
+          actor: str = "flow:renewal", csr_pem: str | None = None) -> RenewalStep:
     """Place (or find again) the renewal order of a certificate and pay it from quota (PAY-1).
 
     A rerun of the same attempt finds the same order; after a declined or cancelled order the
@@ -194,8 +194,9 @@ def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode |
     Args:
         certificate_id: the certificate to renew.
         years: 1, 2 or 3 (PL-1, PL-2).
-        csr_mode: system | reuse (CSR-1, CSR-3).
+        csr_mode: system | reuse | manual (CSR-1..CSR-3; `PLAN_MODE`: system for a new order).
         actor: who is acting, for the audit trail.
+        csr_pem: the CSR of a manual renewal (CSR-2), checked and kept with the order.
 
     Returns:
         The step: PAID with the new certificate ids, or AWAITING_PAYMENT with the shortfall and
@@ -205,8 +206,9 @@ def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode |
         RefusedError: a rule refused (EL, PL years, CSR, ALREADY_RENEWED); nothing written.
         NotFoundError: no such certificate.
     """
-    return _step(orders.renew(svc, certificate_id, years=years, csr_mode=CsrMode(csr_mode), rerun_safe=True,
-                              actor=actor))
+    mode = CsrMode.SYSTEM if csr_mode == PLAN_MODE else CsrMode(csr_mode)
+    return _step(orders.renew(svc, certificate_id, years=years, csr_mode=mode, rerun_safe=True, actor=actor,
+                              csr_pem=csr_pem.encode() if csr_pem else None))
 
 
 def pay(svc: Services, order_id: str, *, approve: bool, actor: str) -> RenewalStep:
@@ -245,8 +247,24 @@ def _attempt(repo: Repository, certificate_id: str) -> int:
                    if a.entity_type == "certificate" and a.to_state == Status.REJECTED.value)
 
 
+PLAN_MODE = "plan"
+"""A run's `csr_mode` that means "the mode of the certificate's plan" (CSR-3: the mode chosen at
+order time carries to every certificate of the plan; system for a certificate outside one)."""
+
+
+def csr_mode_of(svc: Services, certificate_id: str, csr_mode: CsrMode | str) -> CsrMode:
+    """CSR-1..CSR-3: the mode to make a certificate's key and CSR with: the one given, or for
+    `PLAN_MODE` the mode its order was placed with (system outside an order)."""
+    if csr_mode != PLAN_MODE:
+        return CsrMode(csr_mode)
+    with svc.session(readonly=True) as s:
+        repo = Repository(s)
+        cert = repo.certificate_model(certificate_id)
+        return repo.get_order(cert.order_id).csr_mode if cert.order_id else CsrMode.SYSTEM
+
+
 def prepare(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMode.SYSTEM, *,
-            actor: str = "flow:renewal") -> ApplicationStatus:
+            actor: str = "flow:renewal", csr_pem: str | None = None) -> ApplicationStatus:
     """The csr stage: start a rejected application over (CA-2), then make the key and CSR
     (CSR-1..CSR-5) unless the CA's contact must be asked for first (DV-6: `asks_contact`; call
     again once it is set). Re-entrant: an existing key and CSR are kept.
@@ -258,11 +276,14 @@ def prepare(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMod
         RefusedError: nothing to apply for (PL-4, LC-5), or the CSR fails its check (CSR-4).
         NotFoundError: no such certificate.
     """
+    with svc.session() as s:
+        applications.submit_by_hand(s, certificate_id, now=svc.now(), actor=actor)
     status = application_status(svc, certificate_id)
     if status.state is Status.REJECTED:
         status = resubmit(svc, certificate_id, actor=actor)
     if status.needs_key and not status.asks_contact:
-        create_key_and_csr(svc, certificate_id, csr_mode, actor=actor)
+        create_key_and_csr(svc, certificate_id, csr_mode_of(svc, certificate_id, csr_mode), actor=actor,
+                           csr_pem=csr_pem)
         status = application_status(svc, certificate_id)
     return status
 
@@ -282,7 +303,7 @@ def resubmit(svc: Services, certificate_id: str, *, actor: str = "flow:renewal")
 
 
 def create_key_and_csr(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMode.SYSTEM, *,
-                       actor: str = "flow:renewal") -> KeyAndCsrMade:
+                       actor: str = "flow:renewal", csr_pem: str | None = None) -> KeyAndCsrMade:
     """CSR-1..CSR-5: the certificate's key (sealed into the vault) and its checked CSR.
 
     Idempotent: an existing CSR is returned. Only ids and fingerprints come back.
@@ -292,7 +313,8 @@ def create_key_and_csr(svc: Services, certificate_id: str, csr_mode: CsrMode | s
     """
     with svc.session() as s:
         made = applications.create_key_and_csr(s, certificate_id, CsrMode(csr_mode), vault=svc.vault,
-                                               now=svc.now(), actor=actor)
+                                               now=svc.now(), actor=actor,
+                                               csr_pem=csr_pem.encode() if csr_pem else None)
     return KeyAndCsrMade(certificate_id=made.certificate_id, key_id=made.key_id,
                          public_fingerprint=made.public_fingerprint, key_held=made.key_held,
                          warnings=tuple(w.message for w in made.warnings))

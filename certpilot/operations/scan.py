@@ -128,7 +128,8 @@ def auto_start_input(cert: Certificate, *, dns_writable: Callable[[list[str]], b
     if not cert.names:
         problems.append("the certificate has no names")
     if not cert.key_held:
-        problems.append("its CSR is supplied by hand (CSR-2): the system cannot build and submit it")
+        problems.append(f"its plan was ordered with a manual CSR (CSR-2, carried by CSR-3): the system holds no key "
+                        f"to build one; submit yours with `certpilot apply {cert.id} --csr manual --csr-file CSR.pem`")
     writable = bool(cert.names) and dns_writable(list(cert.names))
     return AutoStartInput(level=cert.level, names=list(cert.names), dns_writable=writable, delegated=False,
                           application_valid=not problems, problems=problems, contact=cert.owner)

@@ -31,6 +31,18 @@ BRAND = "DigiCert"
 SPEC = Spec(brand=BRAND, level=Level.DV, cert_type=CertType.SINGLE)
 
 
+class CollectingNotifier:
+    """A Notifier (the Protocol email and webhook implement) that keeps what it is sent."""
+
+    name = "collect"
+
+    def __init__(self):
+        self.events = []
+
+    def send(self, event) -> None:
+        self.events.append(event)
+
+
 class Clock:
     """A wall clock the test moves (the CA, the scanner and the pipeline all read it); whole seconds."""
 
@@ -88,10 +100,11 @@ def plan_site(tmp_path: Path, *, name: str = "plan", days_left: int = 20, quota:
     ca = PrivateCa(SqlPrivateCaStore(partial(session_scope, db_url)), vault, clock=clock,
                    policy=PrivateCaPolicy(max_validity_days=max_validity_days))
     zone = Rfc2136Provider("127.0.0.1", 53, zones=["example.test"], keyname="plan-test", secret="cGxhbgAA")
+    notifier = CollectingNotifier()
     svc = rt.local_services(database_url=db_url, vault=vault, issuers={"private-ca": ca}, clock=clock,
-                            dns_providers=[zone])
+                            dns_providers=[zone], notifiers=[notifier])
     svc.poll_seconds = 0.5
-    return PlanSite(cid, db_url, svc, clock, ca)
+    return PlanSite(cid, db_url, svc, clock, ca, extra={"notifier": notifier})
 
 
 def issued(certs) -> list:

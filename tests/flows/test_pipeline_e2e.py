@@ -7,13 +7,13 @@ from datetime import timedelta
 
 import pytest
 
+from certpilot import runtime as rt
 from certpilot.adapters.probe.tls import probe_sync
 from certpilot.core.models import OrderState, Status
 from certpilot.core.verification import Endpoint
 from certpilot.operations import deployments
-from certpilot.store.repository import Repository
-from certpilot import runtime as rt
 from certpilot.store.db import reset_engines
+from certpilot.store.repository import Repository
 from tests.flows.pipeline_env import SITE, build_site
 from tests.flows.plan_env import pebble_90d  # noqa: F401 - fixture
 
