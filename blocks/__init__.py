@@ -235,6 +235,12 @@ class CertpilotConfigBlock(Block):
     probe_ca_bundle: str | None = Field(default=None, description="Trust bundle for verification probes.")
     nameservers: list[str] = Field(default_factory=list,
                                    description="Authoritative servers to check DV-7 visibility (host:port).")
+    http01_webroot: str | None = Field(
+        default=None, description="HTTP-01 file validation (DV-3): the directory the web server serves at / on "
+                                  "the worker's host; certpilot writes /.well-known/acme-challenge/ files there.")
+    dns_delegation: bool = Field(
+        default=False, description="Follow _acme-challenge CNAMEs into zones the DNS providers write "
+                                   "(validation-free authorization, PL-5).")
 
 
 ALL_BLOCKS: tuple[type[Block], ...] = (

@@ -51,9 +51,9 @@ def choose_method(names: Sequence[str], *, original: ValidationMethod | None = N
     In order: the operator's explicit choice (`certpilot policy ID --validation`, checked by
     `check_validation_method` when it is set); DV-1, the original certificate's method while the
     system can still use it (automatic DNS needs a writable zone, delegation a delegation, file
-    validation a webroot responder and no wildcard, DV-4); DV-2, automatic DNS when a configured
-    provider holds every zone; a delegation of ``_acme-challenge`` (validation-free authorization);
-    DV-3, otherwise a manual DNS TXT record (recommended over placing a file by hand).
+    validation a webroot responder and no wildcard, DV-4); a delegation of ``_acme-challenge``
+    (validation-free authorization); DV-2, automatic DNS when a configured provider holds every
+    zone; DV-3, otherwise a manual DNS TXT record (recommended over placing a file by hand).
 
     Args:
         names: the certificate's names.
@@ -77,10 +77,10 @@ def choose_method(names: Sequence[str], *, original: ValidationMethod | None = N
     }
     if original is not None and usable.get(original, False):
         return original
-    if dns_writable:
-        return ValidationMethod.DNS_AUTO
     if delegated:
         return ValidationMethod.DELEGATED
+    if dns_writable:
+        return ValidationMethod.DNS_AUTO
     return ValidationMethod.DNS_MANUAL
 
 

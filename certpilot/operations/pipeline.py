@@ -44,7 +44,7 @@ from certpilot.core.outcomes import (
 )
 from certpilot.core.plans import submits_first_now
 from certpilot.core.status import derive_status
-from certpilot.operations import applications, deployments, notices, orders, runs
+from certpilot.operations import applications, deployments, notices, orders, runs, validation
 from certpilot.operations.scan import CA_REJECTED, record_notice
 from certpilot.store.repository import Repository
 
@@ -352,9 +352,15 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
             and no channel delivered the owner's notice (the rejection was not kept: the rerun
             asks the CA again and tells the owner then).
     """
-    with svc.session(readonly=True) as s:
+    with svc.session() as s:
         cert = Repository(s).certificate_model(certificate_id)
-    issuer = svc.issuer_for(cert, emergency=emergency or cert.temporary)
+        issuer = svc.issuer_for(cert, emergency=emergency or cert.temporary)
+        app = applications.application_state(s, certificate_id)
+        if getattr(issuer, "validates_domains", True) and app is not None and app["order_ref"] is None:
+            # DV-1..DV-4: decided when the CA order is about to be placed (the policy may have changed).
+            validation.record_method(s, certificate_id, dns_writable=svc.dns_writable, delegated=svc.delegated,
+                                     http_responder=svc.http01 is not None, now=svc.now(), actor=actor)
+            cert = Repository(s).certificate_model(certificate_id)
     limits = api_limits(issuer, cert, "validation")
     try:
         with gate(limits) if limits else nullcontext():

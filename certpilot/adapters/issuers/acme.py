@@ -512,7 +512,9 @@ class AcmeIssuer:
                             "or add the TXT record by hand (manual DNS validation).", "DV-2"))
                     provider.present(fqdn, validation)
                     cleanups.append(lambda p=provider, f=fqdn, v=validation: p.cleanup(f, v))
-                    visible.append((fqdn, validation))
+                    # A delegation (PL-5) serves the record at its CNAME's target: check it there.
+                    record_name = getattr(provider, "record_name", None)
+                    visible.append((record_name(fqdn) if record_name else fqdn, validation))
                 else:
                     if self.http01 is None:
                         raise PermanentError("HTTP-01 validation needs a webroot responder; configure one "

@@ -257,6 +257,8 @@ class PrivateCa:
 
     remote_api = False
     """Signing is local: no remote API to rate-limit (`operations.pipeline.api_limits`)."""
+    validates_domains = False
+    """It proves no domain ownership, so no validation method is chosen for it (DV-1..DV-4)."""
 
     def __init__(self, store: PrivateCaStore, vault, *, policy: PrivateCaPolicy | None = None,
                  clock: Callable[[], datetime], ca_name: str = "default") -> None:
