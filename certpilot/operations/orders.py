@@ -557,6 +557,13 @@ def _resume(repo: Repository, order: Order, *, now: datetime, policy: Policy, ac
                        preview=preview, created=created, pending=done.pending, shortfall=done.shortfall)
 
 
+def settle(repo: Repository, order: Order, *, now: datetime, policy: Policy, actor: str,
+           approve: bool = False) -> OrderResult:
+    """Pay an order just recorded from the balances and create its certificates, or leave it awaiting
+    payment (`OrderResult.pending` says what to approve); for orders other use cases compose (EM-2)."""
+    return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve, created=True)
+
+
 def pay_order(session: Session, order_id: str, *, approve: bool, now: datetime, actor: str = "cli",
               policy: Policy | None = None) -> Order:
     """Approve or decline the payment of an order awaiting payment (PAY-1, PAY-4).
