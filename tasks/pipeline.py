@@ -26,7 +26,7 @@ from certpilot.core.outcomes import (
     SubmitOutcome,
     VerifyOutcome,
 )
-from certpilot.operations import deployments, emergency, importing, orders, pipeline
+from certpilot.operations import deployments, emergency, importing, inventory, orders, pipeline
 from tasks.common import certpilot_task, retrying
 
 CA_LIMIT = pipeline.CA_LIMIT
@@ -194,6 +194,14 @@ def notify_human_step(certificate_id: str, step: str, detail: str, key: str) -> 
 def cancel_certificate(certificate_id: str) -> orders.CancelResult:
     """PL-7: cancel a not-activated certificate; one quota and one credit come back."""
     return orders.cancel(rt.services(), certificate_id, actor="flow:cancel")
+
+
+@certpilot_task
+def renewal_policy(certificate_id: str, auto_renew: bool | None, years: int | None, start_days: int | None,
+                   default_start: bool, validation: str | None) -> inventory.RenewalSettings:
+    """PL-1/PAY-2/DV-1..DV-4: show or set a certificate's renewal policy (`inventory.set_policy`)."""
+    return inventory.set_policy(rt.services(), certificate_id, auto_renew=auto_renew, years=years,
+                                start_days=start_days, default_start=default_start, validation_method=validation)
 
 
 @certpilot_task

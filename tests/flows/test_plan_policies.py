@@ -10,7 +10,6 @@ import pytest
 
 from certpilot import runtime as rt
 from certpilot.core.models import LedgerKind, Status
-from certpilot.operations.inventory import set_policy
 from certpilot.store.repository import Repository
 from tests.flows.plan_env import plan_site
 
@@ -61,7 +60,8 @@ def test_pl1_pay2_automatic_renewal_waits_for_30_days_and_pays_no_fee(tmp_path, 
 
 def test_pl1_pay2_an_earlier_start_is_the_certificates_own_policy_and_pays_the_fee(tmp_path, prefect_harness,
                                                                                 monkeypatch):
-    """PAY-2 by choice: with `policy --start-days 45` the scan renews at 45 days left; the order
+    """PAY-2 by choice: with the `policy` flow's start_days=45 (the UI; `certpilot policy ID --start-days
+    45` on the CLI) the scan renews at 45 days left; the order
     carries the managed-service fee (one credit), and certificate 1 starts by itself at 30 days
     (PL-4), issued valid old expiry + 365 d."""
     from flows.scan import scan
@@ -71,7 +71,9 @@ def test_pl1_pay2_an_earlier_start_is_the_certificates_own_policy_and_pays_the_f
     with site.session() as s:
         old = Repository(s).certificate_model(site.cid)
     with rt.use(site.svc):
-        assert set_policy(site.svc, site.cid, start_days=45).pays_fee
+        from flows.admin import policy
+
+        assert policy(site.cid, start_days=45).pays_fee  # the `policy` deployment's form (the UI)
         scan()
         (order,) = renewal_orders(site)
         assert order.managed_fee is True and managed_used(site, order.id) == 1
