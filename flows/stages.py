@@ -36,7 +36,7 @@ from certpilot.core.outcomes import (
     VerifyOutcome,
 )
 from certpilot.core.runs import REVIEW_PAUSE_PREFIX
-from flows.forms import CaContact, ManualDnsDone, PaymentApproval
+from flows.forms import CaContact, ManualDnsDone, ManualFilePlaced, PaymentApproval
 from tasks import pipeline as t
 
 FORM_TIMEOUT = 7 * 24 * 3600
@@ -150,10 +150,23 @@ def _records_key(certificate_id: str, records: tuple[DnsRecord, ...]) -> str:
     return step_key("dns", certificate_id, digest[:16])
 
 
+def _files_key(certificate_id: str, files) -> str:
+    """The file-placement step's key: the same files (the same CA order) are asked for once."""
+    digest = hashlib.sha256("\n".join(sorted(f"{f.url} {f.content}" for f in files)).encode()).hexdigest()
+    return step_key("file", certificate_id, digest[:16])
+
+
 def validate(certificate_id: str, emergency: bool = False) -> SubmitOutcome:
     """The validation stage: submit (or resume) the CA application; while a human must add DNS
     records (DV-3), show them on the form, check they are served (DV-7) and submit again."""
     sub = t.validation(certificate_id, emergency)
+    if sub.kind is SubmitKind.MANUAL_FILE:  # DV-3 by a person: the file, shown exactly; checked before the CA
+        ask(ManualFilePlaced, certificate_id=certificate_id, step="validation file placement",
+            detail="\n".join(f.instruction for f in sub.files), key=_files_key(certificate_id, sub.files),
+            placed=True, description="Place on your web server, then confirm (DV-3):\n\n"
+                                     + "\n".join(f"    {f.url}\n    content: {f.content}" for f in sub.files))
+        t.file_served(certificate_id)
+        sub = t.validation(certificate_id, emergency)
     while sub.kind is SubmitKind.MANUAL_DNS:
         ask(ManualDnsDone, certificate_id=certificate_id, step="manual DNS record",
             detail="\n".join(r.instruction for r in sub.records), key=_records_key(certificate_id, sub.records),

@@ -139,6 +139,13 @@ def validation(certificate_id: str, emergency: bool = False) -> SubmitOutcome:
     return pipeline.submit(rt.services(), certificate_id, emergency=emergency, gate=api_slots)
 
 
+@certpilot_task(name="file-served", run_name="file-served")
+def file_served(certificate_id: str) -> int:
+    """DV-3: after the file-placement form, the files are served over HTTP (checked as the CA will)
+    and the CA is told; a refusal names the URLs still missing."""
+    return pipeline.wait_files_served(rt.services(), certificate_id)
+
+
 @certpilot_task(name="dns-visible", run_name="dns-visible")
 def dns_visible(records: tuple[DnsRecord, ...]) -> float:
     """DV-3/DV-7: after the manual-DNS form, wait for each record at the authoritative servers."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from certpilot.adapters.dns.checks import wait_until_visible
 from certpilot.adapters.dns.manual import ManualActionRequired, ManualRecord
+from certpilot.adapters.http01.manual import ManualFileRequired
 from certpilot.adapters.issuers.base import OrderStatus
 from certpilot.adapters.probe.scale import verify_served
 from certpilot.core.deployment import DeploymentState
@@ -34,6 +35,7 @@ from certpilot.core.outcomes import (
     ApplicationStatus,
     DnsRecord,
     EntryStage,
+    FileToPlace,
     KeyAndCsrMade,
     RenewalEntry,
     RenewalStep,
@@ -369,6 +371,10 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
     except ManualActionRequired as exc:
         return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_DNS,
                              records=tuple(_record(r) for r in exc.records))
+    except ManualFileRequired as exc:
+        return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_FILE,
+                             files=tuple(FileToPlace(url=f.url, path=f.path, content=f.content,
+                                                     instruction=f.instruction) for f in exc.files))
     return SubmitOutcome(certificate_id=certificate_id, kind=_SUBMIT_KIND.get(res.status, SubmitKind.UNDER_REVIEW),
                          order_ref=res.order_ref, detail=res.detail, resumed=res.resumed)
 
@@ -475,6 +481,34 @@ def _tell_rejection(svc: Services, session: Session, rejection: applications.Rej
                      f"order {rejection.order_ref}: {rejection.detail}", now=rejection.at):
         event = notices.ca_rejected(session, rejection.certificate_id, rejection.detail, now=rejection.at)
         notices.send(svc, event, session=session, must_deliver=True)
+
+
+def wait_files_served(svc: Services, certificate_id: str, *, timeout: float = 30.0) -> int:
+    """DV-3/NT-2: after the file-placement form, check over HTTP, as the CA will, that the files the
+    certificate's current CA order needs are served (a submission again does the check and tells the
+    CA only when they are); polled until `timeout`.
+
+    Returns:
+        How many submissions it took.
+
+    Raises:
+        RefusedError: FILE_NOT_SERVED, naming the URLs still missing, after `timeout`.
+    """
+    from certpilot.core.errors import Reason, Refusal, RefusedError
+
+    deadline, tries = time.monotonic() + timeout, 0
+    while True:
+        tries += 1
+        out = submit(svc, certificate_id)
+        if out.kind is not SubmitKind.MANUAL_FILE:
+            return tries
+        if time.monotonic() >= deadline:
+            raise RefusedError(Refusal(
+                Reason.RECORD_NOT_VISIBLE,
+                f"the validation file(s) are not served yet: {'; '.join(f.url for f in out.files)}; place them "
+                f"as shown and run the renewal of {certificate_id} again (`certpilot apply {certificate_id}`)",
+                "DV-3"))
+        time.sleep(1.0)
 
 
 def wait_records_visible(svc: Services, records: Sequence[DnsRecord], *, timeout: float = 30.0) -> float:

@@ -102,3 +102,53 @@ def test_pl5_dv2_delegation_seen_through_bind_and_chosen_per_certificate(tmp_pat
         assert bind_server.txt("delegated.example.test.acme-delegate.test") == set()
     finally:
         reset_engines()
+
+
+def test_dv3_nt2_manual_file_placement_form_checked_over_http_before_the_ca(tmp_path, pebble_90d,  # noqa: F811
+                                                                           bind_server, nginx_factory, nginx_ca,
+                                                                           prefect_harness):
+    """DV-3 by a person (`policy --validation http-manual`): the renewal run shows the exact URL and
+    content on its form and tells the owner once (NT-2); nothing is sent to the CA until the file is
+    served over HTTP; the person places it, confirms, and Pebble's HTTP-01 validation issues it."""
+    import re
+    import threading
+    import time
+
+    from flows.renewal import renewal
+    from tests.flows.test_pipeline_forms import Resumer
+
+    site = build_site(tmp_path, pebble=pebble_90d, bind_server=bind_server, nginx_factory=nginx_factory,
+                      nginx_ca=nginx_ca, name="byhand.example.test")
+    webroot = tmp_path / "www"
+    site.issuer.http01_port, site.issuer.http01_host = pebble_90d.http_port, "127.0.0.1"
+    placed: list[str] = []
+
+    def person() -> None:  # reads the notice, puts the file where it says
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not placed:
+            for e in list(site.notifier.events):
+                m = re.search(r"acme-challenge/([A-Za-z0-9_-]+) .* containing exactly: (\S+)", e.body)
+                if "validation file placement" in e.subject and m:
+                    path = webroot / ".well-known" / "acme-challenge" / m.group(1)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(m.group(2))
+                    placed.append(e.body)
+            time.sleep(0.1)
+
+    helper = threading.Thread(target=person, daemon=True)
+    resumer = Resumer({"placed": True})
+    try:
+        with rt.use(site.runtime), ChallengeHttpServer(webroot, port=pebble_90d.http_port):
+            set_policy(site.runtime, site.cert_id, validation_method="http-manual")
+            helper.start()
+            resumer.start()
+            out = renewal(site.cert_id, years=1)
+            resumer.join(5)
+        assert out.state is Status.ISSUED and out.verify.ok
+        assert len(placed) == 1 and f"http://byhand.example.test:{pebble_90d.http_port}/.well-known/acme-challenge/" \
+            in placed[0]
+        assert len([e for e in site.notifier.events if "validation file placement" in e.subject]) == 1  # NT-2 once
+        child, _ = renewed(site)
+        assert child.validation_method is ValidationMethod.HTTP_MANUAL
+    finally:
+        reset_engines()
