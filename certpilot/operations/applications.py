@@ -104,6 +104,8 @@ class Rejection:
     detail: str
     ordinal: int
     at: datetime
+    more_info: bool = False
+    """The CA asked for more information rather than refusing (CA-2): told as such."""
 
 
 OnRejected = Callable[[Session, Rejection], None]
@@ -342,7 +344,8 @@ def _settle(sessions: Sessions, certificate_id: str, issuer: Issuer, result: Pol
     then collected. Any other status changes nothing."""
     if result.status is OrderStatus.INVALID:
         with sessions() as s:
-            rejection = record_rejection(s, certificate_id, result.detail, now=now, actor=actor)
+            rejection = record_rejection(s, certificate_id, result.detail, now=now, actor=actor,
+                                         more_info=result.more_info)
             if rejection is not None and on_rejected is not None:
                 on_rejected(s, rejection)
     elif result.status is OrderStatus.VALID:
@@ -354,7 +357,7 @@ def _settle(sessions: Sessions, certificate_id: str, issuer: Issuer, result: Pol
 
 
 def record_rejection(session: Session, certificate_id: str, detail: str, *, now: datetime,
-                     actor: str = "system") -> Rejection | None:
+                     actor: str = "system", more_info: bool = False) -> Rejection | None:
     """CA-2: the CA rejected the application: the certificate goes REJECTED, the CA's detail kept
     on the application and in the audit.
 
@@ -368,12 +371,13 @@ def record_rejection(session: Session, certificate_id: str, detail: str, *, now:
     row.state, row.last_error, row.updated_at = ApplicationState.REJECTED.value, detail, now
     repo = Repository(session)
     repo.set_state(certificate_id, Status.REJECTED, actor=actor, now=now,
-                   why=f"the CA rejected the application: {detail}")
+                   why=(f"the CA needs more information (CA-2): {detail}" if more_info
+                        else f"the CA rejected the application: {detail}"))
     session.flush()
     # The audit trail is the certificate's history: its REJECTED moves count its rejections.
     ordinal = sum(1 for a in repo.audit(certificate_id)
                   if a.entity_type == "certificate" and a.to_state == Status.REJECTED.value)
-    return Rejection(certificate_id, row.order_url or "", detail, ordinal, now)
+    return Rejection(certificate_id, row.order_url or "", detail, ordinal, now, more_info)
 
 
 def refresh(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: datetime, actor: str = "scanner",

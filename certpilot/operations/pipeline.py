@@ -479,7 +479,8 @@ def _tell_rejection(svc: Services, session: Session, rejection: applications.Rej
     """
     if record_notice(session, rejection.certificate_id, CA_REJECTED, rejection.ordinal,
                      f"order {rejection.order_ref}: {rejection.detail}", now=rejection.at):
-        event = notices.ca_rejected(session, rejection.certificate_id, rejection.detail, now=rejection.at)
+        event = notices.ca_rejected(session, rejection.certificate_id, rejection.detail, now=rejection.at,
+                                    more_info=rejection.more_info)
         notices.send(svc, event, session=session, must_deliver=True)
 
 

@@ -67,6 +67,9 @@ class PollResult:
     detail: str = ""
     retry_after: float | None = None
     problems: tuple[str, ...] = field(default_factory=tuple)
+    more_info: bool = False
+    """With INVALID: the CA did not refuse outright but needs more information (CA-2): the owner is
+    asked for it and resubmits."""
 
     @property
     def done(self) -> bool:

@@ -129,6 +129,7 @@ class PrivateCaPolicy:
         allowed_suffixes: names must equal or end under one of these (empty: any name).
         review_delay: a simulated CA review: `poll` says pending until it has passed (DV-5).
         review_rejects: names whose simulated review ends in a rejection (CA-2).
+        review_more_info: names whose simulated review ends asking for more information (CA-2).
         key_algorithm: algorithm of the CA's own keys.
     """
 
@@ -137,6 +138,7 @@ class PrivateCaPolicy:
     allowed_suffixes: tuple[str, ...] = ()
     review_delay: timedelta = timedelta(0)
     review_rejects: tuple[str, ...] = ()
+    review_more_info: tuple[str, ...] = ()
     key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
 
 
@@ -358,6 +360,11 @@ class PrivateCa:
             if self.policy.review_rejects else []
         if rejected:
             return PollResult(OrderStatus.INVALID, f"the private CA's review rejected {', '.join(rejected)}")
+        asked = [n for n in issued.names if name_allowed(n, self.policy.review_more_info)] \
+            if self.policy.review_more_info else []
+        if asked:
+            return PollResult(OrderStatus.INVALID, f"the private CA needs more information about {', '.join(asked)}: "
+                                                   "proof that the organisation controls the name", more_info=True)
         return PollResult(OrderStatus.VALID)
 
     def poll(self, ref: str) -> PollResult:
