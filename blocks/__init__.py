@@ -110,7 +110,10 @@ class PrivateCaBlock(Block):
     _description = "Embedded private CA; root and intermediate created on first use, keys in the vault."
 
     ca_name: str = Field(default="default", description="Which private CA of the store.")
-    validity_days: int = Field(default=90, description="Lifetime of issued certificates.")
+    validity_days: int = Field(default=90, description="Lifetime of a certificate issued outside a plan "
+                                                        "(a plan's certificates get exactly their planned window).")
+    max_validity_days: int | None = Field(default=None, description="The longest lifetime it signs (empty: any); "
+                                                                     "the plan covers the rest of its term (VA-5).")
     allowed_suffixes: list[str] = Field(default_factory=list, description="Names it may sign (empty: any).")
 
     def issuer(self, store, vault, *, clock: Callable[[], datetime]):
@@ -121,7 +124,8 @@ class PrivateCaBlock(Block):
         """
         from certpilot.adapters.issuers.private_ca import PrivateCa, PrivateCaPolicy
 
-        policy = PrivateCaPolicy(validity_days=self.validity_days, allowed_suffixes=tuple(self.allowed_suffixes))
+        policy = PrivateCaPolicy(validity_days=self.validity_days, max_validity_days=self.max_validity_days,
+                                 allowed_suffixes=tuple(self.allowed_suffixes))
         return PrivateCa(store, vault, policy=policy, clock=clock, ca_name=self.ca_name)
 
 
@@ -231,6 +235,12 @@ class CertpilotConfigBlock(Block):
     probe_ca_bundle: str | None = Field(default=None, description="Trust bundle for verification probes.")
     nameservers: list[str] = Field(default_factory=list,
                                    description="Authoritative servers to check DV-7 visibility (host:port).")
+    http01_webroot: str | None = Field(
+        default=None, description="HTTP-01 file validation (DV-3): the directory the web server serves at / on "
+                                  "the worker's host; certpilot writes /.well-known/acme-challenge/ files there.")
+    dns_delegation: bool = Field(
+        default=False, description="Follow _acme-challenge CNAMEs into zones the DNS providers write "
+                                   "(validation-free authorization, PL-5).")
 
 
 ALL_BLOCKS: tuple[type[Block], ...] = (

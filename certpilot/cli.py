@@ -562,6 +562,8 @@ def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> 
         "renewal_orders": [order_dict(o) for o in d.renewal_orders],
         "audit": [{"at": _iso(a.at), "actor": a.actor, "from": a.from_state, "to": a.to_state, "why": a.why}
                   for a in d.audit],
+        "coverage_not_after": _iso(d.coverage_not_after) if d.coverage_not_after else None,
+        "plan_vs_issued": _plan_vs_issued_dict(d.plan_vs_issued),
     }
 
     def render(con):
@@ -587,6 +589,13 @@ def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> 
         if d.order:
             con.print(f"  {'order':>8}: {d.order.id} ({d.order.kind.value}, {d.order.years} year(s), "
                       f"{d.order.state.value})")
+        if d.coverage_not_after:
+            con.print(f"  {'term':>8}: covered until {_fmt_date(d.coverage_not_after)} (VA-5)")
+        if d.plan_vs_issued is not None:
+            p = d.plan_vs_issued
+            con.print(f"  {'planned':>8}: {_iso(p.planned.not_before)} .. {_iso(p.planned.not_after)}")
+            con.print(f"  {'issued':>8}: {_iso(p.issued.not_before)} .. {_iso(p.issued.not_after)} "
+                      f"({_e(p.describe())})")
         for o in d.renewal_orders:
             con.print(f"  renewal order {o.id}: {o.years} year(s), {o.state.value}")
         if d.audit:
@@ -599,6 +608,15 @@ def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> 
 
     _emit(data, render, as_json)
     return EXIT_OK
+
+
+def _plan_vs_issued_dict(p) -> dict | None:
+    """`show --json`'s plan vs issued (VA-5): both windows, how many seconds short, the sentence."""
+    if p is None:
+        return None
+    return {"planned": {"not_before": _iso(p.planned.not_before), "not_after": _iso(p.planned.not_after)},
+            "issued": {"not_before": _iso(p.issued.not_before), "not_after": _iso(p.issued.not_after)},
+            "exact": p.exact, "short_seconds": p.short_seconds, "note": p.describe()}
 
 
 @quota_app.default
@@ -713,12 +731,13 @@ def renew(
 ) -> int:
     """Renew a certificate (EL, VA, PL, PAY rules); `--dry-run` previews the plan and the bill."""
     if prefect:
-        if dry_run or csr_file is not None:
-            raise UsageError("--prefect runs the whole renewal; use it without --dry-run and --csr-file")
+        if dry_run:
+            raise UsageError("--prefect runs the whole renewal; use it without --dry-run")
         _no_at(at)
+        params = {"certificate_id": cert_id, "years": years, "csr_mode": csr, "approve_payment": approve_payment}
+        params.update(_csr_parameter(csr, csr_file))
         _known_certificate(cert_id)
-        return _trigger("renewal/renewal", {"certificate_id": cert_id, "years": years, "csr_mode": csr,
-                                            "approve_payment": approve_payment}, as_json)
+        return _trigger("renewal/renewal", params, as_json)
     from certpilot.core.models import CsrMode
     from certpilot.operations import orders
 
@@ -819,7 +838,9 @@ def pay(
 def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
            prefect: Annotated[bool, Parameter(negative="", help="Run the `cancel` deployment instead.")] = False
            ) -> int:
-    """Cancel a not-activated certificate; restores one quota and one managed credit (PL-7)."""
+    """Cancel a not-activated certificate and the later ones of its plan (PL-7): the plan ends with the
+    certificate before it; each cancelled year's quota and managed credit come back (private CA: the
+    credit), instead of the next certificate starting."""
     now = _no_at(at)
     if prefect:
         _known_certificate(cert_id)
@@ -829,7 +850,9 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
     r = orders.cancel(_ctx.services(), cert_id, now=now, actor="cli")
     data = {"certificate_id": r.certificate.id, "state": r.certificate.state.value,
             "follow_ups": [c.id for c in r.follow_ups],
-            "restored": [ledger_dict(e) for e in r.ledger], "balances": balances_dict(r.balances)}
+            "restored": [ledger_dict(e) for e in r.ledger], "balances": balances_dict(r.balances),
+            "plan_after": r.plan_after,
+            "coverage_not_after": _iso(r.coverage_not_after) if r.coverage_not_after else None}
     sums: dict[str, int] = {}
     for e in r.ledger:  # one line per balance, however many certificates went
         what = f"{e.kind.value}{' ' + e.spec_key if e.spec_key else ''}"
@@ -838,7 +861,8 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
     _emit(data, lambda con: con.print(
         f"cancelled {r.certificate.id}" + (f" and its {len(r.follow_ups)} follow-up(s) "
                                            f"{', '.join(c.id for c in r.follow_ups)}" if r.follow_ups else "")
-        + (f"; restored {restored}" if restored else "; nothing to restore (it cost no quota or credit)")), as_json)
+        + (f"; restored {restored}" if restored else "; nothing to restore (it cost no quota or credit)")
+        + (f"\n{_e(r.plan_after)}" if r.plan_after else "")), as_json)
     return EXIT_OK
 
 
@@ -1042,26 +1066,55 @@ def install_automations(*, block: Annotated[str | None, Parameter(
     return EXIT_OK
 
 
+def _csr_parameter(csr: str, csr_file: Path | None) -> dict:
+    """The `renewal` run's `csr_pem` for `--csr manual --csr-file F` (CSR-2; a CSR is public), else
+    nothing. Raises UsageError for a manual CSR without its file or a file without manual."""
+    if csr == "manual" and csr_file is None:
+        raise UsageError("--csr manual needs --csr-file F (the CSR to submit)")
+    if csr != "manual" and csr_file is not None:
+        raise UsageError("--csr-file is only for --csr manual")
+    return {"csr_pem": _read(csr_file, "CSR").decode()} if csr_file is not None else {}
+
+
 @app.command
-def apply(cert_id: str, /, *, csr: Literal["system", "reuse"] = "system", as_json: JsonFlag = False) -> int:
+def apply(cert_id: str, /, *, csr: Literal["plan", "system", "reuse", "manual"] = "plan",
+          csr_file: Annotated[Path | None, Parameter(help="The CSR for --csr manual (CSR-2).")] = None,
+          as_json: JsonFlag = False) -> int:
     """Submit a pending application now (PL-1: the first certificate of a 1-year renewal is submitted
-    by hand): key + CSR, validation, CA review, then deployment (a run of the `renewal` deployment)."""
+    by hand): key + CSR, validation, CA review, then deployment (a run of the `renewal` deployment).
+    `--csr plan` (default) keeps the mode its plan was ordered with (CSR-3); `--csr manual --csr-file F`
+    submits your CSR (CSR-2)."""
+    params = {"certificate_id": cert_id, "csr_mode": csr, **_csr_parameter(csr, csr_file)}
     _known_certificate(cert_id)
-    return _trigger("renewal/renewal", {"certificate_id": cert_id, "csr_mode": csr}, as_json)
+    return _trigger("renewal/renewal", params, as_json)
 
 
 @app.command
 def policy(cert_id: str, /, *,
            auto_renew: Annotated[bool | None, Parameter(help="Renew automatically when due (the scanner).")] = None,
            years: Annotated[Literal[1, 2, 3] | None, Parameter(help="Plan length of automatic renewals.")] = None,
+           start_days: Annotated[int | None, Parameter(
+               help="Start automatic renewal at this many days left (default 30: no managed-service fee, "
+                    "PAY-2; more than 30 pays it).")] = None,
+           default_start: Annotated[bool, Parameter(help="Go back to the default start (30 days).")] = False,
+           validation: Annotated[Literal["auto", "dns-auto", "dns-manual", "http-file", "http-manual",
+                                         "delegated"] | None, Parameter(
+               help="Validation method of its next applications (auto: DV-1..DV-4 decide).")] = None,
            as_json: JsonFlag = False) -> int:
-    """Show or set a certificate's renewal policy (automatic renewal on/off, plan length)."""
+    """Show or set a certificate's renewal policy: automatic renewal on/off, when it starts (PL-1/PAY-2),
+    plan length, validation method (DV-1..DV-4)."""
     from certpilot.operations.inventory import set_policy
 
-    p = set_policy(_ctx.services(), cert_id, auto_renew=auto_renew, years=years)
-    data = {"certificate_id": p.certificate_id, "auto_renew": p.auto_renew, "years": p.years, "default": p.default}
+    p = set_policy(_ctx.services(), cert_id, auto_renew=auto_renew, years=years, start_days=start_days,
+                   default_start=default_start, validation_method=validation)
+    data = {"certificate_id": p.certificate_id, "auto_renew": p.auto_renew, "years": p.years, "default": p.default,
+            "start_days": p.start_days, "start_days_set": p.start_days_set, "pays_fee": p.pays_fee,
+            "validation": p.validation_method or "auto"}
+    fee = ("pays the managed-service fee (PAY-2: more than 30 days left)" if p.pays_fee
+           else "no managed-service fee (PAY-2)")
     _emit(data, lambda con: con.print(
-        f"{cert_id}: automatic renewal {'on' if data['auto_renew'] else 'off'}, {data['years']} year(s)"
+        f"{cert_id}: automatic renewal {'on' if data['auto_renew'] else 'off'}, {data['years']} year(s), starts at "
+        f"{p.start_days} days left ({fee}), validation {data['validation']}"
         + (" (defaults)" if data["default"] else "")), as_json)
     return EXIT_OK
 

@@ -112,6 +112,15 @@ class Services:
 
         return bool(names) and all(provider_for(challenge_name(n), list(self.dns_providers)) for n in names)
 
+    def delegated(self, names: Sequence[str]) -> bool:
+        """PL-5: every name's ``_acme-challenge`` is delegated (CNAME) into a zone a configured
+        provider writes (a `DelegatingProvider`, the config block's `dns_delegation`)."""
+        from certpilot.adapters.dns.base import challenge_name
+
+        checks = [p for p in self.dns_providers if hasattr(p, "is_delegated")]
+        return bool(names) and bool(checks) and all(any(p.is_delegated(challenge_name(n)) for p in checks)
+                                                    for n in names)
+
     @property
     def inbox(self):
         """The in-product message channel (DEP-3): always on, whatever else is configured."""
@@ -322,7 +331,7 @@ def _vault_from_blocks(config_name: str):
         return default_vault()
 
 
-def _issuers_from_blocks(config, base: Services, providers: list, nameservers) -> dict[str, Any]:
+def _issuers_from_blocks(config, base: Services, providers: list, nameservers, http01=None) -> dict[str, Any]:
     """The issuers `config` names (default and emergency), built with the base services' store and vault."""
     import blocks as b
     from certpilot.store.ports import SqlAcmeAccountStore, SqlPrivateCaStore
@@ -337,7 +346,7 @@ def _issuers_from_blocks(config, base: Services, providers: list, nameservers) -
             authoritative = (lambda _fqdn: list(nameservers)) if nameservers else None
             block = _load(b.AcmeAccountBlock, name, "the ACME account issuer")
             issuers[ref] = block.issuer(SqlAcmeAccountStore(base.session), base.vault, dns_providers=providers,
-                                        authoritative=authoritative, clock=base.clock)
+                                        authoritative=authoritative, clock=base.clock, http01=http01)
         else:
             raise MissingBlockError(f"issuer reference {ref!r} in the {CONFIG_BLOCK} block: use private-ca/NAME "
                                     "or acme/NAME")
@@ -391,17 +400,38 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
             raise MissingBlockError(f"DNS provider reference {kind}/{name} in the {CONFIG_BLOCK} block: use "
                                     "rfc2136/NAME or route53/NAME")
         providers.append(_load(kinds[kind][0], name, kinds[kind][1]).provider())
+    providers = _delegating(providers, nameservers) if config.dns_delegation else providers
+    http01 = None
+    if config.http01_webroot:  # DV-3 file validation through the web server's webroot
+        from certpilot.adapters.http01.webroot import WebrootResponder
+
+        http01 = WebrootResponder(config.http01_webroot)
     target_factory = base.target_factory
     try:  # ACM / load-balancer targets with the credentials (and endpoint) of this block
         aws = b.AwsDeployBlock.load(config_name)
         target_factory = default_target_factory(aws=lambda service, _cfg: aws.client(service))
     except ValueError:
         pass
-    return Services(vault=base.vault, issuers=_issuers_from_blocks(config, base, providers, nameservers),
+    return Services(vault=base.vault, issuers=_issuers_from_blocks(config, base, providers, nameservers, http01),
+                    http01=http01,
                     default_issuer=config.default_issuer, emergency_issuer=config.emergency_issuer,
                     dns_providers=providers, notifiers=_notifiers_from_blocks(config), target_factory=target_factory,
                     verifier=ProbeVerifier(trust=config.probe_ca_bundle), policy=base.policy,
                     schedule=base.schedule, nameservers=nameservers, database_url=database_url)
+
+
+def _delegating(providers: list, nameservers) -> list:
+    """PL-5's validation-free authorization: one provider that follows ``_acme-challenge`` CNAMEs
+    into the zones `providers` write (and writes the other names directly)."""
+    import dns.resolver
+
+    from certpilot.adapters.dns.delegation import DelegatingProvider
+
+    resolver = dns.resolver.Resolver()
+    if nameservers:
+        resolver.nameservers = [h for h, _ in nameservers]
+        resolver.port = nameservers[0][1]
+    return [DelegatingProvider(providers, resolver)]
 
 
 def _prefect_api_configured() -> bool:

@@ -80,7 +80,7 @@ def mark_left_behind_crashed(*, tag: str = TAG, states: Iterable[str] = LEFT_BEH
 def served() -> list[tuple[Any, dict[str, Any]]]:
     """Every certpilot deployment served from one process, tagged `certpilot`: (flow, its
     deployment's options)."""
-    from flows.admin import cancel, import_certificate, purchase
+    from flows.admin import cancel, import_certificate, policy, purchase
     from flows.batch import renewal_batch
     from flows.emergency import emergency
     from flows.renewal import renewal
@@ -98,6 +98,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
                              description="A chunk of renewals executed in one process (workers mode).")),
         (emergency, dict(name="emergency", tags=tags, description="EM-1..3: restore a site with an expired certificate.")),
         (cancel, dict(name="cancel", tags=tags, description="PL-7: cancel a not-activated certificate.")),
+        (policy, dict(name="policy", tags=tags, description="A certificate's renewal policy (PL-1/PAY-2, DV-1..DV-4).")),
         (import_certificate, dict(name="import", tags=tags, description="UP-3: import a certificate.")),
         (purchase, dict(name="purchase", tags=tags, description="Buy a new certificate.")),
     ]

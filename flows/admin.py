@@ -17,6 +17,16 @@ def cancel(certificate_id: str):
     return t.cancel_certificate(certificate_id)
 
 
+@flow(name="policy", log_prints=True)
+def policy(certificate_id: str, auto_renew: bool | None = None, years: int | None = None,
+           start_days: int | None = None, default_start: bool = False, validation: str | None = None):
+    """Show or set a certificate's renewal policy, as `certpilot policy` does: automatic renewal on/off,
+    when it starts (`start_days`: default 30 days left, no managed-service fee, PL-1/PAY-2; more pays
+    it), plan length, validation method (auto | dns-auto | dns-manual | http-file | http-manual |
+    delegated, DV-1..DV-4). Empty fields change nothing."""
+    return t.renewal_policy(certificate_id, auto_renew, years, start_days, default_start, validation)
+
+
 @flow(name="import", log_prints=True)
 def import_certificate(cert_pem: str, chain_pem: str | None = None, key_secret_block: str | None = None,
                        origin: str = "uploaded", level: str = "DV", brand: str = "certpilot",

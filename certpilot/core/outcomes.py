@@ -195,6 +195,24 @@ class SubmitKind(StrEnum):
     """The CA refused: the certificate is REJECTED (CA-2)."""
     MANUAL_DNS = "manual_dns"
     """A human must add DNS records first (DV-3): `records` says which; then submit again."""
+    MANUAL_FILE = "manual_file"
+    """A human must place HTTP-01 files first (DV-3): `files` says which; then submit again."""
+
+
+class FileToPlace(_Outcome):
+    """An HTTP-01 file a person must place on the web server (DV-3), as data.
+
+    Attributes:
+        url: where the CA fetches it.
+        path: its path under the site's root (``/.well-known/acme-challenge/TOKEN``).
+        content: exactly what it must contain.
+        instruction: a sentence for the operator.
+    """
+
+    url: str
+    path: str
+    content: str
+    instruction: str
 
 
 class SubmitOutcome(_Outcome):
@@ -207,6 +225,7 @@ class SubmitOutcome(_Outcome):
         detail: the CA's detail (its reason, for a rejection).
         resumed: an order placed by an earlier run was resumed.
         records: for MANUAL_DNS, the records to add; empty otherwise.
+        files: for MANUAL_FILE, the files to place; empty otherwise.
     """
 
     certificate_id: str
@@ -215,6 +234,7 @@ class SubmitOutcome(_Outcome):
     detail: str = ""
     resumed: bool = False
     records: tuple[DnsRecord, ...] = ()
+    files: tuple[FileToPlace, ...] = ()
 
 
 class ReviewOutcome(_Outcome):

@@ -39,7 +39,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from certpilot.core.models import OrderKind, Origin, Policy, Status
-from certpilot.core.plans import managed_start_due
+from certpilot.core.plans import auto_renew_due, managed_start_due
 from certpilot.core.runs import REVIEW_PAUSE_PREFIX, WorkClaim, relaunch_key, works_on
 from certpilot.core.status import status_of_remaining
 
@@ -62,6 +62,8 @@ class ScanRow(NamedTuple):
         parent_id: the certificate it renews, if any.
         managed_fee: the order carries PAY-2's managed-service fee (None without an order).
         auto_renew: the certificate is under automatic renewal (its policy, default True).
+        start_days: its own automatic-renewal start (days left), or None for
+            `Policy.auto_renew_start_days` (30: PAY-2's fee avoided).
     """
 
     id: str
@@ -75,6 +77,7 @@ class ScanRow(NamedTuple):
     parent_id: str | None
     managed_fee: bool | None
     auto_renew: bool
+    start_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,11 +582,21 @@ def _successor_states(v: RowView) -> list[str]:
     return states
 
 
+def renewal_start_days(row: ScanRow, policy: Policy) -> int:
+    """PL-1/PAY-2: days left at which the certificate's automatic renewal starts: its own policy's,
+    else the default (30, no managed-service fee)."""
+    return row.start_days if row.start_days is not None else policy.auto_renew_start_days
+
+
 def _renewal_due(v: RowView) -> RenewalDue | None:
     """An expiring-soon certificate under automatic renewal (not an uploaded one: EL-3 replaces
-    it by hand) opens its renewal; the caller has checked that it has no successor."""
+    it by hand) opens its renewal once its start point is reached (`plans.auto_renew_due`: 30 days
+    left by default, PAY-2's fee avoided; earlier by its own policy); the caller has checked that it
+    has no successor."""
     r = v.row
     if v.status != _EXPIRING or not r.auto_renew or r.origin == _UPLOADED_ORIGIN or v.days_left is None:
+        return None
+    if not auto_renew_due(r.not_after, v.ctx.now, start_days=renewal_start_days(r, v.ctx.policy)):
         return None
     return RenewalDue(r.id, r.common_name, v.days_left, r.origin, r.not_after)
 
@@ -626,6 +639,11 @@ def near_expiry(v: RowView) -> Verdict | None:
         action = "renew (automatic renewal)"
     elif notice is not None:
         action = f"expiry notice ({notice.threshold_days} days, NT-1)"
+    elif v.status == _EXPIRING and v.row.auto_renew and v.row.origin != _UPLOADED_ORIGIN and v.row.not_after:
+        days = renewal_start_days(v.row, v.ctx.policy)
+        action = (f"automatic renewal starts {(v.row.not_after - days * _DAY).date().isoformat()} ({days} days left"
+                  + (", no managed-service fee, PAY-2)" if days <= v.ctx.policy.managed_fee_threshold_days
+                     else ", with the managed-service fee, PAY-2)"))
     else:
         action = _fallback_action(v)
     return Verdict(action, renewal=renewal, notice=notice)
@@ -698,7 +716,7 @@ def _named(rows: Sequence[ScanRow] | Sequence[tuple]) -> Sequence[ScanRow]:
     """The rows as `ScanRow`s (plain tuples in field order are converted)."""
     if set(map(type, rows)) <= {ScanRow}:  # the store's rows: no copy
         return rows  # type: ignore[return-value]
-    return [r if type(r) is ScanRow else ScanRow._make(r) for r in rows]
+    return [r if type(r) is ScanRow else ScanRow(*r) for r in rows]  # a shorter tuple takes the defaults
 
 
 def decide(

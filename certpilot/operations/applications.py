@@ -44,9 +44,12 @@ from certpilot.core.lifecycle import may_apply
 from certpilot.core.models import Certificate, Contact, CsrMode, KeyAlgorithm, Level, Status, ValidationMethod
 from certpilot.core.outcomes import ApplicationState, ApplicationStatus
 from certpilot.core.validation import contact_refusal
+from certpilot.core.validity import Window
 from certpilot.crypto.csr import build_csr, canonical_name, check_csr, csr_public_fingerprint
 from certpilot.crypto.keys import generate_key, open_key, public_fingerprint, store_key
 from certpilot.crypto.pem import fingerprint
+from certpilot.operations import coverage
+from certpilot.operations.coverage import Rules
 from certpilot.store.repository import Repository
 from certpilot.store.tables import CertificateRow
 from certpilot.store.tables_issuance import CaApplicationRow
@@ -101,6 +104,8 @@ class Rejection:
     detail: str
     ordinal: int
     at: datetime
+    more_info: bool = False
+    """The CA asked for more information rather than refusing (CA-2): told as such."""
 
 
 OnRejected = Callable[[Session, Rejection], None]
@@ -162,9 +167,14 @@ def create_key_and_csr(session: Session, certificate_id: str, mode: CsrMode = Cs
     warnings: list[Warning_] = []
     key_id: str | None
     if mode is CsrMode.MANUAL:
+        if not csr_pem and cert.order_id and cert.plan_index == 0:
+            kept = repo.order_csr(cert.order_id)  # CSR-2: the CSR given when the renewal was ordered
+            csr_pem = kept.encode() if kept else None
         if not csr_pem:
-            raise BadInputError("a manual CSR application needs the CSR (PEM); supply it, or let certpilot "
-                                "generate the key (system mode).", Reason.BAD_INPUT)
+            raise BadInputError(f"certificate {certificate_id} is applied for with a manual CSR (CSR-2/CSR-3: its "
+                                "plan's mode) and none was given; supply it: `certpilot apply "
+                                f"{certificate_id} --csr manual --csr-file CSR.pem`, or let certpilot generate the "
+                                f"key: `certpilot apply {certificate_id} --csr system`.", Reason.BAD_INPUT)
         csr = csr_pem
         key_id, key_held = None, False
         warnings.append(_warning(KEY_NOT_HELD))
@@ -212,13 +222,14 @@ def _warning(code: str) -> Warning_:
     return Warning_(code, code)
 
 
-def _application(cert: CertificateRow, row: CaApplicationRow) -> Application:
+def _application(cert: CertificateRow, row: CaApplicationRow, window: Window | None = None) -> Application:
     contact = None
     if cert.owner_email:
         contact = Contact(name=cert.owner_name or "", email=cert.owner_email, phone=cert.owner_phone or "")
     return Application(names=tuple(cert.names), csr_pem=row.csr_pem.encode(),
                        method=ValidationMethod(cert.validation_method), level=Level(cert.level),
-                       contact=contact, certificate_id=cert.id)
+                       contact=contact, certificate_id=cert.id,
+                       not_before=window.not_before if window else None, not_after=window.not_after if window else None)
 
 
 @dataclass(frozen=True)
@@ -232,11 +243,19 @@ class _Found:
     done: SubmitResult | None = None
 
 
-def _find(session: Session, certificate_id: str) -> _Found:
-    """Read the application; DV-6 is checked before a first order (RefusedError: nothing placed)."""
+def _find(session: Session, certificate_id: str, *, now: datetime | None = None, rules: Rules | None = None,
+          publicly_trusted: bool = True) -> _Found:
+    """Read the application; DV-6 is checked before a first order (RefusedError: nothing placed).
+    Before a first order, with `rules`, the plan's window is computed and recorded for it
+    (`coverage.plan_submission`: VA-1/VA-2/VA-5 from the predecessor's real expiry)."""
     cert = Repository(session).get_certificate(certificate_id)
     row = _require_application(session, certificate_id)
-    app = _application(cert, row)
+    window = None
+    if row.order_url is None and row.state not in (ApplicationState.COLLECTED, ApplicationState.REJECTED) \
+            and rules is not None and now is not None:
+        window = coverage.plan_submission(session, certificate_id, now=now, rules=rules,
+                                          publicly_trusted=publicly_trusted)
+    app = _application(cert, row, window)
     warnings = tuple(_warning(c) for c in row.warnings)
     ref = row.order_url
     if row.state == ApplicationState.COLLECTED:
@@ -277,7 +296,7 @@ def record_order(session: Session, certificate_id: str, issuer_name: str, ref: s
 
 
 def submit(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: datetime, actor: str = "system",
-           drive: bool = True, on_rejected: OnRejected | None = None) -> SubmitResult:
+           drive: bool = True, on_rejected: OnRejected | None = None, rules: Rules | None = None) -> SubmitResult:
     """Submit the application to the CA, or resume the order already placed; drive it forward.
 
     Steps, each in its own short transaction from `sessions`, the CA called only between them:
@@ -291,6 +310,9 @@ def submit(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: date
     Args:
         sessions: opens each step's transaction.
         on_rejected: told of a rejection this call recorded (not of one recorded before).
+        rules: the policy and CA/B schedule: with them, a certificate of a plan asks the CA for
+            its planned window (`coverage.plan_submission`) and, once issued, the plan keeps its
+            term covered (`coverage.after_issue`). Without them the CA signs its default.
 
     Raises:
         RefusedError: CONTACT_REQUIRED (DV-6), or the issuer's own refusals (DV-4, DV-7) —
@@ -298,7 +320,7 @@ def submit(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: date
         TransientError: retry later; the rerun resumes the same order.
     """
     with sessions() as s:
-        found = _find(s, certificate_id)
+        found = _find(s, certificate_id, now=now, rules=rules, publicly_trusted=issuer.publicly_trusted)
     if found.done is not None:
         return found.done
     ref, resumed = found.order_ref, found.order_ref is not None
@@ -312,17 +334,18 @@ def submit(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: date
         result = issuer.advance(ref, found.application)
     except PermanentError as exc:
         result = PollResult(OrderStatus.INVALID, exc.message)
-    _settle(sessions, certificate_id, issuer, result, now=now, actor=actor, on_rejected=on_rejected)
+    _settle(sessions, certificate_id, issuer, result, now=now, actor=actor, on_rejected=on_rejected, rules=rules)
     return SubmitResult(certificate_id, ref, result.status, result.detail, resumed, found.warnings)
 
 
 def _settle(sessions: Sessions, certificate_id: str, issuer: Issuer, result: PollResult, *, now: datetime,
-            actor: str, on_rejected: OnRejected | None) -> None:
+            actor: str, on_rejected: OnRejected | None, rules: Rules | None = None) -> None:
     """Record the CA's final answer: REJECTED (and `on_rejected`, same transaction), or VALID
     then collected. Any other status changes nothing."""
     if result.status is OrderStatus.INVALID:
         with sessions() as s:
-            rejection = record_rejection(s, certificate_id, result.detail, now=now, actor=actor)
+            rejection = record_rejection(s, certificate_id, result.detail, now=now, actor=actor,
+                                         more_info=result.more_info)
             if rejection is not None and on_rejected is not None:
                 on_rejected(s, rejection)
     elif result.status is OrderStatus.VALID:
@@ -330,11 +353,11 @@ def _settle(sessions: Sessions, certificate_id: str, issuer: Issuer, result: Pol
             row = _require_application(s, certificate_id)
             if row.state == ApplicationState.ORDERED:
                 row.state, row.updated_at = ApplicationState.VALID.value, now
-        collect(sessions, certificate_id, issuer, now=now, actor=actor)
+        collect(sessions, certificate_id, issuer, now=now, actor=actor, rules=rules)
 
 
 def record_rejection(session: Session, certificate_id: str, detail: str, *, now: datetime,
-                     actor: str = "system") -> Rejection | None:
+                     actor: str = "system", more_info: bool = False) -> Rejection | None:
     """CA-2: the CA rejected the application: the certificate goes REJECTED, the CA's detail kept
     on the application and in the audit.
 
@@ -348,16 +371,17 @@ def record_rejection(session: Session, certificate_id: str, detail: str, *, now:
     row.state, row.last_error, row.updated_at = ApplicationState.REJECTED.value, detail, now
     repo = Repository(session)
     repo.set_state(certificate_id, Status.REJECTED, actor=actor, now=now,
-                   why=f"the CA rejected the application: {detail}")
+                   why=(f"the CA needs more information (CA-2): {detail}" if more_info
+                        else f"the CA rejected the application: {detail}"))
     session.flush()
     # The audit trail is the certificate's history: its REJECTED moves count its rejections.
     ordinal = sum(1 for a in repo.audit(certificate_id)
                   if a.entity_type == "certificate" and a.to_state == Status.REJECTED.value)
-    return Rejection(certificate_id, row.order_url or "", detail, ordinal, now)
+    return Rejection(certificate_id, row.order_url or "", detail, ordinal, now, more_info)
 
 
 def refresh(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: datetime, actor: str = "scanner",
-            on_rejected: OnRejected | None = None) -> SubmitResult:
+            on_rejected: OnRejected | None = None, rules: Rules | None = None) -> SubmitResult:
     """Look at an application under review without holding a process (DV-5, CA-2).
 
     Polls the CA once, between two transactions from `sessions`: still pending → nothing changes;
@@ -381,12 +405,12 @@ def refresh(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: dat
     result = issuer.poll(ref)
     if not result.done:
         return SubmitResult(certificate_id, ref, result.status, result.detail, True, warnings)
-    _settle(sessions, certificate_id, issuer, result, now=now, actor=actor, on_rejected=on_rejected)
+    _settle(sessions, certificate_id, issuer, result, now=now, actor=actor, on_rejected=on_rejected, rules=rules)
     return SubmitResult(certificate_id, ref, result.status, result.detail, True, warnings)
 
 
 def collect(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: datetime,
-            actor: str = "system") -> Certificate:
+            actor: str = "system", rules: Rules | None = None) -> Certificate:
     """Fetch the issued chain from the CA (outside any transaction) and store it (`record_chain`).
 
     Idempotent: a certificate already collected is returned unchanged, without asking the CA.
@@ -404,12 +428,17 @@ def collect(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: dat
     chain = issuer.fetch_chain(ref)
     with sessions() as s:
         return record_chain(s, certificate_id, chain, issuer_name=issuer.name,
-                            publicly_trusted=issuer.publicly_trusted, now=now, actor=actor)
+                            publicly_trusted=issuer.publicly_trusted, now=now, actor=actor, rules=rules)
 
 
 def record_chain(session: Session, certificate_id: str, chain: IssuedChain, *, issuer_name: str,
-                 publicly_trusted: bool, now: datetime, actor: str = "system") -> Certificate:
+                 publicly_trusted: bool, now: datetime, actor: str = "system",
+                 rules: Rules | None = None) -> Certificate:
     """Store the issued leaf and chain on the certificate and move it UNDER_REVIEW → ISSUED.
+
+    With `rules`, the plan then keeps its coverage term (`coverage.after_issue`, VA-5: a reissue
+    added when the CA signed less than the term needs; later certificates not needed cancelled),
+    in the same transaction.
 
     Checks that the leaf carries the CSR's public key and exactly the certificate's names. A
     certificate collected meanwhile (a concurrent run) is returned unchanged.
@@ -444,6 +473,11 @@ def record_chain(session: Session, certificate_id: str, chain: IssuedChain, *, i
                            why=f"issued by {issuer_name} (serial {format(leaf.serial_number, 'x')})")
     row.state, row.updated_at = ApplicationState.COLLECTED.value, now
     session.flush()
+    if rules is not None:
+        done = coverage.after_issue(session, certificate_id, now=now, rules=rules, actor=actor)
+        if done.comparison is not None and not done.comparison.exact:
+            repo.record_audit("certificate", certificate_id, actor=actor, now=now,
+                              why=f"plan vs issued: {done.comparison.describe()}")
     return model
 
 
@@ -475,6 +509,27 @@ def status(session: Session, certificate_id: str) -> ApplicationStatus:
         needs_contact=contact_refusal(cert.level, cert.owner) is not None, key_held=cert.key_held,
         common_name=cert.common_name, level=cert.level, origin=cert.origin, temporary=cert.temporary,
         fingerprint=cert.fingerprint_sha256, last_error=row.last_error if row is not None else None)
+
+
+def submit_by_hand(session: Session, certificate_id: str, *, now: datetime, actor: str = "system") -> bool:
+    """PL-5: the manual submission a not-activated certificate waits for once its managed start could
+    not start by itself (a manual CSR to give, DNS the system cannot write): the owner's `apply` moves
+    it NOT_ACTIVATED → PENDING_APPLICATION (LC-5), audited. Any other certificate is left as it is.
+
+    Returns:
+        True when this call moved it.
+    """
+    from certpilot.core.scan import StartOutcomeKind
+    from certpilot.store.scan_queries import managed_start_outcome
+
+    repo = Repository(session)
+    if Status(repo.get_certificate(certificate_id).state) is not Status.NOT_ACTIVATED:
+        return False
+    if managed_start_outcome(session, certificate_id) != StartOutcomeKind.WAITING_MANUAL.value:
+        return False
+    repo.set_state(certificate_id, Status.PENDING_APPLICATION, actor=actor, now=now,
+                   why="submitted by hand after its managed start waited for a human (PL-5)")
+    return True
 
 
 def resubmit(session: Session, certificate_id: str, *, now: datetime, actor: str = "system") -> None:

@@ -29,6 +29,7 @@ from certpilot.core.models import (
     Status,
 )
 from certpilot.operations.common import require_aware
+from certpilot.operations.coverage import coverage_end
 from certpilot.store.repository import AuditRecord, Repository, certificate_from_row
 from certpilot.store.tables import CertificateRow
 from certpilot.store.tables_pipeline import RenewalPolicyRow
@@ -127,6 +128,11 @@ class CertificateDetail:
     """Orders placed to renew this certificate, oldest first."""
     audit: list[AuditRecord]
     """This certificate's audit trail, oldest first."""
+    plan_vs_issued: object | None = None
+    """`core.plans.PlanVsIssued`: the window asked of the CA against the one it signed (VA-5), once
+    issued as part of a plan; None otherwise."""
+    coverage_not_after: datetime | None = None
+    """The end of the coverage term of its order (VA-5), when it belongs to one."""
 
 
 def _sort_key(v: CertificateView) -> tuple:
@@ -195,15 +201,29 @@ def certificate_detail(session: Session, cert_id: str, *, now: datetime, policy:
     cert = repo.certificate_model(cert_id)
     parent = repo.certificate_model(cert.parent_id) if cert.parent_id else None
     kids = repo.children(cert_id)
+    order = repo.get_order(cert.order_id) if cert.order_id else None
     return CertificateDetail(
         certificate=cert,
         view=CertificateView.of(cert, now, policy, renewal_marker(kids)),
         parent=CertificateView.of(parent, now, policy) if parent else None,
         children=[CertificateView.of(c, now, policy) for c in kids],
-        order=repo.get_order(cert.order_id) if cert.order_id else None,
+        order=order,
         renewal_orders=repo.orders_for_certificate(cert_id),
         audit=repo.audit(cert_id),
+        plan_vs_issued=_plan_vs_issued(cert),
+        coverage_not_after=coverage_end(order) if order else None,
     )
+
+
+def _plan_vs_issued(cert: Certificate):
+    """The planned window against the issued one, when both are known (VA-5)."""
+    from certpilot.core.plans import PlanVsIssued
+    from certpilot.core.validity import Window
+
+    if cert.state is not Status.ISSUED or None in (cert.planned_not_before, cert.planned_not_after,
+                                                   cert.not_before, cert.not_after):
+        return None
+    return PlanVsIssued(Window(cert.planned_not_before, cert.planned_not_after), Window(cert.not_before, cert.not_after))
 
 
 # ---------------------------------------------------------------- Services-level doors
@@ -271,7 +291,7 @@ def show_certificate(svc: Services, cert_id: str, *, now: datetime | None = None
 
 @dataclass(frozen=True)
 class RenewalSettings:
-    """A certificate's renewal policy: does the scanner renew it when due, and for how long."""
+    """A certificate's renewal policy: does the scanner renew it when due, when, and for how long."""
 
     certificate_id: str
     auto_renew: bool
@@ -280,36 +300,58 @@ class RenewalSettings:
     """The plan length of automatic renewals (PL-1, PL-2)."""
     default: bool
     """True when nothing was set for this certificate: these are the defaults."""
+    start_days: int = 30
+    """Automatic renewal starts at this many days left (PL-1/PAY-2; the default avoids the fee)."""
+    start_days_set: bool = False
+    """True when `start_days` is this certificate's own choice, not `Policy.auto_renew_start_days`."""
+    pays_fee: bool = False
+    """True when starting at `start_days` adds PAY-2's managed-service fee (more than 30 days left)."""
+    validation_method: str | None = None
+    """The validation method chosen for it (`certpilot policy ID --validation`), None: automatic (DV-1..DV-4)."""
 
 
 DEFAULT_RENEWAL = (True, 1)
 """(auto_renew, years) of a certificate whose policy was never set."""
 
 
-def set_policy(svc: Services, cert_id: str, *, auto_renew: bool | None = None,
-               years: int | None = None) -> RenewalSettings:
+def set_policy(svc: Services, cert_id: str, *, auto_renew: bool | None = None, years: int | None = None,
+               start_days: int | None = None, default_start: bool = False,
+               validation_method: str | None = None) -> RenewalSettings:
     """Set what is given of a certificate's renewal policy and return the policy in force.
 
-    With neither `auto_renew` nor `years`, nothing is written: the current policy (or the
-    defaults, `default` True) is returned.
+    With nothing given, nothing is written: the current policy (or the defaults, `default` True)
+    is returned.
 
     Args:
         svc: the services (their store).
         cert_id: the certificate.
         auto_renew: renew automatically when due (the scanner), or not.
         years: plan length of automatic renewals: 1, 2 or 3.
+        start_days: start automatic renewal at this many days left (PL-1/PAY-2: more than 30 pays
+            the managed-service fee); within the expiry window (EL-1).
+        default_start: go back to the default start (`Policy.auto_renew_start_days`).
+        validation_method: the validation method its next applications use ("auto" for
+            `core.validation.choose_method`); see `operations.validation.set_method`.
 
     Raises:
         NotFoundError: no certificate has this id.
-        RefusedError(INVALID_YEARS): `years` is not 1, 2 or 3; nothing written.
+        RefusedError: INVALID_YEARS, a start outside the expiry window, a validation method the
+            certificate cannot use (DV-4); nothing written.
     """
-    from certpilot.core.plans import check_years
+    from certpilot.core.plans import check_start_days, check_years
 
     if years is not None and (refusal := check_years(years)) is not None:
         raise RefusedError(refusal)
-    changing = auto_renew is not None or years is not None
+    if start_days is not None and (refusal := check_start_days(start_days, svc.policy)) is not None:
+        raise RefusedError(refusal)
+    changing = any(x is not None for x in (auto_renew, years, start_days, validation_method)) or default_start
     with svc.session(readonly=not changing) as s:
-        Repository(s).get_certificate(cert_id)  # NotFoundError names the id
+        cert = Repository(s).certificate_model(cert_id)  # NotFoundError names the id
+        method = None
+        if validation_method is not None:
+            from certpilot.operations.validation import checked_method
+
+            method = checked_method(cert, validation_method)
         row = s.get(RenewalPolicyRow, cert_id)
         if changing:
             if row is None:
@@ -319,6 +361,20 @@ def set_policy(svc: Services, cert_id: str, *, auto_renew: bool | None = None,
                 row.auto_renew = auto_renew
             if years is not None:
                 row.years = years
-        if row is None:
-            return RenewalSettings(cert_id, *DEFAULT_RENEWAL, default=True)
-        return RenewalSettings(cert_id, auto_renew=row.auto_renew, years=row.years, default=False)
+            if start_days is not None or default_start:
+                row.start_days = start_days
+            if validation_method is not None:
+                row.validation_method = method
+        return _settings(cert_id, row, svc.policy)
+
+
+def _settings(cert_id: str, row: RenewalPolicyRow | None, policy: Policy) -> RenewalSettings:
+    """The policy in force for `cert_id` from its row (None: every default)."""
+    own = row.start_days if row is not None else None
+    days = own if own is not None else policy.auto_renew_start_days
+    common = {"start_days": days, "start_days_set": own is not None,
+              "pays_fee": days > policy.managed_fee_threshold_days,
+              "validation_method": row.validation_method if row is not None else None}
+    if row is None:
+        return RenewalSettings(cert_id, *DEFAULT_RENEWAL, default=True, **common)
+    return RenewalSettings(cert_id, auto_renew=row.auto_renew, years=row.years, default=False, **common)

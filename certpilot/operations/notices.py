@@ -59,9 +59,17 @@ def managed_start_waiting(session: Session, certificate_id: str, detail: str,
                   f"itself (PL-5): {detail}\n", now=now)
 
 
-def ca_rejected(session: Session, certificate_id: str, detail: str, now: datetime | None = None) -> NotificationEvent:
-    """CA-2/NT-2: the CA rejected an application; the owner fixes it and runs the renewal again."""
+def ca_rejected(session: Session, certificate_id: str, detail: str, now: datetime | None = None, *,
+                more_info: bool = False) -> NotificationEvent:
+    """CA-2/NT-2: the CA rejected an application, or needs more information; the owner fixes it (or
+    gives what the CA asks for) and runs the renewal again."""
     cert = _cert(session, certificate_id)
+    if more_info:
+        return _event(cert, EventKind.ACTION_NEEDED, f"the CA needs more information about {cert.common_name}",
+                      f"The CA needs more information to issue certificate {certificate_id} ({cert.common_name}) "
+                      f"(CA-2): {detail or 'no detail given'}. Give it what it asks for, then resubmit the "
+                      f"application (`certpilot apply {certificate_id}`, or the `renewal` deployment with "
+                      f"certificate_id={certificate_id}).\n", now=now)
     return _event(cert, EventKind.ACTION_NEEDED, f"the CA rejected {cert.common_name}",
                   f"The CA rejected the application of certificate {certificate_id} ({cert.common_name}) "
                   f"(CA-2): {detail or 'no detail given'}. Fix the application data and resubmit it "

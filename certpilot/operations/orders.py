@@ -130,6 +130,11 @@ class CancelResult:
     balances: Balances
     follow_ups: list[Certificate] = field(default_factory=list)
     """The later certificates of the plan cancelled with it (PL-7: a plan shortens at its end)."""
+    plan_after: str = ""
+    """What becomes of the plan (`core.plans.after_cancel`): which certificate it now ends with, and
+    that the cancelled years' quota and credit came back instead of their certificates starting."""
+    coverage_not_after: datetime | None = None
+    """The order's coverage term after the cancellation (VA-5: 365 days less per year given back)."""
 
 
 @dataclass(frozen=True)
@@ -293,11 +298,14 @@ def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, poli
     if original is None and order.kind is OrderKind.PURCHASE and order.state is OrderState.AWAITING_PAYMENT:
         from certpilot.core.plans import plan_order
 
-        planned = plan_order(OrderKind.PURCHASE, years=order.years, now=now, policy=policy,
-                             schedule=_rules(policy, schedule)[1]).certificates
+        replanned = plan_order(OrderKind.PURCHASE, years=order.years, now=now, policy=policy,
+                               schedule=_rules(policy, schedule)[1])
+        planned = replanned.certificates
     outcome = repo.pay_order_atomically(order.id, _entries(order, lines, now), actor=actor, now=now,
                                         why="paid from quota and credits first, shortfall charged (PAY-1)",
                                         payment=lines, planned=planned)
+    if planned is not None and outcome.paid_now:
+        repo.set_order_plan(order.id, coverage_not_after=replanned.coverage.not_after, now=now)
     _ensure_certificates(repo, outcome.order, original, now=now, actor=actor)
     return _Completion(outcome.order, outcome.entries)
 
@@ -506,11 +514,15 @@ def place_renewal(
         Order(id=new_id("ord"), kind=preview.kind, certificate_id=cert.id, spec=cert.spec, years=years,
               csr_mode=csr_mode, managed_services=plan.managed_services, managed_fee=plan.managed_fee,
               planned=list(plan.certificates), payment=preview.payment, state=OrderState.AWAITING_PAYMENT,
-              created_at=now),
+              created_at=now, coverage_not_after=plan.coverage.not_after),
         idempotency_key=idempotency_key, actor=actor, now=now,
         why=f"{preview.kind.value} of {cert.id} for {years} year(s)",
     )
     repo.record_audit("certificate", cert.id, actor=actor, now=now, why=f"renewal order {order.id} placed")
+    if csr_mode is CsrMode.MANUAL and csr_pem:
+        # CSR-2: the checked CSR is kept with the order, so its first certificate's application (a
+        # flow run, whenever it runs) submits exactly it; a CSR holds no secret.
+        repo.set_order_csr(order.id, csr_pem.decode() if isinstance(csr_pem, bytes) else csr_pem)
     return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve_payment,
                    preview=preview, created=True)
 
@@ -543,6 +555,13 @@ def _resume(repo: Repository, order: Order, *, now: datetime, policy: Policy, ac
         _ensure_certificates(repo, order, original, now=now, actor=actor)
     return OrderResult(order=done.order, certificates=_views(repo, order.id, now, policy), ledger=done.entries,
                        preview=preview, created=created, pending=done.pending, shortfall=done.shortfall)
+
+
+def settle(repo: Repository, order: Order, *, now: datetime, policy: Policy, actor: str,
+           approve: bool = False) -> OrderResult:
+    """Pay an order just recorded from the balances and create its certificates, or leave it awaiting
+    payment (`OrderResult.pending` says what to approve); for orders other use cases compose (EM-2)."""
+    return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve, created=True)
 
 
 def pay_order(session: Session, order_id: str, *, approve: bool, now: datetime, actor: str = "cli",
@@ -588,7 +607,8 @@ def _cancellable(repo: Repository, order: Order) -> list[str]:
             if c.state is Status.NOT_ACTIVATED and c.plan_index not in reissues]
 
 
-def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: str = "cli") -> CancelResult:
+def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: str = "cli",
+                       policy: Policy | None = None) -> CancelResult:
     """Cancel a not-activated certificate and its follow-ups (PL-7; `core.plans.cancel_scope`).
 
     A plan is shortened at its end, never holed: the certificate goes with every later
@@ -632,8 +652,40 @@ def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: 
                         note=f"{_WHAT[kind]} restored by cancelling {cid} (PL-7)")
             for kind, spec_key, delta in refund
         ])
+    coverage, plan_after = _shorten_plan(repo, order, cancelled, reissues, now=now,
+                                         policy=policy or _rules(None, None)[0])
     return CancelResult(certificate=cancelled[0], ledger=entries, balances=repo.balances(),
-                        follow_ups=cancelled[1:])
+                        follow_ups=cancelled[1:], plan_after=plan_after, coverage_not_after=coverage)
+
+
+def _shorten_plan(repo: Repository, order: Order | None, cancelled: list[Certificate], reissues: set[int], *,
+                  now: datetime, policy: Policy) -> tuple[datetime | None, str]:
+    """PL-7/VA-5: the order's coverage term loses the cancelled years (no reissue will cover them),
+    and the sentence saying what the plan now is (`core.plans.after_cancel`)."""
+    from certpilot.core.plans import after_cancel, shortened_coverage
+    from certpilot.operations.coverage import coverage_end
+    from certpilot.store.tables_pipeline import RenewalPolicyRow
+
+    if order is None:
+        return None, after_cancel(None, None, False)
+    end = coverage_end(order)
+    yearly = sum(1 for c in cancelled if c.plan_index not in reissues)
+    if end is not None and yearly:
+        end = shortened_coverage(end, yearly, policy)
+        repo.set_order_plan(order.id, coverage_not_after=end, now=now)
+    issued = [c for c in repo.certificates_for_order(order.id) if c.state is Status.ISSUED and c.not_after]
+    if end is not None and issued and issued[-1].not_after >= end:
+        # The shortened term is already covered: the plan's remaining not-activated certificates (a
+        # VA-5 reissue that would have led into a cancelled year) are not needed either.
+        from certpilot.operations.coverage import cancel_not_needed
+
+        cancel_not_needed(repo.session, issued[-1].id, now=now, actor="cancel")
+    gone = {c.id for c in cancelled}
+    kept = [c for c in repo.certificates_for_order(order.id) if c.id not in gone and c.state is not Status.CANCELLED]
+    last = kept[-1] if kept else None
+    policy_row = repo.session.get(RenewalPolicyRow, last.id) if last else None
+    return end, after_cancel(last.id if last else None, last.not_after if last else None,
+                             policy_row.auto_renew if policy_row is not None else True)
 
 
 _WHAT = {LedgerKind.QUOTA: "quota", LedgerKind.MANAGED: "managed-service credit"}
@@ -749,7 +801,7 @@ def place_purchase(
         Order(id=new_id("ord"), kind=OrderKind.PURCHASE, certificate_id=None, spec=spec, years=years,
               managed_services=plan.managed_services, managed_fee=plan.managed_fee,
               planned=list(plan.certificates), payment=[], state=OrderState.AWAITING_PAYMENT, created_at=now,
-              names=clean, owner=owner),
+              names=clean, owner=owner, coverage_not_after=plan.coverage.not_after),
         idempotency_key=idempotency_key, actor=actor, now=now, why=f"purchase of {', '.join(clean)}",
     )
     return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve_payment, schedule=schedule,
@@ -865,7 +917,7 @@ def cancel(svc: Services, certificate_id: str, *, now: datetime | None = None, a
         NotFoundError: no such certificate.
     """
     with svc.session() as s:
-        return cancel_certificate(s, certificate_id, now=now or svc.now(), actor=actor)
+        return cancel_certificate(s, certificate_id, now=now or svc.now(), actor=actor, policy=svc.policy)
 
 
 def quota(svc: Services) -> Balances:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from certpilot.adapters.dns.checks import wait_until_visible
 from certpilot.adapters.dns.manual import ManualActionRequired, ManualRecord
+from certpilot.adapters.http01.manual import ManualFileRequired
 from certpilot.adapters.issuers.base import OrderStatus
 from certpilot.adapters.probe.scale import verify_served
 from certpilot.core.deployment import DeploymentState
@@ -34,6 +35,7 @@ from certpilot.core.outcomes import (
     ApplicationStatus,
     DnsRecord,
     EntryStage,
+    FileToPlace,
     KeyAndCsrMade,
     RenewalEntry,
     RenewalStep,
@@ -44,7 +46,7 @@ from certpilot.core.outcomes import (
 )
 from certpilot.core.plans import submits_first_now
 from certpilot.core.status import derive_status
-from certpilot.operations import applications, deployments, notices, orders, runs
+from certpilot.operations import applications, deployments, notices, orders, runs, validation
 from certpilot.operations.scan import CA_REJECTED, record_notice
 from certpilot.store.repository import Repository
 
@@ -184,7 +186,7 @@ def _step(result: orders.OrderResult) -> RenewalStep:
 
 
 def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode | str = CsrMode.SYSTEM,
-          actor: str = "flow:renewal") -> RenewalStep:
+          actor: str = "flow:renewal", csr_pem: str | None = None) -> RenewalStep:
     """Place (or find again) the renewal order of a certificate and pay it from quota (PAY-1).
 
     A rerun of the same attempt finds the same order; after a declined or cancelled order the
@@ -194,8 +196,9 @@ def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode |
     Args:
         certificate_id: the certificate to renew.
         years: 1, 2 or 3 (PL-1, PL-2).
-        csr_mode: system | reuse (CSR-1, CSR-3).
+        csr_mode: system | reuse | manual (CSR-1..CSR-3; `PLAN_MODE`: system for a new order).
         actor: who is acting, for the audit trail.
+        csr_pem: the CSR of a manual renewal (CSR-2), checked and kept with the order.
 
     Returns:
         The step: PAID with the new certificate ids, or AWAITING_PAYMENT with the shortfall and
@@ -205,8 +208,9 @@ def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode |
         RefusedError: a rule refused (EL, PL years, CSR, ALREADY_RENEWED); nothing written.
         NotFoundError: no such certificate.
     """
-    return _step(orders.renew(svc, certificate_id, years=years, csr_mode=CsrMode(csr_mode), rerun_safe=True,
-                              actor=actor))
+    mode = CsrMode.SYSTEM if csr_mode == PLAN_MODE else CsrMode(csr_mode)
+    return _step(orders.renew(svc, certificate_id, years=years, csr_mode=mode, rerun_safe=True, actor=actor,
+                              csr_pem=csr_pem.encode() if csr_pem else None))
 
 
 def pay(svc: Services, order_id: str, *, approve: bool, actor: str) -> RenewalStep:
@@ -245,8 +249,24 @@ def _attempt(repo: Repository, certificate_id: str) -> int:
                    if a.entity_type == "certificate" and a.to_state == Status.REJECTED.value)
 
 
+PLAN_MODE = "plan"
+"""A run's `csr_mode` that means "the mode of the certificate's plan" (CSR-3: the mode chosen at
+order time carries to every certificate of the plan; system for a certificate outside one)."""
+
+
+def csr_mode_of(svc: Services, certificate_id: str, csr_mode: CsrMode | str) -> CsrMode:
+    """CSR-1..CSR-3: the mode to make a certificate's key and CSR with: the one given, or for
+    `PLAN_MODE` the mode its order was placed with (system outside an order)."""
+    if csr_mode != PLAN_MODE:
+        return CsrMode(csr_mode)
+    with svc.session(readonly=True) as s:
+        repo = Repository(s)
+        cert = repo.certificate_model(certificate_id)
+        return repo.get_order(cert.order_id).csr_mode if cert.order_id else CsrMode.SYSTEM
+
+
 def prepare(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMode.SYSTEM, *,
-            actor: str = "flow:renewal") -> ApplicationStatus:
+            actor: str = "flow:renewal", csr_pem: str | None = None) -> ApplicationStatus:
     """The csr stage: start a rejected application over (CA-2), then make the key and CSR
     (CSR-1..CSR-5) unless the CA's contact must be asked for first (DV-6: `asks_contact`; call
     again once it is set). Re-entrant: an existing key and CSR are kept.
@@ -258,11 +278,14 @@ def prepare(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMod
         RefusedError: nothing to apply for (PL-4, LC-5), or the CSR fails its check (CSR-4).
         NotFoundError: no such certificate.
     """
+    with svc.session() as s:
+        applications.submit_by_hand(s, certificate_id, now=svc.now(), actor=actor)
     status = application_status(svc, certificate_id)
     if status.state is Status.REJECTED:
         status = resubmit(svc, certificate_id, actor=actor)
     if status.needs_key and not status.asks_contact:
-        create_key_and_csr(svc, certificate_id, csr_mode, actor=actor)
+        create_key_and_csr(svc, certificate_id, csr_mode_of(svc, certificate_id, csr_mode), actor=actor,
+                           csr_pem=csr_pem)
         status = application_status(svc, certificate_id)
     return status
 
@@ -282,7 +305,7 @@ def resubmit(svc: Services, certificate_id: str, *, actor: str = "flow:renewal")
 
 
 def create_key_and_csr(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMode.SYSTEM, *,
-                       actor: str = "flow:renewal") -> KeyAndCsrMade:
+                       actor: str = "flow:renewal", csr_pem: str | None = None) -> KeyAndCsrMade:
     """CSR-1..CSR-5: the certificate's key (sealed into the vault) and its checked CSR.
 
     Idempotent: an existing CSR is returned. Only ids and fingerprints come back.
@@ -292,7 +315,8 @@ def create_key_and_csr(svc: Services, certificate_id: str, csr_mode: CsrMode | s
     """
     with svc.session() as s:
         made = applications.create_key_and_csr(s, certificate_id, CsrMode(csr_mode), vault=svc.vault,
-                                               now=svc.now(), actor=actor)
+                                               now=svc.now(), actor=actor,
+                                               csr_pem=csr_pem.encode() if csr_pem else None)
     return KeyAndCsrMade(certificate_id=made.certificate_id, key_id=made.key_id,
                          public_fingerprint=made.public_fingerprint, key_held=made.key_held,
                          warnings=tuple(w.message for w in made.warnings))
@@ -330,17 +354,27 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
             and no channel delivered the owner's notice (the rejection was not kept: the rerun
             asks the CA again and tells the owner then).
     """
-    with svc.session(readonly=True) as s:
+    with svc.session() as s:
         cert = Repository(s).certificate_model(certificate_id)
-    issuer = svc.issuer_for(cert, emergency=emergency or cert.temporary)
+        issuer = svc.issuer_for(cert, emergency=emergency or cert.temporary)
+        app = applications.application_state(s, certificate_id)
+        if getattr(issuer, "validates_domains", True) and app is not None and app["order_ref"] is None:
+            # DV-1..DV-4: decided when the CA order is about to be placed (the policy may have changed).
+            validation.record_method(s, certificate_id, dns_writable=svc.dns_writable, delegated=svc.delegated,
+                                     http_responder=svc.http01 is not None, now=svc.now(), actor=actor)
+            cert = Repository(s).certificate_model(certificate_id)
     limits = api_limits(issuer, cert, "validation")
     try:
         with gate(limits) if limits else nullcontext():
             res = applications.submit(svc.session, certificate_id, issuer, now=svc.now(), actor=actor,
-                                      on_rejected=partial(_tell_rejection, svc))
+                                      on_rejected=partial(_tell_rejection, svc), rules=(svc.policy, svc.schedule))
     except ManualActionRequired as exc:
         return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_DNS,
                              records=tuple(_record(r) for r in exc.records))
+    except ManualFileRequired as exc:
+        return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_FILE,
+                             files=tuple(FileToPlace(url=f.url, path=f.path, content=f.content,
+                                                     instruction=f.instruction) for f in exc.files))
     return SubmitOutcome(certificate_id=certificate_id, kind=_SUBMIT_KIND.get(res.status, SubmitKind.UNDER_REVIEW),
                          order_ref=res.order_ref, detail=res.detail, resumed=res.resumed)
 
@@ -374,7 +408,7 @@ def follow_review(svc: Services, certificate_id: str, at: datetime | None = None
     limits = api_limits(issuer, cert, "ca-review")
     with gate(limits) if limits else nullcontext():
         res = applications.refresh(svc.session, certificate_id, issuer, now=at or svc.now(), actor=actor,
-                                   on_rejected=partial(_tell_rejection, svc))
+                                   on_rejected=partial(_tell_rejection, svc), rules=(svc.policy, svc.schedule))
     with svc.session(readonly=True) as s:
         state = Repository(s).certificate_model(certificate_id).state
     return ReviewOutcome(certificate_id=certificate_id, state=state, detail=res.detail, polled=True)
@@ -445,8 +479,37 @@ def _tell_rejection(svc: Services, session: Session, rejection: applications.Rej
     """
     if record_notice(session, rejection.certificate_id, CA_REJECTED, rejection.ordinal,
                      f"order {rejection.order_ref}: {rejection.detail}", now=rejection.at):
-        event = notices.ca_rejected(session, rejection.certificate_id, rejection.detail, now=rejection.at)
+        event = notices.ca_rejected(session, rejection.certificate_id, rejection.detail, now=rejection.at,
+                                    more_info=rejection.more_info)
         notices.send(svc, event, session=session, must_deliver=True)
+
+
+def wait_files_served(svc: Services, certificate_id: str, *, timeout: float = 30.0) -> int:
+    """DV-3/NT-2: after the file-placement form, check over HTTP, as the CA will, that the files the
+    certificate's current CA order needs are served (a submission again does the check and tells the
+    CA only when they are); polled until `timeout`.
+
+    Returns:
+        How many submissions it took.
+
+    Raises:
+        RefusedError: FILE_NOT_SERVED, naming the URLs still missing, after `timeout`.
+    """
+    from certpilot.core.errors import Reason, Refusal, RefusedError
+
+    deadline, tries = time.monotonic() + timeout, 0
+    while True:
+        tries += 1
+        out = submit(svc, certificate_id)
+        if out.kind is not SubmitKind.MANUAL_FILE:
+            return tries
+        if time.monotonic() >= deadline:
+            raise RefusedError(Refusal(
+                Reason.RECORD_NOT_VISIBLE,
+                f"the validation file(s) are not served yet: {'; '.join(f.url for f in out.files)}; place them "
+                f"as shown and run the renewal of {certificate_id} again (`certpilot apply {certificate_id}`)",
+                "DV-3"))
+        time.sleep(1.0)
 
 
 def wait_records_visible(svc: Services, records: Sequence[DnsRecord], *, timeout: float = 30.0) -> float:

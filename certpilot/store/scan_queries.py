@@ -38,7 +38,8 @@ def _scan_select():
     p = RenewalPolicyRow.__table__
     return (
         select(c.c.id, c.c.common_name, c.c.state, c.c.origin, c.c.not_after, c.c.order_id, o.c.kind,
-               c.c.plan_index, c.c.parent_id, o.c.managed_fee, func.coalesce(p.c.auto_renew, true()))
+               c.c.plan_index, c.c.parent_id, o.c.managed_fee, func.coalesce(p.c.auto_renew, true()),
+               p.c.start_days)
         .select_from(c.outerjoin(o, o.c.id == c.c.order_id).outerjoin(p, p.c.certificate_id == c.c.id))
     )
 
@@ -79,8 +80,8 @@ def load_scan_rows(session: Session) -> list[ScanRow]:
         return [new(ScanRow, r[:4] + (r[4].astimezone(UTC) if r[4] is not None else None,) + r[5:]) for r in raw]
     parse = datetime.fromisoformat
     return [new(ScanRow, (i, cn, st, og, parse(na + "+00:00") if na else None, oid, k, ix, pid,
-                          None if fee is None else fee == 1, auto == 1))
-            for i, cn, st, og, na, oid, k, ix, pid, fee, auto in raw]
+                          None if fee is None else fee == 1, auto == 1, sd))
+            for i, cn, st, og, na, oid, k, ix, pid, fee, auto, sd in raw]
 
 
 def notices_sent(session: Session, kind: str = EXPIRY, *, now: datetime | None = None,

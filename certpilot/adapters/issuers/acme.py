@@ -39,6 +39,7 @@ from acme import errors as acme_errors
 from acme.client import ClientNetwork, ClientV2
 
 from certpilot.adapters.dns.base import DnsProvider, provider_for
+from certpilot.adapters.http01.manual import ManualFile, ManualFileRequired, file_served
 from certpilot.adapters.issuers.base import (
     Application,
     IssuedChain,
@@ -233,6 +234,10 @@ class AcmeIssuer:
         self.dns_providers = tuple(dns_providers)
         self.manual_dns = manual_dns
         self.http01 = http01
+        self.http01_port = 80
+        """The port the CA fetches HTTP-01 files at (80; a test CA's own port), for manual files (DV-3)."""
+        self.http01_host: str | None = None
+        """Where `file_served` connects to check a manual file (None: the name itself; tests: loopback)."""
         self.caa_check = caa_check
         self.wait_visible = wait_visible
         self._publicly_trusted = publicly_trusted
@@ -476,7 +481,8 @@ class AcmeIssuer:
             return None
 
     def _challenge(self, authzr: messages.AuthorizationResource, method: ValidationMethod) -> messages.ChallengeBody:
-        wanted = challenges.HTTP01 if method is ValidationMethod.HTTP_FILE else challenges.DNS01
+        http = (ValidationMethod.HTTP_FILE, ValidationMethod.HTTP_MANUAL)
+        wanted = challenges.HTTP01 if method in http else challenges.DNS01
         for challb in authzr.body.challenges:
             if isinstance(challb.chall, wanted):
                 return challb
@@ -498,6 +504,7 @@ class AcmeIssuer:
         try:
             answers: list[tuple[messages.ChallengeBody, Any]] = []
             visible: list[tuple[str, str]] = []
+            manual: list[ManualFile] = []
             for authzr in pending:
                 challb = self._challenge(authzr, application.method)
                 domain = authzr.body.identifier.value
@@ -512,7 +519,12 @@ class AcmeIssuer:
                             "or add the TXT record by hand (manual DNS validation).", "DV-2"))
                     provider.present(fqdn, validation)
                     cleanups.append(lambda p=provider, f=fqdn, v=validation: p.cleanup(f, v))
-                    visible.append((fqdn, validation))
+                    # A delegation (PL-5) serves the record at its CNAME's target: check it there.
+                    record_name = getattr(provider, "record_name", None)
+                    visible.append((record_name(fqdn) if record_name else fqdn, validation))
+                elif application.method is ValidationMethod.HTTP_MANUAL:
+                    # DV-3 by a person: nothing is written; the file must be served before the CA is told.
+                    manual.append(ManualFile(domain, challb.chall.encode("token"), validation, self.http01_port))
                 else:
                     if self.http01 is None:
                         raise PermanentError("HTTP-01 validation needs a webroot responder; configure one "
@@ -521,6 +533,9 @@ class AcmeIssuer:
                     self.http01.present(token, validation)
                     cleanups.append(lambda t=token: self.http01.cleanup(t))
                 answers.append((challb, response))
+            missing = [f for f in manual if not file_served(f, host=self.http01_host)]
+            if missing:
+                raise ManualFileRequired(missing)
             # DV-7: the CA is told to validate only once every record is served by every
             # authoritative server, so its first lookup succeeds.
             if self.wait_visible is not None:

@@ -11,6 +11,7 @@ from `PermanentError` (the CA refused; its detail is in the message) and `Refuse
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -43,6 +44,9 @@ class Application:
         level: DV, OV or EV (OV/EV need `contact`, DV-6).
         contact: the person the CA verifies with (DV-5, DV-6).
         certificate_id: certpilot's id of the certificate being applied for (for logs only).
+        not_before, not_after: the validity window the plan asks for (VA-1/VA-2/VA-5), or None
+            for the CA's default. A CA that honours it signs exactly it (the embedded private CA);
+            others sign what they sign, and certpilot records plan vs issued.
     """
 
     names: tuple[str, ...]
@@ -51,6 +55,8 @@ class Application:
     level: Level = Level.DV
     contact: Contact | None = None
     certificate_id: str = ""
+    not_before: datetime | None = None
+    not_after: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,9 @@ class PollResult:
     detail: str = ""
     retry_after: float | None = None
     problems: tuple[str, ...] = field(default_factory=tuple)
+    more_info: bool = False
+    """With INVALID: the CA did not refuse outright but needs more information (CA-2): the owner is
+    asked for it and resubmits."""
 
     @property
     def done(self) -> bool:

@@ -123,17 +123,22 @@ class PrivateCaPolicy:
     """What the private CA signs.
 
     Attributes:
-        validity_days: lifetime of issued leaves.
+        validity_days: lifetime of issued leaves when the application asks for no window.
+        max_validity_days: the longest lifetime it signs (None: any); a longer window asked for is
+            cut to it (certpilot records plan vs issued and the plan covers the rest, VA-5).
         allowed_suffixes: names must equal or end under one of these (empty: any name).
         review_delay: a simulated CA review: `poll` says pending until it has passed (DV-5).
         review_rejects: names whose simulated review ends in a rejection (CA-2).
+        review_more_info: names whose simulated review ends asking for more information (CA-2).
         key_algorithm: algorithm of the CA's own keys.
     """
 
     validity_days: int = 90
+    max_validity_days: int | None = None
     allowed_suffixes: tuple[str, ...] = ()
     review_delay: timedelta = timedelta(0)
     review_rejects: tuple[str, ...] = ()
+    review_more_info: tuple[str, ...] = ()
     key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
 
 
@@ -194,9 +199,23 @@ def policy_refusal(names: Iterable[str], policy: PrivateCaPolicy) -> Refusal | N
     return None
 
 
+def signed_window(application: Application, policy: PrivateCaPolicy, now: datetime) -> tuple[datetime, datetime]:
+    """The window the private CA signs: the one the application asks for (the plan's, VA-1/VA-2),
+    else `policy.validity_days` from `now`; cut to `policy.max_validity_days` when set. Whole seconds."""
+    start = (application.not_before or now).replace(microsecond=0)
+    end = application.not_after or start + timedelta(days=policy.validity_days)
+    if policy.max_validity_days is not None:
+        end = min(end, start + timedelta(days=policy.max_validity_days))
+    return start, end.replace(microsecond=0)
+
+
 def sign_csr(csr: x509.CertificateSigningRequest, ca: x509.Certificate, ca_key: PrivateKey, *,
-             now: datetime, validity_days: int, serial: int | None = None) -> x509.Certificate:
-    """Sign a (checked) CSR as a TLS server leaf valid `validity_days` from `now`."""
+             now: datetime, validity_days: int | None = None, serial: int | None = None,
+             not_after: datetime | None = None) -> x509.Certificate:
+    """Sign a (checked) CSR as a TLS server leaf valid from `now` until `not_after` (or for
+    `validity_days`)."""
+    if not_after is None:
+        not_after = now + timedelta(days=validity_days or 90)
     names = csr_names(csr)
     sans: list[x509.GeneralName] = []
     for n in names:
@@ -208,7 +227,7 @@ def sign_csr(csr: x509.CertificateSigningRequest, ca: x509.Certificate, ca_key: 
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64])]))
                .issuer_name(ca.subject).public_key(csr.public_key())
                .serial_number(serial or x509.random_serial_number())
-               .not_valid_before(now).not_valid_after(now + timedelta(days=validity_days))
+               .not_valid_before(now).not_valid_after(not_after)
                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -240,6 +259,8 @@ class PrivateCa:
 
     remote_api = False
     """Signing is local: no remote API to rate-limit (`operations.pipeline.api_limits`)."""
+    validates_domains = False
+    """It proves no domain ownership, so no validation method is chosen for it (DV-1..DV-4)."""
 
     def __init__(self, store: PrivateCaStore, vault, *, policy: PrivateCaPolicy | None = None,
                  clock: Callable[[], datetime], ca_name: str = "default") -> None:
@@ -298,7 +319,8 @@ class PrivateCa:
 
     # -- Issuer --
     def submit(self, application: Application) -> str:
-        """Check the policy and the CSR, sign, and hold the result until the review delay passes.
+        """Check the policy and the CSR, sign (exactly the window the application asks for, within
+        `max_validity_days`: `signed_window`), and hold the result until the review delay passes.
 
         Raises:
             RefusedError(CA_POLICY): a name the policy does not allow (named in the message).
@@ -312,8 +334,9 @@ class PrivateCa:
         now = self._clock()
         ca = self._ensure()
         serial = x509.random_serial_number()
+        start, end = signed_window(application, self.policy, now)
         leaf = sign_csr(csr, x509.load_pem_x509_certificate(ca.intermediate_pem.encode()),
-                        self._intermediate_key(ca), now=now, validity_days=self.policy.validity_days, serial=serial)
+                        self._intermediate_key(ca), now=start, not_after=end, serial=serial)
         ref = f"pca-{secrets.token_hex(12)}"
         self._store.record_issued(ca.id, ref=ref, serial=format(serial, "x"),
                                   names=[canonical_name(n) for n in application.names], cert_pem=_pem(leaf),
@@ -337,6 +360,11 @@ class PrivateCa:
             if self.policy.review_rejects else []
         if rejected:
             return PollResult(OrderStatus.INVALID, f"the private CA's review rejected {', '.join(rejected)}")
+        asked = [n for n in issued.names if name_allowed(n, self.policy.review_more_info)] \
+            if self.policy.review_more_info else []
+        if asked:
+            return PollResult(OrderStatus.INVALID, f"the private CA needs more information about {', '.join(asked)}: "
+                                                   "proof that the organisation controls the name", more_info=True)
         return PollResult(OrderStatus.VALID)
 
     def poll(self, ref: str) -> PollResult:

@@ -178,7 +178,7 @@ def test_pay1_the_renewal_runs_payment_stage_approves_up_front_when_told(monkeyp
     waiting = RenewalStep(certificate_id="crt-1", order_id="ord-1", state=OrderState.AWAITING_PAYMENT,
                           shortfall=100, message="charge 100")
     answered = []
-    monkeypatch.setattr(stages.t, "payment", lambda cid, years, mode: waiting)
+    monkeypatch.setattr(stages.t, "payment", lambda cid, years, mode, csr_pem=None: waiting)
     monkeypatch.setattr(stages.t, "payment_answer",
                         lambda order_id, approve, who: answered.append((order_id, approve, who)) or "paid")
     monkeypatch.setattr(stages, "ask", lambda *a, **k: pytest.fail("no form when approved up front"))
