@@ -51,5 +51,6 @@ def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1")
             target.validate()
             target.commit()
             target.finalize()
+            target.close()
             served += 1
     return served

@@ -34,9 +34,13 @@ class DeploymentState(StrEnum):
     """Failed, and the previous certificate could not be restored automatically."""
     ROLLED_BACK = "rolled_back"
     """Failed, and the previous certificate was restored (DEP-7)."""
+    UNVERIFIED = "unverified"
+    """Deployed to a target marked "not verifiable" (no endpoint to probe, VER-1): nothing proves
+    it is served, so it is never shown as verified; its backup is kept until the next success."""
 
 
-TERMINAL = frozenset({DeploymentState.SUCCEEDED, DeploymentState.FAILED, DeploymentState.ROLLED_BACK})
+TERMINAL = frozenset({DeploymentState.SUCCEEDED, DeploymentState.FAILED, DeploymentState.ROLLED_BACK,
+                      DeploymentState.UNVERIFIED})
 
 
 class TargetKind(StrEnum):
@@ -67,6 +71,11 @@ class DeploymentOutcome(BaseModel):
     def succeeded(self) -> bool:
         """True when the target serves the new certificate, verified (VER-1)."""
         return self.state is DeploymentState.SUCCEEDED
+
+    @property
+    def deployed(self) -> bool:
+        """True when the new certificate is in place: verified, or on a target marked not verifiable."""
+        return self.state in (DeploymentState.SUCCEEDED, DeploymentState.UNVERIFIED)
 
 
 @dataclass(frozen=True)
@@ -120,8 +129,13 @@ class Progress(IntEnum):
 
 
 DEPLOYABLE_STATES = frozenset({Status.ISSUED, Status.UPLOADED})
-RUN_LEASE = timedelta(minutes=15)
-"""A RUNNING task older than this is taken to be abandoned by a crashed run and may run again."""
+RUN_LEASE = timedelta(minutes=2)
+"""A RUNNING task whose lease (renewed by its run's heartbeat every `HEARTBEAT`) lapsed this long
+ago is taken to be abandoned by a dead run and may run again; a task without a recorded lease
+(claimed before migration 0011) counts from its start."""
+HEARTBEAT = timedelta(seconds=20)
+"""How often a live run renews its task's lease and its target's lock."""
+DEFAULT_VERIFY_PORT = 443
 
 
 def is_terminal(state: DeploymentState | str) -> bool:
@@ -175,14 +189,18 @@ def key_refusal(certificate: Certificate) -> Refusal:
 
 
 def may_run(state: DeploymentState | str, *, started_at: datetime | None, now: datetime,
-            lease: timedelta = RUN_LEASE, claimed_at: datetime | None = None) -> Refusal | None:
+            lease: timedelta = RUN_LEASE, claimed_at: datetime | None = None,
+            lease_until: datetime | None = None) -> Refusal | None:
     """May a run take a task in `state` now? (The caller skips SUCCEEDED tasks: a rerun is a no-op.)
 
-    PENDING, FAILED and ROLLED_BACK may run (a retry after a fix); RUNNING only when its run
-    started more than `lease` ago (that run crashed), or at once when the certificate's work was
-    claimed by a run after this task started (`claimed_at` later than `started_at`): a run claims
-    a certificate's work before it deploys, and a new claim is made only by a run launched because
-    the claimant before it died, so the task's holder is dead. SUCCEEDED never runs again.
+    PENDING, FAILED and ROLLED_BACK may run (a retry after a fix); RUNNING only when its run's
+    lease lapsed (`lease_until` passed: its heartbeat stopped, the run died; without a recorded
+    lease, `lease` after `started_at`), or at once when the certificate's work was claimed by a
+    run after this task started (`claimed_at` later than `started_at`): a run claims a
+    certificate's work before it deploys, and a new claim is made only by a run launched because
+    the claimant before it died. A run taken over while it still lives is fenced: each of its
+    writes needs its own attempt number, and the file targets' host lock keeps it and its
+    successor from acting on the files at once. SUCCEEDED never runs again.
     """
     state = DeploymentState(state)
     if state is DeploymentState.SUCCEEDED:
@@ -190,12 +208,34 @@ def may_run(state: DeploymentState | str, *, started_at: datetime | None, now: d
                        "this deployment already succeeded; nothing to do (a new certificate gets its own task).",
                        rule="DEP-2")
     superseded = claimed_at is not None and started_at is not None and claimed_at > started_at
-    if state is DeploymentState.RUNNING and started_at is not None and now - started_at < lease and not superseded:
+    until = lease_until if lease_until is not None else (started_at + lease if started_at is not None else None)
+    if state is DeploymentState.RUNNING and until is not None and now < until and not superseded:
         return Refusal(Reason.DEPLOYMENT_IN_PROGRESS,
-                       f"another run started this deployment at {started_at:%Y-%m-%dT%H:%M:%S}Z and holds it; "
-                       f"wait for it to finish (or until {started_at + lease:%Y-%m-%dT%H:%M:%S}Z if it crashed), "
-                       "then run it again.", rule="DEP-2")
+                       f"another run holds this deployment (its lease runs to {until:%Y-%m-%dT%H:%M:%S}Z and its "
+                       "heartbeat renews it while it lives); wait for it to finish, then run it again.",
+                       rule="DEP-2")
     return None
+
+
+def target_free(lock_task_id: str | None, lock_until: datetime | None, *, task_id: str, now: datetime) -> bool:
+    """DEP-2: may task `task_id` take the target's lock? Free, already its own (a takeover of
+    the same task), or its holder's lock lapsed (the holder's heartbeat stopped)."""
+    return lock_task_id is None or lock_task_id == task_id or lock_until is None or lock_until <= now
+
+
+def verifiable(config: dict[str, Any]) -> bool:
+    """VER-1: False only for a target its operator marked "not verifiable" (`verify: false`):
+    a bundle for a manual install, with no endpoint that serves it."""
+    return config.get("verify", True) is not False
+
+
+def default_endpoints(names: Iterable[str], port: int = DEFAULT_VERIFY_PORT) -> tuple[Endpoint, ...]:
+    """VER-1: where a target without endpoints is probed: `https://<name>:443` for the
+    certificate's first name that is not a wildcard (none: the target is not verifiable)."""
+    for name in names:
+        if not name.startswith("*"):
+            return (Endpoint(host=name, port=port, sni=name),)
+    return ()
 
 
 def targets_to_plan(parent_target_ids: Iterable[str], planned_target_ids: Iterable[str]) -> list[str]:
