@@ -110,9 +110,14 @@ class FilesTarget:
         """Flip back to the bundle from before the task (and run the post command again if the
         bundle changed), from the checkpoint and the files alone; drop the new version."""
         before = self.checkpoint.get("before")
-        if before is None:
-            return
+        if not self.slot.root.is_dir():
+            return  # nothing of this task reached the files
         self.lock.acquire(what=self.describe(), step="rollback")
+        if before is None:
+            # No switch of this task was recorded, and a run switches only after recording its
+            # backup: what is served is what was. Drop what a dead run half-wrote.
+            self.slot.drop_all_but()
+            return
         flipped = self.slot.flip(before)
         self.slot.relink()
         self.slot.prune()
@@ -120,8 +125,7 @@ class FilesTarget:
             run_command(self.post_command, step="rollback", timeout=self.timeout,
                         what=f"{self.describe()}: the post-deploy command after restoring failed")
         self._flipped = False
-        if self.checkpoint.get("new") and self.checkpoint["new"] != before:
-            self.slot.drop(self.checkpoint["new"])
+        self.slot.drop_all_but()  # the new version and what dead runs half-wrote; the backup is served
 
     def finalize(self) -> None:
         """Drop every version but the served one (the backup has done its job)."""

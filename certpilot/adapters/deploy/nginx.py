@@ -173,17 +173,21 @@ class PemFilesTarget:
         of the task (that died after its flip or its reload) left.
         """
         before = self.checkpoint.get("before")
-        if before is None:
+        if not self.slot.root.is_dir():
             return  # nothing of this task reached the files
         self.lock.acquire(what=self.describe(), step="rollback")
+        if before is None:
+            # No switch of this task was recorded, and a run switches only after recording its
+            # backup: what is served is what was. Drop what a dead run half-wrote.
+            self.slot.drop_all_but()
+            return
         flipped = self.slot.flip(before)
         if flipped or self._reloaded:
             run_command(self.reload_argv, step="rollback", timeout=self.timeout,
                         what=f"{self.describe()}: the reload after restoring the previous certificate failed")
         self._flipped = False
         # Restored and in effect: the new version goes; the backup is what is served again.
-        if self.checkpoint.get("new") and self.checkpoint["new"] != before:
-            self.slot.drop(self.checkpoint["new"])
+        self.slot.drop_all_but()  # the new version and what dead runs half-wrote; the backup is served
 
     def finalize(self) -> None:
         """Drop every version but the served one: the new certificate is verified and recorded."""
