@@ -162,7 +162,7 @@ def _deployment_unfinished(session: Session, cert: Certificate) -> bool:
     parent or an earlier certificate of its plan without a task of its own (a deployment that
     succeeds moves its target to the new certificate, so nothing left behind means done)."""
     tasks = deployments.list_tasks(session, cert.id)
-    if any(t.state is not DeploymentState.SUCCEEDED for t in tasks):
+    if any(t.state not in (DeploymentState.SUCCEEDED, DeploymentState.UNVERIFIED) for t in tasks):
         return True
     planned = {t.target_id for t in tasks}
     repo = Repository(session)
