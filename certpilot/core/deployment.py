@@ -8,6 +8,7 @@ No I/O: `certpilot.operations.deployments` reads the rows and asks here; adapter
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -89,6 +90,7 @@ class TargetRecord:
         name: what operators call it ("" when unnamed).
         config: the adapter's settings (paths, argv, ARNs); never credentials or key material.
         endpoints: where the target is probed after a deployment (VER-1).
+        host: the host (Prefect work queue) whose worker deploys it; None: any worker.
     """
 
     id: str
@@ -97,6 +99,12 @@ class TargetRecord:
     name: str
     config: dict[str, Any]
     endpoints: tuple[Endpoint, ...]
+    host: str | None = None
+
+    @property
+    def verifiable(self) -> bool:
+        """False when marked "not verifiable" (VER-1: its deployments are never shown verified)."""
+        return verifiable(self.config)
 
 
 @dataclass(frozen=True)
@@ -257,3 +265,74 @@ def final_state(*, verified: bool, rolled_back: bool) -> DeploymentState:
     if verified:
         return DeploymentState.SUCCEEDED
     return DeploymentState.ROLLED_BACK if rolled_back else DeploymentState.FAILED
+
+
+HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+"""A target's host: the Prefect work queue its deploy steps run on (lowercase letters, digits, dashes)."""
+_ARN = re.compile(r"^arn:aws[a-z-]*:(acm|elasticloadbalancing):[a-z0-9-]+:\d{12}:\S+$")
+
+
+def config_problems(kind: TargetKind | str, config: dict[str, Any], *, host: str | None = None,
+                    endpoints: Iterable[tuple[str, int, str | None]] = ()) -> list[tuple[str, str]]:
+    """What is wrong with a target's definition as written (no I/O), as (field, problem) pairs.
+
+    Per kind: nginx needs `files` (a non-empty list of {cert, key} paths) and optional
+    `check_argv`/`reload_argv` (lists of strings); files needs `directory`; aws-acm needs
+    `certificate_arn`; aws-elb needs `listener_arn` and `mode` default|sni. Every target may name
+    its `host` (a work queue) and `endpoints` (host, port 1-65535); `verify` is a boolean.
+
+    Returns:
+        The problems, each naming its field (empty: well formed).
+    """
+    try:
+        kind = TargetKind(kind)
+    except ValueError:
+        return [("kind", f"unknown target kind {kind!r}; use one of {', '.join(k.value for k in TargetKind)}")]
+    out: list[tuple[str, str]] = []
+
+    def need_str(field: str) -> str | None:
+        value = config.get(field)
+        if not isinstance(value, str) or not value.strip():
+            out.append((field, "is required (a non-empty string)"))
+            return None
+        return value
+
+    if kind is TargetKind.NGINX:
+        files = config.get("files")
+        if not isinstance(files, list) or not files:
+            out.append(("files", "is required: at least one {cert, key} pair of paths"))
+        else:
+            for i, pair in enumerate(files):
+                for part in ("cert", "key"):
+                    if not isinstance(pair, dict) or not isinstance(pair.get(part), str) or not pair.get(part):
+                        out.append((f"files[{i}].{part}", "is required (a path)"))
+        for field in ("check_argv", "reload_argv"):
+            argv = config.get(field)
+            if argv is not None and (not isinstance(argv, list) or not argv or
+                                     not all(isinstance(a, str) and a for a in argv)):
+                out.append((field, "must be a non-empty list of strings (argv, no shell)"))
+    elif kind is TargetKind.FILES:
+        need_str("directory")
+        post = config.get("post_command")
+        if post is not None and (not isinstance(post, list) or not all(isinstance(a, str) and a for a in post)):
+            out.append(("post_command", "must be a list of strings (argv, no shell)"))
+    elif kind is TargetKind.AWS_ACM:
+        arn = need_str("certificate_arn")
+        if arn and not _ARN.match(arn):
+            out.append(("certificate_arn", f"{arn!r} is not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:...)"))
+    elif kind is TargetKind.AWS_ELB:
+        arn = need_str("listener_arn")
+        if arn and not _ARN.match(arn):
+            out.append(("listener_arn", f"{arn!r} is not a load balancer listener ARN"))
+        if config.get("mode", "default") not in ("default", "sni"):
+            out.append(("mode", "must be default or sni"))
+    if "verify" in config and not isinstance(config["verify"], bool):
+        out.append(("verify", "must be true or false"))
+    if host is not None and not HOST_NAME.match(host):
+        out.append(("host", f"{host!r} is not a work queue name (lowercase letters, digits and dashes)"))
+    for i, (h, port, _sni) in enumerate(endpoints):
+        if not h:
+            out.append((f"endpoints[{i}].host", "is required"))
+        if not 0 < int(port) < 65536:
+            out.append((f"endpoints[{i}].port", f"{port} is not a TCP port (1-65535)"))
+    return out

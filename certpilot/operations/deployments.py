@@ -108,7 +108,8 @@ TargetFactory = Callable[[TargetRecord, KeyOpenerById], DeployTarget]
 def _target(row: DeploymentTargetRow) -> TargetRecord:
     return TargetRecord(id=row.id, certificate_id=row.certificate_id, kind=TargetKind(row.kind), name=row.name,
                         config=dict(row.config or {}),
-                        endpoints=tuple(Endpoint(host=h, port=int(p), sni=s) for h, p, s in (row.endpoints or [])))
+                        endpoints=tuple(Endpoint(host=h, port=int(p), sni=s) for h, p, s in (row.endpoints or [])),
+                        host=row.host)
 
 
 def _task(row: DeploymentTaskRow) -> TaskRecord:
@@ -137,7 +138,7 @@ def _check_no_secrets(config: Any, path: str = "config") -> None:
 
 def add_target(session: Session, certificate_id: str, kind: TargetKind | str, *, config: dict[str, Any],
                endpoints: Iterable[Endpoint | tuple[str, int, str | None]] = (), name: str = "",
-               target_id: str | None = None, now: datetime | None = None) -> TargetRecord:
+               target_id: str | None = None, now: datetime | None = None, host: str | None = None) -> TargetRecord:
     """Record that `certificate_id` is deployed to a target (what DEP-1 replaces later).
 
     Args:
@@ -148,6 +149,7 @@ def add_target(session: Session, certificate_id: str, kind: TargetKind | str, *,
         endpoints: where the target is probed after a deployment (host, port, SNI).
         name: what operators call it.
         target_id: a chosen id (default a fresh one).
+        host: the host (work queue) whose worker deploys it (None: any worker).
     Raises:
         NotFoundError: no such certificate. BadInputError: unknown kind or a secret in `config`.
     """
@@ -162,7 +164,8 @@ def add_target(session: Session, certificate_id: str, kind: TargetKind | str, *,
     eps = [[e.host, e.port, e.sni] if isinstance(e, Endpoint) else [e[0], int(e[1]), e[2]] for e in endpoints]
     now = now or utcnow()
     row = DeploymentTargetRow(id=target_id or new_id("tgt"), certificate_id=certificate_id, kind=kind.value,
-                              name=name or kind.value, config=config, endpoints=eps, created_at=now, updated_at=now)
+                              name=name or kind.value, config=config, endpoints=eps, host=host, created_at=now,
+                              updated_at=now)
     session.add(row)
     session.flush()
     return _target(row)
@@ -170,15 +173,16 @@ def add_target(session: Session, certificate_id: str, kind: TargetKind | str, *,
 
 def targets_of(session: Session, certificate_id: str) -> list[TargetRecord]:
     """DEP-1: the targets a certificate is deployed to (the old certificate's, at renewal)."""
-    rows = session.scalars(select(DeploymentTargetRow).where(DeploymentTargetRow.certificate_id == certificate_id)
+    rows = session.scalars(select(DeploymentTargetRow).where(DeploymentTargetRow.certificate_id == certificate_id,
+                                                             DeploymentTargetRow.removed_at.is_(None))
                            .order_by(DeploymentTargetRow.created_at, DeploymentTargetRow.id))
     return [_target(r) for r in rows]
 
 
 def get_target(session: Session, target_id: str) -> TargetRecord:
-    """One target. Raises `NotFoundError`."""
+    """One target (not a removed one). Raises `NotFoundError`."""
     row = session.get(DeploymentTargetRow, target_id)
-    if row is None:
+    if row is None or row.removed_at is not None:
         raise NotFoundError(f"no deployment target with id {target_id}")
     return _target(row)
 

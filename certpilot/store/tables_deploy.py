@@ -35,6 +35,8 @@ class DeploymentTargetRow(Base):
     """The deployment task holding the target (one at a time, DEP-2); None when free (0011)."""
     lock_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     """When the holder's lock lapses unless its heartbeat renews it (0011)."""
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    """When an operator removed the target (`certpilot target remove`): kept for its tasks' history (0011)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

@@ -164,6 +164,21 @@ class ElbListenerTarget:
             self.new_certificate_arn = None
             self.checkpoint.pop("new_certificate_arn", None)
 
+    def check(self) -> list[tuple[str, str]]:
+        """The listener exists and these credentials may read it and list ACM (nothing changes)."""
+        try:
+            got = self.elbv2.describe_listeners(ListenerArns=[self.listener_arn])
+        except Exception as exc:  # noqa: BLE001 - reported as the field's problem
+            return [("listener_arn", str(aws_error(exc, step="check", what=self.describe())))]
+        if not got.get("Listeners"):
+            return [("listener_arn", f"{self.describe()}: no such listener")]
+        try:
+            self.acm.list_certificates(MaxItems=1)
+        except Exception as exc:  # noqa: BLE001 - reported as the field's problem
+            return [("credentials", str(aws_error(exc, step="check", what="ACM (where the new certificate is "
+                                                                           "imported)")))]
+        return []
+
     def _exists(self, arn: str) -> bool:
         try:
             self.acm.describe_certificate(CertificateArn=arn)

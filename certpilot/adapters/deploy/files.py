@@ -135,6 +135,17 @@ class FilesTarget:
         """Release the host lock."""
         self.lock.release()
 
+    def check(self) -> list[tuple[str, str]]:
+        """What stops a deployment here, changing nothing: the bundle's directory (or, before the
+        first deployment, its parent) is writable, and the post command's program exists."""
+        from certpilot.adapters.deploy.checks import command_problems, path_problems
+
+        if self.directory.is_dir():
+            out = path_problems("directory", self.directory / "cert.pem", must_exist=False)
+        else:
+            out = path_problems("directory", self.directory, must_exist=False)
+        return out + command_problems("post_command", self.post_command)
+
     def _require_staged(self, step: str) -> str:
         new = self.checkpoint.get("new")
         if not new:

@@ -197,6 +197,25 @@ class PemFilesTarget:
         """Release the host lock (the run is over, whatever its outcome)."""
         self.lock.release()
 
+    def check(self) -> list[tuple[str, str]]:
+        """What stops a deployment here, changing nothing: each served file exists and is readable,
+        its directory writable, the reload program exists, and the check command (`nginx -t`)
+        passes on what is served now. Problems name their field (`files[0].key`, `check_argv`)."""
+        from certpilot.adapters.deploy.checks import command_problems, path_problems
+
+        out: list[tuple[str, str]] = []
+        for i, pair in enumerate(self.files):
+            out += path_problems(f"files[{i}].cert", pair.cert, must_exist=True)
+            out += path_problems(f"files[{i}].key", pair.key, must_exist=True)
+        out += command_problems("reload_argv", self.reload_argv)
+        if not (missing := command_problems("check_argv", self.check_argv)):
+            try:
+                run_command(self.check_argv, step="validate", timeout=self.timeout,
+                            what=f"{self.describe()}: the configuration test")
+            except Exception as exc:  # noqa: BLE001 - reported as the field's problem
+                out.append(("check_argv", str(exc)))
+        return out + missing
+
     # ------------------------------------------------------------------ VER-2 facts
     @property
     def deployed_file(self) -> Path:
