@@ -85,7 +85,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
     from flows.emergency import emergency
     from flows.renewal import renewal
     from flows.scan import scan
-    from flows.targets import target_add, target_remove, target_test
+    from flows.targets import deploy_target, target_add, target_remove, target_test
 
     tags = [TAG]
     return [
@@ -104,6 +104,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
         (target_add, dict(name="target-add", tags=tags, description="Add a deployment target, validated first.")),
         (target_test, dict(name="target-test", tags=tags, description="Check a target without changing anything.")),
         (target_remove, dict(name="target-remove", tags=tags, description="Stop deploying to a target.")),
+        (deploy_target, dict(name="deploy-target", tags=tags, description="One deployment task (a target's host).")),
     ]
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 from prefect import flow
 
+from tasks import pipeline as tp
 from tasks import targets as t
 
 
@@ -62,3 +63,10 @@ def target_test(target_id: str):
 def target_remove(target_id: str):
     """Stop deploying to a target (kept with its history; its pending tasks end failed)."""
     return t.remove_target(target_id)
+
+
+@flow(name="deploy-target", log_prints=True)
+def deploy_target(task_id: str):
+    """Run one deployment task here: what a renewal starts on the worker of a target's host (its
+    work queue), so that host's files are the ones written (DEP-1, DEP-5..DEP-7, VER-1)."""
+    return tp.deploy(task_id)

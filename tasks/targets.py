@@ -5,8 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from certpilot import runtime as rt
+from certpilot.core.deployment import DeploymentOutcome
+from certpilot.operations import deployments
 from certpilot.operations import targets as ops
 from tasks.common import certpilot_task
+
+DEPLOY_TARGET = "deploy-target/deploy-target"
+"""The deployment whose runs deploy one task on the worker of its target's host (work queue)."""
 
 
 @certpilot_task(name="target-add", retries=0)
@@ -35,3 +40,34 @@ def config_of(kind: str, files: list[str], check_cmd: str | None, reload_cmd: st
     """The stored configuration from the form's fields (`operations.targets.config_of`)."""
     return ops.config_of(kind, files=files, check_cmd=check_cmd, reload_cmd=reload_cmd, directory=directory,
                          post_cmd=post_cmd, arn=arn, mode=mode, not_verifiable=not_verifiable)
+
+
+@certpilot_task(name="deploy-routes")
+def deploy_routes(certificate_id: str) -> tuple[tuple[str, str | None], ...]:
+    """DEP-1/DEP-2: the certificate's deployment tasks (planned now or before), each with the host
+    (work queue) of its target, or None when any worker may deploy it."""
+    return deployments.routes(rt.services(), certificate_id)
+
+
+@certpilot_task(name="deploy-on-host", run_name="deploy-on-{host}", retries=0)
+def deploy_on_host(task_id: str, host: str) -> DeploymentOutcome:
+    """Run one deployment task on a worker of `host` (the `deploy-target` deployment on that work
+    queue) and wait for it; the outcome is what that run recorded in the store (DEP-2).
+
+    Raises:
+        PermanentError: the run on that host ended without recording an outcome (it never started
+            the task: no worker there, or it was refused).
+    """
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(DEPLOY_TARGET, parameters={"task_id": task_id}, work_queue_name=host, poll_interval=1,
+                         flow_run_name=f"deploy {task_id} on {host}")
+    got = deployments.outcome(rt.services(), task_id)
+    if got.state.value in ("pending", "running"):
+        from certpilot.core.errors import PermanentError
+
+        raise PermanentError(f"the deployment run of task {task_id} on host {host} ended "
+                             f"{run.state.name if run.state else 'without a state'} and the task is still "
+                             f"{got.state.value}: is a worker polling the {host} queue "
+                             f"(`prefect worker start --pool certpilot --work-queue {host}`)?")
+    return got

@@ -70,9 +70,9 @@ if TYPE_CHECKING:
     from certpilot.operations.applications import Sessions
     from certpilot.runtime import Services
 
-__all__ = ["DeploymentOutcome", "TargetFactory", "TaskRecord", "Verifier", "add_target", "deploy", "get_target",
-           "get_task", "list_tasks", "locate_targets", "material_for", "plan", "plan_deployments",
-           "run_deployment", "targets_of"]
+__all__ = ["DeploymentOutcome", "TakenOverError", "TargetFactory", "TaskRecord", "Verifier", "add_target", "deploy",
+           "get_target", "get_task", "list_tasks", "locate_targets", "material_for", "outcome", "plan",
+           "plan_deployments", "routes", "run_deployment", "targets_of"]
 
 log = logging.getLogger(__name__)
 
@@ -820,6 +820,29 @@ def plan(svc: Services, certificate_id: str) -> tuple[str, ...]:
     """
     with svc.session() as s:
         return tuple(t.id for t in plan_deployments(s, certificate_id, now=svc.now()))
+
+
+def routes(svc: Services, certificate_id: str) -> tuple[tuple[str, str | None], ...]:
+    """DEP-1/DEP-2: plan the certificate's deployment tasks (as `plan`) and say where each runs:
+    (task id, the host — work queue — of its target, or None for any worker).
+
+    Raises:
+        NotFoundError: no such certificate.
+    """
+    with svc.session() as s:
+        tasks = plan_deployments(s, certificate_id, now=svc.now())
+        return tuple((t.id, s.get(DeploymentTargetRow, t.target_id).host) for t in tasks)
+
+
+def outcome(svc: Services, task_id: str) -> DeploymentOutcome:
+    """A task's outcome as recorded (what a deployment run on another host left in the store).
+
+    Raises:
+        NotFoundError: no such task.
+    """
+    with svc.session(readonly=True) as s:
+        rec = get_task(s, task_id)
+    return DeploymentOutcome(task_id=rec.id, target_id=rec.target_id, state=rec.state, details=rec.details)
 
 
 def run_deployment(svc: Services, task_id: str) -> DeploymentOutcome:

@@ -119,7 +119,7 @@ def _pair(spec: str) -> dict[str, str]:
     cert, sep, key = spec.partition(":")
     if not sep or not cert or not key:
         raise _refuse([("files", f"{spec!r}: give CERT_PATH:KEY_PATH (the files the server reads)")])
-    return {"cert": str(Path(cert).expanduser().absolute()), "key": str(Path(key).expanduser().absolute())}
+    return {"cert": cert, "key": key}
 
 
 def config_of(kind: str, *, files: list[str] = (), check_cmd: str | None = None, reload_cmd: str | None = None,
@@ -127,7 +127,8 @@ def config_of(kind: str, *, files: list[str] = (), check_cmd: str | None = None,
               mode: str | None = None, old_arn: str | None = None, endpoint_url: str | None = None,
               region: str | None = None, not_verifiable: bool = False) -> dict[str, Any]:
     """A target's stored configuration from an operator's options (the CLI's flags, the UI's
-    form): only those of its kind; commands split like a shell would (run without one).
+    form): only those of its kind; commands split like a shell would (run without one). Paths
+    are kept as given: a relative one is relative to the deploying host's CERTPILOT_HOME.
 
     Args:
         kind: nginx, files, aws-acm or aws-elb.
@@ -148,7 +149,7 @@ def config_of(kind: str, *, files: list[str] = (), check_cmd: str | None = None,
             cfg["reload_argv"] = shlex.split(reload_cmd)
     elif kind == "files":
         if directory:
-            cfg["directory"] = str(Path(directory).expanduser().absolute())
+            cfg["directory"] = directory
         if post_cmd:
             cfg["post_command"] = shlex.split(post_cmd)
     elif kind == "aws-acm":
