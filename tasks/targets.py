@@ -8,7 +8,7 @@ from certpilot import runtime as rt
 from certpilot.core.deployment import DeploymentOutcome
 from certpilot.operations import deployments
 from certpilot.operations import targets as ops
-from tasks.common import certpilot_task
+from tasks.common import certpilot_task, retrying
 
 DEPLOY_TARGET = "deploy-target/deploy-target"
 """The deployment whose runs deploy one task on the worker of its target's host (work queue)."""
@@ -42,11 +42,11 @@ def config_of(kind: str, files: list[str], check_cmd: str | None, reload_cmd: st
                          post_cmd=post_cmd, arn=arn, mode=mode, not_verifiable=not_verifiable)
 
 
-@certpilot_task(name="deploy-routes")
 def deploy_routes(certificate_id: str) -> tuple[tuple[str, str | None], ...]:
     """DEP-1/DEP-2: the certificate's deployment tasks (planned now or before), each with the host
-    (work queue) of its target, or None when any worker may deploy it."""
-    return deployments.routes(rt.services(), certificate_id)
+    (work queue) of its target, or None when any worker may deploy it. A helper step with no task
+    run of its own (as `tasks.pipeline.deploy_plan`), retried on transient errors."""
+    return retrying(lambda: deployments.routes(rt.services(), certificate_id))
 
 
 @certpilot_task(name="deploy-on-host", run_name="deploy-on-{host}", retries=0)

@@ -28,7 +28,7 @@ from certpilot.adapters.dns.checks import wait_until_visible
 from certpilot.adapters.dns.manual import ManualActionRequired, ManualRecord
 from certpilot.adapters.issuers.base import OrderStatus
 from certpilot.adapters.probe.scale import verify_served
-from certpilot.core.deployment import DeploymentState
+from certpilot.core.deployment import DeploymentState, default_endpoints
 from certpilot.core.models import Certificate, Contact, CsrMode, Status, ValidationMethod
 from certpilot.core.outcomes import (
     ApplicationStatus,
@@ -507,7 +507,9 @@ def verify(svc: Services, certificate_id: str) -> VerifyOutcome:
     """
     with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
-        endpoints = [e for t in deployments.targets_of(s, certificate_id) for e in t.endpoints]
+        # VER-1: a target without endpoints is probed at https://<name>:443; one marked not verifiable is not.
+        endpoints = [e for t in deployments.targets_of(s, certificate_id) if t.verifiable
+                     for e in (t.endpoints or default_endpoints(cert.names))]
     if not endpoints:
         return VerifyOutcome(certificate_id=certificate_id)
     report = verify_served(endpoints, cert.fingerprint_sha256, cert.not_after, deadline=VERIFY_DEADLINE,
