@@ -36,6 +36,26 @@ def register(cli: ModuleType) -> None:
     cli.app.command(export, name="export")
 
 
+def _work_queues() -> list[str]:
+    """The work queues of the certpilot pool on the configured Prefect API (a target's `--host`
+    must be one: its worker deploys it).
+
+    Raises:
+        ServerUnreachable: no Prefect API is configured or it does not answer (exit 5).
+    """
+    url = _cli._prefect_api()
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            return [q.name for q in client.read_work_queues(work_pool_name="certpilot")]
+    except Exception as exc:  # noqa: BLE001 - no server, or no certpilot pool yet
+        raise _cli.ServerUnreachable(f"--host needs the certpilot work pool of a Prefect API with that host's "
+                                     f"worker; {url} did not list it ({type(exc).__name__}: {exc}) — run "
+                                     "`certpilot setup`, then `prefect worker start --pool certpilot "
+                                     "--work-queue HOST` on that host") from exc
+
+
 def target_dict(v) -> dict[str, Any]:
     """A `TargetView` as JSON."""
     r = v.record
@@ -111,7 +131,8 @@ def target_add(certificate_id: str, /, *, kind: Kind, name: str = "",
                         post_cmd=post_cmd, arn=arn, mode=mode, old_arn=old_arn, endpoint_url=endpoint_url,
                         region=region, not_verifiable=not_verifiable)
     v = ops.add(_cli._ctx.services(keys=kind.startswith("aws-")), certificate_id, kind, config=cfg,
-                endpoints=[ops.endpoint_of(x) for x in endpoint or []], name=name, host=host, check=not no_check)
+                endpoints=[ops.endpoint_of(x) for x in endpoint or []], name=name, host=host, check=not no_check,
+                known_hosts=_work_queues() if host else None)
 
     def render(con):
         con.print(f"added target [bold]{v.record.id}[/] ({kind}) to {_cli._e(v.common_name)}; "

@@ -19,7 +19,16 @@ def add_target(certificate_id: str, kind: str, config: dict[str, Any], endpoints
                host: str | None, check: bool) -> ops.TargetView:
     """Add a target, validated first (nothing stored when refused; the field is named)."""
     return ops.add(rt.services(), certificate_id, kind, config=config,
-                   endpoints=[ops.endpoint_of(e) for e in endpoints], name=name, host=host, check=check)
+                   endpoints=[ops.endpoint_of(e) for e in endpoints], name=name, host=host, check=check,
+                   known_hosts=_work_queues() if host else None)
+
+
+def _work_queues() -> list[str]:
+    """The certpilot pool's work queues (a target's host must be one of them)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return [q.name for q in client.read_work_queues(work_pool_name="certpilot")]
 
 
 @certpilot_task(name="target-test", retries=0)
