@@ -132,7 +132,7 @@ def target_add(certificate_id: str, /, *, kind: Kind, name: str = "",
                         region=region, not_verifiable=not_verifiable)
     v = ops.add(_cli._ctx.services(keys=kind.startswith("aws-")), certificate_id, kind, config=cfg,
                 endpoints=[ops.endpoint_of(x) for x in endpoint or []], name=name, host=host, check=not no_check,
-                known_hosts=_work_queues() if host else None)
+                known_hosts=_work_queues if host else None)
 
     def render(con):
         con.print(f"added target [bold]{v.record.id}[/] ({kind}) to {_cli._e(v.common_name)}; "

@@ -20,7 +20,7 @@ def add_target(certificate_id: str, kind: str, config: dict[str, Any], endpoints
     """Add a target, validated first (nothing stored when refused; the field is named)."""
     return ops.add(rt.services(), certificate_id, kind, config=config,
                    endpoints=[ops.endpoint_of(e) for e in endpoints], name=name, host=host, check=check,
-                   known_hosts=_work_queues() if host else None)
+                   known_hosts=_work_queues if host else None)
 
 
 def _work_queues() -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -205,7 +205,7 @@ def check_definition(svc: Services, record: TargetRecord, *, local: bool = True)
 
 def add(svc: Services, certificate_id: str, kind: TargetKind | str, *, config: dict[str, Any],
         endpoints: list[EndpointSpec] | tuple[EndpointSpec, ...] = (), name: str = "", host: str | None = None,
-        check: bool = True, known_hosts: Iterable[str] | None = None) -> TargetView:
+        check: bool = True, known_hosts: Callable[[], Iterable[str]] | None = None) -> TargetView:
     """Record a deployment target of a certificate, validated first (nothing stored when refused).
 
     Args:
@@ -217,8 +217,9 @@ def add(svc: Services, certificate_id: str, kind: TargetKind | str, *, config: d
         name: what operators call it.
         host: the work queue whose worker deploys it (None: any worker, i.e. this host's files).
         check: run the adapter's checks (on this host only; a target with `host` is checked there).
-        known_hosts: the work queues of the certpilot pool (the caller asks Prefect); a `host`
-            not among them is an unknown host. None: not checked.
+        known_hosts: gives the work queues of the certpilot pool (the caller asks Prefect; called
+            only once the definition is well formed); a `host` not among them is an unknown
+            host. None: not checked.
     Returns:
         The stored target.
     Raises:
@@ -235,7 +236,7 @@ def add(svc: Services, certificate_id: str, kind: TargetKind | str, *, config: d
         Repository(s).certificate_model(certificate_id)  # NotFoundError first: the id is the first thing to fix
     problems = check_definition(svc, draft, local=check and host is None)
     if host is not None and known_hosts is not None and not problems:
-        known = sorted(set(known_hosts))
+        known = sorted(set(known_hosts()))
         if host not in known:
             problems.append(("host", f"unknown host {host!r}: the certpilot pool has no such work queue (it has "
                                      f"{', '.join(known) or 'none'}); start that host's worker with `prefect worker "

@@ -95,10 +95,10 @@ def test_dep1_a_target_on_web_2_is_deployed_by_the_web_2_worker_only(production_
         from certpilot.core.errors import BadInputError
 
         with pytest.raises(BadInputError, match="host: unknown host 'web-9'"):  # no such queue: nothing stored
-            targets.add(svc, cert_id, "files", config={"directory": "sites/hosts"}, host="web-9", known_hosts=queues)
+            targets.add(svc, cert_id, "files", config={"directory": "sites/hosts"}, host="web-9", known_hosts=lambda: queues)
         assert targets.list_targets(svc, cert_id) == []
         target = targets.add(svc, cert_id, "files", config={"directory": "sites/hosts", "verify": False},
-                             name="hosts bundle", host="web-2", known_hosts=queues)
+                             name="hosts bundle", host="web-2", known_hosts=lambda: queues)
         assert target.record.host == "web-2"
         dep = op.api_get("/deployments/name/renewal/renewal")
         run = op.api_post(f"/deployments/{dep['id']}/create_flow_run", {"parameters": {"certificate_id": cert_id}})
