@@ -254,15 +254,15 @@ def test_dep2_a_live_run_keeps_its_task_by_heartbeat_and_a_takeover_fences_it(si
 
     def run_a():
         try:
-            outcome["a"] = _run(site, factory=stalling, lease=timedelta(milliseconds=500),
-                                heartbeat=timedelta(milliseconds=100))
+            outcome["a"] = _run(site, factory=stalling, lease=timedelta(seconds=2),
+                                heartbeat=timedelta(milliseconds=200))
         except BaseException as exc:  # noqa: BLE001 - the test inspects it
             outcome["a"] = exc
 
     a = threading.Thread(target=run_a)
     a.start()
     assert stalled.wait(20)
-    time.sleep(0.8)  # longer than A's lease: only its heartbeat keeps it
+    time.sleep(2.4)  # longer than A's lease (2 s, beats every 0.2 s: margin under load)
     with pytest.raises(RefusedError) as held:
         _run(site, wait=0)
     assert held.value.refusal.reason is Reason.DEPLOYMENT_IN_PROGRESS
