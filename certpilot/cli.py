@@ -1149,6 +1149,9 @@ def demo(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
 from certpilot import cli_orders as _cli_orders  # noqa: E402
 
 _cli_orders.register(sys.modules[__name__])
+from certpilot import cli_targets as _cli_targets  # noqa: E402 - targets, deployments, export (issue 11)
+
+_cli_targets.register(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- entry point

@@ -85,6 +85,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
     from flows.emergency import emergency
     from flows.renewal import renewal
     from flows.scan import scan
+    from flows.targets import deploy_target, target_add, target_remove, target_test
 
     tags = [TAG]
     return [
@@ -101,6 +102,10 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
         (policy, dict(name="policy", tags=tags, description="A certificate's renewal policy (PL-1/PAY-2, DV-1..DV-4).")),
         (import_certificate, dict(name="import", tags=tags, description="UP-3: import a certificate.")),
         (purchase, dict(name="purchase", tags=tags, description="Buy a new certificate.")),
+        (target_add, dict(name="target-add", tags=tags, description="Add a deployment target, validated first.")),
+        (target_test, dict(name="target-test", tags=tags, description="Check a target without changing anything.")),
+        (target_remove, dict(name="target-remove", tags=tags, description="Stop deploying to a target.")),
+        (deploy_target, dict(name="deploy-target", tags=tags, description="One deployment task (a target's host).")),
     ]
 
 
@@ -137,7 +142,7 @@ def serve_all(first_scan: bool = True) -> None:
 
 WARM_MODULES = (
     "prefect.flow_engine", "prefect.task_engine", "prefect.runtime.flow_run", "prefect.artifacts",
-    "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin",
+    "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin", "flows.targets",
     "certpilot.runtime", "blocks", "certpilot.store.db", "certpilot.store.ports", "certpilot.crypto.vault",
     "certpilot.adapters.issuers.private_ca", "certpilot.adapters.deploy.factory", "certpilot.adapters.probe.verifier",
 )

@@ -38,6 +38,7 @@ from certpilot.core.outcomes import (
 from certpilot.core.runs import REVIEW_PAUSE_PREFIX
 from flows.forms import CaContact, ManualDnsDone, ManualFilePlaced, PaymentApproval
 from tasks import pipeline as t
+from tasks import targets
 
 FORM_TIMEOUT = 7 * 24 * 3600
 """How long a form waits for its human (seconds); then the run fails, and the renewal the next
@@ -197,13 +198,16 @@ def review(certificate_id: str) -> Status:
 def deploy(certificate_id: str) -> DeployRun:
     """The deploy stage: one deployment task run per target the old certificate had (DEP-1,
     DEP-2), concurrently; each verifies its target, rolls back on failure (DEP-7) and tells the
-    owner (DEP-3). Re-entrant: a succeeded deployment is not run again.
+    owner (DEP-3). A target on another host is deployed by a `deploy-target` run on that host's
+    work queue. Re-entrant: a succeeded deployment is not run again.
 
     Raises:
         PermanentError: a deployment did not end serving the new certificate (rolled back and
             told), or could not run; the other targets were still deployed.
     """
-    futures = [t.deploy.submit(task_id) for task_id in t.deploy_plan(certificate_id)]
+    # A target that names its host is deployed by a worker of that host's queue (issue 11).
+    futures = [t.deploy.submit(task_id) if host is None else targets.deploy_on_host.submit(task_id, host)
+               for task_id, host in targets.deploy_routes(certificate_id)]
     wait(futures)
     errors = [str(f.state.message or f.state.name) for f in futures if not f.state.is_completed()]
     run = DeployRun(certificate_id=certificate_id,

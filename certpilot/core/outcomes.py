@@ -291,8 +291,14 @@ class DeployRun(_Outcome):
 
     @property
     def failed(self) -> tuple[DeploymentOutcome, ...]:
-        """The tasks that did not end serving the new certificate."""
-        return tuple(r for r in self.results if not r.succeeded)
+        """The tasks that did not end with the new certificate in place (verified, or on a target
+        marked not verifiable: see `unverified`)."""
+        return tuple(r for r in self.results if not r.deployed)
+
+    @property
+    def unverified(self) -> tuple[DeploymentOutcome, ...]:
+        """The tasks deployed to targets marked not verifiable (VER-1: never shown as verified)."""
+        return tuple(r for r in self.results if r.state.value == "unverified")
 
 
 class VerifyOutcome(_Outcome):

@@ -290,3 +290,24 @@ def private_key_pem(key: PrivateKeyTypes) -> bytes:
     """The key as unencrypted PKCS#8 PEM (what the vault seals; never logged)."""
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
+
+
+def export_pfx(leaf_pem: bytes, chain_pems: tuple[bytes, ...] | list[bytes], key_pem: bytes | None, *, name: str,
+               password: bytes | None = None) -> bytes:
+    """A PKCS#12 (PFX) bundle of the leaf, its intermediates and, when given, its key (DEP-4).
+
+    Args:
+        leaf_pem: the certificate.
+        chain_pems: the intermediates.
+        key_pem: the private key PEM, or None for a certificate-only bundle.
+        name: the friendly name stored in the bundle.
+        password: encrypts the bundle when given (the best algorithm the library offers).
+    """
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    key = serialization.load_pem_private_key(key_pem, password=None) if key_pem else None
+    enc = (serialization.BestAvailableEncryption(password) if password
+           else serialization.NoEncryption())
+    return pkcs12.serialize_key_and_certificates(
+        name.encode(), key, x509.load_pem_x509_certificate(leaf_pem),  # type: ignore[arg-type]
+        [x509.load_pem_x509_certificate(p) for p in chain_pems] or None, enc)

@@ -29,7 +29,7 @@ from certpilot.adapters.dns.manual import ManualActionRequired, ManualRecord
 from certpilot.adapters.http01.manual import ManualFileRequired
 from certpilot.adapters.issuers.base import OrderStatus
 from certpilot.adapters.probe.scale import verify_served
-from certpilot.core.deployment import DeploymentState
+from certpilot.core.deployment import DeploymentState, default_endpoints
 from certpilot.core.models import Certificate, Contact, CsrMode, Status, ValidationMethod
 from certpilot.core.outcomes import (
     ApplicationStatus,
@@ -164,7 +164,7 @@ def _deployment_unfinished(session: Session, cert: Certificate) -> bool:
     parent or an earlier certificate of its plan without a task of its own (a deployment that
     succeeds moves its target to the new certificate, so nothing left behind means done)."""
     tasks = deployments.list_tasks(session, cert.id)
-    if any(t.state is not DeploymentState.SUCCEEDED for t in tasks):
+    if any(t.state not in (DeploymentState.SUCCEEDED, DeploymentState.UNVERIFIED) for t in tasks):
         return True
     planned = {t.target_id for t in tasks}
     repo = Repository(session)
@@ -570,7 +570,9 @@ def verify(svc: Services, certificate_id: str) -> VerifyOutcome:
     """
     with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
-        endpoints = [e for t in deployments.targets_of(s, certificate_id) for e in t.endpoints]
+        # VER-1: a target without endpoints is probed at https://<name>:443; one marked not verifiable is not.
+        endpoints = [e for t in deployments.targets_of(s, certificate_id) if t.verifiable
+                     for e in (t.endpoints or default_endpoints(cert.names))]
     if not endpoints:
         return VerifyOutcome(certificate_id=certificate_id)
     report = verify_served(endpoints, cert.fingerprint_sha256, cert.not_after, deadline=VERIFY_DEADLINE,

@@ -87,7 +87,9 @@ def test_dep1_dep5_dep6_ver1_new_certificate_served_on_every_sni_name(site, ngin
     for n in NAMES:
         assert server.cert_path(n).read_bytes() == new.fullchain_pem      # DEP-6: leaf + intermediate
         assert server.key_path(n).stat().st_mode & 0o777 == 0o600         # CSR-5
-        assert not server.key_path(n).with_name("key.pem.certpilot-prev").exists()  # finalized
+        assert server.cert_path(n).is_symlink()  # served through the target's `current` link
+    slot = default_target_factory()(site["target"], None).slot
+    assert slot.versions() == [slot.current()] == [new.fingerprint[:24]]  # finalized: the backup is dropped
     with session_scope(deploy_db) as s:
         assert [t.id for t in targets_of(s, new_id)] == [site["target"].id]  # the next renewal finds it
         assert targets_of(s, site["old_id"]) == []

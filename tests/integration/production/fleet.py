@@ -52,6 +52,7 @@ def load_fleet(svc, n: int, deploy_root: Path, port: int, *, prefix: str = "site
             target.validate()
             target.commit()
             target.finalize()
+            target.close()
     return ids
 
 
