@@ -44,7 +44,8 @@ def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1")
                 served += bool(deployments.targets_of(s, cert.id))
                 continue
             name = cert.names[0]
-            record = deployments.add_target(s, cert.id, TargetKind.FILES, config={"directory": str(root / name)},
+            record = deployments.add_target(s, cert.id, TargetKind.FILES, config={"directory": str(root / name),
+                                                                                "trust": "private-ca"},
                                             endpoints=[(host, port, name)], name=f"demo site {name}")
             target = FilesTarget(record.id, root / name)
             target.stage(deployments.material_for(s, cert.id, opener))

@@ -237,7 +237,7 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
     """
     from certpilot.adapters.deploy.factory import default_target_factory
     from certpilot.adapters.issuers.private_ca import PrivateCa
-    from certpilot.adapters.probe.verifier import ProbeVerifier
+    from certpilot.adapters.probe.verifier import ProbeVerifier, trusting
     from certpilot.config import load_policy, load_schedule
     from certpilot.crypto.vault import default_vault
     from certpilot.store.db import session_scope
@@ -251,10 +251,18 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
         issuers = {"private-ca": PrivateCa(SqlPrivateCaStore(sessions), vault, clock=clock)}
     return Services(
         vault=vault, issuers=issuers, default_issuer=overrides.pop("default_issuer", next(iter(issuers), "")),
-        target_factory=overrides.pop("target_factory", None) or default_target_factory(),
-        verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None)),
+        target_factory=trusting(overrides.pop("target_factory", None) or default_target_factory()),
+        verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None),
+                                                                  private_roots=_private_roots(issuers)),
         policy=overrides.pop("policy", None) or load_policy(), schedule=overrides.pop("schedule", None) or load_schedule(),
         database_url=database_url, clock=clock, **overrides)
+
+
+def _private_roots(issuers: dict[str, Any]):
+    """`() -> [root PEM]` of the private CA issuers: what a target with `trust = "private-ca"` adds to
+    its probe bundle (read when such a target is first verified, so no CA is created before)."""
+    return lambda: [i.root_pem() for i in issuers.values()
+                    if callable(getattr(i, "root_pem", None)) and not getattr(i, "publicly_trusted", True)]
 
 
 class _LocalVault:
@@ -379,7 +387,7 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
     """
     import blocks as b
     from certpilot.adapters.deploy.factory import default_target_factory
-    from certpilot.adapters.probe.verifier import ProbeVerifier
+    from certpilot.adapters.probe.verifier import ProbeVerifier, trusting
 
     config = _load(b.CertpilotConfigBlock, config_name, "which issuer, DNS and notifications certpilot uses")
     base = local_services(database_url=database_url, vault=_vault_from_blocks(config_name), issuers={})
@@ -394,13 +402,15 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
     target_factory = base.target_factory
     try:  # ACM / load-balancer targets with the credentials (and endpoint) of this block
         aws = b.AwsDeployBlock.load(config_name)
-        target_factory = default_target_factory(aws=lambda service, _cfg: aws.client(service))
+        target_factory = trusting(default_target_factory(aws=lambda service, _cfg: aws.client(service)))
     except ValueError:
         pass
-    return Services(vault=base.vault, issuers=_issuers_from_blocks(config, base, providers, nameservers),
+    issuers = _issuers_from_blocks(config, base, providers, nameservers)
+    return Services(vault=base.vault, issuers=issuers,
                     default_issuer=config.default_issuer, emergency_issuer=config.emergency_issuer,
                     dns_providers=providers, notifiers=_notifiers_from_blocks(config), target_factory=target_factory,
-                    verifier=ProbeVerifier(trust=config.probe_ca_bundle), policy=base.policy,
+                    verifier=ProbeVerifier(trust=config.probe_ca_bundle, private_roots=_private_roots(issuers)),
+                    policy=base.policy,
                     schedule=base.schedule, nameservers=nameservers, database_url=database_url)
 
 

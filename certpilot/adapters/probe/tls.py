@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import re
 import socket
 import ssl
@@ -43,15 +44,19 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import ExtensionOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, Store, VerificationError
 
 from certpilot.core.verification import (
+    ChainFacts,
     ChainStatus,
     Endpoint,
     Family,
     ProbeOutcome,
     ProbeResult,
-    classify,
+    TrustFault,
+    explain_fault,
+    fault_outcome,
     name_matches,
 )
 from certpilot.crypto.pem import fingerprint
@@ -143,6 +148,9 @@ class TrustBundle:
             self._fingerprints.add(ca.fingerprint)
         self._parsed: dict[str, CaCert] = {}
         self._verified: dict[tuple[str, str], bool] = {}
+        self._anchors = [ca.cert for cas in self._by_subject.values() for ca in cas]
+        self._store: Store | None = None
+        self._issuers: dict[tuple[bytes, tuple[str, ...]], _VerifiedIssuer] = {}
 
     @classmethod
     def from_pem(cls, pem: bytes) -> TrustBundle:
@@ -175,6 +183,10 @@ class TrustBundle:
                     _FILE_BUNDLES.clear()
                 _FILE_BUNDLES[key] = hit
         return hit
+
+    def merged(self, pem: bytes) -> TrustBundle:
+        """A new bundle: these anchors plus the PEM certificates in `pem`."""
+        return type(self)([*self._anchors, *(c for b in _PEM_BLOCK.findall(pem) if (c := _anchor(b)) is not None)])
 
     @classmethod
     def from_context(cls, context: ssl.SSLContext) -> TrustBundle:
@@ -229,6 +241,51 @@ class TrustBundle:
             self._verified[key] = hit
         return hit
 
+    def verify(self, leaf: x509.Certificate, served: list[CaCert], server_name: str,
+               now: datetime) -> str | None:
+        """Strict verification: does `leaf`, with the `served` certificates as intermediates, verify
+        for `server_name` at `now` against this bundle? None when it does, else the verifier's reason.
+
+        The verdict is `cryptography.x509.verification`'s server verifier (RFC 5280 path building
+        with the CA/B web profile: signatures, validity of every certificate, basicConstraints and
+        keyUsage of issuers, subjectAltName against the name, extendedKeyUsage serverAuth).
+
+        Fast path, same verdict: a full verification's path proves that the leaf's issuer (the
+        path's second certificate) is a valid CA under this bundle while `now` is inside every
+        CA certificate's validity window. The next leaf served with the same intermediates by the
+        same issuer is then verified by the same verifier against that issuer alone (one
+        signature instead of one per link: the handshake's main cost otherwise). Paths with
+        nameConstraints never take it (constraints of upper CAs bind the leaf's names); a leaf the
+        fast path refuses is verified in full, so a refusal is always the full verifier's.
+        """
+        subject = _subject(server_name)
+        if subject is None:
+            return f"{server_name!r} is not a DNS name or an IP address"
+        if not self._anchors:
+            return "the trust bundle is empty"
+        key = (leaf.issuer.public_bytes(), tuple(c.fingerprint for c in served))
+        fast = self._issuers.get(key)
+        if fast is not None and fast.valid_from <= now <= fast.valid_until:
+            try:
+                PolicyBuilder().store(fast.store).time(now).build_server_verifier(subject).verify(leaf, [])
+                return None
+            except VerificationError:
+                pass  # e.g. another issuer of the same name: the full verification decides
+        if self._store is None:
+            self._store = Store(self._anchors)
+        try:
+            path = PolicyBuilder().store(self._store).time(now).build_server_verifier(subject).verify(
+                leaf, [c.cert for c in served])
+        except VerificationError as exc:
+            return str(exc)
+        cas = path[1:]
+        if cas and not any(_has_name_constraints(c) for c in cas):
+            if len(self._issuers) >= self._MAX_PARSED:
+                self._issuers.clear()
+            self._issuers[key] = _VerifiedIssuer(Store([cas[0]]), max(c.not_valid_before_utc for c in cas),
+                                                 min(c.not_valid_after_utc for c in cas))
+        return None
+
     def check_chain(self, leaf: x509.Certificate, leaf_fp: str, served: list[CaCert]) -> ChainStatus:
         """DEP-6: does `leaf` reach the bundle through the `served` certificates?
 
@@ -241,23 +298,94 @@ class TrustBundle:
             intermediate, OpenSSL's "unable to get local issuer certificate"); UNTRUSTED when the
             chain ends at a self-signed root the bundle does not hold, or a signature is wrong.
         """
+        return self.walk(leaf, leaf_fp, served)[0]
+
+    def walk(self, leaf: x509.Certificate, leaf_fp: str,
+             served: list[CaCert]) -> tuple[ChainStatus, list[x509.Certificate], bool]:
+        """The hand-written issuer walk behind `check_chain`, kept to say WHY a chain the strict
+        verifier refused is wrong (names and signatures only, no policy).
+
+        Returns:
+            (status, the CA certificates walked through — leaf's issuer first, a trusted anchor
+            last when reached —, whether an issuer found by name failed the signature check).
+        """
         pool: dict[bytes, list[CaCert]] = {}
         for ca in served:
             pool.setdefault(ca.subject, []).append(ca)
         cert, fp, issuer = leaf, leaf_fp, leaf.issuer.public_bytes()
+        path: list[x509.Certificate] = []
         for _ in range(len(served) + 1):
             if fp in self._fingerprints:
-                return ChainStatus.COMPLETE
-            if any(self.signed_by(cert, fp, a) for a in self._by_subject.get(issuer, ())):
-                return ChainStatus.COMPLETE
+                return ChainStatus.COMPLETE, path, False
+            anchor = next((a for a in self._by_subject.get(issuer, ()) if self.signed_by(cert, fp, a)), None)
+            if anchor is not None:
+                return ChainStatus.COMPLETE, [*path, anchor.cert], False
             candidates = [c for c in pool.get(issuer, ()) if c.fingerprint != fp]
             parent = next((c for c in candidates if self.signed_by(cert, fp, c)), None)
             if parent is None:
-                if candidates or issuer == cert.subject.public_bytes():
-                    return ChainStatus.UNTRUSTED
-                return ChainStatus.INCOMPLETE
+                if candidates:
+                    return ChainStatus.UNTRUSTED, path, True
+                if issuer == cert.subject.public_bytes():
+                    return ChainStatus.UNTRUSTED, path, False
+                return ChainStatus.INCOMPLETE, path, False
+            path.append(parent.cert)
             cert, fp, issuer = parent.cert, parent.fingerprint, parent.issuer
-        return ChainStatus.UNTRUSTED
+        return ChainStatus.UNTRUSTED, path, False
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedIssuer:
+    """A leaf issuer the full verifier accepted (see `TrustBundle.verify`): a store holding it
+    alone, and the window in which every CA certificate of its path is valid."""
+
+    store: Store
+    valid_from: datetime
+    valid_until: datetime
+
+
+def _subject(server_name: str) -> DNSName | IPAddress | None:
+    """The verifier's subject for a server name: an IP address or a DNS name (None if neither)."""
+    name = server_name.rstrip(".")
+    try:
+        return IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    try:
+        return DNSName(name)
+    except ValueError:
+        return None
+
+
+def _has_name_constraints(cert: x509.Certificate) -> bool:
+    try:
+        cert.extensions.get_extension_for_oid(ExtensionOID.NAME_CONSTRAINTS)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _server_auth(cert: x509.Certificate) -> bool:
+    """False only when the certificate has an extendedKeyUsage that lacks serverAuth."""
+    try:
+        eku = cert.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value
+    except x509.ExtensionNotFound:
+        return True
+    return ExtendedKeyUsageOID.SERVER_AUTH in eku or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku
+
+
+def _has_san(cert: x509.Certificate) -> bool:
+    try:
+        cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    except x509.ExtensionNotFound:
+        return False
+    return True
 
 
 _FILE_BUNDLES: dict[tuple, TrustBundle] = {}
@@ -369,14 +497,32 @@ class Prober:
             return ProbeResult(endpoint, ProbeOutcome.HANDSHAKE_FAILED, fingerprint=leaf_fp,
                                error=f"unparseable certificate: {exc}", elapsed=elapsed)
         names = certificate_names(leaf)
-        name_ok = name_matches(endpoint.server_name, names)
-        chain = self.trust.check_chain(leaf, leaf_fp, served)
         not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
-        outcome = classify(now=now, not_before=not_before, not_after=not_after, name_ok=name_ok, chain=chain)
-        return ProbeResult(endpoint, outcome, fingerprint=leaf_fp, not_before=not_before, not_after=not_after,
-                           names=names, serial=format(leaf.serial_number, "x"),
+        refused = self.trust.verify(leaf, served, endpoint.server_name, now)
+        if refused is None:
+            fault, chain, name_ok = TrustFault.NONE, ChainStatus.COMPLETE, True
+        else:
+            fault, chain, name_ok = self.explain(endpoint, leaf, leaf_fp, served, names, now)
+        return ProbeResult(endpoint, fault_outcome(fault), fingerprint=leaf_fp, not_before=not_before,
+                           not_after=not_after, names=names, serial=format(leaf.serial_number, "x"),
                            chain_fingerprints=tuple(c.fingerprint for c in served), chain=chain,
-                           name_matches=name_ok, elapsed=elapsed)
+                           name_matches=name_ok, elapsed=elapsed, fault=fault,
+                           error="" if refused is None or fault is not TrustFault.OTHER else refused)
+
+    def explain(self, endpoint: Endpoint, leaf: x509.Certificate, leaf_fp: str, served: list[CaCert],
+                names: tuple[str, ...], now: datetime) -> tuple[TrustFault, ChainStatus, bool]:
+        """Why the strict verifier refused this chain (`core.verification.explain_fault` over the
+        walk's facts): the fault, the walk's chain status, and whether the SAN covers the name."""
+        has_san = _has_san(leaf)
+        name_ok = has_san and name_matches(endpoint.server_name, names)
+        status, path, bad_signature = self.trust.walk(leaf, leaf_fp, served)
+        self_signed = leaf.issuer == leaf.subject and self.trust.signed_by(leaf, leaf_fp, CaCert.of(leaf))
+        facts = ChainFacts(now=now, leaf_not_before=leaf.not_valid_before_utc, leaf_not_after=leaf.not_valid_after_utc,
+                           has_san=has_san, name_ok=name_ok, self_signed=self_signed,
+                           leaf_trusted=self.trust.contains(leaf_fp), walk=status, bad_signature=bad_signature,
+                           path_windows=tuple((c.not_valid_before_utc, c.not_valid_after_utc) for c in path),
+                           path_is_ca=tuple(_is_ca(c) for c in path), leaf_server_auth=_server_auth(leaf))
+        return explain_fault(facts), status, name_ok
 
 
 def _served_ders(transport: asyncio.BaseTransport) -> list[bytes]:

@@ -6,8 +6,10 @@ target reloaded: `verifier(material, endpoints, target, old_fingerprint) -> Veri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from certpilot.adapters.deploy.base import DeployMaterial, DeployTarget
@@ -19,8 +21,33 @@ from certpilot.adapters.probe.diagnose import (
     inspect_target,
 )
 from certpilot.adapters.probe.scale import verify_served
+from certpilot.adapters.probe.tls import TrustBundle, trust_bundle
 from certpilot.core.deployment import VerifyResult
+from certpilot.core.errors import BadInputError
 from certpilot.core.verification import Endpoint
+
+PRIVATE_CA = "private-ca"
+"""A target's `trust` setting meaning "also trust certpilot's own private CA"."""
+
+log = logging.getLogger(__name__)
+
+
+def trusting(factory: Callable[[Any, Any], DeployTarget]) -> Callable[[Any, Any], DeployTarget]:
+    """Wrap a target factory so each built target carries its record's `trust` setting
+    (`config["trust"]`: `private-ca` or a CA bundle path) as `probe_trust`, which
+    `ProbeVerifier.trust_for` reads. Nothing else of the target changes."""
+
+    def build(record: Any, key_opener: Any) -> DeployTarget:
+        target = factory(record, key_opener)
+        spec = (getattr(record, "config", None) or {}).get("trust")
+        if spec:
+            try:
+                object.__setattr__(target, "probe_trust", str(spec))
+            except (AttributeError, TypeError):
+                log.warning("target %s cannot carry its trust setting; its base bundle applies", record.id)
+        return target
+
+    return build
 
 
 @dataclass
@@ -43,6 +70,35 @@ class ProbeVerifier:
     deadline: float = 10.0
     settle: float = 0.25
     timeout: float = 3.0
+    private_roots: Callable[[], Iterable[str | bytes]] | None = None
+    _bundles: dict[str, TrustBundle] = field(default_factory=dict, repr=False)
+
+    def trust_for(self, target: object) -> Any:
+        """The bundle a target's endpoints must chain to: `trust` (the services' probe bundle, the
+        system's by default), plus what the target's `trust` setting adds (`probe_trust`, set by
+        `trusting`): `private-ca` adds the roots of certpilot's own private CA(s), a path adds the
+        PEM certificates in that file. A target without the setting trusts only the base bundle,
+        so a private-CA certificate deployed to a public site is refused, as browsers would.
+
+        Raises:
+            BadInputError: the setting is neither `private-ca` nor a readable PEM file.
+        """
+        spec = getattr(target, "probe_trust", None)
+        if not spec:
+            return self.trust
+        hit = self._bundles.get(spec)
+        if hit is None:
+            if spec == PRIVATE_CA:
+                extra = b"".join(p.encode() if isinstance(p, str) else p for p in (self.private_roots or tuple)())
+            else:
+                try:
+                    extra = Path(spec).read_bytes()
+                except OSError as exc:
+                    raise BadInputError(f"the target's trust bundle {spec} cannot be read ({exc.strerror}): set "
+                                        f"its `trust` to a PEM file of CA certificates or to {PRIVATE_CA!r}") from exc
+            hit = trust_bundle(self.trust).merged(extra)
+            self._bundles[spec] = hit
+        return hit
 
     def __call__(self, material: DeployMaterial, endpoints: Sequence[Endpoint], target: DeployTarget,
                  old_fingerprint: str | None) -> VerifyResult:
@@ -59,12 +115,14 @@ class ProbeVerifier:
         """
         if not endpoints:
             return VerifyResult(True, "no endpoints recorded for this target: not probed")
+        trust = self.trust_for(target)
         report = verify_served(list(endpoints), material.fingerprint, material.not_after, deadline=self.deadline,
-                               settle=self.settle, trust=self.trust, timeout=self.timeout)
-        if report.all_served:
+                               settle=self.settle, trust=trust, timeout=self.timeout)
+        if report.all_verified:
             names = ", ".join(str(e) for e in endpoints)
-            return VerifyResult(True, f"{len(endpoints)} endpoint(s) serve {material.fingerprint[:16]}…: {names}")
-        first = report.failures[0].result
+            return VerifyResult(True, f"{len(endpoints)} endpoint(s) serve {material.fingerprint[:16]}… with a "
+                                      f"chain that verifies for the name: {names}")
+        first = next((f for f in report.failures if not f.served), report.failures[0]).result
         if isinstance(target, InspectableTarget):
             cert_file = getattr(target, "deployed_file", None)
             inspection = inspect_target(target, deployed_at=file_mtime(cert_file) if cert_file else None)
@@ -72,6 +130,10 @@ class ProbeVerifier:
             inspection = Inspection()
         diag = diagnose_endpoint(first.endpoint, new_fingerprint=material.fingerprint,
                                  old_fingerprint=old_fingerprint, target=target.describe(),
-                                 inspection=inspection, trust=self.trust, probe=first)
-        return VerifyResult(False, f"{len(report.failures)} of {len(endpoints)} endpoint(s) do not serve the new "
-                                   f"certificate after {self.deadline:g}s; {diag}")
+                                 inspection=inspection, trust=trust, probe=first)
+        unserved = sum(not s.served for s in report.failures)
+        what = (f"{unserved} of {len(endpoints)} endpoint(s) do not serve the new certificate after "
+                f"{self.deadline:g}s" if unserved else
+                f"{len(report.failures)} of {len(endpoints)} endpoint(s) serve the new certificate with a chain "
+                "that does not verify for the name")
+        return VerifyResult(False, f"{what}; {diag}")
