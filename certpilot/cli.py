@@ -1096,6 +1096,9 @@ def demo(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
 from certpilot import cli_orders as _cli_orders  # noqa: E402
 
 _cli_orders.register(sys.modules[__name__])
+from certpilot import cli_metrics as _cli_metrics  # noqa: E402
+
+_cli_metrics.register(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- entry point

@@ -148,7 +148,21 @@ class Services:
 
         inbox = InboxNotifier(SqlInboxStore(lambda: nullcontext(session))) if session is not None else self.inbox
         notify_all([inbox], event)
+        self.emit_notification(event)
         return notify_all(self.notifiers, event)
+
+    def emit(self, what: str, *, certificate_id: str, common_name: str, **payload: Any) -> None:
+        """Emit the Prefect event `certpilot.certificate.<what>` (`extra["events"]`, a
+        `certpilot.adapters.events.EventSink`; none configured: nothing). Never raises."""
+        sink = self.extra.get("events")
+        if sink is not None:
+            sink.emit(what, certificate_id=certificate_id, common_name=common_name, payload=payload)
+
+    def emit_notification(self, event) -> None:
+        """The Prefect event of a notification (expiring, deploy failed, human step, drift, …)."""
+        from certpilot.adapters.events import emit_notification
+
+        emit_notification(self.extra.get("events"), event)
 
     def authoritative_for(self, fqdn: str) -> list[tuple[str, int]]:
         """The servers to ask whether a record is served (DV-7): the configured ones, or the
@@ -236,6 +250,7 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
         overrides: any `Services` field (tests and `certpilot up` inject a vault, issuers, a clock).
     """
     from certpilot.adapters.deploy.factory import default_target_factory
+    from certpilot.adapters.events import PrefectEvents
     from certpilot.adapters.issuers.private_ca import PrivateCa
     from certpilot.adapters.probe.verifier import ProbeVerifier, trusting
     from certpilot.config import load_policy, load_schedule
@@ -255,7 +270,8 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
         verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None),
                                                                   private_roots=_private_roots(issuers)),
         policy=overrides.pop("policy", None) or load_policy(), schedule=overrides.pop("schedule", None) or load_schedule(),
-        database_url=database_url, clock=clock, **overrides)
+        database_url=database_url, clock=clock, extra={"events": PrefectEvents(), **overrides.pop("extra", {})},
+        **overrides)
 
 
 def _private_roots(issuers: dict[str, Any]):
@@ -411,7 +427,7 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
                     dns_providers=providers, notifiers=_notifiers_from_blocks(config), target_factory=target_factory,
                     verifier=ProbeVerifier(trust=config.probe_ca_bundle, private_roots=_private_roots(issuers)),
                     policy=base.policy,
-                    schedule=base.schedule, nameservers=nameservers, database_url=database_url)
+                    schedule=base.schedule, nameservers=nameservers, database_url=database_url, extra=dict(base.extra))
 
 
 def _prefect_api_configured() -> bool:

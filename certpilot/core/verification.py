@@ -240,6 +240,8 @@ class ProbeResult:
     elapsed: float = 0.0
     fault: TrustFault | None = None
     """Why the served chain does not verify (NONE when it does; None when not verified: no handshake)."""
+    earliest_not_after: datetime | None = None
+    """The earliest notAfter of the served certificates (blackbox_exporter's probe_ssl_earliest_cert_expiry)."""
 
     @property
     def verified(self) -> bool:

@@ -150,7 +150,7 @@ class TrustBundle:
         self._verified: dict[tuple[str, str], bool] = {}
         self._anchors = [ca.cert for cas in self._by_subject.values() for ca in cas]
         self._store: Store | None = None
-        self._issuers: dict[tuple[bytes, tuple[str, ...]], _VerifiedIssuer] = {}
+        self._issuers: dict[tuple[str, ...], _VerifiedIssuer] = {}
 
     @classmethod
     def from_pem(cls, pem: bytes) -> TrustBundle:
@@ -263,11 +263,11 @@ class TrustBundle:
             return f"{server_name!r} is not a DNS name or an IP address"
         if not self._anchors:
             return "the trust bundle is empty"
-        key = (leaf.issuer.public_bytes(), tuple(c.fingerprint for c in served))
+        key = tuple(c.fingerprint for c in served)
         fast = self._issuers.get(key)
         if fast is not None and fast.valid_from <= now <= fast.valid_until:
             try:
-                PolicyBuilder().store(fast.store).time(now).build_server_verifier(subject).verify(leaf, [])
+                fast.policy.time(now).build_server_verifier(subject).verify(leaf, [])
                 return None
             except VerificationError:
                 pass  # e.g. another issuer of the same name: the full verification decides
@@ -282,7 +282,8 @@ class TrustBundle:
         if cas and not any(_has_name_constraints(c) for c in cas):
             if len(self._issuers) >= self._MAX_PARSED:
                 self._issuers.clear()
-            self._issuers[key] = _VerifiedIssuer(Store([cas[0]]), max(c.not_valid_before_utc for c in cas),
+            self._issuers[key] = _VerifiedIssuer(PolicyBuilder().store(Store([cas[0]])),
+                                                 max(c.not_valid_before_utc for c in cas),
                                                  min(c.not_valid_after_utc for c in cas))
         return None
 
@@ -335,10 +336,10 @@ class TrustBundle:
 
 @dataclass(frozen=True, slots=True)
 class _VerifiedIssuer:
-    """A leaf issuer the full verifier accepted (see `TrustBundle.verify`): a store holding it
-    alone, and the window in which every CA certificate of its path is valid."""
+    """A leaf issuer the full verifier accepted (see `TrustBundle.verify`): a policy builder whose
+    store holds it alone, and the window in which every CA certificate of its path is valid."""
 
-    store: Store
+    policy: PolicyBuilder
     valid_from: datetime
     valid_until: datetime
 
@@ -346,10 +347,11 @@ class _VerifiedIssuer:
 def _subject(server_name: str) -> DNSName | IPAddress | None:
     """The verifier's subject for a server name: an IP address or a DNS name (None if neither)."""
     name = server_name.rstrip(".")
-    try:
-        return IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        pass
+    if name and (name[-1].isdigit() or ":" in name):  # cheap pre-check: most names are DNS names
+        try:
+            return IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            pass
     try:
         return DNSName(name)
     except ValueError:
@@ -507,7 +509,8 @@ class Prober:
                            not_after=not_after, names=names, serial=format(leaf.serial_number, "x"),
                            chain_fingerprints=tuple(c.fingerprint for c in served), chain=chain,
                            name_matches=name_ok, elapsed=elapsed, fault=fault,
-                           error="" if refused is None or fault is not TrustFault.OTHER else refused)
+                           error="" if refused is None or fault is not TrustFault.OTHER else refused,
+                           earliest_not_after=min([not_after, *(c.cert.not_valid_after_utc for c in served)]))
 
     def explain(self, endpoint: Endpoint, leaf: x509.Certificate, leaf_fp: str, served: list[CaCert],
                 names: tuple[str, ...], now: datetime) -> tuple[TrustFault, ChainStatus, bool]:

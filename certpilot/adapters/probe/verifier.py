@@ -83,7 +83,10 @@ class ProbeVerifier:
         Raises:
             BadInputError: the setting is neither `private-ca` nor a readable PEM file.
         """
-        spec = getattr(target, "probe_trust", None)
+        return self.trust_for_spec(getattr(target, "probe_trust", None))
+
+    def trust_for_spec(self, spec: str | None) -> Any:
+        """`trust_for` by the target's `trust` setting itself (the fleet probe reads it from the store)."""
         if not spec:
             return self.trust
         hit = self._bundles.get(spec)
