@@ -13,9 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from certpilot import runtime as rt
+from certpilot.core.fleet import FleetReport
 from certpilot.core.outcomes import ReviewOutcome
 from certpilot.core.scan import InFlight, ManagedStart, ScanPlan, ScanSummary, StartOutcome
-from certpilot.operations import inbox, pipeline
+from certpilot.operations import fleet, inbox, pipeline
 from certpilot.operations import scan as ops
 from tasks.common import certpilot_task
 from tasks.pipeline import api_slots
@@ -61,6 +62,13 @@ def send_expiry_notice(certificate_id: str, threshold: int, days_left: int, at: 
         True when this call sent it, False when it was already recorded.
     """
     return ops.send_expiry_notice(rt.services(), certificate_id, threshold, days_left, at)
+
+
+@certpilot_task(name="scan-probe-fleet")
+def probe_fleet(at: datetime | None = None) -> FleetReport:
+    """Probe every endpoint of every deployment target; tell drift, broken chains and expiring
+    served certificates once each (inbox, notice, Prefect event)."""
+    return fleet.probe_fleet(rt.services(), at)
 
 
 @certpilot_task(name="scan-unfinished-work")

@@ -85,3 +85,30 @@ def judge_endpoint(probe: ProbeResult, *, expected_fingerprint: str | None, now:
         return EndpointFinding(Finding.EXPIRING, f"expiring:{served}",
                                f"{ep} serves {_short(served)} which {when} ({probe.not_after:%Y-%m-%d})")
     return EndpointFinding(Finding.OK, None, f"{ep} serves {_short(served)} as expected")
+
+
+@dataclass(frozen=True)
+class EndpointReport:
+    """One probed endpoint: its target and certificate, the finding, and whether this scan told it."""
+
+    endpoint: str
+    target_id: str
+    certificate_id: str
+    finding: Finding
+    detail: str
+    told: bool
+
+
+@dataclass(frozen=True)
+class FleetReport:
+    """What the fleet probe saw: counts per finding and every endpoint's line."""
+
+    at: str
+    probed: int
+    counts: dict[str, int]
+    endpoints: tuple[EndpointReport, ...]
+
+    @property
+    def told(self) -> tuple[EndpointReport, ...]:
+        """The findings this probe told (new since the last probe)."""
+        return tuple(e for e in self.endpoints if e.told)

@@ -12,12 +12,11 @@ The probe never changes a served site.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from certpilot.adapters.probe.scale import probe_many
-from certpilot.core.fleet import EndpointFinding, Finding, judge_endpoint
+from certpilot.core.fleet import EndpointFinding, EndpointReport, Finding, FleetReport, judge_endpoint
 from certpilot.core.verification import Endpoint, ProbeResult
 from certpilot.operations import notices
 from certpilot.operations.common import iso
@@ -29,33 +28,6 @@ if TYPE_CHECKING:
 DEFAULT_WARN_DAYS = 14
 """A served certificate expiring within this many days is a finding (the inventory's own
 renewal opens at 60 days: a site still serving one this close was not renewed or not deployed)."""
-
-
-@dataclass(frozen=True)
-class EndpointReport:
-    """One probed endpoint: its target and certificate, the finding, and whether this scan told it."""
-
-    endpoint: str
-    target_id: str
-    certificate_id: str
-    finding: Finding
-    detail: str
-    told: bool
-
-
-@dataclass(frozen=True)
-class FleetReport:
-    """What the fleet probe saw: counts per finding and every endpoint's line."""
-
-    at: str
-    probed: int
-    counts: dict[str, int]
-    endpoints: tuple[EndpointReport, ...]
-
-    @property
-    def told(self) -> tuple[EndpointReport, ...]:
-        """The findings this probe told (new since the last probe)."""
-        return tuple(e for e in self.endpoints if e.told)
 
 
 def _trust_for(svc: Services, spec: str | None) -> Any:
