@@ -341,8 +341,23 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
     except ManualActionRequired as exc:
         return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_DNS,
                              records=tuple(_record(r) for r in exc.records))
-    return SubmitOutcome(certificate_id=certificate_id, kind=_SUBMIT_KIND.get(res.status, SubmitKind.UNDER_REVIEW),
-                         order_ref=res.order_ref, detail=res.detail, resumed=res.resumed)
+    kind = _SUBMIT_KIND.get(res.status, SubmitKind.UNDER_REVIEW)
+    if kind is SubmitKind.ISSUED:
+        _emit_issued(svc, certificate_id)
+    return SubmitOutcome(certificate_id=certificate_id, kind=kind, order_ref=res.order_ref, detail=res.detail,
+                         resumed=res.resumed)
+
+
+def _emit_issued(svc: Services, certificate_id: str) -> None:
+    """Prefect events `certpilot.certificate.issued`, and `renewed` for a successor (it has a
+    parent). At least once: a rerun that finds the certificate issued may emit them again."""
+    with svc.session(readonly=True) as s:
+        cert = Repository(s).certificate_model(certificate_id)
+    facts = {"fingerprint": cert.fingerprint_sha256, "not_after": cert.not_after.isoformat() if cert.not_after else None,
+             "serial": cert.serial, "names": list(cert.names), "parent_id": cert.parent_id}
+    svc.emit("issued", certificate_id=cert.id, common_name=cert.common_name, **facts)
+    if cert.parent_id is not None:
+        svc.emit("renewed", certificate_id=cert.id, common_name=cert.common_name, **facts)
 
 
 def follow_review(svc: Services, certificate_id: str, at: datetime | None = None, *, gate: Gate = _no_gate,
@@ -377,6 +392,8 @@ def follow_review(svc: Services, certificate_id: str, at: datetime | None = None
                                    on_rejected=partial(_tell_rejection, svc))
     with svc.session(readonly=True) as s:
         state = Repository(s).certificate_model(certificate_id).state
+    if state is Status.ISSUED:  # it was under review before this poll
+        _emit_issued(svc, certificate_id)
     return ReviewOutcome(certificate_id=certificate_id, state=state, detail=res.detail, polled=True)
 
 
