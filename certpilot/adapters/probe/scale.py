@@ -37,6 +37,24 @@ async def aprobe_many(endpoints: Sequence[Endpoint], *, concurrency: int = 100, 
     return list(await asyncio.gather(*(one(ep) for ep in endpoints)))
 
 
+def fetch_many(endpoints: Sequence[Endpoint], *, concurrency: int = 50, timeout: float = 5.0,
+               trust: Trust = None) -> list[tuple[ProbeResult, list[bytes]]]:
+    """Blocking: every endpoint's probe and the certificates it served (DER, leaf first), in input
+    order, at most `concurrency` connections at once (discovery: it stores what it finds)."""
+    prober = Prober(trust, timeout=timeout)
+
+    async def run() -> list[tuple[ProbeResult, list[bytes]]]:
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(ep: Endpoint) -> tuple[ProbeResult, list[bytes]]:
+            async with gate:
+                return await prober.fetch(ep, timeout=timeout)
+
+        return list(await asyncio.gather(*(one(ep) for ep in endpoints)))
+
+    return asyncio.run(run())
+
+
 def probe_many(endpoints: Sequence[Endpoint], *, concurrency: int = 100, timeout: float = 5.0,
                trust: Trust | EndpointProber = None, now: datetime | None = None) -> list[ProbeResult]:
     """Blocking `aprobe_many` for callers outside an event loop."""

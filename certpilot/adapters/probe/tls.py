@@ -446,8 +446,14 @@ class Prober:
 
         Never raises for a network or TLS failure: the outcome says what happened
         (refused, timeout, unreachable, handshake failure, expired, wrong name, incomplete
-        chain, untrusted). `now` defaults to the wall clock when the handshake finished.
+        chain, untrusted, invalid chain). `now` defaults to the wall clock when the handshake finished.
         """
+        return (await self.fetch(endpoint, timeout=timeout, now=now))[0]
+
+    async def fetch(self, endpoint: Endpoint, *, timeout: float | None = None,
+                    now: datetime | None = None) -> tuple[ProbeResult, list[bytes]]:
+        """`probe`, and the served certificates as DER, leaf first (empty without a handshake):
+        discovery stores what it finds, a probe keeps only fingerprints."""
         limit = self.timeout if timeout is None else timeout
         started = time.monotonic()
         try:
@@ -457,37 +463,37 @@ class Prober:
                     server_hostname=endpoint.server_name, family=_FAMILIES[endpoint.family],
                     ssl_handshake_timeout=limit + 1.0)  # the outer timeout fires first: one outcome
         except TimeoutError:
-            return _failed(endpoint, ProbeOutcome.TIMEOUT, f"no TLS handshake within {limit:g}s", started)
+            return _failed(endpoint, ProbeOutcome.TIMEOUT, f"no TLS handshake within {limit:g}s", started), []
         except ConnectionRefusedError:
-            return _failed(endpoint, ProbeOutcome.REFUSED, "connection refused", started)
+            return _failed(endpoint, ProbeOutcome.REFUSED, "connection refused", started), []
         except socket.gaierror as exc:
-            return _failed(endpoint, ProbeOutcome.UNREACHABLE, f"name does not resolve: {exc.strerror}", started)
+            return _failed(endpoint, ProbeOutcome.UNREACHABLE, f"name does not resolve: {exc.strerror}", started), []
         except ssl.SSLError as exc:
-            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"TLS: {exc.reason or exc}", started)
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"TLS: {exc.reason or exc}", started), []
         except OSError as exc:
             text = str(exc)
             if text.startswith("Multiple exceptions") and text.count("[Errno 111]") == text.count("[Errno"):
                 # Every address of the name (e.g. ::1 and 127.0.0.1) refused the connection.
-                return _failed(endpoint, ProbeOutcome.REFUSED, "connection refused on every address", started)
+                return _failed(endpoint, ProbeOutcome.REFUSED, "connection refused on every address", started), []
             if exc.errno in _UNREACHABLE_ERRNOS or text.startswith("Multiple exceptions"):
-                return _failed(endpoint, ProbeOutcome.UNREACHABLE, text, started)
-            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started)
+                return _failed(endpoint, ProbeOutcome.UNREACHABLE, text, started), []
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started), []
         except Exception as exc:  # noqa: BLE001 - a probe records every failure, never raises
-            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started)
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started), []
         try:
             ders = _served_ders(transport)
         except Exception as exc:  # noqa: BLE001 - a probe records every failure, never raises
-            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"served chain unreadable: {exc}", started)
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"served chain unreadable: {exc}", started), []
         finally:
             transport.abort()  # a probe needs no orderly TLS close; abort frees the socket at once
         if not ders:
-            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, "the server sent no certificate", started)
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, "the server sent no certificate", started), []
         try:
-            return self.judge(endpoint, ders, now=now or datetime.now(UTC), elapsed=time.monotonic() - started)
+            return self.judge(endpoint, ders, now=now or datetime.now(UTC), elapsed=time.monotonic() - started), ders
         except Exception as exc:  # noqa: BLE001 - e.g. a malformed extension: recorded, never raised
             return ProbeResult(endpoint, ProbeOutcome.HANDSHAKE_FAILED, fingerprint=fingerprint_der(ders[0]),
                                error=f"served certificate unreadable: {type(exc).__name__}: {exc}",
-                               elapsed=time.monotonic() - started)
+                               elapsed=time.monotonic() - started), ders
 
     def judge(self, endpoint: Endpoint, ders: list[bytes], *, now: datetime, elapsed: float = 0.0) -> ProbeResult:
         """Build the ProbeResult of served certificates `ders` (leaf first) at `now`."""
