@@ -78,3 +78,27 @@ def observations(session: Session) -> list[tuple[str, str | None, str | None, st
     t = ProbeObservationRow.__table__.c
     return list(session.execute(select(t.endpoint, t.target_id, t.certificate_id, t.finding, t.earliest_expiry,
                                        t.outcome).order_by(t.endpoint)).tuples())
+
+
+def deployment_lines(session: Session) -> list[tuple]:
+    """Every target with its certificate, its newest deployment task and its endpoints' findings:
+    (target id, name, kind, certificate id, common name, endpoint count, task state, progress,
+    finished_at, findings "finding:count,…"), by target name. Three queries, no ORM objects."""
+    from certpilot.store.metrics_queries import last_tasks
+
+    t = DeploymentTargetRow.__table__.c
+    c = CertificateRow.__table__.c
+    o = ProbeObservationRow.__table__.c
+    tasks = last_tasks(session)
+    findings: dict[str, dict[str, int]] = {}
+    for tid, finding in session.execute(select(o.target_id, o.finding)).tuples():
+        per = findings.setdefault(tid or "", {})
+        per[finding] = per.get(finding, 0) + 1
+    rows = session.execute(select(t.id, t.name, t.kind, t.certificate_id, c.common_name, t.endpoints)
+                           .join(CertificateRow.__table__, c.id == t.certificate_id).order_by(t.name, t.id)).tuples()
+    lines = []
+    for tid, name, kind, cid, cn, endpoints in rows:
+        state, progress, finished = tasks.get(tid, (None, None, None))
+        found = ",".join(f"{k}:{n}" for k, n in sorted(findings.get(tid, {}).items()))
+        lines.append((tid, name or "", kind, cid, cn, len(endpoints or []), state, progress, finished, found))
+    return lines

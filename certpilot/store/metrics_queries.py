@@ -48,16 +48,19 @@ def certificate_rows(session: Session) -> list[tuple[str, str, str, str, str, fl
     return [(i, cn, og, lv, st, parse(na + "+00:00").timestamp() if na else None) for i, cn, og, lv, st, na in raw]
 
 
+def last_tasks(session: Session) -> dict[str, tuple[str, int, datetime | None]]:
+    """Target id -> (state, progress, finished_at) of its newest deployment task (one query)."""
+    t = DeploymentTaskRow.__table__.c
+    newest = select(t.target_id, func.max(t.created_at).label("at")).group_by(t.target_id).subquery()
+    query = (select(t.target_id, t.state, t.progress, t.finished_at)
+             .join(newest, (newest.c.target_id == t.target_id) & (newest.c.at == t.created_at))
+             .order_by(t.target_id, t.id))
+    # Two tasks created at the same instant: the last id wins.
+    return {tid: (state, progress, finished) for tid, state, progress, finished in session.execute(query).tuples()}
+
+
 def last_deployment_states(session: Session) -> list[tuple[str, str, str]]:
     """(target id, target name, state of its newest deployment task) per target that has a task."""
-    t = DeploymentTaskRow.__table__.c
     g = DeploymentTargetRow.__table__.c
-    newest = (select(t.target_id, func.max(t.created_at).label("at")).group_by(t.target_id).subquery())
-    query = (select(t.target_id, g.name, t.state)
-             .join(newest, (newest.c.target_id == t.target_id) & (newest.c.at == t.created_at))
-             .join(DeploymentTargetRow.__table__, g.id == t.target_id)
-             .order_by(t.target_id, t.id))
-    seen: dict[str, tuple[str, str, str]] = {}
-    for target_id, name, state in session.execute(query).tuples():
-        seen[target_id] = (target_id, name or "", state)  # two tasks created at the same instant: last id wins
-    return list(seen.values())
+    names = dict(session.execute(select(g.id, g.name)).tuples().all())
+    return [(tid, names.get(tid) or "", state) for tid, (state, _p, _f) in sorted(last_tasks(session).items())]

@@ -229,7 +229,8 @@ def test_artifacts_table_progress_and_task_runs(env):
                 break
             time.sleep(0.1)
     by_key = {a.key: a for a in arts}
-    assert set(by_key) == {"scan-progress", "scan-inventory", "scan-summary", "certpilot-inbox"}  # DEP-3 inbox too
+    assert set(by_key) == {"scan-progress", "scan-inventory", "scan-summary", "certpilot-inbox",  # DEP-3 inbox too
+                           "certpilot-inventory", "certpilot-inventory-page-1", "certpilot-deployments"}
     assert float(by_key["scan-progress"].data) == 100.0
     table = by_key["scan-inventory"].data
     table = json.loads(table) if isinstance(table, str) else table
@@ -239,4 +240,13 @@ def test_artifacts_table_progress_and_task_runs(env):
         ("p1-c2.example.test", "not_activated", "", "managed start due (PL-4)"),
     ]
     assert "**Inventory**: 23 certificate(s)" in by_key["scan-summary"].data
+    # The whole inventory (after the scan started c2): every certificate counted by status, all 23 listed.
+    whole = by_key["certpilot-inventory"].data
+    table = whole.split("| status | count |\n|---|---|\n", 1)[1].split("\n\n", 1)[0]
+    assert "23 certificate(s)" in whole and "Listed: 23" in whole, whole
+    assert dict(line.strip("|").replace(" ", "").split("|") for line in table.splitlines()) == {
+        "valid": "20", "expired": "1", "expiring_soon": "1", "pending_application": "1"}, whole  # started by the scan
+    page = by_key["certpilot-inventory-page-1"].data
+    page = json.loads(page) if isinstance(page, str) else page
+    assert len(page) == 23 and page[0]["name"] == "p1-orig.example.test"  # soonest expiry (expired) first
     assert len(runs) == summary.task_runs == 5
