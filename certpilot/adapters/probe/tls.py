@@ -10,16 +10,22 @@ How the served chain is read (Python 3.11): the public `ssl` API gives only the 
 (made public as `SSLObject.get_unverified_chain()` in 3.13), reachable as
 `ssl_object._sslobj.get_unverified_chain()`; it returns the certificates exactly as served. We
 use it when present and fall back to the leaf alone otherwise (then a chain that needs a served
-intermediate reads as incomplete, which is the safe side). Chain completeness is decided by
-walking issuer links over the served certificates with signature checks (`cryptography`) up to
-a certificate of the trust bundle — the same judgement as OpenSSL's "unable to get local issuer
-certificate", without a second handshake.
+intermediate reads as incomplete, which is the safe side).
 
-Cost (bench/probe_rate.py, 1,000 SNI names on local nginx, 2 cores shared with other work):
-the handshake dominates; certpilot adds ~250-300 µs of client CPU per probe to the bare asyncio
-handshake's ~1,300-1,400 µs, about 60 % of it the ECDSA check of the leaf's signature (done once
-per leaf and issuer pair, then cached). Rate ≈ 0.8-0.9 × the bare loop cold, ≈ 1.0 on a re-scan,
-and 25-70 × a `openssl s_client | openssl x509 -enddate` shell loop.
+Trust is decided strictly by `cryptography.x509.verification` (`TrustBundle.verify`: the server
+verifier with the trust bundle, the SNI name, the probe's time, EKU serverAuth, RFC 5280 + the CA/B
+web profile). Only when it refuses does the hand-written issuer walk (`TrustBundle.walk`: names and
+signatures up to a certificate of the bundle, OpenSSL's "unable to get local issuer certificate"
+judgement) run, with the leaf's facts, to say WHY (`core.verification.explain_fault`: expired
+leaf, CN-only, wrong name, self-signed, incomplete, untrusted root, bad signature, expired
+intermediate, issuer not a CA, not serverAuth).
+
+Cost (bench/probe_rate.py, 1,000 SNI names on local nginx, 2 cores shared with other work): the
+handshake dominates. Strict verification costs about what the walk did (~290 µs vs ~280 µs of CPU
+per judged leaf): the first leaf of each served intermediate chain is verified in full, the next
+ones against the already verified issuer alone (one signature; see `TrustBundle.verify`).
+Rate ≈ 0.8 × the bare asyncio handshake loop, and 25-70 × a `openssl s_client | openssl x509
+-enddate` shell loop.
 """
 
 from __future__ import annotations
