@@ -44,13 +44,30 @@ def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1")
                 served += bool(deployments.targets_of(s, cert.id))
                 continue
             name = cert.names[0]
+            material = deployments.material_for(s, cert.id, opener)
+            trust = _demo_trust(root, (repo.get_certificate(cert.id).chain_pem or "").encode())
             record = deployments.add_target(s, cert.id, TargetKind.FILES, config={"directory": str(root / name),
-                                                                                "trust": "private-ca"},
+                                                                                "trust": trust},
                                             endpoints=[(host, port, name)], name=f"demo site {name}")
             target = FilesTarget(record.id, root / name)
-            target.stage(deployments.material_for(s, cert.id, opener))
+            target.stage(material)
             target.validate()
             target.commit()
             target.finalize()
             served += 1
     return served
+
+
+def _demo_trust(root: Path, chain_pem: bytes) -> str:
+    """The demo sites' `trust` setting: certpilot's private CA (which issues their renewals) and
+    the demo CA that signed the loaded certificates (its root, written to `root/demo-ca.pem`)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    path = root / "demo-ca.pem"
+    roots = [c.public_bytes(Encoding.PEM) for c in (x509.load_pem_x509_certificates(chain_pem) if chain_pem else [])
+             if c.issuer == c.subject]
+    if roots and not path.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"".join(roots))
+    return f"private-ca,{path}" if path.exists() else "private-ca"

@@ -40,6 +40,8 @@ def trusting(factory: Callable[[Any, Any], DeployTarget]) -> Callable[[Any, Any]
     def build(record: Any, key_opener: Any) -> DeployTarget:
         target = factory(record, key_opener)
         spec = (getattr(record, "config", None) or {}).get("trust")
+        if isinstance(spec, list | tuple):
+            spec = ",".join(map(str, spec))
         if spec:
             try:
                 object.__setattr__(target, "probe_trust", str(spec))
@@ -77,7 +79,7 @@ class ProbeVerifier:
         """The bundle a target's endpoints must chain to: `trust` (the services' probe bundle, the
         system's by default), plus what the target's `trust` setting adds (`probe_trust`, set by
         `trusting`): `private-ca` adds the roots of certpilot's own private CA(s), a path adds the
-        PEM certificates in that file. A target without the setting trusts only the base bundle,
+        PEM certificates in that file; several are joined by commas (`private-ca,/etc/ssl/corp.pem`). A target without the setting trusts only the base bundle,
         so a private-CA certificate deployed to a public site is refused, as browsers would.
 
         Raises:
@@ -91,17 +93,21 @@ class ProbeVerifier:
             return self.trust
         hit = self._bundles.get(spec)
         if hit is None:
-            if spec == PRIVATE_CA:
-                extra = b"".join(p.encode() if isinstance(p, str) else p for p in (self.private_roots or tuple)())
-            else:
-                try:
-                    extra = Path(spec).read_bytes()
-                except OSError as exc:
-                    raise BadInputError(f"the target's trust bundle {spec} cannot be read ({exc.strerror}): set "
-                                        f"its `trust` to a PEM file of CA certificates or to {PRIVATE_CA!r}") from exc
+            extra = b"".join(self._anchors(part.strip()) for part in spec.split(",") if part.strip())
             hit = trust_bundle(self.trust).merged(extra)
             self._bundles[spec] = hit
         return hit
+
+    def _anchors(self, part: str) -> bytes:
+        """The PEM anchors one part of a `trust` setting adds: the private CA roots, or a file's."""
+        if part == PRIVATE_CA:
+            return b"".join(p.encode() if isinstance(p, str) else p for p in (self.private_roots or tuple)())
+        try:
+            return Path(part).read_bytes()
+        except OSError as exc:
+            raise BadInputError(f"the target's trust bundle {part} cannot be read ({exc.strerror}): set its "
+                                f"`trust` to a PEM file of CA certificates, {PRIVATE_CA!r}, or both joined by a "
+                                "comma") from exc
 
     def __call__(self, material: DeployMaterial, endpoints: Sequence[Endpoint], target: DeployTarget,
                  old_fingerprint: str | None) -> VerifyResult:
