@@ -13,7 +13,7 @@ from certpilot.core.models import Status
 _SERVED = (Status.ISSUED, Status.UPLOADED)
 
 
-def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1") -> int:
+def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1", trust_pem: bytes | None = None) -> int:
     """Give every demo certificate (single name, key held; expired ones too, for the emergency
     flow) a files target under `root/<name>` probed at host:port with its name as SNI, and put
     its current bundle there. Idempotent: a certificate that has a target already is left alone.
@@ -23,6 +23,8 @@ def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1")
             vault opens the keys (inside the files target only, CSR-5).
         root: the directory the demo TLS endpoint serves bundles from.
         port, host: where the demo TLS endpoint listens.
+        trust_pem: the demo CA that signed the loaded certificates: the sites' probes trust it and
+            certpilot's private CA, which issues their renewals (VER-1 strict).
 
     Returns:
         How many demo sites are served.
@@ -45,7 +47,7 @@ def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1")
                 continue
             name = cert.names[0]
             material = deployments.material_for(s, cert.id, opener)
-            trust = _demo_trust(root, (repo.get_certificate(cert.id).chain_pem or "").encode())
+            trust = _demo_trust(root, trust_pem)
             record = deployments.add_target(s, cert.id, TargetKind.FILES, config={"directory": str(root / name),
                                                                                 "trust": trust},
                                             endpoints=[(host, port, name)], name=f"demo site {name}")
@@ -58,16 +60,12 @@ def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1")
     return served
 
 
-def _demo_trust(root: Path, chain_pem: bytes) -> str:
-    """The demo sites' `trust` setting: certpilot's private CA (which issues their renewals) and
-    the demo CA that signed the loaded certificates (its root, written to `root/demo-ca.pem`)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
+def _demo_trust(root: Path, trust_pem: bytes | None) -> str:
+    """The demo sites' `trust` setting: certpilot's private CA, and the demo CA (`root/demo-ca.pem`)."""
+    if not trust_pem:
+        return "private-ca"
     path = root / "demo-ca.pem"
-    roots = [c.public_bytes(Encoding.PEM) for c in (x509.load_pem_x509_certificates(chain_pem) if chain_pem else [])
-             if c.issuer == c.subject]
-    if roots and not path.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"".join(roots))
-    return f"private-ca,{path}" if path.exists() else "private-ca"
+    root.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_bytes() != trust_pem:
+        path.write_bytes(trust_pem)
+    return f"private-ca,{path}"

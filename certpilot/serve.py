@@ -166,7 +166,7 @@ def _metrics_sidecar(svc) -> None:
 
 def _serve_demo(svc, home: Path, on_demo: Callable[[Any], None] | None) -> None:
     """Load the demo inventory and serve its sites on the demo TLS endpoint."""
-    from certpilot.demo import run_demo
+    from certpilot.demo import demo_ca_pem, run_demo
     from certpilot.demo_targets import install_demo_targets
 
     report = run_demo(svc)
@@ -174,5 +174,5 @@ def _serve_demo(svc, home: Path, on_demo: Callable[[Any], None] | None) -> None:
         on_demo(report)
     tls = DemoTlsServer(home / "deploy")
     tls.start()
-    count = install_demo_targets(svc, home / "deploy", port=tls.port)
+    count = install_demo_targets(svc, home / "deploy", port=tls.port, trust_pem=demo_ca_pem(home))
     _say(f"demo inventory loaded; {count} demo site(s) served on https://127.0.0.1:{tls.port} by SNI")

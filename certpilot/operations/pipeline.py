@@ -44,6 +44,7 @@ from certpilot.core.outcomes import (
 )
 from certpilot.core.plans import submits_first_now
 from certpilot.core.status import derive_status
+from certpilot.core.verification import TrustFault
 from certpilot.operations import applications, deployments, notices, orders, runs
 from certpilot.operations.scan import CA_REJECTED, record_notice
 from certpilot.store.repository import Repository
@@ -515,24 +516,36 @@ def verify(svc: Services, certificate_id: str) -> VerifyOutcome:
     deployed to (DEP-1: a target moves to it when its deployment succeeded) until each serves
     its fingerprint, or `VERIFY_DEADLINE` passes.
 
-    A failed probe is a result here (`failures`), not an exception. The probe uses the trust
-    bundle of the services' verifier when it has one; a served certificate is recognised by its
-    fingerprint whatever its chain.
+    A failed probe is a result here (`failures`), not an exception. VER-1 strict: an endpoint
+    passes when it serves the certificate's fingerprint AND the chain verifies for its name, against
+    the target's own trust bundle (the services' verifier's, plus the target's `trust` setting).
 
     Raises:
         NotFoundError: no such certificate.
     """
     with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
-        endpoints = [e for t in deployments.targets_of(s, certificate_id) for e in t.endpoints]
-    if not endpoints:
+        targets = [t for t in deployments.targets_of(s, certificate_id) if t.endpoints]
+    if not targets:
         return VerifyOutcome(certificate_id=certificate_id)
-    report = verify_served(endpoints, cert.fingerprint_sha256, cert.not_after, deadline=VERIFY_DEADLINE,
-                           trust=getattr(svc.verifier, "trust", None))
-    served = tuple(str(x.result.endpoint) for x in report.endpoints if x.served)
-    failures = tuple(f"{x.result.endpoint}: {x.result.outcome.value}, serving "
-                     f"{(x.result.fingerprint or 'nothing')[:16]}" for x in report.failures)
-    return VerifyOutcome(certificate_id=certificate_id, served=served, failures=failures)
+    by_trust = getattr(svc.verifier, "trust_for_spec", None)
+    groups: dict[str | None, list] = {}
+    for t in targets:
+        groups.setdefault(t.config.get("trust") if callable(by_trust) else None, []).extend(t.endpoints)
+    served: list[str] = []
+    failures: list[str] = []
+    for spec, endpoints in groups.items():  # each target's endpoints against its own trust bundle
+        trust = by_trust(spec) if callable(by_trust) else getattr(svc.verifier, "trust", None)
+        report = verify_served(endpoints, cert.fingerprint_sha256, cert.not_after, deadline=VERIFY_DEADLINE,
+                               trust=trust)
+        served += [str(x.result.endpoint) for x in report.endpoints if x.verified]
+        failures += [f"{x.result.endpoint}: {x.result.outcome.value}{_why(x.result.fault)}, "
+                     f"serving {(x.result.fingerprint or 'nothing')[:16]}" for x in report.failures]
+    return VerifyOutcome(certificate_id=certificate_id, served=tuple(served), failures=tuple(failures))
+
+
+def _why(fault: TrustFault | None) -> str:
+    return f" ({fault.value})" if fault not in (None, TrustFault.NONE) else ""
 
 
 # ---------------------------------------------------------------- notices
