@@ -58,14 +58,19 @@ class ProbeVerifier:
 
     Polls every endpoint with `certpilot.adapters.probe.verify_served` until each steadily
     serves the new leaf (a graceful reload interleaves old and new answers for ~100 ms) or the
-    deadline passes; then diagnoses the first endpoint still wrong, with the target's facts when
-    it offers them (`deployed_fingerprint()`, `last_reload()`, `reload_hint`), before any rollback.
+    deadline passes. VER-1 passes only when every endpoint serves the new leaf AND its chain
+    verifies for the endpoint's SNI name against the target's trust bundle (`trust_for`; strict:
+    `cryptography`'s server verifier). Otherwise it diagnoses the first endpoint wrong (one not
+    serving the new leaf first), with the target's facts when it offers them
+    (`deployed_fingerprint()`, `last_reload()`, `reload_hint`), before any rollback.
 
     Args:
-        trust: the bundle served chains must reach (CA file, SSLContext, TrustBundle; None: system).
+        trust: the base bundle served chains must reach (CA file, SSLContext, TrustBundle; None: system).
         deadline: seconds to wait for every endpoint.
         settle: seconds the new certificate must be served without interruption.
         timeout: seconds per probe.
+        private_roots: `() -> [root PEM]` of certpilot's private CA(s), for targets whose `trust`
+            names `private-ca` (read on first use).
     """
 
     trust: Any = None
