@@ -50,12 +50,14 @@ def _short(fp: str | None) -> str:
 
 
 def judge_endpoint(probe: ProbeResult, *, expected_fingerprint: str | None, now: datetime,
-                   warn_within: timedelta) -> EndpointFinding:
+                   warn_within: timedelta, deploying: frozenset[str] = frozenset()) -> EndpointFinding:
     """The finding for one probed endpoint.
 
     Args:
         probe: what the endpoint served (strictly verified against the target's trust bundle).
         expected_fingerprint: the leaf the inventory says this target serves (None: unknown, no drift check).
+        deploying: fingerprints a deployment in progress is putting on the target: served, they are
+            not drift (the target moves to the new certificate only once it is verified, DEP-1).
         now: the scan's time.
         warn_within: a served certificate expiring within this is EXPIRING.
 
@@ -67,7 +69,7 @@ def judge_endpoint(probe: ProbeResult, *, expected_fingerprint: str | None, now:
         return EndpointFinding(Finding.UNREACHABLE, f"unreachable:{probe.outcome.value}",
                                f"{ep} could not be probed: {probe.outcome.value} ({probe.error})")
     served = probe.fingerprint or ""
-    if expected_fingerprint and served != expected_fingerprint.lower():
+    if expected_fingerprint and served != expected_fingerprint.lower() and served not in deploying:
         names = ", ".join(probe.names) or "no names"
         until = f"{probe.not_after:%Y-%m-%d}" if probe.not_after else "?"
         return EndpointFinding(Finding.DRIFT, f"drift:{served}",

@@ -77,7 +77,7 @@ def probe_fleet(svc: Services, at: datetime | None = None, *, concurrency: int =
                 key = q.endpoint_key(host, port, sni)
                 probe = results[(t.target_id, key)]
                 found = judge_endpoint(probe, expected_fingerprint=t.fingerprint, now=now,
-                                       warn_within=timedelta(days=warn_days))
+                                       warn_within=timedelta(days=warn_days), deploying=t.deploying)
                 q.record_observation(s, _values(key, host, port, sni, t, probe, found, now))
                 told = q.claim_report(s, key, found.key) if found.reportable else q.claim_report(s, key, None)
                 if told:

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from certpilot.store.tables import CertificateRow
-from certpilot.store.tables_deploy import DeploymentTargetRow
+from certpilot.store.tables_deploy import DeploymentTargetRow, DeploymentTaskRow
 from certpilot.store.tables_probe import ProbeObservationRow
 
 
@@ -29,20 +29,32 @@ class ProbeTarget:
     fingerprint: str | None
     endpoints: tuple[tuple[str, int, str | None], ...]
     trust: str | None
+    deploying: frozenset[str] = frozenset()
+    """Fingerprints of certificates a deployment task is putting on this target right now
+    (pending or running): served mid-deployment, they are not drift."""
 
 
 def probe_targets(session: Session) -> list[ProbeTarget]:
-    """Every deployment target with at least one endpoint, joined with its certificate (one query)."""
+    """Every deployment target with at least one endpoint, joined with its certificate, and the
+    certificates being deployed to it (two queries)."""
     t = DeploymentTargetRow.__table__.c
     c = CertificateRow.__table__.c
     rows = session.execute(select(t.id, t.name, t.certificate_id, c.common_name, c.fingerprint_sha256, t.endpoints,
                                   t.config)
                            .join(CertificateRow.__table__, c.id == t.certificate_id).order_by(t.id)).tuples()
+    k = DeploymentTaskRow.__table__.c
+    deploying: dict[str, set[str]] = {}
+    for tid, fp_new in session.execute(
+            select(k.target_id, c.fingerprint_sha256).join(CertificateRow.__table__, c.id == k.certificate_id)
+            .where(k.state.in_(("pending", "running")))).tuples():
+        if fp_new:
+            deploying.setdefault(tid, set()).add(fp_new)
     found = []
     for tid, name, cid, cn, fp, endpoints, config in rows:
         eps = tuple((str(h), int(p), s) for h, p, s in (endpoints or []))
         if eps:
-            found.append(ProbeTarget(tid, name or "", cid, cn, fp, eps, (config or {}).get("trust")))
+            found.append(ProbeTarget(tid, name or "", cid, cn, fp, eps, (config or {}).get("trust"),
+                                     frozenset(deploying.get(tid, ()))))
     return found
 
 

@@ -41,6 +41,16 @@ def test_fleet_finding_most_urgent_first_with_its_key(probe, expected, finding, 
     assert found.reportable is (finding is not Finding.OK)
 
 
+def test_fleet_certificate_being_deployed_is_not_drift():
+    """Mid-deployment the target still names the old certificate (DEP-1 moves it once verified):
+    the new one served then is not drift; anything else still is."""
+    mid = judge_endpoint(served(B), expected_fingerprint=A, now=NOW, warn_within=timedelta(days=14),
+                         deploying=frozenset({B}))
+    other = judge_endpoint(served("c" * 64), expected_fingerprint=A, now=NOW, warn_within=timedelta(days=14),
+                           deploying=frozenset({B}))
+    assert (mid.finding, other.finding) == (Finding.OK, Finding.DRIFT)
+
+
 def test_fleet_drift_sentence_says_what_is_served_and_what_to_do():
     found = judge_endpoint(served(B), expected_fingerprint=A, now=NOW, warn_within=timedelta(days=14))
     assert found.detail.startswith(f"127.0.0.1:443 (SNI www.example.test) serves certificate {B[:16]}…")
