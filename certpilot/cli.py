@@ -1152,6 +1152,12 @@ _cli_orders.register(sys.modules[__name__])
 from certpilot import cli_targets as _cli_targets  # noqa: E402 - targets, deployments, export (issue 11)
 
 _cli_targets.register(sys.modules[__name__])
+from certpilot import cli_metrics as _cli_metrics  # noqa: E402
+
+_cli_metrics.register(sys.modules[__name__])
+from certpilot import cli_discovery as _cli_discovery  # noqa: E402, I001
+
+_cli_discovery.register(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- entry point

@@ -177,6 +177,15 @@ def issue_leaf(ca_key, ca_cert, names: list[str], not_before: datetime, not_afte
     return key, cert
 
 
+def demo_ca_pem(home: Path) -> bytes | None:
+    """The demo CA's certificate (PEM) a previous load recorded under `home`, or None: what the
+    demo sites' probes trust besides certpilot's private CA."""
+    try:
+        return json.loads((home / CA_FILE).read_text())["cert_pem"].encode()
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _load_or_make_ca(session, home: Path, inv: DemoInventory, now: datetime, vault):
     """The demo CA: reopened from the vault when a previous load sealed it, else made and sealed."""
     from certpilot.store.repository import Repository

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from certpilot.core.models import Status
 
@@ -57,6 +58,8 @@ def install_demo_targets(svc, root: Path, *, port: int, home: Path, host: str = 
         root: the directory the demo TLS endpoint serves bundles from.
         port, host: where the demo TLS endpoint listens.
         home: `CERTPILOT_HOME`, where the demo load recorded its CA (`demo_ca`).
+        The sites' probes trust certpilot's private CA (which issues their renewals) and the demo CA
+        (written to `root/demo-ca.pem`): VER-1 is strict.
 
     Returns:
         How many demo sites are served.
@@ -65,6 +68,7 @@ def install_demo_targets(svc, root: Path, *, port: int, home: Path, host: str = 
     from certpilot.store.repository import Repository
 
     ca = demo_ca(home)
+    trust = _demo_trust(root, ca.public_bytes(serialization.Encoding.PEM) if ca is not None else None)
     served = 0
     with svc.session() as s:
         repo = Repository(s)
@@ -82,13 +86,13 @@ def install_demo_targets(svc, root: Path, *, port: int, home: Path, host: str = 
             if repo.children(cert.id) or targets:
                 served += bool(targets)
                 continue
-            serve_site(svc, s, cert.id, cert.names[0], root, port=port, host=host, opener=opener)
+            serve_site(svc, s, cert.id, cert.names[0], root, port=port, host=host, opener=opener, trust=trust)
             served += 1
     return served
 
 
 def serve_site(svc, session, certificate_id: str, name: str, root: Path, *, port: int, host: str = "127.0.0.1",
-               opener=None) -> str:
+               opener=None, trust: str | None = None) -> str:
     """Record a files target for `certificate_id` under `root/<name>`, probed at host:port with
     `name` as SNI, and put its current bundle there (the site as it is served today).
 
@@ -100,6 +104,7 @@ def serve_site(svc, session, certificate_id: str, name: str, root: Path, *, port
         root: the directory the TLS endpoint serves bundles from.
         port, host: where that endpoint listens.
         opener: the services' key opener (default `svc.key_opener()`).
+        trust: the target's `trust` setting (e.g. "private-ca,PATH"; None: the verifier's default bundle).
 
     Returns:
         The new target's id.
@@ -108,7 +113,8 @@ def serve_site(svc, session, certificate_id: str, name: str, root: Path, *, port
     from certpilot.core.deployment import TargetKind
     from certpilot.operations import deployments
 
-    record = deployments.add_target(session, certificate_id, TargetKind.FILES, config={"directory": str(root / name)},
+    config = {"directory": str(root / name)} | ({"trust": trust} if trust else {})
+    record = deployments.add_target(session, certificate_id, TargetKind.FILES, config=config,
                                     endpoints=[(host, port, name)], name=f"{SITE_PREFIX}{name}")
     target = FilesTarget(record.id, root / name)
     try:
@@ -119,3 +125,14 @@ def serve_site(svc, session, certificate_id: str, name: str, root: Path, *, port
     finally:
         target.close()
     return record.id
+
+
+def _demo_trust(root: Path, trust_pem: bytes | None) -> str:
+    """The demo sites' `trust` setting: certpilot's private CA, and the demo CA (`root/demo-ca.pem`)."""
+    if not trust_pem:
+        return "private-ca"
+    path = root / "demo-ca.pem"
+    root.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_bytes() != trust_pem:
+        path.write_bytes(trust_pem)
+    return f"private-ca,{path}"

@@ -157,7 +157,21 @@ class Services:
 
         inbox = InboxNotifier(SqlInboxStore(lambda: nullcontext(session))) if session is not None else self.inbox
         notify_all([inbox], event)
+        self.emit_notification(event)
         return notify_all(self.notifiers, event)
+
+    def emit(self, what: str, *, certificate_id: str, common_name: str, **payload: Any) -> None:
+        """Emit the Prefect event `certpilot.certificate.<what>` (`extra["events"]`, a
+        `certpilot.adapters.events.EventSink`; none configured: nothing). Never raises."""
+        sink = self.extra.get("events")
+        if sink is not None:
+            sink.emit(what, certificate_id=certificate_id, common_name=common_name, payload=payload)
+
+    def emit_notification(self, event) -> None:
+        """The Prefect event of a notification (expiring, deploy failed, human step, drift, …)."""
+        from certpilot.adapters.events import emit_notification
+
+        emit_notification(self.extra.get("events"), event)
 
     def authoritative_for(self, fqdn: str) -> list[tuple[str, int]]:
         """The servers to ask whether a record is served (DV-7): the configured ones, or the
@@ -245,8 +259,9 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
         overrides: any `Services` field (tests and `certpilot up` inject a vault, issuers, a clock).
     """
     from certpilot.adapters.deploy.factory import default_target_factory
+    from certpilot.adapters.events import PrefectEvents
     from certpilot.adapters.issuers.private_ca import PrivateCa
-    from certpilot.adapters.probe.verifier import ProbeVerifier
+    from certpilot.adapters.probe.verifier import ProbeVerifier, trusting
     from certpilot.config import load_policy, load_schedule
     from certpilot.crypto.vault import default_vault
     from certpilot.store.db import session_scope
@@ -260,10 +275,19 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
         issuers = {"private-ca": PrivateCa(SqlPrivateCaStore(sessions), vault, clock=clock)}
     return Services(
         vault=vault, issuers=issuers, default_issuer=overrides.pop("default_issuer", next(iter(issuers), "")),
-        target_factory=overrides.pop("target_factory", None) or default_target_factory(),
-        verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None)),
+        target_factory=trusting(overrides.pop("target_factory", None) or default_target_factory()),
+        verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None),
+                                                                  private_roots=_private_roots(issuers)),
         policy=overrides.pop("policy", None) or load_policy(), schedule=overrides.pop("schedule", None) or load_schedule(),
-        database_url=database_url, clock=clock, **overrides)
+        database_url=database_url, clock=clock, extra={"events": PrefectEvents(), **overrides.pop("extra", {})},
+        **overrides)
+
+
+def _private_roots(issuers: dict[str, Any]):
+    """`() -> [root PEM]` of the private CA issuers: what a target with `trust = "private-ca"` adds to
+    its probe bundle (read when such a target is first verified, so no CA is created before)."""
+    return lambda: [i.root_pem() for i in issuers.values()
+                    if callable(getattr(i, "root_pem", None)) and not getattr(i, "publicly_trusted", True)]
 
 
 class _LocalVault:
@@ -388,7 +412,7 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
     """
     import blocks as b
     from certpilot.adapters.deploy.factory import default_target_factory
-    from certpilot.adapters.probe.verifier import ProbeVerifier
+    from certpilot.adapters.probe.verifier import ProbeVerifier, trusting
 
     config = _load(b.CertpilotConfigBlock, config_name, "which issuer, DNS and notifications certpilot uses")
     base = local_services(database_url=database_url, vault=_vault_from_blocks(config_name), issuers={})
@@ -409,15 +433,16 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
     target_factory = base.target_factory
     try:  # ACM / load-balancer targets with the credentials (and endpoint) of this block
         aws = b.AwsDeployBlock.load(config_name)
-        target_factory = default_target_factory(aws=lambda service, _cfg: aws.client(service))
+        target_factory = trusting(default_target_factory(aws=lambda service, _cfg: aws.client(service)))
     except ValueError:
         pass
-    return Services(vault=base.vault, issuers=_issuers_from_blocks(config, base, providers, nameservers, http01),
-                    http01=http01,
+    issuers = _issuers_from_blocks(config, base, providers, nameservers, http01)
+    return Services(vault=base.vault, issuers=issuers, http01=http01,
                     default_issuer=config.default_issuer, emergency_issuer=config.emergency_issuer,
                     dns_providers=providers, notifiers=_notifiers_from_blocks(config), target_factory=target_factory,
-                    verifier=ProbeVerifier(trust=config.probe_ca_bundle), policy=base.policy,
-                    schedule=base.schedule, nameservers=nameservers, database_url=database_url)
+                    verifier=ProbeVerifier(trust=config.probe_ca_bundle, private_roots=_private_roots(issuers)),
+                    policy=base.policy,
+                    schedule=base.schedule, nameservers=nameservers, database_url=database_url, extra=dict(base.extra))
 
 
 def _delegating(providers: list, nameservers) -> list:

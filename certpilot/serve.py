@@ -147,6 +147,7 @@ def up(*, with_demo: bool = True, first_scan: bool = True, on_demo: Callable[[An
         runtime.install(svc)
         upgrade_schema(svc)
         ensure_concurrency_limits()
+        _metrics_sidecar(svc)
         from certpilot.automations import install as install_automations
 
         if installed := install_automations():
@@ -161,6 +162,22 @@ def up(*, with_demo: bool = True, first_scan: bool = True, on_demo: Callable[[An
     finally:
         server.stop()
         _say("stopped")
+
+
+def _metrics_sidecar(svc) -> None:
+    """Serve the Prometheus metrics beside the deployments (CERTPILOT_METRICS_LISTEN, default
+    127.0.0.1:9469; `off` disables). An address in use is said, not fatal: `certpilot metrics
+    --listen` serves them too."""
+    from certpilot.metrics_server import DEFAULT_LISTEN, start_sidecar
+
+    listen = os.environ.get("CERTPILOT_METRICS_LISTEN", DEFAULT_LISTEN)
+    if listen.lower() == "off":
+        return
+    try:
+        start_sidecar(svc, listen)
+        _say(f"metrics: http://{listen}/metrics")
+    except Exception as exc:  # noqa: BLE001 - a bad address or a port in use is said, never fatal
+        _say(f"metrics not served on {listen} ({exc}); set CERTPILOT_METRICS_LISTEN or run `certpilot metrics`")
 
 
 def _serve_demo(svc, home: Path, on_demo: Callable[[Any], None] | None) -> None:

@@ -82,6 +82,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
     deployment's options)."""
     from flows.admin import cancel, import_certificate, policy, purchase
     from flows.batch import renewal_batch
+    from flows.discovery import discover
     from flows.emergency import emergency
     from flows.renewal import renewal
     from flows.scan import scan
@@ -106,6 +107,8 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
         (target_test, dict(name="target-test", tags=tags, description="Check a target without changing anything.")),
         (target_remove, dict(name="target-remove", tags=tags, description="Stop deploying to a target.")),
         (deploy_target, dict(name="deploy-target", tags=tags, description="One deployment task (a target's host).")),
+        (discover, dict(name="discover", tags=tags, description="Discover served certificates and add them "
+                                                               "(no key held) for the operator to adopt.")),
     ]
 
 
@@ -142,7 +145,7 @@ def serve_all(first_scan: bool = True) -> None:
 
 WARM_MODULES = (
     "prefect.flow_engine", "prefect.task_engine", "prefect.runtime.flow_run", "prefect.artifacts",
-    "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin", "flows.targets",
+    "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin", "flows.targets", "flows.discovery",
     "certpilot.runtime", "blocks", "certpilot.store.db", "certpilot.store.ports", "certpilot.crypto.vault",
     "certpilot.adapters.issuers.private_ca", "certpilot.adapters.deploy.factory", "certpilot.adapters.probe.verifier",
 )

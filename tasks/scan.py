@@ -13,9 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from certpilot import runtime as rt
+from certpilot.core.fleet import FleetReport
 from certpilot.core.outcomes import ReviewOutcome
 from certpilot.core.scan import InFlight, ManagedStart, ScanPlan, ScanSummary, StartOutcome
-from certpilot.operations import inbox, pipeline
+from certpilot.operations import fleet, inbox, inventory_report, pipeline
 from certpilot.operations import scan as ops
 from tasks.common import certpilot_task
 from tasks.pipeline import api_slots
@@ -24,6 +25,9 @@ PROGRESS_KEY = "scan-progress"
 TABLE_KEY = "scan-inventory"
 SUMMARY_KEY = "scan-summary"
 INBOX_KEY = "certpilot-inbox"
+INVENTORY_KEY = "certpilot-inventory"
+INVENTORY_PAGE_KEY = "certpilot-inventory-page"
+DEPLOYMENTS_KEY = "certpilot-deployments"
 
 
 @certpilot_task(name="scan-decide")
@@ -61,6 +65,13 @@ def send_expiry_notice(certificate_id: str, threshold: int, days_left: int, at: 
         True when this call sent it, False when it was already recorded.
     """
     return ops.send_expiry_notice(rt.services(), certificate_id, threshold, days_left, at)
+
+
+@certpilot_task(name="scan-probe-fleet")
+def probe_fleet(at: datetime | None = None) -> FleetReport:
+    """Probe every endpoint of every deployment target; tell drift, broken chains and expiring
+    served certificates once each (inbox, notice, Prefect event)."""
+    return fleet.probe_fleet(rt.services(), at)
 
 
 @certpilot_task(name="scan-unfinished-work")
@@ -134,7 +145,32 @@ def publish(plan: ScanPlan, summary: ScanSummary) -> None:
                   "| certificate | what | error |", "|---|---|---|"]
         lines += [f"| {p.certificate_id or '-'} | {p.action} | {p.error.replace('|', '/')} |" for p in summary.problems]
     create_markdown_artifact("\n".join(lines) + "\n", key=SUMMARY_KEY, description="scan summary")
+    publish_inventory(plan.at)
     publish_inbox()
+
+
+def publish_inventory(at: datetime | None = None) -> int:
+    """The whole inventory (counts per status and origin, expiry buckets, the certificates page by
+    page, soonest expiry first) and the deployment targets table; returns how many pages."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    r = inventory_report.inventory_report(rt.services(), at)
+    lines = [f"# Inventory at {r.at}: {r.total} certificate(s)", "", "| status | count |", "|---|---|"]
+    lines += [f"| {k} | {n} |" for k, n in r.counts]
+    lines += ["", "| origin | count |", "|---|---|"] + [f"| {k} | {n} |" for k, n in r.origins]
+    lines += ["", "| live certificates that | count |", "|---|---|"] + [f"| {k} | {n} |" for k, n in r.expiring]
+    rest = r.total - r.shown
+    lines += ["", f"Listed: {r.shown} (soonest expiry first, artifacts `{INVENTORY_PAGE_KEY}-1`…"
+                  f"`{INVENTORY_PAGE_KEY}-{len(r.pages)}`)" + (f"; {rest} more counted above, listed by "
+                                                               "`certpilot list`" if rest else ""),
+              f"Deployment targets: {len(r.deployments)} (artifact `{DEPLOYMENTS_KEY}`)"]
+    create_markdown_artifact("\n".join(lines) + "\n", key=INVENTORY_KEY, description="the whole inventory")
+    for i, page in enumerate(r.pages, 1):
+        create_table_artifact(list(page), key=f"{INVENTORY_PAGE_KEY}-{i}",
+                              description=f"Inventory page {i} of {len(r.pages)} at {r.at} (soonest expiry first)")
+    create_table_artifact(list(r.deployments) or [{"target": "-", "last deployment": "no deployment targets"}],
+                          key=DEPLOYMENTS_KEY, description=f"Deployment targets at {r.at}: newest task, probe findings")
+    return len(r.pages)
 
 
 def publish_inbox(limit: int = 50) -> int:

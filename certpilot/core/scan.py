@@ -386,6 +386,12 @@ class ScanSummary:
     errors: int = 0
     task_runs: int = 0
     problems: tuple[ScanProblem, ...] = ()
+    probed: int = 0
+    """Endpoints the fleet probe checked (every endpoint of every target)."""
+    fleet_findings: int = 0
+    """Of those, endpoints with a finding (drift, broken chain, expiring, unreachable)."""
+    fleet_told: int = 0
+    """Findings told by this scan (new ones: each is told once)."""
 
     def rows(self) -> tuple[tuple[str, int], ...]:
         """(action, count) for every counter, in field order (the summary artifact's table)."""

@@ -129,6 +129,26 @@ def deployment_failed(cert: Certificate, target: str, diagnosis: str | None = No
                   "\n".join(lines) + "\n", now=now, target=target, diagnosis=diagnosis)
 
 
+def fleet_finding(session: Session, certificate_id: str, finding: str, endpoint: str, detail: str, *,
+                  target: str, now: datetime | None = None) -> NotificationEvent:
+    """Fleet probe: an endpoint of `target` serves another certificate than the inventory's (drift),
+    a chain that does not verify, or a certificate about to expire; told once per finding.
+
+    Args:
+        finding: `core.fleet.Finding` value (drift, broken, expiring, unreachable).
+        endpoint: `host:port (SNI name)`.
+        detail: the finding's sentence (what is served, what to do).
+    """
+    cert = _cert(session, certificate_id)
+    kind = EventKind.DRIFT if finding == "drift" else EventKind.ENDPOINT_PROBLEM
+    what = {"drift": "another certificate is served", "broken": "the served chain does not verify",
+            "expiring": "the served certificate expires soon", "unreachable": "an endpoint cannot be probed"}
+    return _event(cert, kind, f"{what.get(finding, finding)} for {cert.common_name} at {endpoint}",
+                  f"The fleet probe found at {endpoint} (target {target}, certificate {certificate_id}, "
+                  f"{cert.common_name}): {detail}.\nThis is told once; the next scan tells again only if "
+                  "something else is found.\n", now=now, target=target, diagnosis=f"[{finding}] {detail}")
+
+
 def send(svc: Services, event: NotificationEvent, *, session: Session | None = None,
          must_deliver: bool = False) -> int:
     """Put `event` in the inbox and send it through every configured channel.

@@ -46,6 +46,7 @@ from certpilot.core.outcomes import (
 )
 from certpilot.core.plans import submits_first_now
 from certpilot.core.status import derive_status
+from certpilot.core.verification import TrustFault
 from certpilot.operations import applications, deployments, notices, orders, runs, validation
 from certpilot.operations.scan import CA_REJECTED, record_notice
 from certpilot.store.repository import Repository
@@ -375,8 +376,23 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
         return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_FILE,
                              files=tuple(FileToPlace(url=f.url, path=f.path, content=f.content,
                                                      instruction=f.instruction) for f in exc.files))
-    return SubmitOutcome(certificate_id=certificate_id, kind=_SUBMIT_KIND.get(res.status, SubmitKind.UNDER_REVIEW),
-                         order_ref=res.order_ref, detail=res.detail, resumed=res.resumed)
+    kind = _SUBMIT_KIND.get(res.status, SubmitKind.UNDER_REVIEW)
+    if kind is SubmitKind.ISSUED:
+        _emit_issued(svc, certificate_id)
+    return SubmitOutcome(certificate_id=certificate_id, kind=kind, order_ref=res.order_ref, detail=res.detail,
+                         resumed=res.resumed)
+
+
+def _emit_issued(svc: Services, certificate_id: str) -> None:
+    """Prefect events `certpilot.certificate.issued`, and `renewed` for a successor (it has a
+    parent). At least once: a rerun that finds the certificate issued may emit them again."""
+    with svc.session(readonly=True) as s:
+        cert = Repository(s).certificate_model(certificate_id)
+    facts = {"fingerprint": cert.fingerprint_sha256, "not_after": cert.not_after.isoformat() if cert.not_after else None,
+             "serial": cert.serial, "names": list(cert.names), "parent_id": cert.parent_id}
+    svc.emit("issued", certificate_id=cert.id, common_name=cert.common_name, **facts)
+    if cert.parent_id is not None:
+        svc.emit("renewed", certificate_id=cert.id, common_name=cert.common_name, **facts)
 
 
 def follow_review(svc: Services, certificate_id: str, at: datetime | None = None, *, gate: Gate = _no_gate,
@@ -411,6 +427,8 @@ def follow_review(svc: Services, certificate_id: str, at: datetime | None = None
                                    on_rejected=partial(_tell_rejection, svc), rules=(svc.policy, svc.schedule))
     with svc.session(readonly=True) as s:
         state = Repository(s).certificate_model(certificate_id).state
+    if state is Status.ISSUED:  # it was under review before this poll
+        _emit_issued(svc, certificate_id)
     return ReviewOutcome(certificate_id=certificate_id, state=state, detail=res.detail, polled=True)
 
 
@@ -561,9 +579,9 @@ def verify(svc: Services, certificate_id: str) -> VerifyOutcome:
     deployed to (DEP-1: a target moves to it when its deployment succeeded) until each serves
     its fingerprint, or `VERIFY_DEADLINE` passes.
 
-    A failed probe is a result here (`failures`), not an exception. The probe uses the trust
-    bundle of the services' verifier when it has one; a served certificate is recognised by its
-    fingerprint whatever its chain.
+    A failed probe is a result here (`failures`), not an exception. VER-1 strict: an endpoint
+    passes when it serves the certificate's fingerprint AND the chain verifies for its name, against
+    the target's own trust bundle (the services' verifier's, plus the target's `trust` setting).
 
     Raises:
         NotFoundError: no such certificate.
@@ -571,16 +589,28 @@ def verify(svc: Services, certificate_id: str) -> VerifyOutcome:
     with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
         # VER-1: a target without endpoints is probed at https://<name>:443; one marked not verifiable is not.
-        endpoints = [e for t in deployments.targets_of(s, certificate_id) if t.verifiable
-                     for e in (t.endpoints or default_endpoints(cert.names))]
-    if not endpoints:
+        targets = [(t, t.endpoints or default_endpoints(cert.names))
+                   for t in deployments.targets_of(s, certificate_id) if t.verifiable]
+    if not targets:
         return VerifyOutcome(certificate_id=certificate_id)
-    report = verify_served(endpoints, cert.fingerprint_sha256, cert.not_after, deadline=VERIFY_DEADLINE,
-                           trust=getattr(svc.verifier, "trust", None))
-    served = tuple(str(x.result.endpoint) for x in report.endpoints if x.served)
-    failures = tuple(f"{x.result.endpoint}: {x.result.outcome.value}, serving "
-                     f"{(x.result.fingerprint or 'nothing')[:16]}" for x in report.failures)
-    return VerifyOutcome(certificate_id=certificate_id, served=served, failures=failures)
+    by_trust = getattr(svc.verifier, "trust_for_spec", None)
+    groups: dict[str | None, list] = {}
+    for t, endpoints in targets:
+        groups.setdefault(t.config.get("trust") if callable(by_trust) else None, []).extend(endpoints)
+    served: list[str] = []
+    failures: list[str] = []
+    for spec, endpoints in groups.items():  # each target's endpoints against its own trust bundle
+        trust = by_trust(spec) if callable(by_trust) else getattr(svc.verifier, "trust", None)
+        report = verify_served(endpoints, cert.fingerprint_sha256, cert.not_after, deadline=VERIFY_DEADLINE,
+                               trust=trust)
+        served += [str(x.result.endpoint) for x in report.endpoints if x.verified]
+        failures += [f"{x.result.endpoint}: {x.result.outcome.value}{_why(x.result.fault)}, "
+                     f"serving {(x.result.fingerprint or 'nothing')[:16]}" for x in report.failures]
+    return VerifyOutcome(certificate_id=certificate_id, served=tuple(served), failures=tuple(failures))
+
+
+def _why(fault: TrustFault | None) -> str:
+    return f" ({fault.value})" if fault not in (None, TrustFault.NONE) else ""
 
 
 # ---------------------------------------------------------------- notices

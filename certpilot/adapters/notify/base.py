@@ -32,6 +32,10 @@ class EventKind(StrEnum):
     """A certificate is about to expire (NT-1)."""
     ACTION_NEEDED = "action_needed"
     """A step waits for a human (NT-2)."""
+    DRIFT = "drift"
+    """An endpoint serves another certificate than the inventory's (fleet probe)."""
+    ENDPOINT_PROBLEM = "endpoint_problem"
+    """An endpoint serves a chain that does not verify, or a certificate about to expire (fleet probe)."""
 
 
 class NotificationEvent(BaseModel):
