@@ -277,7 +277,8 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
         vault=vault, issuers=issuers, default_issuer=overrides.pop("default_issuer", next(iter(issuers), "")),
         target_factory=trusting(overrides.pop("target_factory", None) or default_target_factory()),
         verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None),
-                                                                  private_roots=_private_roots(issuers)),
+                                                                  private_roots=_private_roots(issuers),
+                                                                  clock=clock),
         policy=overrides.pop("policy", None) or load_policy(), schedule=overrides.pop("schedule", None) or load_schedule(),
         database_url=database_url, clock=clock, extra={"events": PrefectEvents(), **overrides.pop("extra", {})},
         **overrides)
@@ -440,7 +441,8 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
     return Services(vault=base.vault, issuers=issuers, http01=http01,
                     default_issuer=config.default_issuer, emergency_issuer=config.emergency_issuer,
                     dns_providers=providers, notifiers=_notifiers_from_blocks(config), target_factory=target_factory,
-                    verifier=ProbeVerifier(trust=config.probe_ca_bundle, private_roots=_private_roots(issuers)),
+                    verifier=ProbeVerifier(trust=config.probe_ca_bundle, private_roots=_private_roots(issuers),
+                                           clock=base.clock),
                     policy=base.policy,
                     schedule=base.schedule, nameservers=nameservers, database_url=database_url, extra=dict(base.extra))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -103,7 +103,8 @@ async def averify_served(endpoints: Sequence[Endpoint], expected_fingerprint: st
                          expected_not_after: datetime | None = None, *, deadline: float = 10.0,
                          first_delay: float = 0.02, max_delay: float = 0.5, settle: float = 0.25,
                          confirm_interval: float = 0.025, trust: Trust | EndpointProber = None,
-                         timeout: float = 5.0, concurrency: int = 50) -> VerificationReport:
+                         timeout: float = 5.0, concurrency: int = 50,
+                         clock: Callable[[], datetime] | None = None) -> VerificationReport:
     """VER-1: poll each endpoint until it steadily serves the new certificate or `deadline` passes.
 
     A server serves a reloaded certificate some 100 ms after the reload, so each endpoint is
@@ -121,6 +122,7 @@ async def averify_served(endpoints: Sequence[Endpoint], expected_fingerprint: st
         expected_not_after: the new leaf's expiry (the seed's criterion when no fingerprint).
         deadline: seconds from now after which endpoints not serving it are reported as failures.
         settle: seconds the new certificate must be served without interruption.
+        clock: the instant chains are verified at (the services' clock; the real time by default).
     Returns:
         a VerificationReport with the last probe of every endpoint (diagnose the failures).
     Raises:
@@ -137,7 +139,8 @@ async def averify_served(endpoints: Sequence[Endpoint], expected_fingerprint: st
         while True:
             left = end - time.monotonic()
             async with gate:
-                result = await prober.probe(ep, timeout=max(0.05, min(timeout, left)))
+                result = await prober.probe(ep, timeout=max(0.05, min(timeout, left)),
+                                            now=clock() if clock else None)
             attempts += 1
             now = time.monotonic()
             if serves(result, fingerprint=expected_fingerprint, not_after=expected_not_after):
@@ -160,9 +163,10 @@ def verify_served(endpoints: Sequence[Endpoint], expected_fingerprint: str | Non
                   expected_not_after: datetime | None = None, *, deadline: float = 10.0,
                   first_delay: float = 0.02, max_delay: float = 0.5, settle: float = 0.25,
                   confirm_interval: float = 0.025, trust: Trust | EndpointProber = None,
-                  timeout: float = 5.0, concurrency: int = 50) -> VerificationReport:
+                  timeout: float = 5.0, concurrency: int = 50,
+                  clock: Callable[[], datetime] | None = None) -> VerificationReport:
     """Blocking `averify_served` (VER-1) for tasks and the CLI."""
     return asyncio.run(averify_served(endpoints, expected_fingerprint, expected_not_after, deadline=deadline,
                                       first_delay=first_delay, max_delay=max_delay, settle=settle,
                                       confirm_interval=confirm_interval, trust=trust, timeout=timeout,
-                                      concurrency=concurrency))
+                                      concurrency=concurrency, clock=clock))

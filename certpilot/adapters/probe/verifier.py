@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,8 @@ class ProbeVerifier:
         timeout: seconds per probe.
         private_roots: `() -> [root PEM]` of certpilot's private CA(s), for targets whose `trust`
             names `private-ca` (read on first use).
+        clock: the instant served chains are verified at (the services' clock, so a test's fixed
+            time judges its fixed-date certificates; the real time by default).
     """
 
     trust: Any = None
@@ -78,6 +81,7 @@ class ProbeVerifier:
     settle: float = 0.25
     timeout: float = 3.0
     private_roots: Callable[[], Iterable[str | bytes]] | None = None
+    clock: Callable[[], datetime] | None = None
     _bundles: dict[str, TrustBundle] = field(default_factory=dict, repr=False)
 
     def trust_for(self, target: object) -> Any:
@@ -131,7 +135,7 @@ class ProbeVerifier:
             return VerifyResult(True, "no endpoints recorded for this target: not probed")
         trust = self.trust_for(target)
         report = verify_served(list(endpoints), material.fingerprint, material.not_after, deadline=self.deadline,
-                               settle=self.settle, trust=trust, timeout=self.timeout)
+                               settle=self.settle, trust=trust, timeout=self.timeout, clock=self.clock)
         if report.all_verified:
             names = ", ".join(str(e) for e in endpoints)
             return VerifyResult(True, f"{len(endpoints)} endpoint(s) serve {material.fingerprint[:16]}… with a "

@@ -69,7 +69,7 @@ def site(nginx_factory, nginx_ca, deploy_db, vault):
 
 def _run(site, *, factory=None, verifier=None, now=None, **kw):
     return deploy(sessions(site["url"]), site["task"].id, factory or default_target_factory(),
-                  key_opener(site["url"], site["vault"]), verifier or ProbeVerifier(site["trust"], deadline=5),
+                  key_opener(site["url"], site["vault"]), verifier or ProbeVerifier(site["trust"], deadline=5, clock=lambda: NOW),
                   now=now, **kw)
 
 
@@ -315,7 +315,7 @@ def test_dep2_two_tasks_on_one_target_run_one_after_the_other(site, nginx_ca):
 
     def second():
         results["second"] = deploy(sessions(site["url"]), other_task.id, default_target_factory(),
-                                   key_opener(site["url"], site["vault"]), ProbeVerifier(site["trust"], deadline=5),
+                                   key_opener(site["url"], site["vault"]), ProbeVerifier(site["trust"], deadline=5, clock=lambda: NOW),
                                    sleep=lambda s: time.sleep(min(s, 0.05)))
 
     t2 = threading.Thread(target=second)

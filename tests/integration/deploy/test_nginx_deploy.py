@@ -53,7 +53,7 @@ def site(nginx_factory, nginx_ca, deploy_db, vault):
 
 def run_deploy(deploy_db, vault, task_id, trust, *, notify=None, deadline=5.0):
     return deploy(sessions(deploy_db), task_id, default_target_factory(), key_opener(deploy_db, vault),
-                  ProbeVerifier(trust, deadline=deadline), notify=notify)
+                  ProbeVerifier(trust, deadline=deadline, clock=lambda: NOW), notify=notify)
 
 
 def test_dep1_dep5_dep6_ver1_new_certificate_served_on_every_sni_name(site, nginx_ca, deploy_db, vault):

@@ -143,3 +143,18 @@ def test_ver1_strict_target_trust_setting_lets_a_private_root_verify(tmp_path, n
     result = probe_sync(Endpoint("127.0.0.1", server.port, NAME), trust=verdict)
     assert (result.outcome, result.fault) == (ProbeOutcome.INCOMPLETE_CHAIN, TrustFault.INCOMPLETE)
 
+
+
+def test_ver1_verifier_judges_the_served_chain_at_the_services_clock(nginx_factory, chains):
+    """VER-1 at the injected time: the same served chain verifies at the real time and is refused
+    as an expired leaf at a clock past its expiry (the verifier never reads the wall clock itself,
+    so a test's fixed time judges its fixed-date certificates)."""
+    good = make_leaf(chains.inter, [NAME], chains.good.not_before, chains.good.not_after)
+    server = nginx_factory([VHost(NAME, good.fullchain_pem, good.key_pem)])
+    endpoint = [Endpoint("127.0.0.1", server.port, NAME)]
+    trust = TrustBundle.from_pem(chains.root.root_pem)
+    today = verify_served(endpoint, good.fingerprint, deadline=5, trust=trust)
+    assert today.all_verified, today.endpoints
+    later = chains.good.not_after + timedelta(seconds=1)
+    after_expiry = verify_served(endpoint, good.fingerprint, deadline=5, trust=trust, clock=lambda: later)
+    assert [(s.served, s.result.fault) for s in after_expiry.endpoints] == [(True, TrustFault.EXPIRED_LEAF)]
