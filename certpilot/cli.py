@@ -660,13 +660,7 @@ def quota_add(
     spec = _quota_spec(level, cert_type, brand, count, managed)
     r = orders.top_up(_ctx.services(), count=managed if managed is not None else count, spec=spec, now=now,
                       idempotency_key=key)
-    entry, b = r.entry, r.balances
-    _emit({"entry": ledger_dict(entry), "balances": balances_dict(b)},
-          lambda con: con.print(f"added {entry.delta} {entry.kind.value}"
-                                f"{' of ' + entry.spec_key if entry.spec_key else ''}; "
-                                f"now {b.quota.get(entry.spec_key, 0) if entry.spec_key else b.managed} remaining"),
-          as_json)
-    return EXIT_OK
+    return _balance_changed("added", r.entry, r.balances, as_json)
 
 
 def _quota_spec(level: str | None, cert_type: str, brand: str, count: int | None, managed: int | None):
@@ -703,9 +697,13 @@ def quota_remove(
     spec = _quota_spec(level, cert_type, brand, count, managed)
     r = quota.remove(_ctx.services(), count=managed if managed is not None else count, spec=spec, now=now,
                      idempotency_key=key)
-    entry, b = r.entry, r.balances
+    return _balance_changed("removed", r.entry, r.balances, as_json)
+
+
+def _balance_changed(verb: str, entry, b, as_json: bool) -> int:
+    """Print a `quota add|remove` result: the entry, and what remains of that balance."""
     _emit({"entry": ledger_dict(entry), "balances": balances_dict(b)},
-          lambda con: con.print(f"removed {-entry.delta} {entry.kind.value}"
+          lambda con: con.print(f"{verb} {abs(entry.delta)} {entry.kind.value}"
                                 f"{' of ' + entry.spec_key if entry.spec_key else ''}; "
                                 f"now {b.quota.get(entry.spec_key, 0) if entry.spec_key else b.managed} remaining"),
           as_json)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from certpilot.core.errors import Reason, Refusal, first_refusal
-from certpilot.core.models import Certificate, CertType, Origin, Policy, Spec, Status
+from certpilot.core.models import Certificate, CertType, Origin, Policy, Spec, Status, iso_z
 from certpilot.core.status import derive_status, renewal_opens
 
 
@@ -46,11 +46,6 @@ def _who(c: Certificate) -> str:
 
 def _exp(c: Certificate) -> str:
     return c.not_after.isoformat() if c.not_after else "(no expiry date)"
-
-
-def _at(t: datetime) -> str:
-    """An instant as `--at` takes it (ISO 8601, ``Z``)."""
-    return t.isoformat().replace("+00:00", "Z")
 
 
 def buy_command(c: Certificate, spec: Spec | None = None, years: int = 1) -> str:
@@ -154,7 +149,7 @@ def must_be_expiring_soon(i: RenewalInput) -> Refusal | None:
     return Refusal(Reason.NOT_EXPIRING_SOON,
                    f"{_who(c)} expires {_exp(c)}, more than {i.policy.expiry_window_days} days away; renewal opens "
                    f"{opens.isoformat()}: renew then (preview it now with `certpilot renew {c.id} --dry-run --at "
-                   f"{_at(opens)}`), or let the scanner renew it when due: `certpilot policy {c.id} --auto-renew`",
+                   f"{iso_z(opens)}`), or let the scanner renew it when due: `certpilot policy {c.id} --auto-renew`",
                    "EL-1")
 
 
@@ -187,7 +182,7 @@ def must_be_due(i: RenewalInput) -> Refusal | None:
     return Refusal(Reason.UPLOADED_NOT_DUE,
                    f"{_who(c)} expires {_exp(c)}, more than {i.policy.expiry_window_days} days away; it can be "
                    f"{what} once expiring soon, from {opens.isoformat()} (preview it now with `certpilot renew "
-                   f"{c.id} --dry-run --at {_at(opens)}`), or let the scanner do it when due: "
+                   f"{c.id} --dry-run --at {iso_z(opens)}`), or let the scanner do it when due: "
                    f"`certpilot policy {c.id} --auto-renew`", rule)
 
 

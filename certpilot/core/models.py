@@ -163,6 +163,12 @@ def utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
+def iso_z(dt: datetime) -> str:
+    """An aware instant as ISO 8601 UTC ending in ``Z`` (``2025-09-10T00:00:00Z``): machine output,
+    artifacts, and the `--at` values the refusals suggest."""
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class Spec(BaseModel):
     """A certificate's specification: what EL-1(c) forbids changing and PAY-1 matches quota by."""
 

@@ -39,10 +39,6 @@ OWN_BRAND = "certpilot"
 the default brand of a `Certificate`, of `certpilot import` and `certpilot buy`. Offered next to
 `BRANDS` wherever UP-2 is checked."""
 
-LEVELS: tuple[str, ...] = tuple(level.value for level in Level)
-"""UP-2: the validation levels, by their canonical names (DV, OV, EV)."""
-
-
 def _brand_key(value: str) -> str:
     # "alibaba-cloud", "AlibabaCloud", " alibaba  cloud " all name Alibaba Cloud.
     return re.sub(r"[\s_-]+", "", value).casefold()
@@ -79,12 +75,7 @@ def canonical_level(value: str | Level) -> Level:
     Raises:
         ValueError: the value is not DV, OV or EV (the message lists them).
     """
-    if isinstance(value, Level):
-        return value
-    text = (value or "").strip().upper()
-    if text not in LEVELS:
-        raise ValueError(f"{value!r} is not a validation level; use one of: {', '.join(LEVELS)} (any case)")
-    return Level(text)
+    return _member(Level, value, str.upper, "validation level", " (any case)")
 
 
 def canonical_type(value: str | CertType) -> CertType:
@@ -93,14 +84,17 @@ def canonical_type(value: str | CertType) -> CertType:
     Raises:
         ValueError: the value is not single, wildcard or multi (the message lists them).
     """
-    if isinstance(value, CertType):
+    return _member(CertType, value, str.lower, "certificate type", "")
+
+
+def _member(enum, value, fold, what: str, hint: str):
+    """The member of `enum` that `value` names once `fold`ed (a member passes through)."""
+    if isinstance(value, enum):
         return value
-    text = (value or "").strip().lower()
     try:
-        return CertType(text)
+        return enum(fold((value or "").strip()))
     except ValueError:
-        raise ValueError(f"{value!r} is not a certificate type; use one of: "
-                         f"{', '.join(t.value for t in CertType)}") from None
+        raise ValueError(f"{value!r} is not a {what}; use one of: {', '.join(m.value for m in enum)}{hint}") from None
 
 
 MAX_LABEL = 63

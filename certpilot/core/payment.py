@@ -120,6 +120,11 @@ def top_up_key(kind: LedgerKind | str, nonce: str) -> str:
     return f"{LedgerKind(kind).value}:{nonce}"
 
 
+def removal_key(kind: LedgerKind | str, nonce: str) -> str:
+    """PAY-3: the key of a quota or credit removal made without one (``remove:KIND:NONCE``)."""
+    return f"remove:{LedgerKind(kind).value}:{nonce}"
+
+
 def renewal_attempt_key(certificate_id: str, closed_orders: int) -> str:
     """PAY-4: the idempotency key of the renewal order a flow places for a certificate.
 
@@ -241,3 +246,35 @@ def check_order_cancel(order: Order, now: datetime, policy: Policy, cancellable:
         return _paid_refusal(order, "cancelled", cancellable, "PL-7")
     return Refusal(Reason.ORDER_CLOSED, f"order {order.id} is already declined: nothing was debited and nothing "
                                         "is left to cancel", "PAY-1")
+
+
+# ---------------------------------------------------------------- taking back a balance (PAY-3)
+
+
+def balance_name(spec: Spec | None) -> str:
+    """What a balance is called in messages: `spec`'s quota, or (None) managed-service credits."""
+    return f"quota of {spec.key}" if spec is not None else "managed-service credits"
+
+
+def removal_refusal(spec: Spec | None, count: int, held: int, balances: Balances) -> Refusal | None:
+    """PAY-3: may `count` of `spec`'s quota (None: managed credits) be removed when `held` remain?
+
+    Returns:
+        None when it may; else a refusal (NOTHING_TO_REMOVE when none is held, NOT_ENOUGH_QUOTA
+        when fewer than `count` remain) saying what is held and which command removes it.
+    """
+    if held >= count:
+        return None
+    flag = (f"--level {spec.level.value} --type {spec.cert_type.value} --brand {shlex.quote(spec.brand)}"
+            if spec is not None else "--managed")
+    if held <= 0:
+        held_specs = [k for k, n in sorted(balances.quota.items()) if n > 0]
+        listed = ("; quota held: " + ", ".join(f"{k} ({balances.quota[k]})" for k in held_specs)) if held_specs else ""
+        return Refusal(Reason.NOTHING_TO_REMOVE,
+                       f"there are no {balance_name(spec)} to remove: the balance is 0 (the ledger never goes below "
+                       f"zero){listed}; list the balances with `certpilot quota`", "PAY-3")
+    option = f"{flag} --count {held}" if spec is not None else f"--managed {held}"
+    return Refusal(Reason.NOT_ENOUGH_QUOTA,
+                   f"only {held} {balance_name(spec)} remain, fewer than the {count} asked: the rest was used by orders "
+                   f"or never added, and the balance cannot go below zero; remove at most {held}: "
+                   f"`certpilot quota remove {option}`", "PAY-3")

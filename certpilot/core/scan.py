@@ -34,11 +34,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
-from certpilot.core.models import OrderKind, Origin, Policy, Status
+from certpilot.core.models import OrderKind, Origin, Policy, Status, iso_z
 from certpilot.core.plans import auto_renew_due, managed_start_due
 from certpilot.core.runs import REVIEW_PAUSE_PREFIX, WorkClaim, relaunch_key, works_on
 from certpilot.core.status import status_of_remaining
@@ -315,7 +315,7 @@ class ScanPlan:
     @property
     def at_iso(self) -> str:
         """`at` as ISO 8601 UTC ending in ``Z`` (artifacts, the flow's summary)."""
-        return self.at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return iso_z(self.at)
 
     @property
     def certificates(self) -> int:

@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 from certpilot.core.errors import BadInputError, Reason, Refusal
+from certpilot.core.models import iso_z
 
 
 def new_id(prefix: str) -> str:
@@ -60,8 +61,7 @@ def iso(value: datetime | date | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        text = value.astimezone(UTC).isoformat()
-        return text.replace("+00:00", "Z")
+        return iso_z(value)
     return value.isoformat()
 
 

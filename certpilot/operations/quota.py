@@ -3,18 +3,19 @@
 Adding is `orders.top_up`; removing is its inverse and lives here. A removal is one ledger entry
 with a negative delta (PAY-4: the ledger is append-only, so a mistaken top-up is corrected, never
 erased). It is refused when nothing of that kind is held, and when it would take the balance
-below zero: quota already used by orders is spent, and no balance ever goes negative (PAY-3).
+below zero: quota already used by orders is spent, and no balance ever goes negative (PAY-3;
+the rule is `core.payment.removal_refusal`).
 """
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from certpilot.core.errors import Reason, Refusal, RefusedError
+from certpilot.core.errors import RefusedError
 from certpilot.core.models import Balances, LedgerEntry, LedgerKind, Spec
+from certpilot.core.payment import balance_name, removal_key, removal_refusal
 from certpilot.operations.common import new_id, positive_count, require_aware
 from certpilot.store.repository import Repository
 
@@ -28,34 +29,6 @@ class QuotaRemoved:
 
     entry: LedgerEntry
     balances: Balances
-
-
-def _what(spec: Spec | None) -> str:
-    return f"quota of {spec.key}" if spec is not None else "managed-service credits"
-
-
-def removal_refusal(spec: Spec | None, count: int, held: int, balances: Balances) -> Refusal | None:
-    """PAY-3: may `count` of `spec`'s quota (None: managed credits) be removed when `held` remain?
-
-    Returns:
-        None when it may; else a refusal (NOTHING_TO_REMOVE when none is held, NOT_ENOUGH_QUOTA
-        when fewer than `count` remain) saying what is held and which command removes it.
-    """
-    if held >= count:
-        return None
-    flag = (f"--level {spec.level.value} --type {spec.cert_type.value} --brand {shlex.quote(spec.brand)}"
-            if spec is not None else "--managed")
-    if held <= 0:
-        held_specs = [k for k, n in sorted(balances.quota.items()) if n > 0]
-        listed = ("; quota held: " + ", ".join(f"{k} ({balances.quota[k]})" for k in held_specs)) if held_specs else ""
-        return Refusal(Reason.NOTHING_TO_REMOVE,
-                       f"there are no {_what(spec)} to remove: the balance is 0 (the ledger never goes below "
-                       f"zero){listed}; list the balances with `certpilot quota`", "PAY-3")
-    option = f"{flag} --count {held}" if spec is not None else f"--managed {held}"
-    return Refusal(Reason.NOT_ENOUGH_QUOTA,
-                   f"only {held} {_what(spec)} remain, fewer than the {count} asked: the rest was used by orders "
-                   f"or never added, and the balance cannot go below zero; remove at most {held}: "
-                   f"`certpilot quota remove {option}`", "PAY-3")
 
 
 def remove(svc: Services, *, count: int, spec: Spec | None = None, now: datetime | None = None,
@@ -84,11 +57,11 @@ def remove(svc: Services, *, count: int, spec: Spec | None = None, now: datetime
     positive_count(count, "the count to remove")
     now = require_aware(now or svc.now())
     kind = LedgerKind.MANAGED if spec is None else LedgerKind.QUOTA
-    key = idempotency_key or f"remove:{kind.value}:{new_id('rm')}"
+    key = idempotency_key or removal_key(kind, new_id("rm"))
     with svc.session() as s:
         repo = Repository(s)
         repo.lock_ledger()
-        done = next((e for e in repo.ledger() if e.idempotency_key == key), None) if idempotency_key else None
+        done = repo.ledger_entry(key) if idempotency_key else None
         if done is None:
             balances = repo.balances()
             held = balances.managed if spec is None else balances.quota.get(spec.key, 0)
@@ -98,5 +71,5 @@ def remove(svc: Services, *, count: int, spec: Spec | None = None, now: datetime
             (done,) = repo.append_ledger([LedgerEntry(
                 id=new_id("led"), kind=kind, spec_key=spec.key if spec else None, delta=-count, order_id=None,
                 idempotency_key=key, created_at=now,
-                note=note or f"{count} {_what(spec)} removed (a correction; PAY-3)")])
+                note=note or f"{count} {balance_name(spec)} removed (a correction; PAY-3)")])
         return QuotaRemoved(entry=done, balances=repo.balances())

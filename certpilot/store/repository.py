@@ -667,6 +667,12 @@ class Repository:
         )
         return [_ledger_from_row(r) for r in rows]
 
+    def ledger_entry(self, idempotency_key: str) -> LedgerEntry | None:
+        """The ledger entry written under `idempotency_key`, or None (one lookup by its unique index)."""
+        table = LedgerRow.__table__
+        row = self.session.execute(select(table).where(table.c.idempotency_key == idempotency_key)).first()
+        return _ledger_from_row(row) if row is not None else None
+
     def ledger(self) -> list[LedgerEntry]:
         """Every ledger entry, oldest first."""
         table = LedgerRow.__table__

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,17 +19,8 @@ from certpilot.operations import orders
 from certpilot.operations.importing import import_certificate
 from certpilot.store.db import ensure_schema, session_scope
 from certpilot.store.ports import SqlPrivateCaStore
+from tests.clock import Clock
 from tests.servers.certs import make_ca, make_leaf
-
-
-class Clock:
-    """A wall clock the test moves forward (the CA's review and the scanner both read it)."""
-
-    def __init__(self):
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass

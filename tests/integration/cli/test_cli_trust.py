@@ -219,6 +219,18 @@ def test_up2_buy_refuses_unknown_brand_and_import_stores_canonical_brand(cp, mak
     assert (r.json["brand"], r.json["level"]) == ("DigiCert", "OV")
 
 
+def test_pay4_quota_remove_retried_with_its_key_removes_once(cp, clock):
+    """PAY-4: a `quota remove` retried with the same --idempotency-key writes one entry and answers
+    with it again, even though the balance it took is now 0 (a fresh removal would be refused)."""
+    clock(AT)
+    cp("quota", "add", "--managed", "1")
+    first = cp("quota", "remove", "--managed", "1", "--idempotency-key", "fix-1", "--json")
+    again = cp("quota", "remove", "--managed", "1", "--idempotency-key", "fix-1", "--json")
+    assert (first.code, again.code) == (0, 0)
+    assert again.json["entry"] == first.json["entry"]
+    assert again.json["balances"]["managed"] == 0
+
+
 def test_pay3_quota_remove_never_goes_below_zero_and_explains(cp, home, clock):
     """PAY-3: quota added by mistake is removed (a negative ledger entry); removing more than remains,
     or what was never added, is refused (exit 3) saying how much is held and the exact command."""

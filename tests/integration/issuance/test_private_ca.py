@@ -24,17 +24,8 @@ from certpilot.store.ports import SqlPrivateCaStore
 from certpilot.store.repository import Repository
 from certpilot.store.tables import KeyRow
 from certpilot.store.tables_issuance import PrivateCaRow
+from tests.clock import Clock
 from tests.integration.issuance.conftest import NOW, add_certificate
-
-
-class Clock:
-    """A settable clock (the review delay is simulated, never slept)."""
-
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

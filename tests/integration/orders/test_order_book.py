@@ -29,21 +29,13 @@ from certpilot.core.scan import launches
 from certpilot.operations import orders, pipeline, scan
 from certpilot.store.repository import Repository
 from certpilot.store.tables import OrderRow
+from tests.clock import Clock
 from tests.integration.orders.conftest import at
 
 NAMES = ["a.example.com", "b.example.com"]
 MULTI = Spec(brand="DigiCert", level=Level.DV, cert_type=CertType.MULTI)
 OWNER = Contact(name="Ops", email="ops@example.com", phone="+81-3-0000-0000")
 
-
-class Clock:
-    """A settable clock shared by the services and the private CA."""
-
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
 
 
 @pytest.fixture

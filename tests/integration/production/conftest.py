@@ -81,15 +81,23 @@ class Operator:
 
     # 30 s: the test observes a server that N renewals keep busy on 2 cores; a slow answer to the
     # observer is not what these tests judge.
-    def api_get(self, path: str) -> dict:
-        r = httpx.get(f"{self.api.api_url}{path}", timeout=30)
+    # Prefect's own client retries 429/502/503 with backoff (a server whose SQLite database is
+    # briefly locked by N renewals answers 503); the observer does the same, or it would fail a
+    # test on a refusal Prefect's clients shrug off.
+    def _call(self, method: str, path: str, body: dict | None = None) -> list | dict:
+        for attempt in range(6):
+            r = httpx.request(method, f"{self.api.api_url}{path}", json=body, timeout=30)
+            if r.status_code not in (429, 502, 503) or attempt == 5:
+                break
+            time.sleep(0.5 * 2 ** attempt)
         r.raise_for_status()
         return r.json()
 
+    def api_get(self, path: str) -> dict:
+        return self._call("GET", path)
+
     def api_post(self, path: str, body: dict) -> list | dict:
-        r = httpx.post(f"{self.api.api_url}{path}", json=body, timeout=30)
-        r.raise_for_status()
-        return r.json()
+        return self._call("POST", path, body)
 
     def flow_runs(self, **flow_run_filter) -> list[dict]:
         """Flow runs matching a `flow_runs` filter (the API's JSON)."""

@@ -129,4 +129,4 @@ def test_paying_a_cancelled_order_is_refused_and_consumes_nothing(store_url):
 def test_pay4_ledger_is_append_only():
     """PAY-4: the repository offers no way to change or remove a ledger entry."""
     ledger_api = {n for n in dir(Repository) if "ledger" in n}
-    assert ledger_api == {"append_ledger", "ledger", "ledger_for_order", "lock_ledger"}
+    assert ledger_api == {"append_ledger", "ledger", "ledger_entry", "ledger_for_order", "lock_ledger"}
