@@ -1054,15 +1054,19 @@ def apply(cert_id: str, /, *, csr: Literal["system", "reuse"] = "system", as_jso
 def policy(cert_id: str, /, *,
            auto_renew: Annotated[bool | None, Parameter(help="Renew automatically when due (the scanner).")] = None,
            years: Annotated[Literal[1, 2, 3] | None, Parameter(help="Plan length of automatic renewals.")] = None,
+           issuer: Annotated[str | None, Parameter(help="The issuer it is applied to (see `certpilot issuers`).")] = None,
+           fallback: Annotated[list[str] | None, Parameter(help="Issuers tried in order when it cannot take the order "
+                                                                "(repeat; `none` removes them).")] = None,
            as_json: JsonFlag = False) -> int:
-    """Show or set a certificate's renewal policy (automatic renewal on/off, plan length)."""
+    """Show or set a certificate's renewal policy (automatic renewal on/off, plan length, issuer)."""
     from certpilot.operations.inventory import set_policy
 
     p = set_policy(_ctx.services(), cert_id, auto_renew=auto_renew, years=years)
     data = {"certificate_id": p.certificate_id, "auto_renew": p.auto_renew, "years": p.years, "default": p.default}
+    data.update(_cli_issuers.policy_issuer(cert_id, issuer, fallback))
     _emit(data, lambda con: con.print(
         f"{cert_id}: automatic renewal {'on' if data['auto_renew'] else 'off'}, {data['years']} year(s)"
-        + (" (defaults)" if data["default"] else "")), as_json)
+        + (" (defaults)" if data["default"] else "") + "; " + _cli_issuers.policy_issuer_line(data)), as_json)
     return EXIT_OK
 
 
@@ -1096,6 +1100,10 @@ def demo(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
 from certpilot import cli_orders as _cli_orders  # noqa: E402
 
 _cli_orders.register(sys.modules[__name__])
+# Issuers (`issuers`, `revoke`, `renewal-info`; the issuer part of `policy`), likewise.
+from certpilot import cli_issuers as _cli_issuers  # noqa: E402
+
+_cli_issuers.register(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- entry point

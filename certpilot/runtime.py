@@ -23,7 +23,7 @@ from typing import Any
 
 from certpilot.core.deployment import KeyOpenerById
 from certpilot.core.errors import MissingBlockError, PermanentError
-from certpilot.core.models import Certificate, Origin, Policy
+from certpilot.core.models import Certificate, Policy
 from certpilot.core.validity import CabfSchedule
 
 
@@ -96,15 +96,71 @@ class Services:
             raise PermanentError(f"no issuer {key!r} is configured (have: {', '.join(self.issuers) or 'none'}); "
                                  "add its block and name it in the certpilot-config block") from None
 
+    def issuer_choice(self, cert: Certificate):
+        """The issuer `cert` is applied to and its fallbacks (`core.issuers.choose_issuer`): its own
+        choice (`certpilot policy ID --issuer NAME`), else its lineage's, else by origin (EL-4:
+        a private-CA certificate from a private CA), else the default issuer.
+
+        Raises:
+            RefusedError: UNKNOWN_ISSUER: the chosen issuer is not configured, or a private-CA
+                certificate and no private CA is configured (never sent to a public CA).
+        """
+        from certpilot.core.errors import RefusedError
+        from certpilot.core.issuers import IssuerChoice, choose_issuer
+        from certpilot.store.issuer_queries import recorded_choices
+
+        with self.session(readonly=True) as s:
+            own, inherited = recorded_choices(s, cert.id)
+        choice = choose_issuer(own=own, inherited=inherited, origin=cert.origin, configured=list(self.issuers),
+                               default=self.default_issuer, certificate_id=cert.id)
+        if not isinstance(choice, IssuerChoice):
+            raise RefusedError(choice)
+        return choice
+
+    def issuer_ref(self, issuer: Any) -> str:
+        """The configured reference (e.g. ``acme/pebble``) of an issuer object, else its own name."""
+        return next((k for k, v in self.issuers.items() if v is issuer), getattr(issuer, "name", ""))
+
+    def _ordered_with(self, cert: Certificate):
+        """The issuer the certificate's CA order was placed with, when one was (a fallback's order
+        is followed, polled and collected at the fallback)."""
+        from certpilot.store.issuer_queries import ordered_with
+
+        with self.session(readonly=True) as s:
+            ref = ordered_with(s, cert.id)
+        if ref is None:
+            return None
+        if ref in self.issuers:
+            return self.issuers[ref]
+        # Orders recorded before issue 13 carry the adapter's own name (a directory URL).
+        return next((v for v in self.issuers.values() if getattr(v, "name", None) == ref), None)
+
     def issuer_for(self, cert: Certificate, *, emergency: bool = False):
-        """EL-4: private-CA certificates come from the private CA; EM-1 from the emergency issuer."""
+        """The issuer a stage calls for `cert`: the emergency issuer (EM-1); the issuer its CA
+        order was placed with, once placed; else its chosen issuer (`issuer_choice`).
+
+        Raises:
+            RefusedError: UNKNOWN_ISSUER (see `issuer_choice`).
+        """
         if emergency:
             return self.issuer(self.emergency_issuer or self.default_issuer)
-        if cert.origin is Origin.PRIVATE_CA:
-            private = next((k for k in self.issuers if k.startswith("private-ca")), None)
-            if private is not None:
-                return self.issuers[private]
-        return self.issuer()
+        placed = self._ordered_with(cert)
+        if placed is not None:
+            return placed
+        return self.issuers[self.issuer_choice(cert).name]
+
+    def issuer_chain(self, cert: Certificate, *, emergency: bool = False) -> list[tuple[str, Any]]:
+        """(reference, issuer) to try in order for a new CA order: the chosen issuer, then its
+        fallbacks (the emergency issuer alone for EM-1)."""
+        if emergency:
+            ref = self.emergency_issuer or self.default_issuer
+            return [(ref, self.issuer(ref))]
+        return [(ref, self.issuers[ref]) for ref in self.issuer_choice(cert).chain]
+
+    def paid(self, cert: Certificate) -> bool:
+        """Whether renewing `cert` is billed (quota, managed credits, payment form): a property of
+        its issuer (`paid`, default True: the seed's paid CA service); a free ACME CA bills nothing."""
+        return bool(getattr(self.issuers.get(self.issuer_choice(cert).name), "paid", True))
 
     def dns_writable(self, names: Sequence[str]) -> bool:
         """PL-5/DV-2: a configured provider holds the zone of every name."""
@@ -323,12 +379,14 @@ def _vault_from_blocks(config_name: str):
 
 
 def _issuers_from_blocks(config, base: Services, providers: list, nameservers) -> dict[str, Any]:
-    """The issuers `config` names (default and emergency), built with the base services' store and vault."""
+    """The issuers `config` names (default, emergency and its `issuers` list), built with the base
+    services' store and vault: ``private-ca/NAME``, ``acme/NAME``, ``aws-pca/NAME``."""
     import blocks as b
     from certpilot.store.ports import SqlAcmeAccountStore, SqlPrivateCaStore
 
     issuers: dict[str, Any] = {}
-    for ref in dict.fromkeys(r for r in (config.default_issuer, config.emergency_issuer) if r):
+    refs = (config.default_issuer, config.emergency_issuer, *getattr(config, "issuers", ()))
+    for ref in dict.fromkeys(r for r in refs if r):
         kind, _, name = ref.partition("/")
         if kind == "private-ca":
             block = _load(b.PrivateCaBlock, name or "default", "the private CA issuer")
@@ -338,9 +396,11 @@ def _issuers_from_blocks(config, base: Services, providers: list, nameservers) -
             block = _load(b.AcmeAccountBlock, name, "the ACME account issuer")
             issuers[ref] = block.issuer(SqlAcmeAccountStore(base.session), base.vault, dns_providers=providers,
                                         authoritative=authoritative, clock=base.clock)
+        elif kind == "aws-pca":
+            issuers[ref] = _load(b.AwsPrivateCaBlock, name, "the AWS Private CA issuer").issuer()
         else:
-            raise MissingBlockError(f"issuer reference {ref!r} in the {CONFIG_BLOCK} block: use private-ca/NAME "
-                                    "or acme/NAME")
+            raise MissingBlockError(f"issuer reference {ref!r} in the {CONFIG_BLOCK} block: use private-ca/NAME, "
+                                    "acme/NAME or aws-pca/NAME")
     return issuers
 
 

@@ -84,6 +84,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
     from flows.batch import renewal_batch
     from flows.emergency import emergency
     from flows.renewal import renewal
+    from flows.revoke import revoke
     from flows.scan import scan
 
     tags = [TAG]
@@ -100,6 +101,8 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
         (cancel, dict(name="cancel", tags=tags, description="PL-7: cancel a not-activated certificate.")),
         (import_certificate, dict(name="import", tags=tags, description="UP-3: import a certificate.")),
         (purchase, dict(name="purchase", tags=tags, description="Buy a new certificate.")),
+        (revoke, dict(name="revoke", tags=tags, description="Revoke a certificate at its CA (with replace: renew and "
+                                                             "deploy it first).")),
     ]
 
 
@@ -136,7 +139,7 @@ def serve_all(first_scan: bool = True) -> None:
 
 WARM_MODULES = (
     "prefect.flow_engine", "prefect.task_engine", "prefect.runtime.flow_run", "prefect.artifacts",
-    "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin",
+    "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin", "flows.revoke",
     "certpilot.runtime", "blocks", "certpilot.store.db", "certpilot.store.ports", "certpilot.crypto.vault",
     "certpilot.adapters.issuers.private_ca", "certpilot.adapters.deploy.factory", "certpilot.adapters.probe.verifier",
 )

@@ -130,8 +130,8 @@ def issue(certificate_id: str, csr_mode: str = "system", emergency: bool = False
                                   "who should it contact?")
         t.set_contact(certificate_id, contact.name, contact.email, contact.phone)
         status = t.csr(certificate_id, csr_mode)
-    if status.needs_submission:
-        validate(certificate_id, emergency)
+    if status.needs_submission and validate(certificate_id, emergency).kind is SubmitKind.RETRY_LATER:
+        return status.state  # the CA said "not before": the scanner resumes it then, no worker waits
     state = review(certificate_id)
     if state is Status.REJECTED:
         raise PermanentError(f"the CA rejected the application of {status.common_name} ({certificate_id}); the "

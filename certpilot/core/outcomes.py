@@ -9,6 +9,7 @@ a human must add, an application under the CA's review. None of them carries key
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -195,6 +196,9 @@ class SubmitKind(StrEnum):
     """The CA refused: the certificate is REJECTED (CA-2)."""
     MANUAL_DNS = "manual_dns"
     """A human must add DNS records first (DV-3): `records` says which; then submit again."""
+    RETRY_LATER = "retry_later"
+    """The CA asked not to be asked before `retry_at` (Retry-After): the application waits, the
+    scanner resumes it then; no worker sleeps through it."""
 
 
 class SubmitOutcome(_Outcome):
@@ -207,6 +211,8 @@ class SubmitOutcome(_Outcome):
         detail: the CA's detail (its reason, for a rejection).
         resumed: an order placed by an earlier run was resumed.
         records: for MANUAL_DNS, the records to add; empty otherwise.
+        retry_at: for RETRY_LATER, when the CA may be asked again.
+        issuer: the configured issuer the order went to (a fallback's name when one took it).
     """
 
     certificate_id: str
@@ -215,6 +221,8 @@ class SubmitOutcome(_Outcome):
     detail: str = ""
     resumed: bool = False
     records: tuple[DnsRecord, ...] = ()
+    retry_at: datetime | None = None
+    issuer: str = ""
 
 
 class ReviewOutcome(_Outcome):

@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
+from certpilot.core.issuers import RenewalTiming, renewal_due_at
 from certpilot.core.models import OrderKind, Origin, Policy, Status
 from certpilot.core.plans import managed_start_due
 from certpilot.core.runs import REVIEW_PAUSE_PREFIX, WorkClaim, relaunch_key, works_on
@@ -62,6 +63,8 @@ class ScanRow(NamedTuple):
         parent_id: the certificate it renews, if any.
         managed_fee: the order carries PAY-2's managed-service fee (None without an order).
         auto_renew: the certificate is under automatic renewal (its policy, default True).
+        not_before: its validity start (the lifetime rule of `core.issuers.renewal_due_at`).
+        retry_at: its application waits for the CA until then (Retry-After), if it does.
     """
 
     id: str
@@ -75,6 +78,8 @@ class ScanRow(NamedTuple):
     parent_id: str | None
     managed_fee: bool | None
     auto_renew: bool
+    not_before: datetime | None = None
+    retry_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +453,7 @@ class ScanContext:
     children: Mapping[str, list[str]]
     started: Mapping[str, str]
     notices_sent: Collection[tuple[str, int]]
+    timing: RenewalTiming = RenewalTiming()
 
 
 class RowView(NamedTuple):
@@ -542,6 +548,15 @@ def managed_start_now(v: RowView) -> Verdict | None:
     return Verdict("managed start due (PL-4)", managed_start=ManagedStart(r.id, pred.id, r.order_id or "", days))
 
 
+def waiting_for_ca(v: RowView) -> Verdict | None:
+    """The CA asked not to be asked before a time (Retry-After): its application is left alone
+    until then, by the scanner too; from then on it is resumed like any pending one."""
+    r = v.row
+    if r.retry_at is not None and v.ctx.now < r.retry_at and r.state in (_PENDING, _UNDER_REVIEW):
+        return Verdict(f"waits for the CA until {r.retry_at:%Y-%m-%d %H:%M}Z (Retry-After)")
+    return None
+
+
 def started_application(v: RowView) -> Verdict | None:
     """PL-8: a pending certificate a managed start moved on: its renewal run is relaunched if gone."""
     if v.row.state == _PENDING and v.ctx.started.get(v.row.id) == StartOutcomeKind.STARTED:
@@ -585,6 +600,8 @@ def _renewal_due(v: RowView) -> RenewalDue | None:
     r = v.row
     if v.status != _EXPIRING or not r.auto_renew or r.origin == _UPLOADED_ORIGIN or v.days_left is None:
         return None
+    if r.not_before is not None and v.ctx.now < renewal_due_at(r.not_before, r.not_after, v.ctx.timing):
+        return None  # a short certificate is not due from its first day (30 days or a third of its life left)
     return RenewalDue(r.id, r.common_name, v.days_left, r.origin, r.not_after)
 
 
@@ -631,7 +648,7 @@ def near_expiry(v: RowView) -> Verdict | None:
     return Verdict(action, renewal=renewal, notice=notice)
 
 
-ROW_CHECKS: tuple[RowCheck, ...] = (managed_start_recorded, managed_start_now, started_application,
+ROW_CHECKS: tuple[RowCheck, ...] = (managed_start_recorded, managed_start_now, waiting_for_ca, started_application,
                                     pending_application, under_review, near_expiry)
 """The scanner's chain, in order: the first check that returns a verdict decides the row."""
 

@@ -29,6 +29,7 @@ from certpilot.adapters.dns.manual import ManualActionRequired, ManualRecord
 from certpilot.adapters.issuers.base import OrderStatus
 from certpilot.adapters.probe.scale import verify_served
 from certpilot.core.deployment import DeploymentState
+from certpilot.core.errors import PermanentError, TransientError
 from certpilot.core.models import Certificate, Contact, CsrMode, Status, ValidationMethod
 from certpilot.core.outcomes import (
     ApplicationStatus,
@@ -332,17 +333,68 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
     """
     with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
-    issuer = svc.issuer_for(cert, emergency=emergency or cert.temporary)
+        ordered = applications.application_state(s, certificate_id)
+    emergency = emergency or cert.temporary
+    if ordered is not None and ordered["order_ref"]:  # an order exists: follow it where it was placed
+        chain = [(svc.issuer_ref(issuer), issuer) for issuer in (svc.issuer_for(cert, emergency=emergency),)]
+    else:
+        chain = svc.issuer_chain(cert, emergency=emergency)
+    for index, (ref, issuer) in enumerate(chain):
+        try:
+            out = _submit_to(svc, cert, ref, issuer, gate=gate, actor=actor)
+        except (TransientError, PermanentError) as exc:
+            if index + 1 >= len(chain) or _order_placed(svc, certificate_id):
+                raise
+            _tell_fallback(svc, certificate_id, ref, chain[index + 1][0], exc)
+            continue
+        if out.kind is SubmitKind.RETRY_LATER and index + 1 < len(chain) and not out.order_ref:
+            _tell_fallback(svc, certificate_id, ref, chain[index + 1][0],
+                           TransientError(f"{out.detail} (retry at {out.retry_at:%Y-%m-%d %H:%M}Z)"))
+            _unpark(svc, certificate_id)
+            continue
+        return out
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+def _submit_to(svc: Services, cert: Certificate, ref: str, issuer, *, gate: Gate, actor: str) -> SubmitOutcome:
+    """One issuer's turn at the application (see `submit`)."""
+    certificate_id = cert.id
     limits = api_limits(issuer, cert, "validation")
     try:
         with gate(limits) if limits else nullcontext():
             res = applications.submit(svc.session, certificate_id, issuer, now=svc.now(), actor=actor,
-                                      on_rejected=partial(_tell_rejection, svc))
+                                      on_rejected=partial(_tell_rejection, svc), issuer_ref=ref)
     except ManualActionRequired as exc:
         return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_DNS,
-                             records=tuple(_record(r) for r in exc.records))
+                             records=tuple(_record(r) for r in exc.records), issuer=ref)
+    if res.retry_at is not None:
+        return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.RETRY_LATER, order_ref=res.order_ref,
+                             detail=res.detail, resumed=res.resumed, retry_at=res.retry_at, issuer=ref)
     return SubmitOutcome(certificate_id=certificate_id, kind=_SUBMIT_KIND.get(res.status, SubmitKind.UNDER_REVIEW),
-                         order_ref=res.order_ref, detail=res.detail, resumed=res.resumed)
+                         order_ref=res.order_ref, detail=res.detail, resumed=res.resumed, issuer=ref)
+
+
+def _order_placed(svc: Services, certificate_id: str) -> bool:
+    with svc.session(readonly=True) as s:
+        state = applications.application_state(s, certificate_id)
+    return bool(state and state["order_ref"])
+
+
+def _unpark(svc: Services, certificate_id: str) -> None:
+    """A fallback takes the order the parked issuer would not: its "retry at" no longer applies."""
+    with svc.session() as s:
+        applications.unpark(s, certificate_id)
+
+
+def _tell_fallback(svc: Services, certificate_id: str, failed: str, used: str, exc: Exception) -> None:
+    """Record (audit) and tell the operator that `used` is tried because `failed` could not take
+    the order; a channel that fails does not stop the fallback (the inbox always has it)."""
+    why = getattr(exc, "message", str(exc))
+    with svc.session() as s:
+        Repository(s).record_audit("certificate", certificate_id, actor="issuer-fallback", now=svc.now(),
+                                   why=f"issuer {failed} could not take the order ({why}); falling back to {used}")
+        event = notices.issuer_fallback(s, certificate_id, failed, used, why, now=svc.now())
+        notices.send(svc, event, session=s)
 
 
 def follow_review(svc: Services, certificate_id: str, at: datetime | None = None, *, gate: Gate = _no_gate,

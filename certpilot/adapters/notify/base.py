@@ -32,6 +32,10 @@ class EventKind(StrEnum):
     """A certificate is about to expire (NT-1)."""
     ACTION_NEEDED = "action_needed"
     """A step waits for a human (NT-2)."""
+    ISSUER_FALLBACK = "issuer_fallback"
+    """A certificate's issuer could not take its order; a fallback issuer did (issue 13)."""
+    REVOKED = "revoked"
+    """A certificate was revoked at its CA (`certpilot revoke`)."""
 
 
 class NotificationEvent(BaseModel):
