@@ -403,10 +403,11 @@ def preview_renewal(
 
     refusal = check_years(years) or check_renewal(RenewalInput(certificate=cert, now=now, policy=policy))
     if refusal is None:
-        paid = next((o for o in open_orders if o.state is OrderState.PAID), None)
-        if paid is not None:
+        paid_order = next((o for o in open_orders if o.state is OrderState.PAID), None)
+        if paid_order is not None:
             refusal = Refusal(Reason.ALREADY_RENEWED,
-                              f"{cert.common_name} already has renewal order {paid.id} ({paid.years} year(s)); "
+                              f"{cert.common_name} already has renewal order {paid_order.id} ({paid_order.years} "
+                              "year(s)); "
                               f"see its new certificates with `certpilot show {cert.id}`", "LC-2")
     if refusal is None:
         refusal = _check_csr(repo, cert, csr_mode, csr_pem, warnings)
