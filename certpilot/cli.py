@@ -1063,10 +1063,11 @@ def policy(cert_id: str, /, *,
 
     p = set_policy(_ctx.services(), cert_id, auto_renew=auto_renew, years=years)
     data = {"certificate_id": p.certificate_id, "auto_renew": p.auto_renew, "years": p.years, "default": p.default}
-    data.update(_cli_issuers.policy_issuer(cert_id, issuer, fallback))
+    if issuer is not None or fallback is not None:  # the issuer in force: `certpilot issuers ID`
+        data.update(_cli_issuers.policy_issuer(cert_id, issuer, fallback))
     _emit(data, lambda con: con.print(
         f"{cert_id}: automatic renewal {'on' if data['auto_renew'] else 'off'}, {data['years']} year(s)"
-        + (" (defaults)" if data["default"] else "") + "; " + _cli_issuers.policy_issuer_line(data)), as_json)
+        + (" (defaults)" if data["default"] else "") + _cli_issuers.policy_issuer_line(data)), as_json)
     return EXIT_OK
 
 

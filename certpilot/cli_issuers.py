@@ -31,39 +31,45 @@ def register(cli: ModuleType) -> None:
 
 
 def policy_issuer(cert_id: str, issuer: str | None, fallback: list[str] | None) -> dict[str, Any]:
-    """Set (when given) and read a certificate's issuer for `certpilot policy`; its JSON fields.
+    """Set a certificate's issuer and/or fallbacks for `certpilot policy`; its JSON fields.
 
     `--fallback none` removes the fallbacks.
+
+    Raises:
+        RefusedError: UNKNOWN_ISSUER (nothing written). NotFoundError: no such certificate.
     """
-    from certpilot.core.errors import NotFoundError, PermanentError, RefusedError
     from certpilot.operations import issuers as ops
 
     fallbacks = None if fallback is None else [f for f in fallback if f.lower() != "none"]
-    try:
-        s = ops.set_issuer(_cli._ctx.services(keys=True), cert_id, issuer=issuer, fallbacks=fallbacks)
-    except (RefusedError, PermanentError) as exc:
-        if issuer is not None or fallback is not None or isinstance(exc, NotFoundError):
-            raise
-        # Showing the policy: an issuer that cannot be resolved is said, not fatal.
-        return {"issuer": None, "fallbacks": [], "issuer_source": "unresolved", "paid": None,
-                "issuer_problem": exc.message}
+    s = ops.set_issuer(_cli._ctx.services(keys=True), cert_id, issuer=issuer, fallbacks=fallbacks)
+    return _settings_dict(s)
+
+
+def _settings_dict(s) -> dict[str, Any]:
     return {"issuer": s.issuer, "fallbacks": list(s.fallbacks), "issuer_source": s.source.value, "paid": s.paid}
 
 
 def policy_issuer_line(data: dict[str, Any]) -> str:
-    """The issuer line `certpilot policy` prints."""
-    if data["issuer"] is None:
-        return f"issuer unresolved: {data['issuer_problem']}"
+    """The issuer part of the line `certpilot policy` prints ("" when it did not touch the issuer)."""
+    if "issuer" not in data:
+        return ""
     backs = f", then {', '.join(data['fallbacks'])}" if data["fallbacks"] else ""
     bills = "billed (quota, credits)" if data["paid"] else "free (no quota)"
-    return f"issuer {data['issuer']} ({data['issuer_source']}){backs}; {bills}"
+    return f"; issuer {data['issuer']} ({data['issuer_source']}){backs}, {bills}"
 
 
-def issuers(*, as_json: JsonFlag = False) -> int:
-    """List the configured issuers: reference, CA, whether renewals through it are billed, what it offers."""
+def issuers(cert_id: Annotated[str | None, Parameter(help="Show the issuer in force for this certificate.")] = None,
+            /, *, as_json: JsonFlag = False) -> int:
+    """List the configured issuers (reference, CA, billed or free, what it offers), or show the
+    issuer a certificate is applied to and its fallbacks."""
     from certpilot.operations import issuers as ops
 
-    found = ops.configured_issuers(_cli._ctx.services(keys=True))
+    svc = _cli._ctx.services(keys=True)
+    if cert_id is not None:
+        data = {"certificate_id": cert_id, **_settings_dict(ops.issuer_settings(svc, cert_id))}
+        _cli._emit(data, lambda con: con.print(f"{cert_id}{policy_issuer_line(data)}"), as_json)
+        return _cli.EXIT_OK
+    found = ops.configured_issuers(svc)
     data = [{"ref": i.ref, "name": i.name, "paid": i.paid, "default": i.default, "revokes": i.revokes,
              "renewal_info": i.renewal_info} for i in found]
 

@@ -155,8 +155,8 @@ def revoke(svc: Services, certificate_id: str, *, reason: str = "unspecified", a
     Raises:
         NotFoundError: no such certificate.
         BadInputError: an unknown reason.
-        RefusedError: NOT_REVOCABLE: not issued through certpilot (an uploaded certificate's CA
-            is not one of ours), or its issuer cannot revoke.
+        RefusedError: NOT_REVOCABLE: not issued through certpilot (an imported certificate's CA
+            order is not ours), or its issuer cannot revoke.
         TransientError: the CA could not be reached (nothing recorded; run it again).
     """
     check_reason(reason)
@@ -165,13 +165,15 @@ def revoke(svc: Services, certificate_id: str, *, reason: str = "unspecified", a
         cert = repo.certificate_model(certificate_id)
         leaf = repo.get_certificate(certificate_id).leaf_pem or ""
         served = tuple(t.id for t in targets_of(s, certificate_id))
+        ordered = issuer_queries.ordered_with(s, certificate_id)
     if cert.state is Status.REVOKED:
         return RevokeResult(certificate_id, "", reason, cert.serial or "", already=True, served_at=served)
-    if cert.state is not Status.ISSUED or not leaf:
+    if cert.state is not Status.ISSUED or not leaf or ordered is None:
         raise RefusedError(Refusal(Reason.NOT_REVOCABLE,
-                                   f"certificate {certificate_id} is {cert.state.value}: only a certificate issued "
-                                   "through certpilot can be revoked here; revoke an uploaded one at the CA that "
-                                   "issued it, then remove it from the inventory", "LC-5"))
+                                   f"certificate {certificate_id} is {cert.state.value}"
+                                   + ("" if ordered else ", imported rather than applied for through certpilot")
+                                   + ": only a certificate certpilot applied for can be revoked here; revoke it at "
+                                   "the CA that issued it (its own console or client)", "LC-5"))
     issuer = svc.issuer_for(cert)
     ref = svc.issuer_ref(issuer)
     if not isinstance(issuer, Revoking):
