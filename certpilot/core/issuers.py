@@ -162,6 +162,14 @@ def ari_due_at(window: RenewalWindow, now: datetime, *, fraction: float = 0.0) -
     return start + (end - start) * min(max(fraction, 0.0), 1.0)
 
 
+def window_fraction(certificate_id: str) -> float:
+    """Where in a CA's window a certificate is renewed: a fixed point per certificate in [0, 1)
+    (RFC 9773 section 4.2 asks for a point spread across the window; fixed, so every scan agrees)."""
+    import zlib
+
+    return (zlib.crc32(certificate_id.encode()) % 1000) / 1000
+
+
 def is_urgent(window: RenewalWindow, now: datetime) -> bool:
     """Whether a CA's window is already over: renew now, whatever the due point said (RFC 9773)."""
     return utc(window.end) <= utc(now)

@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
-from certpilot.core.issuers import RenewalTiming, renewal_due_at
+from certpilot.core.issuers import RenewalTiming, RenewalWindow, ari_due_at, renewal_due_at, window_fraction
 from certpilot.core.models import OrderKind, Origin, Policy, Status
 from certpilot.core.plans import managed_start_due
 from certpilot.core.runs import REVIEW_PAUSE_PREFIX, WorkClaim, relaunch_key, works_on
@@ -65,6 +65,7 @@ class ScanRow(NamedTuple):
         auto_renew: the certificate is under automatic renewal (its policy, default True).
         not_before: its validity start (the lifetime rule of `core.issuers.renewal_due_at`).
         retry_at: its application waits for the CA until then (Retry-After), if it does.
+        ari_start, ari_end: the renewal window its CA suggested (ARI, RFC 9773), if one is kept.
     """
 
     id: str
@@ -80,6 +81,8 @@ class ScanRow(NamedTuple):
     auto_renew: bool
     not_before: datetime | None = None
     retry_at: datetime | None = None
+    ari_start: datetime | None = None
+    ari_end: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -600,9 +603,20 @@ def _renewal_due(v: RowView) -> RenewalDue | None:
     r = v.row
     if v.status != _EXPIRING or not r.auto_renew or r.origin == _UPLOADED_ORIGIN or v.days_left is None:
         return None
-    if r.not_before is not None and v.ctx.now < renewal_due_at(r.not_before, r.not_after, v.ctx.timing):
-        return None  # a short certificate is not due from its first day (30 days or a third of its life left)
+    if v.ctx.now < _due_point(r, v.ctx):
+        return None  # a short certificate is not due from its first day; the CA's window (ARI) overrides
     return RenewalDue(r.id, r.common_name, v.days_left, r.origin, r.not_after)
+
+
+def _due_point(r: ScanRow, ctx: ScanContext) -> datetime:
+    """When `r` is due: inside its CA's renewal window when one is kept (ARI; a window already
+    over: now), else the later of 30 days and a third of its lifetime left
+    (`core.issuers.renewal_due_at`); without a validity start, its expiry window's opening."""
+    if r.ari_start is not None and r.ari_end is not None:
+        return ari_due_at(RenewalWindow(r.ari_start, r.ari_end), ctx.now, fraction=window_fraction(r.id))
+    if r.not_before is not None and r.not_after is not None:
+        return renewal_due_at(r.not_before, r.not_after, ctx.timing)
+    return ctx.now
 
 
 def _expiry_notice(v: RowView) -> ExpiryNotice | None:

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ from certpilot.core.issuers import (
     is_urgent,
     renewal_due_at,
     unknown_issuer,
+    window_fraction,
 )
 from certpilot.core.models import Status
 from certpilot.operations import notices
@@ -226,11 +226,13 @@ class RenewalInfo:
 
 
 def renewal_info(svc: Services, certificate_id: str, *, now: datetime | None = None,
-                 timing: RenewalTiming = RenewalTiming()) -> RenewalInfo:
-    """Ask the certificate's issuer for its renewal window (ARI) and derive the due point.
+                 timing: RenewalTiming = RenewalTiming(), refresh: bool = True) -> RenewalInfo:
+    """The CA's renewal window for a certificate (ARI) and the due point it gives.
 
-    The point inside the window is fixed per certificate (derived from its id), so every scan
-    picks the same moment, spread across the window as RFC 9773 section 4.2 asks.
+    The window is asked of the CA only when the one kept has passed its Retry-After (caching per
+    RFC 9773 section 4.3), or was never read; `refresh` False never asks. The point inside the
+    window is fixed per certificate (derived from its id), so every scan picks the same moment,
+    spread across the window as RFC 9773 section 4.2 asks.
 
     Raises:
         NotFoundError: no such certificate.
@@ -241,15 +243,31 @@ def renewal_info(svc: Services, certificate_id: str, *, now: datetime | None = N
         repo = Repository(s)
         cert = repo.certificate_model(certificate_id)
         leaf = repo.get_certificate(certificate_id).leaf_pem or ""
+        kept = issuer_queries.cached_window(s, certificate_id)
+        cached = (kept.start, kept.end, kept.explanation_url or "", kept.next_check_at) if kept else None
     lifetime_due = (renewal_due_at(cert.not_before, cert.not_after, timing)
                     if cert.not_before and cert.not_after else None)
-    issuer = svc.issuer_for(cert) if leaf else None
-    if issuer is None or not isinstance(issuer, OffersRenewalInfo):
-        return RenewalInfo(certificate_id, None, lifetime_due, False, None)
-    window, wait = issuer.renewal_window(leaf)
-    ask_again = now + timedelta(seconds=wait)
-    if window is None:
+    if cached is None or (refresh and now >= cached[3]):
+        issuer = svc.issuer_for(cert) if leaf else None
+        if issuer is None or not isinstance(issuer, OffersRenewalInfo):
+            return RenewalInfo(certificate_id, None, lifetime_due, False, None)
+        window, wait = issuer.renewal_window(leaf)
+        cached = (window.start if window else None, window.end if window else None,
+                  window.explanation_url if window else "", now + timedelta(seconds=wait))
+        with svc.session() as s:
+            issuer_queries.save_window(s, certificate_id, start=cached[0], end=cached[1], explanation_url=cached[2],
+                                       checked_at=now, next_check_at=cached[3])
+    start, end, explanation, ask_again = cached
+    if start is None or end is None:
         return RenewalInfo(certificate_id, None, lifetime_due, False, ask_again)
-    fraction = (zlib.crc32(certificate_id.encode()) % 1000) / 1000
-    return RenewalInfo(certificate_id, window, ari_due_at(window, now, fraction=fraction), is_urgent(window, now),
-                       ask_again)
+    window = RenewalWindow(start, end, explanation)
+    return RenewalInfo(certificate_id, window, ari_due_at(window, now, fraction=window_fraction(certificate_id)),
+                       is_urgent(window, now), ask_again)
+
+
+def renewal_info_due(svc: Services, at: datetime | None = None, *, limit: int = 100) -> tuple[str, ...]:
+    """The certificates whose CA serves ARI and whose window should be read now (never read, or
+    its Retry-After passed): what the scanner refreshes before it decides."""
+    refs = [ref for ref, issuer in svc.issuers.items() if isinstance(issuer, OffersRenewalInfo)]
+    with svc.session(readonly=True) as s:
+        return tuple(issuer_queries.renewal_info_due(s, at or svc.now(), refs, limit=limit))

@@ -1,4 +1,5 @@
-"""Which issuer each certificate is applied to (table `certificate_issuers`, migration 0013).
+"""Which issuer each certificate is applied to (table `certificate_issuers`, migration 0013), and
+the renewal windows its CA suggested (table `renewal_windows`, ARI).
 
 A certificate's own choice, or the nearest one up its lineage (a renewal's certificates inherit
 the issuer of the certificate they renew); `certpilot.core.issuers.choose_issuer` decides from
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from certpilot.core.issuers import IssuerChoice
+from certpilot.core.models import Status
 from certpilot.store.tables import CertificateRow
-from certpilot.store.tables_issuance import CaApplicationRow, CertificateIssuerRow
+from certpilot.store.tables_issuance import CaApplicationRow, CertificateIssuerRow, RenewalWindowRow
 
 _MAX_LINEAGE = 64
 """How far up a lineage a choice is looked for (a renewal chain longer than this is not real)."""
@@ -58,3 +61,33 @@ def ordered_with(session: Session, certificate_id: str) -> str | None:
     if row is None or row.order_url is None:
         return None
     return row.issuer
+
+
+def cached_window(session: Session, certificate_id: str) -> RenewalWindowRow | None:
+    """The renewal window last read from the certificate's CA (ARI), or None."""
+    return session.get(RenewalWindowRow, certificate_id)
+
+
+def save_window(session: Session, certificate_id: str, *, start: datetime | None, end: datetime | None,
+                explanation_url: str, checked_at: datetime, next_check_at: datetime) -> None:
+    """Keep the CA's window for a certificate until `next_check_at` (its Retry-After)."""
+    row = session.get(RenewalWindowRow, certificate_id)
+    if row is None:
+        row = RenewalWindowRow(certificate_id=certificate_id)
+        session.add(row)
+    row.start, row.end, row.explanation_url = start, end, explanation_url or None
+    row.checked_at, row.next_check_at = checked_at, next_check_at
+    session.flush()
+
+
+def renewal_info_due(session: Session, now: datetime, issuer_refs: list[str], *, limit: int) -> list[str]:
+    """Issued, unexpired certificates applied for at one of `issuer_refs` (the issuers that serve
+    ARI) whose window was never read or whose Retry-After has passed; soonest expiry first."""
+    if not issuer_refs:
+        return []
+    c, a, w = CertificateRow, CaApplicationRow, RenewalWindowRow
+    stmt = (select(c.id).join(a, a.certificate_id == c.id).outerjoin(w, w.certificate_id == c.id)
+            .where(c.state == Status.ISSUED.value, c.not_after > now, a.order_url.is_not(None),
+                   a.issuer.in_(issuer_refs), or_(w.next_check_at.is_(None), w.next_check_at <= now))
+            .order_by(c.not_after).limit(limit))
+    return list(session.scalars(stmt))

@@ -72,6 +72,21 @@ class CertificateIssuerRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class RenewalWindowRow(Base):
+    """The renewal window a CA suggested for a certificate (ARI, RFC 9773), kept until
+    `next_check_at` (the CA's Retry-After): the scanner asks again only then (migration 0013).
+    `start`/`end` are NULL when the CA serves no window for it."""
+
+    __tablename__ = "renewal_windows"
+
+    certificate_id: Mapped[str] = mapped_column(ForeignKey("certificates.id"), primary_key=True)
+    start: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    end: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    explanation_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_check_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
 class PrivateCaRow(Base):
     """The embedded private CA: root and intermediate certificates, their keys' ids."""
 

@@ -1,10 +1,12 @@
 """ACME Renewal Information (RFC 9773) against acme2certifier (issue 13).
 
 acme2certifier serves renewalInfo: a certificate's window starts 10 % into its 90-day life and
-lasts a day. certpilot asks for it (`operations.issuers.renewal_info`): the due point moves into
-that window, well before the lifetime rule's (30 days left); a window already past makes the
-renewal urgent (due now); and the renewal's new order carries `replaces` (the old certificate's
-ARI identifier), which acme2certifier receives.
+lasts a day. certpilot asks for it (`operations.issuers.renewal_info`, what the scanner runs first for the
+certificates whose window is not kept or whose Retry-After passed): the due point moves into that
+window, well before the lifetime rule's (30 days left), and the scanner schedules the renewal by
+it; a window already past makes the renewal urgent (due now); the window is kept until the CA's
+Retry-After; and the renewal's new order carries `replaces` (the old certificate's ARI
+identifier), which acme2certifier receives.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from certpilot import runtime as rt
 from certpilot.adapters.issuers.acme import AcmeIssuer, ari_cert_id
 from certpilot.core.issuers import renewal_due_at
 from certpilot.core.outcomes import SubmitKind
-from certpilot.operations import issuers, orders, pipeline
+from certpilot.operations import issuers, orders, pipeline, scan
 from certpilot.store.ports import SqlAcmeAccountStore
 from certpilot.store.repository import Repository
 from tests.integration.issuance.conftest import add_certificate
@@ -44,6 +46,9 @@ def test_ari_window_moves_renewal_earlier_past_window_urgent_and_replaces_sent(
         row = Repository(s).get_certificate(cid)
         not_before, not_after, leaf = row.not_before, row.not_after, row.leaf_pem
     assert not_after - not_before == timedelta(days=90)
+    fifty_left = not_after - timedelta(days=50)  # expiring soon; the lifetime rule says: due at 30 left
+    assert cid not in [r.certificate_id for r in scan.decide(svc, at=fifty_left).renewals]
+    assert issuers.renewal_info_due(svc) == (cid,)  # never read: the scanner reads it first
 
     info = issuers.renewal_info(svc, cid)
 
@@ -54,6 +59,11 @@ def test_ari_window_moves_renewal_earlier_past_window_urgent_and_replaces_sent(
     assert info.window.start <= info.due_at <= info.window.end
     assert info.due_at < renewal_due_at(not_before, not_after) - timedelta(days=40)  # day ~9, not day 60
     assert info.ask_again_at is not None
+
+    assert issuers.renewal_info_due(svc) == ()  # kept until the CA's Retry-After (an hour)
+    # The scanner schedules inside the window it keeps: at 50 days left the window is long over,
+    # so the renewal is due now (ARI overrides the lifetime rule).
+    assert cid in [r.certificate_id for r in scan.decide(svc, at=fifty_left).renewals]
 
     later = info.window.end + timedelta(hours=1)  # the CA's window is over: renew now
     past = issuers.renewal_info(svc, cid, now=later)
