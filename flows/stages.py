@@ -114,7 +114,8 @@ def issue(certificate_id: str, csr_mode: str = "system", emergency: bool = False
 
     Returns:
         ISSUED, or UNDER_REVIEW when the review goes on and the run may not suspend (the
-        scanner follows it; CA-1: no process waits for days).
+        scanner follows it; CA-1: no process waits for days), or the certificate's state when
+        the CA asked to wait (Retry-After: the scanner resumes it at its "retry at").
 
     Raises:
         PermanentError: the CA rejected the application (the owner was told, CA-2): fix it

@@ -318,6 +318,13 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
     writes the zone), the outcome is MANUAL_DNS with the records as data; submit again once they
     are served. A rejection is told to the owner once (`_tell_rejection`).
 
+    Issuers: a new order goes to the certificate's issuer (`Services.issuer_chain`); when it
+    cannot take the order (TransientError or PermanentError before an order exists: the CA is
+    down, refuses the order, or rate-limits beyond what a worker waits), the next fallback is
+    tried, recorded in the audit trail and told to the operator (`notices.issuer_fallback`). An
+    order that exists is followed at the issuer that placed it. A long Retry-After with no
+    fallback left is RETRY_LATER with `retry_at` (nothing asked of the CA before then).
+
     Args:
         emergency: submit through the emergency issuer (EM-1) instead of the certificate's own;
             a temporary certificate (EM-2) always goes there, whoever resumes it.
