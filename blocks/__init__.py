@@ -120,7 +120,9 @@ class PrivateCaBlock(Block):
     ca_name: str = Field(default="default", description="Which private CA of the store.")
     validity_days: int = Field(default=90, description="Lifetime of issued certificates.")
     allowed_suffixes: list[str] = Field(default_factory=list, description="Names it may sign (empty: any).")
-    paid: bool = Field(default=False, description="Bill its certificates as a paid CA service (quota, credits).")
+    paid: bool = Field(default=True, description="Bill the official certificates it signs as a paid CA service "
+                       "(quota, managed credits, payment form: the seed's model, what the demo shows); "
+                       "its own private-CA certificates are never billed.")
 
     def issuer(self, store, vault, *, clock: Callable[[], datetime]):
         """Build the `PrivateCa` issuer.

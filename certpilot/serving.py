@@ -84,7 +84,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
     from flows.batch import renewal_batch
     from flows.emergency import emergency
     from flows.renewal import renewal
-    from flows.revoke import revoke
+    from flows.revoke import issuer, revoke
     from flows.scan import scan
 
     tags = [TAG]
@@ -103,6 +103,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
         (purchase, dict(name="purchase", tags=tags, description="Buy a new certificate.")),
         (revoke, dict(name="revoke", tags=tags, description="Revoke a certificate at its CA (with replace: renew and "
                                                              "deploy it first).")),
+        (issuer, dict(name="issuer", tags=tags, description="Name the issuer (and fallbacks) of a certificate.")),
     ]
 
 

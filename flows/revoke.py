@@ -1,4 +1,5 @@
-"""Revoke a certificate (`certpilot revoke ID --reason R [--replace]`, or the UI's `revoke` deployment).
+"""Revoke a certificate (`certpilot revoke ID --reason R [--replace]`, or the UI's `revoke`
+deployment); name a certificate's issuer from the UI (the `issuer` deployment).
 
 With `replace`, the certificate is first renewed, deployed and verified where it served (the
 `renewal` flow, as a subflow), and revoked only once its successor is served: a site never
@@ -10,7 +11,7 @@ from __future__ import annotations
 from prefect import flow
 
 from certpilot.core.errors import PermanentError
-from certpilot.core.issuers import RevokeOutcome
+from certpilot.core.issuers import IssuerInForce, RevokeOutcome
 from certpilot.core.models import Status
 from tasks import issuers as t
 
@@ -36,3 +37,15 @@ def revoke(certificate_id: str, reason: str = "unspecified", replace: bool = Fal
                                  "was revoked: finish its renewal, then revoke again")
         replaced_by = run.worked_on
     return t.revoke(certificate_id, reason, replaced_by)
+
+
+@flow(name="issuer", log_prints=True)
+def issuer(certificate_id: str, issuer: str | None = None, fallbacks: list[str] | None = None) -> IssuerInForce:
+    """Name the issuer a certificate (and its renewals) is applied to, and/or its ordered
+    fallbacks (`certpilot policy ID --issuer NAME --fallback NAME` from the UI); with neither,
+    show the one in force. An empty `fallbacks` list removes them.
+
+    Raises:
+        RefusedError: UNKNOWN_ISSUER: a name the certpilot-config block does not configure.
+    """
+    return t.set_issuer(certificate_id, issuer, fallbacks)

@@ -1,9 +1,9 @@
-"""Tasks of the `revoke` flow: one call each into `certpilot.operations.issuers`."""
+"""Tasks of the `revoke` and `issuer` flows: one call each into `certpilot.operations.issuers`."""
 
 from __future__ import annotations
 
 from certpilot import runtime as rt
-from certpilot.core.issuers import RevokeOutcome
+from certpilot.core.issuers import IssuerInForce, RevokeOutcome
 from certpilot.operations import issuers as ops
 from tasks.common import certpilot_task
 
@@ -20,3 +20,11 @@ def revoke(certificate_id: str, reason: str, replaced_by: str | None = None) -> 
 def check_reason(reason: str) -> str:
     """The reason, checked before anything is renewed or revoked (BadInputError names the known ones)."""
     return ops.check_reason(reason)
+
+
+@certpilot_task(name="set-issuer", retries=0)
+def set_issuer(certificate_id: str, issuer: str | None, fallbacks: list[str] | None) -> IssuerInForce:
+    """Name a certificate's issuer and/or fallbacks (UNKNOWN_ISSUER refused, nothing written)."""
+    s = ops.set_issuer(rt.services(), certificate_id, issuer=issuer, fallbacks=fallbacks, actor="flow:issuer")
+    return IssuerInForce(certificate_id=s.certificate_id, issuer=s.issuer, fallbacks=s.fallbacks, source=s.source,
+                         paid=s.paid)

@@ -236,3 +236,15 @@ class RevokeOutcome(BaseModel):
     already: bool = False
     replaced_by: str | None = None
     served_at: tuple[str, ...] = ()
+
+
+class IssuerInForce(BaseModel):
+    """A certificate's issuer as the `issuer` flow hands it on (see `operations.issuers.IssuerSettings`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    certificate_id: str
+    issuer: str
+    fallbacks: tuple[str, ...] = ()
+    source: ChoiceSource
+    paid: bool

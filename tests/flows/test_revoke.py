@@ -62,3 +62,14 @@ def test_revoke_with_replace_revokes_nothing_when_the_renewal_is_refused(world):
     with svc.session(readonly=True) as s:
         assert Repository(s).certificate_model(cid).state is Status.ISSUED
     assert list(x509.load_pem_x509_crl(ca.crl_pem())) == []
+
+
+def test_issuer_flow_names_the_issuer_from_the_ui(world):
+    from flows.revoke import issuer
+
+    svc, ca, cid = world
+    assert issuer(cid).source.value == "default"  # shown
+    named = issuer(cid, issuer="private-ca", fallbacks=[])
+    assert (named.issuer, named.source.value, named.fallbacks, named.paid) == ("private-ca", "set", (), False)
+    with pytest.raises(RefusedError, match="acme/nowhere"):
+        issuer(cid, fallbacks=["acme/nowhere"])
