@@ -23,6 +23,7 @@ from typing import Any
 
 from certpilot.core.deployment import KeyOpenerById
 from certpilot.core.errors import MissingBlockError, PermanentError
+from certpilot.core.issuers import RenewalTiming
 from certpilot.core.models import Certificate, Policy
 from certpilot.core.validity import CabfSchedule
 
@@ -48,6 +49,7 @@ class Services:
         target_factory: builds deploy adapters from target records.
         verifier: proves what endpoints serve (VER-1/VER-2).
         policy, schedule: rule parameters (LC-4, PL-4, NT-1, VA-5).
+        timing: the renewal due point (the later of N days and a fraction of the lifetime left).
         clock: wall clock (tests inject a fixed or moving one).
         poll_seconds: how long `apply` polls a CA review before leaving it to the scanner (CA-1).
     """
@@ -68,6 +70,8 @@ class Services:
     clock: Callable[[], datetime] = _now
     poll_seconds: float = 120.0
     extra: dict[str, Any] = field(default_factory=dict)
+    timing: RenewalTiming = field(default_factory=RenewalTiming)
+    """When a certificate is due for renewal (`config/defaults.toml` [renewal_timing])."""
 
     def session(self, readonly: bool = False):
         """A transactional session on the store (commit on success, rollback on error).
@@ -294,7 +298,7 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
     from certpilot.adapters.deploy.factory import default_target_factory
     from certpilot.adapters.issuers.private_ca import PrivateCa
     from certpilot.adapters.probe.verifier import ProbeVerifier
-    from certpilot.config import load_policy, load_schedule
+    from certpilot.config import load_policy, load_schedule, load_timing
     from certpilot.crypto.vault import default_vault
     from certpilot.store.db import session_scope
     from certpilot.store.ports import SqlPrivateCaStore
@@ -310,7 +314,7 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
         target_factory=overrides.pop("target_factory", None) or default_target_factory(),
         verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None)),
         policy=overrides.pop("policy", None) or load_policy(), schedule=overrides.pop("schedule", None) or load_schedule(),
-        database_url=database_url, clock=clock, **overrides)
+        timing=overrides.pop("timing", None) or load_timing(), database_url=database_url, clock=clock, **overrides)
 
 
 class _LocalVault:
@@ -461,7 +465,7 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
                     default_issuer=config.default_issuer, emergency_issuer=config.emergency_issuer,
                     dns_providers=providers, notifiers=_notifiers_from_blocks(config), target_factory=target_factory,
                     verifier=ProbeVerifier(trust=config.probe_ca_bundle), policy=base.policy,
-                    schedule=base.schedule, nameservers=nameservers, database_url=database_url)
+                    schedule=base.schedule, timing=base.timing, nameservers=nameservers, database_url=database_url)
 
 
 def _prefect_api_configured() -> bool:

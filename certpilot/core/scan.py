@@ -678,7 +678,8 @@ def first_verdict(chain: Iterable[RowCheck], v: RowView) -> Verdict:
 
 def scan_context(rows: Sequence[ScanRow], now: datetime, policy: Policy, *,
                  notices_sent: Collection[tuple[str, int]] = frozenset(),
-                 managed_started: Mapping[str, str] | None = None) -> ScanContext:
+                 managed_started: Mapping[str, str] | None = None,
+                 timing: RenewalTiming = RenewalTiming()) -> ScanContext:
     """Index the rows once for the checks: by id, plan siblings, non-cancelled children."""
     by_id: dict[str, ScanRow] = {}
     siblings: dict[tuple[str, int], ScanRow] = {}
@@ -692,7 +693,7 @@ def scan_context(rows: Sequence[ScanRow], now: datetime, policy: Policy, *,
     notice_days = tuple(sorted(policy.notice_days))
     return ScanContext(now=now, policy=policy, notice_days=notice_days, horizon=max(notice_days, default=0),
                        window=policy.expiry_window, by_id=by_id, siblings=siblings, children=children, started=managed_started or {},
-                       notices_sent=notices_sent)
+                       notices_sent=notices_sent, timing=timing)
 
 
 def row_view(row: ScanRow, ctx: ScanContext) -> RowView:
@@ -740,6 +741,7 @@ def decide(
     notices_sent: Collection[tuple[str, int]] = frozenset(),
     table_limit: int = 500,
     managed_started: Mapping[str, str] | None = None,
+    timing: RenewalTiming = RenewalTiming(),
 ) -> ScanDecision:
     """Decide one scan over every certificate: `ROW_CHECKS` on each row that may need action.
 
@@ -757,13 +759,15 @@ def decide(
         table_limit: at most this many lines for the inventory table, most urgent first.
         managed_started: certificate id -> outcome of its managed start already recorded
             ("started" or "waiting_manual"); those are never decided again (PL-8).
+        timing: when a certificate is due (`core.issuers.renewal_due_at`; its CA's ARI window
+            overrides it).
 
     Returns:
         The decision: counts by status, managed starts due (PL-4), reviews to resume (CA-2),
         renewals due under automatic renewal, expiry notices to send (NT-1), table lines.
     """
     rows = _named(rows)
-    ctx = scan_context(rows, now, policy, notices_sent=notices_sent, managed_started=managed_started)
+    ctx = scan_context(rows, now, policy, notices_sent=notices_sent, managed_started=managed_started, timing=timing)
     decision = ScanDecision(now=now)
     counts = decision.counts
     # Beyond this no status changes and no notice is due: counted without a check.

@@ -226,7 +226,7 @@ class RenewalInfo:
 
 
 def renewal_info(svc: Services, certificate_id: str, *, now: datetime | None = None,
-                 timing: RenewalTiming = RenewalTiming(), refresh: bool = True) -> RenewalInfo:
+                 timing: RenewalTiming | None = None, refresh: bool = True) -> RenewalInfo:
     """The CA's renewal window for a certificate (ARI) and the due point it gives.
 
     The window is asked of the CA only when the one kept has passed its Retry-After (caching per
@@ -239,6 +239,7 @@ def renewal_info(svc: Services, certificate_id: str, *, now: datetime | None = N
         TransientError: the CA could not be reached.
     """
     now = now or svc.now()
+    timing = timing or svc.timing
     with svc.session(readonly=True) as s:
         repo = Repository(s)
         cert = repo.certificate_model(certificate_id)

@@ -127,3 +127,19 @@ def test_may_ask_ca_never_early():
     at = T0 + timedelta(hours=1)
     assert not may_ask_ca(at, at - timedelta(seconds=1))
     assert may_ask_ca(at, at) and may_ask_ca(None, T0)
+
+
+def test_renewal_timing_read_from_the_defaults_file(tmp_path):
+    from certpilot.config import load_timing
+
+    assert load_timing() == RenewalTiming()  # config/defaults.toml: the 30 days / one third
+    f = tmp_path / "defaults.toml"
+    f.write_text("[renewal_timing]\ndays_left = 10\nlifetime_fraction = 0.5\n")
+    assert load_timing(f) == RenewalTiming(days_left=10, lifetime_fraction=0.5)
+    f.write_text("[renewal_timing]\nlifetime_fraction = 2\n")
+    with pytest.raises(ValueError, match="renewal_timing"):
+        load_timing(f)
+    rows = [_row(T0, T0 + 45 * D)]
+    assert decide(rows, T0 + 20 * D, Policy()).renewals_due == []
+    assert [r.certificate_id for r in decide(rows, T0 + 20 * D, Policy(),
+                                             timing=RenewalTiming(lifetime_fraction=0.6)).renewals_due] == ["short"]
