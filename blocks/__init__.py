@@ -66,6 +66,13 @@ class AcmeAccountBlock(Block):
     caa_identifiers: list[str] = Field(default_factory=list,
                                        description="The CA's CAA issuer domain names (e.g. letsencrypt.org).")
     publicly_trusted: bool = Field(default=True, description="Whether its certificates are publicly trusted (VA-5).")
+    paid: bool = Field(default=False, description="A paid CA service: renewals consume certificate quota and "
+                       "managed credits and may wait on a payment form. Off for a free CA (Let's Encrypt).")
+    profile: str | None = Field(default=None, description="Certificate profile to ask for (ACME profiles), "
+                                "e.g. 'shortlived'.")
+    preferred_chain: str | None = Field(default=None, description="Common name of the root to prefer among the "
+                                        "CA's alternative chains (default: the CA's default chain).")
+    allow_insecure: bool = Field(default=False, description="Accept a plain-http directory URL: for test CAs only.")
 
     def issuer(self, accounts, vault, *, dns_providers=(), http01=None,
                authoritative: Callable[[str], list] | None = None, clock: Callable[[], datetime] | None = None):
@@ -99,7 +106,8 @@ class AcmeAccountBlock(Block):
                           contact_email=self.contact_email, eab=eab, dns_providers=dns_providers, http01=http01,
                           manual_dns=ManualDns(authoritative), caa_check=caa,
                           wait_visible=lambda fqdn, value: wait_until_visible(fqdn, value, authoritative(fqdn), 120),
-                          publicly_trusted=self.publicly_trusted)
+                          publicly_trusted=self.publicly_trusted, paid=self.paid, profile=self.profile,
+                          preferred_chain=self.preferred_chain, allow_insecure=self.allow_insecure)
 
 
 class PrivateCaBlock(Block):
@@ -115,6 +123,9 @@ class PrivateCaBlock(Block):
     max_validity_days: int | None = Field(default=None, description="The longest lifetime it signs (empty: any); "
                                                                      "the plan covers the rest of its term (VA-5).")
     allowed_suffixes: list[str] = Field(default_factory=list, description="Names it may sign (empty: any).")
+    paid: bool = Field(default=True, description="Bill the official certificates it signs as a paid CA service "
+                       "(quota, managed credits, payment form: the seed's model, what the demo shows); "
+                       "its own private-CA certificates are never billed.")
 
     def issuer(self, store, vault, *, clock: Callable[[], datetime]):
         """Build the `PrivateCa` issuer.
@@ -126,7 +137,31 @@ class PrivateCaBlock(Block):
 
         policy = PrivateCaPolicy(validity_days=self.validity_days, max_validity_days=self.max_validity_days,
                                  allowed_suffixes=tuple(self.allowed_suffixes))
-        return PrivateCa(store, vault, policy=policy, clock=clock, ca_name=self.ca_name)
+        return PrivateCa(store, vault, policy=policy, clock=clock, ca_name=self.ca_name, paid=self.paid)
+
+
+class AwsPrivateCaBlock(Block):
+    """An AWS Private CA certificate authority (`acm-pca`) as an issuer."""
+
+    _block_type_name = "certpilot AWS Private CA"
+    _block_type_slug = "certpilot-aws-private-ca"
+    _description = "AWS Private CA issuer: certificates signed by a managed private CA (no domain validation)."
+
+    ca_arn: str = Field(description="The certificate authority's ARN.")
+    aws_credentials: AwsCredentials = Field(default_factory=AwsCredentials)
+    validity_days: int = Field(default=90, description="Lifetime of issued certificates.")
+    signing_algorithm: str = Field(default="SHA256WITHRSA", description="SHA256WITHRSA, SHA256WITHECDSA, ...")
+    template_arn: str | None = Field(default=None, description="Certificate template ARN (default end-entity).")
+    allowed_suffixes: list[str] = Field(default_factory=list, description="Names it may sign (empty: any).")
+    paid: bool = Field(default=False, description="Bill its certificates as a paid CA service (quota, credits).")
+
+    def issuer(self):
+        """Build the `AwsPrivateCa` issuer (boto3 client from the credentials: region, endpoint)."""
+        from certpilot.adapters.issuers.aws_pca import AwsPrivateCa
+
+        return AwsPrivateCa(self.aws_credentials.get_client("acm-pca"), self.ca_arn, validity_days=self.validity_days,
+                            signing_algorithm=self.signing_algorithm, template_arn=self.template_arn,
+                            allowed_suffixes=self.allowed_suffixes, paid=self.paid)
 
 
 class Rfc2136Block(Block):
@@ -227,7 +262,10 @@ class CertpilotConfigBlock(Block):
     _description = "Names of the blocks the certpilot flows use, and the probe trust bundle."
 
     default_issuer: str = Field(default="private-ca/default",
-                                description="Block '<kind>/<name>': private-ca/NAME or acme/NAME.")
+                                description="Block '<kind>/<name>': private-ca/NAME, acme/NAME or aws-pca/NAME.")
+    issuers: list[str] = Field(default_factory=list,
+                               description="More issuers certificates may name (`certpilot policy ID --issuer NAME`) "
+                                           "or fall back to: private-ca/NAME, acme/NAME, aws-pca/NAME.")
     emergency_issuer: str | None = Field(default=None, description="ACME block for EM-1 (acme/NAME).")
     dns_providers: list[str] = Field(default_factory=list, description="rfc2136/NAME or route53/NAME blocks.")
     notification_blocks: list[str] = Field(
@@ -244,7 +282,7 @@ class CertpilotConfigBlock(Block):
 
 
 ALL_BLOCKS: tuple[type[Block], ...] = (
-    KeyVaultBlock, AcmeAccountBlock, PrivateCaBlock, Rfc2136Block, Route53Block, NginxHostBlock,
+    KeyVaultBlock, AcmeAccountBlock, PrivateCaBlock, AwsPrivateCaBlock, Rfc2136Block, Route53Block, NginxHostBlock,
     AwsDeployBlock, SmtpNotifierBlock, CertpilotConfigBlock,
 )
 

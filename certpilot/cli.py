@@ -1098,9 +1098,12 @@ def policy(cert_id: str, /, *,
            validation: Annotated[Literal["auto", "dns-auto", "dns-manual", "http-file", "http-manual",
                                          "delegated"] | None, Parameter(
                help="Validation method of its next applications (auto: DV-1..DV-4 decide).")] = None,
+           issuer: Annotated[str | None, Parameter(help="The issuer it is applied to (see `certpilot issuers`).")] = None,
+           fallback: Annotated[list[str] | None, Parameter(help="Issuers tried in order when it cannot take the order "
+                                                                "(repeat; `none` removes them).")] = None,
            as_json: JsonFlag = False) -> int:
     """Show or set a certificate's renewal policy: automatic renewal on/off, when it starts (PL-1/PAY-2),
-    plan length, validation method (DV-1..DV-4)."""
+    plan length, validation method (DV-1..DV-4), issuer and fallbacks."""
     from certpilot.operations.inventory import set_policy
 
     p = set_policy(_ctx.services(), cert_id, auto_renew=auto_renew, years=years, start_days=start_days,
@@ -1108,12 +1111,14 @@ def policy(cert_id: str, /, *,
     data = {"certificate_id": p.certificate_id, "auto_renew": p.auto_renew, "years": p.years, "default": p.default,
             "start_days": p.start_days, "start_days_set": p.start_days_set, "pays_fee": p.pays_fee,
             "validation": p.validation_method or "auto"}
+    if issuer is not None or fallback is not None:  # the issuer in force: `certpilot issuers ID`
+        data.update(_cli_issuers.policy_issuer(cert_id, issuer, fallback))
     fee = ("pays the managed-service fee (PAY-2: more than 30 days left)" if p.pays_fee
            else "no managed-service fee (PAY-2)")
     _emit(data, lambda con: con.print(
         f"{cert_id}: automatic renewal {'on' if data['auto_renew'] else 'off'}, {data['years']} year(s), starts at "
         f"{p.start_days} days left ({fee}), validation {data['validation']}"
-        + (" (defaults)" if data["default"] else "")), as_json)
+        + (" (defaults)" if data["default"] else "") + _cli_issuers.policy_issuer_line(data)), as_json)
     return EXIT_OK
 
 
@@ -1156,6 +1161,10 @@ _cli_metrics.register(sys.modules[__name__])
 from certpilot import cli_discovery as _cli_discovery  # noqa: E402, I001
 
 _cli_discovery.register(sys.modules[__name__])
+# Issuers (`issuers`, `revoke`, `renewal-info`; the issuer part of `policy`), likewise.
+from certpilot import cli_issuers as _cli_issuers  # noqa: E402
+
+_cli_issuers.register(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- entry point

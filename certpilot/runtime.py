@@ -23,7 +23,8 @@ from typing import Any
 
 from certpilot.core.deployment import KeyOpenerById
 from certpilot.core.errors import MissingBlockError, PermanentError
-from certpilot.core.models import Certificate, Origin, Policy
+from certpilot.core.issuers import RenewalTiming
+from certpilot.core.models import Certificate, Policy
 from certpilot.core.validity import CabfSchedule
 
 
@@ -48,6 +49,7 @@ class Services:
         target_factory: builds deploy adapters from target records.
         verifier: proves what endpoints serve (VER-1/VER-2).
         policy, schedule: rule parameters (LC-4, PL-4, NT-1, VA-5).
+        timing: the renewal due point (the later of N days and a fraction of the lifetime left).
         clock: wall clock (tests inject a fixed or moving one).
         poll_seconds: how long `apply` polls a CA review before leaving it to the scanner (CA-1).
     """
@@ -68,6 +70,8 @@ class Services:
     clock: Callable[[], datetime] = _now
     poll_seconds: float = 120.0
     extra: dict[str, Any] = field(default_factory=dict)
+    timing: RenewalTiming = field(default_factory=RenewalTiming)
+    """When a certificate is due for renewal (`config/defaults.toml` [renewal_timing])."""
 
     def session(self, readonly: bool = False):
         """A transactional session on the store (commit on success, rollback on error).
@@ -96,15 +100,71 @@ class Services:
             raise PermanentError(f"no issuer {key!r} is configured (have: {', '.join(self.issuers) or 'none'}); "
                                  "add its block and name it in the certpilot-config block") from None
 
+    def issuer_choice(self, cert: Certificate):
+        """The issuer `cert` is applied to and its fallbacks (`core.issuers.choose_issuer`): its own
+        choice (`certpilot policy ID --issuer NAME`), else its lineage's, else by origin (EL-4:
+        a private-CA certificate from a private CA), else the default issuer.
+
+        Raises:
+            RefusedError: UNKNOWN_ISSUER: the chosen issuer is not configured, or a private-CA
+                certificate and no private CA is configured (never sent to a public CA).
+        """
+        from certpilot.core.errors import RefusedError
+        from certpilot.core.issuers import IssuerChoice, choose_issuer
+        from certpilot.store.issuer_queries import recorded_choices
+
+        with self.session(readonly=True) as s:
+            own, inherited = recorded_choices(s, cert.id)
+        choice = choose_issuer(own=own, inherited=inherited, origin=cert.origin, configured=list(self.issuers),
+                               default=self.default_issuer, certificate_id=cert.id)
+        if not isinstance(choice, IssuerChoice):
+            raise RefusedError(choice)
+        return choice
+
+    def issuer_ref(self, issuer: Any) -> str:
+        """The configured reference (e.g. ``acme/pebble``) of an issuer object, else its own name."""
+        return next((k for k, v in self.issuers.items() if v is issuer), getattr(issuer, "name", ""))
+
+    def _ordered_with(self, cert: Certificate):
+        """The issuer the certificate's CA order was placed with, when one was (a fallback's order
+        is followed, polled and collected at the fallback)."""
+        from certpilot.store.issuer_queries import ordered_with
+
+        with self.session(readonly=True) as s:
+            ref = ordered_with(s, cert.id)
+        if ref is None:
+            return None
+        if ref in self.issuers:
+            return self.issuers[ref]
+        # Orders recorded before issue 13 carry the adapter's own name (a directory URL).
+        return next((v for v in self.issuers.values() if getattr(v, "name", None) == ref), None)
+
     def issuer_for(self, cert: Certificate, *, emergency: bool = False):
-        """EL-4: private-CA certificates come from the private CA; EM-1 from the emergency issuer."""
+        """The issuer a stage calls for `cert`: the emergency issuer (EM-1); the issuer its CA
+        order was placed with, once placed; else its chosen issuer (`issuer_choice`).
+
+        Raises:
+            RefusedError: UNKNOWN_ISSUER (see `issuer_choice`).
+        """
         if emergency:
             return self.issuer(self.emergency_issuer or self.default_issuer)
-        if cert.origin is Origin.PRIVATE_CA:
-            private = next((k for k in self.issuers if k.startswith("private-ca")), None)
-            if private is not None:
-                return self.issuers[private]
-        return self.issuer()
+        placed = self._ordered_with(cert)
+        if placed is not None:
+            return placed
+        return self.issuers[self.issuer_choice(cert).name]
+
+    def issuer_chain(self, cert: Certificate, *, emergency: bool = False) -> list[tuple[str, Any]]:
+        """(reference, issuer) to try in order for a new CA order: the chosen issuer, then its
+        fallbacks (the emergency issuer alone for EM-1)."""
+        if emergency:
+            ref = self.emergency_issuer or self.default_issuer
+            return [(ref, self.issuer(ref))]
+        return [(ref, self.issuers[ref]) for ref in self.issuer_choice(cert).chain]
+
+    def paid(self, cert: Certificate) -> bool:
+        """Whether renewing `cert` is billed (quota, managed credits, payment form): a property of
+        its issuer (`paid`, default True: the seed's paid CA service); a free ACME CA bills nothing."""
+        return bool(getattr(self.issuers.get(self.issuer_choice(cert).name), "paid", True))
 
     def dns_writable(self, names: Sequence[str]) -> bool:
         """PL-5/DV-2: a configured provider holds the zone of every name."""
@@ -262,7 +322,7 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
     from certpilot.adapters.events import PrefectEvents
     from certpilot.adapters.issuers.private_ca import PrivateCa
     from certpilot.adapters.probe.verifier import ProbeVerifier, trusting
-    from certpilot.config import load_policy, load_schedule
+    from certpilot.config import load_policy, load_schedule, load_timing
     from certpilot.crypto.vault import default_vault
     from certpilot.store.db import session_scope
     from certpilot.store.ports import SqlPrivateCaStore
@@ -280,8 +340,8 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
                                                                   private_roots=_private_roots(issuers),
                                                                   clock=clock),
         policy=overrides.pop("policy", None) or load_policy(), schedule=overrides.pop("schedule", None) or load_schedule(),
-        database_url=database_url, clock=clock, extra={"events": PrefectEvents(), **overrides.pop("extra", {})},
-        **overrides)
+        timing=overrides.pop("timing", None) or load_timing(), database_url=database_url, clock=clock,
+        extra={"events": PrefectEvents(), **overrides.pop("extra", {})}, **overrides)
 
 
 def _private_roots(issuers: dict[str, Any]):
@@ -357,12 +417,14 @@ def _vault_from_blocks(config_name: str):
 
 
 def _issuers_from_blocks(config, base: Services, providers: list, nameservers, http01=None) -> dict[str, Any]:
-    """The issuers `config` names (default and emergency), built with the base services' store and vault."""
+    """The issuers `config` names (default, emergency and its `issuers` list), built with the base
+    services' store and vault: ``private-ca/NAME``, ``acme/NAME``, ``aws-pca/NAME``."""
     import blocks as b
     from certpilot.store.ports import SqlAcmeAccountStore, SqlPrivateCaStore
 
     issuers: dict[str, Any] = {}
-    for ref in dict.fromkeys(r for r in (config.default_issuer, config.emergency_issuer) if r):
+    refs = (config.default_issuer, config.emergency_issuer, *getattr(config, "issuers", ()))
+    for ref in dict.fromkeys(r for r in refs if r):
         kind, _, name = ref.partition("/")
         if kind == "private-ca":
             block = _load(b.PrivateCaBlock, name or "default", "the private CA issuer")
@@ -372,9 +434,11 @@ def _issuers_from_blocks(config, base: Services, providers: list, nameservers, h
             block = _load(b.AcmeAccountBlock, name, "the ACME account issuer")
             issuers[ref] = block.issuer(SqlAcmeAccountStore(base.session), base.vault, dns_providers=providers,
                                         authoritative=authoritative, clock=base.clock, http01=http01)
+        elif kind == "aws-pca":
+            issuers[ref] = _load(b.AwsPrivateCaBlock, name, "the AWS Private CA issuer").issuer()
         else:
-            raise MissingBlockError(f"issuer reference {ref!r} in the {CONFIG_BLOCK} block: use private-ca/NAME "
-                                    "or acme/NAME")
+            raise MissingBlockError(f"issuer reference {ref!r} in the {CONFIG_BLOCK} block: use private-ca/NAME, "
+                                    "acme/NAME or aws-pca/NAME")
     return issuers
 
 
@@ -443,8 +507,8 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
                     dns_providers=providers, notifiers=_notifiers_from_blocks(config), target_factory=target_factory,
                     verifier=ProbeVerifier(trust=config.probe_ca_bundle, private_roots=_private_roots(issuers),
                                            clock=base.clock),
-                    policy=base.policy,
-                    schedule=base.schedule, nameservers=nameservers, database_url=database_url, extra=dict(base.extra))
+                    policy=base.policy, schedule=base.schedule, timing=base.timing, nameservers=nameservers,
+                    database_url=database_url, extra=dict(base.extra))
 
 
 def _delegating(providers: list, nameservers) -> list:

@@ -85,6 +85,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
     from flows.discovery import discover
     from flows.emergency import emergency
     from flows.renewal import renewal
+    from flows.revoke import issuer, revoke
     from flows.scan import scan
     from flows.targets import deploy_target, target_add, target_remove, target_test
 
@@ -109,6 +110,9 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
         (deploy_target, dict(name="deploy-target", tags=tags, description="One deployment task (a target's host).")),
         (discover, dict(name="discover", tags=tags, description="Discover served certificates and add them "
                                                                "(no key held) for the operator to adopt.")),
+        (revoke, dict(name="revoke", tags=tags, description="Revoke a certificate at its CA (with replace: renew and "
+                                                             "deploy it first).")),
+        (issuer, dict(name="issuer", tags=tags, description="Name the issuer (and fallbacks) of a certificate.")),
     ]
 
 
@@ -146,6 +150,7 @@ def serve_all(first_scan: bool = True) -> None:
 WARM_MODULES = (
     "prefect.flow_engine", "prefect.task_engine", "prefect.runtime.flow_run", "prefect.artifacts",
     "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin", "flows.targets", "flows.discovery",
+    "flows.revoke",
     "certpilot.runtime", "blocks", "certpilot.store.db", "certpilot.store.ports", "certpilot.crypto.vault",
     "certpilot.adapters.issuers.private_ca", "certpilot.adapters.deploy.factory", "certpilot.adapters.probe.verifier",
 )

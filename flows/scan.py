@@ -56,9 +56,13 @@ def scan() -> ScanSummary:
         ended, the failed items.
     """
     progress = t.Progress()
+    problems: list[ScanProblem] = []
+    # ARI (RFC 9773): the renewal windows whose Retry-After passed are read first, so the decision
+    # schedules inside them (a window already over: renewed now).
+    ari = _guarded(problems, "list the renewal windows to read", (), t.renewal_info_due)
+    _settle(problems, "read its CA's renewal window", [(cid, t.refresh_renewal_info.submit(cid)) for cid in ari])
     plan = t.decide()
     progress.plan(plan.action_count)
-    problems: list[ScanProblem] = []
     starts = _settle(problems, "make its managed start", [
         (m.certificate_id, t.start_managed_application.submit(m, at=plan.at)) for m in plan.managed_starts])
     reviews = _settle(problems, "poll its CA review", [
@@ -92,7 +96,8 @@ def scan() -> ScanSummary:
         suspended=outcomes[LaunchOutcome.SUSPENDED], failed=sum(outcomes[o] for o in _FAILED),
         elsewhere=sum(outcomes[o] for o in (LaunchOutcome.LIVE, LaunchOutcome.DONE, LaunchOutcome.HANDED_OFF)),
         notices=sent, errors=len(problems), problems=tuple(problems),
-        task_runs=3 + bool(answered) + len(plan.managed_starts) + len(plan.resume_reviews) + len(notices) + reported,
+        task_runs=3 + len(ari) + bool(answered) + len(plan.managed_starts) + len(plan.resume_reviews) + len(notices)
+        + reported,
         probed=fleet.probed if fleet else 0, fleet_findings=fleet.probed - fleet.counts["ok"] if fleet else 0,
         fleet_told=len(fleet.told) if fleet else 0)
     _publish(plan, summary)

@@ -119,7 +119,8 @@ def issue(certificate_id: str, csr_mode: str = "system", emergency: bool = False
 
     Returns:
         ISSUED, or UNDER_REVIEW when the review goes on and the run may not suspend (the
-        scanner follows it; CA-1: no process waits for days).
+        scanner follows it; CA-1: no process waits for days), or the certificate's state when
+        the CA asked to wait (Retry-After: the scanner resumes it at its "retry at").
 
     Raises:
         PermanentError: the CA rejected the application (the owner was told, CA-2): fix it
@@ -135,8 +136,8 @@ def issue(certificate_id: str, csr_mode: str = "system", emergency: bool = False
                                   "who should it contact?")
         t.set_contact(certificate_id, contact.name, contact.email, contact.phone)
         status = t.csr(certificate_id, csr_mode, csr_pem)
-    if status.needs_submission:
-        validate(certificate_id, emergency)
+    if status.needs_submission and validate(certificate_id, emergency).kind is SubmitKind.RETRY_LATER:
+        return status.state  # the CA said "not before": the scanner resumes it then, no worker waits
     state = review(certificate_id)
     if state is Status.REJECTED:
         raise PermanentError(f"the CA rejected the application of {status.common_name} ({certificate_id}); the "

@@ -30,6 +30,24 @@ INVENTORY_PAGE_KEY = "certpilot-inventory-page"
 DEPLOYMENTS_KEY = "certpilot-deployments"
 
 
+def renewal_info_due(limit: int = 100) -> tuple[str, ...]:
+    """The certificates whose CA's renewal window (ARI) should be read before this scan decides
+    (never read, or its Retry-After passed): a plain read, no task run of its own."""
+    from certpilot.operations import issuers
+
+    return issuers.renewal_info_due(rt.services(), limit=limit)
+
+
+@certpilot_task(name="renewal-info")
+def refresh_renewal_info(certificate_id: str) -> bool:
+    """Read the certificate's renewal window from its CA (ARI, RFC 9773) and keep it until its
+    Retry-After; the CA's API slot is held around the request. True when the CA gave a window."""
+    from certpilot.operations import issuers
+
+    with api_slots((pipeline.CA_LIMIT,)):
+        return issuers.renewal_info(rt.services(), certificate_id).window is not None
+
+
 @certpilot_task(name="scan-decide")
 def decide(table_limit: int = 500) -> ScanPlan:
     """Decide one scan (PL-4, CA-2, NT-1, automatic renewals) in one read-only transaction, at

@@ -9,6 +9,7 @@ a human must add, an application under the CA's review. None of them carries key
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -197,6 +198,9 @@ class SubmitKind(StrEnum):
     """A human must add DNS records first (DV-3): `records` says which; then submit again."""
     MANUAL_FILE = "manual_file"
     """A human must place HTTP-01 files first (DV-3): `files` says which; then submit again."""
+    RETRY_LATER = "retry_later"
+    """The CA asked not to be asked before `retry_at` (Retry-After): the application waits, the
+    scanner resumes it then; no worker sleeps through it."""
 
 
 class FileToPlace(_Outcome):
@@ -226,6 +230,8 @@ class SubmitOutcome(_Outcome):
         resumed: an order placed by an earlier run was resumed.
         records: for MANUAL_DNS, the records to add; empty otherwise.
         files: for MANUAL_FILE, the files to place; empty otherwise.
+        retry_at: for RETRY_LATER, when the CA may be asked again.
+        issuer: the configured issuer the order went to (a fallback's name when one took it).
     """
 
     certificate_id: str
@@ -235,6 +241,8 @@ class SubmitOutcome(_Outcome):
     resumed: bool = False
     records: tuple[DnsRecord, ...] = ()
     files: tuple[FileToPlace, ...] = ()
+    retry_at: datetime | None = None
+    issuer: str = ""
 
 
 class ReviewOutcome(_Outcome):

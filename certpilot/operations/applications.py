@@ -24,8 +24,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 
 from cryptography import x509
 from sqlalchemy import select
@@ -38,6 +38,7 @@ from certpilot.core.errors import (
     Reason,
     Refusal,
     RefusedError,
+    TransientError,
     Warning_,
 )
 from certpilot.core.lifecycle import may_apply
@@ -76,7 +77,11 @@ class KeyAndCsr:
 
 @dataclass(frozen=True)
 class SubmitResult:
-    """Where an application stands after `submit`: the CA order reference and its state."""
+    """Where an application stands after `submit`: the CA order reference and its state.
+
+    `retry_at` is set when the CA said "not before" (Retry-After longer than a worker waits):
+    nothing more is asked of the CA until then; the scanner resumes the application.
+    """
 
     certificate_id: str
     order_ref: str
@@ -84,6 +89,13 @@ class SubmitResult:
     detail: str = ""
     resumed: bool = False
     warnings: tuple[Warning_, ...] = field(default_factory=tuple)
+    retry_at: datetime | None = None
+
+
+SUBMIT_MARKER_STALE = timedelta(minutes=5)
+"""A "submitting" marker older than this belongs to a run that died between committing it and
+recording the CA's order: the next run recovers (finds the order, or places it again with the
+same idempotency token). A younger one is a live run placing the order: wait."""
 
 
 @dataclass(frozen=True)
@@ -222,14 +234,24 @@ def _warning(code: str) -> Warning_:
     return Warning_(code, code)
 
 
-def _application(cert: CertificateRow, row: CaApplicationRow, window: Window | None = None) -> Application:
+def _application(cert: CertificateRow, row: CaApplicationRow, window: Window | None = None, *,
+                 parent_leaf: str = "") -> Application:
     contact = None
     if cert.owner_email:
         contact = Contact(name=cert.owner_name or "", email=cert.owner_email, phone=cert.owner_phone or "")
     return Application(names=tuple(cert.names), csr_pem=row.csr_pem.encode(),
                        method=ValidationMethod(cert.validation_method), level=Level(cert.level),
                        contact=contact, certificate_id=cert.id,
-                       not_before=window.not_before if window else None, not_after=window.not_after if window else None)
+                       not_before=window.not_before if window else None, not_after=window.not_after if window else None,
+                       token=row.submit_token or "", replaces_pem=parent_leaf)
+
+
+def _parent_leaf(session: Session, cert: CertificateRow) -> str:
+    """The leaf PEM of the certificate this one replaces (ARI's `replaces`), "" when none."""
+    if not cert.parent_id:
+        return ""
+    parent = session.get(CertificateRow, cert.parent_id)
+    return (parent.leaf_pem or "") if parent is not None else ""
 
 
 @dataclass(frozen=True)
@@ -241,21 +263,38 @@ class _Found:
     order_ref: str | None
     warnings: tuple[Warning_, ...]
     done: SubmitResult | None = None
+    retry_at: datetime | None = None
+    token: str = ""
+    recovering: bool = False
+
+
+def _locked_application(session: Session, certificate_id: str) -> CaApplicationRow:
+    """The application row, locked for this transaction on PostgreSQL (`SELECT ... FOR UPDATE`):
+    two concurrent `submit`s of one certificate take turns, so only one places a CA order.
+    SQLite serialises writers already (BEGIN IMMEDIATE)."""
+    row = session.scalars(select(CaApplicationRow).where(CaApplicationRow.certificate_id == certificate_id)
+                          .with_for_update()).first()
+    if row is None:
+        return _require_application(session, certificate_id)
+    return row
 
 
 def _find(session: Session, certificate_id: str, *, now: datetime | None = None, rules: Rules | None = None,
           publicly_trusted: bool = True) -> _Found:
-    """Read the application; DV-6 is checked before a first order (RefusedError: nothing placed).
-    Before a first order, with `rules`, the plan's window is computed and recorded for it
-    (`coverage.plan_submission`: VA-1/VA-2/VA-5 from the predecessor's real expiry)."""
+    """Read the application (locked); DV-6 is checked before a first order (RefusedError:
+    nothing placed). Before a first order, with `rules`, the plan's window is computed and
+    recorded for it (`coverage.plan_submission`: VA-1/VA-2/VA-5 from the predecessor's real
+    expiry), and the "submitting" marker is committed with this transaction (`now` given): a run
+    that finds a fresh marker of another waits (TransientError), one that finds a stale marker
+    recovers that attempt."""
     cert = Repository(session).get_certificate(certificate_id)
-    row = _require_application(session, certificate_id)
+    row = _locked_application(session, certificate_id)
     window = None
     if row.order_url is None and row.state not in (ApplicationState.COLLECTED, ApplicationState.REJECTED) \
             and rules is not None and now is not None:
         window = coverage.plan_submission(session, certificate_id, now=now, rules=rules,
                                           publicly_trusted=publicly_trusted)
-    app = _application(cert, row, window)
+    app = _application(cert, row, window, parent_leaf=_parent_leaf(session, cert))
     warnings = tuple(_warning(c) for c in row.warnings)
     ref = row.order_url
     if row.state == ApplicationState.COLLECTED:
@@ -264,11 +303,84 @@ def _find(session: Session, certificate_id: str, *, now: datetime | None = None,
     if row.state == ApplicationState.REJECTED:
         return _Found(app, ref, warnings, SubmitResult(certificate_id, ref or "", OrderStatus.INVALID,
                                                        row.last_error or "", resumed=True, warnings=warnings))
+    if row.retry_at is not None and (now is None or now < row.retry_at):
+        return _Found(app, ref, warnings, retry_at=row.retry_at)  # the CA said "not before"
     if ref is None:
         refusal = contact_refusal(Level(cert.level), app.contact)
         if refusal is not None:
             raise RefusedError(refusal)
+        if now is not None:
+            return _mark_submitting(session, row, app, warnings, now)
     return _Found(app, ref, warnings)
+
+
+def _claimant(session: Session, certificate_id: str) -> str:
+    """The flow run that holds the certificate's work claim now ("" when none does)."""
+    from certpilot.store.tables_runs import WorkClaimRow
+
+    claim = session.get(WorkClaimRow, certificate_id)
+    return claim.flow_run_id if claim is not None else ""
+
+
+def _mark_submitting(session: Session, row: CaApplicationRow, app: Application, warnings: tuple[Warning_, ...],
+                     now: datetime) -> _Found:
+    """Commit the "submitting" marker (with the application's idempotency token and the run that
+    holds the work claim) before the CA is asked for an order.
+
+    A marker left by a run that no longer holds the claim (superseded: it died, and the scanner
+    relaunched the work) or older than `SUBMIT_MARKER_STALE` is recovered: the same token is
+    used again, so an issuer that dedupes or finds orders by it returns that order.
+
+    Raises:
+        TransientError: a fresh marker of the run that still holds the claim: it is placing the
+            order now.
+    """
+    owner = _claimant(session, row.certificate_id)
+    recovering = False
+    if row.submitting_at is not None:
+        superseded = (row.submit_owner or "") != owner
+        if not superseded and now - row.submitting_at < SUBMIT_MARKER_STALE:
+            wait = (row.submitting_at + SUBMIT_MARKER_STALE - now).total_seconds()
+            raise TransientError(f"another run is placing the CA order of certificate {row.certificate_id} "
+                                 f"(since {row.submitting_at:%H:%M:%S}); this one resumes it afterwards",
+                                 retry_after=min(wait, 30.0))
+        recovering = True  # its run died before recording an order: recover that attempt
+    token = row.submit_token if recovering and row.submit_token else uuid.uuid4().hex
+    row.submitting_at, row.submit_token, row.submit_owner, row.updated_at = now, token, owner, now
+    return _Found(replace(app, token=token), None, warnings, token=token, recovering=recovering)
+
+
+def _clear_marker(sessions: Sessions, certificate_id: str) -> None:
+    """The CA placed no order (it answered with an error, or could not be reached): drop the marker."""
+    with sessions() as s:
+        row = _require_application(s, certificate_id)
+        if row.order_url is None:
+            row.submitting_at = None
+
+
+def park(sessions: Sessions, certificate_id: str, at: datetime, why: str, *, now: datetime,
+         actor: str = "system") -> None:
+    """Record that the CA may not be asked again before `at` (its Retry-After): the scanner
+    resumes the application then; no worker sleeps through it. Audited."""
+    with sessions() as s:
+        row = _require_application(s, certificate_id)
+        row.retry_at, row.retry_reason, row.updated_at = at, why, now
+        if row.order_url is None:
+            row.submitting_at = None
+        Repository(s).record_audit("certificate", certificate_id, actor=actor, now=now,
+                                   why=f"the CA asked to wait: retry at {at:%Y-%m-%d %H:%M:%S}Z ({why})")
+
+
+def unpark(session: Session, certificate_id: str) -> None:
+    """Forget a "retry at" (a fallback issuer takes the application instead)."""
+    row = _require_application(session, certificate_id)
+    row.retry_at = row.retry_reason = None
+
+
+def retry_at_of(session: Session, certificate_id: str) -> datetime | None:
+    """When the CA may be asked again about this application (None: any time)."""
+    row = _application_row(session, certificate_id)
+    return row.retry_at if row is not None else None
 
 
 def record_order(session: Session, certificate_id: str, issuer_name: str, ref: str, *, now: datetime,
@@ -285,6 +397,7 @@ def record_order(session: Session, certificate_id: str, issuer_name: str, ref: s
     if row.order_url is not None:
         return row.order_url, True
     row.order_url, row.issuer, row.state = ref, issuer_name, ApplicationState.ORDERED.value
+    row.submitting_at = None
     row.attempts += 1
     row.updated_at = now
     repo = Repository(session)
@@ -296,16 +409,24 @@ def record_order(session: Session, certificate_id: str, issuer_name: str, ref: s
 
 
 def submit(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: datetime, actor: str = "system",
-           drive: bool = True, on_rejected: OnRejected | None = None, rules: Rules | None = None) -> SubmitResult:
+           drive: bool = True, on_rejected: OnRejected | None = None, rules: Rules | None = None,
+           issuer_ref: str | None = None, park_after: float | None = None) -> SubmitResult:
     """Submit the application to the CA, or resume the order already placed; drive it forward.
 
     Steps, each in its own short transaction from `sessions`, the CA called only between them:
-    read the application (DV-6 checked) → place the order (first time only) → record its
-    reference (`record_order`, committed before any challenge is answered: a crash after it and a
-    rerun resume the same order) → with `drive`, the issuer's `advance` validates and finalizes →
-    record the answer: VALID is collected (state ISSUED), INVALID marks the certificate REJECTED
-    with the CA's detail in the audit (CA-2; `on_rejected` is called in that transaction). A
-    PENDING result (an OV/EV review) leaves it UNDER_REVIEW: the scanner calls `refresh`.
+    read the application (row-locked on PostgreSQL, DV-6 checked) and commit the "submitting"
+    marker with its idempotency token → place the order (first time only; a stale marker left
+    by a dead run is recovered: `find_order` where the issuer has it, else the order is placed
+    with the same token) → record its reference (`record_order`, committed before any challenge
+    is answered: a crash after it and a rerun resume the same order) → with `drive`, the
+    issuer's `advance` validates and finalizes → record the answer: VALID is collected (state
+    ISSUED), INVALID marks the certificate REJECTED with the CA's detail in the audit (CA-2;
+    `on_rejected` is called in that transaction). A PENDING result (an OV/EV review) leaves it
+    UNDER_REVIEW: the scanner calls `refresh`.
+
+    A CA answer with a Retry-After longer than `park_after` seconds is recorded as "retry at"
+    (`park`) and returned (`retry_at` set): nothing is asked of the CA before then, by this or
+    any later call; the scanner resumes it.
 
     Args:
         sessions: opens each step's transaction.
@@ -313,6 +434,9 @@ def submit(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: date
         rules: the policy and CA/B schedule: with them, a certificate of a plan asks the CA for
             its planned window (`coverage.plan_submission`) and, once issued, the plan keeps its
             term covered (`coverage.after_issue`). Without them the CA signs its default.
+        issuer_ref: the configured reference recorded with the order (default the issuer's name).
+        park_after: the longest Retry-After waited in a worker (default
+            `core.issuers.PARK_AFTER_SECONDS`).
 
     Raises:
         RefusedError: CONTACT_REQUIRED (DV-6), or the issuer's own refusals (DV-4, DV-7) —
@@ -323,19 +447,57 @@ def submit(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: date
         found = _find(s, certificate_id, now=now, rules=rules, publicly_trusted=issuer.publicly_trusted)
     if found.done is not None:
         return found.done
+    if found.retry_at is not None:
+        return SubmitResult(certificate_id, found.order_ref or "", OrderStatus.PENDING, "the CA asked to wait",
+                            resumed=found.order_ref is not None, warnings=found.warnings, retry_at=found.retry_at)
     ref, resumed = found.order_ref, found.order_ref is not None
-    if ref is None:
-        placed = issuer.submit(found.application)
-        with sessions() as s:
-            ref, resumed = record_order(s, certificate_id, issuer.name, placed, now=now, actor=actor)
-    if not drive:
-        return SubmitResult(certificate_id, ref, OrderStatus.PENDING, resumed=resumed, warnings=found.warnings)
     try:
-        result = issuer.advance(ref, found.application)
-    except PermanentError as exc:
-        result = PollResult(OrderStatus.INVALID, exc.message)
+        if ref is None:
+            placed = _place(sessions, certificate_id, issuer, found)
+            with sessions() as s:
+                ref, resumed = record_order(s, certificate_id, issuer_ref or issuer.name, placed, now=now, actor=actor)
+        if not drive:
+            return SubmitResult(certificate_id, ref, OrderStatus.PENDING, resumed=resumed, warnings=found.warnings)
+        try:
+            result = issuer.advance(ref, found.application)
+        except PermanentError as exc:
+            result = PollResult(OrderStatus.INVALID, exc.message)
+    except TransientError as exc:
+        parked = _park_if_long(sessions, certificate_id, exc, now=now, actor=actor, park_after=park_after)
+        if parked is None:
+            raise
+        return SubmitResult(certificate_id, ref or "", OrderStatus.PENDING, exc.message, resumed,
+                            found.warnings, retry_at=parked)
     _settle(sessions, certificate_id, issuer, result, now=now, actor=actor, on_rejected=on_rejected, rules=rules)
     return SubmitResult(certificate_id, ref, result.status, result.detail, resumed, found.warnings)
+
+
+def _place(sessions: Sessions, certificate_id: str, issuer: Issuer, found: _Found) -> str:
+    """Ask the CA for the order (or find the one a dead run placed); the marker is dropped when
+    the CA placed nothing (it answered an error or was unreachable)."""
+    finder = getattr(issuer, "find_order", None)
+    if found.recovering and finder is not None:
+        existing = finder(found.application)
+        if existing:
+            return existing
+    try:
+        return issuer.submit(found.application)
+    except (TransientError, PermanentError, RefusedError):
+        _clear_marker(sessions, certificate_id)
+        raise
+
+
+def _park_if_long(sessions: Sessions, certificate_id: str, exc: TransientError, *, now: datetime, actor: str,
+                  park_after: float | None) -> datetime | None:
+    """Park the application when the CA's Retry-After is longer than a worker waits; when parked."""
+    from certpilot.core.issuers import PARK_AFTER_SECONDS, retry_decision
+
+    decision = retry_decision(now, exc.retry_after, exc.message,
+                              PARK_AFTER_SECONDS if park_after is None else park_after)
+    if not decision.park:
+        return None
+    park(sessions, certificate_id, decision.at, decision.reason, now=now, actor=actor)
+    return decision.at
 
 
 def _settle(sessions: Sessions, certificate_id: str, issuer: Issuer, result: PollResult, *, now: datetime,
@@ -399,6 +561,11 @@ def refresh(sessions: Sessions, certificate_id: str, issuer: Issuer, *, now: dat
                                 Reason.NOT_FOUND)
         ref, state, last_error = row.order_url, row.state, row.last_error or ""
         warnings = tuple(_warning(c) for c in row.warnings)
+        retry_at = row.retry_at
+    if retry_at is not None and now < retry_at and state not in (ApplicationState.COLLECTED,
+                                                                 ApplicationState.REJECTED):
+        return SubmitResult(certificate_id, ref, OrderStatus.PENDING, "the CA asked to wait", True, warnings,
+                            retry_at=retry_at)  # the CA said "not before": it is not asked
     if state in (ApplicationState.COLLECTED, ApplicationState.REJECTED):
         status = OrderStatus.VALID if state == ApplicationState.COLLECTED else OrderStatus.INVALID
         return SubmitResult(certificate_id, ref, status, last_error, True, warnings)

@@ -77,6 +77,27 @@ def ca_rejected(session: Session, certificate_id: str, detail: str, now: datetim
                   f"certificate_id={certificate_id}).\n", now=now)
 
 
+def issuer_fallback(session: Session, certificate_id: str, failed: str, used: str, why: str,
+                    now: datetime | None = None) -> NotificationEvent:
+    """The certificate's issuer `failed` could not take its order (down, rate-limited); the
+    fallback `used` is applied to instead. The operator hears of it: a different CA signs."""
+    cert = _cert(session, certificate_id)
+    return _event(cert, EventKind.ISSUER_FALLBACK, f"{cert.common_name} applied to fallback issuer {used}",
+                  f"The issuer {failed} of certificate {certificate_id} ({cert.common_name}) could not take its "
+                  f"order: {why}. The fallback issuer {used} was applied to instead; its order is followed "
+                  f"there. See `certpilot policy {certificate_id}` for the issuers in force.\n", now=now)
+
+
+def revoked(session: Session, certificate_id: str, issuer: str, reason: str,
+            now: datetime | None = None) -> NotificationEvent:
+    """A certificate was revoked at its CA (`certpilot revoke`)."""
+    cert = _cert(session, certificate_id)
+    return _event(cert, EventKind.REVOKED, f"{cert.common_name} revoked",
+                  f"Certificate {certificate_id} ({cert.common_name}, serial {cert.serial or '?'}) was revoked at "
+                  f"{issuer} (reason {reason}). Endpoints still serving it fail for clients that check "
+                  f"revocation: renew it (`certpilot renew {certificate_id}`) if it was still in use.\n", now=now)
+
+
 def scan_item_failed(session: Session, certificate_id: str, action: str, error: str,
                      now: datetime | None = None) -> NotificationEvent:
     """The scanner could not do one thing for a certificate (the rest of the scan went on); told

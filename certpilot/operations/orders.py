@@ -163,10 +163,11 @@ def _kind_for(cert: Certificate) -> OrderKind:
     return OrderKind.RENEWAL if cert.origin is Origin.OFFICIAL else OrderKind.PURCHASE
 
 
-def _billable(planned, origin: Origin | None = None) -> int:
+def _billable(planned, origin: Origin | None = None, paid: bool = True) -> int:
     """Certificates that consume quota: VA-5's reissues cover the same term at no extra quota, and
-    a private-CA reissue (EL-4) comes from certpilot's own CA, which sells no quota."""
-    if origin is Origin.PRIVATE_CA:
+    a private-CA reissue (EL-4) comes from certpilot's own CA, which sells no quota; an issuer
+    that is no paid service (`paid` False: a free ACME CA) bills nothing at all."""
+    if origin is Origin.PRIVATE_CA or not paid:
         return 0
     return sum(1 for p in planned if not p.reissue)
 
@@ -270,7 +271,7 @@ class _Completion:
 
 
 def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, policy: Policy,
-              approve: bool, schedule=None) -> _Completion:
+              approve: bool, schedule=None, paid: bool = True) -> _Completion:
     """Price at today's balances and pay `order` exactly once; create its certificates.
 
     A charge that is needed but not approved leaves the order as it is (awaiting payment, no
@@ -289,8 +290,8 @@ def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, poli
                              f"could create no certificate; nothing was debited. Drop it (`certpilot order cancel "
                              f"{order.id}`) and buy again with its names (`certpilot buy --name NAME`)", "PAY-1"))
     # `managed_services` already counts PAY-2's fee (core.plans).
-    lines = _price(repo, order.spec, _billable(order.planned, original.origin if original else None),
-                   order.managed_services, policy)
+    lines = _price(repo, order.spec, _billable(order.planned, original.origin if original else None, paid),
+                   order.managed_services if paid else 0, policy)
     if needs_approval(lines) and not approve:
         charge = shortfall(lines)
         return _Completion(order, [], _shortfall_refusal(order, lines, charge, policy), charge)
@@ -371,6 +372,7 @@ def preview_renewal(
     schedule=None,
     csr_mode: CsrMode = CsrMode.SYSTEM,
     csr_pem: bytes | None = None,
+    paid: bool = True,
 ) -> RenewalPreview:
     """Decide a renewal without writing anything: eligibility, plan, bill (``renew --dry-run``).
 
@@ -382,6 +384,8 @@ def preview_renewal(
         policy, schedule: the rules' numbers and the CA/B schedule (VA-5); default configured.
         csr_mode: how the key and CSR will be made (CSR-1..CSR-3).
         csr_pem: the CSR for `CsrMode.MANUAL`; checked against the names and key algorithm (CSR-2).
+        paid: the certificate's issuer is a paid service (quota, managed credits, payment form);
+            False for a free CA (nothing billed).
 
     Returns:
         A `RenewalPreview`; `eligible` is False with `refusal` set when a rule refuses.
@@ -407,10 +411,11 @@ def preview_renewal(
 
     refusal = check_years(years) or check_renewal(RenewalInput(certificate=cert, now=now, policy=policy))
     if refusal is None:
-        paid = next((o for o in open_orders if o.state is OrderState.PAID), None)
-        if paid is not None:
+        paid_order = next((o for o in open_orders if o.state is OrderState.PAID), None)
+        if paid_order is not None:
             refusal = Refusal(Reason.ALREADY_RENEWED,
-                              f"{cert.common_name} already has renewal order {paid.id} ({paid.years} year(s)); "
+                              f"{cert.common_name} already has renewal order {paid_order.id} ({paid_order.years} "
+                              "year(s)); "
                               f"see its new certificates with `certpilot show {cert.id}`", "LC-2")
     if refusal is None:
         refusal = _check_csr(repo, cert, csr_mode, csr_pem, warnings)
@@ -422,7 +427,8 @@ def preview_renewal(
     plan = plan_order(kind, years=years, now=now, policy=policy, schedule=schedule,
                       old_not_after=cert.not_after if kind is OrderKind.RENEWAL else None,
                       publicly_trusted=cert.publicly_trusted)
-    lines = _price(repo, cert.spec, _billable(plan.certificates, cert.origin), plan.managed_services, policy)
+    lines = _price(repo, cert.spec, _billable(plan.certificates, cert.origin, paid),
+                   plan.managed_services if paid else 0, policy)
     return RenewalPreview(certificate=cert, kind=kind, years=years, now=now, csr_mode=csr_mode, eligible=True,
                           refusal=None, plan=plan, payment=lines, shortfall=shortfall(lines),
                           managed_fee=plan.managed_fee, warnings=warnings, open_order=awaiting)
@@ -463,6 +469,7 @@ def place_renewal(
     approve_payment: bool = False,
     idempotency_key: str | None = None,
     actor: str = "cli",
+    paid: bool = True,
 ) -> OrderResult:
     """Order a renewal: record the order, pay it (PAY-1) and create its certificates (PL-3, LC-2).
 
@@ -476,6 +483,7 @@ def place_renewal(
         approve_payment: approve charging a shortfall; without it such an order waits unpaid.
         idempotency_key: a retried call with the same key returns the same order.
         actor: who is acting, for the audit trail.
+        paid: the certificate's issuer bills (False: a free CA; no quota, credits or form).
 
     Returns:
         The `OrderResult`; an unapproved shortfall is recorded awaiting payment, nothing
@@ -493,9 +501,9 @@ def place_renewal(
     if idempotency_key is not None:
         existing = _order_by_key(session, idempotency_key)
         if existing is not None:
-            return _resume(repo, existing, now=now, policy=policy, actor=actor, approve=approve_payment)
+            return _resume(repo, existing, now=now, policy=policy, actor=actor, approve=approve_payment, paid=paid)
     preview = preview_renewal(session, cert_id, years=years, now=now, policy=policy, schedule=schedule,
-                              csr_mode=csr_mode, csr_pem=csr_pem)
+                              csr_mode=csr_mode, csr_pem=csr_pem, paid=paid)
     if not preview.eligible:
         raise RefusedError(preview.refusal)
     if preview.open_order is not None:
@@ -507,12 +515,13 @@ def place_renewal(
                 f"approve it (`certpilot pay {preview.open_order.id}`) or decline it "
                 f"(`certpilot pay {preview.open_order.id} --decline`) before ordering {years} year(s)", "PAY-1"))
         return _resume(repo, preview.open_order, now=now, policy=policy, actor=actor,
-                       approve=approve_payment, preview=preview)
+                       approve=approve_payment, preview=preview, paid=paid)
     cert = preview.certificate
     plan = preview.plan
     order = repo.add_order(
         Order(id=new_id("ord"), kind=preview.kind, certificate_id=cert.id, spec=cert.spec, years=years,
-              csr_mode=csr_mode, managed_services=plan.managed_services, managed_fee=plan.managed_fee,
+              csr_mode=csr_mode, managed_services=plan.managed_services if paid else 0,
+              managed_fee=plan.managed_fee and paid,
               planned=list(plan.certificates), payment=preview.payment, state=OrderState.AWAITING_PAYMENT,
               created_at=now, coverage_not_after=plan.coverage.not_after),
         idempotency_key=idempotency_key, actor=actor, now=now,
@@ -524,7 +533,7 @@ def place_renewal(
         # flow run, whenever it runs) submits exactly it; a CSR holds no secret.
         repo.set_order_csr(order.id, csr_pem.decode() if isinstance(csr_pem, bytes) else csr_pem)
     return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve_payment,
-                   preview=preview, created=True)
+                   preview=preview, created=True, paid=paid)
 
 
 def _awaiting_purchase(session: Session, spec: Spec, years: int, names: list[str], now: datetime,
@@ -540,7 +549,7 @@ def _awaiting_purchase(session: Session, spec: Spec, years: int, names: list[str
 
 def _resume(repo: Repository, order: Order, *, now: datetime, policy: Policy, actor: str,
             approve: bool, preview: RenewalPreview | None = None, created: bool = False,
-            schedule=None) -> OrderResult:
+            schedule=None, paid: bool = True) -> OrderResult:
     """Bring an order as far as it can go: pay it if it waits (or leave it waiting for approval),
     report it as it is otherwise (a paid order whose certificates are missing gets them now).
 
@@ -549,7 +558,8 @@ def _resume(repo: Repository, order: Order, *, now: datetime, policy: Policy, ac
     """
     done = _Completion(order, repo.ledger_for_order(order.id))
     if order.state is OrderState.AWAITING_PAYMENT:
-        done = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve, schedule=schedule)
+        done = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve, schedule=schedule,
+                         paid=paid)
     elif order.state is OrderState.PAID:
         original = repo.certificate_model(order.certificate_id) if order.certificate_id else None
         _ensure_certificates(repo, order, original, now=now, actor=actor)
@@ -821,9 +831,10 @@ def preview(svc: Services, certificate_id: str, *, years: int, now: datetime | N
     Raises:
         NotFoundError: no such certificate.
     """
+    paid = _paid(svc, certificate_id)
     with svc.session(readonly=True) as s:
         return preview_renewal(s, certificate_id, years=years, now=now or svc.now(), policy=svc.policy,
-                               schedule=svc.schedule, csr_mode=csr_mode, csr_pem=csr_pem)
+                               schedule=svc.schedule, csr_mode=csr_mode, csr_pem=csr_pem, paid=paid)
 
 
 def renew(svc: Services, certificate_id: str, *, years: int, now: datetime | None = None,
@@ -851,12 +862,29 @@ def renew(svc: Services, certificate_id: str, *, years: int, now: datetime | Non
         RefusedError: a rule refused (EL, PL years, CSR, ALREADY_RENEWED); nothing written.
         NotFoundError: no such certificate.
     """
+    paid = _paid(svc, certificate_id)
     with svc.session() as s:
         if idempotency_key is None and rerun_safe:
             idempotency_key = _attempt_key(Repository(s), certificate_id, now or svc.now(), svc.policy)
         return place_renewal(s, certificate_id, years=years, now=now or svc.now(), policy=svc.policy,
                              schedule=svc.schedule, csr_mode=csr_mode, csr_pem=csr_pem,
-                             approve_payment=approve_payment, idempotency_key=idempotency_key, actor=actor)
+                             approve_payment=approve_payment, idempotency_key=idempotency_key, actor=actor,
+                             paid=paid)
+
+
+def _paid(svc: Services, certificate_id: str) -> bool:
+    """Whether the certificate's issuer bills its renewals (`Services.paid`); an issuer choice
+    that cannot be resolved yet counts as paid (the seed's model) and is refused at submission.
+
+    Raises:
+        NotFoundError: no such certificate.
+    """
+    with svc.session(readonly=True) as s:
+        cert = Repository(s).certificate_model(certificate_id)
+    try:
+        return svc.paid(cert)
+    except RefusedError:
+        return True
 
 
 def _attempt_key(repo: Repository, certificate_id: str, now: datetime, policy: Policy) -> str:

@@ -30,6 +30,7 @@ from certpilot.adapters.http01.manual import ManualFileRequired
 from certpilot.adapters.issuers.base import OrderStatus
 from certpilot.adapters.probe.scale import verify_served
 from certpilot.core.deployment import DeploymentState, default_endpoints
+from certpilot.core.errors import PermanentError, TransientError
 from certpilot.core.models import Certificate, Contact, CsrMode, Status, ValidationMethod
 from certpilot.core.outcomes import (
     ApplicationStatus,
@@ -342,6 +343,13 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
     writes the zone), the outcome is MANUAL_DNS with the records as data; submit again once they
     are served. A rejection is told to the owner once (`_tell_rejection`).
 
+    Issuers: a new order goes to the certificate's issuer (`Services.issuer_chain`); when it
+    cannot take the order (TransientError or PermanentError before an order exists: the CA is
+    down, refuses the order, or rate-limits beyond what a worker waits), the next fallback is
+    tried, recorded in the audit trail and told to the operator (`notices.issuer_fallback`). An
+    order that exists is followed at the issuer that placed it. A long Retry-After with no
+    fallback left is RETRY_LATER with `retry_at` (nothing asked of the CA before then).
+
     Args:
         emergency: submit through the emergency issuer (EM-1) instead of the certificate's own;
             a temporary certificate (EM-2) always goes there, whoever resumes it.
@@ -355,32 +363,63 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
             and no channel delivered the owner's notice (the rejection was not kept: the rerun
             asks the CA again and tells the owner then).
     """
-    with svc.session() as s:
+    with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
-        issuer = svc.issuer_for(cert, emergency=emergency or cert.temporary)
-        app = applications.application_state(s, certificate_id)
-        if getattr(issuer, "validates_domains", True) and app is not None and app["order_ref"] is None:
-            # DV-1..DV-4: decided when the CA order is about to be placed (the policy may have changed).
-            validation.record_method(s, certificate_id, dns_writable=svc.dns_writable, delegated=svc.delegated,
-                                     http_responder=svc.http01 is not None, now=svc.now(), actor=actor)
-            cert = Repository(s).certificate_model(certificate_id)
+        ordered = applications.application_state(s, certificate_id)
+    emergency = emergency or cert.temporary
+    if ordered is not None and ordered["order_ref"]:  # an order exists: follow it where it was placed
+        chain = [(svc.issuer_ref(issuer), issuer) for issuer in (svc.issuer_for(cert, emergency=emergency),)]
+    else:
+        chain = svc.issuer_chain(cert, emergency=emergency)
+    for index, (ref, issuer) in enumerate(chain):
+        try:
+            out = _submit_to(svc, cert, ref, issuer, gate=gate, actor=actor)
+        except (TransientError, PermanentError) as exc:
+            if index + 1 >= len(chain) or _order_placed(svc, certificate_id):
+                raise
+            _tell_fallback(svc, certificate_id, ref, chain[index + 1][0], exc)
+            continue
+        if out.kind is SubmitKind.RETRY_LATER and index + 1 < len(chain) and not out.order_ref:
+            _tell_fallback(svc, certificate_id, ref, chain[index + 1][0],
+                           TransientError(f"{out.detail} (retry at {out.retry_at:%Y-%m-%d %H:%M}Z)"))
+            _unpark(svc, certificate_id)
+            continue
+        return out
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+def _submit_to(svc: Services, cert: Certificate, ref: str, issuer, *, gate: Gate, actor: str) -> SubmitOutcome:
+    """One issuer's turn at the application (see `submit`)."""
+    certificate_id = cert.id
+    if getattr(issuer, "validates_domains", True):
+        with svc.session() as s:
+            app = applications.application_state(s, certificate_id)
+            if app is not None and app["order_ref"] is None:
+                # DV-1..DV-4: decided when the CA order is about to be placed (the policy may have changed).
+                validation.record_method(s, certificate_id, dns_writable=svc.dns_writable, delegated=svc.delegated,
+                                         http_responder=svc.http01 is not None, now=svc.now(), actor=actor)
+                cert = Repository(s).certificate_model(certificate_id)
     limits = api_limits(issuer, cert, "validation")
     try:
         with gate(limits) if limits else nullcontext():
             res = applications.submit(svc.session, certificate_id, issuer, now=svc.now(), actor=actor,
-                                      on_rejected=partial(_tell_rejection, svc), rules=(svc.policy, svc.schedule))
+                                      on_rejected=partial(_tell_rejection, svc), rules=(svc.policy, svc.schedule),
+                                      issuer_ref=ref)
     except ManualActionRequired as exc:
         return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_DNS,
-                             records=tuple(_record(r) for r in exc.records))
+                             records=tuple(_record(r) for r in exc.records), issuer=ref)
     except ManualFileRequired as exc:
         return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_FILE,
                              files=tuple(FileToPlace(url=f.url, path=f.path, content=f.content,
-                                                     instruction=f.instruction) for f in exc.files))
+                                                     instruction=f.instruction) for f in exc.files), issuer=ref)
+    if res.retry_at is not None:
+        return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.RETRY_LATER, order_ref=res.order_ref,
+                             detail=res.detail, resumed=res.resumed, retry_at=res.retry_at, issuer=ref)
     kind = _SUBMIT_KIND.get(res.status, SubmitKind.UNDER_REVIEW)
     if kind is SubmitKind.ISSUED:
         _emit_issued(svc, certificate_id)
     return SubmitOutcome(certificate_id=certificate_id, kind=kind, order_ref=res.order_ref, detail=res.detail,
-                         resumed=res.resumed)
+                         resumed=res.resumed, issuer=ref)
 
 
 def _emit_issued(svc: Services, certificate_id: str) -> None:
@@ -393,6 +432,29 @@ def _emit_issued(svc: Services, certificate_id: str) -> None:
     svc.emit("issued", certificate_id=cert.id, common_name=cert.common_name, **facts)
     if cert.parent_id is not None:
         svc.emit("renewed", certificate_id=cert.id, common_name=cert.common_name, **facts)
+
+
+def _order_placed(svc: Services, certificate_id: str) -> bool:
+    with svc.session(readonly=True) as s:
+        state = applications.application_state(s, certificate_id)
+    return bool(state and state["order_ref"])
+
+
+def _unpark(svc: Services, certificate_id: str) -> None:
+    """A fallback takes the order the parked issuer would not: its "retry at" no longer applies."""
+    with svc.session() as s:
+        applications.unpark(s, certificate_id)
+
+
+def _tell_fallback(svc: Services, certificate_id: str, failed: str, used: str, exc: Exception) -> None:
+    """Record (audit) and tell the operator that `used` is tried because `failed` could not take
+    the order; a channel that fails does not stop the fallback (the inbox always has it)."""
+    why = getattr(exc, "message", str(exc))
+    with svc.session() as s:
+        Repository(s).record_audit("certificate", certificate_id, actor="issuer-fallback", now=svc.now(),
+                                   why=f"issuer {failed} could not take the order ({why}); falling back to {used}")
+        event = notices.issuer_fallback(s, certificate_id, failed, used, why, now=svc.now())
+        notices.send(svc, event, session=s)
 
 
 def follow_review(svc: Services, certificate_id: str, at: datetime | None = None, *, gate: Gate = _no_gate,

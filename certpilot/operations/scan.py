@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from certpilot.core.eligibility import RenewalInput, check_renewal
 from certpilot.core.errors import IllegalTransitionError
+from certpilot.core.issuers import RenewalTiming
 from certpilot.core.models import Certificate, Policy, Status
 from certpilot.core.plans import AutoStartInput, may_start_itself
 from certpilot.core.scan import (
@@ -55,14 +56,15 @@ if TYPE_CHECKING:
 # ------------------------------------------------------------------ session-level building blocks
 
 
-def decide_scan(session: Session, now: datetime, policy: Policy, *, table_limit: int = 500) -> ScanDecision:
+def decide_scan(session: Session, now: datetime, policy: Policy, *, table_limit: int = 500,
+                timing: RenewalTiming = RenewalTiming()) -> ScanDecision:
     """One scan's decision at `now`: load every row, the notices sent and the starts recorded, and
     decide purely (`certpilot.core.scan.decide`: PL-4, CA-2, NT-1); automatic renewals the
     eligibility rules refuse are dropped (EL-1..EL-5)."""
     horizon = max(policy.notice_days, default=0)
     decision = decide_rows(q.load_scan_rows(session), now, policy,
                            notices_sent=q.notices_sent(session, now=now, horizon_days=horizon),
-                           managed_started=q.managed_started(session), table_limit=table_limit)
+                           managed_started=q.managed_started(session), table_limit=table_limit, timing=timing)
     return _only_eligible_renewals(session, decision, now, policy)
 
 
@@ -226,7 +228,7 @@ def decide(svc: Services, at: datetime | None = None, *, table_limit: int = 500)
     """
     now = at or svc.now()
     with svc.session(readonly=True) as s:
-        decision = decide_scan(s, now, svc.policy, table_limit=table_limit)
+        decision = decide_scan(s, now, svc.policy, table_limit=table_limit, timing=svc.timing)
         years = q.renewal_years(s, [r.certificate_id for r in decision.renewals_due])
     return plan_from(decision, years)
 

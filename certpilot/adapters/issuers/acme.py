@@ -48,6 +48,7 @@ from certpilot.adapters.issuers.base import (
     split_pem_chain,
 )
 from certpilot.core.errors import (
+    BadInputError,
     PermanentError,
     Reason,
     Refusal,
@@ -139,6 +140,31 @@ class ExternalAccount:
     hmac_alg: str = "HS256"
 
 
+class _NewOrderReplacing(messages.NewOrder):
+    """newOrder with ARI's `replaces` (RFC 9773 section 5): the certificate identifier of the
+    certificate this order replaces, so the CA can lift rate limits for it."""
+
+    replaces: str | None = jose.field("replaces", omitempty=True)
+
+
+def ari_cert_id(leaf_pem: str) -> str:
+    """ARI's certificate identifier (RFC 9773 section 4.1): base64url(AKI keyIdentifier) "."
+    base64url(serial DER), the library's own construction.
+
+    Raises:
+        PermanentError: the certificate has no Authority Key Identifier (no ARI for it).
+    """
+    from acme.client import _renewal_info_path_component
+    from cryptography import x509 as _x509
+
+    cert = _x509.load_pem_x509_certificate(leaf_pem.encode())
+    try:
+        return _renewal_info_path_component(cert)
+    except _x509.ExtensionNotFound:
+        raise PermanentError("the certificate has no Authority Key Identifier: the CA cannot identify it for "
+                             "renewal information (RFC 9773)") from None
+
+
 class _Network(ClientNetwork):
     """ClientNetwork that keeps the response's Retry-After on the ACME problem it raises."""
 
@@ -166,6 +192,15 @@ def _retry_after_seconds(response: requests.Response | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=_dt.UTC)
     return max(0.0, (when - _dt.datetime.now(_dt.UTC)).total_seconds())
+
+
+def _renewal_info_url(directory: messages.Directory) -> str:
+    """The directory's renewalInfo URL (RFC 9773), "" when the CA serves no ARI."""
+    return str(directory.to_partial_json().get("renewalInfo") or "")
+
+
+def _aware(value: _dt.datetime) -> _dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=_dt.UTC)
 
 
 def problem_text(error: messages.Error | None) -> str:
@@ -203,7 +238,9 @@ class AcmeIssuer:
                  first_delay: float = 0.05, max_delay: float = 2.0, nonce_retries: int = 8,
                  account_key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
                  sleep: Callable[[float], None] = time.sleep,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 paid: bool = True, profile: str | None = None, preferred_chain: str | None = None,
+                 allow_insecure: bool = False) -> None:
         """Args:
             directory_url: the CA's ACME directory.
             accounts: where the account (URL, sealed key) is kept.
@@ -224,7 +261,25 @@ class AcmeIssuer:
             nonce_retries: extra attempts after a badNonce beyond the library's own retry.
             account_key_algorithm: algorithm of a new account key.
             sleep, monotonic: injected for tests.
+            paid: whether this CA is a paid service (its renewals consume quota and managed
+                credits and may need a payment form); False for a free CA (Let's Encrypt).
+            profile: the certificate profile to ask for in new orders (ACME profiles), if any.
+            preferred_chain: the common name of the root (or topmost issuer) to prefer among
+                the CA's alternative chains; the default chain when none matches.
+            allow_insecure: accept a plain-http directory URL (tests only: ACME over http
+                exposes nothing secret, but lets anyone on the path swap the CA's answers).
+
+        Raises:
+            BadInputError: the directory URL is not https and `allow_insecure` is not set.
         """
+        from urllib.parse import urlparse
+
+        if urlparse(directory_url).scheme != "https" and not allow_insecure:
+            raise BadInputError(f"the ACME directory {directory_url} is not https: an ACME CA is reached over TLS; "
+                                "use its https URL (allow_insecure is for test servers only)")
+        self.paid = paid
+        self.profile = profile or None
+        self.preferred_chain = preferred_chain or None
         self.directory_url = directory_url
         self._accounts = accounts
         self._vault = vault
@@ -389,12 +444,58 @@ class AcmeIssuer:
         if refusal is not None:
             raise RefusedError(refusal)
         client = self._client()
-        orderr = self._do("placing the ACME order", lambda: client.new_order(application.csr_pem))
+        replaces = self._replaces(client, application.replaces_pem)
+        orderr = self._do("placing the ACME order", lambda: self._new_order(client, application.csr_pem, replaces))
+        self._check_identifiers(orderr.body, application, orderr.authorizations or ())
         log.info("ACME order %s placed for %s", orderr.uri, ", ".join(names))
         # The order and its authorizations as just read: `advance` in this process starts from
         # them instead of reading them again (another process simply reads them by URL).
         self._fresh[orderr.uri] = orderr
         return orderr.uri
+
+    def _replaces(self, client: ClientV2, leaf_pem: str) -> str | None:
+        """ARI's certificate identifier of the certificate a new order replaces (RFC 9773 section
+        5), when the CA serves ARI and the old certificate is known."""
+        if not leaf_pem or not _renewal_info_url(client.directory):
+            return None
+        return ari_cert_id(leaf_pem)
+
+    def _new_order(self, client: ClientV2, csr_pem: bytes, replaces: str | None) -> messages.OrderResource:
+        """newOrder with the configured profile and ARI's `replaces` (the library's `new_order`
+        has no `replaces`); authorizations are read as the library does."""
+        if replaces is None:
+            return client.new_order(csr_pem, profile=self.profile)
+        from acme import crypto_util
+        from cryptography import x509 as _x509
+
+        csr = _x509.load_pem_x509_csr(csr_pem)
+        dns_names, ips = crypto_util.get_identifiers_from_x509(csr.subject, csr.extensions)
+        identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in dns_names]
+        identifiers += [messages.Identifier(typ=messages.IDENTIFIER_IP, value=str(ip)) for ip in ips]
+        order = _NewOrderReplacing(identifiers=identifiers, profile=self.profile, replaces=replaces)
+        response = client._post(client.directory["newOrder"], order)
+        body = messages.Order.from_json(response.json())
+        authzrs = [client._authzr_from_response(client._post_as_get(url), uri=url) for url in body.authorizations]
+        return messages.OrderResource(body=body, uri=response.headers.get("Location"), authorizations=authzrs,
+                                      csr_pem=csr_pem)
+
+    @staticmethod
+    def _check_identifiers(body: messages.Order, application: Application,
+                           authzrs: Sequence[messages.AuthorizationResource] = ()) -> None:
+        """The order and its authorizations name only the certificate's names: a CA (or anyone
+        between) that asks to validate another name gets no answer from us.
+
+        Raises:
+            PermanentError: an identifier that is not one of the application's names.
+        """
+        wanted = {n.lower().removeprefix("*.") for n in application.names}
+        asked = [i.value for i in body.identifiers or ()]
+        asked += [a.body.identifier.value for a in authzrs]
+        stray = sorted({v for v in asked if v.lower().removeprefix("*.") not in wanted})
+        if stray:
+            raise PermanentError(f"the CA's order asks to validate {', '.join(stray)}, which the certificate does not "
+                                 f"name ({', '.join(application.names)}); nothing was answered. Check the CA's "
+                                 "directory URL and resubmit.", Reason.CA_REJECTED)
 
     def _order(self, ref: str) -> tuple[messages.Order, requests.Response]:
         client = self._client()
@@ -499,6 +600,7 @@ class AcmeIssuer:
         jwk = client.net.key
         if authzrs is None:
             authzrs = [self._authz(url)[0] for url in body.authorizations]
+        self._check_identifiers(body, application, authzrs)
         pending = [a for a in authzrs if a.body.status == messages.STATUS_PENDING]
         cleanups: list[Callable[[], None]] = []
         try:
@@ -571,7 +673,73 @@ class AcmeIssuer:
         pems = split_pem_chain(response.text)
         if not pems:
             raise TransientError(f"the CA returned no certificate at {body.certificate}; retry")
+        if self.preferred_chain:
+            pems = self._preferred(client, response, pems)
         return IssuedChain(leaf_pem=pems[0], chain_pems=tuple(pems[1:]))
+
+    def _preferred(self, client: ClientV2, response: requests.Response, default: list[str]) -> list[str]:
+        """The chain whose topmost certificate's issuer (or subject) common name is the preferred
+        one, among the default and the CA's alternates (Link rel="alternate"); else the default."""
+        from cryptography import x509 as _x509
+        from cryptography.x509.oid import NameOID
+
+        def matches(pems: list[str]) -> bool:
+            top = _x509.load_pem_x509_certificate(pems[-1].encode())
+            names = {a.value for n in (top.issuer, top.subject) for a in n.get_attributes_for_oid(NameOID.COMMON_NAME)}
+            return self.preferred_chain in names
+
+        if matches(default):
+            return default
+        for url in client._get_links(response, "alternate"):
+            alt = split_pem_chain(self._do("downloading an alternative chain", lambda u=url: client._post_as_get(u)).text)
+            if alt and matches(alt):
+                return alt
+        return default
+
+    def revoke(self, leaf_pem: str, reason: str) -> None:
+        """Revoke `leaf_pem` at the CA (RFC 8555 section 7.6), signed by this account.
+
+        Raises:
+            BadInputError: an unknown reason name.
+            PermanentError: the CA refused (e.g. alreadyRevoked, unauthorized).
+            TransientError: the CA could not be reached.
+        """
+        from cryptography import x509 as _x509
+
+        from certpilot.adapters.issuers.base import REVOCATION_REASONS
+
+        if reason not in REVOCATION_REASONS:
+            raise BadInputError(f"unknown revocation reason {reason!r}; use one of {', '.join(REVOCATION_REASONS)}")
+        client = self._client()
+        cert = _x509.load_pem_x509_certificate(leaf_pem.encode())
+        self._do("revoking the certificate", lambda: client.revoke(cert, REVOCATION_REASONS[reason]))
+        log.info("revoked serial %x at %s (%s)", cert.serial_number, self.directory_url, reason)
+
+    def renewal_window(self, leaf_pem: str):
+        """ARI (RFC 9773): the CA's suggested renewal window for `leaf_pem`, and the seconds until
+        it should be asked again (its Retry-After, else six hours).
+
+        Returns:
+            (`RenewalWindow`, seconds), or (None, six hours) when the directory has no renewalInfo.
+
+        Raises:
+            TransientError: the CA could not be reached or answered an error.
+        """
+        from certpilot.core.issuers import RenewalWindow
+
+        default_wait = 6 * 3600.0
+        client = self._client()
+        base = _renewal_info_url(client.directory)
+        if not base:
+            return None, default_wait
+        url = base.rstrip("/") + "/" + ari_cert_id(leaf_pem)
+        net = client.net
+        response = self._do("reading renewal information", lambda: net.get(url, content_type="application/json"))
+        info = messages.RenewalInfo.from_json(response.json())
+        window = info.suggested_window
+        start, end = _aware(window.start), _aware(window.end)
+        explanation = (response.json() or {}).get("explanationURL", "")
+        return RenewalWindow(start, end, explanation), _retry_after_seconds(response) or default_wait
 
     def fingerprint_of_account(self) -> str:
         """The account key's public fingerprint (for operators comparing accounts)."""

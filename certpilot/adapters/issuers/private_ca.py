@@ -263,14 +263,18 @@ class PrivateCa:
     """It proves no domain ownership, so no validation method is chosen for it (DV-1..DV-4)."""
 
     def __init__(self, store: PrivateCaStore, vault, *, policy: PrivateCaPolicy | None = None,
-                 clock: Callable[[], datetime], ca_name: str = "default") -> None:
+                 clock: Callable[[], datetime], ca_name: str = "default", paid: bool = True) -> None:
         """Args:
             store: where the CA's certificates, requests and revocations are kept.
             vault: the `KeyVault` that seals the CA's keys.
             policy: what it signs; default `PrivateCaPolicy()`.
             clock: returns now (timezone-aware UTC); injected so reviews can be simulated.
             ca_name: which private CA (several may coexist in one store).
+            paid: whether certificates it signs for official orders are billed like a paid CA
+                service's (the seed's model; the block sets False). A private-CA certificate's
+                reissue (EL-4) is never billed.
         """
+        self.paid = paid
         self._store = store
         self._vault = vault
         self.policy = policy or PrivateCaPolicy()
@@ -393,11 +397,14 @@ class PrivateCa:
 
     # -- revocation --
     def revoke(self, serial: str | int, reason: str = "unspecified") -> None:
-        """Revoke the certificate with `serial` (hex string or int); idempotent.
+        """Revoke the certificate with `serial` (hex string or int, or the certificate's PEM: the
+        `Revoking` protocol's `revoke(leaf_pem, reason)`); idempotent.
 
         Raises:
             NotFoundError: this CA never issued that serial.
         """
+        if isinstance(serial, str) and serial.lstrip().startswith("-----BEGIN"):
+            serial = x509.load_pem_x509_certificate(serial.encode()).serial_number
         hex_serial = format(serial, "x") if isinstance(serial, int) else serial.lower().lstrip("0") or "0"
         if not self._store.revoke(self._ensure().id, hex_serial, at=self._clock(), reason=reason):
             raise NotFoundError(f"the private CA issued no certificate with serial {hex_serial}; "

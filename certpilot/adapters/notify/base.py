@@ -36,6 +36,10 @@ class EventKind(StrEnum):
     """An endpoint serves another certificate than the inventory's (fleet probe)."""
     ENDPOINT_PROBLEM = "endpoint_problem"
     """An endpoint serves a chain that does not verify, or a certificate about to expire (fleet probe)."""
+    ISSUER_FALLBACK = "issuer_fallback"
+    """A certificate's issuer could not take its order; a fallback issuer did (issue 13)."""
+    REVOKED = "revoked"
+    """A certificate was revoked at its CA (`certpilot revoke`)."""
 
 
 class NotificationEvent(BaseModel):
