@@ -30,8 +30,8 @@ import idna
 
 from certpilot.core.errors import BadInputError, Reason, Refusal, RefusedError
 from certpilot.core.limits import MAX_RAW_NAME
-from certpilot.core.text import has_unsafe_chars, visible
 from certpilot.core.models import CertType, Level, Policy, Spec
+from certpilot.core.text import has_unsafe_chars, visible
 
 BRANDS: tuple[str, ...] = ("Alibaba Cloud", "DigiCert", "GlobalSign")
 """UP-2: the brands the service sells (validation levels are `Level`: DV, OV, EV)."""

@@ -30,8 +30,8 @@ from cryptography.x509.oid import NameOID
 from certpilot.core import names as core_names
 from certpilot.core.errors import BadInputError, Reason, Warning_
 from certpilot.core.limits import MAX_BUNDLE_CERTS, MAX_CHAIN_LENGTH, MAX_COMMON_NAME, MAX_SANS, too_many
-from certpilot.core.text import has_unsafe_chars, visible
 from certpilot.core.models import DEFAULT_POLICY, CertType, KeyAlgorithm, Policy, utc
+from certpilot.core.text import has_unsafe_chars, visible
 from certpilot.crypto.pem import (
     as_bytes,
     fingerprint,
