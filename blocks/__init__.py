@@ -202,17 +202,16 @@ class SmtpNotifierBlock(Block):
     server: EmailServerCredentials
     sender: str = "certpilot@localhost"
     recipients: list[str] = Field(default_factory=list, description="Always copied; owners are added.")
+    allow_insecure: bool = Field(default=False, description="Send over plain SMTP (smtp_type INSECURE) or TLS "
+                                 "without verification. Off: such a server is refused and nothing is sent.")
 
     def notifier(self, extra_recipients: list[str] | None = None):
-        """Build the `EmailNotifier`."""
+        """Build the `EmailNotifier`: it connects through `EmailServerCredentials.get_server()`."""
         from certpilot.adapters.notify.email import EmailNotifier
 
-        smtp_type = str(getattr(self.server.smtp_type, "name", self.server.smtp_type)).lower()
-        security = {"ssl": "tls", "starttls": "starttls"}.get(smtp_type, "none")
-        return EmailNotifier(self.server.smtp_server, int(self.server.smtp_port), sender=self.sender,
-                             recipients=list(dict.fromkeys([*self.recipients, *(extra_recipients or [])])),
-                             security=security, username=self.server.username or None,
-                             password=self.server.password if self.server.username else None)
+        return EmailNotifier.from_credentials(
+            self.server, sender=self.sender, allow_insecure=self.allow_insecure,
+            recipients=list(dict.fromkeys([*self.recipients, *(extra_recipients or [])])))
 
 
 class CertpilotConfigBlock(Block):

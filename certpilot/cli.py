@@ -924,7 +924,14 @@ def _known_certificate(cert_id: str) -> None:
 
 
 def _trigger(deployment: str, parameters: dict[str, Any], as_json: bool) -> int:
-    """Start a run of deployment `deployment` (`flow/name`): `certpilot up` or a worker runs it."""
+    """Start a run of deployment `deployment` (`flow/name`): `certpilot up` or a worker runs it.
+
+    Raises:
+        BadInputError(KEY_IN_PARAMETER): a parameter holds a private key (nothing is started).
+    """
+    from certpilot.core.secrets import refuse_key_material
+
+    refuse_key_material(parameters, where=f"the {deployment} deployment")
     url = _prefect_api()
     from prefect.deployments import run_deployment
 
