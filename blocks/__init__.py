@@ -214,6 +214,25 @@ class SmtpNotifierBlock(Block):
             recipients=list(dict.fromkeys([*self.recipients, *(extra_recipients or [])])))
 
 
+class WebhookNotifierBlock(Block):
+    """Notices as JSON POSTed to a URL, HMAC-signed when a secret is set (`webhook-notices/NAME`)."""
+
+    _block_type_name = "certpilot webhook notices"
+    _block_type_slug = "certpilot-webhook-notices"
+    _description = "Expiry notices, failed deployments and human steps as signed JSON POSTs."
+
+    url: str = Field(description="The receiver (https://...).")
+    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key: header X-Certpilot-Signature.")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Extra headers (e.g. Authorization).")
+
+    def notifier(self):
+        """Build the `WebhookNotifier`."""
+        from certpilot.adapters.notify.webhook import WebhookNotifier
+
+        return WebhookNotifier(self.url, secret=self.secret,
+                               headers={k: v.get_secret_value() for k, v in self.headers.items()})
+
+
 class CertpilotConfigBlock(Block):
     """Which blocks certpilot uses: the issuers, DNS providers, notifications and probes."""
 
@@ -226,7 +245,8 @@ class CertpilotConfigBlock(Block):
     emergency_issuer: str | None = Field(default=None, description="ACME block for EM-1 (acme/NAME).")
     dns_providers: list[str] = Field(default_factory=list, description="rfc2136/NAME or route53/NAME blocks.")
     notification_blocks: list[str] = Field(
-        default_factory=list, description="Prefect notification blocks (slug/name) and email-notices/NAME.")
+        default_factory=list, description="Prefect notification blocks (slug/name), email-notices/NAME and "
+        "webhook-notices/NAME.")
     probe_ca_bundle: str | None = Field(default=None, description="Trust bundle for verification probes.")
     nameservers: list[str] = Field(default_factory=list,
                                    description="Authoritative servers to check DV-7 visibility (host:port).")
@@ -234,7 +254,7 @@ class CertpilotConfigBlock(Block):
 
 ALL_BLOCKS: tuple[type[Block], ...] = (
     KeyVaultBlock, AcmeAccountBlock, PrivateCaBlock, Rfc2136Block, Route53Block, NginxHostBlock,
-    AwsDeployBlock, SmtpNotifierBlock, CertpilotConfigBlock,
+    AwsDeployBlock, SmtpNotifierBlock, WebhookNotifierBlock, CertpilotConfigBlock,
 )
 
 

@@ -345,7 +345,8 @@ def _issuers_from_blocks(config, base: Services, providers: list, nameservers) -
 
 
 def _notifiers_from_blocks(config) -> list[Any]:
-    """The notification channels `config` names: email-notices/NAME or any Prefect notification block."""
+    """The notification channels `config` names: email-notices/NAME, webhook-notices/NAME or any
+    Prefect notification block."""
     from prefect.blocks.core import Block
 
     import blocks as b
@@ -355,6 +356,8 @@ def _notifiers_from_blocks(config) -> list[Any]:
         kind, _, name = ref.partition("/")
         if kind == "email-notices":
             notifiers.append(_load(b.SmtpNotifierBlock, name, "an email notification channel").notifier())
+        elif kind == "webhook-notices":
+            notifiers.append(_load(b.WebhookNotifierBlock, name, "a webhook notification channel").notifier())
         else:
             try:
                 notifiers.append(PrefectNotifier(Block.load(ref)))

@@ -144,7 +144,7 @@ def normalize_name(name: str) -> str:
     raw = name
     value = name.strip().rstrip(".") if isinstance(name, str) else ""
     # Messages show the name with control characters escaped: it came from outside (issue 15).
-    shown = visible(raw if isinstance(raw, str) else repr(raw), limit=80)
+    shown = visible(raw if isinstance(raw, str) else repr(raw), limit=MAX_NAME + 7)
     if len(value) > MAX_RAW_NAME:
         raise BadInputError(f"'{shown}' is not a valid name: it is {len(value)} characters long, "
                             f"more than {MAX_NAME}", Reason.INVALID_NAME)

@@ -16,10 +16,17 @@ from certpilot.core.models import Origin, Status
 from certpilot.operations import inbox
 from certpilot.store.db import session_scope
 from certpilot.store.repository import Repository
-from tests.flows.test_scan import DAY, NOW, certificate, env, run_scan  # noqa: F401 - env is a fixture
+from tests.flows.test_scan import DAY, NOW, certificate, run_scan
+from tests.flows.test_scan import env as _env  # noqa: F401 - registers test_scan's `env` fixture as `_env`
 from tests.servers.smtp import PASSWORD, USER
 
 pytestmark = pytest.mark.flows
+
+
+@pytest.fixture
+def scan_env(request):
+    """test_scan's environment: a SQLite store, a private CA, a clock; the scans launch nothing."""
+    return request.getfixturevalue("_env")
 
 
 def _due(env, cid: str) -> None:
@@ -28,7 +35,7 @@ def _due(env, cid: str) -> None:
                                       now=NOW)
 
 
-def test_nt1_expiry_notice_reaches_smtp_over_starttls_via_get_server(env, smtp_tls_server, tmp_path, monkeypatch):
+def test_nt1_expiry_notice_reaches_smtp_over_starttls_via_get_server(scan_env, smtp_tls_server, tmp_path, monkeypatch):
     """NT-1: the scan's expiry notice is delivered by the email-notices block (STARTTLS + AUTH,
     the server's certificate verified against the test CA), the port given as the block's field."""
     ca = tmp_path / "smtp-ca.pem"
@@ -38,8 +45,8 @@ def test_nt1_expiry_notice_reaches_smtp_over_starttls_via_get_server(env, smtp_t
     block = SmtpNotifierBlock(server=EmailServerCredentials(
         smtp_server=smtp_tls_server.host, smtp_port=smtp_tls_server.port, smtp_type="STARTTLS",
         username=USER, password=PASSWORD), sender="certpilot@example.test", recipients=["noc@example.test"])
-    _due(env, "mailed")
-    with rt.use(dataclasses.replace(env.make(), notifiers=[block.notifier()])):
+    _due(scan_env, "mailed")
+    with rt.use(dataclasses.replace(scan_env.make(), notifiers=[block.notifier()])):
         summary, _ = run_scan()
     assert (summary.notices, summary.errors) == (1, 0)
     [got] = smtp_tls_server.messages
@@ -47,15 +54,15 @@ def test_nt1_expiry_notice_reaches_smtp_over_starttls_via_get_server(env, smtp_t
     assert "noc@example.test" in got.rcpt_tos
 
 
-def test_nt1_every_channel_fails_scan_completes_and_records_the_undelivered_notice(env, smtp_server):
+def test_nt1_every_channel_fails_scan_completes_and_records_the_undelivered_notice(scan_env, smtp_server):
     """NT-1: the only channel refuses (plain SMTP not allowed): the scan completes its work, the
     failure is a problem of its summary, and the owner's inbox records the notice it could not send."""
     smtp_server.clear()
     block = SmtpNotifierBlock(server=EmailServerCredentials(
         smtp_server=smtp_server.host, smtp_port=smtp_server.port, smtp_type="INSECURE"),
         sender="certpilot@example.test", recipients=["noc@example.test"])
-    _due(env, "unsent")
-    with rt.use(dataclasses.replace(env.make(), notifiers=[block.notifier()])):
+    _due(scan_env, "unsent")
+    with rt.use(dataclasses.replace(scan_env.make(), notifiers=[block.notifier()])):
         summary, _ = run_scan()
         messages = inbox.messages(rt.services(), limit=10)
     assert (summary.notices, summary.errors) == (0, 1)

@@ -121,11 +121,7 @@ class FilesTarget:
             old = self._backup / name
             live = self.directory / name
             if old.exists():
-                tmp = live.with_name(f".{name}.restore.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _MODES.get(name, 0o644))
-                os.close(fd)
-                shutil.copyfile(old, tmp)
-                os.replace(tmp, live)
+                atomic_write(live, old.read_bytes(), mode=_MODES.get(name, 0o644))
             else:
                 live.unlink(missing_ok=True)
         self._committed = False

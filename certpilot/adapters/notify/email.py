@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, make_msgid
-from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import SecretStr

@@ -237,3 +237,26 @@ def test_dep3_hostile_common_name_cannot_inject_headers(smtp_server):
     assert got.rcpt_tos == ["ops@example.test"]
     assert got.message["Subject"] == "certpilot: a.test\\r\\nBcc: evil@evil.test expires"
     assert got.message["Bcc"] is None
+
+
+def test_dep3_webhook_channel_from_the_config_file_posts_signed_json(webhook_receiver, tmp_path, monkeypatch):
+    """DEP-3: `[webhook-notices.NAME]` in `certpilot setup --config` builds the block the runtime loads
+    for `webhook-notices/NAME`; its notifier signs with the secret from the environment."""
+    from certpilot.setup_config import read_config_file
+
+    url, receiver = webhook_receiver
+    receiver.received.clear()
+    receiver.status = 204
+    monkeypatch.setenv("CERTPILOT_TEST_HOOK_SECRET", "hook-secret")
+    f = tmp_path / "c.toml"
+    f.write_text(f'[certpilot]\nnotification_blocks = ["webhook-notices/ops"]\n[webhook-notices.ops]\nurl = "{url}"\n'
+                 'secret = { env = "CERTPILOT_TEST_HOOK_SECRET" }\n')
+    plan = read_config_file(f)
+    (spec,) = plan.blocks
+    assert spec.ref == "certpilot-webhook-notices/ops" and "webhook-notices/ops" in plan.defined()
+    notifier = spec.build().notifier()
+    assert "hook-secret" not in repr(notifier)
+    notifier.send(failed(CERT, None))
+    [(headers, body)] = receiver.received
+    expected = hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
+    assert headers[SIGNATURE_HEADER] == f"sha256={expected}"
