@@ -14,11 +14,10 @@ one would be stored before any flow code could refuse it. So:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from certpilot.core.errors import BadInputError, Reason
 from certpilot.core.limits import MAX_INPUT_BYTES
@@ -26,16 +25,30 @@ from certpilot.core.limits import MAX_INPUT_BYTES
 KEY_MARKERS = ("PRIVATE KEY-----", "PuTTY-User-Key-File", "BEGIN OPENSSH PRIVATE", "BEGIN PGP PRIVATE KEY")
 """Text that only private keys hold (PEM, OpenSSH, PuTTY, PGP)."""
 
-_MARKER_RE = "|".join(re.escape(m) for m in KEY_MARKERS)
-NO_KEY_PATTERN = rf"^(?![\s\S]*(?:{_MARKER_RE}))[\s\S]*$"
-"""A JSON-schema pattern matching any text without a key marker (linear: anchored lookahead)."""
+KEY_PATTERN = "|".join(KEY_MARKERS)
+"""A regular expression (JSON schema / ECMA and Python alike) found in any text holding a key.
+The markers hold only letters, spaces and hyphens: no escapes (a browser's `u`-flag regex
+refuses `\-`)."""
+_NO_KEY_SCHEMA = {"not": {"pattern": KEY_PATTERN}}
 
-PemParameter = Annotated[str, Field(max_length=MAX_INPUT_BYTES, pattern=NO_KEY_PATTERN,
+
+def _no_key(value: str) -> str:
+    # The flow's own validation (when the run starts), for runs created without the schema check.
+    if any(m in value for m in KEY_MARKERS):
+        raise ValueError("holds a private key: flow parameters are stored in plain text; put the key in a "
+                         "Prefect Secret block and pass its name")
+    return value
+
+
+PemParameter = Annotated[str, Field(max_length=MAX_INPUT_BYTES, json_schema_extra=_NO_KEY_SCHEMA,
                                     description="PEM certificates only: a private key is refused here "
-                                                "(put it in a Secret block)")]
-"""A flow parameter holding certificates (PEM): never a key, at most MAX_INPUT_BYTES."""
-TextParameter = Annotated[str, Field(max_length=1024, pattern=NO_KEY_PATTERN)]
-"""A short free-text flow parameter (an owner, a brand, a name): never a key."""
+                                                "(put it in a Secret block)"), AfterValidator(_no_key)]
+"""A flow parameter holding certificates (PEM): never a key, at most MAX_INPUT_BYTES.
+
+Its JSON schema says `maxLength` and `not: {pattern: <key markers>}`: the Prefect server checks
+a deployment's parameters against it before it creates a run (enforce_parameter_schema)."""
+TextParameter = Annotated[str, Field(max_length=1024, json_schema_extra=_NO_KEY_SCHEMA), AfterValidator(_no_key)]
+"""A short free-text flow parameter (an id, an owner, a brand, a name): never a key."""
 
 
 def find_key_material(value: Any, path: str = "") -> str | None:

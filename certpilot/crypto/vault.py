@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from certpilot.core.errors import PermanentError
+from certpilot.crypto.process import no_core_dumps
 
 if TYPE_CHECKING:
     from certpilot.settings import Settings
@@ -222,6 +223,7 @@ class KeyVault:
             key_pem: the private key (PEM bytes).
             aad: associated data (see `key_aad`): the same value is needed to open it.
         """
+        no_core_dumps()  # this process now holds a key in memory
         dek = AESGCM.generate_key(bit_length=256)
         nonce = os.urandom(NONCE_BYTES)
         ciphertext = AESGCM(dek).encrypt(nonce, bytes(key_pem), aad)
@@ -235,6 +237,7 @@ class KeyVault:
             VaultError: the provider that sealed it is not configured, the master key differs,
                 or the aad does not match (the blob belongs to another key or was altered).
         """
+        no_core_dumps()  # this process is about to hold a key in memory
         provider = self._providers.get(sealed.provider)
         if provider is None:
             raise VaultError(f"the key was sealed by provider '{sealed.provider}', which is not configured "
