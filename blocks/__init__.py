@@ -29,17 +29,27 @@ class KeyVaultBlock(Block):
         default=None, description="Deprecated, leave empty: a master key kept here is readable by anyone holding "
         "the API auth string. Empty: CERTPILOT_MASTER_KEY or the 0600 key file on each host (or kms_key_id).")
     kms_key_id: str | None = Field(default=None, description="AWS KMS key id/ARN: wrap data keys with KMS instead.")
+    previous_kms_key_ids: list[str] = Field(
+        default_factory=list, description="KMS keys that sealed keys before kms_key_id: they still open them until "
+        "`certpilot vault rewrap` has moved every key to kms_key_id.")
     aws_credentials: AwsCredentials | None = Field(default=None, description="Credentials for KMS.")
 
     def vault(self):
-        """Build the `KeyVault` this block describes."""
+        """Build the `KeyVault` this block describes.
+
+        With a KMS key, the previous KMS keys and any local master key on this host (the env
+        value, the key file, a rotation's key files) still open the keys they sealed: moving
+        to KMS, or to another KMS key, is configure-then-`certpilot vault rewrap`, never a
+        moment when a key cannot be opened.
+        """
         from certpilot.crypto import vault as v
 
         if self.kms_key_id:
             from certpilot.crypto.kms import KmsMasterKey
 
             client = (self.aws_credentials or AwsCredentials()).get_client("kms")
-            return v.KeyVault(KmsMasterKey(client, self.kms_key_id))
+            previous = [KmsMasterKey(client, k) for k in self.previous_kms_key_ids if k != self.kms_key_id]
+            return v.KeyVault(KmsMasterKey(client, self.kms_key_id), *previous, *v.local_keys_present())
         if self.master_key is not None:
             # Kept only so that keys sealed under a block-held master key (certpilot before issue 9's
             # `setup`) still open; `certpilot setup` never writes one and refuses it in a config file.

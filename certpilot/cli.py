@@ -186,11 +186,23 @@ BrandOption = Annotated[str, Parameter(help="Brand (UP-2), any case: Alibaba Clo
 
 
 def _read(path: Path | None, what: str) -> bytes | None:
-    """Read an input file; a missing or unreadable file is bad input (exit 4), naming the path."""
+    """Read an input file; a missing, unreadable or oversized file is bad input (exit 4), naming the path.
+
+    At most `core.limits.MAX_INPUT_BYTES` + 1 bytes are read: a huge file (or /dev/zero) is
+    refused without being read whole.
+    """
+    from certpilot.core.limits import MAX_INPUT_BYTES
+
     if path is None:
         return None
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_INPUT_BYTES + 1)
+        if len(data) > MAX_INPUT_BYTES:
+            raise BadInputError(f"{what} file {path} is larger than the {MAX_INPUT_BYTES} bytes certpilot accepts for "
+                                "one input (nothing was read further); give only the certificate, its key and its "
+                                "intermediates (PEM).", Reason.INPUT_TOO_LARGE)
+        return data
     except FileNotFoundError as exc:
         raise BadInputError(f"{what} file {path} does not exist; check the path") from exc
     except OSError as exc:
@@ -1103,6 +1115,9 @@ def demo(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
 from certpilot import cli_orders as _cli_orders  # noqa: E402
 
 _cli_orders.register(sys.modules[__name__])
+from certpilot import cli_vault as _cli_vault  # noqa: E402 - key custody: vault, backup, restore
+
+_cli_vault.register(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- entry point

@@ -26,7 +26,7 @@ KEY_MARKERS = ("PRIVATE KEY-----", "PuTTY-User-Key-File", "BEGIN OPENSSH PRIVATE
 """Text that only private keys hold (PEM, OpenSSH, PuTTY, PGP)."""
 
 KEY_PATTERN = "|".join(KEY_MARKERS)
-"""A regular expression (JSON schema / ECMA and Python alike) found in any text holding a key.
+r"""A regular expression (JSON schema / ECMA and Python alike) found in any text holding a key.
 The markers hold only letters, spaces and hyphens: no escapes (a browser's `u`-flag regex
 refuses `\-`)."""
 _NO_KEY_SCHEMA = {"not": {"pattern": KEY_PATTERN}}

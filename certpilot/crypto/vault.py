@@ -196,96 +196,6 @@ class LocalMasterKey:
         return len(blob) > 5 and blob[:1] == _WRAP_VERSION and blob[1:5].hex() == self.key_id
 
     def wrap(self, dek: bytes) -> bytes:
-        """Encrypt a data key; returns an opaque blob."""
-        ...
-
-    def unwrap(self, blob: bytes) -> bytes:
-        """Decrypt a blob made by `wrap`; raises VaultError when this master key did not wrap it."""
-        ...
-
-
-def key_aad(public_fingerprint: str, purpose: str = "tls-key") -> bytes:
-    """Associated data for a sealed key: binds the ciphertext to its key pair and purpose.
-
-    A sealed blob copied onto another key row (another public fingerprint) no longer opens.
-    """
-    return f"certpilot/{purpose}/{public_fingerprint}".encode()
-
-
-def _decode_master(value: str | bytes, source: str) -> bytes:
-    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
-    try:
-        key = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise VaultError(f"{source} is not valid base64: it must hold base64 of 32 random bytes; "
-                         f"{_GENERATE_HINT}.") from None
-    if len(key) != 32:
-        raise VaultError(f"{source} decodes to {len(key)} bytes, not 32: it must hold base64 of 32 random "
-                         f"bytes; {_GENERATE_HINT}.")
-    return key
-
-
-class LocalMasterKey:
-    """A 256-bit master key held by this process; wraps DEKs with AES-GCM."""
-
-    name = "local"
-
-    def __init__(self, key: bytes, source: str = "the master key"):
-        """Args: key: 32 random bytes. source: where it came from, for messages (never the key)."""
-        if len(key) != 32:
-            raise VaultError(f"{source} must be 32 bytes, got {len(key)}.")
-        self._aead = AESGCM(key)
-        self.key_id = hashlib.sha256(b"certpilot/master-key-id/" + key).hexdigest()[:8]
-        """A short public id of the master key, so messages can tell two keys apart."""
-        self.source = source
-
-    def __repr__(self) -> str:
-        return f"LocalMasterKey(key_id={self.key_id!r}, source={self.source!r})"
-
-    @classmethod
-    def from_base64(cls, value: str | bytes, source: str = ENV_VAR) -> LocalMasterKey:
-        """Build from base64 text of 32 bytes (raises VaultError naming `source` when it is not)."""
-        return cls(_decode_master(value, source), source)
-
-    @classmethod
-    def from_env_or_file(cls, home: str | Path | None = None, env: dict[str, str] | None = None
-                         ) -> LocalMasterKey:
-        """The master key from CERTPILOT_MASTER_KEY, else from `home`/master.key (created on first use).
-
-        Args:
-            home: the certpilot home directory (default: settings' home).
-            env: environment to read (default os.environ).
-
-        Raises:
-            VaultError: the variable or file does not hold base64 of 32 bytes, or the file is
-                readable by group or others.
-        """
-        env = os.environ if env is None else env
-        if env.get(ENV_VAR):
-            return cls.from_base64(env[ENV_VAR], ENV_VAR)
-        if home is None:
-            from certpilot.settings import get_settings
-
-            home = get_settings().home
-        return cls.from_file(Path(home) / KEY_FILE)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> LocalMasterKey:
-        """Read the master key file, creating it (mode 0600, random key) when it does not exist.
-
-        Raises:
-            VaultError: the file is group/world readable (chmod 600 it) or does not hold a key.
-        """
-        path = Path(path)
-        if not path.exists():
-            _create_key_file(path)
-        st = path.stat()
-        if st.st_mode & 0o077:
-            raise VaultError(f"the master key file {path} is accessible by group or others (mode "
-                             f"{stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {path}` and try again.")
-        return cls(_decode_master(path.read_bytes(), f"the master key file {path}"), str(path))
-
-    def wrap(self, dek: bytes) -> bytes:
         """Encrypt a DEK: version byte, key id, nonce, AES-GCM ciphertext."""
         nonce = os.urandom(NONCE_BYTES)
         return _WRAP_VERSION + bytes.fromhex(self.key_id) + nonce + self._aead.encrypt(nonce, dek, _WRAP_AAD)
@@ -473,3 +383,21 @@ def rotation_keys(home: Path) -> list[LocalMasterKey]:
         return []
     return [LocalMasterKey.from_file(home / n, create=False) for n in names
             if n == NEXT_KEY_FILE or (n.startswith(RETIRED_PREFIX) and not n.endswith(".tmp"))]
+
+
+def local_keys_present(settings: Settings | None = None) -> list[LocalMasterKey]:
+    """The local master keys this host has (env value, key file, rotation files), none created.
+
+    For a KMS vault moving from the local key: they open what they sealed, never seal.
+    """
+    if settings is None:
+        from certpilot.settings import get_settings
+
+        settings = get_settings()
+    keys: list[LocalMasterKey] = []
+    if settings.master_key is not None:
+        keys.append(LocalMasterKey.from_base64(settings.master_key.get_secret_value(), ENV_VAR))
+    path = Path(settings.home) / KEY_FILE
+    if path.exists():
+        keys.append(LocalMasterKey.from_file(path, create=False))
+    return keys + rotation_keys(Path(settings.home))
