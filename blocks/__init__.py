@@ -121,7 +121,10 @@ class PrivateCaBlock(Block):
 
     ca_name: str = Field(default="default", description="Which private CA of the store.")
     validity_days: int = Field(default=90, description="Lifetime of issued certificates.")
-    allowed_suffixes: list[str] = Field(default_factory=list, description="Names it may sign (empty: any).")
+    allowed_suffixes: list[str] = Field(default_factory=list, description="Names it may sign; they also become "
+                                        "the intermediate's name constraints. Empty: it signs nothing (unless demo).")
+    demo: bool = Field(default=False, description="The embedded demo CA of `certpilot up`: signs any name when "
+                       "allowed_suffixes is empty. Never for production.")
 
     def issuer(self, store, vault, *, clock: Callable[[], datetime]):
         """Build the `PrivateCa` issuer.
@@ -130,9 +133,13 @@ class PrivateCaBlock(Block):
             store: the `PrivateCaStore` keeping the CA's state (built by the runtime).
         """
         from certpilot.adapters.issuers.private_ca import PrivateCa, PrivateCaPolicy
+        from certpilot.crypto.safefile import offline_key_sink
+        from certpilot.settings import get_settings
 
-        policy = PrivateCaPolicy(validity_days=self.validity_days, allowed_suffixes=tuple(self.allowed_suffixes))
-        return PrivateCa(store, vault, policy=policy, clock=clock, ca_name=self.ca_name)
+        policy = PrivateCaPolicy(validity_days=self.validity_days, allowed_suffixes=tuple(self.allowed_suffixes),
+                                 demo=self.demo)
+        return PrivateCa(store, vault, policy=policy, clock=clock, ca_name=self.ca_name,
+                         offline_sink=offline_key_sink(get_settings().home / "private-ca-offline"))
 
 
 class Rfc2136Block(Block):

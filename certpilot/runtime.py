@@ -248,7 +248,11 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
     sessions = lambda: session_scope(database_url)  # noqa: E731 - a factory the CA's store calls
     issuers = overrides.pop("issuers", None)
     if issuers is None:
-        issuers = {"private-ca": PrivateCa(SqlPrivateCaStore(sessions), vault, clock=clock)}
+        from certpilot.crypto.safefile import offline_key_sink
+        from certpilot.settings import get_settings
+
+        issuers = {"private-ca": PrivateCa(SqlPrivateCaStore(sessions), vault, clock=clock,
+                                           offline_sink=offline_key_sink(get_settings().home / "private-ca-offline"))}
     return Services(
         vault=vault, issuers=issuers, default_issuer=overrides.pop("default_issuer", next(iter(issuers), "")),
         target_factory=overrides.pop("target_factory", None) or default_target_factory(),

@@ -106,3 +106,14 @@ def make_private_dir(path: str | Path) -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.close(open_directory(path))
     return path
+
+
+def offline_key_sink(directory: str | Path):
+    """A sink for `PrivateCa(offline_sink=...)`: writes `<ca>-root-<key id>.offline-key` (0600) under
+    `directory` (0700), to be moved offline by the operator."""
+
+    def sink(ca_name: str, key_id: str, key_text: bytes) -> None:
+        where = make_private_dir(directory)
+        atomic_write(where / f"{ca_name}-root-{key_id}.offline-key", key_text, mode=0o600)
+
+    return sink

@@ -222,6 +222,18 @@ class LocalMasterKey:
             raise VaultError("the sealed key's wrapped data key does not decrypt: the stored data was altered.") from None
 
 
+class OfflineKey(LocalMasterKey):
+    """A master key kept offline (a private CA's root): keys it sealed open nowhere online.
+
+    Its provider name, "offline", tells rewrap and checks to leave such keys alone.
+    """
+
+    name = "offline"
+
+
+OFFLINE = OfflineKey.name
+
+
 def _create_key_file(path: Path) -> None:
     """Create `path` with a fresh random key, atomically and 0600 from the first byte on."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

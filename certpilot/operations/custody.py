@@ -30,6 +30,7 @@ from certpilot.crypto.safefile import atomic_write, make_private_dir, open_direc
 from certpilot.crypto.vault import (
     KEY_FILE,
     NEXT_KEY_FILE,
+    OFFLINE,
     RETIRED_PREFIX,
     KeyVault,
     LocalMasterKey,
@@ -133,8 +134,8 @@ def check_keys(database_url: str | None, vault: KeyVault) -> KeyCheck:
     for key_id in ids:
         with session_scope(database_url, readonly=True) as s:
             found = kq.sealed_with_fingerprint(s, key_id)
-        if found is None:
-            continue
+        if found is None or found[0].provider == OFFLINE:
+            continue  # a private CA's root, sealed offline on purpose
         why = _opens(vault, *found)
         if why is not None:
             failed.append((key_id, why))
@@ -164,8 +165,8 @@ def rewrap_keys(database_url: str | None, vault: KeyVault, *,
     for key_id in ids:
         with session_scope(database_url, readonly=True) as s:
             found = kq.sealed_with_fingerprint(s, key_id)
-        if found is None:
-            continue
+        if found is None or found[0].provider == OFFLINE:
+            continue  # a private CA's root, sealed offline on purpose: never online
         sealed, _ = found
         try:
             new = vault.rewrap(sealed)
