@@ -728,9 +728,13 @@ def renew(
         if dry_run or csr_file is not None:
             raise UsageError("--prefect runs the whole renewal; use it without --dry-run and --csr-file")
         _no_at(at)
-        _known_certificate(cert_id)
+        from certpilot.core.scan import renewal_key
+
+        cert = _known_certificate(cert_id)
+        # The scanner's key for this renewal: the CLI and the scanner start one run between them.
         return _trigger("renewal/renewal", {"certificate_id": cert_id, "years": years, "csr_mode": csr,
-                                            "approve_payment": approve_payment}, as_json)
+                                            "approve_payment": approve_payment}, as_json,
+                        key=renewal_key(cert.id, cert.not_after))
     from certpilot.core.models import CsrMode
     from certpilot.operations import orders
 
@@ -835,7 +839,7 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
     now = _no_at(at)
     if prefect:
         _known_certificate(cert_id)
-        return _trigger("cancel/cancel", {"certificate_id": cert_id}, as_json)
+        return _trigger("cancel/cancel", {"certificate_id": cert_id}, as_json, key=f"cancel:{cert_id}")
     from certpilot.operations import orders
 
     r = orders.cancel(_ctx.services(), cert_id, now=now, actor="cli")
@@ -924,19 +928,23 @@ def _prefect_api() -> str:
     return url
 
 
-def _known_certificate(cert_id: str) -> None:
-    """Check locally, before asking a server, that the certificate exists.
+def _known_certificate(cert_id: str):
+    """Check locally, before asking a server, that the certificate exists; returns it.
 
     Raises:
         NotFoundError: no such certificate (exit 4, saying how to list the valid ids).
     """
     from certpilot.operations.inventory import show_certificate
 
-    show_certificate(_ctx.services(), cert_id)
+    return show_certificate(_ctx.services(), cert_id).certificate
 
 
-def _trigger(deployment: str, parameters: dict[str, Any], as_json: bool) -> int:
+def _trigger(deployment: str, parameters: dict[str, Any], as_json: bool, *, key: str) -> int:
     """Start a run of deployment `deployment` (`flow/name`): `certpilot up` or a worker runs it.
+
+    Args:
+        key: the run's idempotency key: the same command again (a retry, a double press, the
+            scanner for the same renewal) gets the run already started, never a second one.
 
     Raises:
         BadInputError(KEY_IN_PARAMETER): a parameter holds a private key (nothing is started).
@@ -948,13 +956,13 @@ def _trigger(deployment: str, parameters: dict[str, Any], as_json: bool) -> int:
     from prefect.deployments import run_deployment
 
     try:
-        run = run_deployment(deployment, parameters=parameters, timeout=0)
+        run = run_deployment(deployment, parameters=parameters, timeout=0, idempotency_key=key)
     except Exception as exc:  # noqa: BLE001 - no server or no such deployment
         raise ServerUnreachable(f"could not start a run of the {deployment!r} deployment at {url} ({exc}); is "
                                 "`certpilot up` running, or were `certpilot setup` and `prefect deploy --all` "
                                 "run against this API, with a worker on the certpilot pool?") from exc
     data = {"deployment": deployment, "flow_run_id": str(run.id), "flow_run_name": run.name,
-            "parameters": parameters}
+            "parameters": parameters, "idempotency_key": key}
     _emit(data, lambda con: con.print(f"started {deployment} run [bold]{run.name}[/] ({run.id}): watch it in the "
                                       "UI"), as_json)
     return EXIT_OK
@@ -1065,8 +1073,12 @@ def install_automations(*, block: Annotated[str | None, Parameter(
 def apply(cert_id: str, /, *, csr: Literal["system", "reuse"] = "system", as_json: JsonFlag = False) -> int:
     """Submit a pending application now (PL-1: the first certificate of a 1-year renewal is submitted
     by hand): key + CSR, validation, CA review, then deployment (a run of the `renewal` deployment)."""
-    _known_certificate(cert_id)
-    return _trigger("renewal/renewal", {"certificate_id": cert_id, "csr_mode": csr}, as_json)
+    from certpilot.core.scan import work_key
+
+    cert = _known_certificate(cert_id)
+    # The scanner's key for work on this certificate and order: one run between them.
+    return _trigger("renewal/renewal", {"certificate_id": cert_id, "csr_mode": csr}, as_json,
+                    key=work_key(cert.id, cert.order_id))
 
 
 @app.command
@@ -1088,14 +1100,16 @@ def policy(cert_id: str, /, *,
 @app.command
 def emergency(cert_id: str, /, *, as_json: JsonFlag = False) -> int:
     """EM-1..3: restore a site down with an expired certificate (runs the `emergency` deployment)."""
-    _known_certificate(cert_id)
-    return _trigger("emergency/emergency", {"certificate_id": cert_id}, as_json)
+    cert = _known_certificate(cert_id)
+    expiry = cert.not_after.date().isoformat() if cert.not_after else ""
+    return _trigger("emergency/emergency", {"certificate_id": cert_id}, as_json, key=f"emergency:{cert_id}:{expiry}")
 
 
 @app.command
 def scan(*, as_json: JsonFlag = False) -> int:
     """Run the scanner now (a run of the `scan` deployment, which is also scheduled hourly)."""
-    return _trigger("scan/scan", {}, as_json)
+    # One scan per minute from the command line: a double press or a retry joins the first one.
+    return _trigger("scan/scan", {}, as_json, key=f"scan:cli:{datetime.now(UTC):%Y-%m-%dT%H:%M}")
 
 
 @app.command
