@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-!|~>])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>|~])")
+_MD_LEADING = re.compile(r"^([#+\-!>=])")
 
 
 def is_unsafe_char(ch: str) -> bool:
@@ -44,4 +45,4 @@ def header_value(text: str, *, limit: int = 900) -> str:
 
 def md_escape(text: str, *, limit: int = 500) -> str:
     """`text` for a markdown cell or line: unsafe characters escaped, markdown syntax backslashed."""
-    return _MD_SPECIAL.sub(r"\\\1", visible(text, limit=limit))
+    return _MD_LEADING.sub(r"\\\1", _MD_SPECIAL.sub(r"\\\1", visible(text, limit=limit)))
