@@ -130,10 +130,9 @@ def test_route53_concurrent_values_for_one_name_are_all_kept(moto_server):
     """Issue 15: six orders' values written to one name at once (read-modify-write lost some): each
     is one atomic DELETE-exact + CREATE batch, read again and retried when another writer won."""
     import threading
+    import uuid
 
     from certpilot.adapters.dns.route53 import Route53Provider
-
-    import uuid
 
     client = moto_server.client("route53")
     zone = f"cas-{uuid.uuid4().hex[:8]}.example.org"
