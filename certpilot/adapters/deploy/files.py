@@ -20,6 +20,7 @@ from certpilot.adapters.deploy.base import (
     key_matches_certificate,
     run_command,
 )
+from certpilot.crypto.safefile import open_directory
 
 BUNDLE = ("cert.pem", "chain.pem", "fullchain.pem", "key.pem")
 _MODES = {"key.pem": 0o600}
@@ -84,7 +85,12 @@ class FilesTarget:
         staging = self._require_staging("commit")
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         backup = self.directory.with_name(f".{self.directory.name}.certpilot-prev")
-        if not backup.exists():
+        # The backup's parent must be safe too (no one else may plant a symlink there), and an
+        # existing backup must be a real directory of ours: never follow one into another place.
+        os.close(open_directory(self.directory.parent))
+        if os.path.lexists(backup):
+            os.close(open_directory(backup))
+        if not os.path.lexists(backup):
             # (An existing backup was left by a run that died before finalize/rollback: it holds
             # the bundle from before that run, the one to roll back to — keep it, DEP-7.)
             os.mkdir(backup, 0o700)
