@@ -260,3 +260,15 @@ def test_dep3_webhook_channel_from_the_config_file_posts_signed_json(webhook_rec
     [(headers, body)] = receiver.received
     expected = hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
     assert headers[SIGNATURE_HEADER] == f"sha256={expected}"
+
+
+def test_webhook_extra_headers_are_sent_and_never_shown(webhook_receiver):
+    """Issue 15: an Authorization header reaches the receiver; no repr of the notifier shows it."""
+    url, receiver = webhook_receiver
+    receiver.received.clear()
+    receiver.status = 204
+    notifier = WebhookNotifier(url, headers={"Authorization": "Bearer tok-123"})
+    assert "tok-123" not in repr(notifier) + repr(vars(notifier))
+    notifier.send(failed(CERT, None))
+    [(headers, _)] = receiver.received
+    assert headers["Authorization"] == "Bearer tok-123"
