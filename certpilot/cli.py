@@ -186,11 +186,23 @@ BrandOption = Annotated[str, Parameter(help="Brand (UP-2), any case: Alibaba Clo
 
 
 def _read(path: Path | None, what: str) -> bytes | None:
-    """Read an input file; a missing or unreadable file is bad input (exit 4), naming the path."""
+    """Read an input file; a missing, unreadable or oversized file is bad input (exit 4), naming the path.
+
+    At most `core.limits.MAX_INPUT_BYTES` + 1 bytes are read: a huge file (or /dev/zero) is
+    refused without being read whole.
+    """
+    from certpilot.core.limits import MAX_INPUT_BYTES
+
     if path is None:
         return None
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_INPUT_BYTES + 1)
+        if len(data) > MAX_INPUT_BYTES:
+            raise BadInputError(f"{what} file {path} is larger than the {MAX_INPUT_BYTES} bytes certpilot accepts for "
+                                "one input (nothing was read further); give only the certificate, its key and its "
+                                "intermediates (PEM).", Reason.INPUT_TOO_LARGE)
+        return data
     except FileNotFoundError as exc:
         raise BadInputError(f"{what} file {path} does not exist; check the path") from exc
     except OSError as exc:
@@ -732,10 +744,15 @@ def renew(
         if dry_run:
             raise UsageError("--prefect runs the whole renewal; use it without --dry-run")
         _no_at(at)
+        from certpilot.core.scan import renewal_key
+
         params = {"certificate_id": cert_id, "years": years, "csr_mode": csr, "approve_payment": approve_payment}
         params.update(_csr_parameter(csr, csr_file))
-        _known_certificate(cert_id)
-        return _trigger("renewal/renewal", params, as_json)
+        cert = _known_certificate(cert_id)
+        # The scanner's key for this renewal: the CLI and the scanner start one run between them. A
+        # manual CSR travels with its own run (a run the scanner started has none to submit).
+        return _trigger("renewal/renewal", params, as_json,
+                        key=_csr_key(renewal_key(cert.id, cert.not_after), params))
     from certpilot.core.models import CsrMode
     from certpilot.operations import orders
 
@@ -842,7 +859,7 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
     now = _no_at(at)
     if prefect:
         _known_certificate(cert_id)
-        return _trigger("cancel/cancel", {"certificate_id": cert_id}, as_json)
+        return _trigger("cancel/cancel", {"certificate_id": cert_id}, as_json, key=f"cancel:{cert_id}")
     from certpilot.operations import orders
 
     r = orders.cancel(_ctx.services(), cert_id, now=now, actor="cli")
@@ -934,30 +951,41 @@ def _prefect_api() -> str:
     return url
 
 
-def _known_certificate(cert_id: str) -> None:
-    """Check locally, before asking a server, that the certificate exists.
+def _known_certificate(cert_id: str):
+    """Check locally, before asking a server, that the certificate exists; returns it.
 
     Raises:
         NotFoundError: no such certificate (exit 4, saying how to list the valid ids).
     """
     from certpilot.operations.inventory import show_certificate
 
-    show_certificate(_ctx.services(), cert_id)
+    return show_certificate(_ctx.services(), cert_id).certificate
 
 
-def _trigger(deployment: str, parameters: dict[str, Any], as_json: bool) -> int:
-    """Start a run of deployment `deployment` (`flow/name`): `certpilot up` or a worker runs it."""
+def _trigger(deployment: str, parameters: dict[str, Any], as_json: bool, *, key: str) -> int:
+    """Start a run of deployment `deployment` (`flow/name`): `certpilot up` or a worker runs it.
+
+    Args:
+        key: the run's idempotency key: the same command again (a retry, a double press, the
+            scanner for the same renewal) gets the run already started, never a second one.
+
+    Raises:
+        BadInputError(KEY_IN_PARAMETER): a parameter holds a private key (nothing is started).
+    """
+    from certpilot.core.secrets import refuse_key_material
+
+    refuse_key_material(parameters, where=f"the {deployment} deployment")
     url = _prefect_api()
     from prefect.deployments import run_deployment
 
     try:
-        run = run_deployment(deployment, parameters=parameters, timeout=0)
+        run = run_deployment(deployment, parameters=parameters, timeout=0, idempotency_key=key)
     except Exception as exc:  # noqa: BLE001 - no server or no such deployment
         raise ServerUnreachable(f"could not start a run of the {deployment!r} deployment at {url} ({exc}); is "
                                 "`certpilot up` running, or were `certpilot setup` and `prefect deploy --all` "
                                 "run against this API, with a worker on the certpilot pool?") from exc
     data = {"deployment": deployment, "flow_run_id": str(run.id), "flow_run_name": run.name,
-            "parameters": parameters}
+            "parameters": parameters, "idempotency_key": key}
     _emit(data, lambda con: con.print(f"started {deployment} run [bold]{run.name}[/] ({run.id}): watch it in the "
                                       "UI"), as_json)
     return EXIT_OK
@@ -1074,6 +1102,16 @@ def _csr_parameter(csr: str, csr_file: Path | None) -> dict:
     return {"csr_pem": _read(csr_file, "CSR").decode()} if csr_file is not None else {}
 
 
+def _csr_key(key: str, params: dict) -> str:
+    """The run's idempotency key: `key` (shared with the scanner), or, for a manual CSR, `key` and
+    the CSR's digest (the same command again joins its run; a run the scanner started has no CSR
+    to submit, so it is never joined)."""
+    import hashlib
+
+    pem = params.get("csr_pem")
+    return key if pem is None else f"{key}-csr-{hashlib.sha256(pem.encode()).hexdigest()[:16]}"
+
+
 @app.command
 def apply(cert_id: str, /, *, csr: Literal["plan", "system", "reuse", "manual"] = "plan",
           csr_file: Annotated[Path | None, Parameter(help="The CSR for --csr manual (CSR-2).")] = None,
@@ -1082,9 +1120,13 @@ def apply(cert_id: str, /, *, csr: Literal["plan", "system", "reuse", "manual"] 
     by hand): key + CSR, validation, CA review, then deployment (a run of the `renewal` deployment).
     `--csr plan` (default) keeps the mode its plan was ordered with (CSR-3); `--csr manual --csr-file F`
     submits your CSR (CSR-2)."""
+    from certpilot.core.scan import work_key
+
     params = {"certificate_id": cert_id, "csr_mode": csr, **_csr_parameter(csr, csr_file)}
-    _known_certificate(cert_id)
-    return _trigger("renewal/renewal", params, as_json)
+    cert = _known_certificate(cert_id)
+    # The scanner's key for work on this certificate and order: one run between them (a manual
+    # CSR travels with its own run).
+    return _trigger("renewal/renewal", params, as_json, key=_csr_key(work_key(cert.id, cert.order_id), params))
 
 
 @app.command
@@ -1125,14 +1167,16 @@ def policy(cert_id: str, /, *,
 @app.command
 def emergency(cert_id: str, /, *, as_json: JsonFlag = False) -> int:
     """EM-1..3: restore a site down with an expired certificate (runs the `emergency` deployment)."""
-    _known_certificate(cert_id)
-    return _trigger("emergency/emergency", {"certificate_id": cert_id}, as_json)
+    cert = _known_certificate(cert_id)
+    expiry = cert.not_after.date().isoformat() if cert.not_after else ""
+    return _trigger("emergency/emergency", {"certificate_id": cert_id}, as_json, key=f"emergency:{cert_id}:{expiry}")
 
 
 @app.command
 def scan(*, as_json: JsonFlag = False) -> int:
     """Run the scanner now (a run of the `scan` deployment, which is also scheduled hourly)."""
-    return _trigger("scan/scan", {}, as_json)
+    # One scan per minute from the command line: a double press or a retry joins the first one.
+    return _trigger("scan/scan", {}, as_json, key=f"scan:cli:{datetime.now(UTC):%Y-%m-%dT%H:%M}")
 
 
 @app.command
@@ -1165,6 +1209,9 @@ _cli_discovery.register(sys.modules[__name__])
 from certpilot import cli_issuers as _cli_issuers  # noqa: E402
 
 _cli_issuers.register(sys.modules[__name__])
+from certpilot import cli_vault as _cli_vault  # noqa: E402 - key custody: vault, backup, restore
+
+_cli_vault.register(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- entry point

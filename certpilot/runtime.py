@@ -332,7 +332,11 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
     sessions = lambda: session_scope(database_url)  # noqa: E731 - a factory the CA's store calls
     issuers = overrides.pop("issuers", None)
     if issuers is None:
-        issuers = {"private-ca": PrivateCa(SqlPrivateCaStore(sessions), vault, clock=clock)}
+        from certpilot.crypto.safefile import offline_key_sink
+        from certpilot.settings import get_settings
+
+        issuers = {"private-ca": PrivateCa(SqlPrivateCaStore(sessions), vault, clock=clock,
+                                           offline_sink=offline_key_sink(get_settings().home / "private-ca-offline"))}
     return Services(
         vault=vault, issuers=issuers, default_issuer=overrides.pop("default_issuer", next(iter(issuers), "")),
         target_factory=trusting(overrides.pop("target_factory", None) or default_target_factory()),
@@ -443,7 +447,8 @@ def _issuers_from_blocks(config, base: Services, providers: list, nameservers, h
 
 
 def _notifiers_from_blocks(config) -> list[Any]:
-    """The notification channels `config` names: email-notices/NAME or any Prefect notification block."""
+    """The notification channels `config` names: email-notices/NAME, webhook-notices/NAME or any
+    Prefect notification block."""
     from prefect.blocks.core import Block
 
     import blocks as b
@@ -453,6 +458,8 @@ def _notifiers_from_blocks(config) -> list[Any]:
         kind, _, name = ref.partition("/")
         if kind == "email-notices":
             notifiers.append(_load(b.SmtpNotifierBlock, name, "an email notification channel").notifier())
+        elif kind == "webhook-notices":
+            notifiers.append(_load(b.WebhookNotifierBlock, name, "a webhook notification channel").notifier())
         else:
             try:
                 notifiers.append(PrefectNotifier(Block.load(ref)))

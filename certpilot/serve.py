@@ -35,16 +35,47 @@ class DemoTlsServer:
     Stands in for the web server of the demo inventory so that `deploy` has something real to
     verify: it reads `<root>/<name>/fullchain.pem` and `key.pem` again whenever they change,
     like a server reloaded after a deployment (DEP-5).
+
+    The SNI name a client sends is never used to build a path: it is looked up in the set of
+    names served (the directories under `root` whose name is a valid host name in normal form,
+    not symlinks), and only a directory of that set is read. `..`, `/`, NUL, an over-long or
+    otherwise hostile name matches nothing and gets the unrecognized-name alert.
     """
 
     def __init__(self, root: Path, host: str = API_HOST, port: int = DEMO_TLS_PORT):
         self.root, self.host, self.port = root, host, port
         self._contexts: dict[str, tuple[float, ssl.SSLContext]] = {}
+        self._served: tuple[float, dict[str, Path]] = (-1.0, {})
         self._server = None
         self._thread: threading.Thread | None = None
 
+    def served_names(self) -> dict[str, Path]:
+        """The names served and their directories (re-read when `root` changes)."""
+        from certpilot.core.names import normalize_name
+
+        try:
+            stamp = self.root.stat().st_mtime
+        except OSError:
+            return {}
+        if stamp == self._served[0]:
+            return self._served[1]
+        served: dict[str, Path] = {}
+        for entry in os.scandir(self.root):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                if normalize_name(entry.name) == entry.name:
+                    served[entry.name] = self.root / entry.name
+            except Exception:  # noqa: BLE001 - a directory that is not a host name is not served
+                continue
+        self._served = (stamp, served)
+        return served
+
     def _context_for(self, name: str) -> ssl.SSLContext | None:
-        directory = self.root / name
+        directory = self.served_names().get(name.lower()) if len(name) <= 253 else None
+        if directory is None:
+            return None
+        name = directory.name
         chain, key = directory / "fullchain.pem", directory / "key.pem"
         if not (chain.exists() and key.exists()):
             return None

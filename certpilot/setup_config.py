@@ -49,6 +49,7 @@ NAMED_KINDS = {
     "rfc2136": "Rfc2136Block",
     "route53": "Route53Block",
     "email-notices": "SmtpNotifierBlock",
+    "webhook-notices": "WebhookNotifierBlock",
 }
 # tables without a name: the block is named like the configuration block (runtime.from_blocks)
 SINGLE_KINDS = {"key-vault": "KeyVaultBlock", "aws-deploy": "AwsDeployBlock"}

@@ -16,6 +16,7 @@ from prefect import flow
 
 from certpilot.core.models import OrderState, Status
 from certpilot.core.outcomes import EntryStage, RenewalRun
+from certpilot.core.secrets import PemParameter, TextParameter
 from flows import stages
 from tasks import pipeline as t
 
@@ -29,8 +30,8 @@ def _run_name() -> str:
 
 
 @flow(name="renewal", log_prints=True, flow_run_name=_run_name)
-def renewal(certificate_id: str, years: int = 1, csr_mode: str = "plan", approve_payment: bool = False,
-            csr_pem: str | None = None) -> RenewalRun:
+def renewal(certificate_id: TextParameter, years: int = 1, csr_mode: TextParameter = "plan",
+            approve_payment: bool = False, csr_pem: PemParameter | None = None) -> RenewalRun:
     """Renew a certificate end to end, or carry its renewal on from where it stands.
 
     Args:

@@ -215,12 +215,16 @@ def renewal_policy(certificate_id: str, auto_renew: bool | None, years: int | No
 def import_pem(cert_pem: str, chain_pem: str | None, key_block: str | None, origin: str, level: str,
                brand: str, owner: str | None) -> importing.ImportResult:
     """UP-3: import a certificate (and chain); its key comes from a Prefect Secret block named by
-    `key_block` — never from a flow parameter, which Prefect stores in plain text (CSR-5)."""
+    `key_block` — never from a flow parameter, which Prefect stores in plain text (CSR-5). Once
+    the key is sealed in the vault the Secret block is deleted: the key lives in one place only."""
     from prefect.blocks.system import Secret
 
     key_pem = Secret.load(key_block).get().encode() if key_block else None
-    return importing.import_bundle(rt.services(), cert_pem=cert_pem, key_pem=key_pem, chain_pem=chain_pem,
-                                   origin=origin, level=level, brand=brand, owner=owner, actor="flow:import")
+    result = importing.import_bundle(rt.services(), cert_pem=cert_pem, key_pem=key_pem, chain_pem=chain_pem,
+                                     origin=origin, level=level, brand=brand, owner=owner, actor="flow:import")
+    if key_block:
+        Secret.delete(key_block)
+    return result
 
 
 @certpilot_task

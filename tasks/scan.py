@@ -16,6 +16,7 @@ from certpilot import runtime as rt
 from certpilot.core.fleet import FleetReport
 from certpilot.core.outcomes import ReviewOutcome
 from certpilot.core.scan import InFlight, ManagedStart, ScanPlan, ScanSummary, StartOutcome
+from certpilot.core.text import md_escape, visible
 from certpilot.operations import fleet, inbox, inventory_report, pipeline
 from certpilot.operations import scan as ops
 from tasks.common import certpilot_task
@@ -147,7 +148,7 @@ def publish(plan: ScanPlan, summary: ScanSummary) -> None:
     """The inventory table (name, status, days left, plan, next action) and a markdown summary."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    rows = [{"name": x.common_name, "id": x.id, "status": x.status,
+    rows = [{"name": visible(x.common_name, limit=253), "id": visible(x.id, limit=64), "status": x.status,
              "days left": "" if x.days_left is None else x.days_left, "plan": x.plan, "next action": x.next_action}
             for x in plan.lines]
     rows = rows or [{"name": "-", "id": "-", "status": "-", "days left": "", "plan": "-",
@@ -161,7 +162,8 @@ def publish(plan: ScanPlan, summary: ScanSummary) -> None:
     if summary.problems:
         lines += ["", f"## {len(summary.problems)} item(s) failed (the rest went on)", "",
                   "| certificate | what | error |", "|---|---|---|"]
-        lines += [f"| {p.certificate_id or '-'} | {p.action} | {p.error.replace('|', '/')} |" for p in summary.problems]
+        lines += [f"| {md_escape(p.certificate_id or '-')} | {md_escape(p.action)} | {md_escape(p.error)} |"
+                  for p in summary.problems]
     create_markdown_artifact("\n".join(lines) + "\n", key=SUMMARY_KEY, description="scan summary")
     publish_inventory(plan.at)
     publish_inbox()
@@ -198,8 +200,11 @@ def publish_inbox(limit: int = 50) -> int:
     unread = inbox.messages(rt.services(), limit=limit)
     lines = [f"# certpilot inbox: {len(unread)} unread message(s)", ""]
     for m in unread:
-        lines += [f"## {m.subject}", f"*{m.at:%Y-%m-%d %H:%M}Z · {m.kind} · certificate `{m.certificate_id}`*", "",
-                  "```", m.body.strip(), "```", ""]
+        # Subjects and bodies name certificates (CNs from outside): escaped, and the body's own
+        # fences neutralized so it cannot close the code block and inject markdown.
+        lines += [f"## {md_escape(m.subject)}",
+                  f"*{m.at:%Y-%m-%d %H:%M}Z · {md_escape(m.kind)} · certificate {md_escape(m.certificate_id)}*", "",
+                  "```", m.body.strip().replace("`", "'"), "```", ""]
     if not unread:
         lines.append("Nothing needs you.")
     create_markdown_artifact("\n".join(lines) + "\n", key=INBOX_KEY,

@@ -96,6 +96,10 @@ class Reason(StrEnum):
     """The certificate has no subjectAltName extension."""
     DUPLICATE = "Duplicate"
     """This certificate (same fingerprint) is already in the inventory."""
+    INPUT_TOO_LARGE = "InputTooLarge"
+    """An input exceeds a limit (size, certificates, chain length, names): refused unread."""
+    KEY_IN_PARAMETER = "KeyInParameter"
+    """Private key material was given where no key belongs (a flow parameter, a name)."""
     # --- keys and CSRs (CSR) ---
     CSR_INVALID = "CsrInvalid"
     """The CSR's signature does not verify."""

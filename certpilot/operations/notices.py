@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from certpilot.adapters.notify.base import EventKind, NotificationEvent
-from certpilot.core.errors import TransientError
+from certpilot.core.errors import PermanentError, TransientError, is_transient
 from certpilot.core.models import Certificate
 from certpilot.store.repository import Repository
 
@@ -184,10 +184,16 @@ def send(svc: Services, event: NotificationEvent, *, session: Session | None = N
         How many configured channels delivered.
 
     Raises:
-        TransientError: `must_deliver` and no configured channel delivered.
+        TransientError: `must_deliver` and no configured channel delivered (one may on a retry).
+        PermanentError: `must_deliver` and every configured channel failed for good.
     """
     failures = svc.notify(event, session=session)
     if must_deliver and svc.notifiers and len(failures) == len(svc.notifiers):
+        if not any(is_transient(exc) for exc in failures.values()):
+            # Retrying cannot help (a refused configuration, bad credentials): fail at once, so
+            # the caller records the undelivered notice instead of retrying for nothing.
+            raise PermanentError(f"no notification channel can deliver {event.kind.value} for {event.common_name}: "
+                                 + "; ".join(f"{name}: {exc}" for name, exc in failures.items()))
         raise TransientError(f"no notification channel delivered {event.kind.value} for {event.common_name} "
                              f"({', '.join(failures)} failed); retrying")
     return len(svc.notifiers) - len(failures)

@@ -195,3 +195,14 @@ def reset_engines() -> None:
         _engines.clear()
         _makers.clear()
         _schema_ready.clear()
+
+
+def dispose_engine(url: str | None = None) -> None:
+    """Close this process's engine for `url` and forget it (its SQLite file is about to be replaced)."""
+    url = resolve_url(url)
+    with _lock:
+        engine = _engines.pop(url, None)
+        _makers.pop(url, None)
+        _schema_ready.discard(url)
+    if engine is not None:
+        engine.dispose()

@@ -8,6 +8,7 @@ or installs the bundle. This is the bundle a human copies where certpilot does n
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from certpilot.adapters.deploy.base import (
     run_command,
 )
 from certpilot.adapters.deploy.slots import HostLock, Slot
+from certpilot.crypto.safefile import open_directory
 
 BUNDLE = ("cert.pem", "chain.pem", "fullchain.pem", "key.pem")
 _MODES = {"key.pem": 0o600}
@@ -63,6 +65,10 @@ class FilesTarget:
         """Lock, adopt the bundle directory, remember the version to roll back to, write the new one."""
         self.lock.acquire(what=self.describe())
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The bundle directory and its parent must be real directories of ours (no one else may
+        # plant a symlink there): the versions and the `current` link are written inside.
+        for checked in (self.directory.parent, self.directory):
+            os.close(open_directory(checked))
         contents = {"cert.pem": (material.leaf_pem, 0o644), "chain.pem": (material.chain_pem, 0o644),
                     "fullchain.pem": (material.fullchain_pem, 0o644)}
         if material.has_key:

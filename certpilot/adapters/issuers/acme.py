@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import email.utils
+import json
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -36,10 +38,11 @@ import josepy as jose
 import requests
 from acme import challenges, messages
 from acme import errors as acme_errors
-from acme.client import ClientNetwork, ClientV2
+from acme.client import ClientV2
 
 from certpilot.adapters.dns.base import DnsProvider, provider_for
 from certpilot.adapters.http01.manual import ManualFile, ManualFileRequired, file_served
+from certpilot.adapters.issuers.acme_private import network_keeping_retry_after, post_as_get
 from certpilot.adapters.issuers.base import (
     Application,
     IssuedChain,
@@ -55,7 +58,9 @@ from certpilot.core.errors import (
     RefusedError,
     TransientError,
 )
+from certpilot.core.limits import MAX_HTTP_BODY_BYTES, MAX_RETRY_AFTER_SECONDS
 from certpilot.core.models import KeyAlgorithm, ValidationMethod
+from certpilot.core.text import visible
 from certpilot.core.validation import check_validation_method
 from certpilot.crypto.keys import PrivateKey, generate_key, open_key, public_fingerprint, store_key
 
@@ -165,16 +170,12 @@ def ari_cert_id(leaf_pem: str) -> str:
                              "renewal information (RFC 9773)") from None
 
 
-class _Network(ClientNetwork):
-    """ClientNetwork that keeps the response's Retry-After on the ACME problem it raises."""
+def _keep_retry_after(error: messages.Error, response: requests.Response) -> None:
+    error.retry_after = _retry_after_seconds(response)
 
-    @classmethod
-    def _check_response(cls, response: requests.Response, content_type: str | None = None) -> requests.Response:
-        try:
-            return super()._check_response(response, content_type=content_type)
-        except messages.Error as error:
-            error.retry_after = _retry_after_seconds(response)
-            raise
+
+_Network = network_keeping_retry_after(_keep_retry_after)
+"""ClientNetwork that keeps the response's Retry-After on the ACME problem it raises."""
 
 
 def _retry_after_seconds(response: requests.Response | None) -> float | None:
@@ -182,16 +183,81 @@ def _retry_after_seconds(response: requests.Response | None) -> float | None:
         return None
     # RFC 9110: delay-seconds or an HTTP-date (always GMT). Parsed here rather than through the
     # library, which returns a naive datetime to compare with the local clock.
+    # A hostile or broken CA may ask for years: the wait is clamped to MAX_RETRY_AFTER_SECONDS
+    # (the run then fails over to the next scan, which asks again), and an absurd value is ignored.
     value = response.headers["Retry-After"].strip()
+    if len(value) > 64:
+        return None
     if value.isdigit():
-        return float(value)
+        return min(float(value), float(MAX_RETRY_AFTER_SECONDS))
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=_dt.UTC)
-    return max(0.0, (when - _dt.datetime.now(_dt.UTC)).total_seconds())
+    return min(max(0.0, (when - _dt.datetime.now(_dt.UTC)).total_seconds()), float(MAX_RETRY_AFTER_SECONDS))
+
+
+def _json(response: requests.Response, what: str) -> dict:
+    """The JSON object of a CA's answer, refusing what is not one (an HTML error page, a huge body).
+
+    Raises:
+        TransientError: the body is larger than MAX_HTTP_BODY_BYTES, not JSON, or not an object
+            (a proxy's page or a CA outage: the next run asks again).
+    """
+    body = response.content or b""
+    if len(body) > MAX_HTTP_BODY_BYTES:
+        raise TransientError(f"{what}: the CA's answer is {len(body)} bytes, more than the "
+                             f"{MAX_HTTP_BODY_BYTES} certpilot reads; retry later")
+    try:
+        value = json.loads(body)
+    except ValueError:
+        kind = visible(response.headers.get("Content-Type", "no content type"), limit=60)
+        raise TransientError(f"{what}: the CA answered {response.status_code} with a body that is not JSON "
+                             f"({kind}); retry later") from None
+    if not isinstance(value, dict):
+        raise TransientError(f"{what}: the CA answered JSON that is not an object; retry later")
+    return value
+
+
+def _parse(kind: type[T], data: dict, what: str) -> T:
+    """`kind.from_json(data)`, a malformed ACME object becoming a TransientError naming `what`."""
+    try:
+        return kind.from_json(data)
+    except (jose.DeserializationError, TypeError, ValueError, KeyError):
+        raise TransientError(f"{what}: the CA's answer is not a valid ACME {kind.__name__.lower()}; "
+                             "retry later") from None
+
+
+def check_authorizations(authzrs: Sequence[messages.AuthorizationResource], names: Sequence[str],
+                         directory_url: str) -> None:
+    """Refuse authorizations the application did not ask for before answering any (issue 15).
+
+    A hostile or compromised CA could list an authorization for another name, making certpilot
+    publish a validation record in a zone it writes for someone else; or point it at another
+    host. Every authorization must be on the directory's host and name one of the order's names
+    (a wildcard's authorization names its base with `wildcard: true`).
+
+    Raises:
+        PermanentError(CA_REJECTED): naming the foreign authorization.
+    """
+    wanted = {n.lower() for n in names}
+    host = urllib.parse.urlsplit(directory_url).netloc.lower()
+    for authzr in authzrs:
+        ident = authzr.body.identifier
+        value = (ident.value or "").lower()
+        name = f"*.{value}" if authzr.body.wildcard else value
+        where = urllib.parse.urlsplit(authzr.uri or "").netloc.lower()
+        if where != host:
+            raise PermanentError(f"the CA's order lists an authorization on another host "
+                                 f"('{visible(where, limit=80)}', not '{host}'); certpilot answers none of it. "
+                                 "Check the ACME directory URL.", Reason.CA_REJECTED)
+        if name not in wanted:
+            raise PermanentError(f"the CA's order holds an authorization for '{visible(name, limit=80)}', "
+                                 f"which this application did not ask for ({', '.join(sorted(wanted))}); "
+                                 "certpilot answers none of it. Check the ACME directory URL.",
+                                 Reason.CA_REJECTED)
 
 
 def _renewal_info_url(directory: messages.Directory) -> str:
@@ -499,13 +565,15 @@ class AcmeIssuer:
 
     def _order(self, ref: str) -> tuple[messages.Order, requests.Response]:
         client = self._client()
-        response = self._do(f"reading order {ref}", lambda: client._post_as_get(ref))
-        return messages.Order.from_json(response.json()), response
+        response = self._do(f"reading order {ref}", lambda: post_as_get(client, ref))
+        what = f"reading order {ref}"
+        return _parse(messages.Order, _json(response, what), what), response
 
     def _authz(self, url: str) -> tuple[messages.AuthorizationResource, requests.Response]:
         client = self._client()
-        response = self._do(f"reading authorization {url}", lambda: client._post_as_get(url))
-        return messages.AuthorizationResource(body=messages.Authorization.from_json(response.json()),
+        what = f"reading authorization {url}"
+        response = self._do(what, lambda: post_as_get(client, url))
+        return messages.AuthorizationResource(body=_parse(messages.Authorization, _json(response, what), what),
                                               uri=url), response
 
     def poll(self, ref: str) -> PollResult:
@@ -600,7 +668,8 @@ class AcmeIssuer:
         jwk = client.net.key
         if authzrs is None:
             authzrs = [self._authz(url)[0] for url in body.authorizations]
-        self._check_identifiers(body, application, authzrs)
+        check_authorizations(authzrs, application.names, self.directory_url)
+        self._check_identifiers(body, application)
         pending = [a for a in authzrs if a.body.status == messages.STATUS_PENDING]
         cleanups: list[Callable[[], None]] = []
         try:
@@ -669,7 +738,10 @@ class AcmeIssuer:
             raise PermanentError(f"order {ref} is {body.status}: no certificate to fetch yet; "
                                  "advance the application first.")
         client = self._client()
-        response = self._do("downloading the certificate", lambda: client._post_as_get(body.certificate))
+        response = self._do("downloading the certificate", lambda: post_as_get(client, body.certificate))
+        if len(response.content or b"") > MAX_HTTP_BODY_BYTES:
+            raise TransientError(f"the CA's certificate at {body.certificate} is more than "
+                                 f"{MAX_HTTP_BODY_BYTES} bytes; retry later")
         pems = split_pem_chain(response.text)
         if not pems:
             raise TransientError(f"the CA returned no certificate at {body.certificate}; retry")

@@ -53,6 +53,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, Store, VerificationError
 
+from certpilot.adapters.probe.ssl_private import served_chain_ders
 from certpilot.core.verification import (
     ChainFacts,
     ChainStatus,
@@ -68,7 +69,6 @@ from certpilot.core.verification import (
 from certpilot.crypto.pem import fingerprint
 
 _FAMILIES = {Family.AUTO: socket.AF_UNSPEC, Family.IPV4: socket.AF_INET, Family.IPV6: socket.AF_INET6}
-_DER = getattr(ssl, "_ssl").ENCODING_DER  # noqa: B009 - the private module holds the constant
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
 
 
@@ -545,13 +545,9 @@ def _served_ders(transport: asyncio.BaseTransport) -> list[bytes]:
     sslobj = transport.get_extra_info("ssl_object")
     if sslobj is None:
         return []
-    inner = getattr(sslobj, "_sslobj", None)
-    getter = getattr(sslobj, "get_unverified_chain", None) or getattr(inner, "get_unverified_chain", None)
-    if getter is not None:
-        chain = getter() or []
-        ders = [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain]
-        if ders:
-            return ders
+    ders = served_chain_ders(sslobj)  # the private _ssl API, behind its shim
+    if ders:
+        return ders
     leaf = sslobj.getpeercert(binary_form=True)
     return [leaf] if leaf else []
 

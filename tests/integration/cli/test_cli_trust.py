@@ -155,10 +155,15 @@ def test_renew_prefect_passes_approve_payment_to_the_run(cp, shop, monkeypatch):
 
     monkeypatch.setattr(cli, "_prefect_api", lambda: "http://prefect.invalid/api")
     monkeypatch.setattr(prefect.deployments, "run_deployment",
-                        lambda name, parameters, timeout: started.append((name, parameters)) or Run())
+                        lambda name, parameters, timeout, idempotency_key: started.append(
+                            (name, parameters, idempotency_key)) or Run())
     assert cp("renew", shop, "--prefect", "--approve-payment", "--years", "2", "--json").code == 0
     assert cp("renew", shop, "--prefect", "--json").code == 0
-    assert started == [
+    # Both carry the scanner's key for this renewal (issue 15): Prefect hands the second command the
+    # run the first one (or the scanner) started, never a second renewal.
+    key = started[0][2]
+    assert key.startswith(f"renewal:{shop}:") and started[1][2] == key
+    assert [s[:2] for s in started] == [
         ("renewal/renewal", {"certificate_id": shop, "years": 2, "csr_mode": "system", "approve_payment": True}),
         ("renewal/renewal", {"certificate_id": shop, "years": 1, "csr_mode": "system", "approve_payment": False}),
     ]

@@ -122,7 +122,7 @@ def test_dep7_mismatched_key_fails_nginx_t_and_old_certificate_stays(site, nginx
         task = plan_deployments(s, new_id, now=NOW)[0]
     smtp_server.clear()
     mail = EmailNotifier(smtp_server.host, smtp_server.port, sender="certpilot@example.test",
-                         recipients=["ops@example.test"])
+                         recipients=["ops@example.test"], allow_insecure=True)
     done = run_deploy(deploy_db, vault, task.id, site["trust"], notify=lambda _session, event: mail.send(event))
 
     assert done.state is DeploymentState.ROLLED_BACK
