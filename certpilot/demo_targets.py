@@ -13,7 +13,8 @@ from certpilot.core.models import Status
 _SERVED = (Status.ISSUED, Status.UPLOADED)
 
 
-def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1") -> int:
+def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1",
+                         ids: list[str] | None = None) -> int:
     """Give every demo certificate (single name, key held; expired ones too, for the emergency
     flow) a files target under `root/<name>` probed at host:port with its name as SNI, and put
     its current bundle there. Idempotent: a certificate that has a target already is left alone.
@@ -23,6 +24,8 @@ def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1")
             vault opens the keys (inside the files target only, CSR-5).
         root: the directory the demo TLS endpoint serves bundles from.
         port, host: where the demo TLS endpoint listens.
+        ids: the demo's certificates (`DemoLoad.ids`): only these are looked at, so start-up
+            does not grow with the inventory; None looks at every certificate.
 
     Returns:
         How many demo sites are served.
@@ -36,8 +39,8 @@ def install_demo_targets(svc, root: Path, *, port: int, host: str = "127.0.0.1")
     with svc.session() as s:
         repo = Repository(s)
         opener = svc.key_opener()
-        for row in repo.status_rows():
-            cert = repo.certificate_model(row[0])
+        for cert_id in ids if ids is not None else [row[0] for row in repo.status_rows()]:
+            cert = repo.certificate_model(cert_id)
             if cert.state not in _SERVED or len(cert.names) != 1 or cert.names[0].startswith("*") or not cert.key_held:
                 continue
             if repo.children(cert.id) or deployments.targets_of(s, cert.id):
