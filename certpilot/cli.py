@@ -435,8 +435,17 @@ def _render_preview(console, p, *, title: str = "Renewal preview") -> None:
 
 @app.command(name="import")
 def import_(
+    config_dir: Annotated[Path | None, Parameter(help="With --from certbot: certbot's config directory "
+                                                      "(default /etc/letsencrypt).")] = None,
+    /,
     *,
-    cert: Annotated[Path, Parameter(help="Certificate PEM file (the leaf first).")],
+    cert: Annotated[Path | None, Parameter(help="Certificate PEM file (the leaf first).")] = None,
+    dir_: Annotated[Path | None, Parameter(name="--dir", help="Import every bundle (certificate, key, chain "
+                                                             "matched by keys) found in this folder.")] = None,
+    from_: Annotated[Literal["acm", "certbot"] | None, Parameter(
+        name="--from", help="Import a fleet: every ACM certificate, or every certbot lineage.")] = None,
+    region: Annotated[str | None, Parameter(help="With --from acm: the AWS region (default the AWS "
+                                                 "configuration's).")] = None,
     key: Annotated[Path | None, Parameter(help="Private key PEM file (sealed in the vault).")] = None,
     chain: Annotated[Path | None, Parameter(help="Intermediate chain PEM file.")] = None,
     origin: Literal["official", "uploaded", "private-ca"] = "uploaded",
@@ -449,12 +458,21 @@ def import_(
     at: AtOption = None,
     as_json: JsonFlag = False,
 ) -> int:
-    """Import a certificate (and its key and chain) into the inventory (UP-3)."""
+    """Import a certificate (and its key and chain) into the inventory (UP-3); or a whole fleet:
+    `--dir DIR` (a folder of PEM files), `--from acm [--region R]`, `--from certbot [CONFIG_DIR]`
+    (exit 3 when any bundle was refused; the others are imported)."""
     from certpilot.core.models import Origin
     from certpilot.operations.importing import import_bundle
 
     now = _no_at(at)
     wanted_level = _level(level)
+    if sum(x is not None for x in (cert, dir_, from_)) != 1 or (config_dir is not None and from_ != "certbot") \
+            or (region is not None and from_ != "acm"):
+        raise UsageError("give one of --cert FILE, --dir DIR, --from acm [--region R] or --from certbot [CONFIG_DIR]")
+    if cert is None:
+        return _cli_import.run(dir_=dir_, from_=from_, config_dir=config_dir, region=region, origin=origin,
+                               level=wanted_level, brand=brand, owner=owner, as_json=as_json,
+                               passphrase_env=key_passphrase_env)
     cert_pem = _read(cert, "certificate")
     key_pem = _read(key, "key")
     chain_pem = _read(chain, "chain")
@@ -1129,6 +1147,9 @@ def demo(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
 from certpilot import cli_orders as _cli_orders  # noqa: E402
 
 _cli_orders.register(sys.modules[__name__])
+from certpilot import cli_import as _cli_import  # noqa: E402  (import --dir / --from: moving a fleet in)
+
+_cli_import.register(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- entry point

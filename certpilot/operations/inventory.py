@@ -180,11 +180,14 @@ def _filters(now: datetime, policy: Policy, status: Status | None, expiring_with
     return clauses
 
 
-def _views(session: Session, rows: list, now: datetime, policy: Policy) -> list[CertificateView]:
-    """The views of one batch of rows, each with its renewal marker (children loaded per batch)."""
+def _views(session: Session, rows: list, now: datetime, policy: Policy,
+           kids: dict[str, list[Certificate]] | None = None) -> list[CertificateView]:
+    """The views of one batch of rows, each with its renewal marker (children loaded per batch,
+    unless `kids` holds every parent's already)."""
     from certpilot.store.inventory_queries import children_of
 
-    kids = children_of(session, (r[0] for r in rows))
+    if kids is None:
+        kids = children_of(session, (r[0] for r in rows))
     window = policy.expiry_window
     return [CertificateView.of_row(r, now, window, renewal_marker(kids[r[0]]) if r[0] in kids else None)
             for r in rows]
@@ -358,8 +361,10 @@ def listing_stream(svc: Services, *, now: datetime | None = None, status: Status
         matched = q.count(s, clauses) if clauses else total
 
         def views() -> Iterator[CertificateView]:
+            # Most of the inventory listed: every renewal's marker in one query, not one per chunk.
+            kids = q.all_children(s) if matched * 2 > total else None
             for rows in q.stream(s, clauses, chunk=chunk):
-                yield from _views(s, rows, now, svc.policy)
+                yield from _views(s, rows, now, svc.policy, kids)
 
         yield ListingStream(certificates=views(), total=total, matched=matched, database=_database(svc))
 
