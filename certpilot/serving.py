@@ -83,6 +83,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
     from flows.admin import cancel, import_certificate, purchase
     from flows.batch import renewal_batch
     from flows.emergency import emergency
+    from flows.fleet import import_folder
     from flows.renewal import renewal
     from flows.scan import scan
 
@@ -100,6 +101,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
         (cancel, dict(name="cancel", tags=tags, description="PL-7: cancel a not-activated certificate.")),
         (import_certificate, dict(name="import", tags=tags, description="UP-3: import a certificate.")),
         (purchase, dict(name="purchase", tags=tags, description="Buy a new certificate.")),
+        (import_folder, dict(name="import-folder", tags=tags, description="Import every bundle of a folder (UP-3).")),
     ]
 
 
@@ -137,6 +139,7 @@ def serve_all(first_scan: bool = True) -> None:
 WARM_MODULES = (
     "prefect.flow_engine", "prefect.task_engine", "prefect.runtime.flow_run", "prefect.artifacts",
     "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin",
+    "flows.fleet",
     "certpilot.runtime", "blocks", "certpilot.store.db", "certpilot.store.ports", "certpilot.crypto.vault",
     "certpilot.adapters.issuers.private_ca", "certpilot.adapters.deploy.factory", "certpilot.adapters.probe.verifier",
 )

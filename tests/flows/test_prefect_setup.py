@@ -20,7 +20,7 @@ def test_prefect_yaml_declares_every_flow_with_a_real_entrypoint():
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     names = {d["name"] for d in spec["deployments"]}
-    assert names == {"scan", "renewal", "renewal-batch", "emergency", "cancel", "import", "purchase"}
+    assert names == {"scan", "renewal", "renewal-batch", "emergency", "cancel", "import", "purchase", "import-folder"}
     flow_names = {}
     for d in spec["deployments"]:
         module_name, _, attr = d["entrypoint"].partition(":")

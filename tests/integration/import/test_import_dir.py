@@ -11,11 +11,9 @@ from __future__ import annotations
 import base64
 import importlib
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import inspect, select, table, text
 
 from certpilot import runtime
@@ -26,65 +24,16 @@ from certpilot.operations.importing import import_bundle
 from certpilot.store.db import get_engine, session_scope
 from certpilot.store.repository import Repository
 
-certs = importlib.import_module("tests.servers.certs")
-pki = importlib.import_module("tests.fixtures.import.pki")
+fleet_folder = importlib.import_module("tests.fixtures.import.fleet")
 
 NOW = datetime(2026, 2, 1, tzinfo=UTC)
 VAULT = KeyVault(LocalMasterKey(bytes(range(7, 39)), source="test"))
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     """The folder: three good bundles laid out three ways, one already imported, and the bad ones."""
-    root = tmp_path_factory.mktemp("fleet")
-    ca = certs.make_ca("Fleet Root")
-    inter = certs.make_ca("Fleet Intermediate", issuer=ca)
-    a, b, c, d, e = (certs.make_leaf(inter, [f"{n}.example.test"]) for n in "abcde")
-    # certbot's layout: cert + chain + fullchain + privkey (the leaf twice: one bundle)
-    _write(root / "a/cert.pem", a.cert_pem)
-    _write(root / "a/chain.pem", inter.cert_pem)
-    _write(root / "a/fullchain.pem", a.fullchain_pem)
-    _write(root / "a/privkey.pem", a.key_pem)
-    # a full chain file and a key of another name
-    _write(root / "b/fullchain.pem", b.fullchain_pem)
-    _write(root / "b/b.example.test.key", b.key_pem)
-    # flat files, the intermediate in a shared folder elsewhere (linked by issuer)
-    _write(root / "flat/c.crt", c.cert_pem)
-    _write(root / "flat/c.key", c.key_pem)
-    _write(root / "shared/intermediate.pem", inter.cert_pem)
-    # already in the inventory before the run
-    _write(root / "d/cert.pem", d.cert_pem)
-    _write(root / "d/key.pem", d.key_pem)
-    # bad: DER certificate (and so its key is left without a certificate)
-    _write(root / "bad/der/cert.der", e.cert.public_bytes(serialization.Encoding.DER))
-    _write(root / "bad/der/key.pem", e.key_pem)
-    # bad: an encrypted key (no passphrase given): the key and its certificate are refused
-    enc = certs.make_leaf(inter, ["enc.example.test"])
-    _write(root / "bad/enc/cert.pem", enc.cert_pem)
-    _write(root / "bad/enc/key.pem", _encrypted(enc.key_pem))
-    # bad: a 1024-bit RSA key (UP-3 weak key) and a certificate without SAN
-    weak, nosan = pki.corpus()["rsa1024"], pki.corpus()["no_san"]
-    _write(root / "bad/weak/cert.pem", weak.cert)
-    _write(root / "bad/weak/key.pem", weak.key)
-    _write(root / "bad/weak/chain.pem", weak.chain)
-    _write(root / "bad/nosan/cert.pem", nosan.cert)
-    _write(root / "bad/nosan/key.pem", nosan.key)
-    _write(root / "bad/nosan/chain.pem", nosan.chain)
-    # bad: a truncated PEM file; not a certificate at all: ignored
-    _write(root / "bad/truncated.pem", a.cert_pem[: len(a.cert_pem) // 2])
-    _write(root / "README.txt", b"certificates of the fleet\n")
-    return {"root": root, "a": a, "b": b, "c": c, "d": d, "inter": inter}
-
-
-def _encrypted(key_pem: bytes) -> bytes:
-    key = serialization.load_pem_private_key(key_pem, password=None)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.BestAvailableEncryption(b"secret"))
+    return fleet_folder.write_fleet(tmp_path_factory.mktemp("fleet"))
 
 
 def snapshot(url: str) -> dict[str, list[tuple]]:
@@ -94,15 +43,7 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
                 for n in names if n != "alembic_version"}
 
 
-REFUSED = {  # file(s) -> UP-3 reason
-    ("bad/der/cert.der",): "BadPem",
-    ("bad/der/key.pem",): "KeyMismatch",
-    ("bad/enc/key.pem",): "EncryptedKey",
-    ("bad/enc/cert.pem", "bad/enc/key.pem"): "EncryptedKey",
-    ("bad/truncated.pem",): "BadPem",
-    ("bad/weak/cert.pem", "bad/weak/chain.pem", "bad/weak/key.pem"): "WeakKey",
-    ("bad/nosan/cert.pem", "bad/nosan/chain.pem", "bad/nosan/key.pem"): "NoSan",
-}
+REFUSED = fleet_folder.REFUSED
 
 
 def test_up3_import_dir_good_duplicate_and_bad_bundles(fleet, tmp_path):
