@@ -114,10 +114,11 @@ def run(*, dir_: Path | None, from_: str | None, config_dir: Path | None, region
 
 def import_acm(*, region: str | None, level, brand: str, owner: str | None, as_json: bool) -> int:
     """`certpilot import --from acm [--region R]`: every ACM certificate, key not held."""
+    from certpilot import runtime
     from certpilot.operations.fleet_sources import import_acm as run_acm
 
     svc = _cli._ctx.services()
-    report = run_acm(svc, region=region, level=level, brand=brand, owner=owner)
+    report = run_acm(svc, runtime.acm_fleet(svc, region=region), level=level, brand=brand, owner=owner)
     return _finish(report, f"import from ACM ({report.source})", as_json)
 
 
