@@ -446,6 +446,8 @@ def import_(
         name="--from", help="Import a fleet: every ACM certificate, or every certbot lineage.")] = None,
     region: Annotated[str | None, Parameter(help="With --from acm: the AWS region (default the AWS "
                                                  "configuration's).")] = None,
+    nginx_dir: Annotated[Path | None, Parameter(help="With --from certbot: the nginx configuration whose sites "
+                                                     "become targets (default /etc/nginx).")] = None,
     key: Annotated[Path | None, Parameter(help="Private key PEM file (sealed in the vault).")] = None,
     chain: Annotated[Path | None, Parameter(help="Intermediate chain PEM file.")] = None,
     origin: Literal["official", "uploaded", "private-ca"] = "uploaded",
@@ -467,12 +469,12 @@ def import_(
     now = _no_at(at)
     wanted_level = _level(level)
     if sum(x is not None for x in (cert, dir_, from_)) != 1 or (config_dir is not None and from_ != "certbot") \
-            or (region is not None and from_ != "acm"):
+            or (region is not None and from_ != "acm") or (nginx_dir is not None and from_ != "certbot"):
         raise UsageError("give one of --cert FILE, --dir DIR, --from acm [--region R] or --from certbot [CONFIG_DIR]")
     if cert is None:
         return _cli_import.run(dir_=dir_, from_=from_, config_dir=config_dir, region=region, origin=origin,
                                level=wanted_level, brand=brand, owner=owner, as_json=as_json,
-                               passphrase_env=key_passphrase_env)
+                               passphrase_env=key_passphrase_env, nginx_dir=nginx_dir)
     cert_pem = _read(cert, "certificate")
     key_pem = _read(key, "key")
     chain_pem = _read(chain, "chain")

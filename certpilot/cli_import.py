@@ -94,7 +94,8 @@ def import_dir(directory: Path, *, origin: str, level: str, brand: str, owner: s
 
 
 def run(*, dir_: Path | None, from_: str | None, config_dir: Path | None, region: str | None, origin: str,
-        level, brand: str, owner: str | None, as_json: bool, passphrase_env: str | None) -> int:
+        level, brand: str, owner: str | None, as_json: bool, passphrase_env: str | None,
+        nginx_dir: Path | None = None) -> int:
     """Dispatch `certpilot import --dir` / `--from` (the CLI checked that exactly one is given)."""
     import os
 
@@ -108,7 +109,7 @@ def run(*, dir_: Path | None, from_: str | None, config_dir: Path | None, region
                           as_json=as_json)
     if from_ == "acm":
         return import_acm(region=region, level=level, brand=brand, owner=owner, as_json=as_json)
-    return import_certbot(config_dir or Path("/etc/letsencrypt"), level=level, brand=brand, owner=owner,
+    return import_certbot(config_dir or Path("/etc/letsencrypt"), nginx_dir=nginx_dir, level=level, owner=owner,
                           as_json=as_json)
 
 
@@ -122,9 +123,11 @@ def import_acm(*, region: str | None, level, brand: str, owner: str | None, as_j
     return _finish(report, f"import from ACM ({report.source})", as_json)
 
 
-def import_certbot(config_dir: Path, *, level, brand: str, owner: str | None, as_json: bool) -> int:
-    """`certpilot import --from certbot [CONFIG_DIR]`: every certbot lineage, keys into the vault."""
+def import_certbot(config_dir: Path, *, nginx_dir: Path | None, level, owner: str | None, as_json: bool) -> int:
+    """`certpilot import --from certbot [CONFIG_DIR]`: every certbot lineage, keys into the vault;
+    its brand is its ACME server's name (the issuer), not `--brand`."""
     from certpilot.operations.fleet_sources import import_certbot as run_certbot
 
-    report = run_certbot(_cli._ctx.services(keys=True), config_dir, level=level, brand=brand, owner=owner)
+    report = run_certbot(_cli._ctx.services(keys=True), config_dir, nginx_dir=nginx_dir or Path("/etc/nginx"),
+                         level=level, owner=owner)
     return _finish(report, f"import of certbot's {config_dir}", as_json)

@@ -12,6 +12,7 @@ recorded if it was missing), a bad one refused with UP-3's reason; a second run 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from certpilot.core.bulk import BulkOutcome, BulkReport, BundleReport
 from certpilot.core.deployment import TargetKind
 from certpilot.core.errors import BadInputError, Reason, RefusedError
-from certpilot.core.models import Level, Origin
+from certpilot.core.models import Level, Origin, ValidationMethod
 from certpilot.core.names import OWN_BRAND
 from certpilot.operations import deployments
 from certpilot.operations.importing import import_certificate
@@ -27,6 +28,7 @@ from certpilot.store.repository import Repository
 
 if TYPE_CHECKING:
     from certpilot.adapters.fleet.acm import AcmCertificate, AcmFleet
+    from certpilot.adapters.fleet.certbot import CertbotLineage, NginxSite
     from certpilot.runtime import Services
 
 AMAZON = "Amazon"
@@ -35,13 +37,14 @@ AMAZON = "Amazon"
 
 def _import_with_targets(svc: Services, *, cert_pem: str | bytes, key_pem: str | bytes | None,
                          chain_pem: str | bytes | None, origin: Origin, level: Level | str, brand: str,
-                         owner: str | None, actor: str, targets: list[dict[str, Any]], base: dict[str, Any]
-                         ) -> BundleReport:
+                         owner: str | None, actor: str, targets: list[dict[str, Any]], base: dict[str, Any],
+                         updates: dict[str, Any] | None = None, notes: tuple[str, ...] = ()) -> BundleReport:
     """Import one certificate and record its targets in one transaction; the outcome as a report.
 
     `targets`: ``{"kind", "config", "name", "endpoints", "match"}``; a target of that kind whose
     config holds every item of `match` (e.g. the ARN) is not added again (a rerun, or a skipped
-    duplicate's repair).
+    duplicate's repair). `updates`: fields of the new certificate set in the same transaction
+    (`Repository.update_certificate`, e.g. its validation method); `notes` join its warnings.
     """
     try:
         with svc.session() as s:
@@ -56,8 +59,11 @@ def _import_with_targets(svc: Services, *, cert_pem: str | bytes, key_pem: str |
                 added = _add_targets(s, existing, targets)
                 return BundleReport(BulkOutcome.SKIPPED, certificate_id=existing, reason=Reason.DUPLICATE.value,
                                     rule="UP-3", message="already in the inventory (same fingerprint): nothing "
-                                    "changed" + (f"; {added} missing target(s) recorded" if added else ""), **base)
+                                    "changed" + (f"; {added} missing target(s) recorded" if added else ""),
+                                    warnings=notes, **base)
             _add_targets(s, result.certificate.id, targets)
+            if updates:
+                Repository(s).update_certificate(result.certificate.id, now=svc.now(), **updates)
     except RefusedError as exc:
         return BundleReport(BulkOutcome.REFUSED, reason=exc.refusal.reason.value, rule=exc.refusal.rule or "UP-3",
                             message=exc.refusal.message, **base)
@@ -65,7 +71,7 @@ def _import_with_targets(svc: Services, *, cert_pem: str | bytes, key_pem: str |
         return BundleReport(BulkOutcome.REFUSED, reason=(exc.reason or Reason.BAD_INPUT).value, rule="UP-3",
                             message=exc.message, **base)
     return BundleReport(BulkOutcome.IMPORTED, certificate_id=result.certificate.id,
-                        warnings=tuple(w.message for w in result.warnings), **base)
+                        warnings=(*(w.message for w in result.warnings), *notes), **base)
 
 
 def _existing(session: Session, exc: RefusedError) -> str | None:
@@ -151,3 +157,78 @@ def linked_chain(cert_pem: str | bytes, chain_pem: str | bytes | None) -> tuple[
     note = (f"the source's chain held {len(left_out)} certificate(s) that do not link to this certificate "
             f"({', '.join(c.subject.rfc4514_string() for c in left_out)}); they were left out") if left_out else None
     return "".join(to_pem(c) for c in linked) or None, note
+
+
+# ---------------------------------------------------------------- certbot
+
+_METHODS = {"webroot": ValidationMethod.HTTP_FILE, "standalone": ValidationMethod.HTTP_FILE,
+            "nginx": ValidationMethod.HTTP_FILE, "apache": ValidationMethod.HTTP_FILE,
+            "manual": ValidationMethod.DNS_MANUAL}
+
+
+def validation_method(authenticator: str | None) -> ValidationMethod | None:
+    """DV-1: the method a certbot authenticator proves ownership with: a DNS plugin (`dns-*`)
+    writes TXT records (DV-2), webroot/standalone/nginx/apache serve HTTP-01 files (DV-3),
+    manual is a human's record (DV-3); None when certbot's conf does not say."""
+    if not authenticator:
+        return None
+    if authenticator.startswith("dns-") or authenticator.startswith("certbot-dns-"):
+        return ValidationMethod.DNS_AUTO
+    return _METHODS.get(authenticator)
+
+
+def import_certbot(svc: Services, config_dir: str | Path, *, nginx_dir: str | Path | None = "/etc/nginx",
+                   level: Level | str = Level.DV, owner: str | None = None, actor: str = "cli:import-certbot"
+                   ) -> BulkReport:
+    """Import every certbot lineage: its current certificate, chain and key (sealed in the vault),
+    its validation method (from the authenticator), its issuer (from the ACME server, as its
+    brand), its hooks noted, and its nginx sites as targets when an nginx configuration under
+    `nginx_dir` serves its files. certbot's files are only read; idempotent.
+
+    Raises:
+        BadInputError: `config_dir` is not a certbot configuration directory.
+    """
+    from certpilot.adapters.fleet.certbot import nginx_sites, read_lineages
+
+    try:
+        lineages = read_lineages(config_dir)
+    except FileNotFoundError as exc:
+        raise BadInputError(str(exc), Reason.BAD_INPUT) from None
+    sites = nginx_sites(nginx_dir) if nginx_dir and Path(nginx_dir).is_dir() else []
+    reports = [_certbot_one(svc, lin, sites, level=level, owner=owner, actor=actor, nginx_dir=nginx_dir)
+               for lin in lineages]
+    return BulkReport(source=f"certbot:{config_dir}", reports=tuple(reports))
+
+
+def _certbot_one(svc: Services, lin: CertbotLineage, sites: list[NginxSite], *, level: Level | str,
+                 owner: str | None, actor: str, nginx_dir: str | Path | None) -> BundleReport:
+    from certpilot.adapters.fleet.certbot import issuer_name, serves
+
+    base = {"files": tuple(lin.files[k] for k in ("cert", "chain", "privkey")), "common_name": lin.name,
+            "source": f"certbot:{lin.name}"}
+    if lin.problems:
+        return BundleReport(BulkOutcome.REFUSED, reason=Reason.BAD_INPUT.value, rule="UP-3",
+                            message="; ".join(lin.problems) + "; fix the lineage (`certbot certificates`) and "
+                                                            "import again", **base)
+    try:
+        cert_pem, chain_pem, key_pem = (Path(lin.files[k]).read_bytes() for k in ("cert", "chain", "privkey"))
+    except OSError as exc:
+        return BundleReport(BulkOutcome.REFUSED, reason=Reason.BAD_INPUT.value, rule="UP-3",
+                            message=f"a file of lineage {lin.name} cannot be read ({exc.strerror}); run the "
+                                    "import as a user that may read certbot's directory", **base)
+    method = validation_method(lin.authenticator)
+    notes = [f"certbot {lin.name}: issuer {issuer_name(lin.server)} ({lin.server or 'certbot default'}), "
+             f"authenticator {lin.authenticator or '-'} → validation {method.value if method else 'unchanged'}"]
+    notes += [f"certbot hook noted, not run by certpilot: {k} = {v}" for k, v in lin.hooks.items()]
+    mine = [site for site in sites if serves(site, lin)]
+    targets = [{"kind": TargetKind.NGINX, "name": f"nginx {', '.join(site.server_names) or site.conf}",
+                "config": {"files": [{"cert": site.certificate, "key": site.key}]},
+                "endpoints": [(n, site.port, n) for n in site.server_names[:1]],
+                "match": {"files": [{"cert": site.certificate, "key": site.key}]}} for site in mine]
+    if lin.installer == "nginx" and not mine:
+        notes.append(f"the renewal conf names the nginx installer, but no server block under {nginx_dir} serves "
+                     f"{lin.files['fullchain']}: no target recorded; add one when you know where it is served")
+    return _import_with_targets(
+        svc, cert_pem=cert_pem, key_pem=key_pem, chain_pem=chain_pem, origin=Origin.UPLOADED, level=level,
+        brand=issuer_name(lin.server), owner=owner, actor=actor, targets=targets, base=base,
+        updates={"validation_method": method} if method else None, notes=tuple(notes))
