@@ -24,9 +24,8 @@ def import_bundles(directory: str, bundles: list[FoundBundle], origin: str, leve
                    owner: str | None, passphrase_block: str | None = None) -> list[BundleReport]:
     """Import a batch of found bundles, one transaction each (UP-3); refused and skipped ones are
     reports, not failures. A retried batch skips what it imported before (same fingerprint)."""
-    svc, passphrase = rt.services(), _passphrase(passphrase_block)
-    return [bulk_import.import_found(svc, directory, b, origin=origin, level=level, brand=brand, owner=owner,
-                                     passphrase=passphrase, actor="flow:import-folder") for b in bundles]
+    return bulk_import.import_batch(rt.services(), directory, bundles, origin=origin, level=level, brand=brand,
+                                    owner=owner, passphrase=_passphrase(passphrase_block), actor="flow:import-folder")
 
 
 def _passphrase(block: str | None) -> str | None:

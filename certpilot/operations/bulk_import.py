@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +44,8 @@ PEM_SUFFIXES = frozenset({".pem", ".crt", ".cer", ".cert", ".key", ".chain", ".c
 """Files read even without a PEM header (so that a DER certificate is refused with its reason)."""
 _DER_HINT = "openssl x509 -inform der -in cert.der -out cert.pem"
 _MAX_CHAIN = 8
+_BATCH = 500
+"""Bundles per duplicate pre-check (and per progress call) of `import_directory`."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def discover(directory: str | Path, *, passphrase: bytes | str | None = None) ->
         if problem is not None:
             refused.append(problem)
             if key_problem:
-                bad_keys.setdefault(str(Path(rel).parent), problem)
+                bad_keys.setdefault(os.path.dirname(rel), problem)
         elif not held:
             ignored.append(rel)
     bundles, used_keys = _assemble(certs, keys, bad_keys, refused)
@@ -170,16 +172,19 @@ def _read_file(path: Path, rel: str, certs: list[_Cert], keys: dict[bytes, PemRe
 def _assemble(certs: list[_Cert], keys: dict[bytes, PemRef], bad_keys: dict[str, BundleReport],
               refused: list[BundleReport]) -> tuple[list[FoundBundle], set[bytes]]:
     """One bundle per distinct server certificate: its key by public key, its chain by issuer."""
-    cas = [c for c in certs if c.ca]
+    issuers: dict[x509.Name, dict[str, _Copies]] = {}  # subject -> fingerprint -> where its copies are
     leaves: dict[str, list[_Cert]] = {}
+    followed: set[tuple[str, int]] = set()
     for c in certs:
-        if not c.ca:
+        if c.ca:
+            issuers.setdefault(c.cert.subject, {}).setdefault(c.fp, _Copies(c)).add(c)
+            followed.add((c.ref.path, c.ref.index - 1))
+        else:
             leaves.setdefault(c.fp, []).append(c)
     bundles, used = [], set()
     for copies in leaves.values():
         # The copy followed by its chain (a fullchain file) is the best reference, else the first.
-        leaf = next((c for c in copies if any(o.ref.path == c.ref.path and o.ref.index > c.ref.index for o in cas)),
-                    copies[0])
+        leaf = next((c for c in copies if (c.ref.path, c.ref.index) in followed), copies[0])
         files = tuple(dict.fromkeys(c.ref.path for c in copies))
         key = keys.get(leaf.spki)
         name = _cn(leaf.cert)
@@ -192,33 +197,49 @@ def _assemble(certs: list[_Cert], keys: dict[bytes, PemRef], bad_keys: dict[str,
             continue
         if key is not None:
             used.add(leaf.spki)
-        bundles.append(FoundBundle(leaf=leaf.ref, key=key, chain=_chain(leaf, cas), files=files, common_name=name,
-                                   fingerprint_sha256=leaf.fp))
+        bundles.append(FoundBundle(leaf=leaf.ref, key=key, chain=_chain(leaf, issuers), files=files,
+                                   common_name=name, fingerprint_sha256=leaf.fp))
     return bundles, used
 
 
 def _bad_key_beside(files: tuple[str, ...], bad_keys: dict[str, BundleReport]) -> BundleReport | None:
-    return next((bad_keys[d] for d in (str(Path(f).parent) for f in files) if d in bad_keys), None)
+    return next((bad_keys[d] for d in (os.path.dirname(f) for f in files) if d in bad_keys), None)
 
 
-def _chain(leaf: _Cert, cas: list[_Cert]) -> tuple[PemRef, ...]:
+class _Copies:
+    """Where one CA certificate was found: its first copy in each file and in each folder."""
+
+    def __init__(self, first: _Cert) -> None:
+        self.first = first
+        self.by_file: dict[str, _Cert] = {}
+        self.by_dir: dict[str, _Cert] = {}
+
+    def add(self, c: _Cert) -> _Copies:
+        self.by_file.setdefault(c.ref.path, c)
+        self.by_dir.setdefault(os.path.dirname(c.ref.path), c)
+        return self
+
+    def nearest(self, path: str) -> _Cert:
+        """The copy in `path` itself, else in its folder, else the first found."""
+        return self.by_file.get(path) or self.by_dir.get(os.path.dirname(path)) or self.first
+
+
+def _chain(leaf: _Cert, issuers: dict[x509.Name, dict[str, _Copies]]) -> tuple[PemRef, ...]:
     """The intermediates from the leaf's issuer up (roots left out: clients hold their own),
-    preferring certificates of the leaf's own file, then of its folder."""
+    preferring the copy in the leaf's own file, then in its folder."""
     chain: list[PemRef] = []
     seen: set[str] = set()
     current = leaf.cert
-    here = str(Path(leaf.ref.path).parent)
     for _ in range(_MAX_CHAIN):
-        issuers = [c for c in cas if c.cert.subject == current.issuer and c.fp not in seen]
-        if not issuers:
+        candidates = [(fp, copies) for fp, copies in issuers.get(current.issuer, {}).items() if fp not in seen]
+        if not candidates:
             break
-        issuers.sort(key=lambda c: (c.ref.path != leaf.ref.path, str(Path(c.ref.path).parent) != here,
-                                    c.ref.path, c.ref.index))
-        parent = issuers[0]
+        fp, copies = candidates[0]
+        parent = copies.nearest(leaf.ref.path)
         if parent.cert.subject == parent.cert.issuer:  # a root
             break
         chain.append(parent.ref)
-        seen.add(parent.fp)
+        seen.add(fp)
         current = parent.cert
     return tuple(chain)
 
@@ -272,19 +293,16 @@ def import_found(svc: Services, root: str | Path, bundle: FoundBundle, *, origin
     """
     from certpilot.operations.importing import import_bundle
 
-    files = bundle.files + tuple(r.path for r in bundle.chain if r.path not in bundle.files) + (
-        (bundle.key.path,) if bundle.key and bundle.key.path not in bundle.files else ())
-    base = {"files": files, "common_name": bundle.common_name, "fingerprint_sha256": bundle.fingerprint_sha256,
-            "source": source}
+    base = {"files": _files_of(bundle), "common_name": bundle.common_name,
+            "fingerprint_sha256": bundle.fingerprint_sha256, "source": source}
     try:
         cert_pem, key_pem, chain_pem = bundle_pems(root, bundle)
         result = import_bundle(svc, cert_pem=cert_pem, key_pem=key_pem, chain_pem=chain_pem, origin=origin,
                                level=level, brand=brand, owner=owner, actor=actor, passphrase=passphrase)
     except RefusedError as exc:
         if exc.refusal.reason is Reason.DUPLICATE:
-            return BundleReport(BulkOutcome.SKIPPED, certificate_id=_existing_id(svc, bundle.fingerprint_sha256),
-                                reason=exc.refusal.reason.value, rule=exc.refusal.rule,
-                                message="already in the inventory (same fingerprint): nothing changed", **base)
+            return replace(skipped(bundle, known_fingerprints(svc, [bundle]).get(bundle.fingerprint_sha256)),
+                           source=source)
         return BundleReport(BulkOutcome.REFUSED, reason=exc.refusal.reason.value, rule=exc.refusal.rule or "UP-3",
                             message=exc.refusal.message, **base)
     except BadInputError as exc:
@@ -295,14 +313,6 @@ def import_found(svc: Services, root: str | Path, bundle: FoundBundle, *, origin
                             message=f"a file of this bundle cannot be read any more ({exc.strerror})", **base)
     return BundleReport(BulkOutcome.IMPORTED, certificate_id=result.certificate.id,
                         warnings=tuple(w.message for w in result.warnings), **base)
-
-
-def _existing_id(svc: Services, fp: str) -> str | None:
-    from certpilot.store.repository import Repository
-
-    with svc.session(readonly=True) as s:
-        found = Repository(s).find_by_fingerprint(fp)
-    return found.id if found else None
 
 
 def import_directory(svc: Services, directory: str | Path, *, origin: Origin | str = Origin.UPLOADED,
@@ -317,7 +327,7 @@ def import_directory(svc: Services, directory: str | Path, *, origin: Origin | s
         origin, level, brand, owner: what every certificate of the folder is recorded as.
         passphrase: the passphrase of encrypted keys.
         actor: who imports, for the audit log.
-        progress: called with (bundles done, bundles found) after each bundle.
+        progress: called with (bundles done, bundles found) after each batch of bundles.
 
     Raises:
         BadInputError: the folder does not exist.
@@ -325,9 +335,46 @@ def import_directory(svc: Services, directory: str | Path, *, origin: Origin | s
     """
     found = discover(directory, passphrase=passphrase)
     reports = list(found.refused)
-    for n, bundle in enumerate(found.bundles, 1):
-        reports.append(import_found(svc, found.directory, bundle, origin=origin, level=level, brand=brand,
-                                    owner=owner, passphrase=passphrase, actor=actor))
+    done = 0
+    for start in range(0, len(found.bundles), _BATCH):
+        batch = found.bundles[start:start + _BATCH]
+        reports += import_batch(svc, found.directory, batch, origin=origin, level=level, brand=brand, owner=owner,
+                                passphrase=passphrase, actor=actor)
+        done += len(batch)
         if progress is not None:
-            progress(n, len(found.bundles))
+            progress(done, len(found.bundles))
     return BulkReport(source=found.directory, reports=tuple(reports), ignored=found.ignored)
+
+
+def import_batch(svc: Services, root: str | Path, bundles: Iterable[FoundBundle], *,
+                 origin: Origin | str = Origin.UPLOADED, level: Level | str = Level.DV, brand: str = OWN_BRAND,
+                 owner: str | None = None, passphrase: bytes | str | None = None,
+                 actor: str = "cli:import-dir") -> list[BundleReport]:
+    """Import found bundles one transaction each (`import_found`); those whose certificate the
+    inventory already holds are skipped first, in one query, without reading their files."""
+    bundles = list(bundles)
+    known = known_fingerprints(svc, bundles)
+    return [skipped(b, known[b.fingerprint_sha256]) if b.fingerprint_sha256 in known else
+            import_found(svc, root, b, origin=origin, level=level, brand=brand, owner=owner, passphrase=passphrase,
+                         actor=actor) for b in bundles]
+
+
+def known_fingerprints(svc: Services, bundles: Iterable[FoundBundle]) -> dict[str, str]:
+    """{fingerprint: certificate id} of the bundles whose certificate the inventory holds already."""
+    from certpilot.store.inventory_queries import ids_by_fingerprint
+
+    with svc.session(readonly=True) as s:
+        return ids_by_fingerprint(s, (b.fingerprint_sha256 for b in bundles))
+
+
+def skipped(bundle: FoundBundle, certificate_id: str | None) -> BundleReport:
+    """UP-3 DUPLICATE as a bulk outcome: the certificate is in the inventory already; nothing changed."""
+    return BundleReport(BulkOutcome.SKIPPED, _files_of(bundle), common_name=bundle.common_name,
+                        fingerprint_sha256=bundle.fingerprint_sha256, certificate_id=certificate_id,
+                        reason=Reason.DUPLICATE.value, rule="UP-3",
+                        message="already in the inventory (same fingerprint): nothing changed")
+
+
+def _files_of(bundle: FoundBundle) -> tuple[str, ...]:
+    return bundle.files + tuple(dict.fromkeys(r.path for r in bundle.chain if r.path not in bundle.files)) + (
+        (bundle.key.path,) if bundle.key and bundle.key.path not in bundle.files else ())

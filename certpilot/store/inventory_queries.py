@@ -172,3 +172,14 @@ def rows_of(session: Session, ids: Iterable[str]) -> list[ViewRow]:
 
 
 _MAX = datetime.max.replace(tzinfo=UTC)
+
+
+def ids_by_fingerprint(session: Session, fingerprints: Iterable[str]) -> dict[str, str]:
+    """{fingerprint: certificate id} of the given SHA-256 fingerprints already in the inventory
+    (the unique fingerprint index, batched): what a bulk import skips without reading files."""
+    wanted = list(dict.fromkeys(fingerprints))
+    found: dict[str, str] = {}
+    for i in range(0, len(wanted), _IN_BATCH):
+        stmt = select(_T.c.fingerprint_sha256, _T.c.id).where(_T.c.fingerprint_sha256.in_(wanted[i:i + _IN_BATCH]))
+        found.update((fp, cid) for fp, cid in session.execute(stmt))
+    return found
