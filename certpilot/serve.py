@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from certpilot.core.errors import PermanentError
 from certpilot.prefect_server import API_HOST, AUTH_FILE, PrefectServer, use_client_env
 from certpilot.settings import ensure_home, get_settings
 
@@ -57,7 +58,11 @@ class DemoTlsServer:
         return ctx
 
     def start(self) -> None:
-        """Listen in a daemon thread (asyncio)."""
+        """Listen in a daemon thread (asyncio); returns once listening.
+
+        Raises:
+            PermanentError: the port cannot be bound (in use), saying what to do; nothing listens.
+        """
         import asyncio
 
         base = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -82,16 +87,27 @@ class DemoTlsServer:
                 writer.close()
 
         ready = threading.Event()
+        failed: list[OSError] = []
 
         def run():
             loop = asyncio.new_event_loop()
-            self._server = loop.run_until_complete(asyncio.start_server(handle, self.host, self.port, ssl=base))
-            ready.set()
+            try:
+                self._server = loop.run_until_complete(asyncio.start_server(handle, self.host, self.port, ssl=base))
+            except OSError as exc:  # the port is taken: told to the caller, not printed by the thread
+                failed.append(exc)
+                return
+            finally:
+                ready.set()
             loop.run_forever()
 
         self._thread = threading.Thread(target=run, name="demo-tls", daemon=True)
         self._thread.start()
         ready.wait(10)
+        if failed:
+            raise PermanentError(
+                f"the demo sites' TLS endpoint cannot listen on {self.host}:{self.port} ({failed[0].strerror}): "
+                "another `certpilot up` (with another CERTPILOT_HOME) or another server holds that port; stop it, "
+                "or run `certpilot up --no-demo`") from None
 
 
 def up(*, with_demo: bool = True, first_scan: bool = True, on_demo: Callable[[Any], None] | None = None) -> None:

@@ -79,13 +79,15 @@ class Operator:
 
     # ------------------------------------------------------------ the API, over HTTP
 
+    # 30 s: the test observes a server that N renewals keep busy on 2 cores; a slow answer to the
+    # observer is not what these tests judge.
     def api_get(self, path: str) -> dict:
-        r = httpx.get(f"{self.api.api_url}{path}", timeout=10)
+        r = httpx.get(f"{self.api.api_url}{path}", timeout=30)
         r.raise_for_status()
         return r.json()
 
     def api_post(self, path: str, body: dict) -> list | dict:
-        r = httpx.post(f"{self.api.api_url}{path}", json=body, timeout=10)
+        r = httpx.post(f"{self.api.api_url}{path}", json=body, timeout=30)
         r.raise_for_status()
         return r.json()
 
