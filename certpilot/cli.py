@@ -447,8 +447,19 @@ def _render_preview(console, p, *, title: str = "Renewal preview") -> None:
 
 @app.command(name="import")
 def import_(
+    config_dir: Annotated[Path | None, Parameter(help="With --from certbot: certbot's config directory "
+                                                      "(default /etc/letsencrypt).")] = None,
+    /,
     *,
-    cert: Annotated[Path, Parameter(help="Certificate PEM file (the leaf first).")],
+    cert: Annotated[Path | None, Parameter(help="Certificate PEM file (the leaf first).")] = None,
+    dir_: Annotated[Path | None, Parameter(name="--dir", help="Import every bundle (certificate, key, chain "
+                                                             "matched by keys) found in this folder.")] = None,
+    from_: Annotated[Literal["acm", "certbot"] | None, Parameter(
+        name="--from", help="Import a fleet: every ACM certificate, or every certbot lineage.")] = None,
+    region: Annotated[str | None, Parameter(help="With --from acm: the AWS region (default the AWS "
+                                                 "configuration's).")] = None,
+    nginx_dir: Annotated[Path | None, Parameter(help="With --from certbot: the nginx configuration whose sites "
+                                                     "become targets (default /etc/nginx).")] = None,
     key: Annotated[Path | None, Parameter(help="Private key PEM file (sealed in the vault).")] = None,
     chain: Annotated[Path | None, Parameter(help="Intermediate chain PEM file.")] = None,
     origin: Literal["official", "uploaded", "private-ca"] = "uploaded",
@@ -461,12 +472,21 @@ def import_(
     at: AtOption = None,
     as_json: JsonFlag = False,
 ) -> int:
-    """Import a certificate (and its key and chain) into the inventory (UP-3)."""
+    """Import a certificate (and its key and chain) into the inventory (UP-3); or a whole fleet:
+    `--dir DIR` (a folder of PEM files), `--from acm [--region R]`, `--from certbot [CONFIG_DIR]`
+    (exit 3 when any bundle was refused; the others are imported)."""
     from certpilot.core.models import Origin
     from certpilot.operations.importing import import_bundle
 
     now = _no_at(at)
     wanted_level = _level(level)
+    if sum(x is not None for x in (cert, dir_, from_)) != 1 or (config_dir is not None and from_ != "certbot") \
+            or (region is not None and from_ != "acm") or (nginx_dir is not None and from_ != "certbot"):
+        raise UsageError("give one of --cert FILE, --dir DIR, --from acm [--region R] or --from certbot [CONFIG_DIR]")
+    if cert is None:
+        return _cli_import.run(dir_=dir_, from_=from_, config_dir=config_dir, region=region, origin=origin,
+                               level=wanted_level, brand=brand, owner=owner, as_json=as_json,
+                               passphrase_env=key_passphrase_env, nginx_dir=nginx_dir)
     cert_pem = _read(cert, "certificate")
     key_pem = _read(key, "key")
     chain_pem = _read(chain, "chain")
@@ -507,10 +527,14 @@ def list_(
         help="Only certificates expiring within DAYS, those already expired included.")] = None,
     hide_expired: Annotated[bool, Parameter(negative="", help="With --expiring-within: leave expired ones out.")
                             ] = False,
+    limit: Annotated[int | None, Parameter(help="Show at most N certificates (a page).")] = None,
+    offset: Annotated[int, Parameter(help="Skip the first N certificates (the next page: the offset printed).")
+                      ] = 0,
     at: AtOption = None,
     as_json: JsonFlag = False,
 ) -> int:
-    """List the inventory with statuses derived at `--at` (LC-4), soonest expiry first."""
+    """List the inventory with statuses derived at `--at` (LC-4), soonest expiry first; filtered,
+    sorted and paged by the database, `--json` streamed as it is read."""
     from certpilot.core.models import Status
     from certpilot.operations.inventory import listing
 
@@ -524,12 +548,38 @@ def list_(
                              + ", ".join(s.value for s in Status)) from exc
     if expiring_within is not None and expiring_within < 0:
         raise UsageError("--expiring-within takes a number of days, 0 or more")
+    if offset < 0 or (limit is not None and limit < 1):
+        raise UsageError("--offset takes 0 or more and --limit 1 or more")
+    if as_json and limit is None and not offset:
+        return _stream_listing(now, wanted, expiring_within, hide_expired)
     found = listing(_ctx.services(), now=now, status=wanted, expiring_within_days=expiring_within,
-                    hide_expired=hide_expired)
+                    hide_expired=hide_expired, offset=offset, limit=limit)
     views = found.certificates
-    _emit({"at": _iso(now), "database": found.database, "total": found.total,
+    _emit({"at": _iso(now), "database": found.database, "total": found.total, "matched": found.matched,
+           "offset": found.offset, "limit": found.limit, "next_offset": found.next_offset,
            "certificates": [view_dict(v) for v in views]},
           lambda con: _render_listing(con, found, now), as_json)
+    return EXIT_OK
+
+
+def _stream_listing(now: datetime, status, expiring_within: int | None, hide_expired: bool) -> int:
+    """`list --json` of a whole answer: the same document as a page, written one certificate per
+    line as the rows are read (bounded memory; 100,000 certificates in a few seconds)."""
+    from certpilot.operations.inventory import listing_stream
+
+    out = sys.stdout
+    with listing_stream(_ctx.services(), now=now, status=status, expiring_within_days=expiring_within,
+                        hide_expired=hide_expired) as found:
+        head = {"at": _iso(now), "database": found.database, "total": found.total, "matched": found.matched,
+                "offset": 0, "limit": None, "next_offset": None}
+        encode = _json.JSONEncoder(ensure_ascii=False).encode
+        out.write(encode(head)[:-1] + ', "certificates": [')
+        sep = "\n"
+        for v in found.certificates:
+            out.write(sep + encode(view_dict(v)))
+            sep = ",\n"
+        out.write("\n]}\n")
+    out.flush()
     return EXIT_OK
 
 
@@ -550,6 +600,9 @@ def _render_listing(con, found, now: datetime) -> None:
     for v in views:
         if v.renewal:
             con.print(f"{_e(v.common_name)} ({v.id}): {_e(v.renewal)}")
+    if found.next_offset is not None:
+        con.print(f"{found.offset + 1}..{found.next_offset} of {found.matched}: next page with "
+                  f"`--offset {found.next_offset}`")
 
 
 def _iso(dt: datetime) -> str | None:
@@ -1212,6 +1265,9 @@ _cli_issuers.register(sys.modules[__name__])
 from certpilot import cli_vault as _cli_vault  # noqa: E402 - key custody: vault, backup, restore
 
 _cli_vault.register(sys.modules[__name__])
+from certpilot import cli_import as _cli_import  # noqa: E402  (import --dir / --from: moving a fleet in)
+
+_cli_import.register(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- entry point

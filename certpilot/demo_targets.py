@@ -46,7 +46,8 @@ def is_demo_certificate(leaf_pem: str | None, ca: x509.Certificate | None) -> bo
     return True
 
 
-def install_demo_targets(svc, root: Path, *, port: int, home: Path, host: str = "127.0.0.1") -> int:
+def install_demo_targets(svc, root: Path, *, port: int, home: Path, host: str = "127.0.0.1",
+                         ids: list[str] | None = None) -> int:
     """Give every demo certificate (signed by the demo CA; single name, key held; expired ones
     too, for the emergency flow) a files target under `root/<name>` probed at host:port with its
     name as SNI, and put its current bundle there. Idempotent: a certificate that has a target
@@ -58,6 +59,8 @@ def install_demo_targets(svc, root: Path, *, port: int, home: Path, host: str = 
         root: the directory the demo TLS endpoint serves bundles from.
         port, host: where the demo TLS endpoint listens.
         home: `CERTPILOT_HOME`, where the demo load recorded its CA (`demo_ca`).
+        ids: the demo's certificates (`DemoLoad.ids`): only these are looked at, so start-up
+            does not grow with the inventory; None looks at every certificate.
         The sites' probes trust certpilot's private CA (which issues their renewals) and the demo CA
         (written to `root/demo-ca.pem`): VER-1 is strict.
 
@@ -73,8 +76,8 @@ def install_demo_targets(svc, root: Path, *, port: int, home: Path, host: str = 
     with svc.session() as s:
         repo = Repository(s)
         opener = svc.key_opener()
-        for row in repo.status_rows():
-            cert = repo.certificate_model(row[0])
+        for cert_id in ids if ids is not None else [row[0] for row in repo.status_rows()]:
+            cert = repo.certificate_model(cert_id)
             if cert.state not in _SERVED or len(cert.names) != 1 or cert.names[0].startswith("*") or not cert.key_held:
                 continue
             targets = deployments.targets_of(s, cert.id)

@@ -592,3 +592,21 @@ class PrefectNotifier:
     def send(self, event) -> None:
         """Send the event's subject and body through the block."""
         self.block.notify(event.body, subject=event.subject)
+
+
+def acm_fleet(svc: Services, *, region: str | None = None):
+    """The ACM reader of `certpilot import --from acm` (`adapters.fleet.acm.AcmFleet`).
+
+    Its client is `svc.extra["aws"](service, region)` when the services carry one (tests,
+    scripts), else a boto3 client from the environment: AWS credentials (variables, profile),
+    `AWS_ENDPOINT_URL`, and `region` or `AWS_DEFAULT_REGION` (default us-east-1).
+    """
+    import os
+
+    from certpilot.adapters.deploy.aws_acm import acm_client
+    from certpilot.adapters.fleet.acm import AcmFleet
+
+    region = region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+    factory = svc.extra.get("aws")
+    client = factory("acm", region) if factory else acm_client(region=region)
+    return AcmFleet(client, region=region)

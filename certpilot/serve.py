@@ -221,5 +221,5 @@ def _serve_demo(svc, home: Path, on_demo: Callable[[Any], None] | None) -> None:
         on_demo(report)
     tls = DemoTlsServer(home / "deploy")
     tls.start()
-    count = install_demo_targets(svc, home / "deploy", port=tls.port, home=home)
+    count = install_demo_targets(svc, home / "deploy", port=tls.port, home=home, ids=report.load.ids)
     _say(f"demo inventory loaded; {count} demo site(s) served on https://127.0.0.1:{tls.port} by SNI")

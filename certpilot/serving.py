@@ -84,6 +84,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
     from flows.batch import renewal_batch
     from flows.discovery import discover
     from flows.emergency import emergency
+    from flows.fleet import import_folder
     from flows.renewal import renewal
     from flows.revoke import issuer, revoke
     from flows.scan import scan
@@ -113,6 +114,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
         (revoke, dict(name="revoke", tags=tags, description="Revoke a certificate at its CA (with replace: renew and "
                                                              "deploy it first).")),
         (issuer, dict(name="issuer", tags=tags, description="Name the issuer (and fallbacks) of a certificate.")),
+        (import_folder, dict(name="import-folder", tags=tags, description="Import every bundle of a folder (UP-3).")),
     ]
 
 
@@ -150,7 +152,7 @@ def serve_all(first_scan: bool = True) -> None:
 WARM_MODULES = (
     "prefect.flow_engine", "prefect.task_engine", "prefect.runtime.flow_run", "prefect.artifacts",
     "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin", "flows.targets", "flows.discovery",
-    "flows.revoke",
+    "flows.revoke", "flows.fleet",
     "certpilot.runtime", "blocks", "certpilot.store.db", "certpilot.store.ports", "certpilot.crypto.vault",
     "certpilot.adapters.issuers.private_ca", "certpilot.adapters.deploy.factory", "certpilot.adapters.probe.verifier",
 )

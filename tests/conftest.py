@@ -20,4 +20,5 @@ pytest_plugins = [
     "tests.servers.nginx",
     "tests.servers.smtp",
     "tests.servers.prefect",
+    "tests.servers.certbot",
 ]

@@ -21,7 +21,8 @@ def test_prefect_yaml_declares_every_flow_with_a_real_entrypoint():
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     names = {d["name"] for d in spec["deployments"]}
     assert names == {"scan", "renewal", "renewal-batch", "emergency", "cancel", "policy", "import", "purchase",
-                     "target-add", "target-test", "target-remove", "deploy-target", "discover", "revoke", "issuer"}
+                     "target-add", "target-test", "target-remove", "deploy-target", "discover", "revoke", "issuer",
+                     "import-folder"}
     flow_names = {}
     for d in spec["deployments"]:
         module_name, _, attr = d["entrypoint"].partition(":")
