@@ -32,8 +32,7 @@ from certpilot.core.models import (
 from certpilot.core.status import DATED_STATES, status_of_remaining
 from certpilot.operations.common import require_aware
 from certpilot.operations.coverage import coverage_end
-from certpilot.store.repository import AuditRecord, Repository, certificate_from_row
-from certpilot.store.tables import CertificateRow
+from certpilot.store.repository import AuditRecord, Repository
 from certpilot.store.tables_pipeline import RenewalPolicyRow
 
 if TYPE_CHECKING:
