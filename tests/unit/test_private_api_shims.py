@@ -16,15 +16,16 @@ def test_acme_private_api_is_as_the_shim_expects():
 
 
 def test_acme_private_shim_is_the_only_user_of_the_private_names():
-    """No other module calls `_post_as_get` or overrides `_check_response`."""
+    """No other module calls the private `acme` names (`_post_as_get`, `_post`, `_authzr_from_response`,
+    `_get_links`, `_renewal_info_path_component`), overrides `_check_response` or reaches into `_ssl`."""
     from pathlib import Path
 
     import certpilot
 
+    private = ("_post_as_get", "_check_response", "._post(", "_authzr_from_response", "_get_links",
+               "_renewal_info_path_component", "ssl._ssl", 'getattr(ssl, "_ssl")')
     root = Path(certpilot.__file__).parent
-    users = {p.relative_to(root).as_posix() for p in root.rglob("*.py")
-             if "_post_as_get" in p.read_text() or "_check_response" in p.read_text()
-             or "ssl._ssl" in p.read_text() or 'getattr(ssl, "_ssl")' in p.read_text()}
+    users = {p.relative_to(root).as_posix() for p in root.rglob("*.py") if any(m in p.read_text() for m in private)}
     assert users == {"adapters/issuers/acme_private.py", "adapters/probe/ssl_private.py"}
 
 

@@ -42,6 +42,7 @@ from acme.client import ClientV2
 
 from certpilot.adapters.dns.base import DnsProvider, provider_for
 from certpilot.adapters.http01.manual import ManualFile, ManualFileRequired, file_served
+from certpilot.adapters.issuers import acme_private
 from certpilot.adapters.issuers.acme_private import network_keeping_retry_after, post_as_get
 from certpilot.adapters.issuers.base import (
     Application,
@@ -159,12 +160,11 @@ def ari_cert_id(leaf_pem: str) -> str:
     Raises:
         PermanentError: the certificate has no Authority Key Identifier (no ARI for it).
     """
-    from acme.client import _renewal_info_path_component
     from cryptography import x509 as _x509
 
     cert = _x509.load_pem_x509_certificate(leaf_pem.encode())
     try:
-        return _renewal_info_path_component(cert)
+        return acme_private.ari_cert_id(cert)
     except _x509.ExtensionNotFound:
         raise PermanentError("the certificate has no Authority Key Identifier: the CA cannot identify it for "
                              "renewal information (RFC 9773)") from None
@@ -539,9 +539,9 @@ class AcmeIssuer:
         identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in dns_names]
         identifiers += [messages.Identifier(typ=messages.IDENTIFIER_IP, value=str(ip)) for ip in ips]
         order = _NewOrderReplacing(identifiers=identifiers, profile=self.profile, replaces=replaces)
-        response = client._post(client.directory["newOrder"], order)
+        response = acme_private.post(client, client.directory["newOrder"], order)
         body = messages.Order.from_json(response.json())
-        authzrs = [client._authzr_from_response(client._post_as_get(url), uri=url) for url in body.authorizations]
+        authzrs = [acme_private.authorization(client, url) for url in body.authorizations]
         return messages.OrderResource(body=body, uri=response.headers.get("Location"), authorizations=authzrs,
                                       csr_pem=csr_pem)
 
@@ -762,8 +762,8 @@ class AcmeIssuer:
 
         if matches(default):
             return default
-        for url in client._get_links(response, "alternate"):
-            alt = split_pem_chain(self._do("downloading an alternative chain", lambda u=url: client._post_as_get(u)).text)
+        for url in acme_private.alternate_links(client, response):
+            alt = split_pem_chain(self._do("downloading an alternative chain", lambda u=url: post_as_get(client, u)).text)
             if alt and matches(alt):
                 return alt
         return default
