@@ -19,8 +19,8 @@ def cancel(certificate_id: TextParameter):
 
 
 @flow(name="policy", log_prints=True)
-def policy(certificate_id: str, auto_renew: bool | None = None, years: int | None = None,
-           start_days: int | None = None, default_start: bool = False, validation: str | None = None):
+def policy(certificate_id: TextParameter, auto_renew: bool | None = None, years: int | None = None,
+           start_days: int | None = None, default_start: bool = False, validation: TextParameter | None = None):
     """Show or set a certificate's renewal policy, as `certpilot policy` does: automatic renewal on/off,
     when it starts (`start_days`: default 30 days left, no managed-service fee, PL-1/PAY-2; more pays
     it), plan length, validation method (auto | dns-auto | dns-manual | http-file | http-manual |

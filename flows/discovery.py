@@ -8,11 +8,13 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from certpilot.core.discovery import DiscoveryReport
+from certpilot.core.secrets import TextParameter
 from tasks import discovery as t
 
 
 @flow(name="discover", log_prints=True)
-def discover(endpoints: list[str] | None = None, nginx_config: str | None = None, connect: str = "127.0.0.1",
+def discover(endpoints: list[TextParameter] | None = None, nginx_config: TextParameter | None = None,
+             connect: TextParameter = "127.0.0.1",
              concurrency: int = 50) -> DiscoveryReport:
     """Discover served certificates.
 

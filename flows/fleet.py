@@ -12,14 +12,16 @@ from __future__ import annotations
 from prefect import flow
 
 from certpilot.core.bulk import BulkOutcome
+from certpilot.core.secrets import TextParameter
 from tasks import fleet as t
 
 PROGRESS_KEY = "import-folder-progress"
 
 
 @flow(name="import-folder", log_prints=True)
-def import_folder(directory: str, origin: str = "uploaded", level: str = "DV", brand: str = "certpilot",
-                  owner: str | None = None, batch_size: int = 200, passphrase_block: str | None = None
+def import_folder(directory: TextParameter, origin: TextParameter = "uploaded", level: TextParameter = "DV",
+                  brand: TextParameter = "certpilot", owner: TextParameter | None = None, batch_size: int = 200,
+                  passphrase_block: TextParameter | None = None
                   ) -> dict[str, int]:
     """Import every bundle (certificate, key, chain matched by keys) of `directory` (UP-3).
 

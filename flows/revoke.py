@@ -13,11 +13,13 @@ from prefect import flow
 from certpilot.core.errors import PermanentError
 from certpilot.core.issuers import IssuerInForce, RevokeOutcome
 from certpilot.core.models import Status
+from certpilot.core.secrets import TextParameter
 from tasks import issuers as t
 
 
 @flow(name="revoke", log_prints=True)
-def revoke(certificate_id: str, reason: str = "unspecified", replace: bool = False) -> RevokeOutcome:
+def revoke(certificate_id: TextParameter, reason: TextParameter = "unspecified",
+           replace: bool = False) -> RevokeOutcome:
     """Revoke `certificate_id` at the CA that issued it, for `reason` (RFC 5280 name, e.g.
     keyCompromise, superseded); with `replace`, renew and deploy its successor first.
 
@@ -40,7 +42,8 @@ def revoke(certificate_id: str, reason: str = "unspecified", replace: bool = Fal
 
 
 @flow(name="issuer", log_prints=True)
-def issuer(certificate_id: str, issuer: str | None = None, fallbacks: list[str] | None = None) -> IssuerInForce:
+def issuer(certificate_id: TextParameter, issuer: TextParameter | None = None,
+           fallbacks: list[TextParameter] | None = None) -> IssuerInForce:
     """Name the issuer a certificate (and its renewals) is applied to, and/or its ordered
     fallbacks (`certpilot policy ID --issuer NAME --fallback NAME` from the UI); with neither,
     show the one in force. An empty `fallbacks` list removes them.

@@ -8,17 +8,19 @@ from typing import Literal
 
 from prefect import flow
 
+from certpilot.core.secrets import TextParameter
 from tasks import pipeline as tp
 from tasks import targets as t
 
 
 @flow(name="target-add", log_prints=True)
-def target_add(certificate_id: str, kind: Literal["nginx", "files", "aws-acm", "aws-elb"], name: str = "",
-               host: str | None = None, endpoints: list[str] | None = None, files: list[str] | None = None,
-               check_command: str | None = None, reload_command: str | None = None, directory: str | None = None,
-               post_command: str | None = None, arn: str | None = None,
-               mode: Literal["default", "sni"] | None = None, not_verifiable: bool = False,
-               check: bool = True):
+def target_add(certificate_id: TextParameter, kind: Literal["nginx", "files", "aws-acm", "aws-elb"],
+               name: TextParameter = "", host: TextParameter | None = None,
+               endpoints: list[TextParameter] | None = None, files: list[TextParameter] | None = None,
+               check_command: TextParameter | None = None, reload_command: TextParameter | None = None,
+               directory: TextParameter | None = None, post_command: TextParameter | None = None,
+               arn: TextParameter | None = None, mode: Literal["default", "sni"] | None = None,
+               not_verifiable: bool = False, check: bool = True):
     """Add a deployment target to a certificate; its next renewal deploys there (DEP-1).
 
     Args:
@@ -44,7 +46,7 @@ def target_add(certificate_id: str, kind: Literal["nginx", "files", "aws-acm", "
 
 
 @flow(name="target-test", log_prints=True)
-def target_test(target_id: str):
+def target_test(target_id: TextParameter):
     """Check a target without changing anything; the run fails when something would stop a deployment."""
     result = t.test_target(target_id)
     for field, problem in result.problems:
@@ -60,13 +62,13 @@ def target_test(target_id: str):
 
 
 @flow(name="target-remove", log_prints=True)
-def target_remove(target_id: str):
+def target_remove(target_id: TextParameter):
     """Stop deploying to a target (kept with its history; its pending tasks end failed)."""
     return t.remove_target(target_id)
 
 
 @flow(name="deploy-target", log_prints=True)
-def deploy_target(task_id: str):
+def deploy_target(task_id: TextParameter):
     """Run one deployment task here: what a renewal starts on the worker of a target's host (its
     work queue), so that host's files are the ones written (DEP-1, DEP-5..DEP-7, VER-1)."""
     return tp.deploy(task_id)

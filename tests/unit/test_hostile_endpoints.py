@@ -240,3 +240,42 @@ def test_sensitive_and_tsig_keys_never_show_their_secret():
 
 CASE_COUNT = (len(SNI_HOSTILE) + len(RETRY_AFTER) + len(ORDER_ANSWERS) + 2 + len(FOREIGN) + len(PARAMS) + 3)
 """The refusal cases of this file (counted toward issue 15's corpus of 60)."""
+
+
+def _string_fields(schema: dict, node: dict, path: str):
+    """(path, schema node) of every string the parameter schema accepts (refs and unions followed)."""
+    if "$ref" in node:
+        node = schema.get("definitions", {}).get(node["$ref"].rsplit("/", 1)[-1], {})
+    if node.get("type") == "string" and "enum" not in node:
+        yield path, node
+    for key in ("anyOf", "oneOf", "allOf"):
+        for option in node.get(key, ()):
+            yield from _string_fields(schema, option, path)
+    if isinstance(node.get("items"), dict):
+        yield from _string_fields(schema, node["items"], f"{path}[]")
+    for name, prop in node.get("properties", {}).items():
+        yield from _string_fields(schema, prop, f"{path}.{name}" if path else name)
+
+
+def test_csr5_every_deployment_refuses_key_material_in_every_text_parameter():
+    """CSR-5/issue 15, for every deployment of prefect.yaml (the UI's forms): each free-text
+    parameter's schema forbids private-key markers, so the server creates no run holding a key.
+    (`renewal-batch` takes the scanner's typed launch items, not operator text.)"""
+    import importlib
+    from pathlib import Path
+
+    import yaml
+
+    from certpilot.core.secrets import KEY_PATTERN
+
+    spec = yaml.safe_load((Path(__file__).parents[2] / "prefect.yaml").read_text())
+    open_fields = []
+    for deployment in spec["deployments"]:
+        if deployment["name"] == "renewal-batch":
+            continue
+        module, name = deployment["entrypoint"].split(":")
+        schema = _schema(getattr(importlib.import_module(module), name))
+        for path, node in _string_fields(schema, {"properties": schema["properties"]}, ""):
+            if node.get("not", {}).get("pattern") != KEY_PATTERN:
+                open_fields.append(f"{deployment['name']}.{path}")
+    assert open_fields == []
