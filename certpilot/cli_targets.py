@@ -115,6 +115,9 @@ def target_add(certificate_id: str, /, *, kind: Kind, name: str = "",
                                                                            "for a manual install): its "
                                                                            "deployments are never shown "
                                                                            "verified.")] = False,
+               trust: Annotated[str | None, Parameter(help="What its endpoints' chains must reach besides the "
+                                                           "system's CAs (VER-1 strict): `private-ca` and/or a "
+                                                           "PEM file of CA certificates, comma-separated.")] = None,
                no_check: Annotated[bool, Parameter(negative="", help="Skip the checks on this host (the "
                                                                      "definition's shape is still checked).")] = False,
                as_json: JsonFlag = False) -> int:
@@ -129,7 +132,7 @@ def target_add(certificate_id: str, /, *, kind: Kind, name: str = "",
 
     cfg = ops.config_of(kind, files=file or [], check_cmd=check_cmd, reload_cmd=reload_cmd, directory=directory,
                         post_cmd=post_cmd, arn=arn, mode=mode, old_arn=old_arn, endpoint_url=endpoint_url,
-                        region=region, not_verifiable=not_verifiable)
+                        region=region, not_verifiable=not_verifiable, trust=trust)
     v = ops.add(_cli._ctx.services(keys=kind.startswith("aws-")), certificate_id, kind, config=cfg,
                 endpoints=[ops.endpoint_of(x) for x in endpoint or []], name=name, host=host, check=not no_check,
                 known_hosts=_work_queues if host else None)

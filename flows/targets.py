@@ -20,7 +20,7 @@ def target_add(certificate_id: TextParameter, kind: Literal["nginx", "files", "a
                check_command: TextParameter | None = None, reload_command: TextParameter | None = None,
                directory: TextParameter | None = None, post_command: TextParameter | None = None,
                arn: TextParameter | None = None, mode: Literal["default", "sni"] | None = None,
-               not_verifiable: bool = False, check: bool = True):
+               not_verifiable: bool = False, trust: TextParameter | None = None, check: bool = True):
     """Add a deployment target to a certificate; its next renewal deploys there (DEP-1).
 
     Args:
@@ -35,13 +35,15 @@ def target_add(certificate_id: TextParameter, kind: Literal["nginx", "files", "a
         arn: aws-acm: the certificate ARN; aws-elb: the listener ARN.
         mode: aws-elb: replace the default certificate or add an SNI one.
         not_verifiable: nothing serves it (a manual bundle): never shown as verified (VER-1).
+        trust: what its endpoints' chains must reach besides the system's CAs (VER-1 strict):
+            `private-ca` and/or a PEM file of CA certificates on the worker, comma-separated.
         check: check it on this worker first (files, permissions, `nginx -t`, the ARN).
 
     Returns:
         The stored target. A bad definition fails the run naming the field; nothing is stored.
     """
     config = t.config_of(kind, files or [], check_command, reload_command, directory, post_command, arn, mode,
-                         not_verifiable)
+                         not_verifiable, trust)
     return t.add_target(certificate_id, kind, config, endpoints or [], name, host, check)
 
 

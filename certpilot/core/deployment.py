@@ -279,7 +279,9 @@ def config_problems(kind: TargetKind | str, config: dict[str, Any], *, host: str
     Per kind: nginx needs `files` (a non-empty list of {cert, key} paths) and optional
     `check_argv`/`reload_argv` (lists of strings); files needs `directory`; aws-acm needs
     `certificate_arn`; aws-elb needs `listener_arn` and `mode` default|sni. Every target may name
-    its `host` (a work queue) and `endpoints` (host, port 1-65535); `verify` is a boolean.
+    its `host` (a work queue) and `endpoints` (host, port 1-65535); `verify` is a boolean; `trust`
+    names what its endpoints' chains must reach besides the probe's bundle (`private-ca`, PEM
+    files; comma-separated).
 
     Returns:
         The problems, each naming its field (empty: well formed).
@@ -328,6 +330,9 @@ def config_problems(kind: TargetKind | str, config: dict[str, Any], *, host: str
             out.append(("mode", "must be default or sni"))
     if "verify" in config and not isinstance(config["verify"], bool):
         out.append(("verify", "must be true or false"))
+    trust = config.get("trust")
+    if trust is not None and (not isinstance(trust, str) or not [p for p in trust.split(",") if p.strip()]):
+        out.append(("trust", "must name `private-ca` and/or PEM files of CA certificates, joined by commas"))
     if host is not None and not HOST_NAME.match(host):
         out.append(("host", f"{host!r} is not a work queue name (lowercase letters, digits and dashes)"))
     for i, (h, port, _sni) in enumerate(endpoints):

@@ -126,7 +126,7 @@ def _pair(spec: str) -> dict[str, str]:
 def config_of(kind: str, *, files: list[str] = (), check_cmd: str | None = None, reload_cmd: str | None = None,
               directory: str | None = None, post_cmd: str | None = None, arn: str | None = None,
               mode: str | None = None, old_arn: str | None = None, endpoint_url: str | None = None,
-              region: str | None = None, not_verifiable: bool = False) -> dict[str, Any]:
+              region: str | None = None, not_verifiable: bool = False, trust: str | None = None) -> dict[str, Any]:
     """A target's stored configuration from an operator's options (the CLI's flags, the UI's
     form): only those of its kind; commands split like a shell would (run without one). Paths
     are kept as given: a relative one is relative to the deploying host's CERTPILOT_HOME.
@@ -140,6 +140,8 @@ def config_of(kind: str, *, files: list[str] = (), check_cmd: str | None = None,
         mode, old_arn: aws-elb: default|sni, the SNI certificate removed once verified.
         endpoint_url, region: aws: the API endpoint (an emulator) and the region.
         not_verifiable: no endpoint serves it (VER-1: never shown verified).
+        trust: what its endpoints' chains must reach besides the probe's bundle (VER-1 strict):
+            `private-ca` (certpilot's private CA) and/or PEM files of CA certificates, comma-separated.
     """
     cfg: dict[str, Any] = {}
     if kind == "nginx":
@@ -166,6 +168,8 @@ def config_of(kind: str, *, files: list[str] = (), check_cmd: str | None = None,
         cfg.update({k: v for k, v in (("endpoint_url", endpoint_url), ("region", region)) if v})
     if not_verifiable:
         cfg["verify"] = False
+    if trust:
+        cfg["trust"] = trust
     return cfg
 
 
@@ -191,6 +195,10 @@ def check_definition(svc: Services, record: TargetRecord, *, local: bool = True)
     if problems:
         return problems
     problems = endpoint_problems(eps)
+    if local and record.config.get("trust"):
+        from certpilot.adapters.probe.verifier import trust_setting_problems
+
+        problems += [("trust", p) for p in trust_setting_problems(record.config["trust"])]
     if local:
         try:
             adapter = svc.target_factory(record, lambda _cid: b"")

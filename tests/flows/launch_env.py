@@ -110,7 +110,7 @@ def build_fleet(tmp_path: Path, n: int, *, days_left: int = 20, prefix: str | No
     tls.start()
     with runtime.session() as s:  # each site as it is served today: a files target with its bundle
         for cid, name in zip(ids, names, strict=True):
-            serve_site(runtime, s, cid, name, tmp_path / "deploy", port=tls.port)
+            serve_site(runtime, s, cid, name, tmp_path / "deploy", port=tls.port, trust="private-ca")
     return Fleet(db_url=db_url, runtime=runtime, notifier=notifier, cert_ids=ids, names=names,
                  extra={"tls": tls, "master_key": master_key})
 

@@ -35,7 +35,7 @@ def test_dep1_dep2_ver1_targets_added_from_cli_and_ui_are_deployed_by_the_renewa
     code = main(["target", "add", site.cert_id, "--kind", "nginx", "--name", "www nginx",
                  "--file", f"{nginx.cert_path(SITE)}:{nginx.key_path(SITE)}",
                  "--check-cmd", " ".join(nginx.check_argv()), "--reload-cmd", " ".join(nginx.reload_argv()),
-                 "--endpoint", f"127.0.0.1:{nginx.port}/{SITE}"])
+                 "--endpoint", f"127.0.0.1:{nginx.port}/{SITE}", "--trust", str(tmp_path / "pebble-root.pem")])
     assert code == 0, capsys.readouterr()
     bundle = tmp_path / "manual-bundle"
     ui = target_add(site.cert_id, "files", name="manual copy", directory=str(bundle), not_verifiable=True)

@@ -53,6 +53,34 @@ def trusting(factory: Callable[[Any, Any], DeployTarget]) -> Callable[[Any, Any]
     return build
 
 
+def trust_setting_problems(spec: str) -> list[str]:
+    """What is wrong with a target's `trust` setting on this host (nothing is created: the private
+    CA's roots are read only when a deployment is verified). Each part is `private-ca` or a
+    readable PEM file holding at least one CA certificate.
+
+    Returns:
+        One sentence per bad part (empty: the verifier will read it).
+    """
+    from cryptography import x509
+
+    problems = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part or part == PRIVATE_CA:
+            continue
+        try:
+            certs = x509.load_pem_x509_certificates(Path(part).read_bytes())
+        except OSError as exc:
+            problems.append(f"{part} cannot be read ({exc.strerror}): give a PEM file of CA certificates on this "
+                            f"host, or {PRIVATE_CA!r}")
+            continue
+        except ValueError:
+            certs = []
+        if not certs:
+            problems.append(f"{part} holds no PEM certificate: give the CA certificates the endpoints' chains "
+                            "must reach")
+    return problems
+
+
 @dataclass
 class ProbeVerifier:
     """VER-1 by TLS probe, with the VER-2 diagnosis when it fails.

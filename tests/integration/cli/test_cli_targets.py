@@ -49,6 +49,8 @@ def test_dep1_bad_target_definitions_are_refused_naming_the_field_and_nothing_is
         (["--kind", "aws-acm", "--arn", "not-an-arn"], "certificate_arn", "is not an ACM certificate ARN"),
         (["--kind", "nginx"], "files", "is required"),
         ([*_nginx_args(server), "--host", "Web 3"], "host", "is not a work queue name"),
+        ([*_nginx_args(server), "--trust", str(tmp_path / "no-ca.pem")], "trust", "cannot be read"),
+        ([*_nginx_args(server), "--trust", f"private-ca,{tmp_path / 'c.key'}"], "trust", "holds no PEM certificate"),
     ]
     for args, field, why in cases:
         r = cp("target", "add", cid, *args, "--json")
