@@ -1,8 +1,9 @@
 """A real certbot (PyPI) making real lineages against Pebble + BIND (DNS-01 via certbot-dns-rfc2136).
 
-certbot pins its own `cryptography`, so it lives in its own venv: ``.venv-certbot`` at the
-repository root, made on first use (`pip install "certbot>=5,<6" "certbot-dns-rfc2136>=5,<6"`,
-about a minute) or named by ``CERTPILOT_CERTBOT`` (a certbot executable). Without it the tests
+certbot pins its own `cryptography`, so it lives in its own venv, made on first use
+(`pip install "certbot>=5,<6" "certbot-dns-rfc2136>=5,<6"`, about a minute) in the user's cache
+(``$XDG_CACHE_HOME/certpilot/certbot-5``, default ``~/.cache/…``) so that a fresh clone on the same
+machine reuses it as pip reuses its wheels; or named by ``CERTPILOT_CERTBOT`` (a certbot executable). Without it the tests
 that need it skip (fail with ``CI=true``).
 
 `make_lineage(...)` runs ``certbot certonly`` with ``--config-dir/--work-dir/--logs-dir`` in a
@@ -21,12 +22,11 @@ import pytest
 
 from tests.servers.base import missing
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV = ROOT / ".venv-certbot"
+VENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "certpilot" / "certbot-5"
 
 
 def certbot_executable() -> str:
-    """The certbot to run: CERTPILOT_CERTBOT, else .venv-certbot's (made now if missing).
+    """The certbot to run: CERTPILOT_CERTBOT, else the cached venv's (made now if missing).
 
     Raises:
         RuntimeError: certbot cannot be installed (the message holds pip's last lines).
