@@ -29,17 +29,27 @@ class KeyVaultBlock(Block):
         default=None, description="Deprecated, leave empty: a master key kept here is readable by anyone holding "
         "the API auth string. Empty: CERTPILOT_MASTER_KEY or the 0600 key file on each host (or kms_key_id).")
     kms_key_id: str | None = Field(default=None, description="AWS KMS key id/ARN: wrap data keys with KMS instead.")
+    previous_kms_key_ids: list[str] = Field(
+        default_factory=list, description="KMS keys that sealed keys before kms_key_id: they still open them until "
+        "`certpilot vault rewrap` has moved every key to kms_key_id.")
     aws_credentials: AwsCredentials | None = Field(default=None, description="Credentials for KMS.")
 
     def vault(self):
-        """Build the `KeyVault` this block describes."""
+        """Build the `KeyVault` this block describes.
+
+        With a KMS key, the previous KMS keys and any local master key on this host (the env
+        value, the key file, a rotation's key files) still open the keys they sealed: moving
+        to KMS, or to another KMS key, is configure-then-`certpilot vault rewrap`, never a
+        moment when a key cannot be opened.
+        """
         from certpilot.crypto import vault as v
 
         if self.kms_key_id:
             from certpilot.crypto.kms import KmsMasterKey
 
             client = (self.aws_credentials or AwsCredentials()).get_client("kms")
-            return v.KeyVault(KmsMasterKey(client, self.kms_key_id))
+            previous = [KmsMasterKey(client, k) for k in self.previous_kms_key_ids if k != self.kms_key_id]
+            return v.KeyVault(KmsMasterKey(client, self.kms_key_id), *previous, *v.local_keys_present())
         if self.master_key is not None:
             # Kept only so that keys sealed under a block-held master key (certpilot before issue 9's
             # `setup`) still open; `certpilot setup` never writes one and refuses it in a config file.
@@ -66,6 +76,13 @@ class AcmeAccountBlock(Block):
     caa_identifiers: list[str] = Field(default_factory=list,
                                        description="The CA's CAA issuer domain names (e.g. letsencrypt.org).")
     publicly_trusted: bool = Field(default=True, description="Whether its certificates are publicly trusted (VA-5).")
+    paid: bool = Field(default=False, description="A paid CA service: renewals consume certificate quota and "
+                       "managed credits and may wait on a payment form. Off for a free CA (Let's Encrypt).")
+    profile: str | None = Field(default=None, description="Certificate profile to ask for (ACME profiles), "
+                                "e.g. 'shortlived'.")
+    preferred_chain: str | None = Field(default=None, description="Common name of the root to prefer among the "
+                                        "CA's alternative chains (default: the CA's default chain).")
+    allow_insecure: bool = Field(default=False, description="Accept a plain-http directory URL: for test CAs only.")
 
     def issuer(self, accounts, vault, *, dns_providers=(), http01=None,
                authoritative: Callable[[str], list] | None = None, clock: Callable[[], datetime] | None = None):
@@ -99,7 +116,8 @@ class AcmeAccountBlock(Block):
                           contact_email=self.contact_email, eab=eab, dns_providers=dns_providers, http01=http01,
                           manual_dns=ManualDns(authoritative), caa_check=caa,
                           wait_visible=lambda fqdn, value: wait_until_visible(fqdn, value, authoritative(fqdn), 120),
-                          publicly_trusted=self.publicly_trusted)
+                          publicly_trusted=self.publicly_trusted, paid=self.paid, profile=self.profile,
+                          preferred_chain=self.preferred_chain, allow_insecure=self.allow_insecure)
 
 
 class PrivateCaBlock(Block):
@@ -110,8 +128,17 @@ class PrivateCaBlock(Block):
     _description = "Embedded private CA; root and intermediate created on first use, keys in the vault."
 
     ca_name: str = Field(default="default", description="Which private CA of the store.")
-    validity_days: int = Field(default=90, description="Lifetime of issued certificates.")
-    allowed_suffixes: list[str] = Field(default_factory=list, description="Names it may sign (empty: any).")
+    validity_days: int = Field(default=90, description="Lifetime of a certificate issued outside a plan "
+                                                        "(a plan's certificates get exactly their planned window).")
+    max_validity_days: int | None = Field(default=None, description="The longest lifetime it signs (empty: any); "
+                                                                     "the plan covers the rest of its term (VA-5).")
+    allowed_suffixes: list[str] = Field(default_factory=list, description="Names it may sign; they also become "
+                                        "the intermediate's name constraints. Empty: it signs nothing (unless demo).")
+    paid: bool = Field(default=True, description="Bill the official certificates it signs as a paid CA service "
+                       "(quota, managed credits, payment form: the seed's model, what the demo shows); "
+                       "its own private-CA certificates are never billed.")
+    demo: bool = Field(default=False, description="The embedded demo CA of `certpilot up`: signs any name when "
+                       "allowed_suffixes is empty. Never for production.")
 
     def issuer(self, store, vault, *, clock: Callable[[], datetime]):
         """Build the `PrivateCa` issuer.
@@ -120,9 +147,37 @@ class PrivateCaBlock(Block):
             store: the `PrivateCaStore` keeping the CA's state (built by the runtime).
         """
         from certpilot.adapters.issuers.private_ca import PrivateCa, PrivateCaPolicy
+        from certpilot.crypto.safefile import offline_key_sink
+        from certpilot.settings import get_settings
 
-        policy = PrivateCaPolicy(validity_days=self.validity_days, allowed_suffixes=tuple(self.allowed_suffixes))
-        return PrivateCa(store, vault, policy=policy, clock=clock, ca_name=self.ca_name)
+        policy = PrivateCaPolicy(validity_days=self.validity_days, max_validity_days=self.max_validity_days,
+                                 allowed_suffixes=tuple(self.allowed_suffixes), demo=self.demo)
+        return PrivateCa(store, vault, policy=policy, clock=clock, ca_name=self.ca_name, paid=self.paid,
+                         offline_sink=offline_key_sink(get_settings().home / "private-ca-offline"))
+
+
+class AwsPrivateCaBlock(Block):
+    """An AWS Private CA certificate authority (`acm-pca`) as an issuer."""
+
+    _block_type_name = "certpilot AWS Private CA"
+    _block_type_slug = "certpilot-aws-private-ca"
+    _description = "AWS Private CA issuer: certificates signed by a managed private CA (no domain validation)."
+
+    ca_arn: str = Field(description="The certificate authority's ARN.")
+    aws_credentials: AwsCredentials = Field(default_factory=AwsCredentials)
+    validity_days: int = Field(default=90, description="Lifetime of issued certificates.")
+    signing_algorithm: str = Field(default="SHA256WITHRSA", description="SHA256WITHRSA, SHA256WITHECDSA, ...")
+    template_arn: str | None = Field(default=None, description="Certificate template ARN (default end-entity).")
+    allowed_suffixes: list[str] = Field(default_factory=list, description="Names it may sign (empty: any).")
+    paid: bool = Field(default=False, description="Bill its certificates as a paid CA service (quota, credits).")
+
+    def issuer(self):
+        """Build the `AwsPrivateCa` issuer (boto3 client from the credentials: region, endpoint)."""
+        from certpilot.adapters.issuers.aws_pca import AwsPrivateCa
+
+        return AwsPrivateCa(self.aws_credentials.get_client("acm-pca"), self.ca_arn, validity_days=self.validity_days,
+                            signing_algorithm=self.signing_algorithm, template_arn=self.template_arn,
+                            allowed_suffixes=self.allowed_suffixes, paid=self.paid)
 
 
 class Rfc2136Block(Block):
@@ -202,17 +257,35 @@ class SmtpNotifierBlock(Block):
     server: EmailServerCredentials
     sender: str = "certpilot@localhost"
     recipients: list[str] = Field(default_factory=list, description="Always copied; owners are added.")
+    allow_insecure: bool = Field(default=False, description="Send over plain SMTP (smtp_type INSECURE) or TLS "
+                                 "without verification. Off: such a server is refused and nothing is sent.")
 
     def notifier(self, extra_recipients: list[str] | None = None):
-        """Build the `EmailNotifier`."""
+        """Build the `EmailNotifier`: it connects through `EmailServerCredentials.get_server()`."""
         from certpilot.adapters.notify.email import EmailNotifier
 
-        smtp_type = str(getattr(self.server.smtp_type, "name", self.server.smtp_type)).lower()
-        security = {"ssl": "tls", "starttls": "starttls"}.get(smtp_type, "none")
-        return EmailNotifier(self.server.smtp_server, int(self.server.smtp_port), sender=self.sender,
-                             recipients=list(dict.fromkeys([*self.recipients, *(extra_recipients or [])])),
-                             security=security, username=self.server.username or None,
-                             password=self.server.password if self.server.username else None)
+        return EmailNotifier.from_credentials(
+            self.server, sender=self.sender, allow_insecure=self.allow_insecure,
+            recipients=list(dict.fromkeys([*self.recipients, *(extra_recipients or [])])))
+
+
+class WebhookNotifierBlock(Block):
+    """Notices as JSON POSTed to a URL, HMAC-signed when a secret is set (`webhook-notices/NAME`)."""
+
+    _block_type_name = "certpilot webhook notices"
+    _block_type_slug = "certpilot-webhook-notices"
+    _description = "Expiry notices, failed deployments and human steps as signed JSON POSTs."
+
+    url: str = Field(description="The receiver (https://...).")
+    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key: header X-Certpilot-Signature.")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Extra headers (e.g. Authorization).")
+
+    def notifier(self):
+        """Build the `WebhookNotifier`."""
+        from certpilot.adapters.notify.webhook import WebhookNotifier
+
+        return WebhookNotifier(self.url, secret=self.secret,
+                               headers={k: v.get_secret_value() for k, v in self.headers.items()})
 
 
 class CertpilotConfigBlock(Block):
@@ -223,19 +296,29 @@ class CertpilotConfigBlock(Block):
     _description = "Names of the blocks the certpilot flows use, and the probe trust bundle."
 
     default_issuer: str = Field(default="private-ca/default",
-                                description="Block '<kind>/<name>': private-ca/NAME or acme/NAME.")
+                                description="Block '<kind>/<name>': private-ca/NAME, acme/NAME or aws-pca/NAME.")
+    issuers: list[str] = Field(default_factory=list,
+                               description="More issuers certificates may name (`certpilot policy ID --issuer NAME`) "
+                                           "or fall back to: private-ca/NAME, acme/NAME, aws-pca/NAME.")
     emergency_issuer: str | None = Field(default=None, description="ACME block for EM-1 (acme/NAME).")
     dns_providers: list[str] = Field(default_factory=list, description="rfc2136/NAME or route53/NAME blocks.")
     notification_blocks: list[str] = Field(
-        default_factory=list, description="Prefect notification blocks (slug/name) and email-notices/NAME.")
+        default_factory=list, description="Prefect notification blocks (slug/name), email-notices/NAME and "
+        "webhook-notices/NAME.")
     probe_ca_bundle: str | None = Field(default=None, description="Trust bundle for verification probes.")
     nameservers: list[str] = Field(default_factory=list,
                                    description="Authoritative servers to check DV-7 visibility (host:port).")
+    http01_webroot: str | None = Field(
+        default=None, description="HTTP-01 file validation (DV-3): the directory the web server serves at / on "
+                                  "the worker's host; certpilot writes /.well-known/acme-challenge/ files there.")
+    dns_delegation: bool = Field(
+        default=False, description="Follow _acme-challenge CNAMEs into zones the DNS providers write "
+                                   "(validation-free authorization, PL-5).")
 
 
 ALL_BLOCKS: tuple[type[Block], ...] = (
-    KeyVaultBlock, AcmeAccountBlock, PrivateCaBlock, Rfc2136Block, Route53Block, NginxHostBlock,
-    AwsDeployBlock, SmtpNotifierBlock, CertpilotConfigBlock,
+    KeyVaultBlock, AcmeAccountBlock, PrivateCaBlock, AwsPrivateCaBlock, Rfc2136Block, Route53Block, NginxHostBlock,
+    AwsDeployBlock, SmtpNotifierBlock, WebhookNotifierBlock, CertpilotConfigBlock,
 )
 
 

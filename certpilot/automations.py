@@ -4,6 +4,8 @@
   names its notification block by a placeholder, filled with the id of the block given or of the
   first notification block the `certpilot-config` block lists (a Prefect notification block:
   Slack, Teams, webhook, email via Apprise…); without one it is not installed.
+- `certpilot-drift-found` notifies when the scan's fleet probe emits `certpilot.certificate.drift`
+  (a site serving another certificate than the inventory's); like the first, only with a block.
 - `certpilot-zombie-runs` marks Crashed a certpilot run whose heartbeats stopped (its process or
   machine died), so the next scan relaunches its work; it needs no block and is always installed.
 

@@ -186,11 +186,23 @@ BrandOption = Annotated[str, Parameter(help="Brand (UP-2), any case: Alibaba Clo
 
 
 def _read(path: Path | None, what: str) -> bytes | None:
-    """Read an input file; a missing or unreadable file is bad input (exit 4), naming the path."""
+    """Read an input file; a missing, unreadable or oversized file is bad input (exit 4), naming the path.
+
+    At most `core.limits.MAX_INPUT_BYTES` + 1 bytes are read: a huge file (or /dev/zero) is
+    refused without being read whole.
+    """
+    from certpilot.core.limits import MAX_INPUT_BYTES
+
     if path is None:
         return None
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_INPUT_BYTES + 1)
+        if len(data) > MAX_INPUT_BYTES:
+            raise BadInputError(f"{what} file {path} is larger than the {MAX_INPUT_BYTES} bytes certpilot accepts for "
+                                "one input (nothing was read further); give only the certificate, its key and its "
+                                "intermediates (PEM).", Reason.INPUT_TOO_LARGE)
+        return data
     except FileNotFoundError as exc:
         raise BadInputError(f"{what} file {path} does not exist; check the path") from exc
     except OSError as exc:
@@ -435,8 +447,19 @@ def _render_preview(console, p, *, title: str = "Renewal preview") -> None:
 
 @app.command(name="import")
 def import_(
+    config_dir: Annotated[Path | None, Parameter(help="With --from certbot: certbot's config directory "
+                                                      "(default /etc/letsencrypt).")] = None,
+    /,
     *,
-    cert: Annotated[Path, Parameter(help="Certificate PEM file (the leaf first).")],
+    cert: Annotated[Path | None, Parameter(help="Certificate PEM file (the leaf first).")] = None,
+    dir_: Annotated[Path | None, Parameter(name="--dir", help="Import every bundle (certificate, key, chain "
+                                                             "matched by keys) found in this folder.")] = None,
+    from_: Annotated[Literal["acm", "certbot"] | None, Parameter(
+        name="--from", help="Import a fleet: every ACM certificate, or every certbot lineage.")] = None,
+    region: Annotated[str | None, Parameter(help="With --from acm: the AWS region (default the AWS "
+                                                 "configuration's).")] = None,
+    nginx_dir: Annotated[Path | None, Parameter(help="With --from certbot: the nginx configuration whose sites "
+                                                     "become targets (default /etc/nginx).")] = None,
     key: Annotated[Path | None, Parameter(help="Private key PEM file (sealed in the vault).")] = None,
     chain: Annotated[Path | None, Parameter(help="Intermediate chain PEM file.")] = None,
     origin: Literal["official", "uploaded", "private-ca"] = "uploaded",
@@ -449,12 +472,21 @@ def import_(
     at: AtOption = None,
     as_json: JsonFlag = False,
 ) -> int:
-    """Import a certificate (and its key and chain) into the inventory (UP-3)."""
+    """Import a certificate (and its key and chain) into the inventory (UP-3); or a whole fleet:
+    `--dir DIR` (a folder of PEM files), `--from acm [--region R]`, `--from certbot [CONFIG_DIR]`
+    (exit 3 when any bundle was refused; the others are imported)."""
     from certpilot.core.models import Origin
     from certpilot.operations.importing import import_bundle
 
     now = _no_at(at)
     wanted_level = _level(level)
+    if sum(x is not None for x in (cert, dir_, from_)) != 1 or (config_dir is not None and from_ != "certbot") \
+            or (region is not None and from_ != "acm") or (nginx_dir is not None and from_ != "certbot"):
+        raise UsageError("give one of --cert FILE, --dir DIR, --from acm [--region R] or --from certbot [CONFIG_DIR]")
+    if cert is None:
+        return _cli_import.run(dir_=dir_, from_=from_, config_dir=config_dir, region=region, origin=origin,
+                               level=wanted_level, brand=brand, owner=owner, as_json=as_json,
+                               passphrase_env=key_passphrase_env, nginx_dir=nginx_dir)
     cert_pem = _read(cert, "certificate")
     key_pem = _read(key, "key")
     chain_pem = _read(chain, "chain")
@@ -495,10 +527,14 @@ def list_(
         help="Only certificates expiring within DAYS, those already expired included.")] = None,
     hide_expired: Annotated[bool, Parameter(negative="", help="With --expiring-within: leave expired ones out.")
                             ] = False,
+    limit: Annotated[int | None, Parameter(help="Show at most N certificates (a page).")] = None,
+    offset: Annotated[int, Parameter(help="Skip the first N certificates (the next page: the offset printed).")
+                      ] = 0,
     at: AtOption = None,
     as_json: JsonFlag = False,
 ) -> int:
-    """List the inventory with statuses derived at `--at` (LC-4), soonest expiry first."""
+    """List the inventory with statuses derived at `--at` (LC-4), soonest expiry first; filtered,
+    sorted and paged by the database, `--json` streamed as it is read."""
     from certpilot.core.models import Status
     from certpilot.operations.inventory import listing
 
@@ -512,12 +548,38 @@ def list_(
                              + ", ".join(s.value for s in Status)) from exc
     if expiring_within is not None and expiring_within < 0:
         raise UsageError("--expiring-within takes a number of days, 0 or more")
+    if offset < 0 or (limit is not None and limit < 1):
+        raise UsageError("--offset takes 0 or more and --limit 1 or more")
+    if as_json and limit is None and not offset:
+        return _stream_listing(now, wanted, expiring_within, hide_expired)
     found = listing(_ctx.services(), now=now, status=wanted, expiring_within_days=expiring_within,
-                    hide_expired=hide_expired)
+                    hide_expired=hide_expired, offset=offset, limit=limit)
     views = found.certificates
-    _emit({"at": _iso(now), "database": found.database, "total": found.total,
+    _emit({"at": _iso(now), "database": found.database, "total": found.total, "matched": found.matched,
+           "offset": found.offset, "limit": found.limit, "next_offset": found.next_offset,
            "certificates": [view_dict(v) for v in views]},
           lambda con: _render_listing(con, found, now), as_json)
+    return EXIT_OK
+
+
+def _stream_listing(now: datetime, status, expiring_within: int | None, hide_expired: bool) -> int:
+    """`list --json` of a whole answer: the same document as a page, written one certificate per
+    line as the rows are read (bounded memory; 100,000 certificates in a few seconds)."""
+    from certpilot.operations.inventory import listing_stream
+
+    out = sys.stdout
+    with listing_stream(_ctx.services(), now=now, status=status, expiring_within_days=expiring_within,
+                        hide_expired=hide_expired) as found:
+        head = {"at": _iso(now), "database": found.database, "total": found.total, "matched": found.matched,
+                "offset": 0, "limit": None, "next_offset": None}
+        encode = _json.JSONEncoder(ensure_ascii=False).encode
+        out.write(encode(head)[:-1] + ', "certificates": [')
+        sep = "\n"
+        for v in found.certificates:
+            out.write(sep + encode(view_dict(v)))
+            sep = ",\n"
+        out.write("\n]}\n")
+    out.flush()
     return EXIT_OK
 
 
@@ -538,6 +600,9 @@ def _render_listing(con, found, now: datetime) -> None:
     for v in views:
         if v.renewal:
             con.print(f"{_e(v.common_name)} ({v.id}): {_e(v.renewal)}")
+    if found.next_offset is not None:
+        con.print(f"{found.offset + 1}..{found.next_offset} of {found.matched}: next page with "
+                  f"`--offset {found.next_offset}`")
 
 
 def _iso(dt: datetime) -> str | None:
@@ -562,6 +627,8 @@ def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> 
         "renewal_orders": [order_dict(o) for o in d.renewal_orders],
         "audit": [{"at": _iso(a.at), "actor": a.actor, "from": a.from_state, "to": a.to_state, "why": a.why}
                   for a in d.audit],
+        "coverage_not_after": _iso(d.coverage_not_after) if d.coverage_not_after else None,
+        "plan_vs_issued": _plan_vs_issued_dict(d.plan_vs_issued),
     }
 
     def render(con):
@@ -587,6 +654,13 @@ def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> 
         if d.order:
             con.print(f"  {'order':>8}: {d.order.id} ({d.order.kind.value}, {d.order.years} year(s), "
                       f"{d.order.state.value})")
+        if d.coverage_not_after:
+            con.print(f"  {'term':>8}: covered until {_fmt_date(d.coverage_not_after)} (VA-5)")
+        if d.plan_vs_issued is not None:
+            p = d.plan_vs_issued
+            con.print(f"  {'planned':>8}: {_iso(p.planned.not_before)} .. {_iso(p.planned.not_after)}")
+            con.print(f"  {'issued':>8}: {_iso(p.issued.not_before)} .. {_iso(p.issued.not_after)} "
+                      f"({_e(p.describe())})")
         for o in d.renewal_orders:
             con.print(f"  renewal order {o.id}: {o.years} year(s), {o.state.value}")
         if d.audit:
@@ -599,6 +673,15 @@ def show(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False) -> 
 
     _emit(data, render, as_json)
     return EXIT_OK
+
+
+def _plan_vs_issued_dict(p) -> dict | None:
+    """`show --json`'s plan vs issued (VA-5): both windows, how many seconds short, the sentence."""
+    if p is None:
+        return None
+    return {"planned": {"not_before": _iso(p.planned.not_before), "not_after": _iso(p.planned.not_after)},
+            "issued": {"not_before": _iso(p.issued.not_before), "not_after": _iso(p.issued.not_after)},
+            "exact": p.exact, "short_seconds": p.short_seconds, "note": p.describe()}
 
 
 @quota_app.default
@@ -711,12 +794,18 @@ def renew(
 ) -> int:
     """Renew a certificate (EL, VA, PL, PAY rules); `--dry-run` previews the plan and the bill."""
     if prefect:
-        if dry_run or csr_file is not None:
-            raise UsageError("--prefect runs the whole renewal; use it without --dry-run and --csr-file")
+        if dry_run:
+            raise UsageError("--prefect runs the whole renewal; use it without --dry-run")
         _no_at(at)
-        _known_certificate(cert_id)
-        return _trigger("renewal/renewal", {"certificate_id": cert_id, "years": years, "csr_mode": csr,
-                                            "approve_payment": approve_payment}, as_json)
+        from certpilot.core.scan import renewal_key
+
+        params = {"certificate_id": cert_id, "years": years, "csr_mode": csr, "approve_payment": approve_payment}
+        params.update(_csr_parameter(csr, csr_file))
+        cert = _known_certificate(cert_id)
+        # The scanner's key for this renewal: the CLI and the scanner start one run between them. A
+        # manual CSR travels with its own run (a run the scanner started has none to submit).
+        return _trigger("renewal/renewal", params, as_json,
+                        key=_csr_key(renewal_key(cert.id, cert.not_after), params))
     from certpilot.core.models import CsrMode
     from certpilot.operations import orders
 
@@ -817,17 +906,21 @@ def pay(
 def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
            prefect: Annotated[bool, Parameter(negative="", help="Run the `cancel` deployment instead.")] = False
            ) -> int:
-    """Cancel a not-activated certificate; restores one quota and one managed credit (PL-7)."""
+    """Cancel a not-activated certificate and the later ones of its plan (PL-7): the plan ends with the
+    certificate before it; each cancelled year's quota and managed credit come back (private CA: the
+    credit), instead of the next certificate starting."""
     now = _no_at(at)
     if prefect:
         _known_certificate(cert_id)
-        return _trigger("cancel/cancel", {"certificate_id": cert_id}, as_json)
+        return _trigger("cancel/cancel", {"certificate_id": cert_id}, as_json, key=f"cancel:{cert_id}")
     from certpilot.operations import orders
 
     r = orders.cancel(_ctx.services(), cert_id, now=now, actor="cli")
     data = {"certificate_id": r.certificate.id, "state": r.certificate.state.value,
             "follow_ups": [c.id for c in r.follow_ups],
-            "restored": [ledger_dict(e) for e in r.ledger], "balances": balances_dict(r.balances)}
+            "restored": [ledger_dict(e) for e in r.ledger], "balances": balances_dict(r.balances),
+            "plan_after": r.plan_after,
+            "coverage_not_after": _iso(r.coverage_not_after) if r.coverage_not_after else None}
     sums: dict[str, int] = {}
     for e in r.ledger:  # one line per balance, however many certificates went
         what = f"{e.kind.value}{' ' + e.spec_key if e.spec_key else ''}"
@@ -836,7 +929,8 @@ def cancel(cert_id: str, /, *, at: AtOption = None, as_json: JsonFlag = False,
     _emit(data, lambda con: con.print(
         f"cancelled {r.certificate.id}" + (f" and its {len(r.follow_ups)} follow-up(s) "
                                            f"{', '.join(c.id for c in r.follow_ups)}" if r.follow_ups else "")
-        + (f"; restored {restored}" if restored else "; nothing to restore (it cost no quota or credit)")), as_json)
+        + (f"; restored {restored}" if restored else "; nothing to restore (it cost no quota or credit)")
+        + (f"\n{_e(r.plan_after)}" if r.plan_after else "")), as_json)
     return EXIT_OK
 
 
@@ -910,30 +1004,41 @@ def _prefect_api() -> str:
     return url
 
 
-def _known_certificate(cert_id: str) -> None:
-    """Check locally, before asking a server, that the certificate exists.
+def _known_certificate(cert_id: str):
+    """Check locally, before asking a server, that the certificate exists; returns it.
 
     Raises:
         NotFoundError: no such certificate (exit 4, saying how to list the valid ids).
     """
     from certpilot.operations.inventory import show_certificate
 
-    show_certificate(_ctx.services(), cert_id)
+    return show_certificate(_ctx.services(), cert_id).certificate
 
 
-def _trigger(deployment: str, parameters: dict[str, Any], as_json: bool) -> int:
-    """Start a run of deployment `deployment` (`flow/name`): `certpilot up` or a worker runs it."""
+def _trigger(deployment: str, parameters: dict[str, Any], as_json: bool, *, key: str) -> int:
+    """Start a run of deployment `deployment` (`flow/name`): `certpilot up` or a worker runs it.
+
+    Args:
+        key: the run's idempotency key: the same command again (a retry, a double press, the
+            scanner for the same renewal) gets the run already started, never a second one.
+
+    Raises:
+        BadInputError(KEY_IN_PARAMETER): a parameter holds a private key (nothing is started).
+    """
+    from certpilot.core.secrets import refuse_key_material
+
+    refuse_key_material(parameters, where=f"the {deployment} deployment")
     url = _prefect_api()
     from prefect.deployments import run_deployment
 
     try:
-        run = run_deployment(deployment, parameters=parameters, timeout=0)
+        run = run_deployment(deployment, parameters=parameters, timeout=0, idempotency_key=key)
     except Exception as exc:  # noqa: BLE001 - no server or no such deployment
         raise ServerUnreachable(f"could not start a run of the {deployment!r} deployment at {url} ({exc}); is "
                                 "`certpilot up` running, or were `certpilot setup` and `prefect deploy --all` "
                                 "run against this API, with a worker on the certpilot pool?") from exc
     data = {"deployment": deployment, "flow_run_id": str(run.id), "flow_run_name": run.name,
-            "parameters": parameters}
+            "parameters": parameters, "idempotency_key": key}
     _emit(data, lambda con: con.print(f"started {deployment} run [bold]{run.name}[/] ({run.id}): watch it in the "
                                       "UI"), as_json)
     return EXIT_OK
@@ -1040,41 +1145,91 @@ def install_automations(*, block: Annotated[str | None, Parameter(
     return EXIT_OK
 
 
+def _csr_parameter(csr: str, csr_file: Path | None) -> dict:
+    """The `renewal` run's `csr_pem` for `--csr manual --csr-file F` (CSR-2; a CSR is public), else
+    nothing. Raises UsageError for a manual CSR without its file or a file without manual."""
+    if csr == "manual" and csr_file is None:
+        raise UsageError("--csr manual needs --csr-file F (the CSR to submit)")
+    if csr != "manual" and csr_file is not None:
+        raise UsageError("--csr-file is only for --csr manual")
+    return {"csr_pem": _read(csr_file, "CSR").decode()} if csr_file is not None else {}
+
+
+def _csr_key(key: str, params: dict) -> str:
+    """The run's idempotency key: `key` (shared with the scanner), or, for a manual CSR, `key` and
+    the CSR's digest (the same command again joins its run; a run the scanner started has no CSR
+    to submit, so it is never joined)."""
+    import hashlib
+
+    pem = params.get("csr_pem")
+    return key if pem is None else f"{key}-csr-{hashlib.sha256(pem.encode()).hexdigest()[:16]}"
+
+
 @app.command
-def apply(cert_id: str, /, *, csr: Literal["system", "reuse"] = "system", as_json: JsonFlag = False) -> int:
+def apply(cert_id: str, /, *, csr: Literal["plan", "system", "reuse", "manual"] = "plan",
+          csr_file: Annotated[Path | None, Parameter(help="The CSR for --csr manual (CSR-2).")] = None,
+          as_json: JsonFlag = False) -> int:
     """Submit a pending application now (PL-1: the first certificate of a 1-year renewal is submitted
-    by hand): key + CSR, validation, CA review, then deployment (a run of the `renewal` deployment)."""
-    _known_certificate(cert_id)
-    return _trigger("renewal/renewal", {"certificate_id": cert_id, "csr_mode": csr}, as_json)
+    by hand): key + CSR, validation, CA review, then deployment (a run of the `renewal` deployment).
+    `--csr plan` (default) keeps the mode its plan was ordered with (CSR-3); `--csr manual --csr-file F`
+    submits your CSR (CSR-2)."""
+    from certpilot.core.scan import work_key
+
+    params = {"certificate_id": cert_id, "csr_mode": csr, **_csr_parameter(csr, csr_file)}
+    cert = _known_certificate(cert_id)
+    # The scanner's key for work on this certificate and order: one run between them (a manual
+    # CSR travels with its own run).
+    return _trigger("renewal/renewal", params, as_json, key=_csr_key(work_key(cert.id, cert.order_id), params))
 
 
 @app.command
 def policy(cert_id: str, /, *,
            auto_renew: Annotated[bool | None, Parameter(help="Renew automatically when due (the scanner).")] = None,
            years: Annotated[Literal[1, 2, 3] | None, Parameter(help="Plan length of automatic renewals.")] = None,
+           start_days: Annotated[int | None, Parameter(
+               help="Start automatic renewal at this many days left (default 30: no managed-service fee, "
+                    "PAY-2; more than 30 pays it).")] = None,
+           default_start: Annotated[bool, Parameter(help="Go back to the default start (30 days).")] = False,
+           validation: Annotated[Literal["auto", "dns-auto", "dns-manual", "http-file", "http-manual",
+                                         "delegated"] | None, Parameter(
+               help="Validation method of its next applications (auto: DV-1..DV-4 decide).")] = None,
+           issuer: Annotated[str | None, Parameter(help="The issuer it is applied to (see `certpilot issuers`).")] = None,
+           fallback: Annotated[list[str] | None, Parameter(help="Issuers tried in order when it cannot take the order "
+                                                                "(repeat; `none` removes them).")] = None,
            as_json: JsonFlag = False) -> int:
-    """Show or set a certificate's renewal policy (automatic renewal on/off, plan length)."""
+    """Show or set a certificate's renewal policy: automatic renewal on/off, when it starts (PL-1/PAY-2),
+    plan length, validation method (DV-1..DV-4), issuer and fallbacks."""
     from certpilot.operations.inventory import set_policy
 
-    p = set_policy(_ctx.services(), cert_id, auto_renew=auto_renew, years=years)
-    data = {"certificate_id": p.certificate_id, "auto_renew": p.auto_renew, "years": p.years, "default": p.default}
+    p = set_policy(_ctx.services(), cert_id, auto_renew=auto_renew, years=years, start_days=start_days,
+                   default_start=default_start, validation_method=validation)
+    data = {"certificate_id": p.certificate_id, "auto_renew": p.auto_renew, "years": p.years, "default": p.default,
+            "start_days": p.start_days, "start_days_set": p.start_days_set, "pays_fee": p.pays_fee,
+            "validation": p.validation_method or "auto"}
+    if issuer is not None or fallback is not None:  # the issuer in force: `certpilot issuers ID`
+        data.update(_cli_issuers.policy_issuer(cert_id, issuer, fallback))
+    fee = ("pays the managed-service fee (PAY-2: more than 30 days left)" if p.pays_fee
+           else "no managed-service fee (PAY-2)")
     _emit(data, lambda con: con.print(
-        f"{cert_id}: automatic renewal {'on' if data['auto_renew'] else 'off'}, {data['years']} year(s)"
-        + (" (defaults)" if data["default"] else "")), as_json)
+        f"{cert_id}: automatic renewal {'on' if data['auto_renew'] else 'off'}, {data['years']} year(s), starts at "
+        f"{p.start_days} days left ({fee}), validation {data['validation']}"
+        + (" (defaults)" if data["default"] else "") + _cli_issuers.policy_issuer_line(data)), as_json)
     return EXIT_OK
 
 
 @app.command
 def emergency(cert_id: str, /, *, as_json: JsonFlag = False) -> int:
     """EM-1..3: restore a site down with an expired certificate (runs the `emergency` deployment)."""
-    _known_certificate(cert_id)
-    return _trigger("emergency/emergency", {"certificate_id": cert_id}, as_json)
+    cert = _known_certificate(cert_id)
+    expiry = cert.not_after.date().isoformat() if cert.not_after else ""
+    return _trigger("emergency/emergency", {"certificate_id": cert_id}, as_json, key=f"emergency:{cert_id}:{expiry}")
 
 
 @app.command
 def scan(*, as_json: JsonFlag = False) -> int:
     """Run the scanner now (a run of the `scan` deployment, which is also scheduled hourly)."""
-    return _trigger("scan/scan", {}, as_json)
+    # One scan per minute from the command line: a double press or a retry joins the first one.
+    return _trigger("scan/scan", {}, as_json, key=f"scan:cli:{datetime.now(UTC):%Y-%m-%dT%H:%M}")
 
 
 @app.command
@@ -1094,6 +1249,25 @@ def demo(*, at: AtOption = None, as_json: JsonFlag = False) -> int:
 from certpilot import cli_orders as _cli_orders  # noqa: E402
 
 _cli_orders.register(sys.modules[__name__])
+from certpilot import cli_targets as _cli_targets  # noqa: E402 - targets, deployments, export (issue 11)
+
+_cli_targets.register(sys.modules[__name__])
+from certpilot import cli_metrics as _cli_metrics  # noqa: E402
+
+_cli_metrics.register(sys.modules[__name__])
+from certpilot import cli_discovery as _cli_discovery  # noqa: E402, I001
+
+_cli_discovery.register(sys.modules[__name__])
+# Issuers (`issuers`, `revoke`, `renewal-info`; the issuer part of `policy`), likewise.
+from certpilot import cli_issuers as _cli_issuers  # noqa: E402
+
+_cli_issuers.register(sys.modules[__name__])
+from certpilot import cli_vault as _cli_vault  # noqa: E402 - key custody: vault, backup, restore
+
+_cli_vault.register(sys.modules[__name__])
+from certpilot import cli_import as _cli_import  # noqa: E402  (import --dir / --from: moving a fleet in)
+
+_cli_import.register(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- entry point

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from certpilot.core.issuers import RenewalTiming
 from certpilot.core.models import OrderKind, Policy
 from certpilot.core.validity import CabfSchedule
 from certpilot.settings import get_settings
@@ -66,3 +67,24 @@ def load_policy(path: Path | str | None = None) -> Policy:
     if "notice_days" in data:
         data["notice_days"] = tuple(data["notice_days"])
     return Policy.model_validate(data)
+
+
+def load_timing(path: Path | str | None = None) -> RenewalTiming:
+    """When a certificate is due for renewal, from `config/defaults.toml`'s ``[renewal_timing]``
+    table (``days_left``, ``lifetime_fraction``); absent fields keep `RenewalTiming`'s defaults
+    (30 days, one third).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: invalid TOML, or a value out of range.
+    """
+    file = Path(path) if path is not None else get_settings().config_dir / DEFAULTS_FILE
+    data = _read(file).get("renewal_timing", {})
+    try:
+        timing = RenewalTiming(days_left=int(data.get("days_left", RenewalTiming.days_left)),
+                               lifetime_fraction=float(data.get("lifetime_fraction", RenewalTiming.lifetime_fraction)))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{file}: [renewal_timing]: {exc}") from None
+    if timing.days_left < 0 or not 0 <= timing.lifetime_fraction <= 1:
+        raise ValueError(f"{file}: [renewal_timing]: days_left must be >= 0 and lifetime_fraction in [0, 1]")
+    return timing

@@ -69,6 +69,13 @@ class DemoLoad:
     imported: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    """Ids of the demo certificates found already in the inventory."""
+
+    @property
+    def ids(self) -> list[str]:
+        """Every demo certificate's id: found present, then imported now."""
+        return [*self.present, *self.imported]
 
 
 def read_demo_inventory(path: Path) -> DemoInventory:
@@ -177,6 +184,15 @@ def issue_leaf(ca_key, ca_cert, names: list[str], not_before: datetime, not_afte
     return key, cert
 
 
+def demo_ca_pem(home: Path) -> bytes | None:
+    """The demo CA's certificate (PEM) a previous load recorded under `home`, or None: what the
+    demo sites' probes trust besides certpilot's private CA."""
+    try:
+        return json.loads((home / CA_FILE).read_text())["cert_pem"].encode()
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _load_or_make_ca(session, home: Path, inv: DemoInventory, now: datetime, vault):
     """The demo CA: reopened from the vault when a previous load sealed it, else made and sealed."""
     from certpilot.store.repository import Repository
@@ -205,12 +221,13 @@ def _load_or_make_ca(session, home: Path, inv: DemoInventory, now: datetime, vau
     return key, cert
 
 
-def _present(session, now: datetime) -> set[tuple[tuple[str, ...], str]]:
-    """(sorted names, origin) of every top-level certificate already in the inventory."""
-    from certpilot.operations.inventory import certificate_views
+def _present(session, inv: DemoInventory) -> dict[tuple[tuple[str, ...], str], str]:
+    """{(sorted names, origin): id} of the demo's top-level certificates already in the inventory,
+    looked up by their names (start-up reads the demo's rows, not the whole inventory)."""
+    from certpilot.store.inventory_queries import top_level_named
 
-    return {(tuple(sorted(v.names)), v.origin.value)
-            for v in certificate_views(session, now=now, policy=None) if v.parent_id is None}
+    found = top_level_named(session, [n for c in inv.certificates for n in c.names])
+    return {(tuple(sorted(names)), origin): cid for cid, names, origin in found}
 
 
 def load_demo(session, *, now: datetime, home: Path, config_dir: Path, vault) -> DemoLoad:
@@ -232,9 +249,10 @@ def load_demo(session, *, now: datetime, home: Path, config_dir: Path, vault) ->
 
     inv = read_demo_inventory(config_dir / DEMO_FILE)
     result = DemoLoad()
-    present = _present(session, now)
+    present = _present(session, inv)
     todo = [c for c in inv.certificates if (tuple(sorted(c.names)), c.origin.value) not in present]
     result.skipped = [c.label for c in inv.certificates if c not in todo]
+    result.present = [present[(tuple(sorted(c.names)), c.origin.value)] for c in inv.certificates if c not in todo]
     if todo:
         ca_key, ca_cert = _load_or_make_ca(session, home, inv, now, vault)
         ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
@@ -301,7 +319,9 @@ def run_demo(svc, *, now: datetime | None = None, settings=None, years: int = 1)
     settings = settings or get_settings()
     with svc.session() as session:
         load = load_demo(session, now=now, home=settings.home, config_dir=settings.config_dir, vault=svc.vault)
-    views = list(inventory.list_certificates(svc, now=now))
+    with svc.session(readonly=True) as session:
+        # The demo's certificates and their renewals, read by id: as fast on a full inventory.
+        views = inventory.views_of(session, load.ids, now=now, policy=svc.policy)
     due = pick_due(views)
     preview = orders.preview(svc, due.id, years=years, now=now) if due else None
     return DemoReport(load=load, inventory=views, preview=preview, balances=orders.quota(svc), at=now)

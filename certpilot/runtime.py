@@ -23,7 +23,8 @@ from typing import Any
 
 from certpilot.core.deployment import KeyOpenerById
 from certpilot.core.errors import MissingBlockError, PermanentError
-from certpilot.core.models import Certificate, Origin, Policy
+from certpilot.core.issuers import RenewalTiming
+from certpilot.core.models import Certificate, Policy
 from certpilot.core.validity import CabfSchedule
 
 
@@ -48,6 +49,7 @@ class Services:
         target_factory: builds deploy adapters from target records.
         verifier: proves what endpoints serve (VER-1/VER-2).
         policy, schedule: rule parameters (LC-4, PL-4, NT-1, VA-5).
+        timing: the renewal due point (the later of N days and a fraction of the lifetime left).
         clock: wall clock (tests inject a fixed or moving one).
         poll_seconds: how long `apply` polls a CA review before leaving it to the scanner (CA-1).
     """
@@ -68,6 +70,8 @@ class Services:
     clock: Callable[[], datetime] = _now
     poll_seconds: float = 120.0
     extra: dict[str, Any] = field(default_factory=dict)
+    timing: RenewalTiming = field(default_factory=RenewalTiming)
+    """When a certificate is due for renewal (`config/defaults.toml` [renewal_timing])."""
 
     def session(self, readonly: bool = False):
         """A transactional session on the store (commit on success, rollback on error).
@@ -96,21 +100,86 @@ class Services:
             raise PermanentError(f"no issuer {key!r} is configured (have: {', '.join(self.issuers) or 'none'}); "
                                  "add its block and name it in the certpilot-config block") from None
 
+    def issuer_choice(self, cert: Certificate):
+        """The issuer `cert` is applied to and its fallbacks (`core.issuers.choose_issuer`): its own
+        choice (`certpilot policy ID --issuer NAME`), else its lineage's, else by origin (EL-4:
+        a private-CA certificate from a private CA), else the default issuer.
+
+        Raises:
+            RefusedError: UNKNOWN_ISSUER: the chosen issuer is not configured, or a private-CA
+                certificate and no private CA is configured (never sent to a public CA).
+        """
+        from certpilot.core.errors import RefusedError
+        from certpilot.core.issuers import IssuerChoice, choose_issuer
+        from certpilot.store.issuer_queries import recorded_choices
+
+        with self.session(readonly=True) as s:
+            own, inherited = recorded_choices(s, cert.id)
+        choice = choose_issuer(own=own, inherited=inherited, origin=cert.origin, configured=list(self.issuers),
+                               default=self.default_issuer, certificate_id=cert.id)
+        if not isinstance(choice, IssuerChoice):
+            raise RefusedError(choice)
+        return choice
+
+    def issuer_ref(self, issuer: Any) -> str:
+        """The configured reference (e.g. ``acme/pebble``) of an issuer object, else its own name."""
+        return next((k for k, v in self.issuers.items() if v is issuer), getattr(issuer, "name", ""))
+
+    def _ordered_with(self, cert: Certificate):
+        """The issuer the certificate's CA order was placed with, when one was (a fallback's order
+        is followed, polled and collected at the fallback)."""
+        from certpilot.store.issuer_queries import ordered_with
+
+        with self.session(readonly=True) as s:
+            ref = ordered_with(s, cert.id)
+        if ref is None:
+            return None
+        if ref in self.issuers:
+            return self.issuers[ref]
+        # Orders recorded before issue 13 carry the adapter's own name (a directory URL).
+        return next((v for v in self.issuers.values() if getattr(v, "name", None) == ref), None)
+
     def issuer_for(self, cert: Certificate, *, emergency: bool = False):
-        """EL-4: private-CA certificates come from the private CA; EM-1 from the emergency issuer."""
+        """The issuer a stage calls for `cert`: the emergency issuer (EM-1); the issuer its CA
+        order was placed with, once placed; else its chosen issuer (`issuer_choice`).
+
+        Raises:
+            RefusedError: UNKNOWN_ISSUER (see `issuer_choice`).
+        """
         if emergency:
             return self.issuer(self.emergency_issuer or self.default_issuer)
-        if cert.origin is Origin.PRIVATE_CA:
-            private = next((k for k in self.issuers if k.startswith("private-ca")), None)
-            if private is not None:
-                return self.issuers[private]
-        return self.issuer()
+        placed = self._ordered_with(cert)
+        if placed is not None:
+            return placed
+        return self.issuers[self.issuer_choice(cert).name]
+
+    def issuer_chain(self, cert: Certificate, *, emergency: bool = False) -> list[tuple[str, Any]]:
+        """(reference, issuer) to try in order for a new CA order: the chosen issuer, then its
+        fallbacks (the emergency issuer alone for EM-1)."""
+        if emergency:
+            ref = self.emergency_issuer or self.default_issuer
+            return [(ref, self.issuer(ref))]
+        return [(ref, self.issuers[ref]) for ref in self.issuer_choice(cert).chain]
+
+    def paid(self, cert: Certificate) -> bool:
+        """Whether renewing `cert` is billed (quota, managed credits, payment form): a property of
+        its issuer (`paid`, default True: the seed's paid CA service); a free ACME CA bills nothing."""
+        return bool(getattr(self.issuers.get(self.issuer_choice(cert).name), "paid", True))
 
     def dns_writable(self, names: Sequence[str]) -> bool:
         """PL-5/DV-2: a configured provider holds the zone of every name."""
         from certpilot.adapters.dns.base import challenge_name, provider_for
 
         return bool(names) and all(provider_for(challenge_name(n), list(self.dns_providers)) for n in names)
+
+    def delegated(self, names: Sequence[str]) -> bool:
+        """PL-5: every name's ``_acme-challenge`` is delegated (CNAME) into a zone a configured
+        provider writes (a `DelegatingProvider`, the config block's `dns_delegation`)."""
+        from certpilot.adapters.dns.base import challenge_name
+
+        checks = [p for p in self.dns_providers if hasattr(p, "is_delegated")]
+        return bool(names) and bool(checks) and all(any(p.is_delegated(challenge_name(n)) for p in checks)
+                                                    for n in names)
 
     @property
     def inbox(self):
@@ -148,7 +217,21 @@ class Services:
 
         inbox = InboxNotifier(SqlInboxStore(lambda: nullcontext(session))) if session is not None else self.inbox
         notify_all([inbox], event)
+        self.emit_notification(event)
         return notify_all(self.notifiers, event)
+
+    def emit(self, what: str, *, certificate_id: str, common_name: str, **payload: Any) -> None:
+        """Emit the Prefect event `certpilot.certificate.<what>` (`extra["events"]`, a
+        `certpilot.adapters.events.EventSink`; none configured: nothing). Never raises."""
+        sink = self.extra.get("events")
+        if sink is not None:
+            sink.emit(what, certificate_id=certificate_id, common_name=common_name, payload=payload)
+
+    def emit_notification(self, event) -> None:
+        """The Prefect event of a notification (expiring, deploy failed, human step, drift, …)."""
+        from certpilot.adapters.events import emit_notification
+
+        emit_notification(self.extra.get("events"), event)
 
     def authoritative_for(self, fqdn: str) -> list[tuple[str, int]]:
         """The servers to ask whether a record is served (DV-7): the configured ones, or the
@@ -236,9 +319,10 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
         overrides: any `Services` field (tests and `certpilot up` inject a vault, issuers, a clock).
     """
     from certpilot.adapters.deploy.factory import default_target_factory
+    from certpilot.adapters.events import PrefectEvents
     from certpilot.adapters.issuers.private_ca import PrivateCa
-    from certpilot.adapters.probe.verifier import ProbeVerifier
-    from certpilot.config import load_policy, load_schedule
+    from certpilot.adapters.probe.verifier import ProbeVerifier, trusting
+    from certpilot.config import load_policy, load_schedule, load_timing
     from certpilot.crypto.vault import default_vault
     from certpilot.store.db import session_scope
     from certpilot.store.ports import SqlPrivateCaStore
@@ -248,13 +332,27 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
     sessions = lambda: session_scope(database_url)  # noqa: E731 - a factory the CA's store calls
     issuers = overrides.pop("issuers", None)
     if issuers is None:
-        issuers = {"private-ca": PrivateCa(SqlPrivateCaStore(sessions), vault, clock=clock)}
+        from certpilot.crypto.safefile import offline_key_sink
+        from certpilot.settings import get_settings
+
+        issuers = {"private-ca": PrivateCa(SqlPrivateCaStore(sessions), vault, clock=clock,
+                                           offline_sink=offline_key_sink(get_settings().home / "private-ca-offline"))}
     return Services(
         vault=vault, issuers=issuers, default_issuer=overrides.pop("default_issuer", next(iter(issuers), "")),
-        target_factory=overrides.pop("target_factory", None) or default_target_factory(),
-        verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None)),
+        target_factory=trusting(overrides.pop("target_factory", None) or default_target_factory()),
+        verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None),
+                                                                  private_roots=_private_roots(issuers),
+                                                                  clock=clock),
         policy=overrides.pop("policy", None) or load_policy(), schedule=overrides.pop("schedule", None) or load_schedule(),
-        database_url=database_url, clock=clock, **overrides)
+        timing=overrides.pop("timing", None) or load_timing(), database_url=database_url, clock=clock,
+        extra={"events": PrefectEvents(), **overrides.pop("extra", {})}, **overrides)
+
+
+def _private_roots(issuers: dict[str, Any]):
+    """`() -> [root PEM]` of the private CA issuers: what a target with `trust = "private-ca"` adds to
+    its probe bundle (read when such a target is first verified, so no CA is created before)."""
+    return lambda: [i.root_pem() for i in issuers.values()
+                    if callable(getattr(i, "root_pem", None)) and not getattr(i, "publicly_trusted", True)]
 
 
 class _LocalVault:
@@ -322,13 +420,15 @@ def _vault_from_blocks(config_name: str):
         return default_vault()
 
 
-def _issuers_from_blocks(config, base: Services, providers: list, nameservers) -> dict[str, Any]:
-    """The issuers `config` names (default and emergency), built with the base services' store and vault."""
+def _issuers_from_blocks(config, base: Services, providers: list, nameservers, http01=None) -> dict[str, Any]:
+    """The issuers `config` names (default, emergency and its `issuers` list), built with the base
+    services' store and vault: ``private-ca/NAME``, ``acme/NAME``, ``aws-pca/NAME``."""
     import blocks as b
     from certpilot.store.ports import SqlAcmeAccountStore, SqlPrivateCaStore
 
     issuers: dict[str, Any] = {}
-    for ref in dict.fromkeys(r for r in (config.default_issuer, config.emergency_issuer) if r):
+    refs = (config.default_issuer, config.emergency_issuer, *getattr(config, "issuers", ()))
+    for ref in dict.fromkeys(r for r in refs if r):
         kind, _, name = ref.partition("/")
         if kind == "private-ca":
             block = _load(b.PrivateCaBlock, name or "default", "the private CA issuer")
@@ -337,15 +437,18 @@ def _issuers_from_blocks(config, base: Services, providers: list, nameservers) -
             authoritative = (lambda _fqdn: list(nameservers)) if nameservers else None
             block = _load(b.AcmeAccountBlock, name, "the ACME account issuer")
             issuers[ref] = block.issuer(SqlAcmeAccountStore(base.session), base.vault, dns_providers=providers,
-                                        authoritative=authoritative, clock=base.clock)
+                                        authoritative=authoritative, clock=base.clock, http01=http01)
+        elif kind == "aws-pca":
+            issuers[ref] = _load(b.AwsPrivateCaBlock, name, "the AWS Private CA issuer").issuer()
         else:
-            raise MissingBlockError(f"issuer reference {ref!r} in the {CONFIG_BLOCK} block: use private-ca/NAME "
-                                    "or acme/NAME")
+            raise MissingBlockError(f"issuer reference {ref!r} in the {CONFIG_BLOCK} block: use private-ca/NAME, "
+                                    "acme/NAME or aws-pca/NAME")
     return issuers
 
 
 def _notifiers_from_blocks(config) -> list[Any]:
-    """The notification channels `config` names: email-notices/NAME or any Prefect notification block."""
+    """The notification channels `config` names: email-notices/NAME, webhook-notices/NAME or any
+    Prefect notification block."""
     from prefect.blocks.core import Block
 
     import blocks as b
@@ -355,6 +458,8 @@ def _notifiers_from_blocks(config) -> list[Any]:
         kind, _, name = ref.partition("/")
         if kind == "email-notices":
             notifiers.append(_load(b.SmtpNotifierBlock, name, "an email notification channel").notifier())
+        elif kind == "webhook-notices":
+            notifiers.append(_load(b.WebhookNotifierBlock, name, "a webhook notification channel").notifier())
         else:
             try:
                 notifiers.append(PrefectNotifier(Block.load(ref)))
@@ -379,7 +484,7 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
     """
     import blocks as b
     from certpilot.adapters.deploy.factory import default_target_factory
-    from certpilot.adapters.probe.verifier import ProbeVerifier
+    from certpilot.adapters.probe.verifier import ProbeVerifier, trusting
 
     config = _load(b.CertpilotConfigBlock, config_name, "which issuer, DNS and notifications certpilot uses")
     base = local_services(database_url=database_url, vault=_vault_from_blocks(config_name), issuers={})
@@ -391,17 +496,40 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
             raise MissingBlockError(f"DNS provider reference {kind}/{name} in the {CONFIG_BLOCK} block: use "
                                     "rfc2136/NAME or route53/NAME")
         providers.append(_load(kinds[kind][0], name, kinds[kind][1]).provider())
+    providers = _delegating(providers, nameservers) if config.dns_delegation else providers
+    http01 = None
+    if config.http01_webroot:  # DV-3 file validation through the web server's webroot
+        from certpilot.adapters.http01.webroot import WebrootResponder
+
+        http01 = WebrootResponder(config.http01_webroot)
     target_factory = base.target_factory
     try:  # ACM / load-balancer targets with the credentials (and endpoint) of this block
         aws = b.AwsDeployBlock.load(config_name)
-        target_factory = default_target_factory(aws=lambda service, _cfg: aws.client(service))
+        target_factory = trusting(default_target_factory(aws=lambda service, _cfg: aws.client(service)))
     except ValueError:
         pass
-    return Services(vault=base.vault, issuers=_issuers_from_blocks(config, base, providers, nameservers),
+    issuers = _issuers_from_blocks(config, base, providers, nameservers, http01)
+    return Services(vault=base.vault, issuers=issuers, http01=http01,
                     default_issuer=config.default_issuer, emergency_issuer=config.emergency_issuer,
                     dns_providers=providers, notifiers=_notifiers_from_blocks(config), target_factory=target_factory,
-                    verifier=ProbeVerifier(trust=config.probe_ca_bundle), policy=base.policy,
-                    schedule=base.schedule, nameservers=nameservers, database_url=database_url)
+                    verifier=ProbeVerifier(trust=config.probe_ca_bundle, private_roots=_private_roots(issuers),
+                                           clock=base.clock),
+                    policy=base.policy, schedule=base.schedule, timing=base.timing, nameservers=nameservers,
+                    database_url=database_url, extra=dict(base.extra))
+
+
+def _delegating(providers: list, nameservers) -> list:
+    """PL-5's validation-free authorization: one provider that follows ``_acme-challenge`` CNAMEs
+    into the zones `providers` write (and writes the other names directly)."""
+    import dns.resolver
+
+    from certpilot.adapters.dns.delegation import DelegatingProvider
+
+    resolver = dns.resolver.Resolver()
+    if nameservers:
+        resolver.nameservers = [h for h, _ in nameservers]
+        resolver.port = nameservers[0][1]
+    return [DelegatingProvider(providers, resolver)]
 
 
 def _prefect_api_configured() -> bool:
@@ -464,3 +592,21 @@ class PrefectNotifier:
     def send(self, event) -> None:
         """Send the event's subject and body through the block."""
         self.block.notify(event.body, subject=event.subject)
+
+
+def acm_fleet(svc: Services, *, region: str | None = None):
+    """The ACM reader of `certpilot import --from acm` (`adapters.fleet.acm.AcmFleet`).
+
+    Its client is `svc.extra["aws"](service, region)` when the services carry one (tests,
+    scripts), else a boto3 client from the environment: AWS credentials (variables, profile),
+    `AWS_ENDPOINT_URL`, and `region` or `AWS_DEFAULT_REGION` (default us-east-1).
+    """
+    import os
+
+    from certpilot.adapters.deploy.aws_acm import acm_client
+    from certpilot.adapters.fleet.acm import AcmFleet
+
+    region = region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+    factory = svc.extra.get("aws")
+    client = factory("acm", region) if factory else acm_client(region=region)
+    return AcmFleet(client, region=region)

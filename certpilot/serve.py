@@ -35,16 +35,47 @@ class DemoTlsServer:
     Stands in for the web server of the demo inventory so that `deploy` has something real to
     verify: it reads `<root>/<name>/fullchain.pem` and `key.pem` again whenever they change,
     like a server reloaded after a deployment (DEP-5).
+
+    The SNI name a client sends is never used to build a path: it is looked up in the set of
+    names served (the directories under `root` whose name is a valid host name in normal form,
+    not symlinks), and only a directory of that set is read. `..`, `/`, NUL, an over-long or
+    otherwise hostile name matches nothing and gets the unrecognized-name alert.
     """
 
     def __init__(self, root: Path, host: str = API_HOST, port: int = DEMO_TLS_PORT):
         self.root, self.host, self.port = root, host, port
         self._contexts: dict[str, tuple[float, ssl.SSLContext]] = {}
+        self._served: tuple[float, dict[str, Path]] = (-1.0, {})
         self._server = None
         self._thread: threading.Thread | None = None
 
+    def served_names(self) -> dict[str, Path]:
+        """The names served and their directories (re-read when `root` changes)."""
+        from certpilot.core.names import normalize_name
+
+        try:
+            stamp = self.root.stat().st_mtime
+        except OSError:
+            return {}
+        if stamp == self._served[0]:
+            return self._served[1]
+        served: dict[str, Path] = {}
+        for entry in os.scandir(self.root):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                if normalize_name(entry.name) == entry.name:
+                    served[entry.name] = self.root / entry.name
+            except Exception:  # noqa: BLE001 - a directory that is not a host name is not served
+                continue
+        self._served = (stamp, served)
+        return served
+
     def _context_for(self, name: str) -> ssl.SSLContext | None:
-        directory = self.root / name
+        directory = self.served_names().get(name.lower()) if len(name) <= 253 else None
+        if directory is None:
+            return None
+        name = directory.name
         chain, key = directory / "fullchain.pem", directory / "key.pem"
         if not (chain.exists() and key.exists()):
             return None
@@ -147,6 +178,7 @@ def up(*, with_demo: bool = True, first_scan: bool = True, on_demo: Callable[[An
         runtime.install(svc)
         upgrade_schema(svc)
         ensure_concurrency_limits()
+        _metrics_sidecar(svc)
         from certpilot.automations import install as install_automations
 
         if installed := install_automations():
@@ -163,6 +195,22 @@ def up(*, with_demo: bool = True, first_scan: bool = True, on_demo: Callable[[An
         _say("stopped")
 
 
+def _metrics_sidecar(svc) -> None:
+    """Serve the Prometheus metrics beside the deployments (CERTPILOT_METRICS_LISTEN, default
+    127.0.0.1:9469; `off` disables). An address in use is said, not fatal: `certpilot metrics
+    --listen` serves them too."""
+    from certpilot.metrics_server import DEFAULT_LISTEN, start_sidecar
+
+    listen = os.environ.get("CERTPILOT_METRICS_LISTEN", DEFAULT_LISTEN)
+    if listen.lower() == "off":
+        return
+    try:
+        start_sidecar(svc, listen)
+        _say(f"metrics: http://{listen}/metrics")
+    except Exception as exc:  # noqa: BLE001 - a bad address or a port in use is said, never fatal
+        _say(f"metrics not served on {listen} ({exc}); set CERTPILOT_METRICS_LISTEN or run `certpilot metrics`")
+
+
 def _serve_demo(svc, home: Path, on_demo: Callable[[Any], None] | None) -> None:
     """Load the demo inventory and serve its sites on the demo TLS endpoint."""
     from certpilot.demo import run_demo
@@ -173,5 +221,5 @@ def _serve_demo(svc, home: Path, on_demo: Callable[[Any], None] | None) -> None:
         on_demo(report)
     tls = DemoTlsServer(home / "deploy")
     tls.start()
-    count = install_demo_targets(svc, home / "deploy", port=tls.port)
+    count = install_demo_targets(svc, home / "deploy", port=tls.port, home=home, ids=report.load.ids)
     _say(f"demo inventory loaded; {count} demo site(s) served on https://127.0.0.1:{tls.port} by SNI")

@@ -80,11 +80,15 @@ def mark_left_behind_crashed(*, tag: str = TAG, states: Iterable[str] = LEFT_BEH
 def served() -> list[tuple[Any, dict[str, Any]]]:
     """Every certpilot deployment served from one process, tagged `certpilot`: (flow, its
     deployment's options)."""
-    from flows.admin import cancel, import_certificate, purchase
+    from flows.admin import cancel, import_certificate, policy, purchase
     from flows.batch import renewal_batch
+    from flows.discovery import discover
     from flows.emergency import emergency
+    from flows.fleet import import_folder
     from flows.renewal import renewal
+    from flows.revoke import issuer, revoke
     from flows.scan import scan
+    from flows.targets import deploy_target, target_add, target_remove, target_test
 
     tags = [TAG]
     return [
@@ -98,8 +102,19 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
                              description="A chunk of renewals executed in one process (workers mode).")),
         (emergency, dict(name="emergency", tags=tags, description="EM-1..3: restore a site with an expired certificate.")),
         (cancel, dict(name="cancel", tags=tags, description="PL-7: cancel a not-activated certificate.")),
+        (policy, dict(name="policy", tags=tags, description="A certificate's renewal policy (PL-1/PAY-2, DV-1..DV-4).")),
         (import_certificate, dict(name="import", tags=tags, description="UP-3: import a certificate.")),
         (purchase, dict(name="purchase", tags=tags, description="Buy a new certificate.")),
+        (target_add, dict(name="target-add", tags=tags, description="Add a deployment target, validated first.")),
+        (target_test, dict(name="target-test", tags=tags, description="Check a target without changing anything.")),
+        (target_remove, dict(name="target-remove", tags=tags, description="Stop deploying to a target.")),
+        (deploy_target, dict(name="deploy-target", tags=tags, description="One deployment task (a target's host).")),
+        (discover, dict(name="discover", tags=tags, description="Discover served certificates and add them "
+                                                               "(no key held) for the operator to adopt.")),
+        (revoke, dict(name="revoke", tags=tags, description="Revoke a certificate at its CA (with replace: renew and "
+                                                             "deploy it first).")),
+        (issuer, dict(name="issuer", tags=tags, description="Name the issuer (and fallbacks) of a certificate.")),
+        (import_folder, dict(name="import-folder", tags=tags, description="Import every bundle of a folder (UP-3).")),
     ]
 
 
@@ -136,7 +151,8 @@ def serve_all(first_scan: bool = True) -> None:
 
 WARM_MODULES = (
     "prefect.flow_engine", "prefect.task_engine", "prefect.runtime.flow_run", "prefect.artifacts",
-    "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin",
+    "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin", "flows.targets", "flows.discovery",
+    "flows.revoke", "flows.fleet",
     "certpilot.runtime", "blocks", "certpilot.store.db", "certpilot.store.ports", "certpilot.crypto.vault",
     "certpilot.adapters.issuers.private_ca", "certpilot.adapters.deploy.factory", "certpilot.adapters.probe.verifier",
 )

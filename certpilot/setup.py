@@ -179,7 +179,7 @@ def write_private_ca_config() -> list[Step]:
     import blocks as b
 
     steps = []
-    ca = b.PrivateCaBlock()
+    ca = b.PrivateCaBlock(demo=True)  # the embedded CA: any name until allowed_suffixes are set
     ca_change = Change.UNCHANGED if _exists(b.PrivateCaBlock, "default") else save_block(ca, "default")
     steps.append(Step("block", "certpilot-private-ca/default", ca_change))
     try:
@@ -201,7 +201,7 @@ def configure_blocks() -> None:
     if not _exists(b.CertpilotConfigBlock, "default"):
         write_private_ca_config()
     elif not _exists(b.PrivateCaBlock, "default"):
-        save_block(b.PrivateCaBlock(), "default")
+        save_block(b.PrivateCaBlock(demo=True), "default")
 
 
 # ---------------------------------------------------------------- limits, pool, automations

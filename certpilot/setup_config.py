@@ -45,9 +45,11 @@ CONFIG_NAME = "default"
 NAMED_KINDS = {
     "acme": "AcmeAccountBlock",
     "private-ca": "PrivateCaBlock",
+    "aws-pca": "AwsPrivateCaBlock",
     "rfc2136": "Rfc2136Block",
     "route53": "Route53Block",
     "email-notices": "SmtpNotifierBlock",
+    "webhook-notices": "WebhookNotifierBlock",
 }
 # tables without a name: the block is named like the configuration block (runtime.from_blocks)
 SINGLE_KINDS = {"key-vault": "KeyVaultBlock", "aws-deploy": "AwsDeployBlock"}
@@ -96,7 +98,8 @@ class ConfigPlan:
     def references(self) -> list[str]:
         """Every block reference the configuration block makes (``kind/name``), in order."""
         fields = self.config.fields
-        refs = [fields.get("default_issuer", "private-ca/default"), fields.get("emergency_issuer")]
+        refs = [fields.get("default_issuer", "private-ca/default"), fields.get("emergency_issuer"),
+                *fields.get("issuers", ())]
         return [r for r in (*refs, *fields.get("dns_providers", ()), *fields.get("notification_blocks", ())) if r]
 
     def defined(self) -> set[str]:

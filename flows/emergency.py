@@ -10,13 +10,14 @@ from prefect import flow
 
 from certpilot.core.models import Status
 from certpilot.core.outcomes import EmergencyRun
+from certpilot.core.secrets import TextParameter
 from flows import stages
 from tasks import pipeline as t
 from tasks.runs import claim_work
 
 
 @flow(name="emergency", log_prints=True)
-def emergency(certificate_id: str) -> EmergencyRun:
+def emergency(certificate_id: TextParameter) -> EmergencyRun:
     """Buy a DV certificate at once, validate it by DNS through the emergency issuer, and deploy
     it to every target as soon as it is issued (EM-1); the targets are looked up while issuance
     runs (EM-3); the follow-up order of the original specification is recorded (EM-2).

@@ -19,6 +19,12 @@ class ManualDnsDone(RunInput):
     added: bool = Field(description="I added the record(s).")
 
 
+class ManualFilePlaced(RunInput):
+    """DV-3: confirm the validation file(s) shown above are on the web server."""
+
+    placed: bool = Field(description="I placed the file(s).")
+
+
 class CaContact(RunInput):
     """DV-5/DV-6: the person the CA calls or emails to verify an OV/EV application."""
 

@@ -16,6 +16,7 @@ from prefect import flow
 
 from certpilot.core.models import OrderState, Status
 from certpilot.core.outcomes import EntryStage, RenewalRun
+from certpilot.core.secrets import PemParameter, TextParameter
 from flows import stages
 from tasks import pipeline as t
 
@@ -29,15 +30,19 @@ def _run_name() -> str:
 
 
 @flow(name="renewal", log_prints=True, flow_run_name=_run_name)
-def renewal(certificate_id: str, years: int = 1, csr_mode: str = "system", approve_payment: bool = False
-            ) -> RenewalRun:
+def renewal(certificate_id: TextParameter, years: int = 1, csr_mode: TextParameter = "plan",
+            approve_payment: bool = False, csr_pem: PemParameter | None = None) -> RenewalRun:
     """Renew a certificate end to end, or carry its renewal on from where it stands.
 
     Args:
         certificate_id: the certificate to renew, or a certificate of a renewal or purchase in
             flight (pending, under review, rejected, issued not yet deployed).
         years: 1, 2 or 3 (PL-1, PL-2), for a renewal order placed by this run.
-        csr_mode: system | reuse (CSR-1, CSR-3); a manual CSR goes through the CLI.
+        csr_mode: plan (default: the mode the certificate's plan was ordered with, CSR-3; system for
+            a new order) | system | reuse | manual (CSR-1..CSR-3).
+        csr_pem: the CSR (PEM text, public) of a manual application (CSR-2): checked against the
+            names and the original's key algorithm, kept with the order, submitted to the CA. The
+            system holds no key for it, so it deploys to no managed target.
         approve_payment: the shortfall of the order this run places is approved up front
             (`certpilot renew ID --prefect --approve-payment`): no payment form is asked.
 
@@ -55,7 +60,7 @@ def renewal(certificate_id: str, years: int = 1, csr_mode: str = "system", appro
     entry = t.start(certificate_id)  # plain calls (here and the claim below): the run's task runs are its stages
     order, work = None, certificate_id
     if entry.stage is EntryStage.PAYMENT:
-        order = stages.pay(certificate_id, years, csr_mode, approve_payment)
+        order = stages.pay(certificate_id, years, csr_mode, approve_payment, csr_pem)
         if order.state is not OrderState.PAID:
             return RenewalRun(certificate_id=certificate_id, order=order,
                               message=f"order {order.order_id} {order.state.value}: nothing was debited (PAY-4)")
@@ -65,7 +70,7 @@ def renewal(certificate_id: str, years: int = 1, csr_mode: str = "system", appro
                                       "start (PAY-2, PL-4)")
         work = order.first_to_apply
         t.claim(work)
-    state = entry.state if entry.stage is EntryStage.DEPLOYMENT else stages.issue(work, csr_mode)
+    state = entry.state if entry.stage is EntryStage.DEPLOYMENT else stages.issue(work, csr_mode, csr_pem=csr_pem)
     if state is not Status.ISSUED:
         return RenewalRun(certificate_id=certificate_id, order=order, worked_on=work, state=state,
                           message=f"{work} is {state.value}: the scanner follows the CA's review (CA-2)")

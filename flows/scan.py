@@ -5,7 +5,9 @@ the CA reviews (CA-2), concurrently → find the unfinished work and whether the
 it still live → resume the runs suspended on a review the CA answered → launch, through
 `flows.launch.launch_renewals`, one renewal run per certificate: the automatic renewals due, the
 applications just started or pending, and the work whose run is gone (crashed, failed,
-cancelled, or ended with the work unfinished) → send the expiry notices (NT-1) → artifacts.
+cancelled, or ended with the work unfinished) → send the expiry notices (NT-1) → probe the
+fleet (every target's endpoints: drift, broken chains, expiring served certificates, each told
+once) → artifacts.
 
 One failing item never fails the scan: it is recorded in the summary (`ScanProblem`), its owner
 is told (at most once a day), and the rest go on. In-process and inline, the scan returns when
@@ -54,9 +56,13 @@ def scan() -> ScanSummary:
         ended, the failed items.
     """
     progress = t.Progress()
+    problems: list[ScanProblem] = []
+    # ARI (RFC 9773): the renewal windows whose Retry-After passed are read first, so the decision
+    # schedules inside them (a window already over: renewed now).
+    ari = _guarded(problems, "list the renewal windows to read", (), t.renewal_info_due)
+    _settle(problems, "read its CA's renewal window", [(cid, t.refresh_renewal_info.submit(cid)) for cid in ari])
     plan = t.decide()
     progress.plan(plan.action_count)
-    problems: list[ScanProblem] = []
     starts = _settle(problems, "make its managed start", [
         (m.certificate_id, t.start_managed_application.submit(m, at=plan.at)) for m in plan.managed_starts])
     reviews = _settle(problems, "poll its CA review", [
@@ -77,6 +83,7 @@ def scan() -> ScanSummary:
     progress.tick(len(plan.resume_applications) + len(plan.renewals))
     sent = sum(1 for ok in _settle(problems, "send its expiry notice", notices) if ok)
     progress.tick(len(notices))
+    fleet = _guarded(problems, "probe the fleet", None, lambda: t.probe_fleet(at=plan.at))
     reported = _report(problems)
     outcomes = Counter(r.outcome for r in results)
     summary = ScanSummary(
@@ -89,7 +96,10 @@ def scan() -> ScanSummary:
         suspended=outcomes[LaunchOutcome.SUSPENDED], failed=sum(outcomes[o] for o in _FAILED),
         elsewhere=sum(outcomes[o] for o in (LaunchOutcome.LIVE, LaunchOutcome.DONE, LaunchOutcome.HANDED_OFF)),
         notices=sent, errors=len(problems), problems=tuple(problems),
-        task_runs=2 + bool(answered) + len(plan.managed_starts) + len(plan.resume_reviews) + len(notices) + reported)
+        task_runs=3 + len(ari) + bool(answered) + len(plan.managed_starts) + len(plan.resume_reviews) + len(notices)
+        + reported,
+        probed=fleet.probed if fleet else 0, fleet_findings=fleet.probed - fleet.counts["ok"] if fleet else 0,
+        fleet_told=len(fleet.told) if fleet else 0)
     _publish(plan, summary)
     return summary
 

@@ -36,8 +36,9 @@ from certpilot.core.outcomes import (
     VerifyOutcome,
 )
 from certpilot.core.runs import REVIEW_PAUSE_PREFIX
-from flows.forms import CaContact, ManualDnsDone, PaymentApproval
+from flows.forms import CaContact, ManualDnsDone, ManualFilePlaced, PaymentApproval
 from tasks import pipeline as t
+from tasks import targets
 
 FORM_TIMEOUT = 7 * 24 * 3600
 """How long a form waits for its human (seconds); then the run fails, and the renewal the next
@@ -85,7 +86,8 @@ def ask(form: type[F], *, certificate_id: str, step: str, detail: str, key: str,
     return pause_flow_run(wait_for_input=with_data, key=key, timeout=FORM_TIMEOUT, poll_interval=2)
 
 
-def pay(certificate_id: str, years: int, csr_mode: str, approve_payment: bool = False) -> RenewalStep:
+def pay(certificate_id: str, years: int, csr_mode: str, approve_payment: bool = False,
+        csr_pem: str | None = None) -> RenewalStep:
     """The payment stage: the renewal order placed or found again and paid from quota (PAY-1);
     a shortfall waits for the payment form, approved or declined exactly once (PAY-4), unless
     `approve_payment` approved it up front (the operator said so when starting the run).
@@ -93,7 +95,7 @@ def pay(certificate_id: str, years: int, csr_mode: str, approve_payment: bool = 
     Returns:
         The order's step: PAID (its certificates created) or DECLINED (nothing debited).
     """
-    step = t.payment(certificate_id, years, csr_mode)
+    step = t.payment(certificate_id, years, csr_mode, csr_pem)
     if step.awaiting_payment and approve_payment:
         return t.payment_answer(step.order_id, True, "run-parameter:approve_payment")
     if step.awaiting_payment:
@@ -104,23 +106,27 @@ def pay(certificate_id: str, years: int, csr_mode: str, approve_payment: bool = 
     return step
 
 
-def issue(certificate_id: str, csr_mode: str = "system", emergency: bool = False) -> Status:
+def issue(certificate_id: str, csr_mode: str = "system", emergency: bool = False,
+          csr_pem: str | None = None) -> Status:
     """The csr, validation and ca-review stages: from wherever the application stands to the
     CA's answer.
 
     Args:
-        csr_mode: system | reuse (CSR-1, CSR-3).
+        csr_mode: system | reuse | manual, or "plan": the mode of the certificate's order (CSR-1..CSR-3).
         emergency: submit through the emergency issuer (EM-1).
+        csr_pem: the CSR of a manual application (CSR-2); a plan's first certificate uses the one
+            kept with its order.
 
     Returns:
         ISSUED, or UNDER_REVIEW when the review goes on and the run may not suspend (the
-        scanner follows it; CA-1: no process waits for days).
+        scanner follows it; CA-1: no process waits for days), or the certificate's state when
+        the CA asked to wait (Retry-After: the scanner resumes it at its "retry at").
 
     Raises:
         PermanentError: the CA rejected the application (the owner was told, CA-2): fix it
             and run the renewal again, which resubmits it.
     """
-    status = t.csr(certificate_id, csr_mode)
+    status = t.csr(certificate_id, csr_mode, csr_pem)
     if status.asks_contact:  # DV-5/DV-6
         contact = ask(CaContact, certificate_id=certificate_id, step="CA verification contact",
                       detail="The CA needs a contact (name, email, phone) to verify this OV/EV application "
@@ -129,9 +135,9 @@ def issue(certificate_id: str, csr_mode: str = "system", emergency: bool = False
                       description=f"The CA will verify **{status.common_name}** ({status.level.value}, DV-5): "
                                   "who should it contact?")
         t.set_contact(certificate_id, contact.name, contact.email, contact.phone)
-        status = t.csr(certificate_id, csr_mode)
-    if status.needs_submission:
-        validate(certificate_id, emergency)
+        status = t.csr(certificate_id, csr_mode, csr_pem)
+    if status.needs_submission and validate(certificate_id, emergency).kind is SubmitKind.RETRY_LATER:
+        return status.state  # the CA said "not before": the scanner resumes it then, no worker waits
     state = review(certificate_id)
     if state is Status.REJECTED:
         raise PermanentError(f"the CA rejected the application of {status.common_name} ({certificate_id}); the "
@@ -146,10 +152,23 @@ def _records_key(certificate_id: str, records: tuple[DnsRecord, ...]) -> str:
     return step_key("dns", certificate_id, digest[:16])
 
 
+def _files_key(certificate_id: str, files) -> str:
+    """The file-placement step's key: the same files (the same CA order) are asked for once."""
+    digest = hashlib.sha256("\n".join(sorted(f"{f.url} {f.content}" for f in files)).encode()).hexdigest()
+    return step_key("file", certificate_id, digest[:16])
+
+
 def validate(certificate_id: str, emergency: bool = False) -> SubmitOutcome:
     """The validation stage: submit (or resume) the CA application; while a human must add DNS
     records (DV-3), show them on the form, check they are served (DV-7) and submit again."""
     sub = t.validation(certificate_id, emergency)
+    if sub.kind is SubmitKind.MANUAL_FILE:  # DV-3 by a person: the file, shown exactly; checked before the CA
+        ask(ManualFilePlaced, certificate_id=certificate_id, step="validation file placement",
+            detail="\n".join(f.instruction for f in sub.files), key=_files_key(certificate_id, sub.files),
+            placed=True, description="Place on your web server, then confirm (DV-3):\n\n"
+                                     + "\n".join(f"    {f.url}\n    content: {f.content}" for f in sub.files))
+        t.file_served(certificate_id)
+        sub = t.validation(certificate_id, emergency)
     while sub.kind is SubmitKind.MANUAL_DNS:
         ask(ManualDnsDone, certificate_id=certificate_id, step="manual DNS record",
             detail="\n".join(r.instruction for r in sub.records), key=_records_key(certificate_id, sub.records),
@@ -180,13 +199,16 @@ def review(certificate_id: str) -> Status:
 def deploy(certificate_id: str) -> DeployRun:
     """The deploy stage: one deployment task run per target the old certificate had (DEP-1,
     DEP-2), concurrently; each verifies its target, rolls back on failure (DEP-7) and tells the
-    owner (DEP-3). Re-entrant: a succeeded deployment is not run again.
+    owner (DEP-3). A target on another host is deployed by a `deploy-target` run on that host's
+    work queue. Re-entrant: a succeeded deployment is not run again.
 
     Raises:
         PermanentError: a deployment did not end serving the new certificate (rolled back and
             told), or could not run; the other targets were still deployed.
     """
-    futures = [t.deploy.submit(task_id) for task_id in t.deploy_plan(certificate_id)]
+    # A target that names its host is deployed by a worker of that host's queue (issue 11).
+    futures = [t.deploy.submit(task_id) if host is None else targets.deploy_on_host.submit(task_id, host)
+               for task_id, host in targets.deploy_routes(certificate_id)]
     wait(futures)
     errors = [str(f.state.message or f.state.name) for f in futures if not f.state.is_completed()]
     run = DeployRun(certificate_id=certificate_id,

@@ -10,10 +10,11 @@ have named-checkconf /usr/bin/named-checkconf || need+=(bind9-utils)
 have nginx /usr/sbin/nginx || need+=(nginx)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
 have openssl /usr/bin/openssl || need+=(openssl)
+have prometheus /usr/bin/prometheus || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-# Installing bind9/nginx/postgresql would start system services; the suite runs its own on
+# Installing bind9/nginx/postgresql/prometheus would start system services; the suite runs its own on
 # loopback, so block service starts during the install (and only if we created the blocker).
 created=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then

@@ -26,7 +26,7 @@ from certpilot.core.outcomes import (
     SubmitOutcome,
     VerifyOutcome,
 )
-from certpilot.operations import deployments, emergency, importing, orders, pipeline
+from certpilot.operations import deployments, emergency, importing, inventory, orders, pipeline
 from tasks.common import certpilot_task, retrying
 
 CA_LIMIT = pipeline.CA_LIMIT
@@ -103,9 +103,10 @@ def deploy_plan(certificate_id: str) -> tuple[str, ...]:
 
 
 @certpilot_task(name="payment", run_name="payment")
-def payment(certificate_id: str, years: int, csr_mode: str = "system") -> RenewalStep:
-    """Place (or find again) the renewal order of a certificate; pay it from quota (PAY-1, PAY-4)."""
-    return pipeline.renew(rt.services(), certificate_id, years=years, csr_mode=csr_mode)
+def payment(certificate_id: str, years: int, csr_mode: str = "system", csr_pem: str | None = None) -> RenewalStep:
+    """Place (or find again) the renewal order of a certificate; pay it from quota (PAY-1, PAY-4);
+    a manual CSR (CSR-2) is checked and kept with the order."""
+    return pipeline.renew(rt.services(), certificate_id, years=years, csr_mode=csr_mode, csr_pem=csr_pem)
 
 
 @certpilot_task(name="payment-answer", run_name="payment-answer")
@@ -118,10 +119,10 @@ def payment_answer(order_id: str, approve: bool, actor: str) -> RenewalStep:
 
 
 @certpilot_task(name="csr", run_name="csr")
-def csr(certificate_id: str, csr_mode: str = "system") -> ApplicationStatus:
-    """CSR-1..CSR-5 (and CA-2's resubmission): the key goes straight into the vault; only where
-    the application stands comes back."""
-    return pipeline.prepare(rt.services(), certificate_id, csr_mode)
+def csr(certificate_id: str, csr_mode: str = "system", csr_pem: str | None = None) -> ApplicationStatus:
+    """CSR-1..CSR-5 (and CA-2's resubmission): the key goes straight into the vault, or the given CSR
+    is checked (CSR-2); only where the application stands comes back."""
+    return pipeline.prepare(rt.services(), certificate_id, csr_mode, csr_pem=csr_pem)
 
 
 @certpilot_task(name="contact", run_name="contact")
@@ -136,6 +137,13 @@ def validation(certificate_id: str, emergency: bool = False) -> SubmitOutcome:
     records when a human must add them (DV-3). The remote APIs' slots are taken once around the
     calls to a remote CA and DNS provider, never for the embedded private CA."""
     return pipeline.submit(rt.services(), certificate_id, emergency=emergency, gate=api_slots)
+
+
+@certpilot_task(name="file-served", run_name="file-served")
+def file_served(certificate_id: str) -> int:
+    """DV-3: after the file-placement form, the files are served over HTTP (checked as the CA will)
+    and the CA is told; a refusal names the URLs still missing."""
+    return pipeline.wait_files_served(rt.services(), certificate_id)
 
 
 @certpilot_task(name="dns-visible", run_name="dns-visible")
@@ -196,15 +204,27 @@ def cancel_certificate(certificate_id: str) -> orders.CancelResult:
 
 
 @certpilot_task
+def renewal_policy(certificate_id: str, auto_renew: bool | None, years: int | None, start_days: int | None,
+                   default_start: bool, validation: str | None) -> inventory.RenewalSettings:
+    """PL-1/PAY-2/DV-1..DV-4: show or set a certificate's renewal policy (`inventory.set_policy`)."""
+    return inventory.set_policy(rt.services(), certificate_id, auto_renew=auto_renew, years=years,
+                                start_days=start_days, default_start=default_start, validation_method=validation)
+
+
+@certpilot_task
 def import_pem(cert_pem: str, chain_pem: str | None, key_block: str | None, origin: str, level: str,
                brand: str, owner: str | None) -> importing.ImportResult:
     """UP-3: import a certificate (and chain); its key comes from a Prefect Secret block named by
-    `key_block` — never from a flow parameter, which Prefect stores in plain text (CSR-5)."""
+    `key_block` — never from a flow parameter, which Prefect stores in plain text (CSR-5). Once
+    the key is sealed in the vault the Secret block is deleted: the key lives in one place only."""
     from prefect.blocks.system import Secret
 
     key_pem = Secret.load(key_block).get().encode() if key_block else None
-    return importing.import_bundle(rt.services(), cert_pem=cert_pem, key_pem=key_pem, chain_pem=chain_pem,
-                                   origin=origin, level=level, brand=brand, owner=owner, actor="flow:import")
+    result = importing.import_bundle(rt.services(), cert_pem=cert_pem, key_pem=key_pem, chain_pem=chain_pem,
+                                     origin=origin, level=level, brand=brand, owner=owner, actor="flow:import")
+    if key_block:
+        Secret.delete(key_block)
+    return result
 
 
 @certpilot_task

@@ -13,9 +13,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from certpilot import runtime as rt
+from certpilot.core.fleet import FleetReport
 from certpilot.core.outcomes import ReviewOutcome
 from certpilot.core.scan import InFlight, ManagedStart, ScanPlan, ScanSummary, StartOutcome
-from certpilot.operations import inbox, pipeline
+from certpilot.core.text import md_escape, visible
+from certpilot.operations import fleet, inbox, inventory_report, pipeline
 from certpilot.operations import scan as ops
 from tasks.common import certpilot_task
 from tasks.pipeline import api_slots
@@ -24,6 +26,27 @@ PROGRESS_KEY = "scan-progress"
 TABLE_KEY = "scan-inventory"
 SUMMARY_KEY = "scan-summary"
 INBOX_KEY = "certpilot-inbox"
+INVENTORY_KEY = "certpilot-inventory"
+INVENTORY_PAGE_KEY = "certpilot-inventory-page"
+DEPLOYMENTS_KEY = "certpilot-deployments"
+
+
+def renewal_info_due(limit: int = 100) -> tuple[str, ...]:
+    """The certificates whose CA's renewal window (ARI) should be read before this scan decides
+    (never read, or its Retry-After passed): a plain read, no task run of its own."""
+    from certpilot.operations import issuers
+
+    return issuers.renewal_info_due(rt.services(), limit=limit)
+
+
+@certpilot_task(name="renewal-info")
+def refresh_renewal_info(certificate_id: str) -> bool:
+    """Read the certificate's renewal window from its CA (ARI, RFC 9773) and keep it until its
+    Retry-After; the CA's API slot is held around the request. True when the CA gave a window."""
+    from certpilot.operations import issuers
+
+    with api_slots((pipeline.CA_LIMIT,)):
+        return issuers.renewal_info(rt.services(), certificate_id).window is not None
 
 
 @certpilot_task(name="scan-decide")
@@ -61,6 +84,13 @@ def send_expiry_notice(certificate_id: str, threshold: int, days_left: int, at: 
         True when this call sent it, False when it was already recorded.
     """
     return ops.send_expiry_notice(rt.services(), certificate_id, threshold, days_left, at)
+
+
+@certpilot_task(name="scan-probe-fleet")
+def probe_fleet(at: datetime | None = None) -> FleetReport:
+    """Probe every endpoint of every deployment target; tell drift, broken chains and expiring
+    served certificates once each (inbox, notice, Prefect event)."""
+    return fleet.probe_fleet(rt.services(), at)
 
 
 @certpilot_task(name="scan-unfinished-work")
@@ -118,7 +148,7 @@ def publish(plan: ScanPlan, summary: ScanSummary) -> None:
     """The inventory table (name, status, days left, plan, next action) and a markdown summary."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    rows = [{"name": x.common_name, "id": x.id, "status": x.status,
+    rows = [{"name": visible(x.common_name, limit=253), "id": visible(x.id, limit=64), "status": x.status,
              "days left": "" if x.days_left is None else x.days_left, "plan": x.plan, "next action": x.next_action}
             for x in plan.lines]
     rows = rows or [{"name": "-", "id": "-", "status": "-", "days left": "", "plan": "-",
@@ -132,9 +162,35 @@ def publish(plan: ScanPlan, summary: ScanSummary) -> None:
     if summary.problems:
         lines += ["", f"## {len(summary.problems)} item(s) failed (the rest went on)", "",
                   "| certificate | what | error |", "|---|---|---|"]
-        lines += [f"| {p.certificate_id or '-'} | {p.action} | {p.error.replace('|', '/')} |" for p in summary.problems]
+        lines += [f"| {md_escape(p.certificate_id or '-')} | {md_escape(p.action)} | {md_escape(p.error)} |"
+                  for p in summary.problems]
     create_markdown_artifact("\n".join(lines) + "\n", key=SUMMARY_KEY, description="scan summary")
+    publish_inventory(plan.at)
     publish_inbox()
+
+
+def publish_inventory(at: datetime | None = None) -> int:
+    """The whole inventory (counts per status and origin, expiry buckets, the certificates page by
+    page, soonest expiry first) and the deployment targets table; returns how many pages."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    r = inventory_report.inventory_report(rt.services(), at)
+    lines = [f"# Inventory at {r.at}: {r.total} certificate(s)", "", "| status | count |", "|---|---|"]
+    lines += [f"| {k} | {n} |" for k, n in r.counts]
+    lines += ["", "| origin | count |", "|---|---|"] + [f"| {k} | {n} |" for k, n in r.origins]
+    lines += ["", "| live certificates that | count |", "|---|---|"] + [f"| {k} | {n} |" for k, n in r.expiring]
+    rest = r.total - r.shown
+    lines += ["", f"Listed: {r.shown} (soonest expiry first, artifacts `{INVENTORY_PAGE_KEY}-1`…"
+                  f"`{INVENTORY_PAGE_KEY}-{len(r.pages)}`)" + (f"; {rest} more counted above, listed by "
+                                                               "`certpilot list`" if rest else ""),
+              f"Deployment targets: {len(r.deployments)} (artifact `{DEPLOYMENTS_KEY}`)"]
+    create_markdown_artifact("\n".join(lines) + "\n", key=INVENTORY_KEY, description="the whole inventory")
+    for i, page in enumerate(r.pages, 1):
+        create_table_artifact(list(page), key=f"{INVENTORY_PAGE_KEY}-{i}",
+                              description=f"Inventory page {i} of {len(r.pages)} at {r.at} (soonest expiry first)")
+    create_table_artifact(list(r.deployments) or [{"target": "-", "last deployment": "no deployment targets"}],
+                          key=DEPLOYMENTS_KEY, description=f"Deployment targets at {r.at}: newest task, probe findings")
+    return len(r.pages)
 
 
 def publish_inbox(limit: int = 50) -> int:
@@ -144,8 +200,11 @@ def publish_inbox(limit: int = 50) -> int:
     unread = inbox.messages(rt.services(), limit=limit)
     lines = [f"# certpilot inbox: {len(unread)} unread message(s)", ""]
     for m in unread:
-        lines += [f"## {m.subject}", f"*{m.at:%Y-%m-%d %H:%M}Z · {m.kind} · certificate `{m.certificate_id}`*", "",
-                  "```", m.body.strip(), "```", ""]
+        # Subjects and bodies name certificates (CNs from outside): escaped, and the body's own
+        # fences neutralized so it cannot close the code block and inject markdown.
+        lines += [f"## {md_escape(m.subject)}",
+                  f"*{m.at:%Y-%m-%d %H:%M}Z · {md_escape(m.kind)} · certificate {md_escape(m.certificate_id)}*", "",
+                  "```", m.body.strip().replace("`", "'"), "```", ""]
     if not unread:
         lines.append("Nothing needs you.")
     create_markdown_artifact("\n".join(lines) + "\n", key=INBOX_KEY,

@@ -16,7 +16,9 @@ pytest_plugins = [
     "tests.servers.moto",
     "tests.servers.postgres",
     "tests.servers.acme",
+    "tests.servers.acme2certifier",
     "tests.servers.nginx",
     "tests.servers.smtp",
     "tests.servers.prefect",
+    "tests.servers.certbot",
 ]

@@ -8,6 +8,7 @@ No I/O: `certpilot.operations.deployments` reads the rows and asks here; adapter
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,9 +35,13 @@ class DeploymentState(StrEnum):
     """Failed, and the previous certificate could not be restored automatically."""
     ROLLED_BACK = "rolled_back"
     """Failed, and the previous certificate was restored (DEP-7)."""
+    UNVERIFIED = "unverified"
+    """Deployed to a target marked "not verifiable" (no endpoint to probe, VER-1): nothing proves
+    it is served, so it is never shown as verified; its backup is kept until the next success."""
 
 
-TERMINAL = frozenset({DeploymentState.SUCCEEDED, DeploymentState.FAILED, DeploymentState.ROLLED_BACK})
+TERMINAL = frozenset({DeploymentState.SUCCEEDED, DeploymentState.FAILED, DeploymentState.ROLLED_BACK,
+                      DeploymentState.UNVERIFIED})
 
 
 class TargetKind(StrEnum):
@@ -68,6 +73,11 @@ class DeploymentOutcome(BaseModel):
         """True when the target serves the new certificate, verified (VER-1)."""
         return self.state is DeploymentState.SUCCEEDED
 
+    @property
+    def deployed(self) -> bool:
+        """True when the new certificate is in place: verified, or on a target marked not verifiable."""
+        return self.state in (DeploymentState.SUCCEEDED, DeploymentState.UNVERIFIED)
+
 
 @dataclass(frozen=True)
 class TargetRecord:
@@ -80,6 +90,7 @@ class TargetRecord:
         name: what operators call it ("" when unnamed).
         config: the adapter's settings (paths, argv, ARNs); never credentials or key material.
         endpoints: where the target is probed after a deployment (VER-1).
+        host: the host (Prefect work queue) whose worker deploys it; None: any worker.
     """
 
     id: str
@@ -88,6 +99,12 @@ class TargetRecord:
     name: str
     config: dict[str, Any]
     endpoints: tuple[Endpoint, ...]
+    host: str | None = None
+
+    @property
+    def verifiable(self) -> bool:
+        """False when marked "not verifiable" (VER-1: its deployments are never shown verified)."""
+        return verifiable(self.config)
 
 
 @dataclass(frozen=True)
@@ -120,8 +137,13 @@ class Progress(IntEnum):
 
 
 DEPLOYABLE_STATES = frozenset({Status.ISSUED, Status.UPLOADED})
-RUN_LEASE = timedelta(minutes=15)
-"""A RUNNING task older than this is taken to be abandoned by a crashed run and may run again."""
+RUN_LEASE = timedelta(minutes=2)
+"""A RUNNING task whose lease (renewed by its run's heartbeat every `HEARTBEAT`) lapsed this long
+ago is taken to be abandoned by a dead run and may run again; a task without a recorded lease
+(claimed before migration 0011) counts from its start."""
+HEARTBEAT = timedelta(seconds=20)
+"""How often a live run renews its task's lease and its target's lock."""
+DEFAULT_VERIFY_PORT = 443
 
 
 def is_terminal(state: DeploymentState | str) -> bool:
@@ -175,14 +197,18 @@ def key_refusal(certificate: Certificate) -> Refusal:
 
 
 def may_run(state: DeploymentState | str, *, started_at: datetime | None, now: datetime,
-            lease: timedelta = RUN_LEASE, claimed_at: datetime | None = None) -> Refusal | None:
+            lease: timedelta = RUN_LEASE, claimed_at: datetime | None = None,
+            lease_until: datetime | None = None) -> Refusal | None:
     """May a run take a task in `state` now? (The caller skips SUCCEEDED tasks: a rerun is a no-op.)
 
-    PENDING, FAILED and ROLLED_BACK may run (a retry after a fix); RUNNING only when its run
-    started more than `lease` ago (that run crashed), or at once when the certificate's work was
-    claimed by a run after this task started (`claimed_at` later than `started_at`): a run claims
-    a certificate's work before it deploys, and a new claim is made only by a run launched because
-    the claimant before it died, so the task's holder is dead. SUCCEEDED never runs again.
+    PENDING, FAILED and ROLLED_BACK may run (a retry after a fix); RUNNING only when its run's
+    lease lapsed (`lease_until` passed: its heartbeat stopped, the run died; without a recorded
+    lease, `lease` after `started_at`), or at once when the certificate's work was claimed by a
+    run after this task started (`claimed_at` later than `started_at`): a run claims a
+    certificate's work before it deploys, and a new claim is made only by a run launched because
+    the claimant before it died. A run taken over while it still lives is fenced: each of its
+    writes needs its own attempt number, and the file targets' host lock keeps it and its
+    successor from acting on the files at once. SUCCEEDED never runs again.
     """
     state = DeploymentState(state)
     if state is DeploymentState.SUCCEEDED:
@@ -190,12 +216,34 @@ def may_run(state: DeploymentState | str, *, started_at: datetime | None, now: d
                        "this deployment already succeeded; nothing to do (a new certificate gets its own task).",
                        rule="DEP-2")
     superseded = claimed_at is not None and started_at is not None and claimed_at > started_at
-    if state is DeploymentState.RUNNING and started_at is not None and now - started_at < lease and not superseded:
+    until = lease_until if lease_until is not None else (started_at + lease if started_at is not None else None)
+    if state is DeploymentState.RUNNING and until is not None and now < until and not superseded:
         return Refusal(Reason.DEPLOYMENT_IN_PROGRESS,
-                       f"another run started this deployment at {started_at:%Y-%m-%dT%H:%M:%S}Z and holds it; "
-                       f"wait for it to finish (or until {started_at + lease:%Y-%m-%dT%H:%M:%S}Z if it crashed), "
-                       "then run it again.", rule="DEP-2")
+                       f"another run holds this deployment (its lease runs to {until:%Y-%m-%dT%H:%M:%S}Z and its "
+                       "heartbeat renews it while it lives); wait for it to finish, then run it again.",
+                       rule="DEP-2")
     return None
+
+
+def target_free(lock_task_id: str | None, lock_until: datetime | None, *, task_id: str, now: datetime) -> bool:
+    """DEP-2: may task `task_id` take the target's lock? Free, already its own (a takeover of
+    the same task), or its holder's lock lapsed (the holder's heartbeat stopped)."""
+    return lock_task_id is None or lock_task_id == task_id or lock_until is None or lock_until <= now
+
+
+def verifiable(config: dict[str, Any]) -> bool:
+    """VER-1: False only for a target its operator marked "not verifiable" (`verify: false`):
+    a bundle for a manual install, with no endpoint that serves it."""
+    return config.get("verify", True) is not False
+
+
+def default_endpoints(names: Iterable[str], port: int = DEFAULT_VERIFY_PORT) -> tuple[Endpoint, ...]:
+    """VER-1: where a target without endpoints is probed: `https://<name>:443` for the
+    certificate's first name that is not a wildcard (none: the target is not verifiable)."""
+    for name in names:
+        if not name.startswith("*"):
+            return (Endpoint(host=name, port=port, sni=name),)
+    return ()
 
 
 def targets_to_plan(parent_target_ids: Iterable[str], planned_target_ids: Iterable[str]) -> list[str]:
@@ -217,3 +265,79 @@ def final_state(*, verified: bool, rolled_back: bool) -> DeploymentState:
     if verified:
         return DeploymentState.SUCCEEDED
     return DeploymentState.ROLLED_BACK if rolled_back else DeploymentState.FAILED
+
+
+HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+"""A target's host: the Prefect work queue its deploy steps run on (lowercase letters, digits, dashes)."""
+_ARN = re.compile(r"^arn:aws[a-z-]*:(acm|elasticloadbalancing):[a-z0-9-]+:\d{12}:\S+$")
+
+
+def config_problems(kind: TargetKind | str, config: dict[str, Any], *, host: str | None = None,
+                    endpoints: Iterable[tuple[str, int, str | None]] = ()) -> list[tuple[str, str]]:
+    """What is wrong with a target's definition as written (no I/O), as (field, problem) pairs.
+
+    Per kind: nginx needs `files` (a non-empty list of {cert, key} paths) and optional
+    `check_argv`/`reload_argv` (lists of strings); files needs `directory`; aws-acm needs
+    `certificate_arn`; aws-elb needs `listener_arn` and `mode` default|sni. Every target may name
+    its `host` (a work queue) and `endpoints` (host, port 1-65535); `verify` is a boolean; `trust`
+    names what its endpoints' chains must reach besides the probe's bundle (`private-ca`, PEM
+    files; comma-separated).
+
+    Returns:
+        The problems, each naming its field (empty: well formed).
+    """
+    try:
+        kind = TargetKind(kind)
+    except ValueError:
+        return [("kind", f"unknown target kind {kind!r}; use one of {', '.join(k.value for k in TargetKind)}")]
+    out: list[tuple[str, str]] = []
+
+    def need_str(field: str) -> str | None:
+        value = config.get(field)
+        if not isinstance(value, str) or not value.strip():
+            out.append((field, "is required (a non-empty string)"))
+            return None
+        return value
+
+    if kind is TargetKind.NGINX:
+        files = config.get("files")
+        if not isinstance(files, list) or not files:
+            out.append(("files", "is required: at least one {cert, key} pair of paths"))
+        else:
+            for i, pair in enumerate(files):
+                for part in ("cert", "key"):
+                    if not isinstance(pair, dict) or not isinstance(pair.get(part), str) or not pair.get(part):
+                        out.append((f"files[{i}].{part}", "is required (a path)"))
+        for field in ("check_argv", "reload_argv"):
+            argv = config.get(field)
+            if argv is not None and (not isinstance(argv, list) or not argv or
+                                     not all(isinstance(a, str) and a for a in argv)):
+                out.append((field, "must be a non-empty list of strings (argv, no shell)"))
+    elif kind is TargetKind.FILES:
+        need_str("directory")
+        post = config.get("post_command")
+        if post is not None and (not isinstance(post, list) or not all(isinstance(a, str) and a for a in post)):
+            out.append(("post_command", "must be a list of strings (argv, no shell)"))
+    elif kind is TargetKind.AWS_ACM:
+        arn = need_str("certificate_arn")
+        if arn and not _ARN.match(arn):
+            out.append(("certificate_arn", f"{arn!r} is not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:...)"))
+    elif kind is TargetKind.AWS_ELB:
+        arn = need_str("listener_arn")
+        if arn and not _ARN.match(arn):
+            out.append(("listener_arn", f"{arn!r} is not a load balancer listener ARN"))
+        if config.get("mode", "default") not in ("default", "sni"):
+            out.append(("mode", "must be default or sni"))
+    if "verify" in config and not isinstance(config["verify"], bool):
+        out.append(("verify", "must be true or false"))
+    trust = config.get("trust")
+    if trust is not None and (not isinstance(trust, str) or not [p for p in trust.split(",") if p.strip()]):
+        out.append(("trust", "must name `private-ca` and/or PEM files of CA certificates, joined by commas"))
+    if host is not None and not HOST_NAME.match(host):
+        out.append(("host", f"{host!r} is not a work queue name (lowercase letters, digits and dashes)"))
+    for i, (h, port, _sni) in enumerate(endpoints):
+        if not h:
+            out.append((f"endpoints[{i}].host", "is required"))
+        if not 0 < int(port) < 65536:
+            out.append((f"endpoints[{i}].port", f"{port} is not a TCP port (1-65535)"))
+    return out

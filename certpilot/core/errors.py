@@ -96,6 +96,10 @@ class Reason(StrEnum):
     """The certificate has no subjectAltName extension."""
     DUPLICATE = "Duplicate"
     """This certificate (same fingerprint) is already in the inventory."""
+    INPUT_TOO_LARGE = "InputTooLarge"
+    """An input exceeds a limit (size, certificates, chain length, names): refused unread."""
+    KEY_IN_PARAMETER = "KeyInParameter"
+    """Private key material was given where no key belongs (a flow parameter, a name)."""
     # --- keys and CSRs (CSR) ---
     CSR_INVALID = "CsrInvalid"
     """The CSR's signature does not verify."""
@@ -119,6 +123,12 @@ class Reason(StrEnum):
     """The CA refused the application (CA-2)."""
     CA_POLICY = "CaPolicy"
     """The private CA's policy does not allow a requested name (EL-4)."""
+    UNKNOWN_ISSUER = "UnknownIssuer"
+    """A certificate names an issuer that is not configured (issue 13: issuers per certificate)."""
+    RETRY_LATER = "RetryLater"
+    """The CA asked not to be asked again before a time (Retry-After): the application waits."""
+    NOT_REVOCABLE = "NotRevocable"
+    """The certificate cannot be revoked (not issued by certpilot, or already revoked)."""
     # --- general ---
     NOT_FOUND = "NotFound"
     """No such object."""

@@ -101,7 +101,10 @@ class ValidationMethod(StrEnum):
     DNS_MANUAL = "dns-manual"
     """A human adds the TXT record; the system waits until it is visible (DV-3)."""
     HTTP_FILE = "http-file"
-    """A file under /.well-known/acme-challenge/ (DV-3); never for wildcards (DV-4)."""
+    """A file under /.well-known/acme-challenge/ written by the system's webroot responder (DV-3);
+    never for wildcards (DV-4)."""
+    HTTP_MANUAL = "http-manual"
+    """A person places the file on the web server (DV-3, NT-2); never for wildcards (DV-4)."""
     DELEGATED = "delegated"
     """_acme-challenge CNAME'd to a zone the system writes (validation-free authorization)."""
 
@@ -221,8 +224,11 @@ class Certificate(BaseModel):
     temporary: bool = False
     key_held: bool = True
     publicly_trusted: bool = True
+    planned_not_before: datetime | None = None
+    """The window asked of the CA when it was submitted (None before): plan vs issued (VA-5)."""
+    planned_not_after: datetime | None = None
 
-    @field_validator("not_before", "not_after")
+    @field_validator("not_before", "not_after", "planned_not_before", "planned_not_after")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
         return utc(v) if v is not None else None
@@ -281,6 +287,10 @@ class Order(BaseModel):
     whose certificates take the original's names."""
     owner: Contact | None = None
     """A purchase's owner (DV-6, NT-1), given to its certificates."""
+    coverage_not_after: datetime | None = None
+    """The end of the coverage term the order bought (VA-5): its certificates are started until it
+    is covered, whatever the CA signs. None for orders placed before it was kept (then the last
+    planned certificate's end)."""
 
 
 class LedgerEntry(BaseModel):
@@ -328,6 +338,10 @@ class Policy(BaseModel):
     """PL-4: threshold of remaining validity that starts the next certificate, per order kind."""
     managed_fee_threshold_days: int = 30
     """PAY-2: renewing with more than this left adds the managed-service fee."""
+    auto_renew_start_days: int = 30
+    """PL-1/PAY-2: automatic renewal starts when this many days are left (default 30: the
+    managed-service fee of an earlier renewal is avoided, the seed's FAQ). A certificate may start
+    earlier by its own policy (`certpilot policy ID --start-days N`), paying that fee."""
     max_names_multi: int = 5
     """UP-1: multi-domain certificates hold at most this many names."""
     notice_days: tuple[int, ...] = (30, 14, 7, 3, 1)

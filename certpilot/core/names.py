@@ -29,7 +29,9 @@ from collections.abc import Iterable
 import idna
 
 from certpilot.core.errors import BadInputError, Reason, Refusal, RefusedError
+from certpilot.core.limits import MAX_RAW_NAME
 from certpilot.core.models import CertType, Level, Policy, Spec
+from certpilot.core.text import has_unsafe_chars, visible
 
 BRANDS: tuple[str, ...] = ("Alibaba Cloud", "DigiCert", "GlobalSign")
 """UP-2: the brands the service sells (validation levels are `Level`: DV, OV, EV)."""
@@ -135,8 +137,16 @@ def normalize_name(name: str) -> str:
     """
     raw = name
     value = name.strip().rstrip(".") if isinstance(name, str) else ""
+    # Messages show the name with control characters escaped: it came from outside (issue 15).
+    shown = visible(raw if isinstance(raw, str) else repr(raw), limit=MAX_NAME + 7)
+    if len(value) > MAX_RAW_NAME:
+        raise BadInputError(f"'{shown}' is not a valid name: it is {len(value)} characters long, "
+                            f"more than {MAX_NAME}", Reason.INVALID_NAME)
+    if has_unsafe_chars(value):
+        raise BadInputError(f"'{shown}' is not a valid name: it holds control or invisible characters",
+                            Reason.INVALID_NAME)
     if not value:
-        raise BadInputError(f"'{raw}' is not a name: it is empty", Reason.INVALID_NAME)
+        raise BadInputError(f"'{shown}' is not a name: it is empty", Reason.INVALID_NAME)
     ip = _ip(value)
     if ip is not None:
         return str(ip)
@@ -144,7 +154,7 @@ def normalize_name(name: str) -> str:
         # Map the whole name first so ideographic full stops ("。") split labels like "." does.
         value = idna.uts46_remap(value, std3_rules=False, transitional=False).rstrip(".")
     except idna.IDNAError as exc:
-        raise BadInputError(f"'{raw}' is not a valid name: {exc}", Reason.INVALID_NAME) from None
+        raise BadInputError(f"'{shown}' is not a valid name: {exc}", Reason.INVALID_NAME) from None
     labels = value.split(".")
     out: list[str] = []
     for label in labels:
@@ -153,7 +163,7 @@ def normalize_name(name: str) -> str:
             continue
         if "*" in label:
             raise BadInputError(
-                f"'{raw}' is not a valid name: a wildcard must be a whole leftmost label ('*.example.com'), "
+                f"'{shown}' is not a valid name: a wildcard must be a whole leftmost label ('*.example.com'), "
                 f"not part of label '{label}'",
                 Reason.INVALID_NAME,
             )
@@ -161,21 +171,21 @@ def normalize_name(name: str) -> str:
             # UTS-46 maps case and compatibility forms; IDNA 2008 then gives the A-label.
             alabel = idna.encode(label, uts46=True).decode("ascii") if label else ""
         except idna.IDNAError as exc:
-            raise BadInputError(f"'{raw}' is not a valid name: label '{label}' fails IDNA ({exc})",
+            raise BadInputError(f"'{shown}' is not a valid name: label '{label}' fails IDNA ({exc})",
                                 Reason.INVALID_NAME) from None
         problem = _label_problem(alabel.lower())
         if problem:
-            raise BadInputError(f"'{raw}' is not a valid name: it {problem}", Reason.INVALID_NAME)
+            raise BadInputError(f"'{shown}' is not a valid name: it {problem}", Reason.INVALID_NAME)
         out.append(alabel.lower())
     result = ".".join(out)
     if len(result) > MAX_NAME:
-        raise BadInputError(f"'{raw}' is not a valid name: it is {len(result)} characters long, "
+        raise BadInputError(f"'{shown}' is not a valid name: it is {len(result)} characters long, "
                             f"more than {MAX_NAME}", Reason.INVALID_NAME)
     if len(out) < 2:
-        raise BadInputError(f"'{raw}' is not a fully qualified name: it needs at least two labels "
+        raise BadInputError(f"'{shown}' is not a fully qualified name: it needs at least two labels "
                             "(e.g. 'example.com')", Reason.INVALID_NAME)
     if out[-1].isdigit():
-        raise BadInputError(f"'{raw}' is not a valid name: its top-level label '{out[-1]}' is all digits "
+        raise BadInputError(f"'{shown}' is not a valid name: its top-level label '{out[-1]}' is all digits "
                             "(and it is not an IPv4 address)", Reason.INVALID_NAME)
     return result
 

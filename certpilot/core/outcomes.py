@@ -9,6 +9,7 @@ a human must add, an application under the CA's review. None of them carries key
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -195,6 +196,27 @@ class SubmitKind(StrEnum):
     """The CA refused: the certificate is REJECTED (CA-2)."""
     MANUAL_DNS = "manual_dns"
     """A human must add DNS records first (DV-3): `records` says which; then submit again."""
+    MANUAL_FILE = "manual_file"
+    """A human must place HTTP-01 files first (DV-3): `files` says which; then submit again."""
+    RETRY_LATER = "retry_later"
+    """The CA asked not to be asked before `retry_at` (Retry-After): the application waits, the
+    scanner resumes it then; no worker sleeps through it."""
+
+
+class FileToPlace(_Outcome):
+    """An HTTP-01 file a person must place on the web server (DV-3), as data.
+
+    Attributes:
+        url: where the CA fetches it.
+        path: its path under the site's root (``/.well-known/acme-challenge/TOKEN``).
+        content: exactly what it must contain.
+        instruction: a sentence for the operator.
+    """
+
+    url: str
+    path: str
+    content: str
+    instruction: str
 
 
 class SubmitOutcome(_Outcome):
@@ -207,6 +229,9 @@ class SubmitOutcome(_Outcome):
         detail: the CA's detail (its reason, for a rejection).
         resumed: an order placed by an earlier run was resumed.
         records: for MANUAL_DNS, the records to add; empty otherwise.
+        files: for MANUAL_FILE, the files to place; empty otherwise.
+        retry_at: for RETRY_LATER, when the CA may be asked again.
+        issuer: the configured issuer the order went to (a fallback's name when one took it).
     """
 
     certificate_id: str
@@ -215,6 +240,9 @@ class SubmitOutcome(_Outcome):
     detail: str = ""
     resumed: bool = False
     records: tuple[DnsRecord, ...] = ()
+    files: tuple[FileToPlace, ...] = ()
+    retry_at: datetime | None = None
+    issuer: str = ""
 
 
 class ReviewOutcome(_Outcome):
@@ -271,8 +299,14 @@ class DeployRun(_Outcome):
 
     @property
     def failed(self) -> tuple[DeploymentOutcome, ...]:
-        """The tasks that did not end serving the new certificate."""
-        return tuple(r for r in self.results if not r.succeeded)
+        """The tasks that did not end with the new certificate in place (verified, or on a target
+        marked not verifiable: see `unverified`)."""
+        return tuple(r for r in self.results if not r.deployed)
+
+    @property
+    def unverified(self) -> tuple[DeploymentOutcome, ...]:
+        """The tasks deployed to targets marked not verifiable (VER-1: never shown as verified)."""
+        return tuple(r for r in self.results if r.state.value == "unverified")
 
 
 class VerifyOutcome(_Outcome):

@@ -189,6 +189,28 @@ def managed_start_due(current_not_after: datetime, kind: OrderKind, now: datetim
                    "PL-4")
 
 
+def auto_renew_due(not_after: datetime, now: datetime, *, start_days: int) -> bool:
+    """PL-1/PAY-2: is the automatic renewal of a certificate expiring at `not_after` due at `now`?
+
+    Due once at most `start_days` days are left (``now >= not_after - start_days``). The default
+    point, `Policy.auto_renew_start_days` (30), is the one where PAY-2 adds no managed-service fee;
+    a certificate's own policy may start earlier (and pay it). Kept a small pure predicate so that
+    other due rules (e.g. a fraction of a short lifetime) combine with it by ``or``/``min``.
+    """
+    return utc(now) >= utc(not_after) - timedelta(days=start_days)
+
+
+def check_start_days(start_days: int, policy: Policy) -> Refusal | None:
+    """PL-1/PAY-2/EL-1: a certificate's automatic-renewal start must lie within the expiry window
+    (only an expiring-soon certificate can be renewed, EL-1a); refusal BAD_INPUT otherwise."""
+    if 1 <= start_days <= policy.expiry_window_days:
+        return None
+    return Refusal(Reason.BAD_INPUT,
+                   f"automatic renewal can start 1 to {policy.expiry_window_days} days before expiry (a certificate "
+                   f"is renewable once expiring soon, EL-1), not {start_days}; the default, "
+                   f"{policy.auto_renew_start_days}, avoids the managed-service fee (PAY-2)", "PL-1")
+
+
 def check_managed_credit(credits_left: int) -> Refusal | None:
     """PL-4: a managed start consumes one managed-service credit of the order; refuse when none is left."""
     if credits_left > 0:
@@ -278,15 +300,42 @@ def cancel_refund(spec: Spec, *, reissue: bool = False,
                   origin: Origin = Origin.OFFICIAL) -> list[tuple[LedgerKind, str | None, int]]:
     """PL-7: the ledger movements a cancellation makes: one quota of `spec` and one managed credit back.
 
-    Only what was paid comes back: a VA-5 reissue consumed neither, and a private-CA certificate
-    (EL-4) comes from certpilot's own CA, which sells no quota; cancelling one gives nothing back.
+    Only what was paid comes back: a VA-5 reissue consumed neither (nothing); a private-CA
+    certificate (EL-4) comes from certpilot's own CA, which sells no quota, but its plan paid the
+    managed service that would have started it (PL-2: ``years - 1``), so that credit comes back.
 
     Returns:
-        ``[(QUOTA, spec.key, +1), (MANAGED, None, +1)]``, or ``[]`` when nothing was paid.
+        ``[(QUOTA, spec.key, +1), (MANAGED, None, +1)]``; ``[(MANAGED, None, +1)]`` for a private-CA
+        certificate; ``[]`` for a reissue.
     """
-    if reissue or origin is Origin.PRIVATE_CA:
+    if reissue:
         return []
+    if origin is Origin.PRIVATE_CA:
+        return [(LedgerKind.MANAGED, None, 1)]
     return [(LedgerKind.QUOTA, spec.key, 1), (LedgerKind.MANAGED, None, 1)]
+
+
+def shortened_coverage(coverage_end: datetime, yearly_cancelled: int, policy: Policy) -> datetime:
+    """PL-7/VA-5: the coverage term after cancelling `yearly_cancelled` paid years at the plan's end:
+    365 days less per year given back, so no reissue is ever started for a year that was refunded."""
+    return utc(coverage_end) - timedelta(days=policy.standard_validity_days) * yearly_cancelled
+
+
+def after_cancel(kept: str | None, kept_not_after: datetime | None, auto_renew: bool) -> str:
+    """PL-7: what happens to a plan after a cancellation, in one sentence for the operator.
+
+    The plan is shortened at its end (`cancel_scope`): the earlier certificates keep working, and
+    the quota and credit of the cancelled years come back (the next certificate does not start).
+    When the plan's last remaining certificate nears its end, automatic renewal (when on) places a
+    new order, paid from the restored quota first (PAY-1).
+    """
+    if kept is None:
+        return "the plan has no certificate left"
+    until = f" (valid until {utc(kept_not_after).isoformat()})" if kept_not_after else ""
+    then = ("automatic renewal places a new order when it nears its end, paid from the restored quota first (PAY-1)"
+            if auto_renew else f"renew it when it nears its end (`certpilot renew {kept}`)")
+    return (f"the plan now ends with {kept}{until}; the cancelled years' quota and managed credit came back "
+            f"instead of their certificates starting (PL-7); {then}")
 
 
 def submits_first_now(managed_fee: bool) -> bool:
@@ -351,3 +400,94 @@ def cancel_scope(target: str, members: list[PlanMember]) -> list[str] | Refusal:
                        f"{target} cannot be cancelled: {blocking[0].certificate_id}, later in the same plan, is already "
                        f"{blocking[0].state.value}, and cancelling {target} would leave a gap before it", "PL-7")
     return [target] + [m.certificate_id for m in later if m.state is Status.NOT_ACTIVATED]
+
+
+# ------------------------------------------------------------------ the coverage term as the contract
+
+
+def year_ends(coverage_end: datetime, years: int, policy: Policy) -> list[datetime]:
+    """VA-5/PL-2: the end of each paid year of a plan whose coverage term ends at `coverage_end`:
+    ``coverage_end - 365 d × (years - k)`` for k = 1..years (the last is `coverage_end`)."""
+    year = timedelta(days=policy.standard_validity_days)
+    end = utc(coverage_end)
+    return [end - year * (years - k) for k in range(1, years + 1)]
+
+
+def successor_window(pred_not_after: datetime, issued_at: datetime, *, coverage_end: datetime, years: int,
+                     policy: Policy, schedule: CabfSchedule, publicly_trusted: bool = True) -> Window | None:
+    """VA-1/VA-2/VA-5: the window of the next certificate of a plan, computed from its predecessor's
+    REAL expiry (what the CA signed), not from the plan made at order time.
+
+    The plan's year ends (`year_ends`) are the contract. The next certificate ends at the first
+    year end after both its predecessor's real expiry and its own issue time: the end of the year
+    its predecessor fell short of (a VA-5 reissue: the CA or the CA/B cap signed less), or, when the
+    predecessor reached its year's end A, the next year's end, ``A + 365 d`` (VA-2's fixed expiry;
+    inside the last 30 days the carry-over is exactly ``A - t``). It starts at its issue time and is
+    cut to the CA/B maximum in force on that date (VA-5, publicly trusted only). Times are whole
+    seconds (what an X.509 certificate holds), so a CA that signs the window signs it exactly.
+
+    Args:
+        pred_not_after: the predecessor's real expiry (for certificate 1 of a renewal: the renewed
+            certificate's).
+        issued_at: when the next certificate is issued (its submission).
+        coverage_end: the end of the plan's coverage term (VA-5).
+        years: the plan's years (PL-2).
+        policy, schedule: the year length; the CA/B maximum by date.
+        publicly_trusted: False for a private CA (no VA-5 cap).
+
+    Returns:
+        The window, or None when the predecessor already covers the term (nothing more to issue).
+    """
+    pred, t = utc(pred_not_after), utc(issued_at).replace(microsecond=0)
+    end = utc(coverage_end)
+    if pred >= end or t >= end:
+        return None
+    floor = max(pred, t)
+    target = next(e for e in year_ends(end, years, policy) if e > floor)
+    return cap_validity(Window(t, target.replace(microsecond=0)), schedule, publicly_trusted)
+
+
+def expected_successor(pred_not_after: datetime, kind: OrderKind, *, coverage_end: datetime, years: int,
+                       policy: Policy, schedule: CabfSchedule, publicly_trusted: bool = True) -> Window | None:
+    """PL-4 with `successor_window`: the window the next certificate is expected to get, started by
+    its managed start when the predecessor has T days left (``pred_not_after - T``); None when the
+    predecessor already covers the term."""
+    start = utc(pred_not_after) - start_threshold(kind, policy)
+    return successor_window(pred_not_after, start, coverage_end=coverage_end, years=years, policy=policy,
+                            schedule=schedule, publicly_trusted=publicly_trusted)
+
+
+@dataclass(frozen=True)
+class PlanVsIssued:
+    """What the CA signed against what the plan asked for one certificate (shown by `certpilot show`).
+
+    Attributes:
+        planned: the window asked of the CA at submission.
+        issued: the window the CA signed.
+        short_seconds: how much earlier than planned the issued certificate ends (0 when it ends on
+            time or later); the plan's successors cover the difference (VA-5).
+    """
+
+    planned: Window
+    issued: Window
+
+    @property
+    def short_seconds(self) -> int:
+        """Seconds the issued certificate ends before the planned end (never negative)."""
+        return max(0, int((self.planned.not_after - self.issued.not_after).total_seconds()))
+
+    @property
+    def exact(self) -> bool:
+        """True when the CA signed exactly the planned window (to the second)."""
+        return self.planned == self.issued
+
+    def describe(self) -> str:
+        """One line for an operator: exact, or how many days short and what covers them."""
+        if self.exact:
+            return "issued exactly as planned"
+        if self.short_seconds:
+            days = self.short_seconds / 86400
+            return (f"the CA signed {days:.1f} days less than planned (ends {self.issued.not_after.isoformat()} "
+                    f"instead of {self.planned.not_after.isoformat()}); the plan's next certificate covers "
+                    "the rest of the term (VA-5)")
+        return (f"the CA signed {self.issued} instead of {self.planned}; the term is covered")

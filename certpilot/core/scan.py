@@ -33,11 +33,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
+from certpilot.core.issuers import RenewalTiming, RenewalWindow, ari_due_at, renewal_due_at, window_fraction
 from certpilot.core.models import OrderKind, Origin, Policy, Status, iso_z
 from certpilot.core.plans import managed_start_due
 from certpilot.core.runs import REVIEW_PAUSE_PREFIX, WorkClaim, relaunch_key, works_on
@@ -62,6 +63,11 @@ class ScanRow(NamedTuple):
         parent_id: the certificate it renews, if any.
         managed_fee: the order carries PAY-2's managed-service fee (None without an order).
         auto_renew: the certificate is under automatic renewal (its policy, default True).
+        start_days: its own automatic-renewal start (days left), or None for the configured
+            `RenewalTiming.days_left` (30: PAY-2's fee avoided).
+        not_before: its validity start (the lifetime rule of `core.issuers.renewal_due_at`).
+        retry_at: its application waits for the CA until then (Retry-After), if it does.
+        ari_start, ari_end: the renewal window its CA suggested (ARI, RFC 9773), if one is kept.
     """
 
     id: str
@@ -75,6 +81,11 @@ class ScanRow(NamedTuple):
     parent_id: str | None
     managed_fee: bool | None
     auto_renew: bool
+    start_days: int | None = None
+    not_before: datetime | None = None
+    retry_at: datetime | None = None
+    ari_start: datetime | None = None
+    ari_end: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +394,12 @@ class ScanSummary:
     errors: int = 0
     task_runs: int = 0
     problems: tuple[ScanProblem, ...] = ()
+    probed: int = 0
+    """Endpoints the fleet probe checked (every endpoint of every target)."""
+    fleet_findings: int = 0
+    """Of those, endpoints with a finding (drift, broken chain, expiring, unreachable)."""
+    fleet_told: int = 0
+    """Findings told by this scan (new ones: each is told once)."""
 
     def rows(self) -> tuple[tuple[str, int], ...]:
         """(action, count) for every counter, in field order (the summary artifact's table)."""
@@ -448,6 +465,7 @@ class ScanContext:
     children: Mapping[str, list[str]]
     started: Mapping[str, str]
     notices_sent: Collection[tuple[str, int]]
+    timing: RenewalTiming = RenewalTiming()
 
 
 class RowView(NamedTuple):
@@ -542,6 +560,15 @@ def managed_start_now(v: RowView) -> Verdict | None:
     return Verdict("managed start due (PL-4)", managed_start=ManagedStart(r.id, pred.id, r.order_id or "", days))
 
 
+def waiting_for_ca(v: RowView) -> Verdict | None:
+    """The CA asked not to be asked before a time (Retry-After): its application is left alone
+    until then, by the scanner too; from then on it is resumed like any pending one."""
+    r = v.row
+    if r.retry_at is not None and v.ctx.now < r.retry_at and r.state in (_PENDING, _UNDER_REVIEW):
+        return Verdict(f"waits for the CA until {r.retry_at:%Y-%m-%d %H:%M}Z (Retry-After)")
+    return None
+
+
 def started_application(v: RowView) -> Verdict | None:
     """PL-8: a pending certificate a managed start moved on: its renewal run is relaunched if gone."""
     if v.row.state == _PENDING and v.ctx.started.get(v.row.id) == StartOutcomeKind.STARTED:
@@ -579,13 +606,39 @@ def _successor_states(v: RowView) -> list[str]:
     return states
 
 
+def renewal_start_days(row: ScanRow, policy: Policy) -> int:
+    """PL-1/PAY-2: days left at which the certificate's automatic renewal starts: its own policy's,
+    else the default (30, no managed-service fee)."""
+    return row.start_days if row.start_days is not None else policy.auto_renew_start_days
+
+
 def _renewal_due(v: RowView) -> RenewalDue | None:
     """An expiring-soon certificate under automatic renewal (not an uploaded one: EL-3 replaces
-    it by hand) opens its renewal; the caller has checked that it has no successor."""
+    it by hand) opens its renewal once its due point is reached (`_due_point`: 30 days left by
+    default, PAY-2's fee avoided; earlier by its own policy; later for a short lifetime; inside its
+    CA's ARI window); the caller has checked that it has no successor."""
     r = v.row
     if v.status != _EXPIRING or not r.auto_renew or r.origin == _UPLOADED_ORIGIN or v.days_left is None:
         return None
+    if v.ctx.now < _due_point(r, v.ctx):
+        return None  # a short certificate is not due from its first day; the CA's window (ARI) overrides
     return RenewalDue(r.id, r.common_name, v.days_left, r.origin, r.not_after)
+
+
+def _due_point(r: ScanRow, ctx: ScanContext) -> datetime:
+    """When `r` is due: inside its CA's renewal window when one is kept (ARI; a window already
+    over: now), else the later of its start point and a third of its lifetime left
+    (`core.issuers.renewal_due_at`). The start point is the certificate's own policy's
+    (`policy --start-days`, PL-1/PAY-2) or the configured `[renewal_timing] days_left` (30, where
+    PAY-2 adds no fee); without a validity start, the start point alone."""
+    if r.ari_start is not None and r.ari_end is not None:
+        return ari_due_at(RenewalWindow(r.ari_start, r.ari_end), ctx.now, fraction=window_fraction(r.id))
+    if r.not_after is None:
+        return ctx.now
+    timing = ctx.timing if r.start_days is None else replace(ctx.timing, days_left=r.start_days)
+    if r.not_before is not None:
+        return renewal_due_at(r.not_before, r.not_after, timing)
+    return r.not_after - timedelta(days=timing.days_left)
 
 
 def _expiry_notice(v: RowView) -> ExpiryNotice | None:
@@ -626,12 +679,17 @@ def near_expiry(v: RowView) -> Verdict | None:
         action = "renew (automatic renewal)"
     elif notice is not None:
         action = f"expiry notice ({notice.threshold_days} days, NT-1)"
+    elif v.status == _EXPIRING and v.row.auto_renew and v.row.origin != _UPLOADED_ORIGIN and v.row.not_after:
+        days = renewal_start_days(v.row, v.ctx.policy)
+        action = (f"automatic renewal starts {_due_point(v.row, v.ctx).date().isoformat()} ({days} days left"
+                  + (", no managed-service fee, PAY-2)" if days <= v.ctx.policy.managed_fee_threshold_days
+                     else ", with the managed-service fee, PAY-2)"))
     else:
         action = _fallback_action(v)
     return Verdict(action, renewal=renewal, notice=notice)
 
 
-ROW_CHECKS: tuple[RowCheck, ...] = (managed_start_recorded, managed_start_now, started_application,
+ROW_CHECKS: tuple[RowCheck, ...] = (managed_start_recorded, managed_start_now, waiting_for_ca, started_application,
                                     pending_application, under_review, near_expiry)
 """The scanner's chain, in order: the first check that returns a verdict decides the row."""
 
@@ -647,7 +705,8 @@ def first_verdict(chain: Iterable[RowCheck], v: RowView) -> Verdict:
 
 def scan_context(rows: Sequence[ScanRow], now: datetime, policy: Policy, *,
                  notices_sent: Collection[tuple[str, int]] = frozenset(),
-                 managed_started: Mapping[str, str] | None = None) -> ScanContext:
+                 managed_started: Mapping[str, str] | None = None,
+                 timing: RenewalTiming = RenewalTiming()) -> ScanContext:
     """Index the rows once for the checks: by id, plan siblings, non-cancelled children."""
     by_id: dict[str, ScanRow] = {}
     siblings: dict[tuple[str, int], ScanRow] = {}
@@ -661,7 +720,7 @@ def scan_context(rows: Sequence[ScanRow], now: datetime, policy: Policy, *,
     notice_days = tuple(sorted(policy.notice_days))
     return ScanContext(now=now, policy=policy, notice_days=notice_days, horizon=max(notice_days, default=0),
                        window=policy.expiry_window, by_id=by_id, siblings=siblings, children=children, started=managed_started or {},
-                       notices_sent=notices_sent)
+                       notices_sent=notices_sent, timing=timing)
 
 
 def row_view(row: ScanRow, ctx: ScanContext) -> RowView:
@@ -698,7 +757,7 @@ def _named(rows: Sequence[ScanRow] | Sequence[tuple]) -> Sequence[ScanRow]:
     """The rows as `ScanRow`s (plain tuples in field order are converted)."""
     if set(map(type, rows)) <= {ScanRow}:  # the store's rows: no copy
         return rows  # type: ignore[return-value]
-    return [r if type(r) is ScanRow else ScanRow._make(r) for r in rows]
+    return [r if type(r) is ScanRow else ScanRow(*r) for r in rows]  # a shorter tuple takes the defaults
 
 
 def decide(
@@ -709,6 +768,7 @@ def decide(
     notices_sent: Collection[tuple[str, int]] = frozenset(),
     table_limit: int = 500,
     managed_started: Mapping[str, str] | None = None,
+    timing: RenewalTiming = RenewalTiming(),
 ) -> ScanDecision:
     """Decide one scan over every certificate: `ROW_CHECKS` on each row that may need action.
 
@@ -726,13 +786,15 @@ def decide(
         table_limit: at most this many lines for the inventory table, most urgent first.
         managed_started: certificate id -> outcome of its managed start already recorded
             ("started" or "waiting_manual"); those are never decided again (PL-8).
+        timing: when a certificate is due (`core.issuers.renewal_due_at`; its CA's ARI window
+            overrides it).
 
     Returns:
         The decision: counts by status, managed starts due (PL-4), reviews to resume (CA-2),
         renewals due under automatic renewal, expiry notices to send (NT-1), table lines.
     """
     rows = _named(rows)
-    ctx = scan_context(rows, now, policy, notices_sent=notices_sent, managed_started=managed_started)
+    ctx = scan_context(rows, now, policy, notices_sent=notices_sent, managed_started=managed_started, timing=timing)
     decision = ScanDecision(now=now)
     counts = decision.counts
     # Beyond this no status changes and no notice is due: counted without a check.

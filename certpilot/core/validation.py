@@ -29,7 +29,7 @@ def check_validation_method(names: Sequence[str], method: ValidationMethod) -> R
         None when `method` can prove every name, else a `WILDCARD_FILE_VALIDATION` refusal
         naming the wildcard(s) and what to use instead.
     """
-    if method is not ValidationMethod.HTTP_FILE:
+    if method not in (ValidationMethod.HTTP_FILE, ValidationMethod.HTTP_MANUAL):
         return None
     wildcards = [n for n in names if _is_wildcard(n)]
     if not wildcards:
@@ -41,6 +41,47 @@ def check_validation_method(names: Sequence[str], method: ValidationMethod) -> R
         "or a manual DNS TXT record.",
         rule="DV-4",
     )
+
+
+def choose_method(names: Sequence[str], *, original: ValidationMethod | None = None,
+                  chosen: ValidationMethod | None = None, dns_writable: bool = False, delegated: bool = False,
+                  http_responder: bool = False) -> ValidationMethod:
+    """DV-1..DV-4: the validation method of a certificate's application.
+
+    In order: the operator's explicit choice (`certpilot policy ID --validation`, checked by
+    `check_validation_method` when it is set); DV-1, the original certificate's method while the
+    system can still use it (automatic DNS needs a writable zone, delegation a delegation, file
+    validation a webroot responder and no wildcard, DV-4); a delegation of ``_acme-challenge``
+    (validation-free authorization); DV-2, automatic DNS when a configured provider holds every
+    zone; DV-3, otherwise a manual DNS TXT record (recommended over placing a file by hand).
+
+    Args:
+        names: the certificate's names.
+        original: the renewed certificate's method, if any.
+        chosen: the operator's choice, if any.
+        dns_writable: a configured DNS provider holds the zone of every name (DV-2).
+        delegated: every name's ``_acme-challenge`` is delegated to a zone the system writes.
+        http_responder: a webroot responder serves ``/.well-known/acme-challenge/`` (HTTP-01).
+
+    Returns:
+        The method to apply with.
+    """
+    if chosen is not None:
+        return chosen
+    usable = {
+        ValidationMethod.DNS_AUTO: dns_writable,
+        ValidationMethod.DELEGATED: delegated,
+        ValidationMethod.HTTP_FILE: http_responder and not any(_is_wildcard(n) for n in names),
+        ValidationMethod.HTTP_MANUAL: not any(_is_wildcard(n) for n in names),
+        ValidationMethod.DNS_MANUAL: True,
+    }
+    if original is not None and usable.get(original, False):
+        return original
+    if delegated:
+        return ValidationMethod.DELEGATED
+    if dns_writable:
+        return ValidationMethod.DNS_AUTO
+    return ValidationMethod.DNS_MANUAL
 
 
 CONTACT_FIELDS = ("name", "email", "phone")

@@ -64,6 +64,9 @@ class ProbeOutcome(StrEnum):
     """An intermediate is missing: the served chain stops below the trust bundle (DEP-6)."""
     UNTRUSTED = "untrusted"
     """The served chain ends at a root the trust bundle does not hold (or a signature is bad)."""
+    INVALID_CHAIN = "invalid_chain"
+    """Every link is there but a certificate of the path is not valid for serving: an expired
+    intermediate, an issuer that is not a CA, a leaf not for server authentication."""
 
 
 CONNECTION_FAILURES = frozenset(
@@ -82,6 +85,137 @@ class ChainStatus(StrEnum):
     """The chain ends at a self-signed root that is not trusted, or a signature does not verify."""
     UNKNOWN = "unknown"
     """Not checked (no handshake)."""
+
+
+class TrustFault(StrEnum):
+    """Why a served chain does not verify for the name asked for (the strict verifier's "no",
+    explained). `NONE` when it verifies."""
+
+    NONE = "none"
+    EXPIRED_LEAF = "expired_leaf"
+    """The leaf is outside its validity window."""
+    NO_SAN = "no_san"
+    """The leaf has no subjectAltName: a CN-only certificate, refused by browsers and by RFC 6125."""
+    WRONG_NAME = "wrong_name"
+    """The leaf's subjectAltName does not cover the name asked for (the SNI)."""
+    SELF_SIGNED = "self_signed"
+    """The leaf is self-signed and not itself in the trust bundle."""
+    INCOMPLETE = "incomplete"
+    """An intermediate is missing: the served chain stops below the trust bundle (DEP-6)."""
+    UNTRUSTED_ROOT = "untrusted_root"
+    """The chain ends at a root the trust bundle does not hold."""
+    BAD_SIGNATURE = "bad_signature"
+    """A served issuer has the right name but did not sign the certificate below it."""
+    EXPIRED_INTERMEDIATE = "expired_intermediate"
+    """A CA certificate of the path is outside its validity window."""
+    ISSUER_NOT_CA = "issuer_not_ca"
+    """A certificate that signed another one is not a CA (basicConstraints CA:FALSE or absent)."""
+    NOT_SERVER_AUTH = "not_server_auth"
+    """The leaf's extendedKeyUsage does not include serverAuth."""
+    OTHER = "other"
+    """The verifier refused the chain for a reason none of the checks above names (its message is kept)."""
+
+
+_FAULT_OUTCOMES = {
+    TrustFault.NONE: ProbeOutcome.OK,
+    TrustFault.EXPIRED_LEAF: ProbeOutcome.EXPIRED,
+    TrustFault.NO_SAN: ProbeOutcome.WRONG_NAME,
+    TrustFault.WRONG_NAME: ProbeOutcome.WRONG_NAME,
+    TrustFault.SELF_SIGNED: ProbeOutcome.UNTRUSTED,
+    TrustFault.INCOMPLETE: ProbeOutcome.INCOMPLETE_CHAIN,
+    TrustFault.UNTRUSTED_ROOT: ProbeOutcome.UNTRUSTED,
+    TrustFault.BAD_SIGNATURE: ProbeOutcome.UNTRUSTED,
+}
+
+FAULT_ADVICE = {
+    TrustFault.EXPIRED_LEAF: "the served certificate is expired or not yet valid — deploy a current one",
+    TrustFault.NO_SAN: "the certificate has no subjectAltName (CN only), which clients refuse — reissue it "
+                       "with the name in subjectAltName",
+    TrustFault.WRONG_NAME: "the certificate does not cover the name asked for — serve a certificate whose "
+                           "subjectAltName includes it, or check which server block answers this name",
+    TrustFault.SELF_SIGNED: "the certificate is self-signed — serve one issued by a trusted CA, or add it to "
+                            "this target's trust bundle if it is meant to be pinned",
+    TrustFault.INCOMPLETE: "an intermediate certificate is missing (DEP-6) — deploy the full chain (leaf "
+                           "followed by every intermediate) and reload",
+    TrustFault.UNTRUSTED_ROOT: "the chain ends at a root the trust bundle does not hold — serve a chain from a "
+                               "trusted CA, or give the target the private CA's bundle",
+    TrustFault.BAD_SIGNATURE: "a served intermediate did not sign the certificate below it — serve the "
+                              "intermediate that issued the leaf",
+    TrustFault.EXPIRED_INTERMEDIATE: "an intermediate certificate of the chain is expired — deploy the "
+                                     "CA's current intermediate with the leaf",
+    TrustFault.ISSUER_NOT_CA: "the leaf is signed by a certificate that is not a CA (CA:FALSE) — serve a leaf "
+                              "issued by a real CA, with that CA's intermediates",
+    TrustFault.NOT_SERVER_AUTH: "the certificate is not for server authentication (extendedKeyUsage lacks "
+                                "serverAuth) — reissue it for TLS servers",
+    TrustFault.OTHER: "the chain does not verify — check it with `openssl s_client -showcerts`",
+}
+
+
+def fault_outcome(fault: TrustFault) -> ProbeOutcome:
+    """The probe outcome of a trust fault (EXPIRED, WRONG_NAME, INCOMPLETE_CHAIN, UNTRUSTED, else
+    INVALID_CHAIN)."""
+    return _FAULT_OUTCOMES.get(fault, ProbeOutcome.INVALID_CHAIN)
+
+
+@dataclass(frozen=True)
+class ChainFacts:
+    """What the hand-written walk saw of a chain the strict verifier refused (to say why).
+
+    Attributes:
+        now: the verification time.
+        leaf_not_before, leaf_not_after: the leaf's validity window.
+        has_san: whether the leaf has a subjectAltName extension.
+        name_ok: whether its SAN covers the name asked for.
+        self_signed: whether the leaf signed itself (issuer = subject, signature verifies).
+        leaf_trusted: whether the leaf itself is in the trust bundle.
+        walk: what the issuer walk over served + trusted certificates concluded.
+        bad_signature: the walk found an issuer by name whose signature did not verify.
+        path_windows: validity windows of the CA certificates the walk went through, leaf's issuer first.
+        path_is_ca: for each of them, whether it is a CA (basicConstraints CA:TRUE).
+        leaf_server_auth: False when the leaf has an extendedKeyUsage without serverAuth.
+    """
+
+    now: datetime
+    leaf_not_before: datetime
+    leaf_not_after: datetime
+    has_san: bool
+    name_ok: bool
+    self_signed: bool = False
+    leaf_trusted: bool = False
+    walk: ChainStatus = ChainStatus.UNKNOWN
+    bad_signature: bool = False
+    path_windows: tuple[tuple[datetime, datetime], ...] = ()
+    path_is_ca: tuple[bool, ...] = ()
+    leaf_server_auth: bool = True
+
+
+def explain_fault(f: ChainFacts) -> TrustFault:
+    """Why a chain the strict verifier refused does not verify, most urgent first: the leaf's
+    dates, its names, how it chains (self-signed, missing intermediate, untrusted root, bad
+    signature), then the path's own faults (expired intermediate, issuer not a CA, EKU).
+
+    Only called after the strict verifier (RFC 5280 + CA/B web profile, in `cryptography`) said
+    no: the verdict is its, this only names the reason. OTHER when no check names one.
+    """
+    if not (f.leaf_not_before <= f.now <= f.leaf_not_after):
+        return TrustFault.EXPIRED_LEAF
+    if not f.has_san:
+        return TrustFault.NO_SAN
+    if not f.name_ok:
+        return TrustFault.WRONG_NAME
+    if f.self_signed and not f.leaf_trusted:
+        return TrustFault.SELF_SIGNED
+    if f.walk is ChainStatus.INCOMPLETE:
+        return TrustFault.INCOMPLETE
+    if f.walk is ChainStatus.UNTRUSTED:
+        return TrustFault.BAD_SIGNATURE if f.bad_signature else TrustFault.UNTRUSTED_ROOT
+    if any(not (nb <= f.now <= na) for nb, na in f.path_windows):
+        return TrustFault.EXPIRED_INTERMEDIATE
+    if not all(f.path_is_ca):
+        return TrustFault.ISSUER_NOT_CA
+    if not f.leaf_server_auth:
+        return TrustFault.NOT_SERVER_AUTH
+    return TrustFault.OTHER
 
 
 @dataclass(frozen=True)
@@ -104,6 +238,15 @@ class ProbeResult:
     name_matches: bool | None = None
     error: str = ""
     elapsed: float = 0.0
+    fault: TrustFault | None = None
+    """Why the served chain does not verify (NONE when it does; None when not verified: no handshake)."""
+    earliest_not_after: datetime | None = None
+    """The earliest notAfter of the served certificates (blackbox_exporter's probe_ssl_earliest_cert_expiry)."""
+
+    @property
+    def verified(self) -> bool:
+        """True when the served chain verified for the name asked for at the probe's time."""
+        return self.fault is TrustFault.NONE
 
     @property
     def handshake_done(self) -> bool:
@@ -115,7 +258,8 @@ class ProbeResult:
         if not self.handshake_done:
             return f"{self.endpoint}: {self.outcome.value} ({self.error})"
         na = f"{self.not_after:%Y-%m-%d}" if self.not_after else "?"
-        return f"{self.endpoint}: {self.outcome.value}; serves {self.fingerprint[:16]}… valid until {na}"
+        why = f" ({self.fault.value})" if self.fault not in (None, TrustFault.NONE) else ""
+        return f"{self.endpoint}: {self.outcome.value}{why}; serves {self.fingerprint[:16]}… valid until {na}"
 
 
 def name_matches(server_name: str, names: tuple[str, ...] | list[str]) -> bool:
@@ -200,6 +344,9 @@ class DiagnosisCode(StrEnum):
     """Something in front of the server (CDN, WAF, load balancer) serves another certificate (check 3)."""
     INCOMPLETE_CHAIN = "incomplete_chain"
     """The served chain lacks an intermediate (VER-2 check 4, DEP-6)."""
+    NOT_VERIFIED = "not_verified"
+    """The new certificate is served but its chain does not verify for the name (VER-1 strict:
+    untrusted root, self-signed, wrong name, CN-only, expired intermediate, issuer not a CA)."""
     UNKNOWN = "unknown"
     """The old certificate is served and no check explains why."""
 
@@ -277,8 +424,14 @@ def diagnose(f: DiagnosisFacts) -> Diagnosis:
     new = f.new_fingerprint.lower()
     served_new = p.fingerprint == new
     if served_new:
-        if p.chain is ChainStatus.INCOMPLETE:
+        if p.fault is TrustFault.INCOMPLETE or (p.fault is None and p.chain is ChainStatus.INCOMPLETE):
             return _incomplete(where)
+        if p.fault not in (None, TrustFault.NONE):
+            detail = f" ({p.error})" if p.fault is TrustFault.OTHER and p.error else ""
+            return Diagnosis(DiagnosisCode.NOT_VERIFIED,
+                             f"{where} serves the new certificate {_short(new)} but it does not verify for "
+                             f"{p.endpoint.server_name}: {p.fault.value}{detail}; {FAULT_ADVICE[p.fault]}.",
+                             rule="VER-1")
         return Diagnosis(DiagnosisCode.SERVING_NEW, f"{where} serves the new certificate {_short(new)}.")
     # (1) files
     if f.deployed_fingerprint is not None and f.deployed_fingerprint.lower() != new:

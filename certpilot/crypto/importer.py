@@ -29,7 +29,9 @@ from cryptography.x509.oid import NameOID
 
 from certpilot.core import names as core_names
 from certpilot.core.errors import BadInputError, Reason, Warning_
+from certpilot.core.limits import MAX_BUNDLE_CERTS, MAX_CHAIN_LENGTH, MAX_COMMON_NAME, MAX_SANS, too_many
 from certpilot.core.models import DEFAULT_POLICY, CertType, KeyAlgorithm, Policy, utc
+from certpilot.core.text import has_unsafe_chars, visible
 from certpilot.crypto.pem import (
     as_bytes,
     fingerprint,
@@ -81,7 +83,8 @@ def _given(data: bytes | str | None) -> bool:
 
 
 def _name(n: x509.Name) -> str:
-    return n.rfc4514_string() or "(empty name)"
+    """The name as RFC 4514 text with control characters escaped (it reaches messages and the store)."""
+    return visible(n.rfc4514_string(), limit=300) or "(empty name)"
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
@@ -114,6 +117,37 @@ def _common_name(cert: x509.Certificate) -> str | None:
     return (value.decode("utf-8", "replace") if isinstance(value, bytes) else value).strip().lower()
 
 
+def _checked_common_name(leaf: x509.Certificate, names: list[str], warnings: list[Warning_]) -> str:
+    """The CN to store: the CN in normal form when it is one of the certificate's names.
+
+    The CN is what notices and the inventory show, so it must be a name, not free text: a CN
+    holding control characters (CR/LF, NUL, bidi overrides) is refused; a CN that is not a
+    valid name, or names none of the SANs, is replaced by the first SAN with a warning.
+
+    Raises:
+        BadInputError(INVALID_NAME): the CN holds control characters or is longer than RFC 5280 allows.
+    """
+    attrs = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not attrs:
+        return names[0]
+    value = attrs[0].value
+    raw = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    if has_unsafe_chars(raw) or len(raw) > MAX_COMMON_NAME:
+        why = "holds control or invisible characters" if has_unsafe_chars(raw) else \
+            f"is {len(raw)} characters long (RFC 5280 allows {MAX_COMMON_NAME})"
+        raise BadInputError(f"the certificate's common name '{visible(raw, limit=80)}' {why}: it is not a name; "
+                            "reissue the certificate with its host name as CN (or no CN).", Reason.INVALID_NAME)
+    try:
+        cn = core_names.normalize_name(raw)
+    except BadInputError:
+        cn = None
+    if cn in names:
+        return cn
+    warnings.append(Warning_("cn-not-a-san", f"the common name '{visible(raw, limit=80)}' is not one of the "
+                             f"certificate's names; the inventory shows it as '{names[0]}'."))
+    return names[0]
+
+
 def _pick_leaf(certs: list[x509.Certificate]) -> tuple[x509.Certificate, list[x509.Certificate]]:
     """The one server certificate of --cert, and any CA certificates that came with it."""
     if len(certs) == 1:
@@ -135,11 +169,15 @@ def _san_names(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         san = None
     found: list[str] = []
+    if san is not None and len(san) > MAX_SANS:
+        raise BadInputError(f"the certificate holds {len(san)} subjectAltName entries, more than the {MAX_SANS} "
+                            "certpilot reads; no certificate it can renew or deploy holds that many.",
+                            Reason.INPUT_TOO_LARGE)
     if san is not None:
         # In the certificate's own order: the first name is the primary one when there is no CN.
         found = [str(gn.value) for gn in san if isinstance(gn, x509.DNSName | x509.IPAddress)]
     if not found:
-        cn = _common_name(cert) or "(none)"
+        cn = visible(_common_name(cert) or "(none)", limit=80)
         raise BadInputError(
             f"the certificate (CN '{cn}') has no subjectAltName with a DNS name or IP address: browsers "
             "ignore the common name, so it would not be trusted; reissue it with the names in the SAN.",
@@ -195,15 +233,26 @@ def _order_chain(leaf: x509.Certificate, given: list[x509.Certificate], warnings
         seen.add(fp)
         unique.append(cert)
 
+    too_long = too_many(len(unique), MAX_CHAIN_LENGTH, what="the chain holds that many CA certificates",
+                        advice="give only the intermediates between the server certificate and its root.")
+    if too_long is not None:
+        raise too_long
     path: list[x509.Certificate] = []
     remaining = list(unique)
+    # Indexed by subject: each step verifies signatures only of the certificates named as the
+    # current issuer (a flood of unrelated certificates costs nothing; issue 15).
+    by_subject: dict[bytes, list[x509.Certificate]] = {}
+    for cert in unique:
+        by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
     current = leaf
     while remaining:
-        parent = next((c for c in remaining if _links(current, c)), None)
+        candidates = by_subject.get(current.issuer.public_bytes(), [])
+        parent = next((c for c in candidates if _links(current, c)), None)
         if parent is None:
             break
         path.append(parent)
         remaining.remove(parent)
+        candidates.remove(parent)  # each certificate is used once: a cycle cannot loop
         current = parent
     if remaining:
         stray = remaining[0]
@@ -221,6 +270,7 @@ def _order_chain(leaf: x509.Certificate, given: list[x509.Certificate], warnings
             "remove it, or give the intermediates that belong to this certificate.",
             Reason.BAD_CHAIN,
         )
+    _refuse_cycle(path)
     if path != unique:
         warnings.append(Warning_("chain-reordered", "the chain was not in order (each certificate followed by "
                                  "its issuer); it was re-ordered from the server certificate up."))
@@ -229,6 +279,24 @@ def _order_chain(leaf: x509.Certificate, given: list[x509.Certificate], warnings
         warnings.append(Warning_("root-dropped", f"the self-signed root '{_name(root.subject)}' was dropped from "
                                  "the served chain: clients carry their own roots."))
     return path
+
+
+def _refuse_cycle(path: list[x509.Certificate]) -> None:
+    """Refuse a chain whose top certificate was issued by one below it (cross-signed in a loop).
+
+    Raises:
+        BadInputError(BAD_CHAIN): naming the certificate the chain loops back to.
+    """
+    if len(path) < 2 or _self_signed(path[-1]):
+        return
+    top = path[-1]
+    loop = next((c for c in path[:-1] if c.subject == top.issuer and _links(top, c)), None)
+    if loop is not None:
+        raise BadInputError(
+            f"the chain loops: '{_name(top.subject)}' was issued by '{_name(loop.subject)}', which is below it in "
+            "the chain, so it never reaches a root; give the intermediates that lead to the CA's root.",
+            Reason.BAD_CHAIN,
+        )
 
 
 def inspect_bundle(cert_pem: bytes | str, key_pem: bytes | str | None = None,
@@ -263,7 +331,7 @@ def inspect_bundle(cert_pem: bytes | str, key_pem: bytes | str | None = None,
     warnings += _validity_warnings(leaf, chain, now)
     return ImportedBundle(
         names=tuple(names),
-        common_name=_common_name(leaf) or names[0],
+        common_name=_checked_common_name(leaf, names, warnings),
         cert_type=cert_type,
         key_algorithm=algorithm,
         not_before=leaf.not_valid_before_utc,
@@ -322,6 +390,10 @@ def _chain_of(leaf: x509.Certificate, extra_chain: list[x509.Certificate], chain
         BadInputError: (BAD_PEM) --chain does not parse; (BAD_CHAIN) a certificate does not link.
     """
     given = extra_chain + (load_certificates(chain_pem, what="--chain") if _given(chain_pem) else [])
+    too_big = too_many(len(given) + 1, MAX_BUNDLE_CERTS, what="the bundle holds that many certificates",
+                       advice="give the server certificate and only its intermediates.")
+    if too_big is not None:
+        raise too_big
     chain = _order_chain(leaf, given, warnings)
     if chain or _self_signed(leaf):
         return chain

@@ -7,7 +7,6 @@ never reach a log line, an exception message, a task parameter or a task result.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from certpilot.core.errors import BadInputError, Reason
 from certpilot.core.models import KeyAlgorithm
 from certpilot.crypto.pem import public_key_fingerprint
+from certpilot.crypto.safefile import atomic_write
 from certpilot.crypto.vault import key_aad
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -93,21 +93,14 @@ def load_private_key(pem: bytes) -> PrivateKey:
 def write_key_file(path: str | Path, pem: bytes) -> Path:
     """Write key material to `path` with mode 0600 from the first byte on (CSR-5).
 
-    The file is created with 0600 (never world-readable even for an instant), replaced
-    atomically, and its mode re-asserted in case it already existed.
+    Through `safefile.atomic_write`: an unpredictable O_EXCL|O_NOFOLLOW temp file in the
+    target's directory (itself checked: no symlink, this user's or root's, not shared), then an
+    atomic rename; an existing file is replaced, never written through.
+
+    Raises:
+        UnsafeLocationError: the directory is not safe for a key.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    os.chmod(path, 0o600)
-    return path
+    return atomic_write(path, pem, mode=0o600)
 
 
 class _Vault(Protocol):

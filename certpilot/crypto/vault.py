@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from certpilot.core.errors import PermanentError
+from certpilot.crypto.process import no_core_dumps
 
 if TYPE_CHECKING:
     from certpilot.settings import Settings
@@ -144,20 +145,55 @@ class LocalMasterKey:
         return cls.from_file(Path(home) / KEY_FILE)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> LocalMasterKey:
+    def from_file(cls, path: str | Path, *, create: bool = True) -> LocalMasterKey:
         """Read the master key file, creating it (mode 0600, random key) when it does not exist.
 
+        The file is opened once (O_NOFOLLOW) and its owner and mode are checked on that open
+        descriptor, then read from it: no window between the check and the read.
+
+        Args:
+            path: the key file.
+            create: make a new key when the file does not exist (False: raise VaultError).
+
         Raises:
-            VaultError: the file is group/world readable (chmod 600 it) or does not hold a key.
+            VaultError: the file is a symlink, another user's, group/world accessible (chmod 600
+                it), missing (`create=False`) or does not hold a key.
         """
         path = Path(path)
-        if not path.exists():
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if not create:
+                raise VaultError(f"the master key file {path} does not exist.") from None
             _create_key_file(path)
-        st = path.stat()
-        if st.st_mode & 0o077:
-            raise VaultError(f"the master key file {path} is accessible by group or others (mode "
-                             f"{stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {path}` and try again.")
-        return cls(_decode_master(path.read_bytes(), f"the master key file {path}"), str(path))
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise VaultError(f"the master key file {path} cannot be opened ({exc.strerror}); it must be a regular "
+                             "file (not a symlink) readable by this user only.") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise VaultError(f"the master key file {path} is not a regular file.")
+            if st.st_uid != os.geteuid():
+                raise VaultError(f"the master key file {path} belongs to uid {st.st_uid}, not this user "
+                                 f"({os.geteuid()}); `chown` it to the user certpilot runs as.")
+            if st.st_mode & 0o077:
+                raise VaultError(f"the master key file {path} is accessible by group or others (mode "
+                                 f"{stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {path}` and try again.")
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        return cls(_decode_master(data, f"the master key file {path}"), str(path))
+
+    @classmethod
+    def generate(cls, source: str = "a new master key") -> tuple[LocalMasterKey, bytes]:
+        """A fresh random master key and its base64 text (to be written 0600, never printed)."""
+        raw = os.urandom(32)
+        return cls(raw, source), base64.b64encode(raw) + b"\n"
+
+    def owns(self, blob: bytes) -> bool:
+        """True when this master key wrapped `blob` (its key id is in the blob: no decryption)."""
+        return len(blob) > 5 and blob[:1] == _WRAP_VERSION and blob[1:5].hex() == self.key_id
 
     def wrap(self, dek: bytes) -> bytes:
         """Encrypt a DEK: version byte, key id, nonce, AES-GCM ciphertext."""
@@ -186,6 +222,18 @@ class LocalMasterKey:
             raise VaultError("the sealed key's wrapped data key does not decrypt: the stored data was altered.") from None
 
 
+class OfflineKey(LocalMasterKey):
+    """A master key kept offline (a private CA's root): keys it sealed open nowhere online.
+
+    Its provider name, "offline", tells rewrap and checks to leave such keys alone.
+    """
+
+    name = "offline"
+
+
+OFFLINE = OfflineKey.name
+
+
 def _create_key_file(path: Path) -> None:
     """Create `path` with a fresh random key, atomically and 0600 from the first byte on."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -205,15 +253,29 @@ def _create_key_file(path: Path) -> None:
 
 
 class KeyVault:
-    """Seals and opens private keys with an AES-GCM envelope."""
+    """Seals and opens private keys with an AES-GCM envelope.
+
+    `provider` seals; it and `others` open. Several providers may share a name (two local master
+    keys during a rotation, two KMS keys during a move): `open` tries each provider of the sealed
+    key's name, a local one only when the blob carries its key id.
+    """
 
     def __init__(self, provider: MasterKeyProvider, *others: MasterKeyProvider):
         """Args: provider: seals new keys. others: extra providers that can still open old keys."""
         self.provider = provider
-        self._providers = {p.name: p for p in (*others, provider)}
+        self._all: list[MasterKeyProvider] = [provider, *[o for o in others if o is not provider]]
+
+    @property
+    def _providers(self) -> dict[str, MasterKeyProvider]:
+        return {p.name: p for p in reversed(self._all)}
+
+    @property
+    def providers(self) -> tuple[MasterKeyProvider, ...]:
+        """Every provider, the sealing one first."""
+        return tuple(self._all)
 
     def __repr__(self) -> str:
-        return f"KeyVault(provider={self.provider.name!r}, opens={sorted(self._providers)})"
+        return f"KeyVault(provider={self.provider.name!r}, opens={[repr(p) for p in self._all]})"
 
     def seal(self, key_pem: bytes, aad: bytes) -> SealedKey:
         """Encrypt a private key's PEM under a fresh DEK wrapped by the provider.
@@ -222,11 +284,33 @@ class KeyVault:
             key_pem: the private key (PEM bytes).
             aad: associated data (see `key_aad`): the same value is needed to open it.
         """
+        no_core_dumps()  # this process now holds a key in memory
         dek = AESGCM.generate_key(bit_length=256)
         nonce = os.urandom(NONCE_BYTES)
         ciphertext = AESGCM(dek).encrypt(nonce, bytes(key_pem), aad)
         return SealedKey(ciphertext=ciphertext, nonce=nonce, wrapped_dek=self.provider.wrap(dek),
                          provider=self.provider.name)
+
+    def _unwrap(self, sealed: SealedKey) -> tuple[bytes, MasterKeyProvider]:
+        """The sealed key's DEK and the provider that unwrapped it.
+
+        Raises:
+            VaultError: no configured provider of that name unwraps it (the last one's reason).
+        """
+        candidates = [p for p in self._all if p.name == sealed.provider]
+        if not candidates:
+            raise VaultError(f"the key was sealed by provider '{sealed.provider}', which is not configured "
+                             f"(configured: {', '.join(sorted({p.name for p in self._all}))}); configure it to "
+                             "open this key.")
+        owners = [p for p in candidates if getattr(p, "owns", None) and p.owns(sealed.wrapped_dek)]
+        error: VaultError | None = None
+        for provider in owners or candidates:
+            try:
+                return provider.unwrap(sealed.wrapped_dek), provider
+            except VaultError as exc:
+                error = exc
+        assert error is not None
+        raise error
 
     def open(self, sealed: SealedKey, aad: bytes) -> bytes:
         """Decrypt a sealed key back to its PEM.
@@ -235,16 +319,43 @@ class KeyVault:
             VaultError: the provider that sealed it is not configured, the master key differs,
                 or the aad does not match (the blob belongs to another key or was altered).
         """
-        provider = self._providers.get(sealed.provider)
-        if provider is None:
-            raise VaultError(f"the key was sealed by provider '{sealed.provider}', which is not configured "
-                             f"(configured: {', '.join(sorted(self._providers))}); configure it to open this key.")
-        dek = provider.unwrap(sealed.wrapped_dek)
+        no_core_dumps()  # this process is about to hold a key in memory
+        dek, _ = self._unwrap(sealed)
         try:
             return AESGCM(dek).decrypt(sealed.nonce, sealed.ciphertext, aad)
         except InvalidTag:
             raise VaultError("the sealed key does not open with this associated data: it belongs to another key "
                              "or was altered.") from None
+
+    def sealed_by_current(self, sealed: SealedKey) -> bool:
+        """True when the sealing provider itself unwraps `sealed` (nothing to rewrap)."""
+        if sealed.provider != self.provider.name:
+            return False
+        owns = getattr(self.provider, "owns", None)
+        if owns is not None:
+            return owns(sealed.wrapped_dek)
+        try:
+            self.provider.unwrap(sealed.wrapped_dek)
+        except VaultError:
+            return False
+        return True
+
+    def rewrap(self, sealed: SealedKey) -> SealedKey:
+        """The same sealed key with its DEK wrapped by the sealing provider (ciphertext unchanged).
+
+        The private key itself is never decrypted: only its 32-byte data key is unwrapped by the
+        provider that sealed it and wrapped again by the current one. A key already sealed by
+        the current provider comes back as it is.
+
+        Raises:
+            VaultError: no configured provider unwraps it.
+        """
+        no_core_dumps()
+        if self.sealed_by_current(sealed):
+            return sealed
+        dek, _ = self._unwrap(sealed)
+        return SealedKey(ciphertext=sealed.ciphertext, nonce=sealed.nonce, wrapped_dek=self.provider.wrap(dek),
+                         provider=self.provider.name)
 
 
 def default_vault(settings: Settings | None = None) -> KeyVault:
@@ -258,5 +369,47 @@ def default_vault(settings: Settings | None = None) -> KeyVault:
 
         settings = get_settings()
     if settings.master_key is not None:
-        return KeyVault(LocalMasterKey.from_base64(settings.master_key.get_secret_value(), ENV_VAR))
-    return KeyVault(LocalMasterKey.from_file(Path(settings.home) / KEY_FILE))
+        return KeyVault(LocalMasterKey.from_base64(settings.master_key.get_secret_value(), ENV_VAR),
+                        *rotation_keys(Path(settings.home)))
+    return KeyVault(LocalMasterKey.from_file(Path(settings.home) / KEY_FILE), *rotation_keys(Path(settings.home)))
+
+
+NEXT_KEY_FILE = "master.key.next"
+"""A rotation's new master key, written before any key is rewrapped to it (`certpilot vault rotate`)."""
+RETIRED_PREFIX = "master.key.retired-"
+"""A rotation's old master key, kept (0600) after the swap until `certpilot vault retire` removes it."""
+
+
+def rotation_keys(home: Path) -> list[LocalMasterKey]:
+    """The master keys of a rotation under `home` (the next one, retired ones): they open, never seal.
+
+    Every process opens with them, so a key rewrapped by a rotation, or sealed by a process
+    that still had the old master key, opens whatever step the rotation stopped at.
+
+    Raises:
+        VaultError: one of them is not a safe 0600 file of this user holding a key.
+    """
+    try:
+        names = sorted(os.listdir(home))
+    except FileNotFoundError:
+        return []
+    return [LocalMasterKey.from_file(home / n, create=False) for n in names
+            if n == NEXT_KEY_FILE or (n.startswith(RETIRED_PREFIX) and not n.endswith(".tmp"))]
+
+
+def local_keys_present(settings: Settings | None = None) -> list[LocalMasterKey]:
+    """The local master keys this host has (env value, key file, rotation files), none created.
+
+    For a KMS vault moving from the local key: they open what they sealed, never seal.
+    """
+    if settings is None:
+        from certpilot.settings import get_settings
+
+        settings = get_settings()
+    keys: list[LocalMasterKey] = []
+    if settings.master_key is not None:
+        keys.append(LocalMasterKey.from_base64(settings.master_key.get_secret_value(), ENV_VAR))
+    path = Path(settings.home) / KEY_FILE
+    if path.exists():
+        keys.append(LocalMasterKey.from_file(path, create=False))
+    return keys + rotation_keys(Path(settings.home))

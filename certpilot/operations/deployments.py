@@ -18,19 +18,28 @@ anything here (CSR-5).
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from certpilot.adapters.deploy.base import DeployMaterial, DeployTarget, RollbackImpossibleError
+from certpilot.adapters.deploy.base import (
+    DeployMaterial,
+    DeployTarget,
+    RollbackImpossibleError,
+    TransientDeployError,
+)
 from certpilot.adapters.notify.base import NotificationEvent
 from certpilot.core.deployment import (
+    HEARTBEAT,
+    RUN_LEASE,
     DeploymentOutcome,
     DeploymentState,
     KeyOpenerById,
@@ -38,11 +47,14 @@ from certpilot.core.deployment import (
     TargetKind,
     TargetRecord,
     VerifyResult,
+    default_endpoints,
     final_state,
     is_terminal,
     may_deploy,
     may_run,
+    target_free,
     targets_to_plan,
+    verifiable,
 )
 from certpilot.core.errors import BadInputError, NotFoundError, Reason, Refusal, RefusedError
 from certpilot.core.models import Certificate
@@ -58,9 +70,9 @@ if TYPE_CHECKING:
     from certpilot.operations.applications import Sessions
     from certpilot.runtime import Services
 
-__all__ = ["DeploymentOutcome", "TargetFactory", "TaskRecord", "Verifier", "add_target", "deploy", "get_target",
-           "get_task", "list_tasks", "locate_targets", "material_for", "plan", "plan_deployments",
-           "run_deployment", "targets_of"]
+__all__ = ["DeploymentOutcome", "TakenOverError", "TargetFactory", "TaskRecord", "Verifier", "add_target", "deploy",
+           "get_target", "get_task", "list_tasks", "locate_targets", "material_for", "outcome", "plan",
+           "plan_deployments", "routes", "run_deployment", "targets_of"]
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +108,8 @@ TargetFactory = Callable[[TargetRecord, KeyOpenerById], DeployTarget]
 def _target(row: DeploymentTargetRow) -> TargetRecord:
     return TargetRecord(id=row.id, certificate_id=row.certificate_id, kind=TargetKind(row.kind), name=row.name,
                         config=dict(row.config or {}),
-                        endpoints=tuple(Endpoint(host=h, port=int(p), sni=s) for h, p, s in (row.endpoints or [])))
+                        endpoints=tuple(Endpoint(host=h, port=int(p), sni=s) for h, p, s in (row.endpoints or [])),
+                        host=row.host)
 
 
 def _task(row: DeploymentTaskRow) -> TaskRecord:
@@ -125,7 +138,7 @@ def _check_no_secrets(config: Any, path: str = "config") -> None:
 
 def add_target(session: Session, certificate_id: str, kind: TargetKind | str, *, config: dict[str, Any],
                endpoints: Iterable[Endpoint | tuple[str, int, str | None]] = (), name: str = "",
-               target_id: str | None = None, now: datetime | None = None) -> TargetRecord:
+               target_id: str | None = None, now: datetime | None = None, host: str | None = None) -> TargetRecord:
     """Record that `certificate_id` is deployed to a target (what DEP-1 replaces later).
 
     Args:
@@ -136,6 +149,7 @@ def add_target(session: Session, certificate_id: str, kind: TargetKind | str, *,
         endpoints: where the target is probed after a deployment (host, port, SNI).
         name: what operators call it.
         target_id: a chosen id (default a fresh one).
+        host: the host (work queue) whose worker deploys it (None: any worker).
     Raises:
         NotFoundError: no such certificate. BadInputError: unknown kind or a secret in `config`.
     """
@@ -150,7 +164,8 @@ def add_target(session: Session, certificate_id: str, kind: TargetKind | str, *,
     eps = [[e.host, e.port, e.sni] if isinstance(e, Endpoint) else [e[0], int(e[1]), e[2]] for e in endpoints]
     now = now or utcnow()
     row = DeploymentTargetRow(id=target_id or new_id("tgt"), certificate_id=certificate_id, kind=kind.value,
-                              name=name or kind.value, config=config, endpoints=eps, created_at=now, updated_at=now)
+                              name=name or kind.value, config=config, endpoints=eps, host=host, created_at=now,
+                              updated_at=now)
     session.add(row)
     session.flush()
     return _target(row)
@@ -158,15 +173,16 @@ def add_target(session: Session, certificate_id: str, kind: TargetKind | str, *,
 
 def targets_of(session: Session, certificate_id: str) -> list[TargetRecord]:
     """DEP-1: the targets a certificate is deployed to (the old certificate's, at renewal)."""
-    rows = session.scalars(select(DeploymentTargetRow).where(DeploymentTargetRow.certificate_id == certificate_id)
+    rows = session.scalars(select(DeploymentTargetRow).where(DeploymentTargetRow.certificate_id == certificate_id,
+                                                             DeploymentTargetRow.removed_at.is_(None))
                            .order_by(DeploymentTargetRow.created_at, DeploymentTargetRow.id))
     return [_target(r) for r in rows]
 
 
 def get_target(session: Session, target_id: str) -> TargetRecord:
-    """One target. Raises `NotFoundError`."""
+    """One target (not a removed one). Raises `NotFoundError`."""
     row = session.get(DeploymentTargetRow, target_id)
-    if row is None:
+    if row is None or row.removed_at is not None:
         raise NotFoundError(f"no deployment target with id {target_id}")
     return _target(row)
 
@@ -248,6 +264,15 @@ failure (the Services door: `notices.send(svc, event, session=session)`)."""
 Also = Callable[[Session], None]
 """More work for the transaction of a step (moving the target, recording the notice)."""
 
+RECORD_TRIES = (0.2, 0.5, 1.0, 2.0)
+"""Waits between tries of recording a run's final state (a database error is retried: the
+target was already restored, and the record must say so)."""
+
+
+class TakenOverError(RefusedError):
+    """This run no longer holds its task: a newer attempt claimed it (fencing, DEP-2). The run
+    stops where it is and leaves the target to that attempt (no rollback: it is not its own)."""
+
 
 @dataclass(frozen=True)
 class _Claim:
@@ -256,7 +281,7 @@ class _Claim:
     Attributes:
         cert: the certificate being deployed.
         record: the target, as it was when claimed (it still names the old certificate).
-        attempt: the attempt this run is (the task's attempts after the claim).
+        attempt: the attempt this run is (the task's attempts after the claim): its fencing token.
         checkpoint: the target's checkpoint left by an earlier, crashed run (DEP-7).
         old_fingerprint: the fingerprint of the certificate the target served before (VER-2).
     """
@@ -268,30 +293,115 @@ class _Claim:
     old_fingerprint: str | None
 
 
+@dataclass(frozen=True)
+class _Busy:
+    """The target is held by another task's live run: this one waits (one deployment per target)."""
+
+    refusal: Refusal
+
+
+class _Heartbeat:
+    """Renews the run's task lease and target lock every `every` while the run lives (DEP-2).
+
+    A renewal that finds the task claimed by a newer attempt sets `lost`: the run is fenced and
+    stops before its next action. A database error is logged and the next beat tries again (the
+    lease is several beats long).
+    """
+
+    def __init__(self, sessions: Sessions, task_id: str, target_id: str, attempt: int, lease: timedelta,
+                 every: timedelta, clock: Callable[[], datetime]):
+        self.sessions, self.task_id, self.target_id, self.attempt = sessions, task_id, target_id, attempt
+        self.lease, self.every, self.clock = lease, every, clock
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"deploy-heartbeat-{task_id}", daemon=True)
+
+    def start(self) -> None:
+        """Start beating."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop beating (the run ended, or died with its process)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every.total_seconds()):
+            try:
+                self.beat()
+            except Exception as exc:  # noqa: BLE001 - the next beat retries; the lease spans several
+                log.warning("deployment %s: heartbeat not recorded (%s)", self.task_id, exc)
+
+    def beat(self) -> bool:
+        """Renew the lease once; False (and `lost` set) when a newer attempt holds the task."""
+        until = self.clock() + self.lease
+        with self.sessions() as s:
+            held = s.execute(update(DeploymentTaskRow)
+                             .where(DeploymentTaskRow.id == self.task_id, DeploymentTaskRow.attempts == self.attempt,
+                                    DeploymentTaskRow.state == DeploymentState.RUNNING.value)
+                             .values(lease_until=until).execution_options(synchronize_session=False)).rowcount
+            if held != 1:
+                self.lost.set()
+                return False
+            s.execute(update(DeploymentTargetRow)
+                      .where(DeploymentTargetRow.id == self.target_id, DeploymentTargetRow.lock_task_id == self.task_id)
+                      .values(lock_until=until).execution_options(synchronize_session=False))
+        return True
+
+
 class _Run:
     """One run of a claimed task: what it deploys where, and how far it got.
 
     Holds plain values only. Every `step` is a short transaction of its own that re-reads the task
-    row by id and records one progress line (the CLI and the UI see it while the run goes on) with
-    the target's checkpoint, so a rerun after a crash rolls back to the same state (DEP-7). The
-    work on the target (reload, TLS probe, AWS calls) runs between two steps, never inside one:
-    SQLite has one writer, and a transaction held across a reload would block every other.
+    row by id, checks the run still holds it (fencing: its attempt number), and records one
+    progress line (the CLI and the UI see it while the run goes on) with the target's checkpoint,
+    so a rerun after a crash rolls back to the same state (DEP-7). The work on the target (reload,
+    TLS probe, AWS calls) runs between two steps, never inside one: SQLite has one writer, and a
+    transaction held across a reload would block every other.
     """
 
-    def __init__(self, sessions: Sessions, task_id: str, claim: _Claim, clock: Callable[[], datetime]):
-        self.sessions, self.task_id, self.clock = sessions, task_id, clock
+    def __init__(self, sessions: Sessions, task_id: str, claim: _Claim, clock: Callable[[], datetime],
+                 lease: timedelta):
+        self.sessions, self.task_id, self.clock, self.lease = sessions, task_id, clock, lease
         self.cert, self.record, self.attempt = claim.cert, claim.record, claim.attempt
         self.checkpoint, self.old_fingerprint = claim.checkpoint, claim.old_fingerprint
         self.progress = int(Progress.STARTED)
         """The progress last recorded (the claim records STARTED)."""
         self.target: Any = None
         self.material: DeployMaterial | None = None
+        self.heartbeat: _Heartbeat | None = None
+        self.verified = True
+        """False when the target is marked not verifiable: the run ends UNVERIFIED, its backup kept."""
         self.where = self.record.name or self.record.kind.value
         """What an operator calls the target: its name until the adapter describes itself."""
 
+    def taken_over(self, held_by: int | None = None) -> TakenOverError:
+        """The refusal of a fenced run."""
+        by = f"attempt {held_by}" if held_by is not None else "a newer attempt"
+        return TakenOverError(Refusal(
+            Reason.DEPLOYMENT_IN_PROGRESS,
+            f"{by} of deployment task {self.task_id} took it over from this run (attempt {self.attempt}); this "
+            f"run stops and leaves the target to it (see it with `certpilot deployments {self.cert.id}`).",
+            rule="DEP-2"))
+
+    def guard(self) -> None:
+        """Fencing before an action on the target: the run still holds its task.
+
+        Raises:
+            TakenOverError: a newer attempt claimed the task (this run's heartbeat saw it, or the row says so).
+        """
+        if self.heartbeat is not None and self.heartbeat.lost.is_set():
+            raise self.taken_over()
+        with self.sessions() as s:
+            attempts = s.scalar(select(DeploymentTaskRow.attempts).where(DeploymentTaskRow.id == self.task_id))
+        if attempts != self.attempt:
+            raise self.taken_over(attempts)
+
     def step(self, progress: Progress | int, line: str, *, state: DeploymentState | None = None,
              also: Also | None = None) -> TaskRecord:
-        """Record one line of progress (and the final state) in one transaction, committed at once.
+        """Record one line of progress (and the final state) in one transaction, committed at once,
+        only while this run holds the task (its attempt is the task's); renews the lease.
 
         Args:
             progress: how far the run got.
@@ -301,7 +411,7 @@ class _Run:
         Returns:
             The task as recorded by this step.
         Raises:
-            NotFoundError: the task row is gone.
+            NotFoundError: the task row is gone. TakenOverError: a newer attempt holds the task.
         """
         now = self.clock()
         checkpoint = getattr(self.target, "checkpoint", None)
@@ -310,25 +420,34 @@ class _Run:
             if row is None:
                 raise NotFoundError(f"no deployment task with id {self.task_id}")
             if row.attempts != self.attempt:  # fenced: a newer run took the task over (DEP-2)
-                raise RefusedError(Refusal(
-                    Reason.DEPLOYMENT_IN_PROGRESS,
-                    f"attempt {row.attempts} of this deployment took it over from this run (attempt "
-                    f"{self.attempt}); this run stops and leaves the target to it.", rule="DEP-2"))
+                raise self.taken_over(row.attempts)
             row.progress = int(progress)
             prior = row.details or ""
             row.details = prior + ("\n" if prior else "") + f"{now:%Y-%m-%dT%H:%M:%S}Z {line}"
             row.updated_at = now
+            row.lease_until = now + self.lease
             if checkpoint:  # with each step: a rerun after a crash rolls back to the same state
                 row.checkpoint = dict(checkpoint)
             if state is not None:
                 row.state = state.value
                 if is_terminal(state):
                     row.finished_at = now
+                    row.lease_until = None
+                    _release_target(s, self.record.id, self.task_id)
             if also is not None:
                 also(s)
             recorded = _task(row)
         self.progress = int(progress)
         return recorded
+
+    def note(self, line: str) -> None:
+        """A progress line recorded if the store takes it (a failure's story; never blocks a rollback)."""
+        try:
+            self.step(self.progress, line)
+        except TakenOverError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the rollback goes on; the final record retries
+            log.warning("deployment %s: could not record %r (%s)", self.task_id, line[:80], exc)
 
 
 @dataclass(frozen=True)
@@ -343,14 +462,20 @@ class _Failure:
 
 def deploy(sessions: Sessions, task_id: str, target_factory: TargetFactory, key_opener: KeyOpenerById,
            verifier: Verifier, *, notify: Notify | None = None, now: datetime | None = None,
-           clock: Callable[[], datetime] = utcnow) -> TaskRecord:
-    """Run one deployment task: stage → validate → swap → reload → verify → finalize | rollback.
+           clock: Callable[[], datetime] = utcnow, lease: timedelta = RUN_LEASE, heartbeat: timedelta = HEARTBEAT,
+           wait: float = 600.0, sleep: Callable[[float], None] = time.sleep) -> TaskRecord:
+    """Run one deployment task: stage → validate → swap → reload → verify → record → finalize | rollback.
 
     DEP-5 (reload after the files), DEP-6 (full chain), DEP-7 (any failure restores the previous
-    certificate), DEP-3 (a failure is told through `notify`). A sequence of short transactions
-    from `sessions`: the claim (committed before anything is touched; a RUNNING task is taken over
-    only after its lease, DEP-2), then one per step with the target's checkpoint; the target's
-    own work and the verification run between them, outside any transaction.
+    certificate, database errors included), DEP-3 (a failure is told through `notify`). A
+    sequence of short transactions from `sessions`: the claim (the task and its target's lock,
+    committed before anything is touched; a RUNNING task is taken over only once its lease
+    lapsed, DEP-2), then one per step with the target's checkpoint; the target's own work and the
+    verification run between them, outside any transaction. While the run lives a heartbeat
+    renews its lease; every step and every action on the target first checks the run still holds
+    the task (fencing), and a run taken over stops without touching the target again. The
+    success is recorded before the backup is dropped; a failure is rolled back first and
+    recorded after, in transactions of their own (retried).
 
     Args:
         sessions: opens each transaction (`Services.session` in the door); the caller must not
@@ -363,28 +488,62 @@ def deploy(sessions: Sessions, task_id: str, target_factory: TargetFactory, key_
             transaction that records the failure; a channel or the notice failing does not change
             the task's record.
         now: the time used for the claim decision (default the clock).
-        clock: wall clock for the progress lines.
+        clock: wall clock for the progress lines and the lease.
+        lease: how long the run's lease lasts past each heartbeat or step.
+        heartbeat: how often a live run renews its lease.
+        wait: seconds to wait while another task's run holds the target (one at a time).
+        sleep: how to wait between looks at a busy target.
     Returns:
         the task after the run (unchanged when it had already succeeded: a rerun is a no-op).
     Raises:
         NotFoundError: no such task. RefusedError: KEY_NOT_HELD (CSR-2), NOT_DEPLOYABLE, or
-        DEPLOYMENT_IN_PROGRESS (another run holds it).
+        DEPLOYMENT_IN_PROGRESS (another run holds the task, or the target after `wait`, or this
+        run was taken over: `TakenOverError`). TransientDeployError: the final state could not
+        be recorded (the target was restored; a retry after the lease records it).
     """
-    claim = _claim(sessions, task_id, now or clock())
+    claim = _claim_waiting(sessions, task_id, now, clock, lease, wait, sleep)
     if isinstance(claim, TaskRecord):
         return claim
-    run = _Run(sessions, task_id, claim, clock)
-    failure = _set_up(run, target_factory, key_opener) or _swap_in(run, verifier)
-    if failure is None:
-        return _finalize(run)
-    return _roll_back(run, failure, notify)
+    run = _Run(sessions, task_id, claim, clock, lease)
+    run.heartbeat = _Heartbeat(sessions, task_id, claim.record.id, claim.attempt, lease, heartbeat, clock)
+    run.heartbeat.start()
+    try:
+        failure = _set_up(run, target_factory, key_opener) or _swap_in(run, verifier)
+        if failure is None:
+            done = _succeed(run)
+            if isinstance(done, TaskRecord):
+                return done
+            failure = done
+        return _roll_back(run, failure, notify)
+    finally:
+        run.heartbeat.stop()
+        close = getattr(run.target, "close", None)
+        if close is not None:
+            close()
 
 
-def _claim(sessions: Sessions, task_id: str, now: datetime) -> _Claim | TaskRecord:
-    """Check the run may start (DEP-2 lease, CSR-2, DEP-1) and claim the task: one transaction.
+def _claim_waiting(sessions: Sessions, task_id: str, now: datetime | None, clock: Callable[[], datetime],
+                   lease: timedelta, wait: float, sleep: Callable[[float], None]) -> _Claim | TaskRecord:
+    """`_claim`, waiting up to `wait` seconds while another task's live run holds the target."""
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while True:
+        got = _claim(sessions, task_id, now or clock(), clock() + lease)
+        if not isinstance(got, _Busy):
+            return got
+        if time.monotonic() >= deadline:
+            raise RefusedError(got.refusal)
+        sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+def _claim(sessions: Sessions, task_id: str, now: datetime, lease_until: datetime) -> _Claim | TaskRecord | _Busy:
+    """Check the run may start (DEP-2 lease, CSR-2, DEP-1), then claim the task and lock its
+    target: one transaction (either both or neither).
 
     Returns:
-        The claim, or the task unchanged when it already succeeded (a rerun is a no-op).
+        The claim; the task unchanged when it already succeeded (a rerun is a no-op); or
+        `_Busy` when another task's live run holds the target (nothing was written).
     Raises:
         NotFoundError: no such task. RefusedError: another run holds the task, or the certificate
         may not go to this target (nothing is written).
@@ -396,7 +555,7 @@ def _claim(sessions: Sessions, task_id: str, now: datetime) -> _Claim | TaskReco
         if row.state == DeploymentState.SUCCEEDED.value:
             return _task(row)
         work = claims_of(s, [row.certificate_id]).get(row.certificate_id)
-        refusal = may_run(row.state, started_at=row.started_at, now=now,
+        refusal = may_run(row.state, started_at=row.started_at, now=now, lease_until=row.lease_until,
                           claimed_at=work.claimed_at if work is not None else None)
         if refusal is not None:
             raise RefusedError(refusal)
@@ -406,60 +565,99 @@ def _claim(sessions: Sessions, task_id: str, now: datetime) -> _Claim | TaskReco
         refusal = may_deploy(cert, TargetKind(target_row.kind), has_pem=bool(repo.get_certificate(cert.id).leaf_pem))
         if refusal is not None:
             raise RefusedError(refusal)
+        # One deployment per target (DEP-2): the rule decides, a conditional UPDATE takes the lock
+        # (a concurrent claim of another task on the same target sees 0 rows).
+        locked = target_free(target_row.lock_task_id, target_row.lock_until, task_id=task_id, now=now) and s.execute(
+            update(DeploymentTargetRow)
+            .where(DeploymentTargetRow.id == target_row.id,
+                   or_(DeploymentTargetRow.lock_task_id.is_(None), DeploymentTargetRow.lock_task_id == task_id,
+                       DeploymentTargetRow.lock_until.is_(None), DeploymentTargetRow.lock_until <= now))
+            .values(lock_task_id=task_id, lock_until=lease_until)
+            .execution_options(synchronize_session=False)).rowcount == 1
+        if not locked:
+            s.refresh(target_row)
+            until = f" (its lock runs to {target_row.lock_until:%Y-%m-%dT%H:%M:%S}Z while its run lives)" \
+                if target_row.lock_until else ""
+            return _Busy(Refusal(
+                Reason.DEPLOYMENT_IN_PROGRESS,
+                f"target {target_row.name or target_row.id} is being deployed by task {target_row.lock_task_id}"
+                f"{until}; one deployment at a time per target — run this one again once it ends "
+                f"(`certpilot deployments {target_row.certificate_id}`).", rule="DEP-2"))
         # One conditional UPDATE; a concurrent run sees 0 rows and gets the refusal.
         claimed = s.execute(
             update(DeploymentTaskRow)
             .where(DeploymentTaskRow.id == row.id, DeploymentTaskRow.state == row.state,
                    DeploymentTaskRow.attempts == row.attempts)
             .values(state=DeploymentState.RUNNING.value, attempts=row.attempts + 1, started_at=now,
-                    finished_at=None, progress=int(Progress.STARTED), updated_at=now)
+                    finished_at=None, progress=int(Progress.STARTED), updated_at=now, lease_until=lease_until)
             .execution_options(synchronize_session=False)).rowcount
         if claimed != 1:
-            raise RefusedError(may_run(DeploymentState.RUNNING, started_at=now, now=now))
+            raise RefusedError(may_run(DeploymentState.RUNNING, started_at=now, now=now, lease_until=lease_until))
         old = s.get(CertificateRow, target_row.certificate_id)
         return _Claim(cert=cert, record=_target(target_row), attempt=row.attempts + 1,
                       checkpoint=dict(row.checkpoint or {}),
                       old_fingerprint=old.fingerprint_sha256 if old is not None else None)
 
 
-def _set_up(run: _Run, target_factory: TargetFactory, key_opener: KeyOpenerById) -> _Failure | None:
-    """Load the material and build the adapter (with the checkpoint of an earlier crashed run).
+def _release_target(session: Session, target_id: str, task_id: str) -> None:
+    """Free the target's lock held by `task_id` (in the transaction of the task's final state)."""
+    session.execute(update(DeploymentTargetRow)
+                    .where(DeploymentTargetRow.id == target_id, DeploymentTargetRow.lock_task_id == task_id)
+                    .values(lock_task_id=None, lock_until=None).execution_options(synchronize_session=False))
 
-    A bad target configuration or stored PEM fails the task before anything is touched.
+
+def _set_up(run: _Run, target_factory: TargetFactory, key_opener: KeyOpenerById) -> _Failure | None:
+    """Build the adapter (with the checkpoint of an earlier crashed run) and load the material.
+
+    A bad target configuration or stored PEM fails the task before anything is touched; an
+    earlier run's checkpoint means the target may hold its half-done work, so then the failure
+    is rolled back like any other.
     """
     try:
-        with run.sessions() as s:
-            run.material = material_for(s, run.cert.id, key_opener)
         run.target = target_factory(run.record, key_opener)
         if hasattr(run.target, "checkpoint"):
             run.target.checkpoint = dict(run.checkpoint)
         desc = run.target.describe()
-    except Exception as exc:  # noqa: BLE001 - bad target config or stored PEM: nothing was touched
-        return _Failure(f"setup failed: {exc}; nothing on the target was changed — fix the target's configuration",
-                        touched=False)
-    run.where = desc
-    run.step(Progress.STARTED, f"attempt {run.attempt}: deploying {run.cert.common_name} "
-                               f"({run.material.fingerprint[:16]}…) to {desc}")
+    except Exception as exc:  # noqa: BLE001 - bad target config: nothing of this run was touched
+        run.target = None
+        return _Failure(f"setup failed: {exc}; nothing on the target was changed — fix the target's configuration "
+                        f"(`certpilot target show {run.record.id}`)", touched=False)
+    try:
+        with run.sessions() as s:
+            run.material = material_for(s, run.cert.id, key_opener)
+        run.where = desc
+        run.step(Progress.STARTED, f"attempt {run.attempt}: deploying {run.cert.common_name} "
+                                   f"({run.material.fingerprint[:16]}…) to {desc}")
+    except TakenOverError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - bad stored PEM or the store failing
+        return _Failure(f"setup failed: {exc}", touched=bool(run.checkpoint))
     return None
 
 
+def _act(run: _Run, action: Callable[[], None]) -> None:
+    """An action on the target, taken only while the run holds its task (fencing)."""
+    run.guard()
+    action()
+
+
 def _stage(run: _Run) -> None:
-    run.target.stage(run.material)
+    _act(run, lambda: run.target.stage(run.material))
     run.step(Progress.STAGED, f"staged the new certificate and {len(run.material.chain_pems)} intermediate(s)")
 
 
 def _validate(run: _Run) -> None:
-    run.target.validate()
+    _act(run, run.target.validate)
     run.step(Progress.VALIDATED, "the target's own check passed")
 
 
 def _swap(run: _Run) -> None:
-    run.target.commit()
+    _act(run, run.target.commit)
     run.step(Progress.COMMITTED, "committed")
 
 
 def _reload(run: _Run) -> None:
-    run.target.reload()
+    _act(run, run.target.reload)
     run.step(Progress.RELOADED, "reloaded")
 
 
@@ -469,52 +667,115 @@ _STEPS: tuple[tuple[str, Callable[[_Run], None]], ...] = (
 
 
 def _swap_in(run: _Run, verifier: Verifier) -> _Failure | None:
-    """Stage, validate, swap and reload (DEP-5, DEP-6), then verify (VER-1); the first failure."""
+    """Stage, validate, swap and reload (DEP-5, DEP-6), then verify (VER-1); the first failure.
+
+    A target without endpoints is probed at its certificate's name on 443 (VER-1); one with no
+    name to probe fails as not verifiable: nothing proves the new certificate is served.
+    """
     step = "stage"
     try:
         for name, action in _STEPS:
             step = name  # the step a failure is reported under
             action(run)
         step = "verify"
-        result = verifier(run.material, run.record.endpoints, run.target, run.old_fingerprint)
+        if not verifiable(run.record.config):
+            run.verified = False
+            run.step(Progress.VERIFIED, "not verifiable: the target is marked so (no endpoint serves it); the new "
+                                        "certificate is in place but NOT verified (VER-1)")
+            return None
+        endpoints = run.record.endpoints or default_endpoints(run.cert.names)
+        if not endpoints:
+            return _Failure("not verifiable: the target has no endpoint and the certificate has no name to probe "
+                            "(VER-1); give it one (`certpilot target add ... --endpoint HOST:PORT`)")
+        result = verifier(run.material, endpoints, run.target, run.old_fingerprint)
         if not result.ok:
             return _Failure(f"verification failed: {result.message}", result.message)
         run.step(Progress.VERIFIED, f"verified: {result.message}")
+    except TakenOverError:
+        raise
     except Exception as exc:  # noqa: BLE001 - every failure is recorded and rolled back (DEP-7)
         return _Failure(f"{getattr(exc, 'step', step)} failed: {exc}")
     return None
 
 
-def _finalize(run: _Run) -> TaskRecord:
-    """Clean up the target, then record success and move the target to the new certificate
-    (DEP-1) in one transaction."""
+def _succeed(run: _Run) -> TaskRecord | _Failure:
+    """Record success and move the target to the new certificate (DEP-1) in one transaction,
+    then drop the backup (kept until the success is recorded). A success that cannot be
+    recorded is a failure: it is rolled back (unless the record did commit after all)."""
+    state = DeploymentState.SUCCEEDED if run.verified else DeploymentState.UNVERIFIED
+    try:
+        done = run.step(Progress.DONE, "succeeded" if run.verified else "deployed, not verified",
+                        state=state,
+                        also=partial(_move_target, target_id=run.record.id, cert_id=run.cert.id, now=run.clock()))
+    except TakenOverError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - did it commit? ask before rolling back
+        if _recorded_state(run) is not state:
+            return _Failure(f"recording the success failed: {exc}")
+        with run.sessions() as s:
+            done = get_task(s, run.task_id)
+    if not run.verified:
+        return done  # the backup stays: nothing proved the new certificate works
     try:
         run.target.finalize()
     except Exception as exc:  # noqa: BLE001 - the new certificate is served; cleanup can wait
-        run.step(Progress.VERIFIED, f"finalize failed (the new certificate is served; clean up by hand): {exc}")
-    return run.step(Progress.DONE, "succeeded", state=DeploymentState.SUCCEEDED,
-                    also=partial(_move_target, target_id=run.record.id, cert_id=run.cert.id, now=run.clock()))
+        log.warning("deployment %s succeeded; dropping the backup failed: %s", run.task_id, exc)
+    return done
+
+
+def _recorded_state(run: _Run) -> DeploymentState | None:
+    """The task's recorded state, asked a few times (None when the store does not answer)."""
+    for delay in (*RECORD_TRIES, None):
+        try:
+            with run.sessions() as s:
+                return DeploymentState(s.scalar(select(DeploymentTaskRow.state)
+                                                .where(DeploymentTaskRow.id == run.task_id)))
+        except Exception:  # noqa: BLE001 - retried
+            if delay is None:
+                return None
+            time.sleep(delay)
+    return None
 
 
 def _roll_back(run: _Run, failure: _Failure, notify: Notify | None) -> TaskRecord:
-    """DEP-7: record the failure and restore the previous certificate; ends ROLLED_BACK or FAILED.
+    """DEP-7: restore the previous certificate, then record the failure; ends ROLLED_BACK or FAILED.
 
-    A failed setup touched nothing: it ends FAILED without a rollback. DEP-3: the notice is
-    recorded in the transaction of the final state.
+    The rollback needs nothing from the store (the checkpoint is in memory and on the target), so
+    it runs first whatever failed, database errors included; the lines and the final state are
+    recorded after, each in a transaction of its own, the final one retried. A failed setup
+    touched nothing: it ends FAILED without a rollback. DEP-3: the notice is recorded in the
+    transaction of the final state.
+
+    Raises:
+        TransientDeployError: the final state could not be recorded (the task stays RUNNING
+            until its lease lapses; a retry then takes it over, finds the checkpoint and finishes).
     """
-    run.step(run.progress, failure.error)
+    run.note(failure.error)
     rolled_back = False
-    if failure.touched:
+    if failure.touched and run.target is not None:
         try:
             run.target.rollback()
             rolled_back = True
-            run.step(run.progress, "rolled back: the previous certificate is in place again (DEP-7)")
+            run.note("rolled back: the previous certificate is in place again (DEP-7)")
         except RollbackImpossibleError as exc:
-            run.step(run.progress, str(exc))
+            run.note(str(exc))
         except Exception as exc:  # noqa: BLE001 - recorded; the task ends FAILED
-            run.step(run.progress, f"rollback failed: {exc}; restore the previous certificate by hand")
+            run.note(f"rollback failed: {exc}; restore the previous certificate by hand")
     state = final_state(verified=False, rolled_back=rolled_back)
-    return run.step(run.progress, state.value, state=state, also=_failure_notice(notify, run, failure))
+    last: Exception | None = None
+    for delay in (*RECORD_TRIES, None):
+        try:
+            return run.step(run.progress, state.value, state=state, also=_failure_notice(notify, run, failure))
+        except (TakenOverError, NotFoundError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - retried: the record must say what the target serves
+            last = exc
+            if delay is not None:
+                time.sleep(delay)
+    raise TransientDeployError(
+        f"deployment task {run.task_id} was {state.value.replace('_', ' ')} on the target but the store did not "
+        f"record it ({type(last).__name__}); it stays running until its lease lapses, then a retry records it",
+        step="rollback") from last
 
 
 def _failure_notice(notify: Notify | None, run: _Run, failure: _Failure) -> Also | None:
@@ -559,6 +820,29 @@ def plan(svc: Services, certificate_id: str) -> tuple[str, ...]:
     """
     with svc.session() as s:
         return tuple(t.id for t in plan_deployments(s, certificate_id, now=svc.now()))
+
+
+def routes(svc: Services, certificate_id: str) -> tuple[tuple[str, str | None], ...]:
+    """DEP-1/DEP-2: plan the certificate's deployment tasks (as `plan`) and say where each runs:
+    (task id, the host — work queue — of its target, or None for any worker).
+
+    Raises:
+        NotFoundError: no such certificate.
+    """
+    with svc.session() as s:
+        tasks = plan_deployments(s, certificate_id, now=svc.now())
+        return tuple((t.id, s.get(DeploymentTargetRow, t.target_id).host) for t in tasks)
+
+
+def outcome(svc: Services, task_id: str) -> DeploymentOutcome:
+    """A task's outcome as recorded (what a deployment run on another host left in the store).
+
+    Raises:
+        NotFoundError: no such task.
+    """
+    with svc.session(readonly=True) as s:
+        rec = get_task(s, task_id)
+    return DeploymentOutcome(task_id=rec.id, target_id=rec.target_id, state=rec.state, details=rec.details)
 
 
 def run_deployment(svc: Services, task_id: str) -> DeploymentOutcome:

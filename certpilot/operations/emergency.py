@@ -28,9 +28,10 @@ from certpilot.core.models import (
 )
 from certpilot.core.outcomes import EmergencyPlaced, FollowUp
 from certpilot.core.status import derive_status
-from certpilot.operations import orders
+from certpilot.operations import notices, orders
 from certpilot.operations.common import new_id, require_aware
 from certpilot.store.repository import Repository
+from certpilot.store.tables_pipeline import RenewalPolicyRow
 
 if TYPE_CHECKING:
     from certpilot.runtime import Services
@@ -78,15 +79,38 @@ def place_emergency(session: Session, cert_id: str, *, now: datetime, policy: Po
         publicly_trusted=cert.publicly_trusted)
     repo.add_certificate(temp, actor=actor, now=now,
                          why=f"temporary DV certificate replacing expired {cert.id} (EM-1, EM-2)")
+    # EM-2: the temporary certificate is never renewed by itself; its follow-up replaces it.
+    session.add(RenewalPolicyRow(certificate_id=temp.id, auto_renew=False, years=1))
     return _summary(cert, repo.certificate_model(temp.id), created=True,
-                    follow_up=_follow_up(session, cert, now=now, policy=policy, schedule=schedule, actor=actor))
+                    follow_up=_follow_up(session, cert, temp.id, now=now, policy=policy, schedule=schedule,
+                                         actor=actor))
 
 
-def _follow_up(session: Session, cert: Certificate, *, now, policy, schedule, actor) -> FollowUp:
-    """EM-2: the purchase of the original specification that will replace the temporary DV."""
-    res = orders.place_purchase(session, names=list(cert.names), brand=cert.brand, level=cert.level, years=1,
-                                now=now, owner=cert.owner, policy=policy, schedule=schedule,
-                                idempotency_key=f"emergency-followup:{cert.id}", actor=actor)
+def _follow_up(session: Session, cert: Certificate, temporary_id: str, *, now, policy, schedule,
+               actor) -> FollowUp:
+    """EM-2: the purchase of the original specification that replaces the temporary DV certificate.
+
+    It is placed as the temporary certificate's successor (its certificates are the temporary's
+    children, LC-2): once paid, its certificate is a pending application the scanner hands to a
+    renewal run, which applies for it, deploys it to the targets the temporary certificate serves
+    (DEP-1: the parent's) and verifies it. An unapproved shortfall leaves it awaiting payment, said
+    in the owner's notice (`place`).
+    """
+    from certpilot.core.plans import plan_order
+
+    repo = Repository(session)
+    plan = plan_order(OrderKind.PURCHASE, years=1, now=now, policy=policy, schedule=schedule or orders._rules(policy, None)[1],
+                      publicly_trusted=cert.publicly_trusted)
+    order = repo.add_order(
+        Order(id=new_id("ord"), kind=OrderKind.PURCHASE, certificate_id=temporary_id,
+              spec=Spec(brand=cert.brand, level=cert.level, cert_type=cert.cert_type), years=1,
+              managed_services=plan.managed_services, planned=list(plan.certificates), payment=[],
+              state=OrderState.AWAITING_PAYMENT, created_at=now, names=list(cert.names), owner=cert.owner,
+              coverage_not_after=plan.coverage.not_after),
+        idempotency_key=f"emergency-followup:{cert.id}", actor=actor, now=now,
+        why=f"EM-2: the {cert.level.value} certificate of the original specification replacing the temporary "
+            f"DV certificate {temporary_id}")
+    res = orders.settle(repo, order, now=now, policy=policy, actor=actor)
     return FollowUp(order_id=res.order.id, state=res.order.state,
                     message=res.pending.message if res.pending is not None else "")
 
@@ -107,5 +131,23 @@ def place(svc: Services, certificate_id: str, *, actor: str = "flow:emergency") 
         NotFoundError: no such certificate.
     """
     with svc.session() as s:
-        return place_emergency(s, certificate_id, now=svc.now(), policy=svc.policy, schedule=svc.schedule,
-                               actor=actor)
+        placed = place_emergency(s, certificate_id, now=svc.now(), policy=svc.policy, schedule=svc.schedule,
+                                 actor=actor)
+        if placed.created and placed.follow_up is not None:
+            notices.send(svc, _follow_up_notice(s, placed), session=s)
+        return placed
+
+
+def _follow_up_notice(session: Session, placed: EmergencyPlaced):
+    """EM-2/NT-2: the owner hears that the temporary certificate will be replaced, by which order, and
+    what (if anything) the order waits for."""
+    f = placed.follow_up
+    waits = (f" It waits for its payment: {f.message}" if f.message else
+             " It is paid; its certificate is applied for and deployed in place of the temporary one by the "
+             "next scan's renewal run.")
+    return notices.human_step(session, placed.temporary_certificate_id,
+                              "replacement of the temporary DV certificate (EM-2)",
+                              f"The temporary DV certificate {placed.temporary_certificate_id} restores the site of "
+                              f"{placed.certificate_id} (EM-1). Order {f.order_id} buys the certificate of the original "
+                              f"specification that replaces it (EM-2); the temporary one is not renewed by itself."
+                              + waits)

@@ -37,6 +37,7 @@ from certpilot.store.repository import Repository, new_id
 if TYPE_CHECKING:
     from certpilot.runtime import Services
 
+_MAX_OWNER = 320  # an address is at most 254 characters (RFC 5321), plus a display name
 _OWNER = re.compile(r"^\s*(?:(?P<name>[^<>]*?)\s*<(?P<angle>[^<>@\s]+@[^<>@\s]+)>|(?P<plain>[^<>@\s]+@[^<>@\s]+))\s*$")
 
 
@@ -58,6 +59,10 @@ def parse_owner(owner: str | None) -> Contact | None:
     """
     if owner is None or not owner.strip():
         return None
+    if len(owner) > _MAX_OWNER:
+        # Before the pattern: its cost grows with the input (issue 15).
+        raise BadInputError(f"the owner is {len(owner)} characters long, more than {_MAX_OWNER}: give one "
+                            "email address ('ops@example.com' or 'Ops <ops@example.com>').", Reason.BAD_INPUT)
     m = _OWNER.match(owner)
     if m is None:
         raise BadInputError(

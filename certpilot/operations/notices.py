@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from certpilot.adapters.notify.base import EventKind, NotificationEvent
-from certpilot.core.errors import TransientError
+from certpilot.core.errors import PermanentError, TransientError, is_transient
 from certpilot.core.models import Certificate
 from certpilot.store.repository import Repository
 
@@ -59,14 +59,43 @@ def managed_start_waiting(session: Session, certificate_id: str, detail: str,
                   f"itself (PL-5): {detail}\n", now=now)
 
 
-def ca_rejected(session: Session, certificate_id: str, detail: str, now: datetime | None = None) -> NotificationEvent:
-    """CA-2/NT-2: the CA rejected an application; the owner fixes it and runs the renewal again."""
+def ca_rejected(session: Session, certificate_id: str, detail: str, now: datetime | None = None, *,
+                more_info: bool = False) -> NotificationEvent:
+    """CA-2/NT-2: the CA rejected an application, or needs more information; the owner fixes it (or
+    gives what the CA asks for) and runs the renewal again."""
     cert = _cert(session, certificate_id)
+    if more_info:
+        return _event(cert, EventKind.ACTION_NEEDED, f"the CA needs more information about {cert.common_name}",
+                      f"The CA needs more information to issue certificate {certificate_id} ({cert.common_name}) "
+                      f"(CA-2): {detail or 'no detail given'}. Give it what it asks for, then resubmit the "
+                      f"application (`certpilot apply {certificate_id}`, or the `renewal` deployment with "
+                      f"certificate_id={certificate_id}).\n", now=now)
     return _event(cert, EventKind.ACTION_NEEDED, f"the CA rejected {cert.common_name}",
                   f"The CA rejected the application of certificate {certificate_id} ({cert.common_name}) "
                   f"(CA-2): {detail or 'no detail given'}. Fix the application data and resubmit it "
                   f"(`certpilot apply {certificate_id}`, or the `renewal` deployment with "
                   f"certificate_id={certificate_id}).\n", now=now)
+
+
+def issuer_fallback(session: Session, certificate_id: str, failed: str, used: str, why: str,
+                    now: datetime | None = None) -> NotificationEvent:
+    """The certificate's issuer `failed` could not take its order (down, rate-limited); the
+    fallback `used` is applied to instead. The operator hears of it: a different CA signs."""
+    cert = _cert(session, certificate_id)
+    return _event(cert, EventKind.ISSUER_FALLBACK, f"{cert.common_name} applied to fallback issuer {used}",
+                  f"The issuer {failed} of certificate {certificate_id} ({cert.common_name}) could not take its "
+                  f"order: {why}. The fallback issuer {used} was applied to instead; its order is followed "
+                  f"there. See `certpilot policy {certificate_id}` for the issuers in force.\n", now=now)
+
+
+def revoked(session: Session, certificate_id: str, issuer: str, reason: str,
+            now: datetime | None = None) -> NotificationEvent:
+    """A certificate was revoked at its CA (`certpilot revoke`)."""
+    cert = _cert(session, certificate_id)
+    return _event(cert, EventKind.REVOKED, f"{cert.common_name} revoked",
+                  f"Certificate {certificate_id} ({cert.common_name}, serial {cert.serial or '?'}) was revoked at "
+                  f"{issuer} (reason {reason}). Endpoints still serving it fail for clients that check "
+                  f"revocation: renew it (`certpilot renew {certificate_id}`) if it was still in use.\n", now=now)
 
 
 def scan_item_failed(session: Session, certificate_id: str, action: str, error: str,
@@ -121,6 +150,26 @@ def deployment_failed(cert: Certificate, target: str, diagnosis: str | None = No
                   "\n".join(lines) + "\n", now=now, target=target, diagnosis=diagnosis)
 
 
+def fleet_finding(session: Session, certificate_id: str, finding: str, endpoint: str, detail: str, *,
+                  target: str, now: datetime | None = None) -> NotificationEvent:
+    """Fleet probe: an endpoint of `target` serves another certificate than the inventory's (drift),
+    a chain that does not verify, or a certificate about to expire; told once per finding.
+
+    Args:
+        finding: `core.fleet.Finding` value (drift, broken, expiring, unreachable).
+        endpoint: `host:port (SNI name)`.
+        detail: the finding's sentence (what is served, what to do).
+    """
+    cert = _cert(session, certificate_id)
+    kind = EventKind.DRIFT if finding == "drift" else EventKind.ENDPOINT_PROBLEM
+    what = {"drift": "another certificate is served", "broken": "the served chain does not verify",
+            "expiring": "the served certificate expires soon", "unreachable": "an endpoint cannot be probed"}
+    return _event(cert, kind, f"{what.get(finding, finding)} for {cert.common_name} at {endpoint}",
+                  f"The fleet probe found at {endpoint} (target {target}, certificate {certificate_id}, "
+                  f"{cert.common_name}): {detail}.\nThis is told once; the next scan tells again only if "
+                  "something else is found.\n", now=now, target=target, diagnosis=f"[{finding}] {detail}")
+
+
 def send(svc: Services, event: NotificationEvent, *, session: Session | None = None,
          must_deliver: bool = False) -> int:
     """Put `event` in the inbox and send it through every configured channel.
@@ -135,10 +184,16 @@ def send(svc: Services, event: NotificationEvent, *, session: Session | None = N
         How many configured channels delivered.
 
     Raises:
-        TransientError: `must_deliver` and no configured channel delivered.
+        TransientError: `must_deliver` and no configured channel delivered (one may on a retry).
+        PermanentError: `must_deliver` and every configured channel failed for good.
     """
     failures = svc.notify(event, session=session)
     if must_deliver and svc.notifiers and len(failures) == len(svc.notifiers):
+        if not any(is_transient(exc) for exc in failures.values()):
+            # Retrying cannot help (a refused configuration, bad credentials): fail at once, so
+            # the caller records the undelivered notice instead of retrying for nothing.
+            raise PermanentError(f"no notification channel can deliver {event.kind.value} for {event.common_name}: "
+                                 + "; ".join(f"{name}: {exc}" for name, exc in failures.items()))
         raise TransientError(f"no notification channel delivered {event.kind.value} for {event.common_name} "
                              f"({', '.join(failures)} failed); retrying")
     return len(svc.notifiers) - len(failures)

@@ -130,6 +130,11 @@ class CancelResult:
     balances: Balances
     follow_ups: list[Certificate] = field(default_factory=list)
     """The later certificates of the plan cancelled with it (PL-7: a plan shortens at its end)."""
+    plan_after: str = ""
+    """What becomes of the plan (`core.plans.after_cancel`): which certificate it now ends with, and
+    that the cancelled years' quota and credit came back instead of their certificates starting."""
+    coverage_not_after: datetime | None = None
+    """The order's coverage term after the cancellation (VA-5: 365 days less per year given back)."""
 
 
 @dataclass(frozen=True)
@@ -158,10 +163,11 @@ def _kind_for(cert: Certificate) -> OrderKind:
     return OrderKind.RENEWAL if cert.origin is Origin.OFFICIAL else OrderKind.PURCHASE
 
 
-def _billable(planned, origin: Origin | None = None) -> int:
+def _billable(planned, origin: Origin | None = None, paid: bool = True) -> int:
     """Certificates that consume quota: VA-5's reissues cover the same term at no extra quota, and
-    a private-CA reissue (EL-4) comes from certpilot's own CA, which sells no quota."""
-    if origin is Origin.PRIVATE_CA:
+    a private-CA reissue (EL-4) comes from certpilot's own CA, which sells no quota; an issuer
+    that is no paid service (`paid` False: a free ACME CA) bills nothing at all."""
+    if origin is Origin.PRIVATE_CA or not paid:
         return 0
     return sum(1 for p in planned if not p.reissue)
 
@@ -265,7 +271,7 @@ class _Completion:
 
 
 def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, policy: Policy,
-              approve: bool, schedule=None) -> _Completion:
+              approve: bool, schedule=None, paid: bool = True) -> _Completion:
     """Price at today's balances and pay `order` exactly once; create its certificates.
 
     A charge that is needed but not approved leaves the order as it is (awaiting payment, no
@@ -284,8 +290,8 @@ def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, poli
                              f"could create no certificate; nothing was debited. Drop it (`certpilot order cancel "
                              f"{order.id}`) and buy again with its names (`certpilot buy --name NAME`)", "PAY-1"))
     # `managed_services` already counts PAY-2's fee (core.plans).
-    lines = _price(repo, order.spec, _billable(order.planned, original.origin if original else None),
-                   order.managed_services, policy)
+    lines = _price(repo, order.spec, _billable(order.planned, original.origin if original else None, paid),
+                   order.managed_services if paid else 0, policy)
     if needs_approval(lines) and not approve:
         charge = shortfall(lines)
         return _Completion(order, [], _shortfall_refusal(order, lines, charge, policy), charge)
@@ -293,11 +299,14 @@ def _complete(repo: Repository, order: Order, *, now: datetime, actor: str, poli
     if original is None and order.kind is OrderKind.PURCHASE and order.state is OrderState.AWAITING_PAYMENT:
         from certpilot.core.plans import plan_order
 
-        planned = plan_order(OrderKind.PURCHASE, years=order.years, now=now, policy=policy,
-                             schedule=_rules(policy, schedule)[1]).certificates
+        replanned = plan_order(OrderKind.PURCHASE, years=order.years, now=now, policy=policy,
+                               schedule=_rules(policy, schedule)[1])
+        planned = replanned.certificates
     outcome = repo.pay_order_atomically(order.id, _entries(order, lines, now), actor=actor, now=now,
                                         why="paid from quota and credits first, shortfall charged (PAY-1)",
                                         payment=lines, planned=planned)
+    if planned is not None and outcome.paid_now:
+        repo.set_order_plan(order.id, coverage_not_after=replanned.coverage.not_after, now=now)
     _ensure_certificates(repo, outcome.order, original, now=now, actor=actor)
     return _Completion(outcome.order, outcome.entries)
 
@@ -363,6 +372,7 @@ def preview_renewal(
     schedule=None,
     csr_mode: CsrMode = CsrMode.SYSTEM,
     csr_pem: bytes | None = None,
+    paid: bool = True,
 ) -> RenewalPreview:
     """Decide a renewal without writing anything: eligibility, plan, bill (``renew --dry-run``).
 
@@ -374,6 +384,8 @@ def preview_renewal(
         policy, schedule: the rules' numbers and the CA/B schedule (VA-5); default configured.
         csr_mode: how the key and CSR will be made (CSR-1..CSR-3).
         csr_pem: the CSR for `CsrMode.MANUAL`; checked against the names and key algorithm (CSR-2).
+        paid: the certificate's issuer is a paid service (quota, managed credits, payment form);
+            False for a free CA (nothing billed).
 
     Returns:
         A `RenewalPreview`; `eligible` is False with `refusal` set when a rule refuses.
@@ -399,10 +411,11 @@ def preview_renewal(
 
     refusal = check_years(years) or check_renewal(RenewalInput(certificate=cert, now=now, policy=policy))
     if refusal is None:
-        paid = next((o for o in open_orders if o.state is OrderState.PAID), None)
-        if paid is not None:
+        paid_order = next((o for o in open_orders if o.state is OrderState.PAID), None)
+        if paid_order is not None:
             refusal = Refusal(Reason.ALREADY_RENEWED,
-                              f"{cert.common_name} already has renewal order {paid.id} ({paid.years} year(s)); "
+                              f"{cert.common_name} already has renewal order {paid_order.id} ({paid_order.years} "
+                              "year(s)); "
                               f"see its new certificates with `certpilot show {cert.id}`", "LC-2")
     if refusal is None:
         refusal = _check_csr(repo, cert, csr_mode, csr_pem, warnings)
@@ -414,7 +427,8 @@ def preview_renewal(
     plan = plan_order(kind, years=years, now=now, policy=policy, schedule=schedule,
                       old_not_after=cert.not_after if kind is OrderKind.RENEWAL else None,
                       publicly_trusted=cert.publicly_trusted)
-    lines = _price(repo, cert.spec, _billable(plan.certificates, cert.origin), plan.managed_services, policy)
+    lines = _price(repo, cert.spec, _billable(plan.certificates, cert.origin, paid),
+                   plan.managed_services if paid else 0, policy)
     return RenewalPreview(certificate=cert, kind=kind, years=years, now=now, csr_mode=csr_mode, eligible=True,
                           refusal=None, plan=plan, payment=lines, shortfall=shortfall(lines),
                           managed_fee=plan.managed_fee, warnings=warnings, open_order=awaiting)
@@ -455,6 +469,7 @@ def place_renewal(
     approve_payment: bool = False,
     idempotency_key: str | None = None,
     actor: str = "cli",
+    paid: bool = True,
 ) -> OrderResult:
     """Order a renewal: record the order, pay it (PAY-1) and create its certificates (PL-3, LC-2).
 
@@ -468,6 +483,7 @@ def place_renewal(
         approve_payment: approve charging a shortfall; without it such an order waits unpaid.
         idempotency_key: a retried call with the same key returns the same order.
         actor: who is acting, for the audit trail.
+        paid: the certificate's issuer bills (False: a free CA; no quota, credits or form).
 
     Returns:
         The `OrderResult`; an unapproved shortfall is recorded awaiting payment, nothing
@@ -485,9 +501,9 @@ def place_renewal(
     if idempotency_key is not None:
         existing = _order_by_key(session, idempotency_key)
         if existing is not None:
-            return _resume(repo, existing, now=now, policy=policy, actor=actor, approve=approve_payment)
+            return _resume(repo, existing, now=now, policy=policy, actor=actor, approve=approve_payment, paid=paid)
     preview = preview_renewal(session, cert_id, years=years, now=now, policy=policy, schedule=schedule,
-                              csr_mode=csr_mode, csr_pem=csr_pem)
+                              csr_mode=csr_mode, csr_pem=csr_pem, paid=paid)
     if not preview.eligible:
         raise RefusedError(preview.refusal)
     if preview.open_order is not None:
@@ -499,20 +515,25 @@ def place_renewal(
                 f"approve it (`certpilot pay {preview.open_order.id}`) or decline it "
                 f"(`certpilot pay {preview.open_order.id} --decline`) before ordering {years} year(s)", "PAY-1"))
         return _resume(repo, preview.open_order, now=now, policy=policy, actor=actor,
-                       approve=approve_payment, preview=preview)
+                       approve=approve_payment, preview=preview, paid=paid)
     cert = preview.certificate
     plan = preview.plan
     order = repo.add_order(
         Order(id=new_id("ord"), kind=preview.kind, certificate_id=cert.id, spec=cert.spec, years=years,
-              csr_mode=csr_mode, managed_services=plan.managed_services, managed_fee=plan.managed_fee,
+              csr_mode=csr_mode, managed_services=plan.managed_services if paid else 0,
+              managed_fee=plan.managed_fee and paid,
               planned=list(plan.certificates), payment=preview.payment, state=OrderState.AWAITING_PAYMENT,
-              created_at=now),
+              created_at=now, coverage_not_after=plan.coverage.not_after),
         idempotency_key=idempotency_key, actor=actor, now=now,
         why=f"{preview.kind.value} of {cert.id} for {years} year(s)",
     )
     repo.record_audit("certificate", cert.id, actor=actor, now=now, why=f"renewal order {order.id} placed")
+    if csr_mode is CsrMode.MANUAL and csr_pem:
+        # CSR-2: the checked CSR is kept with the order, so its first certificate's application (a
+        # flow run, whenever it runs) submits exactly it; a CSR holds no secret.
+        repo.set_order_csr(order.id, csr_pem.decode() if isinstance(csr_pem, bytes) else csr_pem)
     return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve_payment,
-                   preview=preview, created=True)
+                   preview=preview, created=True, paid=paid)
 
 
 def _awaiting_purchase(session: Session, spec: Spec, years: int, names: list[str], now: datetime,
@@ -528,7 +549,7 @@ def _awaiting_purchase(session: Session, spec: Spec, years: int, names: list[str
 
 def _resume(repo: Repository, order: Order, *, now: datetime, policy: Policy, actor: str,
             approve: bool, preview: RenewalPreview | None = None, created: bool = False,
-            schedule=None) -> OrderResult:
+            schedule=None, paid: bool = True) -> OrderResult:
     """Bring an order as far as it can go: pay it if it waits (or leave it waiting for approval),
     report it as it is otherwise (a paid order whose certificates are missing gets them now).
 
@@ -537,12 +558,20 @@ def _resume(repo: Repository, order: Order, *, now: datetime, policy: Policy, ac
     """
     done = _Completion(order, repo.ledger_for_order(order.id))
     if order.state is OrderState.AWAITING_PAYMENT:
-        done = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve, schedule=schedule)
+        done = _complete(repo, order, now=now, actor=actor, policy=policy, approve=approve, schedule=schedule,
+                         paid=paid)
     elif order.state is OrderState.PAID:
         original = repo.certificate_model(order.certificate_id) if order.certificate_id else None
         _ensure_certificates(repo, order, original, now=now, actor=actor)
     return OrderResult(order=done.order, certificates=_views(repo, order.id, now, policy), ledger=done.entries,
                        preview=preview, created=created, pending=done.pending, shortfall=done.shortfall)
+
+
+def settle(repo: Repository, order: Order, *, now: datetime, policy: Policy, actor: str,
+           approve: bool = False) -> OrderResult:
+    """Pay an order just recorded from the balances and create its certificates, or leave it awaiting
+    payment (`OrderResult.pending` says what to approve); for orders other use cases compose (EM-2)."""
+    return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve, created=True)
 
 
 def pay_order(session: Session, order_id: str, *, approve: bool, now: datetime, actor: str = "cli",
@@ -588,7 +617,8 @@ def _cancellable(repo: Repository, order: Order) -> list[str]:
             if c.state is Status.NOT_ACTIVATED and c.plan_index not in reissues]
 
 
-def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: str = "cli") -> CancelResult:
+def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: str = "cli",
+                       policy: Policy | None = None) -> CancelResult:
     """Cancel a not-activated certificate and its follow-ups (PL-7; `core.plans.cancel_scope`).
 
     A plan is shortened at its end, never holed: the certificate goes with every later
@@ -632,8 +662,40 @@ def cancel_certificate(session: Session, cert_id: str, *, now: datetime, actor: 
                         note=f"{_WHAT[kind]} restored by cancelling {cid} (PL-7)")
             for kind, spec_key, delta in refund
         ])
+    coverage, plan_after = _shorten_plan(repo, order, cancelled, reissues, now=now,
+                                         policy=policy or _rules(None, None)[0])
     return CancelResult(certificate=cancelled[0], ledger=entries, balances=repo.balances(),
-                        follow_ups=cancelled[1:])
+                        follow_ups=cancelled[1:], plan_after=plan_after, coverage_not_after=coverage)
+
+
+def _shorten_plan(repo: Repository, order: Order | None, cancelled: list[Certificate], reissues: set[int], *,
+                  now: datetime, policy: Policy) -> tuple[datetime | None, str]:
+    """PL-7/VA-5: the order's coverage term loses the cancelled years (no reissue will cover them),
+    and the sentence saying what the plan now is (`core.plans.after_cancel`)."""
+    from certpilot.core.plans import after_cancel, shortened_coverage
+    from certpilot.operations.coverage import coverage_end
+    from certpilot.store.tables_pipeline import RenewalPolicyRow
+
+    if order is None:
+        return None, after_cancel(None, None, False)
+    end = coverage_end(order)
+    yearly = sum(1 for c in cancelled if c.plan_index not in reissues)
+    if end is not None and yearly:
+        end = shortened_coverage(end, yearly, policy)
+        repo.set_order_plan(order.id, coverage_not_after=end, now=now)
+    issued = [c for c in repo.certificates_for_order(order.id) if c.state is Status.ISSUED and c.not_after]
+    if end is not None and issued and issued[-1].not_after >= end:
+        # The shortened term is already covered: the plan's remaining not-activated certificates (a
+        # VA-5 reissue that would have led into a cancelled year) are not needed either.
+        from certpilot.operations.coverage import cancel_not_needed
+
+        cancel_not_needed(repo.session, issued[-1].id, now=now, actor="cancel")
+    gone = {c.id for c in cancelled}
+    kept = [c for c in repo.certificates_for_order(order.id) if c.id not in gone and c.state is not Status.CANCELLED]
+    last = kept[-1] if kept else None
+    policy_row = repo.session.get(RenewalPolicyRow, last.id) if last else None
+    return end, after_cancel(last.id if last else None, last.not_after if last else None,
+                             policy_row.auto_renew if policy_row is not None else True)
 
 
 _WHAT = {LedgerKind.QUOTA: "quota", LedgerKind.MANAGED: "managed-service credit"}
@@ -749,7 +811,7 @@ def place_purchase(
         Order(id=new_id("ord"), kind=OrderKind.PURCHASE, certificate_id=None, spec=spec, years=years,
               managed_services=plan.managed_services, managed_fee=plan.managed_fee,
               planned=list(plan.certificates), payment=[], state=OrderState.AWAITING_PAYMENT, created_at=now,
-              names=clean, owner=owner),
+              names=clean, owner=owner, coverage_not_after=plan.coverage.not_after),
         idempotency_key=idempotency_key, actor=actor, now=now, why=f"purchase of {', '.join(clean)}",
     )
     return _resume(repo, order, now=now, policy=policy, actor=actor, approve=approve_payment, schedule=schedule,
@@ -769,9 +831,10 @@ def preview(svc: Services, certificate_id: str, *, years: int, now: datetime | N
     Raises:
         NotFoundError: no such certificate.
     """
+    paid = _paid(svc, certificate_id)
     with svc.session(readonly=True) as s:
         return preview_renewal(s, certificate_id, years=years, now=now or svc.now(), policy=svc.policy,
-                               schedule=svc.schedule, csr_mode=csr_mode, csr_pem=csr_pem)
+                               schedule=svc.schedule, csr_mode=csr_mode, csr_pem=csr_pem, paid=paid)
 
 
 def renew(svc: Services, certificate_id: str, *, years: int, now: datetime | None = None,
@@ -799,12 +862,29 @@ def renew(svc: Services, certificate_id: str, *, years: int, now: datetime | Non
         RefusedError: a rule refused (EL, PL years, CSR, ALREADY_RENEWED); nothing written.
         NotFoundError: no such certificate.
     """
+    paid = _paid(svc, certificate_id)
     with svc.session() as s:
         if idempotency_key is None and rerun_safe:
             idempotency_key = _attempt_key(Repository(s), certificate_id, now or svc.now(), svc.policy)
         return place_renewal(s, certificate_id, years=years, now=now or svc.now(), policy=svc.policy,
                              schedule=svc.schedule, csr_mode=csr_mode, csr_pem=csr_pem,
-                             approve_payment=approve_payment, idempotency_key=idempotency_key, actor=actor)
+                             approve_payment=approve_payment, idempotency_key=idempotency_key, actor=actor,
+                             paid=paid)
+
+
+def _paid(svc: Services, certificate_id: str) -> bool:
+    """Whether the certificate's issuer bills its renewals (`Services.paid`); an issuer choice
+    that cannot be resolved yet counts as paid (the seed's model) and is refused at submission.
+
+    Raises:
+        NotFoundError: no such certificate.
+    """
+    with svc.session(readonly=True) as s:
+        cert = Repository(s).certificate_model(certificate_id)
+    try:
+        return svc.paid(cert)
+    except RefusedError:
+        return True
 
 
 def _attempt_key(repo: Repository, certificate_id: str, now: datetime, policy: Policy) -> str:
@@ -865,7 +945,7 @@ def cancel(svc: Services, certificate_id: str, *, now: datetime | None = None, a
         NotFoundError: no such certificate.
     """
     with svc.session() as s:
-        return cancel_certificate(s, certificate_id, now=now or svc.now(), actor=actor)
+        return cancel_certificate(s, certificate_id, now=now or svc.now(), actor=actor, policy=svc.policy)
 
 
 def quota(svc: Services) -> Balances:

@@ -26,14 +26,17 @@ from typing import TYPE_CHECKING
 
 from certpilot.adapters.dns.checks import wait_until_visible
 from certpilot.adapters.dns.manual import ManualActionRequired, ManualRecord
+from certpilot.adapters.http01.manual import ManualFileRequired
 from certpilot.adapters.issuers.base import OrderStatus
 from certpilot.adapters.probe.scale import verify_served
-from certpilot.core.deployment import DeploymentState
+from certpilot.core.deployment import DeploymentState, default_endpoints
+from certpilot.core.errors import PermanentError, TransientError
 from certpilot.core.models import Certificate, Contact, CsrMode, Status, ValidationMethod
 from certpilot.core.outcomes import (
     ApplicationStatus,
     DnsRecord,
     EntryStage,
+    FileToPlace,
     KeyAndCsrMade,
     RenewalEntry,
     RenewalStep,
@@ -44,7 +47,8 @@ from certpilot.core.outcomes import (
 )
 from certpilot.core.plans import submits_first_now
 from certpilot.core.status import derive_status
-from certpilot.operations import applications, deployments, notices, orders, runs
+from certpilot.core.verification import TrustFault
+from certpilot.operations import applications, deployments, notices, orders, runs, validation
 from certpilot.operations.scan import CA_REJECTED, record_notice
 from certpilot.store.repository import Repository
 
@@ -162,7 +166,7 @@ def _deployment_unfinished(session: Session, cert: Certificate) -> bool:
     parent or an earlier certificate of its plan without a task of its own (a deployment that
     succeeds moves its target to the new certificate, so nothing left behind means done)."""
     tasks = deployments.list_tasks(session, cert.id)
-    if any(t.state is not DeploymentState.SUCCEEDED for t in tasks):
+    if any(t.state not in (DeploymentState.SUCCEEDED, DeploymentState.UNVERIFIED) for t in tasks):
         return True
     planned = {t.target_id for t in tasks}
     repo = Repository(session)
@@ -184,7 +188,7 @@ def _step(result: orders.OrderResult) -> RenewalStep:
 
 
 def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode | str = CsrMode.SYSTEM,
-          actor: str = "flow:renewal") -> RenewalStep:
+          actor: str = "flow:renewal", csr_pem: str | None = None) -> RenewalStep:
     """Place (or find again) the renewal order of a certificate and pay it from quota (PAY-1).
 
     A rerun of the same attempt finds the same order; after a declined or cancelled order the
@@ -194,8 +198,9 @@ def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode |
     Args:
         certificate_id: the certificate to renew.
         years: 1, 2 or 3 (PL-1, PL-2).
-        csr_mode: system | reuse (CSR-1, CSR-3).
+        csr_mode: system | reuse | manual (CSR-1..CSR-3; `PLAN_MODE`: system for a new order).
         actor: who is acting, for the audit trail.
+        csr_pem: the CSR of a manual renewal (CSR-2), checked and kept with the order.
 
     Returns:
         The step: PAID with the new certificate ids, or AWAITING_PAYMENT with the shortfall and
@@ -205,8 +210,9 @@ def renew(svc: Services, certificate_id: str, *, years: int, csr_mode: CsrMode |
         RefusedError: a rule refused (EL, PL years, CSR, ALREADY_RENEWED); nothing written.
         NotFoundError: no such certificate.
     """
-    return _step(orders.renew(svc, certificate_id, years=years, csr_mode=CsrMode(csr_mode), rerun_safe=True,
-                              actor=actor))
+    mode = CsrMode.SYSTEM if csr_mode == PLAN_MODE else CsrMode(csr_mode)
+    return _step(orders.renew(svc, certificate_id, years=years, csr_mode=mode, rerun_safe=True, actor=actor,
+                              csr_pem=csr_pem.encode() if csr_pem else None))
 
 
 def pay(svc: Services, order_id: str, *, approve: bool, actor: str) -> RenewalStep:
@@ -245,8 +251,24 @@ def _attempt(repo: Repository, certificate_id: str) -> int:
                    if a.entity_type == "certificate" and a.to_state == Status.REJECTED.value)
 
 
+PLAN_MODE = "plan"
+"""A run's `csr_mode` that means "the mode of the certificate's plan" (CSR-3: the mode chosen at
+order time carries to every certificate of the plan; system for a certificate outside one)."""
+
+
+def csr_mode_of(svc: Services, certificate_id: str, csr_mode: CsrMode | str) -> CsrMode:
+    """CSR-1..CSR-3: the mode to make a certificate's key and CSR with: the one given, or for
+    `PLAN_MODE` the mode its order was placed with (system outside an order)."""
+    if csr_mode != PLAN_MODE:
+        return CsrMode(csr_mode)
+    with svc.session(readonly=True) as s:
+        repo = Repository(s)
+        cert = repo.certificate_model(certificate_id)
+        return repo.get_order(cert.order_id).csr_mode if cert.order_id else CsrMode.SYSTEM
+
+
 def prepare(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMode.SYSTEM, *,
-            actor: str = "flow:renewal") -> ApplicationStatus:
+            actor: str = "flow:renewal", csr_pem: str | None = None) -> ApplicationStatus:
     """The csr stage: start a rejected application over (CA-2), then make the key and CSR
     (CSR-1..CSR-5) unless the CA's contact must be asked for first (DV-6: `asks_contact`; call
     again once it is set). Re-entrant: an existing key and CSR are kept.
@@ -258,11 +280,14 @@ def prepare(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMod
         RefusedError: nothing to apply for (PL-4, LC-5), or the CSR fails its check (CSR-4).
         NotFoundError: no such certificate.
     """
+    with svc.session() as s:
+        applications.submit_by_hand(s, certificate_id, now=svc.now(), actor=actor)
     status = application_status(svc, certificate_id)
     if status.state is Status.REJECTED:
         status = resubmit(svc, certificate_id, actor=actor)
     if status.needs_key and not status.asks_contact:
-        create_key_and_csr(svc, certificate_id, csr_mode, actor=actor)
+        create_key_and_csr(svc, certificate_id, csr_mode_of(svc, certificate_id, csr_mode), actor=actor,
+                           csr_pem=csr_pem)
         status = application_status(svc, certificate_id)
     return status
 
@@ -282,7 +307,7 @@ def resubmit(svc: Services, certificate_id: str, *, actor: str = "flow:renewal")
 
 
 def create_key_and_csr(svc: Services, certificate_id: str, csr_mode: CsrMode | str = CsrMode.SYSTEM, *,
-                       actor: str = "flow:renewal") -> KeyAndCsrMade:
+                       actor: str = "flow:renewal", csr_pem: str | None = None) -> KeyAndCsrMade:
     """CSR-1..CSR-5: the certificate's key (sealed into the vault) and its checked CSR.
 
     Idempotent: an existing CSR is returned. Only ids and fingerprints come back.
@@ -292,7 +317,8 @@ def create_key_and_csr(svc: Services, certificate_id: str, csr_mode: CsrMode | s
     """
     with svc.session() as s:
         made = applications.create_key_and_csr(s, certificate_id, CsrMode(csr_mode), vault=svc.vault,
-                                               now=svc.now(), actor=actor)
+                                               now=svc.now(), actor=actor,
+                                               csr_pem=csr_pem.encode() if csr_pem else None)
     return KeyAndCsrMade(certificate_id=made.certificate_id, key_id=made.key_id,
                          public_fingerprint=made.public_fingerprint, key_held=made.key_held,
                          warnings=tuple(w.message for w in made.warnings))
@@ -317,6 +343,13 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
     writes the zone), the outcome is MANUAL_DNS with the records as data; submit again once they
     are served. A rejection is told to the owner once (`_tell_rejection`).
 
+    Issuers: a new order goes to the certificate's issuer (`Services.issuer_chain`); when it
+    cannot take the order (TransientError or PermanentError before an order exists: the CA is
+    down, refuses the order, or rate-limits beyond what a worker waits), the next fallback is
+    tried, recorded in the audit trail and told to the operator (`notices.issuer_fallback`). An
+    order that exists is followed at the issuer that placed it. A long Retry-After with no
+    fallback left is RETRY_LATER with `retry_at` (nothing asked of the CA before then).
+
     Args:
         emergency: submit through the emergency issuer (EM-1) instead of the certificate's own;
             a temporary certificate (EM-2) always goes there, whoever resumes it.
@@ -332,17 +365,96 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
     """
     with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
-    issuer = svc.issuer_for(cert, emergency=emergency or cert.temporary)
+        ordered = applications.application_state(s, certificate_id)
+    emergency = emergency or cert.temporary
+    if ordered is not None and ordered["order_ref"]:  # an order exists: follow it where it was placed
+        chain = [(svc.issuer_ref(issuer), issuer) for issuer in (svc.issuer_for(cert, emergency=emergency),)]
+    else:
+        chain = svc.issuer_chain(cert, emergency=emergency)
+    for index, (ref, issuer) in enumerate(chain):
+        try:
+            out = _submit_to(svc, cert, ref, issuer, gate=gate, actor=actor)
+        except (TransientError, PermanentError) as exc:
+            if index + 1 >= len(chain) or _order_placed(svc, certificate_id):
+                raise
+            _tell_fallback(svc, certificate_id, ref, chain[index + 1][0], exc)
+            continue
+        if out.kind is SubmitKind.RETRY_LATER and index + 1 < len(chain) and not out.order_ref:
+            _tell_fallback(svc, certificate_id, ref, chain[index + 1][0],
+                           TransientError(f"{out.detail} (retry at {out.retry_at:%Y-%m-%d %H:%M}Z)"))
+            _unpark(svc, certificate_id)
+            continue
+        return out
+    raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+
+def _submit_to(svc: Services, cert: Certificate, ref: str, issuer, *, gate: Gate, actor: str) -> SubmitOutcome:
+    """One issuer's turn at the application (see `submit`)."""
+    certificate_id = cert.id
+    if getattr(issuer, "validates_domains", True):
+        with svc.session() as s:
+            app = applications.application_state(s, certificate_id)
+            if app is not None and app["order_ref"] is None:
+                # DV-1..DV-4: decided when the CA order is about to be placed (the policy may have changed).
+                validation.record_method(s, certificate_id, dns_writable=svc.dns_writable, delegated=svc.delegated,
+                                         http_responder=svc.http01 is not None, now=svc.now(), actor=actor)
+                cert = Repository(s).certificate_model(certificate_id)
     limits = api_limits(issuer, cert, "validation")
     try:
         with gate(limits) if limits else nullcontext():
             res = applications.submit(svc.session, certificate_id, issuer, now=svc.now(), actor=actor,
-                                      on_rejected=partial(_tell_rejection, svc))
+                                      on_rejected=partial(_tell_rejection, svc), rules=(svc.policy, svc.schedule),
+                                      issuer_ref=ref)
     except ManualActionRequired as exc:
         return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_DNS,
-                             records=tuple(_record(r) for r in exc.records))
-    return SubmitOutcome(certificate_id=certificate_id, kind=_SUBMIT_KIND.get(res.status, SubmitKind.UNDER_REVIEW),
-                         order_ref=res.order_ref, detail=res.detail, resumed=res.resumed)
+                             records=tuple(_record(r) for r in exc.records), issuer=ref)
+    except ManualFileRequired as exc:
+        return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.MANUAL_FILE,
+                             files=tuple(FileToPlace(url=f.url, path=f.path, content=f.content,
+                                                     instruction=f.instruction) for f in exc.files), issuer=ref)
+    if res.retry_at is not None:
+        return SubmitOutcome(certificate_id=certificate_id, kind=SubmitKind.RETRY_LATER, order_ref=res.order_ref,
+                             detail=res.detail, resumed=res.resumed, retry_at=res.retry_at, issuer=ref)
+    kind = _SUBMIT_KIND.get(res.status, SubmitKind.UNDER_REVIEW)
+    if kind is SubmitKind.ISSUED:
+        _emit_issued(svc, certificate_id)
+    return SubmitOutcome(certificate_id=certificate_id, kind=kind, order_ref=res.order_ref, detail=res.detail,
+                         resumed=res.resumed, issuer=ref)
+
+
+def _emit_issued(svc: Services, certificate_id: str) -> None:
+    """Prefect events `certpilot.certificate.issued`, and `renewed` for a successor (it has a
+    parent). At least once: a rerun that finds the certificate issued may emit them again."""
+    with svc.session(readonly=True) as s:
+        cert = Repository(s).certificate_model(certificate_id)
+    facts = {"fingerprint": cert.fingerprint_sha256, "not_after": cert.not_after.isoformat() if cert.not_after else None,
+             "serial": cert.serial, "names": list(cert.names), "parent_id": cert.parent_id}
+    svc.emit("issued", certificate_id=cert.id, common_name=cert.common_name, **facts)
+    if cert.parent_id is not None:
+        svc.emit("renewed", certificate_id=cert.id, common_name=cert.common_name, **facts)
+
+
+def _order_placed(svc: Services, certificate_id: str) -> bool:
+    with svc.session(readonly=True) as s:
+        state = applications.application_state(s, certificate_id)
+    return bool(state and state["order_ref"])
+
+
+def _unpark(svc: Services, certificate_id: str) -> None:
+    """A fallback takes the order the parked issuer would not: its "retry at" no longer applies."""
+    with svc.session() as s:
+        applications.unpark(s, certificate_id)
+
+
+def _tell_fallback(svc: Services, certificate_id: str, failed: str, used: str, exc: Exception) -> None:
+    """Record (audit) and tell the operator that `used` is tried because `failed` could not take
+    the order; a channel that fails does not stop the fallback (the inbox always has it)."""
+    why = getattr(exc, "message", str(exc))
+    with svc.session() as s:
+        Repository(s).record_audit("certificate", certificate_id, actor="issuer-fallback", now=svc.now(),
+                                   why=f"issuer {failed} could not take the order ({why}); falling back to {used}")
+        event = notices.issuer_fallback(s, certificate_id, failed, used, why, now=svc.now())
+        notices.send(svc, event, session=s)
 
 
 def follow_review(svc: Services, certificate_id: str, at: datetime | None = None, *, gate: Gate = _no_gate,
@@ -374,9 +486,11 @@ def follow_review(svc: Services, certificate_id: str, at: datetime | None = None
     limits = api_limits(issuer, cert, "ca-review")
     with gate(limits) if limits else nullcontext():
         res = applications.refresh(svc.session, certificate_id, issuer, now=at or svc.now(), actor=actor,
-                                   on_rejected=partial(_tell_rejection, svc))
+                                   on_rejected=partial(_tell_rejection, svc), rules=(svc.policy, svc.schedule))
     with svc.session(readonly=True) as s:
         state = Repository(s).certificate_model(certificate_id).state
+    if state is Status.ISSUED:  # it was under review before this poll
+        _emit_issued(svc, certificate_id)
     return ReviewOutcome(certificate_id=certificate_id, state=state, detail=res.detail, polled=True)
 
 
@@ -445,8 +559,37 @@ def _tell_rejection(svc: Services, session: Session, rejection: applications.Rej
     """
     if record_notice(session, rejection.certificate_id, CA_REJECTED, rejection.ordinal,
                      f"order {rejection.order_ref}: {rejection.detail}", now=rejection.at):
-        event = notices.ca_rejected(session, rejection.certificate_id, rejection.detail, now=rejection.at)
+        event = notices.ca_rejected(session, rejection.certificate_id, rejection.detail, now=rejection.at,
+                                    more_info=rejection.more_info)
         notices.send(svc, event, session=session, must_deliver=True)
+
+
+def wait_files_served(svc: Services, certificate_id: str, *, timeout: float = 30.0) -> int:
+    """DV-3/NT-2: after the file-placement form, check over HTTP, as the CA will, that the files the
+    certificate's current CA order needs are served (a submission again does the check and tells the
+    CA only when they are); polled until `timeout`.
+
+    Returns:
+        How many submissions it took.
+
+    Raises:
+        RefusedError: FILE_NOT_SERVED, naming the URLs still missing, after `timeout`.
+    """
+    from certpilot.core.errors import Reason, Refusal, RefusedError
+
+    deadline, tries = time.monotonic() + timeout, 0
+    while True:
+        tries += 1
+        out = submit(svc, certificate_id)
+        if out.kind is not SubmitKind.MANUAL_FILE:
+            return tries
+        if time.monotonic() >= deadline:
+            raise RefusedError(Refusal(
+                Reason.RECORD_NOT_VISIBLE,
+                f"the validation file(s) are not served yet: {'; '.join(f.url for f in out.files)}; place them "
+                f"as shown and run the renewal of {certificate_id} again (`certpilot apply {certificate_id}`)",
+                "DV-3"))
+        time.sleep(1.0)
 
 
 def wait_records_visible(svc: Services, records: Sequence[DnsRecord], *, timeout: float = 30.0) -> float:
@@ -498,24 +641,38 @@ def verify(svc: Services, certificate_id: str) -> VerifyOutcome:
     deployed to (DEP-1: a target moves to it when its deployment succeeded) until each serves
     its fingerprint, or `VERIFY_DEADLINE` passes.
 
-    A failed probe is a result here (`failures`), not an exception. The probe uses the trust
-    bundle of the services' verifier when it has one; a served certificate is recognised by its
-    fingerprint whatever its chain.
+    A failed probe is a result here (`failures`), not an exception. VER-1 strict: an endpoint
+    passes when it serves the certificate's fingerprint AND the chain verifies for its name, against
+    the target's own trust bundle (the services' verifier's, plus the target's `trust` setting).
 
     Raises:
         NotFoundError: no such certificate.
     """
     with svc.session(readonly=True) as s:
         cert = Repository(s).certificate_model(certificate_id)
-        endpoints = [e for t in deployments.targets_of(s, certificate_id) for e in t.endpoints]
-    if not endpoints:
+        # VER-1: a target without endpoints is probed at https://<name>:443; one marked not verifiable is not.
+        targets = [(t, t.endpoints or default_endpoints(cert.names))
+                   for t in deployments.targets_of(s, certificate_id) if t.verifiable]
+    if not targets:
         return VerifyOutcome(certificate_id=certificate_id)
-    report = verify_served(endpoints, cert.fingerprint_sha256, cert.not_after, deadline=VERIFY_DEADLINE,
-                           trust=getattr(svc.verifier, "trust", None))
-    served = tuple(str(x.result.endpoint) for x in report.endpoints if x.served)
-    failures = tuple(f"{x.result.endpoint}: {x.result.outcome.value}, serving "
-                     f"{(x.result.fingerprint or 'nothing')[:16]}" for x in report.failures)
-    return VerifyOutcome(certificate_id=certificate_id, served=served, failures=failures)
+    by_trust = getattr(svc.verifier, "trust_for_spec", None)
+    groups: dict[str | None, list] = {}
+    for t, endpoints in targets:
+        groups.setdefault(t.config.get("trust") if callable(by_trust) else None, []).extend(endpoints)
+    served: list[str] = []
+    failures: list[str] = []
+    for spec, endpoints in groups.items():  # each target's endpoints against its own trust bundle
+        trust = by_trust(spec) if callable(by_trust) else getattr(svc.verifier, "trust", None)
+        report = verify_served(endpoints, cert.fingerprint_sha256, cert.not_after, deadline=VERIFY_DEADLINE,
+                               trust=trust)
+        served += [str(x.result.endpoint) for x in report.endpoints if x.verified]
+        failures += [f"{x.result.endpoint}: {x.result.outcome.value}{_why(x.result.fault)}, "
+                     f"serving {(x.result.fingerprint or 'nothing')[:16]}" for x in report.failures]
+    return VerifyOutcome(certificate_id=certificate_id, served=tuple(served), failures=tuple(failures))
+
+
+def _why(fault: TrustFault | None) -> str:
+    return f" ({fault.value})" if fault not in (None, TrustFault.NONE) else ""
 
 
 # ---------------------------------------------------------------- notices

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from certpilot.core.eligibility import RenewalInput, check_renewal
 from certpilot.core.errors import IllegalTransitionError
+from certpilot.core.issuers import RenewalTiming
 from certpilot.core.models import Certificate, Policy, Status
 from certpilot.core.plans import AutoStartInput, may_start_itself
 from certpilot.core.scan import (
@@ -55,14 +56,15 @@ if TYPE_CHECKING:
 # ------------------------------------------------------------------ session-level building blocks
 
 
-def decide_scan(session: Session, now: datetime, policy: Policy, *, table_limit: int = 500) -> ScanDecision:
+def decide_scan(session: Session, now: datetime, policy: Policy, *, table_limit: int = 500,
+                timing: RenewalTiming = RenewalTiming()) -> ScanDecision:
     """One scan's decision at `now`: load every row, the notices sent and the starts recorded, and
     decide purely (`certpilot.core.scan.decide`: PL-4, CA-2, NT-1); automatic renewals the
     eligibility rules refuse are dropped (EL-1..EL-5)."""
     horizon = max(policy.notice_days, default=0)
     decision = decide_rows(q.load_scan_rows(session), now, policy,
                            notices_sent=q.notices_sent(session, now=now, horizon_days=horizon),
-                           managed_started=q.managed_started(session), table_limit=table_limit)
+                           managed_started=q.managed_started(session), table_limit=table_limit, timing=timing)
     return _only_eligible_renewals(session, decision, now, policy)
 
 
@@ -120,7 +122,8 @@ class ManagedStartRecord:
     notify_owner: bool = False
 
 
-def auto_start_input(cert: Certificate, *, dns_writable: Callable[[list[str]], bool]) -> AutoStartInput:
+def auto_start_input(cert: Certificate, *, dns_writable: Callable[[list[str]], bool],
+                     delegated: Callable[[list[str]], bool] | None = None) -> AutoStartInput:
     """PL-5's input for a certificate: DNS writable by a configured provider (a delegation is
     seen through the runtime's delegating provider, which holds the delegated zone), application
     data complete (names, a CSR the system can make)."""
@@ -128,9 +131,11 @@ def auto_start_input(cert: Certificate, *, dns_writable: Callable[[list[str]], b
     if not cert.names:
         problems.append("the certificate has no names")
     if not cert.key_held:
-        problems.append("its CSR is supplied by hand (CSR-2): the system cannot build and submit it")
+        problems.append(f"its plan was ordered with a manual CSR (CSR-2, carried by CSR-3): the system holds no key "
+                        f"to build one; submit yours with `certpilot apply {cert.id} --csr manual --csr-file CSR.pem`")
     writable = bool(cert.names) and dns_writable(list(cert.names))
-    return AutoStartInput(level=cert.level, names=list(cert.names), dns_writable=writable, delegated=False,
+    return AutoStartInput(level=cert.level, names=list(cert.names), dns_writable=writable,
+                          delegated=bool(cert.names) and delegated is not None and delegated(list(cert.names)),
                           application_valid=not problems, problems=problems, contact=cert.owner)
 
 
@@ -143,7 +148,8 @@ def _not_startable(cert: Certificate) -> str | None:
 
 
 def record_managed_start(session: Session, start: ManagedStart, *, now: datetime,
-                         dns_writable: Callable[[list[str]], bool], actor: str = "scanner") -> ManagedStartRecord:
+                         dns_writable: Callable[[list[str]], bool], actor: str = "scanner",
+                         delegated: Callable[[list[str]], bool] | None = None) -> ManagedStartRecord:
     """PL-4/PL-5/PL-8: start the next certificate's application, exactly once.
 
     In the caller's transaction: the `managed_starts` row is inserted only if absent; only when
@@ -173,7 +179,7 @@ def record_managed_start(session: Session, start: ManagedStart, *, now: datetime
     why_not = _not_startable(cert)
     if why_not is not None:
         return ManagedStartRecord(cert.id, StartOutcomeKind.SKIPPED, why_not)
-    refusal = may_start_itself(auto_start_input(cert, dns_writable=dns_writable))
+    refusal = may_start_itself(auto_start_input(cert, dns_writable=dns_writable, delegated=delegated))
     kind = StartOutcomeKind.STARTED if refusal is None else StartOutcomeKind.WAITING_MANUAL
     detail = refusal.message if refusal else (
         f"managed start (PL-4): {start.days_left} days left on {start.predecessor_id}")
@@ -222,7 +228,7 @@ def decide(svc: Services, at: datetime | None = None, *, table_limit: int = 500)
     """
     now = at or svc.now()
     with svc.session(readonly=True) as s:
-        decision = decide_scan(s, now, svc.policy, table_limit=table_limit)
+        decision = decide_scan(s, now, svc.policy, table_limit=table_limit, timing=svc.timing)
         years = q.renewal_years(s, [r.certificate_id for r in decision.renewals_due])
     return plan_from(decision, years)
 
@@ -245,7 +251,7 @@ def start_managed(svc: Services, start: ManagedStart, at: datetime | None = None
     now = at or svc.now()
     try:
         with svc.session() as s:
-            record = record_managed_start(s, start, now=now, dns_writable=svc.dns_writable)
+            record = record_managed_start(s, start, now=now, dns_writable=svc.dns_writable, delegated=svc.delegated)
             notified = 0
             if record.notify_owner:
                 event = notices.managed_start_waiting(s, start.certificate_id, record.detail, now=now)

@@ -61,7 +61,8 @@ _CERT_UPDATABLE = frozenset(
     {
         "common_name", "names", "cert_type", "level", "brand", "key_algorithm", "not_before",
         "not_after", "serial", "fingerprint_sha256", "validation_method", "temporary", "key_held",
-        "publicly_trusted", "key_id", "leaf_pem", "chain_pem", "owner",
+        "publicly_trusted", "key_id", "leaf_pem", "chain_pem", "owner", "planned_not_before",
+        "planned_not_after",
     }
 )
 
@@ -133,6 +134,8 @@ def certificate_from_row(row: CertificateRow) -> Certificate:
         temporary=row.temporary,
         key_held=row.key_held,
         publicly_trusted=row.publicly_trusted,
+        planned_not_before=row.planned_not_before,
+        planned_not_after=row.planned_not_after,
     )
 
 
@@ -154,6 +157,7 @@ def order_from_row(row: OrderRow) -> Order:
         names=list(row.names or []),
         owner=(Contact(name=row.owner_name or "", email=row.owner_email, phone=row.owner_phone or "")
                if row.owner_email else None),
+        coverage_not_after=row.coverage_not_after,
     )
 
 
@@ -231,6 +235,8 @@ class Repository:
             temporary=cert.temporary,
             key_held=cert.key_held,
             publicly_trusted=cert.publicly_trusted,
+            planned_not_before=cert.planned_not_before,
+            planned_not_after=cert.planned_not_after,
             key_id=key_id,
             leaf_pem=leaf_pem,
             chain_pem=chain_pem,
@@ -427,6 +433,7 @@ class Repository:
             "owner_email": order.owner.email if order.owner else None,
             "owner_name": order.owner.name if order.owner else None,
             "owner_phone": order.owner.phone if order.owner else None,
+            "coverage_not_after": order.coverage_not_after,
         }
         self.session.flush()
         if idempotency_key is None:
@@ -459,6 +466,39 @@ class Repository:
         if row is None:
             raise NotFoundError(f"no order with id {order_id}; `certpilot orders` lists the orders and their ids")
         return order_from_row(row)
+
+    def set_order_plan(self, order_id: str, *, coverage_not_after: datetime | None = None,
+                       planned: list[PlannedCertificate] | None = None, now: datetime | None = None) -> Order:
+        """Record what a plan became once its certificates were issued (VA-5): the coverage term's
+        end (a purchase's is anchored at its first issuance) and the planned certificates (a
+        certificate added when the CA signed less than planned). The order's state is untouched.
+
+        Raises:
+            NotFoundError: no such order.
+        """
+        row = self.session.get(OrderRow, order_id)
+        if row is None:
+            raise NotFoundError(f"no order with id {order_id}; `certpilot orders` lists the orders and their ids")
+        if coverage_not_after is not None:
+            row.coverage_not_after = coverage_not_after
+        if planned is not None:
+            row.planned = [p.model_dump(mode="json") for p in planned]
+        row.updated_at = now or utcnow()
+        self.session.flush()
+        return order_from_row(row)
+
+    def order_csr(self, order_id: str) -> str | None:
+        """The manual CSR (PEM text) kept on an order (CSR-2), or None."""
+        row = self.session.get(OrderRow, order_id)
+        return row.csr_pem if row is not None else None
+
+    def set_order_csr(self, order_id: str, csr_pem: str | None) -> None:
+        """Keep a manual CSR (PEM text; public data, no key) on an order for its application (CSR-2)."""
+        row = self.session.get(OrderRow, order_id)
+        if row is None:
+            raise NotFoundError(f"no order with id {order_id}; `certpilot orders` lists the orders and their ids")
+        row.csr_pem = csr_pem
+        self.session.flush()
 
     def orders_for_certificate(self, cert_id: str) -> list[Order]:
         """Orders placed for (renewing) a certificate, oldest first."""

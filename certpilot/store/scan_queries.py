@@ -21,6 +21,7 @@ from certpilot.core.models import Certificate, Status
 from certpilot.core.scan import ScanRow
 from certpilot.store.repository import certificate_from_row
 from certpilot.store.tables import CertificateRow, OrderRow
+from certpilot.store.tables_issuance import CaApplicationRow, RenewalWindowRow
 from certpilot.store.tables_pipeline import ManagedStartRow, NoticeRow, RenewalPolicyRow
 
 EXPIRY = "expiry"
@@ -36,10 +37,14 @@ def _scan_select():
     c = CertificateRow.__table__
     o = OrderRow.__table__
     p = RenewalPolicyRow.__table__
+    a = CaApplicationRow.__table__
+    w = RenewalWindowRow.__table__
     return (
         select(c.c.id, c.c.common_name, c.c.state, c.c.origin, c.c.not_after, c.c.order_id, o.c.kind,
-               c.c.plan_index, c.c.parent_id, o.c.managed_fee, func.coalesce(p.c.auto_renew, true()))
-        .select_from(c.outerjoin(o, o.c.id == c.c.order_id).outerjoin(p, p.c.certificate_id == c.c.id))
+               c.c.plan_index, c.c.parent_id, o.c.managed_fee, func.coalesce(p.c.auto_renew, true()),
+               p.c.start_days, c.c.not_before, a.c.retry_at, w.c.start, w.c.end)
+        .select_from(c.outerjoin(o, o.c.id == c.c.order_id).outerjoin(p, p.c.certificate_id == c.c.id)
+                     .outerjoin(a, a.c.certificate_id == c.c.id).outerjoin(w, w.c.certificate_id == c.c.id))
     )
 
 
@@ -76,11 +81,16 @@ def load_scan_rows(session: Session) -> list[ScanRow]:
         cursor.close()
     new = tuple.__new__
     if conn.dialect.name != "sqlite":
-        return [new(ScanRow, r[:4] + (r[4].astimezone(UTC) if r[4] is not None else None,) + r[5:]) for r in raw]
+        def aware(value: datetime | None) -> datetime | None:
+            return value.astimezone(UTC) if value is not None else None
+
+        return [new(ScanRow, r[:4] + (aware(r[4]),) + r[5:12] + tuple(aware(d) for d in r[12:16])) for r in raw]
     parse = datetime.fromisoformat
     return [new(ScanRow, (i, cn, st, og, parse(na + "+00:00") if na else None, oid, k, ix, pid,
-                          None if fee is None else fee == 1, auto == 1))
-            for i, cn, st, og, na, oid, k, ix, pid, fee, auto in raw]
+                          None if fee is None else fee == 1, auto == 1, sd, parse(nb + "+00:00") if nb else None,
+                          parse(ra + "+00:00") if ra else None, parse(ws + "+00:00") if ws else None,
+                          parse(we + "+00:00") if we else None))
+            for i, cn, st, og, na, oid, k, ix, pid, fee, auto, sd, nb, ra, ws, we in raw]
 
 
 def notices_sent(session: Session, kind: str = EXPIRY, *, now: datetime | None = None,

@@ -80,6 +80,9 @@ class CertificateRow(Base):
     chain_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The window asked of the CA at submission (migration 0010): plan vs issued (VA-5).
+    planned_not_before: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    planned_not_after: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     # The scanner filters by expiry and state (one query over 100k rows).
     __table_args__ = (
@@ -121,6 +124,9 @@ class OrderRow(Base):
     owner_email: Mapped[str | None] = mapped_column(String(255), nullable=True)
     owner_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     owner_phone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The plan's coverage term (VA-5) and a manual CSR (CSR-2), kept on the order (migration 0010).
+    coverage_not_after: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    csr_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     # `certpilot orders` lists newest first, optionally by state (10,000 orders in well under 1 s).
     __table_args__ = (

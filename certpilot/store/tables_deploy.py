@@ -25,10 +25,18 @@ class DeploymentTargetRow(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     certificate_id: Mapped[str] = mapped_column(ForeignKey("certificates.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
-    name: Mapped[str] = mapped_column(String(255), default="")
+    name: Mapped[str] = mapped_column(String(255), default="", index=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     endpoints: Mapped[list[list[Any]]] = mapped_column(JSON, default=list)
     """[[host, port, sni], ...] probed after a deployment (VER-1)."""
+    host: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The host (Prefect work queue) whose worker deploys this target; None: any worker (0011)."""
+    lock_task_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    """The deployment task holding the target (one at a time, DEP-2); None when free (0011)."""
+    lock_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    """When the holder's lock lapses unless its heartbeat renews it (0011)."""
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    """When an operator removed the target (`certpilot target remove`): kept for its tasks' history (0011)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
@@ -48,6 +56,9 @@ class DeploymentTaskRow(Base):
     """What a target adapter must remember across a crash to roll back (public data only: the
     previous certificate's PEM, ARNs; never key material)."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    """The fencing token: each claim increments it, and a run's writes require its own value."""
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    """A RUNNING task's lease, renewed by its run's heartbeat; past it the run is taken for dead (0011)."""
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -48,6 +48,43 @@ class CaApplicationRow(Base):
     warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Migration 0013: the "submitting" marker is committed before the CA is asked for an order
+    # (a rerun that finds it recovers that order instead of placing a second one); `retry_at`
+    # is when the CA may be asked again after it said "not before" (Retry-After).
+    submitting_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    submit_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    submit_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The flow run holding the certificate's work claim when the marker was set ("" without one)."""
+    retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    retry_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class CertificateIssuerRow(Base):
+    """Which issuer a certificate is applied to (`certpilot policy ID --issuer NAME`) and the
+    ordered fallbacks tried when it cannot take the order (migration 0013). A certificate
+    without a row inherits its parent's choice, else gets one by origin."""
+
+    __tablename__ = "certificate_issuers"
+
+    certificate_id: Mapped[str] = mapped_column(ForeignKey("certificates.id"), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(128))
+    fallbacks: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class RenewalWindowRow(Base):
+    """The renewal window a CA suggested for a certificate (ARI, RFC 9773), kept until
+    `next_check_at` (the CA's Retry-After): the scanner asks again only then (migration 0013).
+    `start`/`end` are NULL when the CA serves no window for it."""
+
+    __tablename__ = "renewal_windows"
+
+    certificate_id: Mapped[str] = mapped_column(ForeignKey("certificates.id"), primary_key=True)
+    start: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    end: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    explanation_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    checked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_check_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class PrivateCaRow(Base):

@@ -52,6 +52,11 @@ class RenewalPolicyRow(Base):
     certificate_id: Mapped[str] = mapped_column(String(36), ForeignKey("certificates.id"), primary_key=True)
     auto_renew: Mapped[bool] = mapped_column(Boolean, default=True)
     years: Mapped[int] = mapped_column(Integer, default=1)
+    start_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Automatic renewal starts this many days before expiry (None: `Policy.auto_renew_start_days`,
+    30, PAY-2's fee avoided); migration 0010."""
+    validation_method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The operator's choice of validation method (None: `core.validation.choose_method`); 0010."""
 
 
 class MessageRow(Base):

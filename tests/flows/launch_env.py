@@ -81,7 +81,7 @@ def build_fleet(tmp_path: Path, n: int, *, days_left: int = 20, prefix: str | No
     import uuid
 
     prefix = prefix or f"s{uuid.uuid4().hex[:6]}-"
-    from certpilot.demo_targets import install_demo_targets
+    from certpilot.demo_targets import serve_site
     from certpilot.serve import DemoTlsServer
 
     db_url = f"sqlite:///{tmp_path / 'fleet.db'}"
@@ -108,7 +108,9 @@ def build_fleet(tmp_path: Path, n: int, *, days_left: int = 20, prefix: str | No
                                 default_issuer="private-ca", notifiers=[notifier])
     tls = DemoTlsServer(tmp_path / "deploy", port=free_port())
     tls.start()
-    assert install_demo_targets(runtime, tmp_path / "deploy", port=tls.port) == n
+    with runtime.session() as s:  # each site as it is served today: a files target with its bundle
+        for cid, name in zip(ids, names, strict=True):
+            serve_site(runtime, s, cid, name, tmp_path / "deploy", port=tls.port, trust="private-ca")
     return Fleet(db_url=db_url, runtime=runtime, notifier=notifier, cert_ids=ids, names=names,
                  extra={"tls": tls, "master_key": master_key})
 

@@ -76,6 +76,8 @@ def build_site(tmp_path: Path, *, pebble, bind_server, nginx_factory, nginx_ca, 
                     not_after=now + timedelta(days=days_left))
     nginx = nginx_factory([VHost(name, old.fullchain_pem, old.key_pem)])
     vault = KeyVault(LocalMasterKey(os.urandom(32)))
+    trust = tmp_path / "pebble-root.pem"  # the target trusts this run's Pebble root (VER-1 strict)
+    trust.write_text(pebble.roots()[0])
     with session_scope(db_url) as s:
         res = import_certificate(s, cert_pem=old.cert_pem, key_pem=old.key_pem,
                                  chain_pem=b"".join(old.chain_pems), origin=Origin.OFFICIAL, level=Level.DV,
@@ -83,7 +85,8 @@ def build_site(tmp_path: Path, *, pebble, bind_server, nginx_factory, nginx_ca, 
         cert_id = res.certificate.id
         deployments.add_target(s, cert_id, TargetKind.NGINX, name="nginx www",
                                config={"files": [{"cert": str(nginx.cert_path(name)), "key": str(nginx.key_path(name))}],
-                                       "check_argv": nginx.check_argv(), "reload_argv": nginx.reload_argv()},
+                                       "check_argv": nginx.check_argv(), "reload_argv": nginx.reload_argv(),
+                                       "trust": str(trust)},
                                endpoints=[("127.0.0.1", nginx.port, name)])
         if quota:
             orders.add_quota(s, Spec(brand=BRAND, level=Level.DV, cert_type=CertType.SINGLE), quota, now=now)

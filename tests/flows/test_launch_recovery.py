@@ -156,14 +156,15 @@ def test_ca2_scan_resumes_a_run_suspended_on_a_review_the_ca_answered(fleet1, in
 
     svc = rt.services()
     svc.poll_seconds = 0.3
-    svc.issuers["private-ca"].policy = PrivateCaPolicy(review_delay=timedelta(seconds=4))
+    # The review outlasts two whole scans (each also probes the fleet and publishes the inventory).
+    svc.issuers["private-ca"].policy = PrivateCaPolicy(review_delay=timedelta(seconds=8))
     first = scan()
     assert (first.launched, first.suspended) == (1, 1)
     (run,) = flow_runs_of(in_process, names=fleet1.names)
     assert (run.state.name, run.state.state_details.pause_key.startswith("review-")) == ("Suspended", True)
     waiting = scan()
     assert (waiting.reviews, waiting.issued, waiting.resumed, waiting.launched) == (1, 0, 0, 0)
-    time.sleep(4.5)
+    time.sleep(8.5)
     answered = scan()
     assert (answered.reviews, answered.issued, answered.resumed, answered.launched) == (1, 1, 1, 0)
     with get_client(sync_client=True) as client:

@@ -7,12 +7,15 @@ from datetime import timedelta
 
 import pytest
 
+from certpilot import runtime as rt
 from certpilot.adapters.probe.tls import probe_sync
 from certpilot.core.models import OrderState, Status
 from certpilot.core.verification import Endpoint
 from certpilot.operations import deployments
+from certpilot.store.db import reset_engines
 from certpilot.store.repository import Repository
-from tests.flows.pipeline_env import SITE, site  # noqa: F401 - fixture
+from tests.flows.pipeline_env import SITE, build_site
+from tests.flows.plan_env import pebble_90d  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.servers, pytest.mark.flows]
 
@@ -21,11 +24,22 @@ def served_fingerprint(nginx) -> str | None:
     return probe_sync(Endpoint("127.0.0.1", nginx.port, SITE), timeout=3).fingerprint
 
 
+@pytest.fixture
+def site(tmp_path, pebble_90d, bind_server, nginx_factory, nginx_ca, prefect_harness):  # noqa: F811
+    """The served site of `pipeline_env`, its ACME CA a Pebble that signs 90 days (the session's Pebble
+    signs five years, which would cover a 2-year plan with one certificate: VA-5)."""
+    built = build_site(tmp_path, pebble=pebble_90d, bind_server=bind_server, nginx_factory=nginx_factory,
+                       nginx_ca=nginx_ca)
+    with rt.use(built.runtime):
+        yield built
+    reset_engines()
+
+
 def children(s, cert_id):
     return sorted(Repository(s).children(cert_id), key=lambda c: c.plan_index)
 
 
-def test_lc3_pl3_pl4_two_year_renewal_end_to_end(site, monkeypatch):  # noqa: F811
+def test_lc3_pl3_pl4_two_year_renewal_end_to_end(site, monkeypatch):
     """LC-3: order+payment → key, CSR, DNS-01 at Pebble through BIND → deploy to nginx → probe.
 
     A 2-year plan renewed with 20 days left, in one renewal run: certificate 1 is applied for at
@@ -48,6 +62,11 @@ def test_lc3_pl3_pl4_two_year_renewal_end_to_end(site, monkeypatch):  # noqa: F8
         # the issuer then writes the record through the zone's provider, DV-2).
         original = Repository(s).certificate_model(site.cert_id)
         assert {k.validation_method for k in kids} == {original.validation_method}
+        # VA-2/VA-5: certificate 1 asked for the old expiry + 365 days; Pebble signs 90 days, and the
+        # plan's next certificate is expected 30 days before that real expiry (plan vs issued).
+        assert first.planned_not_after == original.not_after + timedelta(days=365)
+        assert first.not_after - first.not_before <= timedelta(days=90, seconds=1)
+        assert second.not_before == first.not_after - timedelta(days=30)
         tasks = deployments.list_tasks(s, first.id)
         assert [t.state.value for t in tasks] == ["succeeded"]
     assert served_fingerprint(site.nginx) == first.fingerprint_sha256  # VER-1: what clients now see

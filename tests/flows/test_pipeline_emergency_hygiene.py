@@ -54,6 +54,39 @@ def test_em1_em2_em3_emergency_restores_site_serving_expired_certificate(
     reset_engines()
 
 
+def test_em2_follow_up_of_the_original_specification_replaces_the_temporary_certificate(
+        tmp_path, pebble, bind_server, nginx_factory, nginx_ca, prefect_harness, monkeypatch):
+    """EM-2 completed: the follow-up purchase of the original specification is the temporary
+    certificate's successor (LC-2), paid from quota; the owner is told; the next scan's renewal run
+    applies for it, deploys it to the targets the temporary certificate serves (DEP-1) and nginx
+    serves it in place of the temporary one. The temporary certificate is never renewed by itself
+    (its policy: no automatic renewal) and cannot be renewed while its follow-up stands."""
+    from certpilot.adapters.probe.tls import TrustBundle
+    from certpilot.operations.inventory import set_policy
+    from flows.emergency import emergency
+    from flows.scan import scan
+
+    monkeypatch.setenv("CERTPILOT_LAUNCH_MODE", "inline")
+    site = build_site(tmp_path, pebble=pebble, bind_server=bind_server, nginx_factory=nginx_factory,
+                      nginx_ca=nginx_ca, days_left=-2)
+    endpoint = Endpoint("127.0.0.1", site.nginx.port, SITE)
+    with rt.use(site.runtime):
+        out = emergency(site.cert_id)
+        assert out.follow_up.state is OrderState.PAID
+        assert set_policy(site.runtime, out.temporary_certificate_id).auto_renew is False
+        told = [e for e in site.notifier.events if "(EM-2)" in e.subject]
+        assert len(told) == 1 and out.follow_up.order_id in told[0].body
+        scan()
+    with site.session() as s:
+        repo = Repository(s)
+        (final,) = [c for c in repo.children(out.temporary_certificate_id) if c.state is Status.ISSUED]
+        original = repo.certificate_model(site.cert_id)
+        assert (final.order_id, final.temporary, final.spec) == (out.follow_up.order_id, False, original.spec)
+    served = probe_sync(endpoint, timeout=3, trust=TrustBundle.from_pem(pebble.roots()[0].encode()))
+    assert served.fingerprint == final.fingerprint_sha256 and served.outcome.value == "ok"
+    reset_engines()
+
+
 def _needles(site_db_url: str, vault) -> list[bytes]:
     """Every private key of the store, as the byte strings a leak would contain."""
     from cryptography.hazmat.primitives import serialization

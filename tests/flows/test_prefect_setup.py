@@ -20,7 +20,9 @@ def test_prefect_yaml_declares_every_flow_with_a_real_entrypoint():
 
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     names = {d["name"] for d in spec["deployments"]}
-    assert names == {"scan", "renewal", "renewal-batch", "emergency", "cancel", "import", "purchase"}
+    assert names == {"scan", "renewal", "renewal-batch", "emergency", "cancel", "policy", "import", "purchase",
+                     "target-add", "target-test", "target-remove", "deploy-target", "discover", "revoke", "issuer",
+                     "import-folder"}
     flow_names = {}
     for d in spec["deployments"]:
         module_name, _, attr = d["entrypoint"].partition(":")
@@ -74,10 +76,14 @@ def test_automation_notifies_on_failed_or_crashed_certpilot_runs(prefect_harness
     from certpilot.automations import install
 
     CustomWebhookNotificationBlock(name="ops", url="http://127.0.0.1:9/hook").save("ops", overwrite=True)
-    installed = ["certpilot-zombie-runs", "certpilot-failed-or-crashed-run"]  # the zombie one needs no block
+    installed = ["certpilot-zombie-runs", "certpilot-drift-found",   # the zombie one needs no block
+                 "certpilot-failed-or-crashed-run"]
     assert install("custom-webhook/ops") == installed
     assert install("custom-webhook/ops") == installed  # reinstall replaces them
     automation = Automation.read(name="certpilot-failed-or-crashed-run")
     assert set(automation.trigger.expect) == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}
     block = CustomWebhookNotificationBlock.load("ops")
     assert str(automation.actions[0].block_document_id) == str(block._block_document_id)
+    drift = Automation.read(name="certpilot-drift-found")  # reacts to the fleet probe's event
+    assert set(drift.trigger.expect) == {"certpilot.certificate.drift"}
+    assert str(drift.actions[0].block_document_id) == str(block._block_document_id)

@@ -120,8 +120,9 @@ def test_pl8_pl4_two_scans_at_once_start_200_applications_exactly_once(env):
         assert {repo.certificate_model(f"p{n}-c2").state for n in range(200)} == {Status.PENDING_APPLICATION}
     with rt.use(env.make(Policy(notice_days=()))):
         again, _ = run_scan()
-    # The decision and the look at the unfinished work (the 200 pending applications): 2 task runs.
-    assert (again.managed_starts, again.started, again.task_runs) == (0, 0, 2)
+    # The decision, the look at the unfinished work (the 200 pending applications) and the fleet
+    # probe: 3 task runs.
+    assert (again.managed_starts, again.started, again.task_runs) == (0, 0, 3)
 
 
 def test_pl5_nt2_refused_start_waits_and_tells_the_owner_once(env):
@@ -216,7 +217,7 @@ def test_artifacts_table_progress_and_task_runs(env):
             repo.add_certificate(certificate(f"quiet{n}", left=200 * DAY), now=NOW)
     with rt.use(env.make()):
         summary, flow_run_id = run_scan()
-    assert (summary.managed_starts, summary.started, summary.notices, summary.task_runs) == (1, 1, 1, 4)
+    assert (summary.managed_starts, summary.started, summary.notices, summary.task_runs) == (1, 1, 1, 5)
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
@@ -224,11 +225,12 @@ def test_artifacts_table_progress_and_task_runs(env):
         deadline = time.monotonic() + 30
         while True:
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            if len(runs) >= 4 or time.monotonic() > deadline:
+            if len(runs) >= 5 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
     by_key = {a.key: a for a in arts}
-    assert set(by_key) == {"scan-progress", "scan-inventory", "scan-summary", "certpilot-inbox"}  # DEP-3 inbox too
+    assert set(by_key) == {"scan-progress", "scan-inventory", "scan-summary", "certpilot-inbox",  # DEP-3 inbox too
+                           "certpilot-inventory", "certpilot-inventory-page-1", "certpilot-deployments"}
     assert float(by_key["scan-progress"].data) == 100.0
     table = by_key["scan-inventory"].data
     table = json.loads(table) if isinstance(table, str) else table
@@ -238,4 +240,13 @@ def test_artifacts_table_progress_and_task_runs(env):
         ("p1-c2.example.test", "not_activated", "", "managed start due (PL-4)"),
     ]
     assert "**Inventory**: 23 certificate(s)" in by_key["scan-summary"].data
-    assert len(runs) == summary.task_runs == 4
+    # The whole inventory (after the scan started c2): every certificate counted by status, all 23 listed.
+    whole = by_key["certpilot-inventory"].data
+    table = whole.split("| status | count |\n|---|---|\n", 1)[1].split("\n\n", 1)[0]
+    assert "23 certificate(s)" in whole and "Listed: 23" in whole, whole
+    assert dict(line.strip("|").replace(" ", "").split("|") for line in table.splitlines()) == {
+        "valid": "20", "expired": "1", "expiring_soon": "1", "pending_application": "1"}, whole  # started by the scan
+    page = by_key["certpilot-inventory-page-1"].data
+    page = json.loads(page) if isinstance(page, str) else page
+    assert len(page) == 23 and page[0]["name"] == "p1-orig.example.test"  # soonest expiry (expired) first
+    assert len(runs) == summary.task_runs == 5

@@ -295,9 +295,10 @@ def test_pl7_only_not_activated_can_be_cancelled(state, ok):
 
 def test_pl7_cancel_restores_one_quota_and_one_managed_credit():
     """PL-7: one quota of the specification and one managed-service credit come back; a VA-5 reissue
-    consumed neither, and a private-CA certificate (EL-4) cost no quota, so they give nothing back."""
+    consumed neither, so it gives nothing back; a private-CA certificate (EL-4) cost no quota but its
+    plan paid the managed service that would have started it: that credit comes back."""
     spec = Spec(brand="DigiCert", level=Level.OV, cert_type=CertType.SINGLE)
     assert cancel_refund(spec) == [(LedgerKind.QUOTA, "DigiCert/OV/single", 1), (LedgerKind.MANAGED, None, 1)]
     assert cancel_refund(spec, origin=Origin.UPLOADED) == cancel_refund(spec)
     assert cancel_refund(spec, reissue=True) == []
-    assert cancel_refund(spec, origin=Origin.PRIVATE_CA) == []
+    assert cancel_refund(spec, origin=Origin.PRIVATE_CA) == [(LedgerKind.MANAGED, None, 1)]

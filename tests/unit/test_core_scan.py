@@ -27,11 +27,11 @@ D = timedelta(days=1)
 
 def row(cid: str, state: str = "issued", *, left: timedelta | None = None, origin: str = "official",
         order: str | None = None, kind: str | None = None, index: int = 0, parent: str | None = None,
-        fee: bool | None = None, auto: bool = True) -> ScanRow:
+        fee: bool | None = None, auto: bool = True, start: int | None = None) -> ScanRow:
     """A certificate `left` before expiry at NOW (None: no expiry yet)."""
     not_after = NOW + left if left is not None else None
     return ScanRow(cid, f"{cid}.example.test", state, origin, not_after, order, kind if order else None, index,
-                   parent, fee if order else None, auto)
+                   parent, fee if order else None, auto, start)
 
 
 def plan(kind: str, first_left: timedelta, *, first_state: str = "issued") -> list[ScanRow]:
@@ -144,33 +144,38 @@ def test_ca2_under_review_is_resumed():
 
 
 @pytest.mark.parametrize("rows, due", [
-    ([row("a", left=50 * D)], ["a"]),                                             # expiring soon, auto
-    ([row("a", left=60 * D)], ["a"]),                                             # LC-4: 60 days is expiring soon
-    ([row("a", left=60 * D + timedelta(seconds=1))], []),                         # still valid
-    ([row("a", left=50 * D, auto=False)], []),                                    # automatic renewal off
-    ([row("a", left=50 * D, origin="uploaded")], []),                             # EL-3: replaced by upload
-    ([row("a", left=50 * D, origin="private-ca")], ["a"]),                        # EL-4: reissued
+    ([row("a", left=25 * D)], ["a"]),                                             # expiring soon, auto
+    ([row("a", left=30 * D)], ["a"]),                                             # PL-1/PAY-2: due at 30 days
+    ([row("a", left=30 * D + timedelta(seconds=1))], []),                         # not yet: the fee is avoided
+    ([row("a", left=50 * D)], []),                                                # expiring soon, not due yet
+    ([row("a", left=50 * D, start=50)], ["a"]),                                   # its own policy starts earlier
+    ([row("a", left=60 * D, start=60)], ["a"]),                                   # LC-4: 60 days is expiring soon
+    ([row("a", left=60 * D + timedelta(seconds=1), start=60)], []),               # still valid
+    ([row("a", left=25 * D, auto=False)], []),                                    # automatic renewal off
+    ([row("a", left=25 * D, origin="uploaded")], []),                             # EL-3: replaced by upload
+    ([row("a", left=25 * D, origin="private-ca")], ["a"]),                        # EL-4: reissued
     ([row("a", left=-1 * D)], []),                                                # expired: EM-1, not auto
-    ([row("a", left=50 * D), row("n", "cancelled", order="o", kind="renewal", parent="a")], ["a"]),
-    ([row("a", left=50 * D), row("n", "pending_application", order="o", kind="renewal", parent="a")], []),
-    ([row("a", left=50 * D), row("n", "rejected", order="o", kind="renewal", parent="a")], []),
+    ([row("a", left=25 * D), row("n", "cancelled", order="o", kind="renewal", parent="a")], ["a"]),
+    ([row("a", left=25 * D), row("n", "pending_application", order="o", kind="renewal", parent="a")], []),
+    ([row("a", left=25 * D), row("n", "rejected", order="o", kind="renewal", parent="a")], []),
     # certificate 1 of a 2-year plan near its end: certificate 2 follows, no second renewal
-    ([row("c1", left=40 * D, order="o", kind="renewal", index=0, parent="x"),
+    ([row("c1", left=25 * D, order="o", kind="renewal", index=0, parent="x"),
       row("c2", "not_activated", order="o", kind="renewal", index=1, parent="x")], []),
-    ([row("c1", left=40 * D, order="o", kind="renewal", index=0, parent="x"),
+    ([row("c1", left=25 * D, order="o", kind="renewal", index=0, parent="x"),
       row("c2", "cancelled", order="o", kind="renewal", index=1, parent="x")], ["c1"]),
 ])
 def test_lc4_renewal_due_under_automatic_renewal(rows, due):
-    """LC-4 / EL-1: expiring-soon certificates under automatic renewal without a (non-cancelled)
-    successor are renewed; cancelled children (PL-7) do not count as a renewal."""
+    """LC-4 / EL-1 / PL-1 / PAY-2: expiring-soon certificates under automatic renewal without a
+    (non-cancelled) successor are renewed once 30 days are left (no managed-service fee), or earlier
+    by their own policy; cancelled children (PL-7) do not count as a renewal."""
     d = decide(rows, NOW, POLICY)
     assert [r.certificate_id for r in d.renewals_due] == due
 
 
 def test_renewal_due_carries_expiry_for_the_launch_key():
     """The renew launch's idempotency key uses the expiry: the decision carries it."""
-    d = decide([row("a", left=50 * D)], NOW, POLICY)
-    assert d.renewals_due == [RenewalDue("a", "a.example.test", 50, "official", NOW + 50 * D)]
+    d = decide([row("a", left=25 * D)], NOW, POLICY)
+    assert d.renewals_due == [RenewalDue("a", "a.example.test", 25, "official", NOW + 25 * D)]
 
 
 @pytest.mark.parametrize("child_state, notified", [

@@ -9,11 +9,14 @@ import pytest
 from certpilot.core.deployment import (
     DeploymentState,
     TargetKind,
+    default_endpoints,
     final_state,
     is_terminal,
     may_deploy,
     may_run,
+    target_free,
     targets_to_plan,
+    verifiable,
 )
 from certpilot.core.errors import Reason
 from certpilot.core.models import Certificate, CertType, Origin, Status
@@ -64,8 +67,8 @@ def test_not_deployable_without_pem():
     (DeploymentState.FAILED, timedelta(minutes=1), None),        # retry after a fix
     (DeploymentState.ROLLED_BACK, timedelta(minutes=1), None),
     (DeploymentState.RUNNING, timedelta(minutes=1), Reason.DEPLOYMENT_IN_PROGRESS),
-    (DeploymentState.RUNNING, timedelta(minutes=14, seconds=59), Reason.DEPLOYMENT_IN_PROGRESS),
-    (DeploymentState.RUNNING, timedelta(minutes=15), None),      # the holder crashed: lease expired
+    (DeploymentState.RUNNING, timedelta(minutes=1, seconds=59), Reason.DEPLOYMENT_IN_PROGRESS),
+    (DeploymentState.RUNNING, timedelta(minutes=2), None),       # no lease recorded: 2 min from its start
     (DeploymentState.SUCCEEDED, timedelta(minutes=1), Reason.DEPLOYMENT_IN_PROGRESS),
 ])
 def test_dep2_may_run(state, started_ago, expected):
@@ -73,6 +76,43 @@ def test_dep2_may_run(state, started_ago, expected):
     started = NOW - started_ago if started_ago else None
     refusal = may_run(state, started_at=started, now=NOW)
     assert (refusal.reason if refusal else None) is expected
+
+
+@pytest.mark.parametrize("lease_left, expected", [
+    (timedelta(seconds=1), Reason.DEPLOYMENT_IN_PROGRESS),  # the heartbeat renewed it: the run lives
+    (timedelta(0), None),                                    # lapsed: the heartbeat stopped, the run died
+    (-timedelta(seconds=1), None),
+])
+def test_dep2_may_run_follows_the_heartbeat_lease_not_the_start(lease_left, expected):
+    """DEP-2: a run started an hour ago whose heartbeat keeps its lease holds the task; once the
+    lease lapses its task is taken over."""
+    refusal = may_run(DeploymentState.RUNNING, started_at=NOW - timedelta(hours=1), now=NOW,
+                      lease_until=NOW + lease_left)
+    assert (refusal.reason if refusal else None) is expected
+
+
+@pytest.mark.parametrize("holder, until, expected", [
+    (None, None, True),                                        # free
+    ("dep-me", NOW + timedelta(minutes=1), True),              # its own (a takeover of the same task)
+    ("dep-other", NOW + timedelta(seconds=1), False),          # another task's live run: wait
+    ("dep-other", NOW, True),                                  # its lock lapsed
+])
+def test_dep2_one_deployment_at_a_time_per_target(holder, until, expected):
+    """DEP-2: a target's lock is taken by one task; another waits until it is freed or lapses."""
+    assert target_free(holder, until, task_id="dep-me", now=NOW) is expected
+
+
+@pytest.mark.parametrize("names, config, endpoints, verifiable_", [
+    (["www.example.test"], {}, [("www.example.test", 443, "www.example.test")], True),
+    (["*.example.test", "example.test"], {}, [("example.test", 443, "example.test")], True),
+    (["*.example.test"], {}, [], True),
+    (["www.example.test"], {"verify": False}, [("www.example.test", 443, "www.example.test")], False),
+])
+def test_ver1_default_endpoint_and_not_verifiable(names, config, endpoints, verifiable_):
+    """VER-1: a target without endpoints is probed at https://<name>:443 (the first non-wildcard
+    name); only a target marked `verify: false` is not verifiable."""
+    assert [(e.host, e.port, e.sni) for e in default_endpoints(names)] == endpoints
+    assert verifiable(config) is verifiable_
 
 
 @pytest.mark.parametrize("state, terminal", [
@@ -110,8 +150,9 @@ def test_dep7_final_state(verified, rolled_back, expected):
     (timedelta(minutes=1), None),                                  # claimed after: a relaunch, the holder died
 ])
 def test_dep2_may_run_takes_over_at_once_when_the_work_was_claimed_after_the_task_started(claimed_ago, expected):
-    """DEP-2 after a crash: a RUNNING task (started 2 min ago, inside its 15-min lease) is taken over
+    """DEP-2 after a crash: a RUNNING task (started 2 min ago, inside its lease) is taken over
     at once when the certificate's work was claimed after the task started (the relaunched run)."""
     claimed = NOW - claimed_ago if claimed_ago else None
-    refusal = may_run(DeploymentState.RUNNING, started_at=NOW - timedelta(minutes=2), now=NOW, claimed_at=claimed)
+    refusal = may_run(DeploymentState.RUNNING, started_at=NOW - timedelta(minutes=2), now=NOW, claimed_at=claimed,
+                      lease_until=NOW + timedelta(minutes=1))
     assert (refusal.reason if refusal else None) is expected

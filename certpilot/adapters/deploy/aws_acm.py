@@ -146,6 +146,14 @@ class AcmTarget:
     def finalize(self) -> None:
         """Nothing to drop: the ARN is the same."""
 
+    def check(self) -> list[tuple[str, str]]:
+        """The ARN exists and these credentials may read it (nothing is imported)."""
+        try:
+            self.client.describe_certificate(CertificateArn=self.certificate_arn)
+        except Exception as exc:  # noqa: BLE001 - reported as the field's problem
+            return [("certificate_arn", str(aws_error(exc, step="check", what=self.describe())))]
+        return []
+
     def _import(self, cert: bytes, key: bytes, chain: bytes, *, step: str) -> None:
         kwargs = {"CertificateArn": self.certificate_arn, "Certificate": cert, "PrivateKey": key}
         if chain.strip():

@@ -4,6 +4,12 @@ listener's default certificate or added as an SNI certificate.
 The old certificate is removed from the listener only in `finalize()`, after verification;
 `rollback()` restores the old default (or removes the added SNI certificate) and deletes the
 certificate this deployment imported.
+
+Crash-safe across reruns of one task: the import is tagged with the target and the certificate's
+fingerprint, so a run that died between the import and the record of its ARN leaves nothing a
+rerun imports twice (it finds the tagged import again); a recorded ARN that no longer exists (a
+run died after deleting it) is forgotten, not reused; and `rollback()` reads the listener as it
+is, so it restores what an earlier, dead run of the task attached.
 """
 
 from __future__ import annotations
@@ -12,6 +18,15 @@ from certpilot.adapters.deploy.aws_acm import aws_error
 from certpilot.adapters.deploy.base import DeployError, DeployMaterial, key_matches_certificate
 
 MODES = ("default", "sni")
+TAG_TARGET = "certpilot-target"
+"""ACM tag naming the deployment target an import was made for (found again after a crash)."""
+TAG_FINGERPRINT = "certpilot-fingerprint"
+"""ACM tag holding the imported certificate's SHA-256 fingerprint."""
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return response.get("Error", {}).get("Code", "")
 
 
 class ElbListenerTarget:
@@ -70,6 +85,10 @@ class ElbListenerTarget:
             self.checkpoint["old_default"] = certs[0]["CertificateArn"] if certs else None
         self._old_default = self.checkpoint["old_default"]
         self.new_certificate_arn = self.new_certificate_arn or self.checkpoint.get("new_certificate_arn")
+        if self.new_certificate_arn and not self._exists(self.new_certificate_arn):
+            # A run died after deleting its import (rollback) but before recording that: forget it.
+            self.new_certificate_arn = None
+            self.checkpoint.pop("new_certificate_arn", None)
         self._material = material
 
     def validate(self) -> None:
@@ -88,7 +107,14 @@ class ElbListenerTarget:
         """Import the new certificate into ACM and attach it to the listener."""
         m = self._require("commit")
         if self.new_certificate_arn is None:
-            kwargs = {"Certificate": m.leaf_pem, "PrivateKey": m.open_key()}
+            # A run that died after importing and before its checkpoint was recorded left a tagged import.
+            self.new_certificate_arn = self._tagged_import(m.fingerprint)
+            if self.new_certificate_arn:
+                self.checkpoint["new_certificate_arn"] = self.new_certificate_arn
+        if self.new_certificate_arn is None:
+            kwargs = {"Certificate": m.leaf_pem, "PrivateKey": m.open_key(),
+                      "Tags": [{"Key": TAG_TARGET, "Value": self.target_id},
+                               {"Key": TAG_FINGERPRINT, "Value": m.fingerprint}]}
             if m.chain_pem.strip():
                 kwargs["CertificateChain"] = m.chain_pem
             got = self._call("commit", "importing the new certificate into ACM", self.acm.import_certificate,
@@ -109,20 +135,81 @@ class ElbListenerTarget:
         """Nothing to do: the listener serves the new certificate once modified."""
 
     def rollback(self) -> None:
-        """Restore the old default (or detach the added SNI certificate) and delete the import."""
-        if self._attached and self.new_certificate_arn:
-            if self.mode == "default" and self._old_default:
+        """Restore the old default (or detach the added SNI certificate) and delete the import.
+
+        Reads the listener as it is (an earlier run of the task may have attached the import and
+        died), so it works from the checkpoint alone; an import already deleted counts as deleted.
+        """
+        new = self.new_certificate_arn or self.checkpoint.get("new_certificate_arn")
+        if new is None and self._material is not None:
+            new = self._tagged_import(self._material.fingerprint)
+        if new:
+            got = self._call("rollback", "describing the listener", self.elbv2.describe_listeners,
+                             ListenerArns=[self.listener_arn])
+            certs = (got.get("Listeners") or [{}])[0].get("Certificates") or []
+            default = certs[0]["CertificateArn"] if certs else None
+            old_default = self._old_default or self.checkpoint.get("old_default")
+            if self.mode == "default" and old_default and default != old_default:
                 self._call("rollback", "restoring the previous default certificate", self.elbv2.modify_listener,
-                           ListenerArn=self.listener_arn, Certificates=[{"CertificateArn": self._old_default}])
+                           ListenerArn=self.listener_arn, Certificates=[{"CertificateArn": old_default}])
             elif self.mode == "sni":
-                self._call("rollback", "removing the new SNI certificate", self.elbv2.remove_listener_certificates,
-                           ListenerArn=self.listener_arn, Certificates=[{"CertificateArn": self.new_certificate_arn}])
+                listed = self._call("rollback", "listing the listener's certificates",
+                                    self.elbv2.describe_listener_certificates, ListenerArn=self.listener_arn)
+                if new in {c["CertificateArn"] for c in listed.get("Certificates", [])}:
+                    self._call("rollback", "removing the new SNI certificate",
+                               self.elbv2.remove_listener_certificates, ListenerArn=self.listener_arn,
+                               Certificates=[{"CertificateArn": new}])
             self._attached = False
-        if self.new_certificate_arn:
-            self._call("rollback", "deleting the imported certificate", self.acm.delete_certificate,
-                       CertificateArn=self.new_certificate_arn)
+            self._delete(new)
             self.new_certificate_arn = None
             self.checkpoint.pop("new_certificate_arn", None)
+
+    def check(self) -> list[tuple[str, str]]:
+        """The listener exists and these credentials may read it and list ACM (nothing changes)."""
+        try:
+            got = self.elbv2.describe_listeners(ListenerArns=[self.listener_arn])
+        except Exception as exc:  # noqa: BLE001 - reported as the field's problem
+            return [("listener_arn", str(aws_error(exc, step="check", what=self.describe())))]
+        if not got.get("Listeners"):
+            return [("listener_arn", f"{self.describe()}: no such listener")]
+        try:
+            self.acm.list_certificates(MaxItems=1)
+        except Exception as exc:  # noqa: BLE001 - reported as the field's problem
+            return [("credentials", str(aws_error(exc, step="check", what="ACM (where the new certificate is "
+                                                                           "imported)")))]
+        return []
+
+    def _exists(self, arn: str) -> bool:
+        try:
+            self.acm.describe_certificate(CertificateArn=arn)
+        except Exception as exc:  # noqa: BLE001 - only "not found" means gone
+            if _code(exc) == "ResourceNotFoundException":
+                return False
+            raise aws_error(exc, step="stage", what=f"{self.describe()}: reading the recorded import") from None
+        return True
+
+    def _delete(self, arn: str) -> None:
+        try:
+            self.acm.delete_certificate(CertificateArn=arn)
+        except Exception as exc:  # noqa: BLE001 - already deleted (a dead run did it) is deleted
+            if _code(exc) != "ResourceNotFoundException":
+                raise aws_error(exc, step="rollback", what=f"{self.describe()}: deleting the imported certificate"
+                                ) from None
+
+    def _tagged_import(self, fingerprint: str) -> str | None:
+        """The ACM certificate this target imported for `fingerprint` (by its tags), if any."""
+        pages = self.acm.get_paginator("list_certificates").paginate()
+        for page in pages:
+            for summary in page.get("CertificateSummaryList", []):
+                arn = summary["CertificateArn"]
+                try:
+                    tags = self.acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+                except Exception:  # noqa: BLE001 - deleted meanwhile: not ours to reuse
+                    continue
+                got = {t["Key"]: t.get("Value") for t in tags}
+                if got.get(TAG_TARGET) == self.target_id and got.get(TAG_FINGERPRINT) == fingerprint:
+                    return arn
+        return None
 
     def finalize(self) -> None:
         """After verification: remove the old certificate from the listener's certificate list."""

@@ -8,8 +8,6 @@ is logged, returned by a task or put in an exception holds it (CSR-5).
 
 from __future__ import annotations
 
-import os
-import secrets
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from certpilot.childenv import child_env
 from certpilot.core.errors import PermanentError, TransientError
 from certpilot.crypto.pem import fingerprint
+from certpilot.crypto.safefile import atomic_write as safe_write
 
 KeyOpener = Callable[[], bytes]
 """Returns the PEM private key (from the vault) at the moment an adapter needs it."""
@@ -174,24 +173,13 @@ class DeployTarget(Protocol):
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write `data` to `path` atomically: a temp file in the same directory, fsync, `os.replace`.
+    """Write `data` to `path` atomically with `mode` from the first byte on (`crypto.safefile.atomic_write`:
+    an unpredictable O_EXCL|O_NOFOLLOW temp file beside it, the directory's owner and mode checked).
 
-    The file is created with `mode` (0600 for keys) by `os.open`, so it is never readable by
-    others even for an instant.
+    Raises:
+        UnsafeLocationError: the directory is a symlink, another user's, or group/world writable.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    safe_write(path, data, mode=mode)
 
 
 def run_command(argv: Sequence[str], *, step: str, timeout: float, what: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from certpilot.adapters.deploy.aws_acm import AcmTarget, aws_client
@@ -22,8 +23,14 @@ AwsClients = Callable[[str, dict[str, Any]], Any]
 """`aws(service, config) -> boto3 client` for the AWS targets."""
 
 
-def default_target_factory(*, aws: AwsClients | None = None) -> Callable[[TargetRecord, KeyOpenerById], DeployTarget]:
+def default_target_factory(*, aws: AwsClients | None = None,
+                           root: Path | Callable[[], Path] | None = None
+                           ) -> Callable[[TargetRecord, KeyOpenerById], DeployTarget]:
     """Builds adapters from a target's kind and config.
+
+    A relative path in a target's config (files, directory) is relative to the deploying host's
+    root: `root`, by default that host's `CERTPILOT_HOME` (read when a target is built, on the
+    worker that deploys it) — so a target that lives on `web-3` names paths of web-3.
 
     Config per kind:
         nginx: files [{cert, key}], check_argv, reload_argv, timeout, name, pid_file.
@@ -33,6 +40,7 @@ def default_target_factory(*, aws: AwsClients | None = None) -> Callable[[Target
     Args:
         aws: `aws(service, config) -> boto3 client`; default `aws_client` with the config's
             endpoint_url and region (credentials from the environment).
+        root: where relative paths live (a path, or a callable giving it); default the settings' home.
     Returns:
         `build(record, key_opener) -> DeployTarget`; the key opener reaches only the ACM target
         (which restores the old key on rollback), as a reference, never as key material.
@@ -45,14 +53,25 @@ def default_target_factory(*, aws: AwsClients | None = None) -> Callable[[Target
             return aws(service, cfg)
         return aws_client(service, endpoint_url=cfg.get("endpoint_url"), region=cfg.get("region", "us-east-1"))
 
+    def here(path: str) -> Path:
+        p = Path(path).expanduser()
+        if p.is_absolute():
+            return p
+        if root is None:
+            from certpilot.settings import get_settings
+
+            return get_settings().home / p
+        return (root() if callable(root) else Path(root)) / p
+
     def build(record: TargetRecord, key_opener: KeyOpenerById) -> DeployTarget:
         cfg = record.config
         if record.kind is TargetKind.NGINX:
-            return PemFilesTarget(record.id, cfg["files"], check_argv=cfg.get("check_argv"),
+            files = [{"cert": here(f["cert"]), "key": here(f["key"])} for f in cfg["files"]]
+            return PemFilesTarget(record.id, files, check_argv=cfg.get("check_argv"),
                                   reload_argv=cfg.get("reload_argv"), timeout=float(cfg.get("timeout", 30)),
                                   name=cfg.get("name", record.name or "nginx"), pid_file=cfg.get("pid_file"))
         if record.kind is TargetKind.FILES:
-            return FilesTarget(record.id, cfg["directory"], post_command=cfg.get("post_command"))
+            return FilesTarget(record.id, here(cfg["directory"]), post_command=cfg.get("post_command"))
         if record.kind is TargetKind.AWS_ACM:
             previous = partial(key_opener, record.certificate_id)
             return AcmTarget(record.id, client("acm", cfg), cfg["certificate_arn"], previous_key=previous)

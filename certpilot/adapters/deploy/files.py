@@ -2,50 +2,59 @@
 
 `cert.pem` (leaf), `chain.pem` (intermediates), `fullchain.pem` (leaf + intermediates, DEP-6)
 and `key.pem` (0600 from creation, CSR-5; absent when the system does not hold the key,
-CSR-2), each written atomically; optionally a post-deploy command (argv, no shell) that copies
+CSR-2), switched together by one symlink flip (`slots.Slot`); optionally a post-deploy command (argv, no shell) that copies
 or installs the bundle. This is the bundle a human copies where certpilot does not reach.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from certpilot.adapters.deploy.base import (
     DeployError,
     DeployMaterial,
-    atomic_write,
     key_matches_certificate,
     run_command,
 )
+from certpilot.adapters.deploy.slots import HostLock, Slot
+from certpilot.crypto.safefile import open_directory
 
 BUNDLE = ("cert.pem", "chain.pem", "fullchain.pem", "key.pem")
 _MODES = {"key.pem": 0o600}
 
 
 class FilesTarget:
-    """Writes the bundle into `directory` and runs `post_command` after it.
+    """Writes the bundle as a new version of `directory` and flips to it; runs `post_command` after.
+
+    The bundle's files in `directory` are links into a `Slot` beside it
+    (`.<directory name>.certpilot/`): one symlink flip switches cert, chain, fullchain and key
+    together, and the version served before the task is kept (its backup) until the new one is
+    verified and recorded, or restored.
 
     Args:
         target_id: the deployment target's id.
         directory: where the bundle lives (created 0700 if missing).
         post_command: argv run after the bundle is committed (and again after a rollback).
         timeout: seconds for the post command.
+        lock_timeout: how long a run waits for another run on this host to finish with the target.
     """
 
     kind = "files"
 
     def __init__(self, target_id: str, directory: str | Path, *, post_command: Sequence[str] | None = None,
-                 timeout: float = 60.0):
+                 timeout: float = 60.0, lock_timeout: float = 600.0):
         self.target_id = target_id
         self.directory = Path(directory)
         self.post_command = list(post_command) if post_command else None
         self.timeout = timeout
-        self._staging: Path | None = None
-        self._backup: Path | None = None
-        self._committed = False
+        self.slot = Slot(self.directory.with_name(f".{self.directory.name}.certpilot"),
+                         {name: self.directory / name for name in BUNDLE}, dir_mode=0o700)
+        self.lock = HostLock(self.slot.root / "lock", timeout=lock_timeout)
+        self.checkpoint: dict = {}
+        """Kept by the deployment task across a crash: `before` and `new` version tags."""
+        self._flipped = False
         self._ran_post = False
 
     def describe(self) -> str:
@@ -53,25 +62,35 @@ class FilesTarget:
         return f"files bundle in {self.directory}"
 
     def stage(self, material: DeployMaterial) -> None:
-        """Write the new bundle into a staging directory beside the live one."""
-        self.directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = self.directory.with_name(f".{self.directory.name}.certpilot-new")
-        shutil.rmtree(staging, ignore_errors=True)
-        os.mkdir(staging, 0o700)
-        self._staging = staging
-        contents = {"cert.pem": material.leaf_pem, "chain.pem": material.chain_pem,
-                    "fullchain.pem": material.fullchain_pem}
-        for name, data in contents.items():
-            atomic_write(staging / name, data, mode=0o644)
+        """Lock, adopt the bundle directory, remember the version to roll back to, write the new one."""
+        self.lock.acquire(what=self.describe())
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # The bundle directory and its parent must be real directories of ours (no one else may
+        # plant a symlink there): the versions and the `current` link are written inside.
+        for checked in (self.directory.parent, self.directory):
+            os.close(open_directory(checked))
+        contents = {"cert.pem": (material.leaf_pem, 0o644), "chain.pem": (material.chain_pem, 0o644),
+                    "fullchain.pem": (material.fullchain_pem, 0o644)}
         if material.has_key:
-            atomic_write(staging / "key.pem", material.open_key(), mode=0o600)
+            contents["key.pem"] = (material.open_key(), _MODES["key.pem"])
+        try:
+            served = self.slot.adopt({n: _MODES.get(n, 0o644) for n in BUNDLE})
+            self.checkpoint.setdefault("before", served)  # once per task (DEP-7 across a crash)
+            new = material.fingerprint[:24] + ("" if material.has_key else "-nokey")
+            self.slot.write(new, contents)
+            self.checkpoint["new"] = new
+        except OSError as exc:
+            raise DeployError(f"{self.describe()}: could not write the bundle ({exc.strerror}: {exc.filename}); "
+                              "check the directory's permissions and free space", step="stage") from exc
+        finally:
+            contents.clear()
 
     def validate(self) -> None:
         """The bundle's own check: the certificate parses and the key (if any) belongs to it."""
-        staging = self._require_staging("validate")
-        key = staging / "key.pem"
+        new = self._require_staged("validate")
+        cert, key = self.slot.read(new, "cert.pem"), self.slot.read(new, "key.pem")
         try:
-            ok = not key.exists() or key_matches_certificate((staging / "cert.pem").read_bytes(), key.read_bytes())
+            ok = key is None or key_matches_certificate(cert or b"", key)
         except ValueError as exc:
             raise DeployError(f"{self.describe()}: the staged bundle does not parse ({type(exc).__name__}); "
                               "re-import the certificate", step="validate") from exc
@@ -80,28 +99,11 @@ class FilesTarget:
                               "the stored key is not this certificate's — re-import the pair", step="validate")
 
     def commit(self) -> None:
-        """Swap each bundle file into the live directory atomically, keeping the old ones as backups."""
-        staging = self._require_staging("commit")
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        backup = self.directory.with_name(f".{self.directory.name}.certpilot-prev")
-        if not backup.exists():
-            # (An existing backup was left by a run that died before finalize/rollback: it holds
-            # the bundle from before that run, the one to roll back to — keep it, DEP-7.)
-            os.mkdir(backup, 0o700)
-            for name in BUNDLE:
-                live = self.directory / name
-                if live.exists():
-                    os.link(live, backup / name) if _same_fs(live, backup) else shutil.copy2(live, backup / name)
-        self._backup = backup
-        self._committed = True
-        for name in BUNDLE:
-            new = staging / name
-            if new.exists():
-                os.replace(new, self.directory / name)
-            else:
-                (self.directory / name).unlink(missing_ok=True)  # no stale key beside a new certificate
-        shutil.rmtree(staging, ignore_errors=True)
-        self._staging = None
+        """Switch the whole bundle to the new version in one flip (no stale key beside a new certificate)."""
+        new = self._require_staged("commit")
+        self._flipped = True
+        self.slot.flip(new)
+        self.slot.prune()
 
     def reload(self) -> None:
         """Run the post-deploy command, if any."""
@@ -111,46 +113,50 @@ class FilesTarget:
                         what=f"{self.describe()}: the post-deploy command failed")
 
     def rollback(self) -> None:
-        """Put the previous bundle back (and run the post command again if it ran)."""
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
-        if not self._committed or self._backup is None:
+        """Flip back to the bundle from before the task (and run the post command again if the
+        bundle changed), from the checkpoint and the files alone; drop the new version."""
+        before = self.checkpoint.get("before")
+        if not self.slot.root.is_dir():
+            return  # nothing of this task reached the files
+        self.lock.acquire(what=self.describe(), step="rollback")
+        if before is None:
+            # No switch of this task was recorded, and a run switches only after recording its
+            # backup: what is served is what was. Drop what a dead run half-wrote.
+            self.slot.drop_all_but()
             return
-        for name in BUNDLE:
-            old = self._backup / name
-            live = self.directory / name
-            if old.exists():
-                tmp = live.with_name(f".{name}.restore.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _MODES.get(name, 0o644))
-                os.close(fd)
-                shutil.copyfile(old, tmp)
-                os.replace(tmp, live)
-            else:
-                live.unlink(missing_ok=True)
-        self._committed = False
-        if self._ran_post and self.post_command:
+        flipped = self.slot.flip(before)
+        self.slot.relink()
+        self.slot.prune()
+        if (flipped or self._ran_post) and self.post_command:
             run_command(self.post_command, step="rollback", timeout=self.timeout,
                         what=f"{self.describe()}: the post-deploy command after restoring failed")
-        self.finalize()  # restored: the backup has done its job
+        self._flipped = False
+        self.slot.drop_all_but()  # the new version and what dead runs half-wrote; the backup is served
 
     def finalize(self) -> None:
-        """Drop the backup of the previous bundle."""
-        if self._backup is not None:
-            shutil.rmtree(self._backup, ignore_errors=True)
-            self._backup = None
+        """Drop every version but the served one (the backup has done its job)."""
+        self.slot.drop_all_but()
 
-    def _require_staging(self, step: str) -> Path:
-        if self._staging is None:
+    def close(self) -> None:
+        """Release the host lock."""
+        self.lock.release()
+
+    def check(self) -> list[tuple[str, str]]:
+        """What stops a deployment here, changing nothing: the bundle's directory (or, before the
+        first deployment, its parent) is writable, and the post command's program exists."""
+        from certpilot.adapters.deploy.checks import command_problems, path_problems
+
+        if self.directory.is_dir():
+            out = path_problems("directory", self.directory / "cert.pem", must_exist=False)
+        else:
+            out = path_problems("directory", self.directory, must_exist=False)
+        return out + command_problems("post_command", self.post_command)
+
+    def _require_staged(self, step: str) -> str:
+        new = self.checkpoint.get("new")
+        if not new:
             raise DeployError(f"{self.describe()}: nothing staged", step=step)
-        return self._staging
+        return new
 
     def __repr__(self) -> str:
         return f"FilesTarget({self.target_id!r}, {str(self.directory)!r})"
-
-
-def _same_fs(a: Path, b: Path) -> bool:
-    try:
-        return a.stat().st_dev == b.stat().st_dev
-    except OSError:
-        return False

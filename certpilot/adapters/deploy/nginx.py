@@ -1,20 +1,24 @@
 """A web server that reads PEM files and reloads on a command: nginx by default, Apache or
 HAProxy through the configured argv.
 
-Steps (DEP-5, DEP-6, DEP-7):
-- stage: copy the current files to `*.certpilot-prev` backups (key 0600) and write the new full
-  chain (leaf + intermediates) and key to temp files beside them; nothing served changes.
-- validate: swap the new files in (`os.replace`) and run the check command (`nginx -t`); the
-  running server still holds the old certificate in memory, so a failed check only means the
-  old files are put back, and the server never saw the new ones.
-- commit: keep the swap. reload: run the reload command (`nginx -s reload`).
-- rollback: put the backups back and reload again. finalize: remove the backups.
+The served files become links into a `Slot` (`slots.py`): every version of the target's files
+lives in its own directory and one symlink flip switches all of them, certificate and key of
+every vhost together (certbot's `live/` links). Steps (DEP-5, DEP-6, DEP-7):
+- stage: take the host lock, adopt the served files (the first time: snapshot them, content
+  unchanged), remember the version served before this task (once per task, in the checkpoint:
+  a rerun after a crash rolls back to what was there before the first run) and write the new
+  full chain (leaf + intermediates) and key as a new version; nothing served changes.
+- validate: flip to the new version and run the check command (`nginx -t`); the running server
+  still holds the old certificate in memory, so a failed check flips back and the server never
+  saw the new files.
+- commit: keep the flip. reload: run the reload command (`nginx -s reload`).
+- rollback: flip back to the version from before the task (whatever this or an earlier, crashed
+  run did), reload if anything may have been served from the new one, drop the new version.
+- finalize: drop every version but the served one (the backup is kept until then).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,16 +26,9 @@ from pathlib import Path
 
 from cryptography import x509
 
-from certpilot.adapters.deploy.base import (
-    DeployError,
-    DeployMaterial,
-    atomic_write,
-    run_command,
-)
+from certpilot.adapters.deploy.base import DeployError, DeployMaterial, run_command
+from certpilot.adapters.deploy.slots import HostLock, Slot
 from certpilot.crypto.pem import fingerprint
-
-BACKUP_SUFFIX = ".certpilot-prev"
-STAGED_SUFFIX = ".certpilot-new"
 
 
 @dataclass(frozen=True)
@@ -86,13 +83,15 @@ class PemFilesTarget:
         name: what operators call the server (messages).
         pid_file: the server's pid file, when known: lets the VER-2 diagnosis tell whether the
             server reloaded after the files were written.
+        lock_timeout: how long a run waits for another run on this host to finish with the target.
     """
 
     kind = "nginx"
 
     def __init__(self, target_id: str, files: Sequence[PemFiles | dict | tuple], *,
                  check_argv: Sequence[str] | None = None, reload_argv: Sequence[str] | None = None,
-                 timeout: float = 30.0, name: str = "nginx", pid_file: str | Path | None = None):
+                 timeout: float = 30.0, name: str = "nginx", pid_file: str | Path | None = None,
+                 lock_timeout: float = 600.0):
         if not files:
             raise DeployError(f"target {target_id} lists no certificate files; configure at least one "
                               "cert/key pair", step="stage")
@@ -103,10 +102,18 @@ class PemFilesTarget:
         self.timeout = timeout
         self.name = name
         self.pid_file = Path(pid_file) if pid_file else None
-        self._staged = False
-        self._swapped = False
+        links: dict[str, Path] = {}
+        self._modes: dict[str, int] = {}
+        for i, pair in enumerate(self.files):
+            links[f"{i}.cert"], links[f"{i}.key"] = pair.cert, pair.key
+            self._modes[f"{i}.cert"], self._modes[f"{i}.key"] = 0o644, 0o600
+        self.slot = Slot(slot_root(self.files[0].cert, target_id), links)
+        self.lock = HostLock(self.slot.root / "lock", timeout=lock_timeout)
+        self.checkpoint: dict = {}
+        """Kept by the deployment task across a crash: `before` (the version served before the
+        task, its backup) and `new` (the version it deploys); tags only, never key material."""
+        self._flipped = False
         self._reloaded = False
-        self._had: dict[Path, bool] = {}
 
     def describe(self) -> str:
         """E.g. "nginx (3 vhost files, /srv/nginx/certs/a/fullchain.pem, …)"."""
@@ -116,50 +123,41 @@ class PemFilesTarget:
 
     # ------------------------------------------------------------------ steps
     def stage(self, material: DeployMaterial) -> None:
-        """Back up the current files and write the new full chain and key beside them."""
+        """Lock, adopt the served files, remember the version to roll back to, write the new one."""
+        self.lock.acquire(what=self.describe())
         key_pem = material.open_key()
         fullchain = material.fullchain_pem
         try:
-            for pair in self.files:
-                for path, mode in ((pair.cert, 0o644), (pair.key, 0o600)):
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    if _backup(path).exists():
-                        # Left by a run that died between the swap and finalize/rollback: it holds
-                        # the files from before that run, the ones to roll back to (DEP-7).
-                        self._had[path] = True
-                        continue
-                    self._had[path] = path.exists()
-                    if self._had[path]:
-                        atomic_write(_backup(path), path.read_bytes(), mode=mode)
-                atomic_write(_staged(pair.cert), fullchain, mode=0o644)
-                atomic_write(_staged(pair.key), key_pem, mode=0o600)
+            served = self.slot.adopt(self._modes)
+            self.checkpoint.setdefault("before", served)  # once per task: a rerun keeps the first run's
+            new = f"{material.fingerprint[:24]}"
+            self.slot.write(new, {n: (fullchain if n.endswith(".cert") else key_pem, m)
+                                  for n, m in self._modes.items()})
+            self.checkpoint["new"] = new
         except OSError as exc:
-            self._discard_staged()
             raise DeployError(f"{self.describe()}: could not write the new files ({exc.strerror}: "
                               f"{exc.filename}); check the directory's permissions and free space",
                               step="stage") from exc
         finally:
             del key_pem
-        self._staged = True
 
     def validate(self) -> None:
-        """Swap the new files in and run the check command; on failure put the old ones back."""
-        if not self._staged:
+        """Flip to the new version and run the check command; on failure flip back."""
+        new = self.checkpoint.get("new")
+        if not new:
             raise DeployError(f"{self.describe()}: nothing staged to validate", step="validate")
-        for pair in self.files:
-            os.replace(_staged(pair.cert), pair.cert)
-            os.replace(_staged(pair.key), pair.key)
-        self._swapped = True
+        self._flipped = True  # from here on a rollback flips back (the flip may half-happen: it cannot)
+        self.slot.flip(new)
         try:
             run_command(self.check_argv, step="validate", timeout=self.timeout,
                         what=f"{self.describe()}: the configuration test with the new certificate failed")
         except Exception:
-            self._restore_files()
+            self.slot.flip(self.checkpoint["before"])
             raise
 
     def commit(self) -> None:
-        """Keep the swapped files (they are already in place, written atomically)."""
-        if not self._swapped:
+        """Keep the flipped version (it is already in place, switched atomically)."""
+        if not self._flipped or self.slot.current() != self.checkpoint.get("new"):
             raise DeployError(f"{self.describe()}: validate must succeed before commit", step="commit")
 
     def reload(self) -> None:
@@ -169,20 +167,54 @@ class PemFilesTarget:
                     what=f"{self.describe()}: the reload failed")
 
     def rollback(self) -> None:
-        """Put the previous files back and, if the server was reloaded, reload it again (DEP-7)."""
-        self._discard_staged()
-        if self._swapped:
-            self._restore_files()
-        if self._reloaded:
+        """Flip back to the version from before the task and reload when it changed (DEP-7).
+
+        Works from the checkpoint and the files alone, so a rerun restores what an earlier run
+        of the task (that died after its flip or its reload) left.
+        """
+        before = self.checkpoint.get("before")
+        if not self.slot.root.is_dir():
+            return  # nothing of this task reached the files
+        self.lock.acquire(what=self.describe(), step="rollback")
+        if before is None:
+            # No switch of this task was recorded, and a run switches only after recording its
+            # backup: what is served is what was. Drop what a dead run half-wrote.
+            self.slot.drop_all_but()
+            return
+        flipped = self.slot.flip(before)
+        if flipped or self._reloaded:
             run_command(self.reload_argv, step="rollback", timeout=self.timeout,
                         what=f"{self.describe()}: the reload after restoring the previous certificate failed")
-        self.finalize()  # restored and in effect: the backups have done their job
+        self._flipped = False
+        # Restored and in effect: the new version goes; the backup is what is served again.
+        self.slot.drop_all_but()  # the new version and what dead runs half-wrote; the backup is served
 
     def finalize(self) -> None:
-        """Remove the backups: the new certificate is verified."""
-        for pair in self.files:
-            for path in (pair.cert, pair.key):
-                _backup(path).unlink(missing_ok=True)
+        """Drop every version but the served one: the new certificate is verified and recorded."""
+        self.slot.drop_all_but()
+
+    def close(self) -> None:
+        """Release the host lock (the run is over, whatever its outcome)."""
+        self.lock.release()
+
+    def check(self) -> list[tuple[str, str]]:
+        """What stops a deployment here, changing nothing: each served file exists and is readable,
+        its directory writable, the reload program exists, and the check command (`nginx -t`)
+        passes on what is served now. Problems name their field (`files[0].key`, `check_argv`)."""
+        from certpilot.adapters.deploy.checks import command_problems, path_problems
+
+        out: list[tuple[str, str]] = []
+        for i, pair in enumerate(self.files):
+            out += path_problems(f"files[{i}].cert", pair.cert, must_exist=True)
+            out += path_problems(f"files[{i}].key", pair.key, must_exist=True)
+        out += command_problems("reload_argv", self.reload_argv)
+        if not (missing := command_problems("check_argv", self.check_argv)):
+            try:
+                run_command(self.check_argv, step="validate", timeout=self.timeout,
+                            what=f"{self.describe()}: the configuration test")
+            except Exception as exc:  # noqa: BLE001 - reported as the field's problem
+                out.append(("check_argv", str(exc)))
+        return out + missing
 
     # ------------------------------------------------------------------ VER-2 facts
     @property
@@ -211,27 +243,6 @@ class PemFilesTarget:
 
         return nginx_last_load(self.pid_file)
 
-    # ------------------------------------------------------------------ internals
-    def _restore_files(self) -> None:
-        for pair in self.files:
-            for path, mode in ((pair.cert, 0o644), (pair.key, 0o600)):
-                backup = _backup(path)
-                if self._had.get(path) and backup.exists():
-                    # Copy, not move: the backup stays until finalize in case of a second failure.
-                    tmp = path.with_name(f".{path.name}.restore.tmp")
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-                    os.close(fd)
-                    shutil.copyfile(backup, tmp)
-                    os.replace(tmp, path)
-                elif not self._had.get(path, True):
-                    path.unlink(missing_ok=True)
-        self._swapped = False
-
-    def _discard_staged(self) -> None:
-        for pair in self.files:
-            _staged(pair.cert).unlink(missing_ok=True)
-            _staged(pair.key).unlink(missing_ok=True)
-
     def __repr__(self) -> str:
         return f"PemFilesTarget({self.target_id!r}, {self.describe()!r})"
 
@@ -240,9 +251,6 @@ NginxTarget = PemFilesTarget
 """nginx is the default configuration of `PemFilesTarget`."""
 
 
-def _backup(path: Path) -> Path:
-    return path.with_name(path.name + BACKUP_SUFFIX)
-
-
-def _staged(path: Path) -> Path:
-    return path.with_name(path.name + STAGED_SUFFIX)
+def slot_root(first_file: Path, target_id: str) -> Path:
+    """Where a target's versions live: beside its first served file, named after the target."""
+    return Path(first_file).parent / f".certpilot-{target_id}"

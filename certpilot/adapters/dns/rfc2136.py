@@ -34,6 +34,19 @@ def txt_rdata(value: str) -> dns.rdtypes.ANY.TXT.TXT:
     return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, [value.encode()])
 
 
+class RedactedTsigKey(dns.tsig.Key):
+    """dnspython's TSIG key whose `repr` omits the secret (the library's prints it in base64).
+
+    The keyring, an update message or a traceback's locals may be rendered into a log line or an
+    exception; the secret never is.
+    """
+
+    def __repr__(self) -> str:
+        return f"<DNS key name='{self.name}', algorithm='{self.algorithm}', secret=****>"
+
+    __str__ = __repr__
+
+
 class Rfc2136Provider:
     """Writes TXT values with signed dynamic updates to one primary server.
 
@@ -64,7 +77,7 @@ class Rfc2136Provider:
             raise PermanentError(f"unknown TSIG algorithm {algorithm!r}; use one of {', '.join(_ALGORITHMS)}")
         self.keyname = dns.name.from_text(keyname)
         try:
-            self._keyring = {self.keyname: dns.tsig.Key(self.keyname, secret, alg)}
+            self._keyring = {self.keyname: RedactedTsigKey(self.keyname, secret, alg)}
         except Exception:  # noqa: BLE001 - never echo the secret itself
             raise PermanentError(f"the TSIG secret of key {keyname} is not valid base64; "
                                  "paste it exactly as tsig-keygen printed it") from None

@@ -42,10 +42,16 @@ def _unquote(value: str) -> str:
 class Route53Provider:
     """Adds and removes single values of TXT RRsets in a Route 53 hosted zone.
 
-    Route 53 stores an RRset whole, so a value is added by reading the set and UPSERTing it
-    with the value appended, and removed by UPSERTing the rest (or DELETing the exact set when
-    it was the last value). Changes are waited for until INSYNC.
+    Route 53 stores an RRset whole. A value is added or removed by one change batch that
+    DELETEs the set exactly as read and CREATEs it with the value added (or the rest): Route 53
+    applies a batch atomically and refuses a DELETE that does not match the stored set, so a
+    concurrent change of the same name (another order's value) fails the batch instead of being
+    overwritten; the set is then read again and the change retried (compare-and-swap, bounded).
+    Changes are waited for until INSYNC.
     """
+
+    cas_attempts = 8
+    """How many times a single-value change is retried when another writer changed the set."""
 
     name = "route53"
 
@@ -140,35 +146,57 @@ class Route53Provider:
         return {}
 
     def present(self, fqdn: str, value: str) -> None:
-        """Add `value` to the TXT RRset at `fqdn` (an existing value changes nothing)."""
-        _, zone_id = self._require_zone(fqdn)
-        current = self._rrset(zone_id, fqdn)
-        records = current.get("ResourceRecords", [])
-        if any(_unquote(r["Value"]) == value for r in records):
-            return
-        rrset = {"Name": normalize_fqdn(fqdn) + ".", "Type": "TXT", "TTL": current.get("TTL", self.ttl),
-                 "ResourceRecords": [*records, {"Value": _quote(value)}]}
-        self._change(zone_id, "UPSERT", rrset, f"adding TXT {normalize_fqdn(fqdn)}")
+        """Add `value` to the TXT RRset at `fqdn` (an existing value changes nothing; others are kept)."""
+        self._swap(fqdn, lambda values: values if value in values else [*values, value],
+                   f"adding TXT {normalize_fqdn(fqdn)}")
 
     def cleanup(self, fqdn: str, value: str) -> None:
         """Remove exactly `value` from the TXT RRset at `fqdn` (an absent value is a no-op)."""
-        _, zone_id = self._require_zone(fqdn)
-        current = self._rrset(zone_id, fqdn)
-        records = current.get("ResourceRecords", [])
-        rest = [r for r in records if _unquote(r["Value"]) != value]
-        if len(rest) == len(records):
-            return
-        if rest:
-            self._change(zone_id, "UPSERT", {**current, "ResourceRecords": rest},
-                         f"removing one TXT value of {normalize_fqdn(fqdn)}")
-        else:
-            # DELETE must match the RRset exactly: a concurrent change fails it rather than losing data.
-            self._change(zone_id, "DELETE", current, f"deleting TXT {normalize_fqdn(fqdn)}")
+        self._swap(fqdn, lambda values: [v for v in values if v != value],
+                   f"removing one TXT value of {normalize_fqdn(fqdn)}")
 
-    def _change(self, zone_id: str, action: str, rrset: dict, what: str) -> None:
-        resp = self._call(what, self.client.change_resource_record_sets, HostedZoneId=zone_id,
-                          ChangeBatch={"Changes": [{"Action": action, "ResourceRecordSet": rrset}]})
+    def _swap(self, fqdn: str, edit: Callable[[list[str]], list[str]], what: str) -> None:
+        """Read the set, apply `edit` to its values, write it back atomically unless it changed meanwhile.
+
+        Raises:
+            TransientError: other writers kept changing the set (`cas_attempts` exhausted), or Route 53 is busy.
+            PermanentError: Route 53 refused the change for another reason.
+        """
+        _, zone_id = self._require_zone(fqdn)
+        name = normalize_fqdn(fqdn) + "."
+        for _attempt in range(self.cas_attempts):
+            current = self._rrset(zone_id, fqdn)
+            records = current.get("ResourceRecords", [])
+            values = [_unquote(r["Value"]) for r in records]
+            wanted = edit(values)
+            if wanted == values:
+                return
+            changes = []
+            if current:
+                changes.append({"Action": "DELETE", "ResourceRecordSet": current})
+            if wanted:
+                changes.append({"Action": "CREATE", "ResourceRecordSet": {
+                    "Name": name, "Type": "TXT", "TTL": current.get("TTL", self.ttl),
+                    "ResourceRecords": [{"Value": _quote(v)} for v in wanted]}})
+            if self._change_batch(zone_id, changes, what):
+                return
+        raise TransientError(f"the TXT set of {normalize_fqdn(fqdn)} kept changing under {what} "
+                             f"({self.cas_attempts} attempts); retrying")
+
+    def _change_batch(self, zone_id: str, changes: list[dict], what: str) -> bool:
+        """Submit one atomic batch and wait for it; False when it lost a race (the set changed)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self._call(what, self.client.change_resource_record_sets, HostedZoneId=zone_id,
+                              ChangeBatch={"Changes": changes})
+        except PermanentError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == "InvalidChangeBatch":
+                return False  # the DELETE no longer matched, or the CREATE found a set: read again
+            raise
         self._wait_insync(resp["ChangeInfo"], what)
+        return True
 
     def _wait_insync(self, info: dict, what: str) -> None:
         deadline = time.monotonic() + self.wait_timeout

@@ -8,12 +8,12 @@ serves only that path from a webroot: for tests, and for hosts without a web ser
 from __future__ import annotations
 
 import http.server
-import os
 import re
 import threading
 from pathlib import Path
 
 from certpilot.core.errors import BadInputError, PermanentError
+from certpilot.crypto.safefile import atomic_write
 
 CHALLENGE_PATH = ".well-known/acme-challenge"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # base64url (RFC 8555 section 8.1): no path tricks
@@ -53,11 +53,10 @@ class WebrootResponder:
         path = self.path_for(token)
         try:
             path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-            tmp = path.with_name(f".{token}.tmp")
-            tmp.write_text(key_authorization)
-            os.chmod(tmp, 0o644)  # the web server's user must read it, whatever our umask
-            os.replace(tmp, path)  # atomic: the CA never reads a half-written file
-        except OSError as exc:
+            # Atomic (the CA never reads a half-written file), 0644 whatever our umask (the web
+            # server's user must read it), through an unpredictable O_EXCL|O_NOFOLLOW temp file.
+            atomic_write(path, key_authorization.encode(), mode=0o644)
+        except OSError as exc:  # UnsafeLocationError (a PermanentError) passes through as it is
             raise PermanentError(f"cannot write the HTTP-01 file under {self.webroot} ({exc.strerror}); "
                                  "make the webroot writable by certpilot or use DNS validation") from exc
         return path

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import email.utils
+import json
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -36,9 +38,12 @@ import josepy as jose
 import requests
 from acme import challenges, messages
 from acme import errors as acme_errors
-from acme.client import ClientNetwork, ClientV2
+from acme.client import ClientV2
 
 from certpilot.adapters.dns.base import DnsProvider, provider_for
+from certpilot.adapters.http01.manual import ManualFile, ManualFileRequired, file_served
+from certpilot.adapters.issuers import acme_private
+from certpilot.adapters.issuers.acme_private import network_keeping_retry_after, post_as_get
 from certpilot.adapters.issuers.base import (
     Application,
     IssuedChain,
@@ -47,13 +52,16 @@ from certpilot.adapters.issuers.base import (
     split_pem_chain,
 )
 from certpilot.core.errors import (
+    BadInputError,
     PermanentError,
     Reason,
     Refusal,
     RefusedError,
     TransientError,
 )
+from certpilot.core.limits import MAX_HTTP_BODY_BYTES, MAX_RETRY_AFTER_SECONDS
 from certpilot.core.models import KeyAlgorithm, ValidationMethod
+from certpilot.core.text import visible
 from certpilot.core.validation import check_validation_method
 from certpilot.crypto.keys import PrivateKey, generate_key, open_key, public_fingerprint, store_key
 
@@ -138,16 +146,36 @@ class ExternalAccount:
     hmac_alg: str = "HS256"
 
 
-class _Network(ClientNetwork):
-    """ClientNetwork that keeps the response's Retry-After on the ACME problem it raises."""
+class _NewOrderReplacing(messages.NewOrder):
+    """newOrder with ARI's `replaces` (RFC 9773 section 5): the certificate identifier of the
+    certificate this order replaces, so the CA can lift rate limits for it."""
 
-    @classmethod
-    def _check_response(cls, response: requests.Response, content_type: str | None = None) -> requests.Response:
-        try:
-            return super()._check_response(response, content_type=content_type)
-        except messages.Error as error:
-            error.retry_after = _retry_after_seconds(response)
-            raise
+    replaces: str | None = jose.field("replaces", omitempty=True)
+
+
+def ari_cert_id(leaf_pem: str) -> str:
+    """ARI's certificate identifier (RFC 9773 section 4.1): base64url(AKI keyIdentifier) "."
+    base64url(serial DER), the library's own construction.
+
+    Raises:
+        PermanentError: the certificate has no Authority Key Identifier (no ARI for it).
+    """
+    from cryptography import x509 as _x509
+
+    cert = _x509.load_pem_x509_certificate(leaf_pem.encode())
+    try:
+        return acme_private.ari_cert_id(cert)
+    except _x509.ExtensionNotFound:
+        raise PermanentError("the certificate has no Authority Key Identifier: the CA cannot identify it for "
+                             "renewal information (RFC 9773)") from None
+
+
+def _keep_retry_after(error: messages.Error, response: requests.Response) -> None:
+    error.retry_after = _retry_after_seconds(response)
+
+
+_Network = network_keeping_retry_after(_keep_retry_after)
+"""ClientNetwork that keeps the response's Retry-After on the ACME problem it raises."""
 
 
 def _retry_after_seconds(response: requests.Response | None) -> float | None:
@@ -155,16 +183,90 @@ def _retry_after_seconds(response: requests.Response | None) -> float | None:
         return None
     # RFC 9110: delay-seconds or an HTTP-date (always GMT). Parsed here rather than through the
     # library, which returns a naive datetime to compare with the local clock.
+    # A hostile or broken CA may ask for years: the wait is clamped to MAX_RETRY_AFTER_SECONDS
+    # (the run then fails over to the next scan, which asks again), and an absurd value is ignored.
     value = response.headers["Retry-After"].strip()
+    if len(value) > 64:
+        return None
     if value.isdigit():
-        return float(value)
+        return min(float(value), float(MAX_RETRY_AFTER_SECONDS))
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=_dt.UTC)
-    return max(0.0, (when - _dt.datetime.now(_dt.UTC)).total_seconds())
+    return min(max(0.0, (when - _dt.datetime.now(_dt.UTC)).total_seconds()), float(MAX_RETRY_AFTER_SECONDS))
+
+
+def _json(response: requests.Response, what: str) -> dict:
+    """The JSON object of a CA's answer, refusing what is not one (an HTML error page, a huge body).
+
+    Raises:
+        TransientError: the body is larger than MAX_HTTP_BODY_BYTES, not JSON, or not an object
+            (a proxy's page or a CA outage: the next run asks again).
+    """
+    body = response.content or b""
+    if len(body) > MAX_HTTP_BODY_BYTES:
+        raise TransientError(f"{what}: the CA's answer is {len(body)} bytes, more than the "
+                             f"{MAX_HTTP_BODY_BYTES} certpilot reads; retry later")
+    try:
+        value = json.loads(body)
+    except ValueError:
+        kind = visible(response.headers.get("Content-Type", "no content type"), limit=60)
+        raise TransientError(f"{what}: the CA answered {response.status_code} with a body that is not JSON "
+                             f"({kind}); retry later") from None
+    if not isinstance(value, dict):
+        raise TransientError(f"{what}: the CA answered JSON that is not an object; retry later")
+    return value
+
+
+def _parse(kind: type[T], data: dict, what: str) -> T:
+    """`kind.from_json(data)`, a malformed ACME object becoming a TransientError naming `what`."""
+    try:
+        return kind.from_json(data)
+    except (jose.DeserializationError, TypeError, ValueError, KeyError):
+        raise TransientError(f"{what}: the CA's answer is not a valid ACME {kind.__name__.lower()}; "
+                             "retry later") from None
+
+
+def check_authorizations(authzrs: Sequence[messages.AuthorizationResource], names: Sequence[str],
+                         directory_url: str) -> None:
+    """Refuse authorizations the application did not ask for before answering any (issue 15).
+
+    A hostile or compromised CA could list an authorization for another name, making certpilot
+    publish a validation record in a zone it writes for someone else; or point it at another
+    host. Every authorization must be on the directory's host and name one of the order's names
+    (a wildcard's authorization names its base with `wildcard: true`).
+
+    Raises:
+        PermanentError(CA_REJECTED): naming the foreign authorization.
+    """
+    wanted = {n.lower() for n in names}
+    host = urllib.parse.urlsplit(directory_url).netloc.lower()
+    for authzr in authzrs:
+        ident = authzr.body.identifier
+        value = (ident.value or "").lower()
+        name = f"*.{value}" if authzr.body.wildcard else value
+        where = urllib.parse.urlsplit(authzr.uri or "").netloc.lower()
+        if where != host:
+            raise PermanentError(f"the CA's order lists an authorization on another host "
+                                 f"('{visible(where, limit=80)}', not '{host}'); certpilot answers none of it. "
+                                 "Check the ACME directory URL.", Reason.CA_REJECTED)
+        if name not in wanted:
+            raise PermanentError(f"the CA's order holds an authorization for '{visible(name, limit=80)}', "
+                                 f"which this application did not ask for ({', '.join(sorted(wanted))}); "
+                                 "certpilot answers none of it. Check the ACME directory URL.",
+                                 Reason.CA_REJECTED)
+
+
+def _renewal_info_url(directory: messages.Directory) -> str:
+    """The directory's renewalInfo URL (RFC 9773), "" when the CA serves no ARI."""
+    return str(directory.to_partial_json().get("renewalInfo") or "")
+
+
+def _aware(value: _dt.datetime) -> _dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=_dt.UTC)
 
 
 def problem_text(error: messages.Error | None) -> str:
@@ -202,7 +304,9 @@ class AcmeIssuer:
                  first_delay: float = 0.05, max_delay: float = 2.0, nonce_retries: int = 8,
                  account_key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256,
                  sleep: Callable[[float], None] = time.sleep,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 paid: bool = True, profile: str | None = None, preferred_chain: str | None = None,
+                 allow_insecure: bool = False) -> None:
         """Args:
             directory_url: the CA's ACME directory.
             accounts: where the account (URL, sealed key) is kept.
@@ -223,7 +327,25 @@ class AcmeIssuer:
             nonce_retries: extra attempts after a badNonce beyond the library's own retry.
             account_key_algorithm: algorithm of a new account key.
             sleep, monotonic: injected for tests.
+            paid: whether this CA is a paid service (its renewals consume quota and managed
+                credits and may need a payment form); False for a free CA (Let's Encrypt).
+            profile: the certificate profile to ask for in new orders (ACME profiles), if any.
+            preferred_chain: the common name of the root (or topmost issuer) to prefer among
+                the CA's alternative chains; the default chain when none matches.
+            allow_insecure: accept a plain-http directory URL (tests only: ACME over http
+                exposes nothing secret, but lets anyone on the path swap the CA's answers).
+
+        Raises:
+            BadInputError: the directory URL is not https and `allow_insecure` is not set.
         """
+        from urllib.parse import urlparse
+
+        if urlparse(directory_url).scheme != "https" and not allow_insecure:
+            raise BadInputError(f"the ACME directory {directory_url} is not https: an ACME CA is reached over TLS; "
+                                "use its https URL (allow_insecure is for test servers only)")
+        self.paid = paid
+        self.profile = profile or None
+        self.preferred_chain = preferred_chain or None
         self.directory_url = directory_url
         self._accounts = accounts
         self._vault = vault
@@ -233,6 +355,10 @@ class AcmeIssuer:
         self.dns_providers = tuple(dns_providers)
         self.manual_dns = manual_dns
         self.http01 = http01
+        self.http01_port = 80
+        """The port the CA fetches HTTP-01 files at (80; a test CA's own port), for manual files (DV-3)."""
+        self.http01_host: str | None = None
+        """Where `file_served` connects to check a manual file (None: the name itself; tests: loopback)."""
         self.caa_check = caa_check
         self.wait_visible = wait_visible
         self._publicly_trusted = publicly_trusted
@@ -384,22 +510,70 @@ class AcmeIssuer:
         if refusal is not None:
             raise RefusedError(refusal)
         client = self._client()
-        orderr = self._do("placing the ACME order", lambda: client.new_order(application.csr_pem))
+        replaces = self._replaces(client, application.replaces_pem)
+        orderr = self._do("placing the ACME order", lambda: self._new_order(client, application.csr_pem, replaces))
+        self._check_identifiers(orderr.body, application, orderr.authorizations or ())
         log.info("ACME order %s placed for %s", orderr.uri, ", ".join(names))
         # The order and its authorizations as just read: `advance` in this process starts from
         # them instead of reading them again (another process simply reads them by URL).
         self._fresh[orderr.uri] = orderr
         return orderr.uri
 
+    def _replaces(self, client: ClientV2, leaf_pem: str) -> str | None:
+        """ARI's certificate identifier of the certificate a new order replaces (RFC 9773 section
+        5), when the CA serves ARI and the old certificate is known."""
+        if not leaf_pem or not _renewal_info_url(client.directory):
+            return None
+        return ari_cert_id(leaf_pem)
+
+    def _new_order(self, client: ClientV2, csr_pem: bytes, replaces: str | None) -> messages.OrderResource:
+        """newOrder with the configured profile and ARI's `replaces` (the library's `new_order`
+        has no `replaces`); authorizations are read as the library does."""
+        if replaces is None:
+            return client.new_order(csr_pem, profile=self.profile)
+        from acme import crypto_util
+        from cryptography import x509 as _x509
+
+        csr = _x509.load_pem_x509_csr(csr_pem)
+        dns_names, ips = crypto_util.get_identifiers_from_x509(csr.subject, csr.extensions)
+        identifiers = [messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=n) for n in dns_names]
+        identifiers += [messages.Identifier(typ=messages.IDENTIFIER_IP, value=str(ip)) for ip in ips]
+        order = _NewOrderReplacing(identifiers=identifiers, profile=self.profile, replaces=replaces)
+        response = acme_private.post(client, client.directory["newOrder"], order)
+        body = messages.Order.from_json(response.json())
+        authzrs = [acme_private.authorization(client, url) for url in body.authorizations]
+        return messages.OrderResource(body=body, uri=response.headers.get("Location"), authorizations=authzrs,
+                                      csr_pem=csr_pem)
+
+    @staticmethod
+    def _check_identifiers(body: messages.Order, application: Application,
+                           authzrs: Sequence[messages.AuthorizationResource] = ()) -> None:
+        """The order and its authorizations name only the certificate's names: a CA (or anyone
+        between) that asks to validate another name gets no answer from us.
+
+        Raises:
+            PermanentError: an identifier that is not one of the application's names.
+        """
+        wanted = {n.lower().removeprefix("*.") for n in application.names}
+        asked = [i.value for i in body.identifiers or ()]
+        asked += [a.body.identifier.value for a in authzrs]
+        stray = sorted({v for v in asked if v.lower().removeprefix("*.") not in wanted})
+        if stray:
+            raise PermanentError(f"the CA's order asks to validate {', '.join(stray)}, which the certificate does not "
+                                 f"name ({', '.join(application.names)}); nothing was answered. Check the CA's "
+                                 "directory URL and resubmit.", Reason.CA_REJECTED)
+
     def _order(self, ref: str) -> tuple[messages.Order, requests.Response]:
         client = self._client()
-        response = self._do(f"reading order {ref}", lambda: client._post_as_get(ref))
-        return messages.Order.from_json(response.json()), response
+        response = self._do(f"reading order {ref}", lambda: post_as_get(client, ref))
+        what = f"reading order {ref}"
+        return _parse(messages.Order, _json(response, what), what), response
 
     def _authz(self, url: str) -> tuple[messages.AuthorizationResource, requests.Response]:
         client = self._client()
-        response = self._do(f"reading authorization {url}", lambda: client._post_as_get(url))
-        return messages.AuthorizationResource(body=messages.Authorization.from_json(response.json()),
+        what = f"reading authorization {url}"
+        response = self._do(what, lambda: post_as_get(client, url))
+        return messages.AuthorizationResource(body=_parse(messages.Authorization, _json(response, what), what),
                                               uri=url), response
 
     def poll(self, ref: str) -> PollResult:
@@ -476,7 +650,8 @@ class AcmeIssuer:
             return None
 
     def _challenge(self, authzr: messages.AuthorizationResource, method: ValidationMethod) -> messages.ChallengeBody:
-        wanted = challenges.HTTP01 if method is ValidationMethod.HTTP_FILE else challenges.DNS01
+        http = (ValidationMethod.HTTP_FILE, ValidationMethod.HTTP_MANUAL)
+        wanted = challenges.HTTP01 if method in http else challenges.DNS01
         for challb in authzr.body.challenges:
             if isinstance(challb.chall, wanted):
                 return challb
@@ -493,11 +668,14 @@ class AcmeIssuer:
         jwk = client.net.key
         if authzrs is None:
             authzrs = [self._authz(url)[0] for url in body.authorizations]
+        check_authorizations(authzrs, application.names, self.directory_url)
+        self._check_identifiers(body, application)
         pending = [a for a in authzrs if a.body.status == messages.STATUS_PENDING]
         cleanups: list[Callable[[], None]] = []
         try:
             answers: list[tuple[messages.ChallengeBody, Any]] = []
             visible: list[tuple[str, str]] = []
+            manual: list[ManualFile] = []
             for authzr in pending:
                 challb = self._challenge(authzr, application.method)
                 domain = authzr.body.identifier.value
@@ -512,7 +690,12 @@ class AcmeIssuer:
                             "or add the TXT record by hand (manual DNS validation).", "DV-2"))
                     provider.present(fqdn, validation)
                     cleanups.append(lambda p=provider, f=fqdn, v=validation: p.cleanup(f, v))
-                    visible.append((fqdn, validation))
+                    # A delegation (PL-5) serves the record at its CNAME's target: check it there.
+                    record_name = getattr(provider, "record_name", None)
+                    visible.append((record_name(fqdn) if record_name else fqdn, validation))
+                elif application.method is ValidationMethod.HTTP_MANUAL:
+                    # DV-3 by a person: nothing is written; the file must be served before the CA is told.
+                    manual.append(ManualFile(domain, challb.chall.encode("token"), validation, self.http01_port))
                 else:
                     if self.http01 is None:
                         raise PermanentError("HTTP-01 validation needs a webroot responder; configure one "
@@ -521,6 +704,9 @@ class AcmeIssuer:
                     self.http01.present(token, validation)
                     cleanups.append(lambda t=token: self.http01.cleanup(t))
                 answers.append((challb, response))
+            missing = [f for f in manual if not file_served(f, host=self.http01_host)]
+            if missing:
+                raise ManualFileRequired(missing)
             # DV-7: the CA is told to validate only once every record is served by every
             # authoritative server, so its first lookup succeeds.
             if self.wait_visible is not None:
@@ -552,11 +738,80 @@ class AcmeIssuer:
             raise PermanentError(f"order {ref} is {body.status}: no certificate to fetch yet; "
                                  "advance the application first.")
         client = self._client()
-        response = self._do("downloading the certificate", lambda: client._post_as_get(body.certificate))
+        response = self._do("downloading the certificate", lambda: post_as_get(client, body.certificate))
+        if len(response.content or b"") > MAX_HTTP_BODY_BYTES:
+            raise TransientError(f"the CA's certificate at {body.certificate} is more than "
+                                 f"{MAX_HTTP_BODY_BYTES} bytes; retry later")
         pems = split_pem_chain(response.text)
         if not pems:
             raise TransientError(f"the CA returned no certificate at {body.certificate}; retry")
+        if self.preferred_chain:
+            pems = self._preferred(client, response, pems)
         return IssuedChain(leaf_pem=pems[0], chain_pems=tuple(pems[1:]))
+
+    def _preferred(self, client: ClientV2, response: requests.Response, default: list[str]) -> list[str]:
+        """The chain whose topmost certificate's issuer (or subject) common name is the preferred
+        one, among the default and the CA's alternates (Link rel="alternate"); else the default."""
+        from cryptography import x509 as _x509
+        from cryptography.x509.oid import NameOID
+
+        def matches(pems: list[str]) -> bool:
+            top = _x509.load_pem_x509_certificate(pems[-1].encode())
+            names = {a.value for n in (top.issuer, top.subject) for a in n.get_attributes_for_oid(NameOID.COMMON_NAME)}
+            return self.preferred_chain in names
+
+        if matches(default):
+            return default
+        for url in acme_private.alternate_links(client, response):
+            alt = split_pem_chain(self._do("downloading an alternative chain", lambda u=url: post_as_get(client, u)).text)
+            if alt and matches(alt):
+                return alt
+        return default
+
+    def revoke(self, leaf_pem: str, reason: str) -> None:
+        """Revoke `leaf_pem` at the CA (RFC 8555 section 7.6), signed by this account.
+
+        Raises:
+            BadInputError: an unknown reason name.
+            PermanentError: the CA refused (e.g. alreadyRevoked, unauthorized).
+            TransientError: the CA could not be reached.
+        """
+        from cryptography import x509 as _x509
+
+        from certpilot.adapters.issuers.base import REVOCATION_REASONS
+
+        if reason not in REVOCATION_REASONS:
+            raise BadInputError(f"unknown revocation reason {reason!r}; use one of {', '.join(REVOCATION_REASONS)}")
+        client = self._client()
+        cert = _x509.load_pem_x509_certificate(leaf_pem.encode())
+        self._do("revoking the certificate", lambda: client.revoke(cert, REVOCATION_REASONS[reason]))
+        log.info("revoked serial %x at %s (%s)", cert.serial_number, self.directory_url, reason)
+
+    def renewal_window(self, leaf_pem: str):
+        """ARI (RFC 9773): the CA's suggested renewal window for `leaf_pem`, and the seconds until
+        it should be asked again (its Retry-After, else six hours).
+
+        Returns:
+            (`RenewalWindow`, seconds), or (None, six hours) when the directory has no renewalInfo.
+
+        Raises:
+            TransientError: the CA could not be reached or answered an error.
+        """
+        from certpilot.core.issuers import RenewalWindow
+
+        default_wait = 6 * 3600.0
+        client = self._client()
+        base = _renewal_info_url(client.directory)
+        if not base:
+            return None, default_wait
+        url = base.rstrip("/") + "/" + ari_cert_id(leaf_pem)
+        net = client.net
+        response = self._do("reading renewal information", lambda: net.get(url, content_type="application/json"))
+        info = messages.RenewalInfo.from_json(response.json())
+        window = info.suggested_window
+        start, end = _aware(window.start), _aware(window.end)
+        explanation = (response.json() or {}).get("explanationURL", "")
+        return RenewalWindow(start, end, explanation), _retry_after_seconds(response) or default_wait
 
     def fingerprint_of_account(self) -> str:
         """The account key's public fingerprint (for operators comparing accounts)."""

@@ -11,6 +11,7 @@ from `PermanentError` (the CA refused; its detail is in the message) and `Refuse
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -43,6 +44,14 @@ class Application:
         level: DV, OV or EV (OV/EV need `contact`, DV-6).
         contact: the person the CA verifies with (DV-5, DV-6).
         certificate_id: certpilot's id of the certificate being applied for (for logs only).
+        not_before, not_after: the validity window the plan asks for (VA-1/VA-2/VA-5), or None
+            for the CA's default. A CA that honours it signs exactly it (the embedded private CA);
+            others sign what they sign, and certpilot records plan vs issued.
+        token: the application's idempotency token (the "submitting" marker's): an issuer that
+            can find or dedupe an order by it (AWS Private CA's IdempotencyToken, the private
+            CA's request) returns the same order for the same token.
+        replaces_pem: the certificate this one replaces (its leaf PEM), for ARI's `replaces`
+            (RFC 9773) in the new order; "" for a first issuance.
     """
 
     names: tuple[str, ...]
@@ -51,6 +60,10 @@ class Application:
     level: Level = Level.DV
     contact: Contact | None = None
     certificate_id: str = ""
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+    token: str = ""
+    replaces_pem: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,9 @@ class PollResult:
     detail: str = ""
     retry_after: float | None = None
     problems: tuple[str, ...] = field(default_factory=tuple)
+    more_info: bool = False
+    """With INVALID: the CA did not refuse outright but needs more information (CA-2): the owner is
+    asked for it and resubmits."""
 
     @property
     def done(self) -> bool:
@@ -125,6 +141,41 @@ class Issuer(Protocol):
 
         Raises:
             PermanentError: the order is not valid.
+        """
+        ...
+
+
+REVOCATION_REASONS = {
+    "unspecified": 0, "keyCompromise": 1, "cACompromise": 2, "affiliationChanged": 3, "superseded": 4,
+    "cessationOfOperation": 5, "certificateHold": 6, "removeFromCRL": 8, "privilegeWithdrawn": 9,
+    "aACompromise": 10,
+}
+"""RFC 5280 CRLReason codes by name (what `revoke --reason` accepts; ACME sends the code)."""
+
+
+@runtime_checkable
+class Revoking(Protocol):
+    """An issuer that can revoke what it issued (ACME `revokeCert`, the private CA's CRL, AWS PCA)."""
+
+    def revoke(self, leaf_pem: str, reason: str) -> None:
+        """Revoke the certificate `leaf_pem` for `reason` (a key of `REVOCATION_REASONS`).
+
+        Raises:
+            TransientError / PermanentError: the CA's answer.
+        """
+        ...
+
+
+@runtime_checkable
+class OffersRenewalInfo(Protocol):
+    """An issuer that may serve ACME Renewal Information (RFC 9773)."""
+
+    def renewal_window(self, leaf_pem: str):
+        """The CA's suggested window for `leaf_pem` and how long to cache it.
+
+        Returns:
+            (`core.issuers.RenewalWindow` or None when the CA serves no ARI, seconds until the
+            next question: the CA's Retry-After, else six hours).
         """
         ...
 

@@ -11,8 +11,8 @@ certificate out, `now` injected); `PrivateCa` is the adapter that keeps its stat
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +27,7 @@ from certpilot.core.errors import NotFoundError, PermanentError, Reason, Refusal
 from certpilot.core.models import KeyAlgorithm
 from certpilot.crypto.csr import canonical_name, check_csr, csr_names, load_csr
 from certpilot.crypto.keys import PrivateKey, generate_key, open_key, public_fingerprint, store_key
+from certpilot.crypto.vault import KeyVault, OfflineKey
 
 CA_PURPOSE = "ca"
 """Bound into the associated data of the CA's sealed keys."""
@@ -123,18 +124,27 @@ class PrivateCaPolicy:
     """What the private CA signs.
 
     Attributes:
-        validity_days: lifetime of issued leaves.
-        allowed_suffixes: names must equal or end under one of these (empty: any name).
+        validity_days: lifetime of issued leaves when the application asks for no window.
+        max_validity_days: the longest lifetime it signs (None: any); a longer window asked for is
+            cut to it (certpilot records plan vs issued and the plan covers the rest, VA-5).
+        allowed_suffixes: names must equal or end under one of these; they become the
+            intermediate's NameConstraints when the CA is created. Empty: any name only for the
+            embedded demo CA (`demo=True`); a configured CA refuses to sign until they are set.
         review_delay: a simulated CA review: `poll` says pending until it has passed (DV-5).
         review_rejects: names whose simulated review ends in a rejection (CA-2).
+        review_more_info: names whose simulated review ends asking for more information (CA-2).
         key_algorithm: algorithm of the CA's own keys.
     """
 
     validity_days: int = 90
+    max_validity_days: int | None = None
     allowed_suffixes: tuple[str, ...] = ()
     review_delay: timedelta = timedelta(0)
     review_rejects: tuple[str, ...] = ()
+    review_more_info: tuple[str, ...] = ()
     key_algorithm: KeyAlgorithm = KeyAlgorithm.EC_P256
+    demo: bool = True
+    """The embedded demo CA (and tests): empty suffixes sign any name. Blocks set False."""
 
 
 # --- pure signing -------------------------------------------------------------------------------
@@ -145,7 +155,8 @@ def _name(cn: str) -> x509.Name:
 
 
 def _ca_cert(subject: x509.Name, issuer: x509.Name, public_key, signer: PrivateKey, *, now: datetime,
-             days: int, path_length: int | None, issuer_key=None) -> x509.Certificate:
+             days: int, path_length: int | None, issuer_key=None,
+             constraints: x509.NameConstraints | None = None) -> x509.Certificate:
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
     aki_src = (issuer_key or signer).public_key()
     builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
@@ -158,6 +169,8 @@ def _ca_cert(subject: x509.Name, issuer: x509.Name, public_key, signer: PrivateK
                                             encipher_only=False, decipher_only=False), critical=True)
                .add_extension(ski, critical=False)
                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(aki_src), critical=False))
+    if constraints is not None:
+        builder = builder.add_extension(constraints, critical=True)
     return builder.sign(signer, hashes.SHA256())
 
 
@@ -168,10 +181,29 @@ def make_root(key: PrivateKey, name: str, *, now: datetime, days: int = 3650) ->
 
 
 def make_intermediate(root: x509.Certificate, root_key: PrivateKey, key: PrivateKey, name: str, *,
-                      now: datetime, days: int = 1825) -> x509.Certificate:
-    """An intermediate CA certificate for `key`, signed by the root."""
+                      now: datetime, days: int = 1825, permitted: Iterable[str] = ()) -> x509.Certificate:
+    """An intermediate CA certificate for `key`, signed by the root.
+
+    Args:
+        permitted: DNS suffixes the intermediate may sign for: a critical NameConstraints
+            extension (RFC 5280 4.2.1.10) makes clients refuse any other DNS name under it.
+    """
+    constraints = None
+    suffixes = sorted({canonical_name(p).removeprefix("*.") for p in permitted})
+    if suffixes:
+        constraints = x509.NameConstraints(permitted_subtrees=[x509.DNSName(p) for p in suffixes],
+                                           excluded_subtrees=None)
     return _ca_cert(_name(f"{name} Intermediate"), root.subject, key.public_key(), root_key, now=now,
-                    days=days, path_length=0)
+                    days=days, path_length=0, constraints=constraints)
+
+
+def constrained_suffixes(intermediate: x509.Certificate) -> tuple[str, ...] | None:
+    """The DNS suffixes an intermediate's NameConstraints permit, or None when it has none."""
+    try:
+        nc = intermediate.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+    return tuple(g.value for g in nc.permitted_subtrees or () if isinstance(g, x509.DNSName))
 
 
 def name_allowed(name: str, suffixes: Iterable[str]) -> bool:
@@ -183,8 +215,18 @@ def name_allowed(name: str, suffixes: Iterable[str]) -> bool:
     return any(bare == s or bare.endswith("." + s) for s in suffixes)
 
 
-def policy_refusal(names: Iterable[str], policy: PrivateCaPolicy) -> Refusal | None:
-    """The refusal for the first name the policy does not allow, naming it (EL-4)."""
+def policy_refusal(names: Iterable[str], policy: PrivateCaPolicy, ca_name: str = "default") -> Refusal | None:
+    """The refusal for the first name the policy does not allow, naming it (EL-4).
+
+    A configured (non-demo) CA without allowed suffixes signs nothing: "any name" is never a
+    production policy.
+    """
+    if not policy.allowed_suffixes and not policy.demo:
+        return Refusal(Reason.CA_POLICY,
+                       f"the private CA '{ca_name}' has no allowed_suffixes, so it signs nothing until they are "
+                       f"configured: set allowed_suffixes on the certpilot-private-ca/{ca_name} block (`certpilot "
+                       f"setup --config FILE` with [private-ca.{ca_name}] allowed_suffixes = [\"corp.example\"]).",
+                       "EL-4")
     for n in names:
         if not name_allowed(n, policy.allowed_suffixes):
             return Refusal(Reason.CA_POLICY,
@@ -194,9 +236,23 @@ def policy_refusal(names: Iterable[str], policy: PrivateCaPolicy) -> Refusal | N
     return None
 
 
+def signed_window(application: Application, policy: PrivateCaPolicy, now: datetime) -> tuple[datetime, datetime]:
+    """The window the private CA signs: the one the application asks for (the plan's, VA-1/VA-2),
+    else `policy.validity_days` from `now`; cut to `policy.max_validity_days` when set. Whole seconds."""
+    start = (application.not_before or now).replace(microsecond=0)
+    end = application.not_after or start + timedelta(days=policy.validity_days)
+    if policy.max_validity_days is not None:
+        end = min(end, start + timedelta(days=policy.max_validity_days))
+    return start, end.replace(microsecond=0)
+
+
 def sign_csr(csr: x509.CertificateSigningRequest, ca: x509.Certificate, ca_key: PrivateKey, *,
-             now: datetime, validity_days: int, serial: int | None = None) -> x509.Certificate:
-    """Sign a (checked) CSR as a TLS server leaf valid `validity_days` from `now`."""
+             now: datetime, validity_days: int | None = None, serial: int | None = None,
+             not_after: datetime | None = None) -> x509.Certificate:
+    """Sign a (checked) CSR as a TLS server leaf valid from `now` until `not_after` (or for
+    `validity_days`)."""
+    if not_after is None:
+        not_after = now + timedelta(days=validity_days or 90)
     names = csr_names(csr)
     sans: list[x509.GeneralName] = []
     for n in names:
@@ -208,7 +264,7 @@ def sign_csr(csr: x509.CertificateSigningRequest, ca: x509.Certificate, ca_key: 
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64])]))
                .issuer_name(ca.subject).public_key(csr.public_key())
                .serial_number(serial or x509.random_serial_number())
-               .not_valid_before(now).not_valid_after(now + timedelta(days=validity_days))
+               .not_valid_before(now).not_valid_after(not_after)
                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -229,6 +285,36 @@ def build_crl(ca: x509.Certificate, ca_key: PrivateKey, revoked: Iterable[tuple[
     return builder.sign(ca_key, hashes.SHA256())
 
 
+def application_ref(ca_name: str, application: Application) -> str:
+    """The order reference of an application: a digest of the CA, the certificate id and the CSR."""
+    digest = hashlib.sha256(b"\0".join([ca_name.encode(), application.certificate_id.encode(),
+                                        bytes(application.csr_pem)])).hexdigest()
+    return f"pca-{digest[:24]}"
+
+
+def _refuse_outside_constraints(names: Iterable[str], intermediate: x509.Certificate) -> None:
+    """Refuse a DNS name the intermediate's NameConstraints do not permit (clients would reject it).
+
+    Raises:
+        RefusedError(CA_POLICY): naming the name and the suffixes the intermediate covers.
+    """
+    permitted = constrained_suffixes(intermediate)
+    if permitted is None:
+        return
+    for n in names:
+        try:
+            ipaddress.ip_address(n)
+            continue
+        except ValueError:
+            pass
+        if not name_allowed(n, permitted):
+            raise RefusedError(Refusal(Reason.CA_POLICY,
+                                       f"the private CA's intermediate is constrained to {', '.join(permitted)} "
+                                       f"(its allowed suffixes when it was made), so clients would reject {n}; "
+                                       "remove the name, or make a new CA (another ca_name) with wider suffixes.",
+                                       "EL-4"))
+
+
 def _pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
@@ -240,21 +326,32 @@ class PrivateCa:
 
     remote_api = False
     """Signing is local: no remote API to rate-limit (`operations.pipeline.api_limits`)."""
+    validates_domains = False
+    """It proves no domain ownership, so no validation method is chosen for it (DV-1..DV-4)."""
 
     def __init__(self, store: PrivateCaStore, vault, *, policy: PrivateCaPolicy | None = None,
-                 clock: Callable[[], datetime], ca_name: str = "default") -> None:
+                 clock: Callable[[], datetime], ca_name: str = "default", paid: bool = True,
+                 offline_sink: Callable[[str, str, bytes], None] | None = None) -> None:
         """Args:
             store: where the CA's certificates, requests and revocations are kept.
             vault: the `KeyVault` that seals the CA's keys.
             policy: what it signs; default `PrivateCaPolicy()`.
             clock: returns now (timezone-aware UTC); injected so reviews can be simulated.
             ca_name: which private CA (several may coexist in one store).
+            paid: whether certificates it signs for official orders are billed like a paid CA
+                service's (the seed's model; the block sets False). A private-CA certificate's
+                reissue (EL-4) is never billed.
+            offline_sink: receives `(ca_name, key_id, base64 key)` of the key the root is sealed
+                under once it has signed the intermediate (to be moved offline); None: that key
+                is dropped and the root can never sign again.
         """
+        self.paid = paid
         self._store = store
         self._vault = vault
         self.policy = policy or PrivateCaPolicy()
         self._clock = clock
         self.ca_name = ca_name
+        self._offline_sink = offline_sink
 
     @property
     def name(self) -> str:
@@ -273,8 +370,15 @@ class PrivateCa:
         root_key = generate_key(self.policy.key_algorithm)
         int_key = generate_key(self.policy.key_algorithm)
         root = make_root(root_key, f"certpilot {self.ca_name}", now=now)
-        inter = make_intermediate(root, root_key, int_key, f"certpilot {self.ca_name}", now=now)
-        root_id, _ = store_key(root_key, vault=self._vault, repo=keys, purpose=CA_PURPOSE)
+        inter = make_intermediate(root, root_key, int_key, f"certpilot {self.ca_name}", now=now,
+                                  permitted=self.policy.allowed_suffixes)
+        # The root has signed the intermediate: it is sealed offline (a fresh key no online vault
+        # holds, handed to `offline_sink`), so nothing online can ever sign with it again.
+        offline, offline_text = OfflineKey.generate(f"the offline key of private CA {self.ca_name}'s root")
+        root_id, _ = store_key(root_key, vault=KeyVault(offline), repo=keys, purpose=CA_PURPOSE)
+        if self._offline_sink is not None:
+            self._offline_sink(self.ca_name, offline.key_id, offline_text)
+        del root_key, offline, offline_text
         int_id, _ = store_key(int_key, vault=self._vault, repo=keys, purpose=CA_PURPOSE)
         return CaMaterial(root_pem=_pem(root), root_key_id=root_id, intermediate_pem=_pem(inter),
                           intermediate_key_id=int_id, created_at=now)
@@ -298,23 +402,31 @@ class PrivateCa:
 
     # -- Issuer --
     def submit(self, application: Application) -> str:
-        """Check the policy and the CSR, sign, and hold the result until the review delay passes.
+        """Check the policy and the CSR, sign (exactly the window the application asks for, within
+        `max_validity_days`: `signed_window`), and hold the result until the review delay passes.
 
         Raises:
             RefusedError(CA_POLICY): a name the policy does not allow (named in the message).
             RefusedError(CSR_*): the CSR fails CSR-4's check.
         """
-        refusal = policy_refusal(application.names, self.policy) or check_csr(
+        refusal = policy_refusal(application.names, self.policy, self.ca_name) or check_csr(
             application.csr_pem, list(application.names), None)
         if refusal is not None:
             raise RefusedError(refusal)
         csr = load_csr(application.csr_pem)
+        # The reference is derived from the application, so a caller killed after the CA kept the
+        # leaf and before it recorded the reference gets the same reference (and the same leaf,
+        # never a second one) when it submits again.
+        ref = application_ref(self.ca_name, application)
+        if self._store.issued(ref) is not None:
+            return ref
         now = self._clock()
         ca = self._ensure()
+        intermediate = x509.load_pem_x509_certificate(ca.intermediate_pem.encode())
+        _refuse_outside_constraints(application.names, intermediate)
         serial = x509.random_serial_number()
-        leaf = sign_csr(csr, x509.load_pem_x509_certificate(ca.intermediate_pem.encode()),
-                        self._intermediate_key(ca), now=now, validity_days=self.policy.validity_days, serial=serial)
-        ref = f"pca-{secrets.token_hex(12)}"
+        start, end = signed_window(application, self.policy, now)
+        leaf = sign_csr(csr, intermediate, self._intermediate_key(ca), now=start, not_after=end, serial=serial)
         self._store.record_issued(ca.id, ref=ref, serial=format(serial, "x"),
                                   names=[canonical_name(n) for n in application.names], cert_pem=_pem(leaf),
                                   submitted_at=now, ready_at=now + self.policy.review_delay)
@@ -337,6 +449,11 @@ class PrivateCa:
             if self.policy.review_rejects else []
         if rejected:
             return PollResult(OrderStatus.INVALID, f"the private CA's review rejected {', '.join(rejected)}")
+        asked = [n for n in issued.names if name_allowed(n, self.policy.review_more_info)] \
+            if self.policy.review_more_info else []
+        if asked:
+            return PollResult(OrderStatus.INVALID, f"the private CA needs more information about {', '.join(asked)}: "
+                                                   "proof that the organisation controls the name", more_info=True)
         return PollResult(OrderStatus.VALID)
 
     def poll(self, ref: str) -> PollResult:
@@ -365,11 +482,14 @@ class PrivateCa:
 
     # -- revocation --
     def revoke(self, serial: str | int, reason: str = "unspecified") -> None:
-        """Revoke the certificate with `serial` (hex string or int); idempotent.
+        """Revoke the certificate with `serial` (hex string or int, or the certificate's PEM: the
+        `Revoking` protocol's `revoke(leaf_pem, reason)`); idempotent.
 
         Raises:
             NotFoundError: this CA never issued that serial.
         """
+        if isinstance(serial, str) and serial.lstrip().startswith("-----BEGIN"):
+            serial = x509.load_pem_x509_certificate(serial.encode()).serial_number
         hex_serial = format(serial, "x") if isinstance(serial, int) else serial.lower().lstrip("0") or "0"
         if not self._store.revoke(self._ensure().id, hex_serial, at=self._clock(), reason=reason):
             raise NotFoundError(f"the private CA issued no certificate with serial {hex_serial}; "

@@ -32,6 +32,14 @@ class EventKind(StrEnum):
     """A certificate is about to expire (NT-1)."""
     ACTION_NEEDED = "action_needed"
     """A step waits for a human (NT-2)."""
+    DRIFT = "drift"
+    """An endpoint serves another certificate than the inventory's (fleet probe)."""
+    ENDPOINT_PROBLEM = "endpoint_problem"
+    """An endpoint serves a chain that does not verify, or a certificate about to expire (fleet probe)."""
+    ISSUER_FALLBACK = "issuer_fallback"
+    """A certificate's issuer could not take its order; a fallback issuer did (issue 13)."""
+    REVOKED = "revoked"
+    """A certificate was revoked at its CA (`certpilot revoke`)."""
 
 
 class NotificationEvent(BaseModel):

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from certpilot.adapters.notify.base import NotificationEvent
 from certpilot.core.errors import PermanentError, TransientError
+from certpilot.core.secrets import Sensitive
 
 SIGNATURE_HEADER = "X-Certpilot-Signature"
 
@@ -32,7 +33,8 @@ class WebhookNotifier:
                  client: httpx.Client | None = None, timeout: float = 10.0):
         self.url = url
         self._secret = secret
-        self.headers = dict(headers or {})
+        # Extra headers often carry a token (Authorization): wrapped so no repr or traceback shows them.
+        self._headers = {k: Sensitive(v, f"header {k}") for k, v in (headers or {}).items()}
         self._client = client
         self.timeout = timeout
 
@@ -51,7 +53,8 @@ class WebhookNotifier:
             PermanentError: any other non-2xx answer (the receiver refuses this request).
         """
         body = self.payload(event)
-        headers = {"Content-Type": "application/json", "User-Agent": "certpilot", **self.headers}
+        headers = {"Content-Type": "application/json", "User-Agent": "certpilot",
+                   **{k: str(v.reveal()) for k, v in self._headers.items()}}
         if self._secret is not None:
             mac = hmac.new(self._secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
             headers[SIGNATURE_HEADER] = f"sha256={mac}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,6 +37,24 @@ async def aprobe_many(endpoints: Sequence[Endpoint], *, concurrency: int = 100, 
     return list(await asyncio.gather(*(one(ep) for ep in endpoints)))
 
 
+def fetch_many(endpoints: Sequence[Endpoint], *, concurrency: int = 50, timeout: float = 5.0,
+               trust: Trust = None) -> list[tuple[ProbeResult, list[bytes]]]:
+    """Blocking: every endpoint's probe and the certificates it served (DER, leaf first), in input
+    order, at most `concurrency` connections at once (discovery: it stores what it finds)."""
+    prober = Prober(trust, timeout=timeout)
+
+    async def run() -> list[tuple[ProbeResult, list[bytes]]]:
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(ep: Endpoint) -> tuple[ProbeResult, list[bytes]]:
+            async with gate:
+                return await prober.fetch(ep, timeout=timeout)
+
+        return list(await asyncio.gather(*(one(ep) for ep in endpoints)))
+
+    return asyncio.run(run())
+
+
 def probe_many(endpoints: Sequence[Endpoint], *, concurrency: int = 100, timeout: float = 5.0,
                trust: Trust | EndpointProber = None, now: datetime | None = None) -> list[ProbeResult]:
     """Blocking `aprobe_many` for callers outside an event loop."""
@@ -46,11 +64,16 @@ def probe_many(endpoints: Sequence[Endpoint], *, concurrency: int = 100, timeout
 @dataclass(frozen=True)
 class Served:
     """VER-1's answer for one endpoint: the last probe, whether it shows the new certificate,
-    and how many probes it took."""
+    how many probes it took, and whether the served chain verifies for the name (strict)."""
 
     result: ProbeResult
     served: bool
     attempts: int
+
+    @property
+    def verified(self) -> bool:
+        """VER-1 passed here: the new certificate is served AND its chain verifies for the SNI name."""
+        return self.served and self.result.verified
 
 
 @dataclass(frozen=True)
@@ -61,20 +84,27 @@ class VerificationReport:
 
     @property
     def all_served(self) -> bool:
-        """True when every endpoint serves the new certificate."""
+        """True when every endpoint serves the new certificate (whether or not its chain verifies)."""
         return all(s.served for s in self.endpoints)
 
     @property
+    def all_verified(self) -> bool:
+        """VER-1: every endpoint serves the new certificate and its chain verifies for the name."""
+        return all(s.verified for s in self.endpoints)
+
+    @property
     def failures(self) -> list[Served]:
-        """Endpoints still not serving the new certificate at the deadline."""
-        return [s for s in self.endpoints if not s.served]
+        """Endpoints where VER-1 fails: the new certificate not served, or served with a chain that
+        does not verify for the name."""
+        return [s for s in self.endpoints if not s.verified]
 
 
 async def averify_served(endpoints: Sequence[Endpoint], expected_fingerprint: str | None,
                          expected_not_after: datetime | None = None, *, deadline: float = 10.0,
                          first_delay: float = 0.02, max_delay: float = 0.5, settle: float = 0.25,
                          confirm_interval: float = 0.025, trust: Trust | EndpointProber = None,
-                         timeout: float = 5.0, concurrency: int = 50) -> VerificationReport:
+                         timeout: float = 5.0, concurrency: int = 50,
+                         clock: Callable[[], datetime] | None = None) -> VerificationReport:
     """VER-1: poll each endpoint until it steadily serves the new certificate or `deadline` passes.
 
     A server serves a reloaded certificate some 100 ms after the reload, so each endpoint is
@@ -83,7 +113,8 @@ async def averify_served(endpoints: Sequence[Endpoint], expected_fingerprint: st
     worker keeps accepting for ~100 ms (measured: old and new certificates interleave from ~30 ms
     to ~125 ms after `nginx -s reload`). So an endpoint counts as served only after it served
     the new certificate on every probe for `settle` seconds (probes every `confirm_interval`);
-    any other answer in that window starts the wait over.
+    any other answer in that window starts the wait over. Once it is steadily served the endpoint
+    is done, verified or not: a chain that does not verify will not mend itself by waiting.
 
     Args:
         endpoints: every place the certificate must now be served (each SNI name).
@@ -91,6 +122,7 @@ async def averify_served(endpoints: Sequence[Endpoint], expected_fingerprint: st
         expected_not_after: the new leaf's expiry (the seed's criterion when no fingerprint).
         deadline: seconds from now after which endpoints not serving it are reported as failures.
         settle: seconds the new certificate must be served without interruption.
+        clock: the instant chains are verified at (the services' clock; the real time by default).
     Returns:
         a VerificationReport with the last probe of every endpoint (diagnose the failures).
     Raises:
@@ -107,7 +139,8 @@ async def averify_served(endpoints: Sequence[Endpoint], expected_fingerprint: st
         while True:
             left = end - time.monotonic()
             async with gate:
-                result = await prober.probe(ep, timeout=max(0.05, min(timeout, left)))
+                result = await prober.probe(ep, timeout=max(0.05, min(timeout, left)),
+                                            now=clock() if clock else None)
             attempts += 1
             now = time.monotonic()
             if serves(result, fingerprint=expected_fingerprint, not_after=expected_not_after):
@@ -130,9 +163,10 @@ def verify_served(endpoints: Sequence[Endpoint], expected_fingerprint: str | Non
                   expected_not_after: datetime | None = None, *, deadline: float = 10.0,
                   first_delay: float = 0.02, max_delay: float = 0.5, settle: float = 0.25,
                   confirm_interval: float = 0.025, trust: Trust | EndpointProber = None,
-                  timeout: float = 5.0, concurrency: int = 50) -> VerificationReport:
+                  timeout: float = 5.0, concurrency: int = 50,
+                  clock: Callable[[], datetime] | None = None) -> VerificationReport:
     """Blocking `averify_served` (VER-1) for tasks and the CLI."""
     return asyncio.run(averify_served(endpoints, expected_fingerprint, expected_not_after, deadline=deadline,
                                       first_delay=first_delay, max_delay=max_delay, settle=settle,
                                       confirm_interval=confirm_interval, trust=trust, timeout=timeout,
-                                      concurrency=concurrency))
+                                      concurrency=concurrency, clock=clock))

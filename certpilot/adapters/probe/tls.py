@@ -10,22 +10,29 @@ How the served chain is read (Python 3.11): the public `ssl` API gives only the 
 (made public as `SSLObject.get_unverified_chain()` in 3.13), reachable as
 `ssl_object._sslobj.get_unverified_chain()`; it returns the certificates exactly as served. We
 use it when present and fall back to the leaf alone otherwise (then a chain that needs a served
-intermediate reads as incomplete, which is the safe side). Chain completeness is decided by
-walking issuer links over the served certificates with signature checks (`cryptography`) up to
-a certificate of the trust bundle — the same judgement as OpenSSL's "unable to get local issuer
-certificate", without a second handshake.
+intermediate reads as incomplete, which is the safe side).
 
-Cost (bench/probe_rate.py, 1,000 SNI names on local nginx, 2 cores shared with other work):
-the handshake dominates; certpilot adds ~250-300 µs of client CPU per probe to the bare asyncio
-handshake's ~1,300-1,400 µs, about 60 % of it the ECDSA check of the leaf's signature (done once
-per leaf and issuer pair, then cached). Rate ≈ 0.8-0.9 × the bare loop cold, ≈ 1.0 on a re-scan,
-and 25-70 × a `openssl s_client | openssl x509 -enddate` shell loop.
+Trust is decided strictly by `cryptography.x509.verification` (`TrustBundle.verify`: the server
+verifier with the trust bundle, the SNI name, the probe's time, EKU serverAuth, RFC 5280 + the CA/B
+web profile). Only when it refuses does the hand-written issuer walk (`TrustBundle.walk`: names and
+signatures up to a certificate of the bundle, OpenSSL's "unable to get local issuer certificate"
+judgement) run, with the leaf's facts, to say WHY (`core.verification.explain_fault`: expired
+leaf, CN-only, wrong name, self-signed, incomplete, untrusted root, bad signature, expired
+intermediate, issuer not a CA, not serverAuth).
+
+Cost (bench/probe_rate.py, 1,000 SNI names on local nginx, 2 cores shared with other work): the
+handshake dominates. Strict verification costs about what the walk did (~290 µs vs ~280 µs of CPU
+per judged leaf): the first leaf of each served intermediate chain is verified in full, the next
+ones against the already verified issuer alone (one signature; see `TrustBundle.verify`).
+Rate ≈ 0.8 × the bare asyncio handshake loop, and 25-70 × a `openssl s_client | openssl x509
+-enddate` shell loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import re
 import socket
 import ssl
@@ -43,21 +50,25 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import ExtensionOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, Store, VerificationError
 
+from certpilot.adapters.probe.ssl_private import served_chain_ders
 from certpilot.core.verification import (
+    ChainFacts,
     ChainStatus,
     Endpoint,
     Family,
     ProbeOutcome,
     ProbeResult,
-    classify,
+    TrustFault,
+    explain_fault,
+    fault_outcome,
     name_matches,
 )
 from certpilot.crypto.pem import fingerprint
 
 _FAMILIES = {Family.AUTO: socket.AF_UNSPEC, Family.IPV4: socket.AF_INET, Family.IPV6: socket.AF_INET6}
-_DER = getattr(ssl, "_ssl").ENCODING_DER  # noqa: B009 - the private module holds the constant
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
 
 
@@ -143,6 +154,9 @@ class TrustBundle:
             self._fingerprints.add(ca.fingerprint)
         self._parsed: dict[str, CaCert] = {}
         self._verified: dict[tuple[str, str], bool] = {}
+        self._anchors = [ca.cert for cas in self._by_subject.values() for ca in cas]
+        self._store: Store | None = None
+        self._issuers: dict[tuple[str, ...], _VerifiedIssuer] = {}
 
     @classmethod
     def from_pem(cls, pem: bytes) -> TrustBundle:
@@ -175,6 +189,10 @@ class TrustBundle:
                     _FILE_BUNDLES.clear()
                 _FILE_BUNDLES[key] = hit
         return hit
+
+    def merged(self, pem: bytes) -> TrustBundle:
+        """A new bundle: these anchors plus the PEM certificates in `pem`."""
+        return type(self)([*self._anchors, *(c for b in _PEM_BLOCK.findall(pem) if (c := _anchor(b)) is not None)])
 
     @classmethod
     def from_context(cls, context: ssl.SSLContext) -> TrustBundle:
@@ -229,6 +247,52 @@ class TrustBundle:
             self._verified[key] = hit
         return hit
 
+    def verify(self, leaf: x509.Certificate, served: list[CaCert], server_name: str,
+               now: datetime) -> str | None:
+        """Strict verification: does `leaf`, with the `served` certificates as intermediates, verify
+        for `server_name` at `now` against this bundle? None when it does, else the verifier's reason.
+
+        The verdict is `cryptography.x509.verification`'s server verifier (RFC 5280 path building
+        with the CA/B web profile: signatures, validity of every certificate, basicConstraints and
+        keyUsage of issuers, subjectAltName against the name, extendedKeyUsage serverAuth).
+
+        Fast path, same verdict: a full verification's path proves that the leaf's issuer (the
+        path's second certificate) is a valid CA under this bundle while `now` is inside every
+        CA certificate's validity window. The next leaf served with the same intermediates by the
+        same issuer is then verified by the same verifier against that issuer alone (one
+        signature instead of one per link: the handshake's main cost otherwise). Paths with
+        nameConstraints never take it (constraints of upper CAs bind the leaf's names); a leaf the
+        fast path refuses is verified in full, so a refusal is always the full verifier's.
+        """
+        subject = _subject(server_name)
+        if subject is None:
+            return f"{server_name!r} is not a DNS name or an IP address"
+        if not self._anchors:
+            return "the trust bundle is empty"
+        key = tuple(c.fingerprint for c in served)
+        fast = self._issuers.get(key)
+        if fast is not None and fast.valid_from <= now <= fast.valid_until:
+            try:
+                fast.policy.time(now).build_server_verifier(subject).verify(leaf, [])
+                return None
+            except VerificationError:
+                pass  # e.g. another issuer of the same name: the full verification decides
+        if self._store is None:
+            self._store = Store(self._anchors)
+        try:
+            path = PolicyBuilder().store(self._store).time(now).build_server_verifier(subject).verify(
+                leaf, [c.cert for c in served])
+        except VerificationError as exc:
+            return str(exc)
+        cas = path[1:]
+        if cas and not any(_has_name_constraints(c) for c in cas):
+            if len(self._issuers) >= self._MAX_PARSED:
+                self._issuers.clear()
+            self._issuers[key] = _VerifiedIssuer(PolicyBuilder().store(Store([cas[0]])),
+                                                 max(c.not_valid_before_utc for c in cas),
+                                                 min(c.not_valid_after_utc for c in cas))
+        return None
+
     def check_chain(self, leaf: x509.Certificate, leaf_fp: str, served: list[CaCert]) -> ChainStatus:
         """DEP-6: does `leaf` reach the bundle through the `served` certificates?
 
@@ -241,23 +305,95 @@ class TrustBundle:
             intermediate, OpenSSL's "unable to get local issuer certificate"); UNTRUSTED when the
             chain ends at a self-signed root the bundle does not hold, or a signature is wrong.
         """
+        return self.walk(leaf, leaf_fp, served)[0]
+
+    def walk(self, leaf: x509.Certificate, leaf_fp: str,
+             served: list[CaCert]) -> tuple[ChainStatus, list[x509.Certificate], bool]:
+        """The hand-written issuer walk behind `check_chain`, kept to say WHY a chain the strict
+        verifier refused is wrong (names and signatures only, no policy).
+
+        Returns:
+            (status, the CA certificates walked through — leaf's issuer first, a trusted anchor
+            last when reached —, whether an issuer found by name failed the signature check).
+        """
         pool: dict[bytes, list[CaCert]] = {}
         for ca in served:
             pool.setdefault(ca.subject, []).append(ca)
         cert, fp, issuer = leaf, leaf_fp, leaf.issuer.public_bytes()
+        path: list[x509.Certificate] = []
         for _ in range(len(served) + 1):
             if fp in self._fingerprints:
-                return ChainStatus.COMPLETE
-            if any(self.signed_by(cert, fp, a) for a in self._by_subject.get(issuer, ())):
-                return ChainStatus.COMPLETE
+                return ChainStatus.COMPLETE, path, False
+            anchor = next((a for a in self._by_subject.get(issuer, ()) if self.signed_by(cert, fp, a)), None)
+            if anchor is not None:
+                return ChainStatus.COMPLETE, [*path, anchor.cert], False
             candidates = [c for c in pool.get(issuer, ()) if c.fingerprint != fp]
             parent = next((c for c in candidates if self.signed_by(cert, fp, c)), None)
             if parent is None:
-                if candidates or issuer == cert.subject.public_bytes():
-                    return ChainStatus.UNTRUSTED
-                return ChainStatus.INCOMPLETE
+                if candidates:
+                    return ChainStatus.UNTRUSTED, path, True
+                if issuer == cert.subject.public_bytes():
+                    return ChainStatus.UNTRUSTED, path, False
+                return ChainStatus.INCOMPLETE, path, False
+            path.append(parent.cert)
             cert, fp, issuer = parent.cert, parent.fingerprint, parent.issuer
-        return ChainStatus.UNTRUSTED
+        return ChainStatus.UNTRUSTED, path, False
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedIssuer:
+    """A leaf issuer the full verifier accepted (see `TrustBundle.verify`): a policy builder whose
+    store holds it alone, and the window in which every CA certificate of its path is valid."""
+
+    policy: PolicyBuilder
+    valid_from: datetime
+    valid_until: datetime
+
+
+def _subject(server_name: str) -> DNSName | IPAddress | None:
+    """The verifier's subject for a server name: an IP address or a DNS name (None if neither)."""
+    name = server_name.rstrip(".")
+    if name and (name[-1].isdigit() or ":" in name):  # cheap pre-check: most names are DNS names
+        try:
+            return IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            pass
+    try:
+        return DNSName(name)
+    except ValueError:
+        return None
+
+
+def _has_name_constraints(cert: x509.Certificate) -> bool:
+    try:
+        cert.extensions.get_extension_for_oid(ExtensionOID.NAME_CONSTRAINTS)
+    except x509.ExtensionNotFound:
+        return False
+    return True
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _server_auth(cert: x509.Certificate) -> bool:
+    """False only when the certificate has an extendedKeyUsage that lacks serverAuth."""
+    try:
+        eku = cert.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value
+    except x509.ExtensionNotFound:
+        return True
+    return ExtendedKeyUsageOID.SERVER_AUTH in eku or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku
+
+
+def _has_san(cert: x509.Certificate) -> bool:
+    try:
+        cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+    except x509.ExtensionNotFound:
+        return False
+    return True
 
 
 _FILE_BUNDLES: dict[tuple, TrustBundle] = {}
@@ -316,8 +452,14 @@ class Prober:
 
         Never raises for a network or TLS failure: the outcome says what happened
         (refused, timeout, unreachable, handshake failure, expired, wrong name, incomplete
-        chain, untrusted). `now` defaults to the wall clock when the handshake finished.
+        chain, untrusted, invalid chain). `now` defaults to the wall clock when the handshake finished.
         """
+        return (await self.fetch(endpoint, timeout=timeout, now=now))[0]
+
+    async def fetch(self, endpoint: Endpoint, *, timeout: float | None = None,
+                    now: datetime | None = None) -> tuple[ProbeResult, list[bytes]]:
+        """`probe`, and the served certificates as DER, leaf first (empty without a handshake):
+        discovery stores what it finds, a probe keeps only fingerprints."""
         limit = self.timeout if timeout is None else timeout
         started = time.monotonic()
         try:
@@ -327,37 +469,37 @@ class Prober:
                     server_hostname=endpoint.server_name, family=_FAMILIES[endpoint.family],
                     ssl_handshake_timeout=limit + 1.0)  # the outer timeout fires first: one outcome
         except TimeoutError:
-            return _failed(endpoint, ProbeOutcome.TIMEOUT, f"no TLS handshake within {limit:g}s", started)
+            return _failed(endpoint, ProbeOutcome.TIMEOUT, f"no TLS handshake within {limit:g}s", started), []
         except ConnectionRefusedError:
-            return _failed(endpoint, ProbeOutcome.REFUSED, "connection refused", started)
+            return _failed(endpoint, ProbeOutcome.REFUSED, "connection refused", started), []
         except socket.gaierror as exc:
-            return _failed(endpoint, ProbeOutcome.UNREACHABLE, f"name does not resolve: {exc.strerror}", started)
+            return _failed(endpoint, ProbeOutcome.UNREACHABLE, f"name does not resolve: {exc.strerror}", started), []
         except ssl.SSLError as exc:
-            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"TLS: {exc.reason or exc}", started)
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"TLS: {exc.reason or exc}", started), []
         except OSError as exc:
             text = str(exc)
             if text.startswith("Multiple exceptions") and text.count("[Errno 111]") == text.count("[Errno"):
                 # Every address of the name (e.g. ::1 and 127.0.0.1) refused the connection.
-                return _failed(endpoint, ProbeOutcome.REFUSED, "connection refused on every address", started)
+                return _failed(endpoint, ProbeOutcome.REFUSED, "connection refused on every address", started), []
             if exc.errno in _UNREACHABLE_ERRNOS or text.startswith("Multiple exceptions"):
-                return _failed(endpoint, ProbeOutcome.UNREACHABLE, text, started)
-            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started)
+                return _failed(endpoint, ProbeOutcome.UNREACHABLE, text, started), []
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started), []
         except Exception as exc:  # noqa: BLE001 - a probe records every failure, never raises
-            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started)
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"{type(exc).__name__}: {exc}", started), []
         try:
             ders = _served_ders(transport)
         except Exception as exc:  # noqa: BLE001 - a probe records every failure, never raises
-            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"served chain unreadable: {exc}", started)
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, f"served chain unreadable: {exc}", started), []
         finally:
             transport.abort()  # a probe needs no orderly TLS close; abort frees the socket at once
         if not ders:
-            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, "the server sent no certificate", started)
+            return _failed(endpoint, ProbeOutcome.HANDSHAKE_FAILED, "the server sent no certificate", started), []
         try:
-            return self.judge(endpoint, ders, now=now or datetime.now(UTC), elapsed=time.monotonic() - started)
+            return self.judge(endpoint, ders, now=now or datetime.now(UTC), elapsed=time.monotonic() - started), ders
         except Exception as exc:  # noqa: BLE001 - e.g. a malformed extension: recorded, never raised
             return ProbeResult(endpoint, ProbeOutcome.HANDSHAKE_FAILED, fingerprint=fingerprint_der(ders[0]),
                                error=f"served certificate unreadable: {type(exc).__name__}: {exc}",
-                               elapsed=time.monotonic() - started)
+                               elapsed=time.monotonic() - started), ders
 
     def judge(self, endpoint: Endpoint, ders: list[bytes], *, now: datetime, elapsed: float = 0.0) -> ProbeResult:
         """Build the ProbeResult of served certificates `ders` (leaf first) at `now`."""
@@ -369,14 +511,33 @@ class Prober:
             return ProbeResult(endpoint, ProbeOutcome.HANDSHAKE_FAILED, fingerprint=leaf_fp,
                                error=f"unparseable certificate: {exc}", elapsed=elapsed)
         names = certificate_names(leaf)
-        name_ok = name_matches(endpoint.server_name, names)
-        chain = self.trust.check_chain(leaf, leaf_fp, served)
         not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
-        outcome = classify(now=now, not_before=not_before, not_after=not_after, name_ok=name_ok, chain=chain)
-        return ProbeResult(endpoint, outcome, fingerprint=leaf_fp, not_before=not_before, not_after=not_after,
-                           names=names, serial=format(leaf.serial_number, "x"),
+        refused = self.trust.verify(leaf, served, endpoint.server_name, now)
+        if refused is None:
+            fault, chain, name_ok = TrustFault.NONE, ChainStatus.COMPLETE, True
+        else:
+            fault, chain, name_ok = self.explain(endpoint, leaf, leaf_fp, served, names, now)
+        return ProbeResult(endpoint, fault_outcome(fault), fingerprint=leaf_fp, not_before=not_before,
+                           not_after=not_after, names=names, serial=format(leaf.serial_number, "x"),
                            chain_fingerprints=tuple(c.fingerprint for c in served), chain=chain,
-                           name_matches=name_ok, elapsed=elapsed)
+                           name_matches=name_ok, elapsed=elapsed, fault=fault,
+                           error="" if refused is None or fault is not TrustFault.OTHER else refused,
+                           earliest_not_after=min([not_after, *(c.cert.not_valid_after_utc for c in served)]))
+
+    def explain(self, endpoint: Endpoint, leaf: x509.Certificate, leaf_fp: str, served: list[CaCert],
+                names: tuple[str, ...], now: datetime) -> tuple[TrustFault, ChainStatus, bool]:
+        """Why the strict verifier refused this chain (`core.verification.explain_fault` over the
+        walk's facts): the fault, the walk's chain status, and whether the SAN covers the name."""
+        has_san = _has_san(leaf)
+        name_ok = has_san and name_matches(endpoint.server_name, names)
+        status, path, bad_signature = self.trust.walk(leaf, leaf_fp, served)
+        self_signed = leaf.issuer == leaf.subject and self.trust.signed_by(leaf, leaf_fp, CaCert.of(leaf))
+        facts = ChainFacts(now=now, leaf_not_before=leaf.not_valid_before_utc, leaf_not_after=leaf.not_valid_after_utc,
+                           has_san=has_san, name_ok=name_ok, self_signed=self_signed,
+                           leaf_trusted=self.trust.contains(leaf_fp), walk=status, bad_signature=bad_signature,
+                           path_windows=tuple((c.not_valid_before_utc, c.not_valid_after_utc) for c in path),
+                           path_is_ca=tuple(_is_ca(c) for c in path), leaf_server_auth=_server_auth(leaf))
+        return explain_fault(facts), status, name_ok
 
 
 def _served_ders(transport: asyncio.BaseTransport) -> list[bytes]:
@@ -384,13 +545,9 @@ def _served_ders(transport: asyncio.BaseTransport) -> list[bytes]:
     sslobj = transport.get_extra_info("ssl_object")
     if sslobj is None:
         return []
-    inner = getattr(sslobj, "_sslobj", None)
-    getter = getattr(sslobj, "get_unverified_chain", None) or getattr(inner, "get_unverified_chain", None)
-    if getter is not None:
-        chain = getter() or []
-        ders = [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain]
-        if ders:
-            return ders
+    ders = served_chain_ders(sslobj)  # the private _ssl API, behind its shim
+    if ders:
+        return ders
     leaf = sslobj.getpeercert(binary_form=True)
     return [leaf] if leaf else []
 

@@ -181,8 +181,28 @@ def test_policy_switches_automatic_renewal_per_certificate(cp):
     """The scanner renews what is due unless the certificate's policy says otherwise; the policy
     is shown with its defaults and changed per certificate (unknown id: exit 4)."""
     cid = cp("demo", "--json").json["certificates"][0]["id"]
-    assert cp("policy", cid, "--json").json == {"certificate_id": cid, "auto_renew": True, "years": 1, "default": True}
+    defaults = {"start_days": 30, "start_days_set": False, "pays_fee": False, "validation": "auto"}
+    assert cp("policy", cid, "--json").json == {"certificate_id": cid, "auto_renew": True, "years": 1, "default": True,
+                                                **defaults}
     changed = cp("policy", cid, "--no-auto-renew", "--years", "2", "--json")
     assert changed.code == 0
-    assert changed.json == {"certificate_id": cid, "auto_renew": False, "years": 2, "default": False}
+    assert changed.json == {"certificate_id": cid, "auto_renew": False, "years": 2, "default": False, **defaults}
     assert cp("policy", "no-such-id", "--json").code == 4
+
+
+def test_pl1_pay2_policy_starts_automatic_renewal_at_30_days_unless_told_earlier(cp):
+    """PL-1/PAY-2: automatic renewal starts at 30 days left by default (no managed-service fee);
+    starting earlier is the certificate's own explicit policy, shown as paying the fee; a start
+    outside the expiry window is refused (EL-1, exit 3) and nothing changes; back to the default."""
+    cid = cp("demo", "--json").json["certificates"][0]["id"]
+    early = cp("policy", cid, "--start-days", "45", "--json")
+    assert early.code == 0
+    assert (early.json["start_days"], early.json["start_days_set"], early.json["pays_fee"]) == (45, True, True)
+    assert "pays the managed-service fee" in cp("policy", cid).out
+    refused = cp("policy", cid, "--start-days", "61", "--json")
+    assert refused.code == 3 and refused.json["error"]["rule"] == "PL-1"
+    assert cp("policy", cid, "--json").json["start_days"] == 45
+    back = cp("policy", cid, "--default-start", "--json").json
+    assert (back["start_days"], back["start_days_set"], back["pays_fee"]) == (30, False, False)
+    assert cp("policy", cid, "--validation", "http-file", "--json").json["validation"] == "http-file"
+    assert cp("policy", cid, "--validation", "auto", "--json").json["validation"] == "auto"

@@ -155,10 +155,15 @@ def test_renew_prefect_passes_approve_payment_to_the_run(cp, shop, monkeypatch):
 
     monkeypatch.setattr(cli, "_prefect_api", lambda: "http://prefect.invalid/api")
     monkeypatch.setattr(prefect.deployments, "run_deployment",
-                        lambda name, parameters, timeout: started.append((name, parameters)) or Run())
+                        lambda name, parameters, timeout, idempotency_key: started.append(
+                            (name, parameters, idempotency_key)) or Run())
     assert cp("renew", shop, "--prefect", "--approve-payment", "--years", "2", "--json").code == 0
     assert cp("renew", shop, "--prefect", "--json").code == 0
-    assert started == [
+    # Both carry the scanner's key for this renewal (issue 15): Prefect hands the second command the
+    # run the first one (or the scanner) started, never a second renewal.
+    key = started[0][2]
+    assert key.startswith(f"renewal:{shop}:") and started[1][2] == key
+    assert [s[:2] for s in started] == [
         ("renewal/renewal", {"certificate_id": shop, "years": 2, "csr_mode": "system", "approve_payment": True}),
         ("renewal/renewal", {"certificate_id": shop, "years": 1, "csr_mode": "system", "approve_payment": False}),
     ]
@@ -178,7 +183,7 @@ def test_pay1_the_renewal_runs_payment_stage_approves_up_front_when_told(monkeyp
     waiting = RenewalStep(certificate_id="crt-1", order_id="ord-1", state=OrderState.AWAITING_PAYMENT,
                           shortfall=100, message="charge 100")
     answered = []
-    monkeypatch.setattr(stages.t, "payment", lambda cid, years, mode: waiting)
+    monkeypatch.setattr(stages.t, "payment", lambda cid, years, mode, csr_pem=None: waiting)
     monkeypatch.setattr(stages.t, "payment_answer",
                         lambda order_id, approve, who: answered.append((order_id, approve, who)) or "paid")
     monkeypatch.setattr(stages, "ask", lambda *a, **k: pytest.fail("no form when approved up front"))

@@ -4,7 +4,8 @@ helper that stores a test certificate (with its key sealed in the vault) as a ro
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
@@ -17,7 +18,7 @@ from certpilot.crypto.vault import KeyVault, LocalMasterKey
 from certpilot.runtime import local_services
 from certpilot.store.db import session_scope
 from certpilot.store.repository import Repository, new_id
-from tests.servers.certs import Leaf
+from tests.servers.certs import Leaf, make_ca, make_leaf
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -70,3 +71,32 @@ def add_cert(session, vault: KeyVault, leaf: Leaf, *, parent_id: str | None = No
     repo.add_certificate(cert, leaf_pem=leaf.cert_pem.decode(), chain_pem=b"".join(leaf.chain_pems).decode(),
                          key_id=key_id, now=NOW)
     return cert.id
+
+
+# ACM refuses certificates expired by the wall clock: validity around the real now.
+T = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(scope="session")
+def aws_ca():
+    """The CA of the load balancer tests' certificates."""
+    return make_ca("aws intermediate", issuer=make_ca("aws root"))
+
+
+@pytest.fixture
+def listener(moto_server, aws_ca):
+    """An HTTPS ALB listener on moto serving an old certificate imported into ACM."""
+    ec2, elb, acm = moto_server.client("ec2"), moto_server.client("elbv2"), moto_server.client("acm")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{z}")
+               ["Subnet"]["SubnetId"] for i, z in ((1, "a"), (2, "b"))]
+    tag = uuid.uuid4().hex[:8]
+    lb = elb.create_load_balancer(Name=f"lb-{tag}", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    tg = elb.create_target_group(Name=f"tg-{tag}", Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]
+    old = make_leaf(aws_ca, ["alb.example.test"], not_before=T, not_after=T + timedelta(days=10))
+    old_arn = acm.import_certificate(Certificate=old.cert_pem, PrivateKey=old.key_pem)["CertificateArn"]
+    arn = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTPS", Port=443,
+                              Certificates=[{"CertificateArn": old_arn}],
+                              DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}]
+                              )["Listeners"][0]["ListenerArn"]
+    return {"elb": elb, "acm": acm, "arn": arn, "old_arn": old_arn}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -96,25 +95,6 @@ def test_dep7_acm_rollback_without_previous_key_says_not_possible(moto_server, c
         target.rollback()
     assert "ACM never returns the private key" in str(exc.value)
     assert "PRIVATE KEY" not in str(exc.value)
-
-
-@pytest.fixture
-def listener(moto_server, ca):
-    """An HTTPS ALB listener on moto serving an old certificate imported into ACM."""
-    ec2, elb, acm = moto_server.client("ec2"), moto_server.client("elbv2"), moto_server.client("acm")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{z}")
-               ["Subnet"]["SubnetId"] for i, z in ((1, "a"), (2, "b"))]
-    tag = uuid.uuid4().hex[:8]
-    lb = elb.create_load_balancer(Name=f"lb-{tag}", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
-    tg = elb.create_target_group(Name=f"tg-{tag}", Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]
-    old = make_leaf(ca, ["alb.example.test"], not_before=T, not_after=T + timedelta(days=10))
-    old_arn = acm.import_certificate(Certificate=old.cert_pem, PrivateKey=old.key_pem)["CertificateArn"]
-    arn = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTPS", Port=443,
-                              Certificates=[{"CertificateArn": old_arn}],
-                              DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}]
-                              )["Listeners"][0]["ListenerArn"]
-    return {"elb": elb, "acm": acm, "arn": arn, "old_arn": old_arn}
 
 
 def default_cert(elb, arn):

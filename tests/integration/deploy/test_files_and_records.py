@@ -18,9 +18,10 @@ from tests.servers.certs import make_ca, make_leaf
 
 
 def no_endpoints(material, endpoints, target, old_fingerprint):
-    """A bundle has no endpoint to probe: verification is the human's (DEP-4)."""
-    assert endpoints == ()
-    return VerifyResult(True, "no endpoints recorded for this target: not probed")
+    """VER-1: a target recorded without endpoints is probed at `https://<name>:443` (the seed's
+    default); the test stands for the site answering there."""
+    assert [(e.host, e.port, e.sni) for e in endpoints] == [(material.common_name, 443, material.common_name)]
+    return VerifyResult(True, "probed at the default endpoint (test)")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,8 @@ def test_dep4_csr5_files_bundle_with_0600_key_and_post_command(tmp_path, ca, dep
     assert (bundle / "key.pem").read_bytes() == new.key_pem
     assert (bundle / "key.pem").stat().st_mode & 0o777 == 0o600                  # CSR-5
     assert installed.read_bytes() == new.fullchain_pem
-    assert not list(tmp_path.glob(".bundle.certpilot-*"))                        # no staging/backup left
+    # The old version (the backup) is gone once the success is recorded; only the served one stays.
+    assert [p.name for p in (tmp_path / ".bundle.certpilot" / "versions").iterdir()] == [new.fingerprint[:24]]
 
 
 def test_csr2_key_not_held_refused_for_managed_target_but_bundle_without_key(tmp_path, ca, deploy_db, vault):
@@ -235,7 +237,7 @@ def test_dep2_relaunched_run_takes_over_a_task_left_running_and_the_old_run_is_f
         new_id = add_cert(s, vault, new, parent_id=old_id)
         task = plan_deployments(s, new_id, now=NOW)[0]
         upsert_claim(s, new_id, "dead-run", started - timedelta(seconds=5))  # claimed, then started deploying
-    zombie = _claim(sessions(deploy_db), task.id, started)  # the run that then died (attempt 1)
+    zombie = _claim(sessions(deploy_db), task.id, started, datetime.now(UTC) + timedelta(minutes=2))  # the run that then died (attempt 1)
     with session_scope(deploy_db) as s:
         s.execute(update(DeploymentTaskRow).where(DeploymentTaskRow.id == task.id).values(started_at=started))
     with pytest.raises(RefusedError) as held:  # inside the lease, no newer claim: refused as before
@@ -246,8 +248,8 @@ def test_dep2_relaunched_run_takes_over_a_task_left_running_and_the_old_run_is_f
     done = _deploy(deploy_db, vault, task.id)
     assert (done.state, done.attempts) == (DeploymentState.SUCCEEDED, 2)
     assert (tmp_path / "bundle" / "fullchain.pem").read_bytes().startswith(new.cert_pem)
-    late = _Run(sessions(deploy_db), task.id, zombie, lambda: datetime.now(UTC))
-    with pytest.raises(RefusedError, match="attempt 2 of this deployment took it over from this run"):
+    late = _Run(sessions(deploy_db), task.id, zombie, lambda: datetime.now(UTC), timedelta(minutes=2))
+    with pytest.raises(RefusedError, match=f"attempt 2 of deployment task {task.id} took it over from this run"):
         late.step(5, "the slow old run wakes up")
     with session_scope(deploy_db) as s:
         assert s.get(DeploymentTaskRow, task.id).state == "succeeded"

@@ -53,7 +53,7 @@ def site(nginx_factory, nginx_ca, deploy_db, vault):
 
 def run_deploy(deploy_db, vault, task_id, trust, *, notify=None, deadline=5.0):
     return deploy(sessions(deploy_db), task_id, default_target_factory(), key_opener(deploy_db, vault),
-                  ProbeVerifier(trust, deadline=deadline), notify=notify)
+                  ProbeVerifier(trust, deadline=deadline, clock=lambda: NOW), notify=notify)
 
 
 def test_dep1_dep5_dep6_ver1_new_certificate_served_on_every_sni_name(site, nginx_ca, deploy_db, vault):
@@ -87,7 +87,9 @@ def test_dep1_dep5_dep6_ver1_new_certificate_served_on_every_sni_name(site, ngin
     for n in NAMES:
         assert server.cert_path(n).read_bytes() == new.fullchain_pem      # DEP-6: leaf + intermediate
         assert server.key_path(n).stat().st_mode & 0o777 == 0o600         # CSR-5
-        assert not server.key_path(n).with_name("key.pem.certpilot-prev").exists()  # finalized
+        assert server.cert_path(n).is_symlink()  # served through the target's `current` link
+    slot = default_target_factory()(site["target"], None).slot
+    assert slot.versions() == [slot.current()] == [new.fingerprint[:24]]  # finalized: the backup is dropped
     with session_scope(deploy_db) as s:
         assert [t.id for t in targets_of(s, new_id)] == [site["target"].id]  # the next renewal finds it
         assert targets_of(s, site["old_id"]) == []
@@ -120,7 +122,7 @@ def test_dep7_mismatched_key_fails_nginx_t_and_old_certificate_stays(site, nginx
         task = plan_deployments(s, new_id, now=NOW)[0]
     smtp_server.clear()
     mail = EmailNotifier(smtp_server.host, smtp_server.port, sender="certpilot@example.test",
-                         recipients=["ops@example.test"])
+                         recipients=["ops@example.test"], allow_insecure=True)
     done = run_deploy(deploy_db, vault, task.id, site["trust"], notify=lambda _session, event: mail.send(event))
 
     assert done.state is DeploymentState.ROLLED_BACK

@@ -43,6 +43,7 @@ def test_dep7_rerun_after_crash_rolls_back_to_the_files_before_the_first_run(tmp
         first.validate()
         first.commit()
         first.finalize()
+        first.close()
         old_bytes = (directory / "fullchain.pem").read_bytes()
 
         def target():
@@ -54,12 +55,15 @@ def test_dep7_rerun_after_crash_rolls_back_to_the_files_before_the_first_run(tmp
     dead.validate()
     dead.commit()
     assert live.read_bytes() != before
+    dead.close()  # the process dies: the kernel drops its host lock; its checkpoint is in the store
     rerun = target()  # run 2 (after the lease): stages again, then its verification fails
+    rerun.checkpoint = dict(dead.checkpoint)
     rerun.stage(new)
     rerun.validate()
     rerun.commit()
     rerun.reload()
     rerun.rollback()
+    rerun.close()
     assert live.read_bytes() == before
     if kind == "files":
         assert before == old_bytes

@@ -65,7 +65,7 @@ def test_dep3_failed_deployment_email_names_certificate_target_and_diagnosis(smt
     diagnosis = not_reloaded()
     assert diagnosis.code is DiagnosisCode.NOT_RELOADED
     notifier = EmailNotifier(smtp_server.host, smtp_server.port, sender="certpilot@example.test",
-                             recipients=["owner@example.test"])
+                             recipients=["owner@example.test"], allow_insecure=True)
     event = failed(CERT, diagnosis)
     failures = notify_all([notifier], event)
     assert failures == {}
@@ -103,7 +103,8 @@ def test_dep3_email_refusals_are_permanent(smtp_tls_server, security, password, 
     """DEP-3: configuration faults are PermanentError and never echo the password."""
     notifier = EmailNotifier(smtp_tls_server.host, smtp_tls_server.port, sender="certpilot@example.test",
                              recipients=["ops@example.test"], security=security, username=USER,
-                             password=SecretStr(password), ssl_context=smtp_tls_server.client_context())
+                             password=SecretStr(password), ssl_context=smtp_tls_server.client_context(),
+                             allow_insecure=True)
     with pytest.raises(expected) as info:
         notifier.send(failed(CERT, "x"))
     assert password not in str(info.value)
@@ -112,7 +113,7 @@ def test_dep3_email_refusals_are_permanent(smtp_tls_server, security, password, 
 def test_dep3_email_server_down_is_transient():
     """DEP-3: an SMTP server that is not there is a TransientError (the task retries)."""
     notifier = EmailNotifier("127.0.0.1", free_port(), sender="a@example.test", recipients=["b@example.test"],
-                             timeout=2)
+                             timeout=2, allow_insecure=True)
     with pytest.raises(TransientError, match="could not be reached"):
         notifier.send(failed(CERT, None))
 
@@ -180,7 +181,8 @@ def test_dep3_webhook_errors_say_whether_to_retry(webhook_receiver, status, expe
 def test_dep3_one_channel_down_does_not_stop_the_other(smtp_server):
     """DEP-3: email still goes out when the webhook is unreachable; the failure is reported."""
     smtp_server.clear()
-    email = EmailNotifier(smtp_server.host, smtp_server.port, sender="c@example.test", recipients=["o@example.test"])
+    email = EmailNotifier(smtp_server.host, smtp_server.port, sender="c@example.test", recipients=["o@example.test"],
+                          allow_insecure=True)
     hook = WebhookNotifier(f"http://127.0.0.1:{free_port()}/x", timeout=2)
     failures = notify_all([hook, email], failed(CERT, "down"))
     assert list(failures) == ["webhook"] and isinstance(failures["webhook"], TransientError)
@@ -199,7 +201,7 @@ def test_nt1_dep3_owner_receives_the_email_besides_the_configured_recipients(smt
     channel's configured recipients (once, even when it is one of them)."""
     smtp_server.clear()
     notifier = EmailNotifier(smtp_server.host, smtp_server.port, sender="certpilot@example.test",
-                             recipients=["noc@example.test", "shop-owner@example.test"])
+                             recipients=["noc@example.test", "shop-owner@example.test"], allow_insecure=True)
     owned = CERT.model_copy(update={"owner": Contact(email="shop-owner@example.test")})
     notify_all([notifier], failed(owned, "diagnosis"))
     other = CERT.model_copy(update={"owner": Contact(email="dev@example.test")})
@@ -208,3 +210,65 @@ def test_nt1_dep3_owner_receives_the_email_besides_the_configured_recipients(smt
         ["noc@example.test", "shop-owner@example.test"],
         ["noc@example.test", "shop-owner@example.test", "dev@example.test"],
     ]
+
+
+def test_dep3_plain_smtp_refused_unless_allowed(smtp_server):
+    """DEP-3/issue 15: plain SMTP is refused (nothing sent, the password never leaves) unless allowed."""
+    smtp_server.clear()
+    notifier = EmailNotifier(smtp_server.host, smtp_server.port, sender="certpilot@example.test",
+                             recipients=["ops@example.test"], username=USER, password=SecretStr(PASSWORD))
+    with pytest.raises(PermanentError) as info:
+        notifier.send(failed(CERT, "x"))
+    assert "is configured for plain SMTP" in info.value.message and "allow_insecure" in info.value.message
+    assert PASSWORD not in str(info.value)
+    assert smtp_server.messages == []
+
+
+def test_dep3_hostile_common_name_cannot_inject_headers(smtp_server):
+    """Issue 15: CR/LF in a (legacy, unvalidated) common name reaches the subject as visible escapes."""
+    smtp_server.clear()
+    notifier = EmailNotifier(smtp_server.host, smtp_server.port, sender="certpilot@example.test",
+                             recipients=["ops@example.test"], allow_insecure=True)
+    event = NotificationEvent(kind=EventKind.EXPIRING, certificate_id="c-1\r\nBcc: x@evil.test",
+                              common_name="a.test\r\nBcc: evil@evil.test",
+                              subject="certpilot: a.test\r\nBcc: evil@evil.test expires", body="b", occurred_at=NOW)
+    notifier.send(event)
+    got = smtp_server.messages[0]
+    assert got.rcpt_tos == ["ops@example.test"]
+    assert got.message["Subject"] == "certpilot: a.test\\r\\nBcc: evil@evil.test expires"
+    assert got.message["Bcc"] is None
+
+
+def test_dep3_webhook_channel_from_the_config_file_posts_signed_json(webhook_receiver, tmp_path, monkeypatch):
+    """DEP-3: `[webhook-notices.NAME]` in `certpilot setup --config` builds the block the runtime loads
+    for `webhook-notices/NAME`; its notifier signs with the secret from the environment."""
+    from certpilot.setup_config import read_config_file
+
+    url, receiver = webhook_receiver
+    receiver.received.clear()
+    receiver.status = 204
+    monkeypatch.setenv("CERTPILOT_TEST_HOOK_SECRET", "hook-secret")
+    f = tmp_path / "c.toml"
+    f.write_text(f'[certpilot]\nnotification_blocks = ["webhook-notices/ops"]\n[webhook-notices.ops]\nurl = "{url}"\n'
+                 'secret = { env = "CERTPILOT_TEST_HOOK_SECRET" }\n')
+    plan = read_config_file(f)
+    (spec,) = plan.blocks
+    assert spec.ref == "certpilot-webhook-notices/ops" and "webhook-notices/ops" in plan.defined()
+    notifier = spec.build().notifier()
+    assert "hook-secret" not in repr(notifier)
+    notifier.send(failed(CERT, None))
+    [(headers, body)] = receiver.received
+    expected = hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
+    assert headers[SIGNATURE_HEADER] == f"sha256={expected}"
+
+
+def test_webhook_extra_headers_are_sent_and_never_shown(webhook_receiver):
+    """Issue 15: an Authorization header reaches the receiver; no repr of the notifier shows it."""
+    url, receiver = webhook_receiver
+    receiver.received.clear()
+    receiver.status = 204
+    notifier = WebhookNotifier(url, headers={"Authorization": "Bearer tok-123"})
+    assert "tok-123" not in repr(notifier) + repr(vars(notifier))
+    notifier.send(failed(CERT, None))
+    [(headers, _)] = receiver.received
+    assert headers["Authorization"] == "Bearer tok-123"

@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certpilot.adapters.probe.tls import Prober, TrustBundle
-from certpilot.core.verification import ChainStatus, Endpoint, ProbeOutcome
+from certpilot.core.verification import ChainStatus, Endpoint, ProbeOutcome, TrustFault
+from tests.servers.badchains import bad_chains
 from tests.servers.certs import TestCA, make_ca, make_key, make_leaf
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -75,16 +76,55 @@ def test_dep6_chain_status(pki, served, trusted, expected):
                               ProbeOutcome.UNTRUSTED)
 
 
-def test_dep6_signature_checks_are_cached_per_pair(pki):
-    """The same (child, issuer) pair is verified once: the second judgement is a cache hit, same answer."""
+def test_ver1_strict_fast_path_same_verdict_and_bounded_by_issuer_validity(pki):
+    """VER-1 strict: a second leaf from the same verified issuer is checked against that issuer alone
+    (one cached entry), a leaf the fast path refuses gets the full verifier's verdict, and the fast path
+    never outlives the intermediate: after its expiry the same chain is EXPIRED_INTERMEDIATE."""
     root, inter, _, _ = pki
-    leaf = leaf_for(inter)
     prober = Prober(TrustBundle([root.cert]))
-    first = prober.judge(EP, [der(leaf.cert_pem), der(inter.cert)], now=NOW)
-    cached = dict(prober.trust._verified)
-    again = prober.judge(EP, [der(leaf.cert_pem), der(inter.cert)], now=NOW)
-    assert first.chain is again.chain is ChainStatus.COMPLETE
-    assert prober.trust._verified == cached and len(cached) == 2
+    chain = [der(inter.cert)]
+    first = prober.judge(EP, [der(leaf_for(inter).cert_pem), *chain], now=NOW)
+    second = prober.judge(EP, [der(leaf_for(inter).cert_pem), *chain], now=NOW)
+    assert (first.outcome, first.fault, second.outcome, second.fault) == (
+        ProbeOutcome.OK, TrustFault.NONE, ProbeOutcome.OK, TrustFault.NONE)
+    assert len(prober.trust._issuers) == 1
+    other = make_leaf(inter, ["other.chain.test"], NOW - timedelta(days=1), NOW + timedelta(days=30))
+    wrong = prober.judge(EP, [der(other.cert_pem), *chain], now=NOW)
+    assert (wrong.outcome, wrong.fault, wrong.name_matches) == (ProbeOutcome.WRONG_NAME, TrustFault.WRONG_NAME, False)
+    late = inter.cert.not_valid_after_utc + timedelta(days=1)
+    young = make_leaf(inter, ["www.chain.test"], late - timedelta(days=1), late + timedelta(days=30))
+    expired = prober.judge(EP, [der(young.cert_pem), *chain], now=late)
+    assert (expired.outcome, expired.fault) == (ProbeOutcome.INVALID_CHAIN, TrustFault.EXPIRED_INTERMEDIATE)
+
+
+@pytest.fixture(scope="module")
+def chains():
+    return bad_chains("www.chain.test", NOW)
+
+
+@pytest.mark.parametrize("fault, outcome", [
+    (TrustFault.ISSUER_NOT_CA, ProbeOutcome.INVALID_CHAIN),
+    (TrustFault.EXPIRED_INTERMEDIATE, ProbeOutcome.INVALID_CHAIN),
+    (TrustFault.NO_SAN, ProbeOutcome.WRONG_NAME),
+    (TrustFault.WRONG_NAME, ProbeOutcome.WRONG_NAME),
+    (TrustFault.INCOMPLETE, ProbeOutcome.INCOMPLETE_CHAIN),
+    (TrustFault.SELF_SIGNED, ProbeOutcome.UNTRUSTED),
+    (TrustFault.UNTRUSTED_ROOT, ProbeOutcome.UNTRUSTED),
+    (TrustFault.NOT_SERVER_AUTH, ProbeOutcome.INVALID_CHAIN),
+])
+def test_ver1_strict_verifier_refuses_each_bad_chain_with_its_reason(chains, fault, outcome):
+    """VER-1 strict (cryptography's server verifier decides, the walk names why): each bad chain is
+    refused with its own reason, on a prober that has already verified the good chain (fast path warm)."""
+    prober = Prober(TrustBundle([chains.root.cert]))
+    good = prober.judge(EP, [der(chains.good.cert_pem), *map(der, chains.good.chain_pems)], now=NOW)
+    assert good.verified and good.outcome is ProbeOutcome.OK
+    chain = chains.bad[fault]
+    ders = [der(c) for c in x509.load_pem_x509_certificates(chain.served_pem)]
+    result = prober.judge(EP, ders, now=NOW)
+    assert (result.outcome, result.fault, result.verified) == (outcome, fault, False)
+    # The walk alone (names and signatures) judged these "complete": the strict verdict is not its.
+    if fault in (TrustFault.ISSUER_NOT_CA, TrustFault.EXPIRED_INTERMEDIATE, TrustFault.NO_SAN):
+        assert result.chain is ChainStatus.COMPLETE
 
 
 def test_unparseable_served_certificate_is_an_outcome():

@@ -20,7 +20,7 @@ from certpilot.adapters.probe.diagnose import (
     inspect_nginx,
     nginx_last_load,
 )
-from certpilot.core.verification import ChainStatus, DiagnosisCode
+from certpilot.core.verification import ChainStatus, DiagnosisCode, TrustFault
 from tests.integration.probe.conftest import valid_leaf
 from tests.servers.certs import Leaf, make_ca
 from tests.servers.nginx import VHost, write_vhost_files
@@ -177,10 +177,12 @@ def test_ver2_dep6_leaf_only_deploy_is_diagnosed_incomplete_chain(site, nginx_ca
     deploy(server, new, full_chain=False)
     server.reload()
     report = verify_served(endpoints(server), new.fingerprint, deadline=10, trust=trust)
-    assert report.all_served    # VER-1 alone is satisfied: it is the new certificate...
-    for s in report.endpoints:   # ...but DEP-6 is not
-        assert (s.result.outcome, s.result.chain, s.result.chain_fingerprints) == (
-            ProbeOutcome.INCOMPLETE_CHAIN, ChainStatus.INCOMPLETE, ())
+    assert report.all_served        # it is the new certificate...
+    assert not report.all_verified  # ...but VER-1 (strict) fails: DEP-6 is not met
+    assert len(report.failures) == 3
+    for s in report.endpoints:
+        assert (s.result.outcome, s.result.chain, s.result.chain_fingerprints, s.result.fault) == (
+            ProbeOutcome.INCOMPLETE_CHAIN, ChainStatus.INCOMPLETE, (), TrustFault.INCOMPLETE)
     d = diagnose_endpoint(endpoints(server)[2], new_fingerprint=new.fingerprint, old_fingerprint=old.fingerprint,
                           target="nginx", inspection=inspect_nginx(nginx_site(server)), trust=trust)
     assert d.code is DiagnosisCode.INCOMPLETE_CHAIN, str(d)

@@ -45,13 +45,15 @@ def load_fleet(svc, n: int, deploy_root: Path, port: int, *, prefix: str = "site
         cid = res.certificate.id
         ids[cid] = name
         with svc.session() as s:  # the site as it is served today: its bundle in the target's directory
-            record = deployments.add_target(s, cid, TargetKind.FILES, config={"directory": str(deploy_root / name)},
+            record = deployments.add_target(s, cid, TargetKind.FILES, config={"directory": str(deploy_root / name),
+                                                                                 "trust": "private-ca"},
                                             endpoints=[("127.0.0.1", port, name)], name=f"site {name}")
             target = FilesTarget(record.id, deploy_root / name)
             target.stage(deployments.material_for(s, cid, svc.key_opener()))
             target.validate()
             target.commit()
             target.finalize()
+            target.close()
     return ids
 
 

@@ -29,8 +29,8 @@ def not_writable(names: list[str]) -> bool:
 
 
 def test_load_rows_one_query_in_scanrow_order(store_url):
-    """load_rows: certificates LEFT JOIN orders LEFT JOIN renewal_policies, aware UTC dates,
-    auto_renew defaulting to True."""
+    """load_rows: certificates LEFT JOIN orders LEFT JOIN renewal_policies (LEFT JOIN
+    ca_applications: retry_at), aware UTC dates, auto_renew defaulting to True."""
     with session_scope(store_url) as s:
         repo = Repository(s)
         add_plan(repo, 1, left=20 * DAY)
@@ -41,12 +41,13 @@ def test_load_rows_one_query_in_scanrow_order(store_url):
         rows = sorted(scan_queries.load_scan_rows(s))
     assert rows == [
         ScanRow("p1-c1", "p1-c1.example.test", "issued", "official", NOW + 20 * DAY, "p1-order", "renewal", 0,
-                "p1-orig", False, True),
+                "p1-orig", False, True, not_before=NOW - 345 * DAY),
         ScanRow("p1-c2", "p1-c2.example.test", "not_activated", "official", None, "p1-order", "renewal", 1,
                 "p1-orig", False, True),
         ScanRow("p1-orig", "p1-orig.example.test", "issued", "official", NOW - 345 * DAY, None, None, 0, None,
-                None, True),
-        ScanRow("up", "up.example.test", "uploaded", "uploaded", NOW + 10 * DAY, None, None, 0, None, None, False),
+                None, True, not_before=NOW - 710 * DAY),
+        ScanRow("up", "up.example.test", "uploaded", "uploaded", NOW + 10 * DAY, None, None, 0, None, None, False,
+                not_before=NOW - 355 * DAY),
     ]
     assert all(r.not_after is None or r.not_after.utcoffset().total_seconds() == 0 for r in rows)
     with session_scope(store_url) as s:
