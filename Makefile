@@ -5,10 +5,13 @@ run:
 	@scripts/ensure-venv.sh
 	.venv/bin/certpilot up
 
+# Parallel test workers (2 cores: 2); each test file runs whole in one worker. 0: one process.
+TEST_WORKERS ?= 2
+
 test:
 	@scripts/ensure-venv.sh test
 	@scripts/install-sysdeps.sh
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint:
 	@scripts/ensure-venv.sh test
