@@ -367,13 +367,14 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
         cert = Repository(s).certificate_model(certificate_id)
         ordered = applications.application_state(s, certificate_id)
     emergency = emergency or cert.temporary
-    if ordered is not None and ordered["order_ref"]:  # an order exists: follow it where it was placed
+    placed = ordered is not None and bool(ordered["order_ref"])
+    if placed:  # an order exists: follow it where it was placed
         chain = [(svc.issuer_ref(issuer), issuer) for issuer in (svc.issuer_for(cert, emergency=emergency),)]
     else:
         chain = svc.issuer_chain(cert, emergency=emergency)
     for index, (ref, issuer) in enumerate(chain):
         try:
-            out = _submit_to(svc, cert, ref, issuer, gate=gate, actor=actor)
+            out = _submit_to(svc, cert, ref, issuer, gate=gate, actor=actor, placed=placed)
         except (TransientError, PermanentError) as exc:
             if index + 1 >= len(chain) or _order_placed(svc, certificate_id):
                 raise
@@ -388,10 +389,12 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
 
-def _submit_to(svc: Services, cert: Certificate, ref: str, issuer, *, gate: Gate, actor: str) -> SubmitOutcome:
-    """One issuer's turn at the application (see `submit`)."""
+def _submit_to(svc: Services, cert: Certificate, ref: str, issuer, *, gate: Gate, actor: str,
+               placed: bool = False) -> SubmitOutcome:
+    """One issuer's turn at the application (see `submit`); `placed`: its order existed when
+    `submit` read the application (a resumed submission: nothing to decide, no write)."""
     certificate_id = cert.id
-    if getattr(issuer, "validates_domains", True):
+    if not placed and getattr(issuer, "validates_domains", True):
         with svc.session() as s:
             app = applications.application_state(s, certificate_id)
             if app is not None and app["order_ref"] is None:
