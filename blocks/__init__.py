@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Literal
 
 from prefect.blocks.core import Block
 from prefect_aws import AwsCredentials
@@ -180,6 +181,53 @@ class AwsPrivateCaBlock(Block):
                             allowed_suffixes=self.allowed_suffixes, paid=self.paid)
 
 
+class AlibabaCloudBlock(Block):
+    """An Alibaba Cloud account: SSL Certificates Service (CAS), AliDNS, deployment jobs."""
+
+    _block_type_name = "certpilot Alibaba Cloud"
+    _block_type_slug = "certpilot-alibaba-cloud"
+    _description = ("Alibaba Cloud account: CAS as an issuer (packages, quota), AliDNS for DNS validation, "
+                    "CAS deployment jobs to SLB/ALB/CDN/WAF, `certpilot sync alibaba`.")
+
+    access_key_id: str = Field(description="The RAM user's AccessKey id.")
+    access_key_secret: SecretStr = Field(description="The AccessKey secret (masked; never logged or shown).")
+    region: str = Field(default="cn-hangzhou", description="Region id (AliDNS endpoint, deployment resources).")
+    cas_endpoint: str | None = Field(default=None, description="CAS endpoint override (default cas.aliyuncs.com).")
+    dns_endpoint: str | None = Field(default=None, description="AliDNS endpoint override "
+                                     "(default alidns.<region>.aliyuncs.com).")
+    protocol: Literal["https", "http"] = Field(default="https", description="https; http only for a local emulator.")
+    product_code: str = Field(default="digicert-free-1-free",
+                              description="The CAS package certificates are applied for from (its quota is PAY-1's).")
+    product_spec: str = Field(default="DigiCert/DV/single",
+                              description="The specification the package sells: brand/level/type (UP-1, UP-2).")
+    dns_zones: list[str] = Field(default_factory=list, description="AliDNS zones certpilot may write (empty: every "
+                                 "zone of the account, listed by DescribeDomains).")
+    paid: bool = Field(default=True, description="Renewals consume package quota and managed credits (the seed's model).")
+    review_retry_seconds: float = Field(default=60.0, description="How long to wait between two looks at a CA review.")
+
+    def connection(self):
+        """The `AlibabaConnection` of this account (the secret read when a client is built)."""
+        from certpilot.adapters.alibaba.client import AlibabaConnection
+
+        return AlibabaConnection(self.access_key_id, secret=self.access_key_secret.get_secret_value,
+                                 region=self.region, cas_endpoint=self.cas_endpoint, dns_endpoint=self.dns_endpoint,
+                                 protocol=self.protocol)
+
+    def dns_provider(self):
+        """Build the `AliDnsProvider` (DV-2 through AliDNS, for CAS and ACME issuers alike)."""
+        from certpilot.adapters.dns.alidns import AliDnsProvider
+
+        return AliDnsProvider(self.connection().alidns(), zones=self.dns_zones)
+
+    def issuer(self, dns_providers=()):
+        """Build the CAS `Issuer` of the configured package."""
+        from certpilot.adapters.issuers.alibaba_cas import AlibabaCasIssuer, CasProduct
+
+        return AlibabaCasIssuer(self.connection().cas(), CasProduct(self.product_code, self.product_spec),
+                                dns_providers=dns_providers, paid=self.paid,
+                                review_retry=self.review_retry_seconds, account=self.access_key_id)
+
+
 class Rfc2136Block(Block):
     """A DNS primary accepting TSIG-signed dynamic updates (BIND, Knot, PowerDNS)."""
 
@@ -296,12 +344,14 @@ class CertpilotConfigBlock(Block):
     _description = "Names of the blocks the certpilot flows use, and the probe trust bundle."
 
     default_issuer: str = Field(default="private-ca/default",
-                                description="Block '<kind>/<name>': private-ca/NAME, acme/NAME or aws-pca/NAME.")
+                                description="Block '<kind>/<name>': private-ca/NAME, acme/NAME, aws-pca/NAME or "
+                                            "alibaba-cas/NAME.")
     issuers: list[str] = Field(default_factory=list,
                                description="More issuers certificates may name (`certpilot policy ID --issuer NAME`) "
-                                           "or fall back to: private-ca/NAME, acme/NAME, aws-pca/NAME.")
+                                           "or fall back to: private-ca/NAME, acme/NAME, aws-pca/NAME, alibaba-cas/NAME.")
     emergency_issuer: str | None = Field(default=None, description="ACME block for EM-1 (acme/NAME).")
-    dns_providers: list[str] = Field(default_factory=list, description="rfc2136/NAME or route53/NAME blocks.")
+    dns_providers: list[str] = Field(default_factory=list, description="rfc2136/NAME, route53/NAME or alidns/NAME blocks "
+                                         "(alidns names a certpilot-alibaba-cloud block).")
     notification_blocks: list[str] = Field(
         default_factory=list, description="Prefect notification blocks (slug/name), email-notices/NAME and "
         "webhook-notices/NAME.")
@@ -317,8 +367,8 @@ class CertpilotConfigBlock(Block):
 
 
 ALL_BLOCKS: tuple[type[Block], ...] = (
-    KeyVaultBlock, AcmeAccountBlock, PrivateCaBlock, AwsPrivateCaBlock, Rfc2136Block, Route53Block, NginxHostBlock,
-    AwsDeployBlock, SmtpNotifierBlock, WebhookNotifierBlock, CertpilotConfigBlock,
+    KeyVaultBlock, AcmeAccountBlock, PrivateCaBlock, AwsPrivateCaBlock, AlibabaCloudBlock, Rfc2136Block, Route53Block,
+    NginxHostBlock, AwsDeployBlock, SmtpNotifierBlock, WebhookNotifierBlock, CertpilotConfigBlock,
 )
 
 

@@ -1268,6 +1268,9 @@ _cli_vault.register(sys.modules[__name__])
 from certpilot import cli_import as _cli_import  # noqa: E402  (import --dir / --from: moving a fleet in)
 
 _cli_import.register(sys.modules[__name__])
+from certpilot import cli_alibaba as _cli_alibaba  # noqa: E402  (sync alibaba: an Alibaba Cloud account, issue 14)
+
+_cli_alibaba.register(sys.modules[__name__])
 
 
 # ---------------------------------------------------------------- entry point

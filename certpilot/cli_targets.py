@@ -15,7 +15,9 @@ from typing import Annotated, Any, Literal
 from cyclopts import App, Parameter
 
 JsonFlag = Annotated[bool, Parameter(name="--json", negative="", help="Machine output (JSON).")]
-Kind = Literal["nginx", "files", "aws-acm", "aws-elb"]
+Kind = Literal["nginx", "files", "aws-acm", "aws-elb", "alibaba-deployment-job"]
+CLOUD_KINDS = ("aws-acm", "aws-elb", "alibaba-deployment-job")
+"""Kinds whose adapter needs the cloud connection blocks (the services built from Prefect's blocks)."""
 
 _cli: ModuleType | None = None
 """`certpilot.cli` (or `__main__`), set by `register`: its helpers are read at call time."""
@@ -111,6 +113,13 @@ def target_add(certificate_id: str, /, *, kind: Kind, name: str = "",
                old_arn: Annotated[str | None, Parameter(help="aws-elb sni: the certificate to remove once "
                                                              "verified.")] = None,
                endpoint_url: str | None = None, region: str | None = None,
+               resource_id: Annotated[list[str] | None, Parameter(help="alibaba-deployment-job: a CAS cloud "
+                                                                       "resource id (ListCloudResources Id) the "
+                                                                       "job deploys to (repeatable).")] = None,
+               connection: Annotated[str | None, Parameter(help="alibaba-deployment-job: the Alibaba Cloud "
+                                                                "connection block (default `default`).")] = None,
+               cas_cert_id: Annotated[str | None, Parameter(help="alibaba-deployment-job: the CAS CertId the "
+                                                                 "resources use now (informational).")] = None,
                not_verifiable: Annotated[bool, Parameter(negative="", help="No endpoint serves it (a bundle "
                                                                            "for a manual install): its "
                                                                            "deployments are never shown "
@@ -126,14 +135,16 @@ def target_add(certificate_id: str, /, *, kind: Kind, name: str = "",
     Checked before it is stored (nothing is stored when refused, the field is named): the
     definition's shape, the endpoints' hosts resolve, and on this host the files exist and are
     readable, their directories writable, the check command (`nginx -t`) passes, the ARN is
-    readable. A target with `--host` is checked on that host by `target test` from the UI.
+    readable, the CAS cloud resources exist. A target with `--host` is checked on that host by
+    `target test` from the UI.
     """
     from certpilot.operations import targets as ops
 
     cfg = ops.config_of(kind, files=file or [], check_cmd=check_cmd, reload_cmd=reload_cmd, directory=directory,
                         post_cmd=post_cmd, arn=arn, mode=mode, old_arn=old_arn, endpoint_url=endpoint_url,
-                        region=region, not_verifiable=not_verifiable, trust=trust)
-    v = ops.add(_cli._ctx.services(keys=kind.startswith("aws-")), certificate_id, kind, config=cfg,
+                        region=region, not_verifiable=not_verifiable, trust=trust, resource_ids=resource_id or [],
+                        connection=connection, cert_id=cas_cert_id)
+    v = ops.add(_cli._ctx.services(keys=kind in CLOUD_KINDS), certificate_id, kind, config=cfg,
                 endpoints=[ops.endpoint_of(x) for x in endpoint or []], name=name, host=host, check=not no_check,
                 known_hosts=_work_queues if host else None)
 

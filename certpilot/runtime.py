@@ -339,7 +339,7 @@ def local_services(*, database_url: str | None = None, **overrides: Any) -> Serv
                                            offline_sink=offline_key_sink(get_settings().home / "private-ca-offline"))}
     return Services(
         vault=vault, issuers=issuers, default_issuer=overrides.pop("default_issuer", next(iter(issuers), "")),
-        target_factory=trusting(overrides.pop("target_factory", None) or default_target_factory()),
+        target_factory=trusting(overrides.pop("target_factory", None) or default_target_factory(alibaba=alibaba_cas_api)),
         verifier=overrides.pop("verifier", None) or ProbeVerifier(trust=overrides.pop("trust", None),
                                                                   private_roots=_private_roots(issuers),
                                                                   clock=clock),
@@ -440,9 +440,12 @@ def _issuers_from_blocks(config, base: Services, providers: list, nameservers, h
                                         authoritative=authoritative, clock=base.clock, http01=http01)
         elif kind == "aws-pca":
             issuers[ref] = _load(b.AwsPrivateCaBlock, name, "the AWS Private CA issuer").issuer()
+        elif kind == "alibaba-cas":
+            block = _load(b.AlibabaCloudBlock, name or "default", "the Alibaba Cloud account (CAS issuer)")
+            issuers[ref] = block.issuer(dns_providers=providers)
         else:
             raise MissingBlockError(f"issuer reference {ref!r} in the {CONFIG_BLOCK} block: use private-ca/NAME, "
-                                    "acme/NAME or aws-pca/NAME")
+                                    "acme/NAME, aws-pca/NAME or alibaba-cas/NAME")
     return issuers
 
 
@@ -489,13 +492,15 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
     config = _load(b.CertpilotConfigBlock, config_name, "which issuer, DNS and notifications certpilot uses")
     base = local_services(database_url=database_url, vault=_vault_from_blocks(config_name), issuers={})
     nameservers = [(h, int(p or 53)) for h, _, p in (ns.partition(":") for ns in config.nameservers)] or None
-    kinds = {"rfc2136": (b.Rfc2136Block, "an RFC 2136 DNS provider"), "route53": (b.Route53Block, "a Route 53 DNS provider")}
+    kinds = {"rfc2136": (b.Rfc2136Block, "an RFC 2136 DNS provider"), "route53": (b.Route53Block, "a Route 53 DNS provider"),
+             "alidns": (b.AlibabaCloudBlock, "the Alibaba Cloud account whose AliDNS zones are written")}
     providers = []
     for kind, _, name in (r.partition("/") for r in config.dns_providers):
         if kind not in kinds:
             raise MissingBlockError(f"DNS provider reference {kind}/{name} in the {CONFIG_BLOCK} block: use "
-                                    "rfc2136/NAME or route53/NAME")
-        providers.append(_load(kinds[kind][0], name, kinds[kind][1]).provider())
+                                    "rfc2136/NAME, route53/NAME or alidns/NAME")
+        block = _load(kinds[kind][0], name, kinds[kind][1])
+        providers.append(block.dns_provider() if kind == "alidns" else block.provider())
     providers = _delegating(providers, nameservers) if config.dns_delegation else providers
     http01 = None
     if config.http01_webroot:  # DV-3 file validation through the web server's webroot
@@ -505,7 +510,8 @@ def from_blocks(config_name: str = "default", *, database_url: str | None = None
     target_factory = base.target_factory
     try:  # ACM / load-balancer targets with the credentials (and endpoint) of this block
         aws = b.AwsDeployBlock.load(config_name)
-        target_factory = trusting(default_target_factory(aws=lambda service, _cfg: aws.client(service)))
+        target_factory = trusting(default_target_factory(aws=lambda service, _cfg: aws.client(service),
+                                                         alibaba=alibaba_cas_api))
     except ValueError:
         pass
     issuers = _issuers_from_blocks(config, base, providers, nameservers, http01)
@@ -610,3 +616,31 @@ def acm_fleet(svc: Services, *, region: str | None = None):
     factory = svc.extra.get("aws")
     client = factory("acm", region) if factory else acm_client(region=region)
     return AcmFleet(client, region=region)
+
+
+def alibaba_connection(svc: Services | None, name: str = "default"):
+    """The `AlibabaConnection` called `name`: `svc.extra["alibaba"](name)` when the services carry
+    one (tests, scripts), else the `certpilot-alibaba-cloud/NAME` block.
+
+    Raises:
+        MissingBlockError: no such block (the message says how to create it).
+    """
+    factory = svc.extra.get("alibaba") if svc is not None else None
+    if factory is not None:
+        return factory(name)
+    import blocks as b
+
+    return _load(b.AlibabaCloudBlock, name, "the Alibaba Cloud account: AccessKey, region").connection()
+
+
+def alibaba_cas_api(config: dict[str, Any]):
+    """The CAS API a deployment-job target's `connection` names (the target factory's `alibaba`)."""
+    svc = _override or _cached
+    return alibaba_connection(svc, str(config.get("connection") or "default")).cas()
+
+
+def alibaba_inventory(svc: Services, name: str = "default"):
+    """The reader of `certpilot sync alibaba` (`adapters.alibaba.inventory.CasInventory`)."""
+    from certpilot.adapters.alibaba.inventory import CasInventory
+
+    return CasInventory(alibaba_connection(svc, name).cas())

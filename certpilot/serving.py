@@ -81,6 +81,7 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
     """Every certpilot deployment served from one process, tagged `certpilot`: (flow, its
     deployment's options)."""
     from flows.admin import cancel, import_certificate, policy, purchase
+    from flows.alibaba import sync_alibaba
     from flows.batch import renewal_batch
     from flows.discovery import discover
     from flows.emergency import emergency
@@ -115,6 +116,8 @@ def served() -> list[tuple[Any, dict[str, Any]]]:
                                                              "deploy it first).")),
         (issuer, dict(name="issuer", tags=tags, description="Name the issuer (and fallbacks) of a certificate.")),
         (import_folder, dict(name="import-folder", tags=tags, description="Import every bundle of a folder (UP-3).")),
+        (sync_alibaba, dict(name="sync-alibaba", tags=tags, description="Inventory an Alibaba Cloud account's "
+                            "certificates (CAS) and package quota; schedule it once its block exists.")),
     ]
 
 
@@ -152,7 +155,7 @@ def serve_all(first_scan: bool = True) -> None:
 WARM_MODULES = (
     "prefect.flow_engine", "prefect.task_engine", "prefect.runtime.flow_run", "prefect.artifacts",
     "flows.scan", "flows.renewal", "flows.batch", "flows.emergency", "flows.admin", "flows.targets", "flows.discovery",
-    "flows.revoke", "flows.fleet",
+    "flows.revoke", "flows.fleet", "flows.alibaba",
     "certpilot.runtime", "blocks", "certpilot.store.db", "certpilot.store.ports", "certpilot.crypto.vault",
     "certpilot.adapters.issuers.private_ca", "certpilot.adapters.deploy.factory", "certpilot.adapters.probe.verifier",
 )

@@ -9,23 +9,27 @@ from typing import Literal
 from prefect import flow
 
 from certpilot.core.secrets import TextParameter
+from certpilot.operations import targets as ops
 from tasks import pipeline as tp
 from tasks import targets as t
 
 
 @flow(name="target-add", log_prints=True)
-def target_add(certificate_id: TextParameter, kind: Literal["nginx", "files", "aws-acm", "aws-elb"],
+def target_add(certificate_id: TextParameter,
+               kind: Literal["nginx", "files", "aws-acm", "aws-elb", "alibaba-deployment-job"],
                name: TextParameter = "", host: TextParameter | None = None,
                endpoints: list[TextParameter] | None = None, files: list[TextParameter] | None = None,
                check_command: TextParameter | None = None, reload_command: TextParameter | None = None,
                directory: TextParameter | None = None, post_command: TextParameter | None = None,
                arn: TextParameter | None = None, mode: Literal["default", "sni"] | None = None,
-               not_verifiable: bool = False, trust: TextParameter | None = None, check: bool = True):
+               not_verifiable: bool = False, trust: TextParameter | None = None, check: bool = True,
+               resource_ids: list[int] | None = None, connection: TextParameter | None = None):
     """Add a deployment target to a certificate; its next renewal deploys there (DEP-1).
 
     Args:
         certificate_id: the certificate the target serves now.
-        kind: nginx (PEM files + reload), files (a bundle directory), aws-acm, aws-elb.
+        kind: nginx (PEM files + reload), files (a bundle directory), aws-acm, aws-elb,
+            alibaba-deployment-job (Alibaba Cloud resources a CAS deployment job moves).
         name: what you call it.
         host: the host (work queue) whose worker deploys it, e.g. web-3 (empty: any worker).
         endpoints: HOST:PORT[/SNI] probed after each deployment (empty: its name on 443).
@@ -37,13 +41,18 @@ def target_add(certificate_id: TextParameter, kind: Literal["nginx", "files", "a
         not_verifiable: nothing serves it (a manual bundle): never shown as verified (VER-1).
         trust: what its endpoints' chains must reach besides the system's CAs (VER-1 strict):
             `private-ca` and/or a PEM file of CA certificates on the worker, comma-separated.
-        check: check it on this worker first (files, permissions, `nginx -t`, the ARN).
+        check: check it on this worker first (files, permissions, `nginx -t`, the ARN, the CAS resources).
+        resource_ids: alibaba-deployment-job: the CAS cloud resource ids (ListCloudResources Id).
+        connection: alibaba-deployment-job: the Alibaba Cloud connection block (empty: `default`).
 
     Returns:
         The stored target. A bad definition fails the run naming the field; nothing is stored.
     """
     config = t.config_of(kind, files or [], check_command, reload_command, directory, post_command, arn, mode,
                          not_verifiable, trust)
+    if kind == "alibaba-deployment-job":
+        # The config task does not take these fields (yet): the pure part of `config_of` adds them.
+        config = {**config, **ops.config_of(kind, resource_ids=resource_ids or [], connection=connection)}
     return t.add_target(certificate_id, kind, config, endpoints or [], name, host, check)
 
 

@@ -21,4 +21,5 @@ pytest_plugins = [
     "tests.servers.smtp",
     "tests.servers.prefect",
     "tests.servers.certbot",
+    "tests.servers.alibaba",
 ]

@@ -55,6 +55,8 @@ class TargetKind(StrEnum):
     """An AWS ACM certificate re-imported in place (its ARN and bindings kept)."""
     AWS_ELB = "aws-elb"
     """An AWS ALB/ELBv2 HTTPS listener (default certificate or an SNI certificate)."""
+    ALIBABA_JOB = "alibaba-deployment-job"
+    """Alibaba Cloud resources (SLB/ALB, CDN, WAF…) a CAS deployment job moves to the new certificate."""
 
 
 class DeploymentOutcome(BaseModel):
@@ -119,8 +121,8 @@ KeyOpenerById = Callable[[str], bytes]
 """`key_opener(certificate_id) -> key PEM`, opened from the vault inside an adapter only (CSR-5)."""
 
 
-MANAGED_KINDS = frozenset({TargetKind.NGINX, TargetKind.AWS_ACM, TargetKind.AWS_ELB})
-"""Targets certpilot deploys to by itself: they need the private key (CSR-2)."""
+MANAGED_KINDS = frozenset({TargetKind.NGINX, TargetKind.AWS_ACM, TargetKind.AWS_ELB, TargetKind.ALIBABA_JOB})
+"""Targets certpilot deploys to by itself: they need the private key (CSR-2; CAS needs it to deploy)."""
 
 
 class Progress(IntEnum):
@@ -270,6 +272,17 @@ def final_state(*, verified: bool, rolled_back: bool) -> DeploymentState:
 HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 """A target's host: the Prefect work queue its deploy steps run on (lowercase letters, digits, dashes)."""
 _ARN = re.compile(r"^arn:aws[a-z-]*:(acm|elasticloadbalancing):[a-z0-9-]+:\d{12}:\S+$")
+_BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+"""A Prefect block document name (lowercase letters, digits and dashes)."""
+
+
+def _cloud_id(value: Any) -> bool:
+    """A CAS id: a positive int or a string of digits (not a bool, which is an int in Python)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value > 0
+    return isinstance(value, str) and value.strip().isdigit() and int(value) > 0
 
 
 def config_problems(kind: TargetKind | str, config: dict[str, Any], *, host: str | None = None,
@@ -278,7 +291,10 @@ def config_problems(kind: TargetKind | str, config: dict[str, Any], *, host: str
 
     Per kind: nginx needs `files` (a non-empty list of {cert, key} paths) and optional
     `check_argv`/`reload_argv` (lists of strings); files needs `directory`; aws-acm needs
-    `certificate_arn`; aws-elb needs `listener_arn` and `mode` default|sni. Every target may name
+    `certificate_arn`; aws-elb needs `listener_arn` and `mode` default|sni; alibaba-deployment-job
+    needs `resource_ids` (CAS cloud resource ids) and takes `cert_id` (the CAS CertId the resources
+    used before, informational), `connection` (the Alibaba Cloud connection block's name, default
+    "default"), `contact_ids` (CAS contacts the job notifies) and `timeout` (seconds). Every target may name
     its `host` (a work queue) and `endpoints` (host, port 1-65535); `verify` is a boolean; `trust`
     names what its endpoints' chains must reach besides the probe's bundle (`private-ca`, PEM
     files; comma-separated).
@@ -328,6 +344,31 @@ def config_problems(kind: TargetKind | str, config: dict[str, Any], *, host: str
             out.append(("listener_arn", f"{arn!r} is not a load balancer listener ARN"))
         if config.get("mode", "default") not in ("default", "sni"):
             out.append(("mode", "must be default or sni"))
+    elif kind is TargetKind.ALIBABA_JOB:
+        ids = config.get("resource_ids")
+        if not isinstance(ids, list) or not ids:
+            out.append(("resource_ids", "is required: at least one CAS cloud resource id (the Id that "
+                                        "ListCloudResources or the CAS console's deployment page shows)"))
+        else:
+            for i, rid in enumerate(ids):
+                if not _cloud_id(rid):
+                    out.append((f"resource_ids[{i}]", f"{rid!r} is not a CAS cloud resource id (a number)"))
+            if len({str(r).strip() for r in ids}) != len(ids):
+                out.append(("resource_ids", "names a resource twice"))
+        if "cert_id" in config and config["cert_id"] is not None and not _cloud_id(config["cert_id"]):
+            out.append(("cert_id", f"{config['cert_id']!r} is not a CAS certificate id (a number)"))
+        connection = config.get("connection", "default")
+        if not isinstance(connection, str) or not _BLOCK_NAME.match(connection):
+            out.append(("connection", f"{connection!r} is not the name of an Alibaba Cloud connection block "
+                                      "(lowercase letters, digits and dashes; `certpilot setup` makes \"default\")"))
+        contacts = config.get("contact_ids")
+        if contacts is not None and (not isinstance(contacts, list) or not contacts
+                                     or not all(_cloud_id(c) for c in contacts)):
+            out.append(("contact_ids", "must be a non-empty list of CAS contact ids (numbers)"))
+        timeout = config.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                    or not 0 < timeout <= 86_400):
+            out.append(("timeout", f"{timeout!r} is not a number of seconds (more than 0, at most 86400)"))
     if "verify" in config and not isinstance(config["verify"], bool):
         out.append(("verify", "must be true or false"))
     trust = config.get("trust")

@@ -863,7 +863,12 @@ def renew(svc: Services, certificate_id: str, *, years: int, now: datetime | Non
         NotFoundError: no such certificate.
     """
     paid = _paid(svc, certificate_id)
+    remote = _service_quota(svc, certificate_id) if paid else None
     with svc.session() as s:
+        if remote is not None:  # the CA service keeps the quota: its count, not a local one (PAY-1)
+            from certpilot.operations.quota import reconcile_session
+
+            reconcile_session(s, remote[1], source=remote[0], now=now or svc.now())
         if idempotency_key is None and rerun_safe:
             idempotency_key = _attempt_key(Repository(s), certificate_id, now or svc.now(), svc.policy)
         return place_renewal(s, certificate_id, years=years, now=now or svc.now(), policy=svc.policy,
@@ -885,6 +890,24 @@ def _paid(svc: Services, certificate_id: str) -> bool:
         return svc.paid(cert)
     except RefusedError:
         return True
+
+
+def _service_quota(svc: Services, certificate_id: str) -> tuple[str, dict[str, int]] | None:
+    """(the service, remaining quota per specification) when the certificate's issuer keeps the
+    quota itself (`service_quota`: Alibaba Cloud CAS's packages), else None (the local ledger).
+
+    Raises:
+        TransientError / PermanentError: the service could not be asked (the stage retries).
+    """
+    with svc.session(readonly=True) as s:
+        cert = Repository(s).certificate_model(certificate_id)
+    try:
+        issuer = svc.issuers.get(svc.issuer_choice(cert).name)
+    except RefusedError:
+        return None
+    if not callable(getattr(issuer, "service_quota", None)):
+        return None
+    return f"{svc.issuer_ref(issuer)} ({issuer.name})", issuer.service_quota()
 
 
 def _attempt_key(repo: Repository, certificate_id: str, now: datetime, policy: Policy) -> str:

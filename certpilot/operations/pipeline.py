@@ -16,6 +16,7 @@ are one call each into this module (or into the doors of `orders`, `deployments`
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from certpilot.runtime import Services
+
+log = logging.getLogger(__name__)
 
 
 Gate = Callable[[tuple[str, ...]], AbstractContextManager[object]]
@@ -377,6 +380,8 @@ def submit(svc: Services, certificate_id: str, *, emergency: bool = False, gate:
             out = _submit_to(svc, cert, ref, issuer, gate=gate, actor=actor, placed=placed)
         except (TransientError, PermanentError) as exc:
             if index + 1 >= len(chain) or _order_placed(svc, certificate_id):
+                if isinstance(exc, PermanentError):
+                    _tell_refused(svc, certificate_id, ref, exc)
                 raise
             _tell_fallback(svc, certificate_id, ref, chain[index + 1][0], exc)
             continue
@@ -447,6 +452,20 @@ def _unpark(svc: Services, certificate_id: str) -> None:
     """A fallback takes the order the parked issuer would not: its "retry at" no longer applies."""
     with svc.session() as s:
         applications.unpark(s, certificate_id)
+
+
+def _tell_refused(svc: Services, certificate_id: str, issuer: str, exc: PermanentError) -> None:
+    """CA-2/NT-2: the CA refused the application outright (no fallback left): the owner hears the
+    CA's own words once per distinct refusal (a rerun refused the same way tells nothing again).
+    A channel that fails is not the run's failure: the CA's refusal is what the run ends with."""
+    detail = f"{issuer} answered: {exc.message}"
+    try:
+        notify_human_step(svc, certificate_id, "the CA refused the application",
+                          f"{detail}. Fix what it names (or choose another issuer: `certpilot policy "
+                          f"{certificate_id} --issuer NAME`), then run the renewal again.",
+                          key=f"ca-refused-{_key_number(detail)}")
+    except Exception:  # noqa: BLE001 - the refusal itself is raised by the caller
+        log.warning("the owner of %s could not be told that %s refused the application", certificate_id, issuer)
 
 
 def _tell_fallback(svc: Services, certificate_id: str, failed: str, used: str, exc: Exception) -> None:

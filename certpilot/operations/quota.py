@@ -73,3 +73,47 @@ def remove(svc: Services, *, count: int, spec: Spec | None = None, now: datetime
                 idempotency_key=key, created_at=now,
                 note=note or f"{count} {balance_name(spec)} removed (a correction; PAY-3)")])
         return QuotaRemoved(entry=done, balances=repo.balances())
+
+
+@dataclass(frozen=True)
+class QuotaSynced:
+    """A reconciliation with a CA service's own count: the entries written (none when equal)."""
+
+    entries: tuple[LedgerEntry, ...]
+    balances: Balances
+
+
+def reconcile_session(session, remote: dict[str, int], *, source: str, now: datetime) -> QuotaSynced:
+    """Bring the local quota of each specification in `remote` to the service's count, in the
+    caller's transaction (the ledger locked).
+
+    A CA service that keeps its own quota (Alibaba Cloud CAS's packages) is the truth for its
+    specifications: the payment stage reads it (PAY-1) and `quota` lists it (PAY-3). The
+    difference is one appended entry per specification (PAY-4: never an edit), saying where the
+    number came from.
+
+    Args:
+        session: the open transaction (the payment's, or a sync's own).
+        remote: remaining certificates per specification key, as the service counts them.
+        source: the service, for the entry's note (e.g. ``Alibaba Cloud CAS package X``).
+        now: the time of the entries.
+    """
+    repo = Repository(session)
+    repo.lock_ledger()
+    held = repo.balances()
+    entries: list[LedgerEntry] = []
+    for spec_key, count in sorted(remote.items()):
+        delta = int(count) - held.quota.get(spec_key, 0)
+        if delta:
+            entries.append(LedgerEntry(
+                id=new_id("led"), kind=LedgerKind.QUOTA, spec_key=spec_key, delta=delta, order_id=None,
+                idempotency_key=f"sync:{new_id('q')}", created_at=now,
+                note=f"{source}: {int(count)} {spec_key} remaining at the service (synced, PAY-3)"))
+    written = tuple(repo.append_ledger(entries)) if entries else ()
+    return QuotaSynced(entries=written, balances=repo.balances())
+
+
+def reconcile(svc: Services, remote: dict[str, int], *, source: str, now: datetime | None = None) -> QuotaSynced:
+    """`reconcile_session` in a transaction of its own (`certpilot sync alibaba`)."""
+    with svc.session() as s:
+        return reconcile_session(s, remote, source=source, now=require_aware(now or svc.now()))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -126,19 +126,24 @@ def _pair(spec: str) -> dict[str, str]:
 def config_of(kind: str, *, files: list[str] = (), check_cmd: str | None = None, reload_cmd: str | None = None,
               directory: str | None = None, post_cmd: str | None = None, arn: str | None = None,
               mode: str | None = None, old_arn: str | None = None, endpoint_url: str | None = None,
-              region: str | None = None, not_verifiable: bool = False, trust: str | None = None) -> dict[str, Any]:
+              region: str | None = None, not_verifiable: bool = False, trust: str | None = None,
+              resource_ids: Sequence[str | int] = (), connection: str | None = None,
+              cert_id: str | int | None = None) -> dict[str, Any]:
     """A target's stored configuration from an operator's options (the CLI's flags, the UI's
     form): only those of its kind; commands split like a shell would (run without one). Paths
     are kept as given: a relative one is relative to the deploying host's CERTPILOT_HOME.
 
     Args:
-        kind: nginx, files, aws-acm or aws-elb.
+        kind: nginx, files, aws-acm, aws-elb or alibaba-deployment-job.
         files: nginx: `CERT_PATH:KEY_PATH` per vhost.
         check_cmd, reload_cmd: nginx: the configuration test and the reload.
         directory, post_cmd: files: the bundle's directory, a command run after each deployment.
         arn: aws-acm: the certificate ARN; aws-elb: the listener ARN.
         mode, old_arn: aws-elb: default|sni, the SNI certificate removed once verified.
         endpoint_url, region: aws: the API endpoint (an emulator) and the region.
+        resource_ids, connection, cert_id: alibaba-deployment-job: the CAS cloud resource ids
+            (kept as numbers when they are digits, as given otherwise: the check names them), the
+            Alibaba Cloud connection block (default "default"), the CAS CertId they use now.
         not_verifiable: no endpoint serves it (VER-1: never shown verified).
         trust: what its endpoints' chains must reach besides the probe's bundle (VER-1 strict):
             `private-ca` (certpilot's private CA) and/or PEM files of CA certificates, comma-separated.
@@ -164,6 +169,12 @@ def config_of(kind: str, *, files: list[str] = (), check_cmd: str | None = None,
         cfg["mode"] = mode or "default"
         if old_arn:
             cfg["old_certificate_arn"] = old_arn
+    elif kind == "alibaba-deployment-job":
+        cfg["resource_ids"] = [_number(r) for r in resource_ids]
+        if connection:
+            cfg["connection"] = connection
+        if cert_id is not None and str(cert_id).strip():
+            cfg["cert_id"] = _number(cert_id)
     if kind.startswith("aws-"):
         cfg.update({k: v for k, v in (("endpoint_url", endpoint_url), ("region", region)) if v})
     if not_verifiable:
@@ -171,6 +182,12 @@ def config_of(kind: str, *, files: list[str] = (), check_cmd: str | None = None,
     if trust:
         cfg["trust"] = trust
     return cfg
+
+
+def _number(value: str | int) -> str | int:
+    """A CAS id as an int when it is digits (as given otherwise, for the check to name)."""
+    text = str(value).strip()
+    return int(text) if text.isdigit() else value
 
 
 def _refuse(problems: list[tuple[str, str]]) -> BadInputError:
@@ -219,7 +236,7 @@ def add(svc: Services, certificate_id: str, kind: TargetKind | str, *, config: d
     Args:
         svc: the services.
         certificate_id: the certificate the target serves now (the next renewal deploys there, DEP-1).
-        kind: nginx, files, aws-acm or aws-elb.
+        kind: nginx, files, aws-acm, aws-elb or alibaba-deployment-job.
         config: the adapter's settings (see `core.deployment.config_problems`); no secrets.
         endpoints: (host, port, sni) probed after each deployment (default `https://<name>:443`).
         name: what operators call it.

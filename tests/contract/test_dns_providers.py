@@ -1,5 +1,6 @@
 """One contract for every DnsProvider: RFC 2136 (BIND), Route 53 (moto), delegation (a real CNAME
-in BIND) and manual DNS (a "human" adds records through a TSIG update).
+in BIND), manual DNS (a "human" adds records through a TSIG update) and AliDNS (the Alibaba Cloud
+emulator, whose DNS responder serves what the API wrote).
 
 Visibility is checked where the CA would look: at the authoritative server (BIND) for the DNS
 providers, and through the Route 53 API for Route 53 (moto serves no DNS).
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from certpilot.adapters.dns.alidns import AliDnsProvider
 from certpilot.adapters.dns.base import DnsProvider
 from certpilot.adapters.dns.checks import resolver_for, txt_values_at, wait_until_visible
 from certpilot.adapters.dns.delegation import DelegatingProvider
@@ -22,7 +24,7 @@ from certpilot.adapters.dns.route53 import Route53Provider
 
 pytestmark = pytest.mark.servers
 
-PROVIDERS = ["rfc2136", "route53", "delegated", "manual"]
+PROVIDERS = ["rfc2136", "route53", "delegated", "manual", "alidns"]
 
 
 @dataclass
@@ -86,6 +88,18 @@ def harness(request, unique_label) -> Harness:
         def wait(name: str, value: str) -> None:
             assert value in served(name)  # moto is INSYNC at once; present() waited for it
         return Harness(provider, fqdn, zone, served, wait)
+    if kind == "alidns":
+        emulator = request.getfixturevalue("alibaba")
+        zone = "alidns-contract.test"
+        emulator.add_zone(zone)
+        provider = AliDnsProvider(emulator.connection().alidns())
+
+        def served(name: str) -> set[str]:
+            return txt_values_at(name, emulator.nameservers[0]) or set()
+
+        def wait(name: str, value: str) -> None:
+            wait_until_visible(name, value, emulator.nameservers, timeout=5)
+        return Harness(provider, f"_acme-challenge.{unique_label}.{zone}", zone, served, wait)
 
     bind = request.getfixturevalue("bind_server")
     fqdn = f"_acme-challenge.{unique_label}.example.test"
@@ -116,7 +130,7 @@ def harness(request, unique_label) -> Harness:
 
 def test_is_a_dns_provider(harness):
     assert isinstance(harness.provider, DnsProvider)
-    assert harness.provider.name in {"rfc2136", "route53", "delegated", "manual"}
+    assert harness.provider.name in {"rfc2136", "route53", "delegated", "manual", "alidns"}
 
 
 def test_zone_for(harness):
