@@ -137,9 +137,10 @@ def _reference_exists(ref: str) -> bool:
     from prefect.blocks.core import Block
 
     import blocks as b
-    from certpilot.setup_config import NAMED_KINDS
+    from certpilot.setup_config import NAMED_KINDS, REFERENCE_KINDS
 
     kind, _, name = ref.partition("/")
+    kind = REFERENCE_KINDS.get(kind, kind)
     if kind in NAMED_KINDS:
         return _exists(getattr(b, NAMED_KINDS[kind]), name)
     try:  # any Prefect notification block, by its type slug

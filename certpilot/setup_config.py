@@ -19,6 +19,8 @@ block it may name, keyed ``[<kind>.<name>]`` exactly as the configuration block 
     tsig_key_name = "certpilot"
     tsig_secret = { env = "CERTPILOT_TSIG_SECRET" }
 
+An ``[alibaba.NAME]`` table (an Alibaba Cloud account: AccessKey, region, CAS package) is named
+by the configuration as the issuer ``alibaba-cas/NAME`` and the DNS provider ``alidns/NAME``.
 ``[key-vault]`` (`certpilot-key-vault/default`: an AWS KMS key) and ``[aws-deploy]``
 (`certpilot-aws-deploy/default`) have no name. A secret (or any string) may be written as
 ``{ env = "VARIABLE" }`` or ``{ file = "/path" }`` instead of a literal, so the file itself
@@ -46,6 +48,7 @@ NAMED_KINDS = {
     "acme": "AcmeAccountBlock",
     "private-ca": "PrivateCaBlock",
     "aws-pca": "AwsPrivateCaBlock",
+    "alibaba": "AlibabaCloudBlock",
     "rfc2136": "Rfc2136Block",
     "route53": "Route53Block",
     "email-notices": "SmtpNotifierBlock",
@@ -53,6 +56,9 @@ NAMED_KINDS = {
 }
 # tables without a name: the block is named like the configuration block (runtime.from_blocks)
 SINGLE_KINDS = {"key-vault": "KeyVaultBlock", "aws-deploy": "AwsDeployBlock"}
+# references the configuration block makes to an [alibaba.NAME] table: one account block serves
+# as the CAS issuer (``alibaba-cas/NAME``) and as the AliDNS provider (``alidns/NAME``)
+REFERENCE_KINDS = {"alibaba-cas": "alibaba", "alidns": "alibaba"}
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,9 @@ class ConfigPlan:
 
     def defined(self) -> set[str]:
         """The ``kind/name`` references this file itself defines."""
-        return {f"{b.kind}/{b.name}" for b in self.blocks if b.kind in NAMED_KINDS}
+        named = {f"{b.kind}/{b.name}" for b in self.blocks if b.kind in NAMED_KINDS}
+        aliases = {f"{ref}/{b.name}" for b in self.blocks for ref, kind in REFERENCE_KINDS.items() if b.kind == kind}
+        return named | aliases
 
 
 def _resolve(value: Any, where: str) -> Any:

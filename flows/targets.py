@@ -9,7 +9,6 @@ from typing import Literal
 from prefect import flow
 
 from certpilot.core.secrets import TextParameter
-from certpilot.operations import targets as ops
 from tasks import pipeline as tp
 from tasks import targets as t
 
@@ -49,10 +48,7 @@ def target_add(certificate_id: TextParameter,
         The stored target. A bad definition fails the run naming the field; nothing is stored.
     """
     config = t.config_of(kind, files or [], check_command, reload_command, directory, post_command, arn, mode,
-                         not_verifiable, trust)
-    if kind == "alibaba-deployment-job":
-        # The config task does not take these fields (yet): the pure part of `config_of` adds them.
-        config = {**config, **ops.config_of(kind, resource_ids=resource_ids or [], connection=connection)}
+                         not_verifiable, trust, resource_ids or [], connection)
     return t.add_target(certificate_id, kind, config, endpoints or [], name, host, check)
 
 

@@ -46,10 +46,12 @@ def remove_target(target_id: str) -> ops.TargetView:
 @certpilot_task(name="target-config", retries=0)
 def config_of(kind: str, files: list[str], check_cmd: str | None, reload_cmd: str | None, directory: str | None,
               post_cmd: str | None, arn: str | None, mode: str | None, not_verifiable: bool,
-              trust: str | None = None) -> dict[str, Any]:
+              trust: str | None = None, resource_ids: list[int] | None = None,
+              connection: str | None = None) -> dict[str, Any]:
     """The stored configuration from the form's fields (`operations.targets.config_of`)."""
     return ops.config_of(kind, files=files, check_cmd=check_cmd, reload_cmd=reload_cmd, directory=directory,
-                         post_cmd=post_cmd, arn=arn, mode=mode, not_verifiable=not_verifiable, trust=trust)
+                         post_cmd=post_cmd, arn=arn, mode=mode, not_verifiable=not_verifiable, trust=trust,
+                         resource_ids=resource_ids or [], connection=connection)
 
 
 def deploy_routes(certificate_id: str) -> tuple[tuple[str, str | None], ...]:

@@ -345,30 +345,7 @@ def config_problems(kind: TargetKind | str, config: dict[str, Any], *, host: str
         if config.get("mode", "default") not in ("default", "sni"):
             out.append(("mode", "must be default or sni"))
     elif kind is TargetKind.ALIBABA_JOB:
-        ids = config.get("resource_ids")
-        if not isinstance(ids, list) or not ids:
-            out.append(("resource_ids", "is required: at least one CAS cloud resource id (the Id that "
-                                        "ListCloudResources or the CAS console's deployment page shows)"))
-        else:
-            for i, rid in enumerate(ids):
-                if not _cloud_id(rid):
-                    out.append((f"resource_ids[{i}]", f"{rid!r} is not a CAS cloud resource id (a number)"))
-            if len({str(r).strip() for r in ids}) != len(ids):
-                out.append(("resource_ids", "names a resource twice"))
-        if "cert_id" in config and config["cert_id"] is not None and not _cloud_id(config["cert_id"]):
-            out.append(("cert_id", f"{config['cert_id']!r} is not a CAS certificate id (a number)"))
-        connection = config.get("connection", "default")
-        if not isinstance(connection, str) or not _BLOCK_NAME.match(connection):
-            out.append(("connection", f"{connection!r} is not the name of an Alibaba Cloud connection block "
-                                      "(lowercase letters, digits and dashes; `certpilot setup` makes \"default\")"))
-        contacts = config.get("contact_ids")
-        if contacts is not None and (not isinstance(contacts, list) or not contacts
-                                     or not all(_cloud_id(c) for c in contacts)):
-            out.append(("contact_ids", "must be a non-empty list of CAS contact ids (numbers)"))
-        timeout = config.get("timeout")
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                    or not 0 < timeout <= 86_400):
-            out.append(("timeout", f"{timeout!r} is not a number of seconds (more than 0, at most 86400)"))
+        out.extend(_alibaba_job_problems(config))
     if "verify" in config and not isinstance(config["verify"], bool):
         out.append(("verify", "must be true or false"))
     trust = config.get("trust")
@@ -381,4 +358,38 @@ def config_problems(kind: TargetKind | str, config: dict[str, Any], *, host: str
             out.append((f"endpoints[{i}].host", "is required"))
         if not 0 < int(port) < 65536:
             out.append((f"endpoints[{i}].port", f"{port} is not a TCP port (1-65535)"))
+    return out
+
+
+def _alibaba_job_problems(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The problems of an alibaba-deployment-job target's config (field, what is wrong)."""
+    out: list[tuple[str, str]] = []
+    ids = config.get("resource_ids")
+    if "upload_only" in config and not isinstance(config["upload_only"], bool):
+        out.append(("upload_only", "must be true or false"))
+    if config.get("upload_only") is True and ids in (None, []):
+        pass  # a certificate kept in CAS without resources: its successor is only uploaded back
+    elif not isinstance(ids, list) or not ids:
+        out.append(("resource_ids", "is required: at least one CAS cloud resource id (the Id that "
+                                    "ListCloudResources or the CAS console's deployment page shows)"))
+    else:
+        for i, rid in enumerate(ids):
+            if not _cloud_id(rid):
+                out.append((f"resource_ids[{i}]", f"{rid!r} is not a CAS cloud resource id (a number)"))
+        if len({str(r).strip() for r in ids}) != len(ids):
+            out.append(("resource_ids", "names a resource twice"))
+    if "cert_id" in config and config["cert_id"] is not None and not _cloud_id(config["cert_id"]):
+        out.append(("cert_id", f"{config['cert_id']!r} is not a CAS certificate id (a number)"))
+    connection = config.get("connection", "default")
+    if not isinstance(connection, str) or not _BLOCK_NAME.match(connection):
+        out.append(("connection", f"{connection!r} is not the name of an Alibaba Cloud connection block "
+                                  "(lowercase letters, digits and dashes; `certpilot setup` makes \"default\")"))
+    contacts = config.get("contact_ids")
+    if contacts is not None and (not isinstance(contacts, list) or not contacts
+                                 or not all(_cloud_id(c) for c in contacts)):
+        out.append(("contact_ids", "must be a non-empty list of CAS contact ids (numbers)"))
+    timeout = config.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not 0 < timeout <= 86_400):
+        out.append(("timeout", f"{timeout!r} is not a number of seconds (more than 0, at most 86400)"))
     return out

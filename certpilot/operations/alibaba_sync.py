@@ -3,7 +3,8 @@
 Every certificate CAS lists (`adapters.alibaba.inventory.CasInventory`) is imported with its
 origin (*official*: issued by CAS from a package; *uploaded*: the account's own), brand, level,
 names and dates; the cloud resources serving it become one deployment-job target (DEP-2: its
-renewal is deployed to them by a CAS deployment job, then probed, VER-1); an official one is
+renewal is deployed to them by a CAS deployment job, then probed, VER-1), and an uploaded one
+without resources gets an upload target (its replacement is uploaded back to CAS); an official one is
 applied to the CAS issuer when one is configured (its renewal goes through CAS, PAY-1 from the
 package's quota). A key CAS returns is sealed in the vault like any imported key (never stored
 otherwise); none returned: the key is not held (CSR-2). The package quota of every configured
@@ -96,12 +97,17 @@ def _one(svc: Services, c: CasCertificate, connection: str, owner: str | None, c
     pems = split_pem_chain(c.certificate_pem)
     chain, note = linked_chain(pems[0], "".join(pems[1:]) or None)
     targets: list[dict[str, Any]] = []
-    if c.resources:
+    if c.resources:  # DEP-2: its successor goes to the same resources by a deployment job
         ids = [r.id for r in c.resources]
         targets.append({"kind": TargetKind.ALIBABA_JOB, "name": f"CAS deployment job ({len(ids)} resource(s))",
                         "config": {"resource_ids": ids, "cert_id": c.cert_id, "connection": connection,
                                    "products": sorted({r.product for r in c.resources})},
                         "endpoints": _endpoints(c, connect_to), "match": {"resource_ids": ids}})
+    elif c.uploaded:  # kept in CAS by the operator: its successor is uploaded back there
+        targets.append({"kind": TargetKind.ALIBABA_JOB, "name": "CAS upload",
+                        "config": {"resource_ids": [], "upload_only": True, "cert_id": c.cert_id,
+                                   "connection": connection, "verify": False},
+                        "endpoints": (), "match": {"upload_only": True}})
     key = c.key() if c.key is not None else None
     report = _import_with_targets(
         svc, cert_pem=pems[0], key_pem=key, chain_pem=chain, origin=Origin.UPLOADED if c.uploaded else Origin.OFFICIAL,

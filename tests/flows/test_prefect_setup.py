@@ -22,7 +22,7 @@ def test_prefect_yaml_declares_every_flow_with_a_real_entrypoint():
     names = {d["name"] for d in spec["deployments"]}
     assert names == {"scan", "renewal", "renewal-batch", "emergency", "cancel", "policy", "import", "purchase",
                      "target-add", "target-test", "target-remove", "deploy-target", "discover", "revoke", "issuer",
-                     "import-folder"}
+                     "import-folder", "sync-alibaba"}
     flow_names = {}
     for d in spec["deployments"]:
         module_name, _, attr = d["entrypoint"].partition(":")
@@ -35,6 +35,9 @@ def test_prefect_yaml_declares_every_flow_with_a_real_entrypoint():
     assert flow_names["renewal"] == "renewal" and flow_names["renewal-batch"] == "renewal-batch"
     scan = next(d for d in spec["deployments"] if d["name"] == "scan")
     assert scan["schedules"][0]["cron"] == "0 * * * *"
+    # An Alibaba Cloud account is synced on a schedule the operator turns on once its block exists.
+    sync = next(d for d in spec["deployments"] if d["name"] == "sync-alibaba")
+    assert sync["schedules"] == [{"cron": "15 */6 * * *", "active": False}]
     assert spec["pull"] == [{"prefect.deployments.steps.set_working_directory": {"directory": "."}}]
     assert "{{" not in (ROOT / "prefect.yaml").read_text()
 

@@ -119,12 +119,13 @@ class DeploymentJobTarget:
 
     def __init__(self, target_id: str, api, resource_ids: Iterable[Any], *, name: str = "",
                  contact_ids: Iterable[Any] | None = None, timeout: float = 300.0, poll: float = 2.0,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 _uploads_only: bool = False):
         try:
             ids = resource_ids_of(resource_ids)
         except ValueError as exc:
             raise DeployError(f"CAS deployment job target {target_id}: {exc}; fix resource_ids", step="stage") from None
-        if not ids:
+        if not ids and not _uploads_only:
             raise DeployError(f"CAS deployment job target {target_id}: no cloud resource to deploy to; give "
                               "resource_ids (`ListCloudResources` ids)", step="stage")
         self.target_id = target_id
@@ -478,3 +479,54 @@ def _models():
     from alibabacloud_cas20200407 import models
 
     return models
+
+
+
+class CasUploadTarget(DeploymentJobTarget):
+    """A certificate the operator keeps in CAS without cloud resources (an uploaded one): its
+    successor is uploaded back (`UploadUserCertificate`, idempotent by ClientToken), nothing else.
+
+    Nothing serves it through certpilot (its target is marked not verifiable): the upload is the
+    deployment. Rollback has nothing to undo (the previous certificate is still in CAS, unchanged).
+    """
+
+    def __init__(self, target_id: str, api, *, name: str = "") -> None:
+        """Args:
+            target_id: the deployment target's id.
+            api: the CAS API (`AlibabaConnection.cas()`).
+            name: what operators call the target.
+        """
+        super().__init__(target_id, api, (), name=name, _uploads_only=True)
+
+    def describe(self) -> str:
+        """E.g. "CAS upload (kept in Alibaba Cloud CAS)"."""
+        return f"CAS upload{' ' + self.name if self.name else ''} (kept in Alibaba Cloud CAS)"
+
+    def __repr__(self) -> str:
+        return f"CasUploadTarget({self.target_id!r})"
+
+    def stage(self, material: DeployMaterial) -> None:
+        """Upload the certificate with its key (once per target and certificate).
+
+        Raises:
+            DeployError / TransientDeployError: CAS's answer; DeployError when the key is not held.
+        """
+        if self.checkpoint.get("fingerprint") != material.fingerprint:
+            self.checkpoint.pop("cert_id", None)
+        self.checkpoint["fingerprint"] = material.fingerprint
+        if self.checkpoint.get("cert_id") is None:
+            self.checkpoint["cert_id"] = self._upload(material)
+        self._material = material
+
+    def validate(self) -> None:
+        """Nothing to check beyond the upload CAS accepted."""
+
+    def commit(self) -> None:
+        """The upload is the deployment."""
+
+    def rollback(self) -> None:
+        """Nothing to undo: the previous certificate is still in CAS, unchanged."""
+
+    def check(self) -> list[tuple[str, str]]:
+        """Nothing to check before the first upload (the credentials are checked by it)."""
+        return []

@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from certpilot.adapters.deploy.alibaba_jobs import DeploymentJobTarget
+from certpilot.adapters.deploy.alibaba_jobs import CasUploadTarget, DeploymentJobTarget
 from certpilot.adapters.deploy.aws_acm import AcmTarget, aws_client
 from certpilot.adapters.deploy.aws_elb import ElbListenerTarget
 from certpilot.adapters.deploy.base import DeployTarget
@@ -93,6 +93,8 @@ def default_target_factory(*, aws: AwsClients | None = None,
                     f"target {record.id} deploys through an Alibaba Cloud CAS deployment job and needs an Alibaba "
                     f"Cloud connection block ({cfg.get('connection', 'default')!r}, block type "
                     "certpilot-alibaba-cloud); create it with `certpilot setup`")
+            if cfg.get("upload_only"):
+                return CasUploadTarget(record.id, alibaba(cfg), name=record.name)
             return DeploymentJobTarget(record.id, alibaba(cfg), cfg["resource_ids"], name=record.name,
                                        contact_ids=cfg.get("contact_ids"), timeout=float(cfg.get("timeout", 300)))
         raise BadInputError(f"no adapter for target kind {record.kind.value}")

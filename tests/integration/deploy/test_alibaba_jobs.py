@@ -181,3 +181,28 @@ def test_dep2_target_add_checks_the_resources_in_cas_before_storing(alibaba, est
                    config=ops.config_of("alibaba-deployment-job", resource_ids=[str(estate["resources"][0])]))
     assert view.record.kind is TargetKind.ALIBABA_JOB and view.record.config == {"resource_ids": [estate["resources"][0]]}
     assert not alibaba.calls("UploadUserCertificate")
+
+
+def test_dep1_uploaded_certificate_kept_in_cas_gets_its_successor_uploaded_back_once(alibaba, ca):
+    """An uploaded certificate the operator keeps in CAS with no cloud resource (`upload_only`):
+    its successor is uploaded back to CAS with its key, and a rerun after a crash uploads nothing
+    twice (ClientToken); there is nothing to roll back."""
+    from certpilot.adapters.deploy.alibaba_jobs import CasUploadTarget
+
+    api = alibaba.connection().cas()
+    new = make_leaf(ca, ["upload.example.test"], not_before=T - timedelta(hours=1), not_after=T + timedelta(days=90))
+    material = DeployMaterial.from_pems("crt-upload", new.cert_pem, chain=b"".join(new.chain_pems),
+                                        key=lambda: new.key_pem)
+    first = CasUploadTarget("tgt-upload", api, name="kept in CAS")
+    for step in (first.validate, first.commit, first.reload, first.finalize):
+        step()  # nothing of these touches CAS
+    first.stage(material)
+    again = CasUploadTarget("tgt-upload", api)  # a new process after a crash, its checkpoint lost
+    again.stage(material)
+    assert again.checkpoint["cert_id"] == first.checkpoint["cert_id"]
+    uploads = alibaba.calls("UploadUserCertificate")
+    assert len(uploads) == 2 and {c["params"]["ClientToken"] for c in uploads} == {uploads[0]["params"]["ClientToken"]}
+    listed = [c for c in alibaba.calls("UploadUserCertificate") if c["status"] == 200]
+    assert {c["response"]["CertId"] for c in listed} == {first.checkpoint["cert_id"]}
+    first.rollback()  # nothing to undo
+    assert len(alibaba.calls("CreateRollbackTask")) == 0
