@@ -9,11 +9,10 @@ import pytest
 from cryptography import x509
 
 from certpilot.adapters.dns.alidns import AliDnsProvider
-from certpilot.adapters.dns.base import DnsProvider, challenge_name
-from certpilot.adapters.dns.checks import wait_until_visible
+from certpilot.adapters.dns.base import DnsProvider
 from certpilot.core.errors import PermanentError, TransientError
 from tasks.common import retrying
-from tests.integration.dns.test_dns_pebble_e2e import _dns01, fast_acme_polls, issue  # noqa: F401 - a fixture
+from tests.integration.dns.test_dns_pebble_e2e import fast_acme_polls, issue_through  # noqa: F401 - a fixture
 from tests.servers.acme import PebbleServer, _start_or_skip, start_pebble
 from tests.servers.base import stop
 
@@ -122,22 +121,7 @@ def test_dv2_alidns_dns01_issuance_through_pebble(alibaba, pebble_alidns, unique
     alibaba.add_zone(zone)
     provider = AliDnsProvider(alibaba.connection().alidns(), zones=[zone])
     names = [zone, f"*.{zone}"]
-    placed: list[tuple[str, str]] = []
-
-    def answer(authz, key):
-        ch = _dns01(authz)
-        response, validation = ch.response_and_validation(key)
-        fqdn = challenge_name(authz.body.identifier.value)
-        provider.present(fqdn, validation)
-        placed.append((fqdn, validation))
-        wait_until_visible(fqdn, validation, alibaba.nameservers, timeout=5)
-        return ch, response
-
-    try:
-        cert = issue(pebble_alidns, names, answer)
-    finally:
-        for fqdn, value in placed:
-            provider.cleanup(fqdn, value)
+    cert, placed = issue_through(pebble_alidns, names, provider, alibaba.nameservers)
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert sorted(sans) == sorted(names)
     assert len(placed) == 2 and len({f for f, _ in placed}) == 1

@@ -67,12 +67,13 @@ def _dns01(authz):
     return next(ch for ch in authz.body.challenges if isinstance(ch.chall, challenges.DNS01))
 
 
-def test_dv7_dns01_through_bind_wildcard_and_base(pebble, bind_server, unique_label, fast_acme_polls):
-    """DV-2, DV-7: CAA checked first, two TXT values on one name, visible at BIND before answering."""
-    names = [f"{unique_label}.example.test", f"*.{unique_label}.example.test"]
-    assert caa_refusal(names, pebble.ca_identifiers, resolver_for(bind_server.nameservers)) is None
-    provider = Rfc2136Provider(bind_server.host, bind_server.port, zones=["example.test"],
-                               keyname=bind_server.tsig_name, secret=bind_server.tsig_secret)
+def issue_through(ca, names, provider, nameservers):
+    """Issue `names` at `ca` answering DNS-01 through `provider` (each value visible at
+    `nameservers` before it is answered); every value placed is removed afterwards.
+
+    Returns:
+        (the certificate, the (fqdn, value) pairs placed).
+    """
     placed: list[tuple[str, str]] = []
 
     def answer(authz, key):
@@ -81,14 +82,23 @@ def test_dv7_dns01_through_bind_wildcard_and_base(pebble, bind_server, unique_la
         fqdn = challenge_name(authz.body.identifier.value)
         provider.present(fqdn, validation)
         placed.append((fqdn, validation))
-        wait_until_visible(fqdn, validation, bind_server.nameservers, timeout=5)
+        wait_until_visible(fqdn, validation, nameservers, timeout=5)
         return ch, response
 
     try:
-        cert = issue(pebble, names, answer)
+        return issue(ca, names, answer), placed
     finally:
         for fqdn, value in placed:
             provider.cleanup(fqdn, value)
+
+
+def test_dv7_dns01_through_bind_wildcard_and_base(pebble, bind_server, unique_label, fast_acme_polls):
+    """DV-2, DV-7: CAA checked first, two TXT values on one name, visible at BIND before answering."""
+    names = [f"{unique_label}.example.test", f"*.{unique_label}.example.test"]
+    assert caa_refusal(names, pebble.ca_identifiers, resolver_for(bind_server.nameservers)) is None
+    provider = Rfc2136Provider(bind_server.host, bind_server.port, zones=["example.test"],
+                               keyname=bind_server.tsig_name, secret=bind_server.tsig_secret)
+    cert, placed = issue_through(pebble, names, provider, bind_server.nameservers)
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
     assert sorted(sans) == sorted(names)
     assert len({f for f, _ in placed}) == 1 and len(placed) == 2  # one name, two values
