@@ -689,7 +689,8 @@ def quota_show(*, as_json: JsonFlag = False) -> int:
     """Show remaining quota per specification and managed-service credits (PAY-3)."""
     from certpilot.operations.orders import quota
 
-    b = quota(_ctx.services())
+    # The issuers the workers use: a CA service that counts its own quota (CAS) is asked first.
+    b = quota(_ctx.services(keys=True))
 
     def render(con):
         from rich.table import Table

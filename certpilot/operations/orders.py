@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certpilot.core.errors import BadInputError, Reason, Refusal, RefusedError
+from certpilot.core.errors import BadInputError, PermanentError, Reason, Refusal, RefusedError, TransientError
 from certpilot.core.models import (
     Balances,
     Certificate,
@@ -972,7 +972,23 @@ def cancel(svc: Services, certificate_id: str, *, now: datetime | None = None, a
 
 
 def quota(svc: Services) -> Balances:
-    """PAY-3: remaining quota per specification and managed-service credits."""
+    """PAY-3: remaining quota per specification and managed-service credits, listable at any time.
+
+    A specification a CA service counts itself (an issuer with `service_quota`: Alibaba Cloud
+    CAS's package) is first brought to the service's count (one appended ledger entry when it
+    differs, PAY-4); a service that cannot be read leaves the last count, with a warning logged.
+    """
+    import logging
+
+    from certpilot.operations.quota import reconcile
+
+    for ref, issuer in svc.issuers.items():
+        if callable(getattr(issuer, "service_quota", None)):
+            try:
+                reconcile(svc, issuer.service_quota(), source=f"{ref} ({issuer.name})")
+            except (TransientError, PermanentError) as exc:
+                logging.getLogger(__name__).warning("quota of %s not refreshed (%s); showing its last count",
+                                                    ref, exc.message)
     with svc.session(readonly=True) as s:
         return balances(s)
 

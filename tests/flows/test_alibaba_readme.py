@@ -48,7 +48,7 @@ def cli_home(tmp_path, monkeypatch):
     reset_engines()
 
 
-def test_readme_alibaba_config_and_commands_work_as_written(alibaba, prefect_harness, cli_home, monkeypatch, capsys):
+def test_pay3_readme_alibaba_config_and_commands_work_as_written(alibaba, prefect_harness, cli_home, monkeypatch, capsys):
     """`certpilot setup --config` with the README's file writes the account block and a configuration
     naming it as issuer and DNS provider; the runtime the workers build from them has the CAS
     issuer and AliDNS; `sync alibaba`, `quota` and `target add --kind alibaba-deployment-job` do
@@ -93,8 +93,9 @@ def test_readme_alibaba_config_and_commands_work_as_written(alibaba, prefect_har
         report = json.loads(out)
         assert report["quota"] == {"DigiCert/DV/single": 7} and report["issuer"] == "alibaba-cas/main"
         (imported,) = report["imported"]
+        alibaba.add_package("digicert-free-1-free", total=10, used=6, brand="DigiCert")  # spent in the console
         code, out = _run(capsys, *shlex.split(quota)[1:], "--json")
-        assert code == 0 and json.loads(out)["quota"]["DigiCert/DV/single"] == 7, out
+        assert code == 0 and json.loads(out)["quota"]["DigiCert/DV/single"] == 4, out  # PAY-3: CAS's count now
         (resource,) = seeded["resource_ids"]
         argv = shlex.split(target.replace("CRT", imported["certificate_id"]).replace("101", str(resource))
                            .replace("--endpoint shop.example.cn",
