@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -48,7 +47,7 @@ class Account:
         self.emu = emu
         emu.add_zone(ZONE)
         emu.add_package(PRODUCT, total=5, used=2, brand="DigiCert")
-        emu.settings(review_seconds=2.0, deploy_seconds=0.3)
+        emu.settings(review_seconds=3600.0, deploy_seconds=0.3)  # a review no run outlasts; ended by the test
         self.due = emu.seed_certificate([DUE], product_code=PRODUCT, brand="DigiCert",
                                         not_before=_iso(now - timedelta(days=345)),
                                         not_after=_iso(now + timedelta(days=20)),
@@ -76,7 +75,7 @@ class Account:
                                      issuers={"alibaba-cas/default": issuer}, default_issuer="alibaba-cas/default",
                                      dns_providers=[self.dns], notifiers=[self.notifier], trust=str(root),
                                      extra={"alibaba": lambda _name: conn})
-        self.svc.poll_seconds = 0.5  # the review (2 s) outlasts the run's look at it: the scanner follows it
+        self.svc.poll_seconds = 0.5  # the run looks at the review briefly, then leaves it to the scanner
 
     def session(self):
         return session_scope(self.db_url)
@@ -152,7 +151,7 @@ def test_pay1_dep2_ver1_cas_account_synced_and_due_certificate_renewed_end_to_en
     throttled = [c for c in emu.calls("DescribeCertificateState") if c["status"] == 400]
     assert len(throttled) == 1  # ... and the stage's retry asked again
 
-    time.sleep(2.2)  # the CA's review
+    emu.settings(review_seconds=0.0)  # the CA's review is over
     second = scan()
     assert second.issued == 1, second
     with account.session() as s:
