@@ -530,7 +530,9 @@ def test_every_action_answers_in_the_sdk_shape(alibaba, apis):
     job_id = _deploy(cas, "all", up.cert_id, seeded["resource_ids"])
     cas.call("j", "list_deployment_job", cas_models.ListDeploymentJobRequest())
     cas.call("j", "describe_deployment_job", cas_models.DescribeDeploymentJobRequest(job_id=job_id))
-    cas.call("j", "create_rollback_task", cas_models.CreateRollbackTaskRequest(job_id=job_id))
+    cas.call("j", "list_contact", cas_models.ListContactRequest())
+    workers = cas.call("j", "list_worker_resource", cas_models.ListWorkerResourceRequest(job_id=job_id)).data
+    cas.call("j", "create_rollback_task", cas_models.CreateRollbackTaskRequest(job_id=job_id, worker_id=workers[0].id))
     cas.call("j", "list_cloud_resources", cas_models.ListCloudResourcesRequest())
     extra = cas.call("o", "create_certificate_for_package_request", cas_models.CreateCertificateForPackageRequestRequest(
         product_code=PRODUCT, domain="y.example.com"))
@@ -550,6 +552,6 @@ def test_every_action_answers_in_the_sdk_shape(alibaba, apis):
              "DescribeCertificateState", "ListUserCertificateOrder", "GetUserCertificateDetail",
              "UploadUserCertificate", "DeleteCertificateRequest", "CancelOrderRequest", "ListCloudResources",
              "CreateDeploymentJob", "ListDeploymentJob", "UpdateDeploymentJobStatus", "DescribeDeploymentJob",
-             "CreateRollbackTask", "DescribeDomains", "AddDomainRecord", "DescribeDomainRecords",
-             "DescribeSubDomainRecords", "DeleteDomainRecord"}
+             "CreateRollbackTask", "ListWorkerResource", "ListContact", "DescribeDomains", "AddDomainRecord",
+             "DescribeDomainRecords", "DescribeSubDomainRecords", "DeleteDomainRecord"}
     assert every <= seen, f"not exercised: {sorted(every - seen)}"

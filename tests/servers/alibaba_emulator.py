@@ -53,7 +53,10 @@ Choices where the real service is not documented precisely (kept to the SDK's mo
   switched only to a certificate whose key the emulator holds; otherwise, or when a failure was
   injected, the job ends ``error`` (its message is in the admin job view). With several CertIds
   each resource gets the one covering its Domain. CreateRollbackTask puts each resource back on
-  its certificate before the job; the job's ``Rollback`` becomes 1 and its Status ``rollback``.
+  its certificate before the job (with ``WorkerId``: that worker's resource only; the job runs one
+  worker per resource, listed by ListWorkerResource: pending → processing → success | error →
+  rollback_success); the job's ``Rollback`` becomes 1 and its Status ``rollback``.
+  CreateDeploymentJob requires ``ContactIds`` (ListContact lists the account's one contact).
   Times of jobs and resources are epoch milliseconds as strings (the models type them ``str``).
   ``Data`` of UpdateDeploymentJobStatus/CreateRollbackTask is left out.
 - **Throttling faults** answer with ``x-acs-retry-after`` (milliseconds, what the SDK's
@@ -297,6 +300,8 @@ class State:
         for job in self.jobs.values():
             if job["status"] == "scheduling" and t >= job["start_at"]:
                 job["status"], job["start_time"] = "processing", t
+                for worker in job["workers"].values():
+                    worker["status"] = "processing"
             if job["status"] == "processing" and t >= job["start_time"] + dt.timedelta(seconds=self.deploy_seconds):
                 self._finish_job(job, t)
 
@@ -308,6 +313,8 @@ class State:
             if res is None:
                 errors.append(f"resource {rid} no longer exists")
                 continue
+            worker = job["workers"][rid]
+            worker["status"] = "error"  # until the resource is switched below
             injected = next((f for f in self.deploy_failures
                              if f.get("job_id") == job["id"] or f.get("resource_id") == rid), None)
             if injected is not None:
@@ -324,6 +331,7 @@ class State:
                 continue
             job["previous"].setdefault(rid, res["cert_id"])
             res["cert_id"], res["modified"] = cert["id"], t
+            worker["status"] = "success"
         job["status"] = "error" if errors else "success"
         job["message"] = "; ".join(errors)
         job["end_time"] = job["modified"] = t
@@ -733,10 +741,12 @@ class Api:
         first = self.s.certs[cert_ids[0]]
         self.s.jobs[jid] = {
             "id": jid, "name": name, "job_type": job_type, "cert_ids": cert_ids, "resource_ids": resource_ids,
-            "contact_ids": p.get("ContactIds", ""), "status": "editing", "rollback": 0, "schedule_time": schedule,
+            "contact_ids": self._req(p, "ContactIds"), "status": "editing", "rollback": 0, "schedule_time": schedule,
             "start_at": None, "start_time": None, "end_time": None, "created": t, "modified": t, "previous": {},
             "message": "", "cert_domain": names_of(first["cert"])[0], "cert_type": first["cert_type"],
             "product_name": ",".join(sorted({self.s.resources[r]["cloud_product"] for r in resource_ids})),
+            # one worker per resource, as the real service runs a job (ListWorkerResource)
+            "workers": {rid: {"id": self.s.next_id(), "status": "pending", "message": ""} for rid in resource_ids},
         }
         return {"JobId": jid}
 
@@ -801,11 +811,48 @@ class Api:
             raise bad("JobStatusNotAllowed", f"job {job['id']} is {job['status']}: only a finished job can be "
                       "rolled back")
         t = now()
-        for rid, cid in job["previous"].items():
-            if rid in self.s.resources:
-                self.s.resources[rid]["cert_id"], self.s.resources[rid]["modified"] = cid, t
+        worker_id = self._int(p, "WorkerId")
+        rids = list(job["previous"])
+        if worker_id is not None:  # one worker: its resource only
+            rids = [rid for rid, w in job["workers"].items() if w["id"] == worker_id]
+            if not rids:
+                raise bad("WorkerNotFound", f"job {job['id']} has no worker {worker_id}")
+            if job["workers"][rids[0]]["status"] != "success":
+                raise bad("WorkerStatusNotAllowed", f"worker {worker_id} is {job['workers'][rids[0]]['status']}: "
+                          "only a worker that deployed can be rolled back")
+        for rid in rids:
+            if rid in job["previous"] and rid in self.s.resources:
+                self.s.resources[rid]["cert_id"], self.s.resources[rid]["modified"] = job["previous"][rid], t
+            if job["workers"][rid]["status"] == "success":
+                job["workers"][rid]["status"] = "rollback_success"
         job["rollback"], job["status"], job["modified"] = 1, "rollback", t
         return {}
+
+    def cas_ListWorkerResource(self, p: dict) -> dict:
+        self.s.advance_jobs()
+        job = self._job(p)
+        items = []
+        for rid, w in job["workers"].items():
+            res = self.s.resources.get(rid, {})
+            items.append({"Id": w["id"], "JobId": job["id"], "ResourceId": rid, "Status": w["status"],
+                          "CertId": job["cert_ids"][0], "CertDomain": job["cert_domain"],
+                          "CloudProduct": res.get("cloud_product", ""), "ResourceDomain": res.get("domain", ""),
+                          "InstanceId": res.get("instance_id", ""), "RegionId": res.get("region_id", ""),
+                          "ResourceCertId": res.get("cert_id"), "Port": res.get("listener_port"),
+                          "GmtCreate": str(ms(job["created"])), "GmtModified": str(ms(job["modified"]))})
+        if p.get("Status"):
+            items = [i for i in items if i["Status"] == p["Status"]]
+        if p.get("CloudProduct"):
+            items = [i for i in items if i["CloudProduct"] == p["CloudProduct"]]
+        page, current, size = self._page(items, p, "CurrentPage", "ShowSize", 20)
+        return {"Data": [{k: v for k, v in i.items() if v is not None} for i in page], "Total": len(items),
+                "CurrentPage": current, "ShowSize": size}
+
+    def cas_ListContact(self, p: dict) -> dict:
+        contacts = [{"ContactId": 7001, "Name": "ops", "Email": "ops@example.cn", "Mobile": "13800000000",
+                     "EmailStatus": 1, "MobileStatus": 1}]
+        page, current, size = self._page(contacts, p, "CurrentPage", "ShowSize", 20)
+        return {"ContactList": page, "TotalCount": len(contacts), "CurrentPage": current, "ShowSize": size}
 
     # ------------------------------------------------------------ AliDNS
     def _zone(self, name: str | None) -> dict:

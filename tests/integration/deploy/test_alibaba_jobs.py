@@ -112,7 +112,12 @@ def test_dep7_failing_job_is_rolled_back_and_the_old_certificate_is_served_again
     assert f"job {job_id} ended error" in done.details
     job = alibaba.job(job_id)
     assert job["rollback"] == 1 and job["previous"] == {str(slb): estate["seed"]["cert_id"]}
-    assert len(alibaba.calls("CreateRollbackTask")) == 1
+    # The real API's path: the job's workers listed, the one that deployed (the SLB's) rolled back
+    # by its WorkerId; the job was created with the account's contact (ListContact).
+    (rollback,) = alibaba.calls("CreateRollbackTask")
+    (slb_worker,) = [w for w in alibaba.calls("ListWorkerResource")[0]["response"]["Data"] if w["ResourceId"] == slb]
+    assert rollback["params"]["WorkerId"] == str(slb_worker["Id"])
+    assert alibaba.calls("CreateDeploymentJob")[0]["params"]["ContactIds"] == "7001"
     assert {alibaba.resource_cert_id(r) for r in (slb, cdn)} == {estate["seed"]["cert_id"]}
     for name in (SLB_NAME, CDN_NAME):
         assert served(alibaba, name, estate["trust"]) == estate["old"].fingerprint
