@@ -272,8 +272,8 @@ def final_state(*, verified: bool, rolled_back: bool) -> DeploymentState:
 HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 """A target's host: the Prefect work queue its deploy steps run on (lowercase letters, digits, dashes)."""
 _ARN = re.compile(r"^arn:aws[a-z-]*:(acm|elasticloadbalancing):[a-z0-9-]+:\d{12}:\S+$")
-_BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-"""A Prefect block document name (lowercase letters, digits and dashes)."""
+_BLOCK_NAME = HOST_NAME
+"""A Prefect block document name: the same slug shape as a work queue name."""
 
 
 def _cloud_id(value: Any) -> bool:

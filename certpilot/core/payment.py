@@ -120,6 +120,19 @@ def top_up_key(kind: LedgerKind | str, nonce: str) -> str:
     return f"{LedgerKind(kind).value}:{nonce}"
 
 
+def service_sync_deltas(balances: Balances, remote: dict[str, int]) -> dict[str, int]:
+    """PAY-1/PAY-3 with a CA service that counts its own quota (Alibaba Cloud CAS's packages): the
+    quota change per specification that brings the local balance to the service's count (the
+    service is the truth for its specifications); specifications already equal are left out.
+
+    Args:
+        balances: what the ledger holds now.
+        remote: remaining certificates per specification key, as the service counts them.
+    """
+    deltas = {key: int(count) - balances.quota.get(key, 0) for key, count in sorted(remote.items())}
+    return {key: delta for key, delta in deltas.items() if delta}
+
+
 def removal_key(kind: LedgerKind | str, nonce: str) -> str:
     """PAY-3: the key of a quota or credit removal made without one (``remove:KIND:NONCE``)."""
     return f"remove:{LedgerKind(kind).value}:{nonce}"

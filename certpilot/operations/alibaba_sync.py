@@ -24,6 +24,7 @@ from certpilot.core.deployment import TargetKind
 from certpilot.core.errors import Reason
 from certpilot.core.models import Level, Origin
 from certpilot.operations.fleet_sources import _import_with_targets, linked_chain
+from certpilot.operations.quota import refresh_from_services
 from certpilot.store import issuer_queries
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ class SyncReport:
 
 def cas_issuer_ref(svc: Services) -> str | None:
     """The configured CAS issuer's reference (``alibaba-cas/NAME``), or None."""
-    return next((ref for ref, i in svc.issuers.items() if callable(getattr(i, "service_quota", None))), None)
+    from certpilot.adapters.issuers.base import CountsQuota
+
+    return next((ref for ref, i in svc.issuers.items() if isinstance(i, CountsQuota)), None)
 
 
 def sync(svc: Services, inventory: CasInventory, *, connection: str = "default", owner: str | None = None,
@@ -65,14 +68,7 @@ def sync(svc: Services, inventory: CasInventory, *, connection: str = "default",
     """
     issuer = cas_issuer_ref(svc)
     reports = [_one(svc, c, connection, owner, connect_to, issuer, actor) for c in inventory.certificates()]
-    quota: dict[str, int] = {}
-    for ref, i in svc.issuers.items():
-        if callable(getattr(i, "service_quota", None)):
-            remote = i.service_quota()
-            from certpilot.operations.quota import reconcile
-
-            reconcile(svc, remote, source=f"{ref} ({i.name})")
-            quota.update(remote)
+    quota = refresh_from_services(svc)
     return SyncReport(bulk=BulkReport(source=f"alibaba:{connection}", reports=tuple(reports)), quota=quota,
                       issuer=issuer)
 

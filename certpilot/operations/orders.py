@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from certpilot.core.errors import BadInputError, PermanentError, Reason, Refusal, RefusedError, TransientError
+from certpilot.core.errors import BadInputError, Reason, Refusal, RefusedError
 from certpilot.core.models import (
     Balances,
     Certificate,
@@ -905,7 +905,9 @@ def _service_quota(svc: Services, certificate_id: str) -> tuple[str, dict[str, i
         issuer = svc.issuers.get(svc.issuer_choice(cert).name)
     except RefusedError:
         return None
-    if not callable(getattr(issuer, "service_quota", None)):
+    from certpilot.adapters.issuers.base import CountsQuota
+
+    if not isinstance(issuer, CountsQuota):
         return None
     return f"{svc.issuer_ref(issuer)} ({issuer.name})", issuer.service_quota()
 
@@ -978,17 +980,9 @@ def quota(svc: Services) -> Balances:
     CAS's package) is first brought to the service's count (one appended ledger entry when it
     differs, PAY-4); a service that cannot be read leaves the last count, with a warning logged.
     """
-    import logging
+    from certpilot.operations.quota import refresh_from_services
 
-    from certpilot.operations.quota import reconcile
-
-    for ref, issuer in svc.issuers.items():
-        if callable(getattr(issuer, "service_quota", None)):
-            try:
-                reconcile(svc, issuer.service_quota(), source=f"{ref} ({issuer.name})")
-            except (TransientError, PermanentError) as exc:
-                logging.getLogger(__name__).warning("quota of %s not refreshed (%s); showing its last count",
-                                                    ref, exc.message)
+    refresh_from_services(svc, tolerate=True)
     with svc.session(readonly=True) as s:
         return balances(s)
 

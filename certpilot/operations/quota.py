@@ -9,18 +9,21 @@ the rule is `core.payment.removal_refusal`).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from certpilot.core.errors import RefusedError
+from certpilot.core.errors import PermanentError, RefusedError, TransientError
 from certpilot.core.models import Balances, LedgerEntry, LedgerKind, Spec
-from certpilot.core.payment import balance_name, removal_key, removal_refusal
+from certpilot.core.payment import balance_name, removal_key, removal_refusal, service_sync_deltas
 from certpilot.operations.common import new_id, positive_count, require_aware
 from certpilot.store.repository import Repository
 
 if TYPE_CHECKING:
     from certpilot.runtime import Services
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,45 +78,57 @@ def remove(svc: Services, *, count: int, spec: Spec | None = None, now: datetime
         return QuotaRemoved(entry=done, balances=repo.balances())
 
 
-@dataclass(frozen=True)
-class QuotaSynced:
-    """A reconciliation with a CA service's own count: the entries written (none when equal)."""
-
-    entries: tuple[LedgerEntry, ...]
-    balances: Balances
-
-
-def reconcile_session(session, remote: dict[str, int], *, source: str, now: datetime) -> QuotaSynced:
+def reconcile_session(session, remote: dict[str, int], *, source: str, now: datetime) -> tuple[LedgerEntry, ...]:
     """Bring the local quota of each specification in `remote` to the service's count, in the
-    caller's transaction (the ledger locked).
-
-    A CA service that keeps its own quota (Alibaba Cloud CAS's packages) is the truth for its
-    specifications: the payment stage reads it (PAY-1) and `quota` lists it (PAY-3). The
-    difference is one appended entry per specification (PAY-4: never an edit), saying where the
-    number came from.
+    caller's transaction (the ledger locked): one appended entry per specification that differs
+    (`core.payment.service_sync_deltas`; PAY-4: never an edit), saying where the number came from.
 
     Args:
-        session: the open transaction (the payment's, or a sync's own).
+        session: the open transaction (the payment's, or one of its own).
         remote: remaining certificates per specification key, as the service counts them.
-        source: the service, for the entry's note (e.g. ``Alibaba Cloud CAS package X``).
+        source: the service, for the entry's note.
         now: the time of the entries.
+
+    Returns:
+        The entries written (none when every count already matched).
     """
     repo = Repository(session)
     repo.lock_ledger()
-    held = repo.balances()
-    entries: list[LedgerEntry] = []
-    for spec_key, count in sorted(remote.items()):
-        delta = int(count) - held.quota.get(spec_key, 0)
-        if delta:
-            entries.append(LedgerEntry(
-                id=new_id("led"), kind=LedgerKind.QUOTA, spec_key=spec_key, delta=delta, order_id=None,
-                idempotency_key=f"sync:{new_id('q')}", created_at=now,
-                note=f"{source}: {int(count)} {spec_key} remaining at the service (synced, PAY-3)"))
-    written = tuple(repo.append_ledger(entries)) if entries else ()
-    return QuotaSynced(entries=written, balances=repo.balances())
+    entries = [LedgerEntry(id=new_id("led"), kind=LedgerKind.QUOTA, spec_key=key, delta=delta, order_id=None,
+                           idempotency_key=f"sync:{new_id('q')}", created_at=now,
+                           note=f"{source}: {remote[key]} {key} remaining at the service (synced, PAY-3)")
+               for key, delta in service_sync_deltas(repo.balances(), remote).items()]
+    return tuple(repo.append_ledger(entries)) if entries else ()
 
 
-def reconcile(svc: Services, remote: dict[str, int], *, source: str, now: datetime | None = None) -> QuotaSynced:
-    """`reconcile_session` in a transaction of its own (`certpilot sync alibaba`)."""
-    with svc.session() as s:
-        return reconcile_session(s, remote, source=source, now=require_aware(now or svc.now()))
+def refresh_from_services(svc: Services, *, tolerate: bool = False) -> dict[str, int]:
+    """Bring every specification a configured CA service counts itself (an issuer that
+    `CountsQuota`: CAS) to that service's count, one transaction per service.
+
+    Args:
+        tolerate: a service that cannot be read keeps its last count (a warning logged) instead
+            of raising: for a listing, which must answer at any time (PAY-3).
+
+    Returns:
+        The services' counts per specification key.
+
+    Raises:
+        TransientError / PermanentError: a service could not be read (unless `tolerate`).
+    """
+    from certpilot.adapters.issuers.base import CountsQuota
+
+    counts: dict[str, int] = {}
+    for ref, issuer in svc.issuers.items():
+        if not isinstance(issuer, CountsQuota):
+            continue
+        try:
+            remote = issuer.service_quota()
+        except (TransientError, PermanentError) as exc:
+            if not tolerate:
+                raise
+            log.warning("quota of %s not refreshed (%s); showing its last count", ref, exc.message)
+            continue
+        with svc.session() as s:
+            reconcile_session(s, remote, source=f"{ref} ({issuer.name})", now=require_aware(svc.now()))
+        counts.update(remote)
+    return counts

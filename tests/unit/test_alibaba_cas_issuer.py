@@ -150,3 +150,15 @@ def test_errors_mapped_transient_or_permanent_never_echoing_the_secret(exc, kind
     assert getattr(err.value, "retry_after", None) == retry
     assert "LTAI5tKeyId" in repr(AlibabaConnection("LTAI5tKeyId", secret=lambda: SECRET))
     assert SECRET not in repr(AlibabaConnection("LTAI5tKeyId", secret=lambda: SECRET))
+
+
+def test_pay3_service_count_is_the_truth_for_its_specifications_only():
+    """A CA service's count replaces the local one for its own specifications: the change is the
+    difference (either way); other specifications and equal counts are left alone."""
+    from certpilot.core.models import Balances
+    from certpilot.core.payment import service_sync_deltas
+
+    held = Balances(quota={"DigiCert/DV/single": 5, "GlobalSign/OV/single": 2, "DigiCert/DV/wildcard": 1})
+    assert service_sync_deltas(held, {"DigiCert/DV/single": 3, "DigiCert/DV/wildcard": 1,
+                                      "Alibaba Cloud/DV/single": 4}) == {"DigiCert/DV/single": -2,
+                                                                         "Alibaba Cloud/DV/single": 4}

@@ -109,7 +109,9 @@ class FakeCas:
 
     def list_worker_resource(self, r: models.ListWorkerResourceRequest):
         if not self.workers:
-            raise PermanentError("listing: Alibaba Cloud CAS refused (InvalidAction.NotFound): no such api")
+            err = PermanentError("listing: Alibaba Cloud CAS refused (InvalidAction.NotFound): no such api")
+            err.service_code = "InvalidAction.NotFound"  # as `AlibabaApi.call` raises it
+            raise err
         job = self.jobs[r.job_id]
         data = [{"Id": r.job_id * 1000 + rid, "ResourceId": rid, "JobId": r.job_id, "Status": w["Status"]}
                 for rid, w in job["workers"].items()]

@@ -101,13 +101,14 @@ class CasInventory:
         self.page_size = page_size
 
     def certificates(self) -> Iterator[CasCertificate]:
-        """Every certificate of the account, in CAS's listing order.
+        """Every certificate of the account, in CAS's listing order, each with the resources serving it.
 
         Raises:
             TransientError / PermanentError: CAS's answer (the AccessKey's permissions…).
         """
         from alibabacloud_cas20200407 import models as m
 
+        serving = self.resources_by_certificate()  # one listing for the account, not one per certificate
         page, seen = 1, 0
         while True:
             body = self._api.call("listing the account's certificates", "list_user_certificate_order",
@@ -115,13 +116,13 @@ class CasInventory:
                                                                     show_size=self.page_size))
             items = body.certificate_order_list or []
             for item in items:
-                yield self._detail(item)
+                yield self._detail(item, serving.get(int(item.certificate_id), ()))
             seen += len(items)
             if not items or seen >= int(body.total_count or 0):
                 return
             page += 1
 
-    def _detail(self, item: Any) -> CasCertificate:
+    def _detail(self, item: Any, resources: tuple[CloudResource, ...]) -> CasCertificate:
         from alibabacloud_cas20200407 import models as m
 
         cert_id = int(item.certificate_id)
@@ -137,24 +138,26 @@ class CasInventory:
             level=level_of(item.cert_type), names=names, common_name=(d.common or item.common_name or "").lower(),
             status=item.status or "", product_code=item.product_code,
             not_before=_ms(d.not_before or item.cert_start_time), not_after=_ms(d.not_after or item.cert_end_time),
-            certificate_pem=d.cert or "", resources=tuple(self.resources(cert_id)),
-            key=(lambda: key_pem) if key_pem else None)
+            certificate_pem=d.cert or "", resources=resources, key=(lambda: key_pem) if key_pem else None)
 
-    def resources(self, cert_id: int) -> Iterator[CloudResource]:
-        """The cloud resources serving certificate `cert_id` (`ListCloudResources`)."""
+    def resources_by_certificate(self) -> dict[int, tuple[CloudResource, ...]]:
+        """The account's cloud resources (`ListCloudResources`, paged), by the CertId each serves."""
         from alibabacloud_cas20200407 import models as m
 
+        out: dict[int, list[CloudResource]] = {}
         page, seen = 1, 0
         while True:
-            body = self._api.call(f"listing the cloud resources of certificate {cert_id}", "list_cloud_resources",
-                                  m.ListCloudResourcesRequest(cert_ids=[cert_id], current_page=page,
-                                                              show_size=self.page_size))
+            body = self._api.call("listing the account's cloud resources", "list_cloud_resources",
+                                  m.ListCloudResourcesRequest(current_page=page, show_size=self.page_size))
             data = body.data or []
             for r in data:
-                yield CloudResource(id=int(r.id), product=r.cloud_product or "", domain=(r.domain or "").lower(),
-                                    instance_id=r.instance_id or "", region=r.region_id or r.cloud_region or "",
-                                    port=int(r.listener_port) if r.listener_port else None)
+                if r.cert_id is None:
+                    continue
+                out.setdefault(int(r.cert_id), []).append(CloudResource(
+                    id=int(r.id), product=r.cloud_product or "", domain=(r.domain or "").lower(),
+                    instance_id=r.instance_id or "", region=r.region_id or r.cloud_region or "",
+                    port=int(r.listener_port) if r.listener_port else None))
             seen += len(data)
             if not data or seen >= int(body.total or 0):
-                return
+                return {cert_id: tuple(rs) for cert_id, rs in out.items()}
             page += 1

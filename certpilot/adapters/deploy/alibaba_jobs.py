@@ -257,7 +257,7 @@ class DeploymentJobTarget:
         try:
             workers = self._workers(job_id)
         except DeployError as exc:
-            if "InvalidAction.NotFound" not in str(exc):
+            if getattr(exc, "service_code", "") != "InvalidAction.NotFound":
                 raise
             workers = None  # a service without worker listing rolls the whole job back at once
         if workers is None:
@@ -325,7 +325,9 @@ class DeploymentJobTarget:
         except DeployError:
             raise
         except Exception as exc:  # noqa: BLE001 - PermanentError and anything else: not retried
-            raise DeployError(str(exc), step=step) from None
+            err = DeployError(str(exc), step=step)
+            err.service_code = getattr(exc, "service_code", "")  # what `_start_rollback` branches on
+            raise err from None
 
     def _upload(self, m: DeployMaterial) -> int:
         """Upload leaf + chain with the key; the CertId (the same one on a rerun: ClientToken)."""

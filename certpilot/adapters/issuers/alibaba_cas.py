@@ -148,11 +148,11 @@ class AlibabaCasIssuer:
                 f"{', '.join(names)} has {len(names)} names: buy a multi-domain certificate in CAS and import it",
                 "EL-1"))
         csr = application.csr_pem.decode() if isinstance(application.csr_pem, bytes) else application.csr_pem
-        previous = self._cas_order_of(application.replaces_pem) if application.replaces_pem else None
         resumed = self._open_application(names[0])
         if resumed is not None:
             log.info("CAS application %s for %s found open: resumed, no new request", resumed, names[0])
             return ref_of(resumed)
+        previous = self._cas_order_of(application.replaces_pem) if application.replaces_pem else None
         if previous is not None:
             body = self._api.call(f"renewing CAS order {previous}", "renew_certificate_order_for_package_request",
                                   m.RenewCertificateOrderForPackageRequestRequest(order_id=previous, csr=csr))
@@ -304,7 +304,7 @@ class AlibabaCasIssuer:
         if (body.type or "").lower() != "certificate" or not body.certificate:
             raise PermanentError(f"CAS order {order_id_of(ref)} is {body.type!r}, not issued: nothing to fetch")
         pems = split_pem_chain(body.certificate)
-        self._cleanup(normalize_fqdn(body.domain or ""))
+        self._cleanup(normalize_fqdn(body.domain or "").removeprefix("*."))
         return IssuedChain(leaf_pem=pems[0], chain_pems=tuple(p for p in pems[1:]
                                                               if not _self_signed(p)))
 

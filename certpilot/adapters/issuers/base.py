@@ -180,6 +180,20 @@ class OffersRenewalInfo(Protocol):
         ...
 
 
+@runtime_checkable
+class CountsQuota(Protocol):
+    """A CA service that keeps the account's certificate quota itself (Alibaba Cloud CAS's
+    packages): its count, not a local one, is what PAY-1 pays from and PAY-3 lists."""
+
+    def service_quota(self) -> dict[str, int]:
+        """Remaining certificates per specification key (``brand/level/type``), as the service counts them.
+
+        Raises:
+            TransientError / PermanentError: the service's answer.
+        """
+        ...
+
+
 def split_pem_chain(text: str) -> list[str]:
     """Split concatenated PEM certificates into a list of PEM strings (each ending in a newline)."""
     marker = "-----END CERTIFICATE-----"
